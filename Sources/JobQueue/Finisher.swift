@@ -1,0 +1,209 @@
+import Foundation
+import LibPQ
+import Logging
+import Synchronization
+
+/// Writes the outcomes of attempts, many per transaction.
+///
+/// At high rates the commit, not the claim, is the cost, so outcomes wait here while a write is
+/// in flight and go together in the next one. A handler's task awaits its outcome being durable
+/// before its slot frees, so shutdown never leaves an outcome unwritten. The write runs on the
+/// finisher's own task: cancelling a handler cannot abort it.
+final class Finisher: Sendable {
+    struct Entry: Sendable {
+        let job: Job
+        let resolution: Resolution
+        let statements: [BoundStatement]
+        let finishedAt: Date
+    }
+
+    private struct Pending {
+        var entries: [(Entry, CheckedContinuation<Bool, Never>)] = []
+        var stopping = false
+    }
+
+    private let store: JobStore
+    private let database: PostgresConnectionPool
+    private let logger: Logger
+    private let maxBatch: Int
+    private let pending = Mutex(Pending())
+    private let doorbell = Doorbell()
+
+    init(store: JobStore, database: PostgresConnectionPool, maxBatch: Int, logger: Logger) {
+        self.store = store
+        self.database = database
+        self.maxBatch = maxBatch
+        self.logger = logger
+    }
+
+    /// Queues an outcome and returns once it is written: true if this replica still held the job,
+    /// false if the lease had been lost (the write changed nothing).
+    func submit(_ entry: Entry) async -> Bool {
+        await withCheckedContinuation { continuation in
+            pending.withLock { $0.entries.append((entry, continuation)) }
+            doorbell.ring()
+        }
+    }
+
+    /// Writes until `stop()` was called and nothing is pending.
+    func run() async {
+        var backoff: Duration = .milliseconds(100)
+        while true {
+            let (batch, stopping) = pending.withLock { state in
+                let count = min(state.entries.count, maxBatch)
+                let batch = Array(state.entries.prefix(count))
+                state.entries.removeFirst(count)
+                return (batch, state.stopping)
+            }
+            if batch.isEmpty {
+                if stopping { return }
+                await doorbell.wait(timeout: .seconds(1))
+                continue
+            }
+            let entries = batch.map(\.0)
+            do {
+                let applied = try await write(entries)
+                backoff = .milliseconds(100)
+                for (entry, continuation) in batch { continuation.resume(returning: applied.contains(entry.job.id)) }
+            } catch let error as PostgresError where error.isTransient {
+                logger.warning(
+                    "could not record job outcomes, retrying", metadata: ["error": "\(error)", "jobs": "\(batch.count)"])
+                pending.withLock { $0.entries.insert(contentsOf: batch, at: 0) }
+                try? await Task.sleep(for: backoff)
+                backoff = min(backoff * 2, .seconds(5))
+            } catch {
+                // Not the connection: one entry carries something the database refuses. Write
+                // them one at a time so the rest are not held up by it.
+                for (entry, continuation) in batch {
+                    continuation.resume(returning: await writeAlone(entry, after: error))
+                }
+            }
+        }
+    }
+
+    /// Ends `run()` once everything submitted so far is written.
+    func stop() {
+        pending.withLock { $0.stopping = true }
+        doorbell.ring()
+    }
+
+    private func writeAlone(_ entry: Entry, after batchError: any Error) async -> Bool {
+        do {
+            return try await write([entry]).contains(entry.job.id)
+        } catch {
+            logger.error(
+                "could not record a job's outcome; its lease will expire and it will run again",
+                metadata: ["job.id": "\(entry.job.id)", "job.kind": "\(entry.job.kind)", "error": "\(error)"])
+            return false
+        }
+    }
+
+    private func write(_ entries: [Entry]) async throws -> Set<Int64> {
+        try await database.withConnection { connection in
+            try await connection.transaction { connection in
+                var applied = Set<Int64>()
+                let plain = entries.filter { $0.statements.isEmpty }
+                applied.formUnion(try await apply(plain, on: connection))
+                for (index, entry) in entries.enumerated() where !entry.statements.isEmpty {
+                    applied.formUnion(try await applyWithStatements(entry, savepoint: index, on: connection))
+                }
+                return applied
+            }
+        }
+    }
+
+    /// One guarded state change plus the handler's statements, inside a savepoint: if the
+    /// statements fail, the attempt is recorded as failed instead and the batch goes on.
+    private func applyWithStatements(_ entry: Entry, savepoint: Int, on connection: PostgresConnection) async throws
+        -> Set<Int64>
+    {
+        try await connection.execute(script: "SAVEPOINT outcome_\(savepoint)", name: "savepoint")
+        do {
+            let applied = try await apply([entry], on: connection)
+            if applied.contains(entry.job.id) {
+                for statement in entry.statements {
+                    try await connection.query(statement.query, statement.bindings)
+                }
+            }
+            try await connection.execute(script: "RELEASE SAVEPOINT outcome_\(savepoint)", name: "releaseSavepoint")
+            return applied
+        } catch let error as PostgresError where !error.isTransient {
+            try await connection.execute(script: "ROLLBACK TO SAVEPOINT outcome_\(savepoint)", name: "rollbackSavepoint")
+            logger.error(
+                "a job handler's statements failed; recording the attempt as failed",
+                metadata: ["job.id": "\(entry.job.id)", "job.kind": "\(entry.job.kind)", "error": "\(error)"])
+            let failure = Entry(
+                job: entry.job,
+                resolution: .retry(error: "recording the outcome failed: \(error)", runAt: entry.finishedAt + 5),
+                statements: [], finishedAt: entry.finishedAt)
+            return try await apply([failure], on: connection)
+        }
+    }
+
+    /// Guarded state changes for entries without statements: one statement per kind of outcome.
+    private func apply(_ entries: [Entry], on connection: PostgresConnection) async throws -> Set<Int64> {
+        guard !entries.isEmpty else { return [] }
+        var complete: [Entry] = [], cancel: [(Entry, String)] = [], retry: [(Entry, String, Date)] = []
+        var dead: [(Entry, DeadLetterReason, String)] = [], release: [Entry] = []
+        for entry in entries {
+            switch entry.resolution {
+            case .complete: complete.append(entry)
+            case .cancel(let reason): cancel.append((entry, Self.clean(reason)))
+            case .retry(let error, let runAt): retry.append((entry, Self.clean(error), runAt))
+            case .deadLetter(let reason, let error): dead.append((entry, reason, Self.clean(error)))
+            case .release: release.append(entry)
+            }
+        }
+        var applied = Set<Int64>()
+        func run(_ query: PostgresQuery, _ bindings: [any PostgresEncodable]) async throws {
+            let result = try await connection.query(query, bindings)
+            for row in result.rows { applied.insert(try row.decode("job_id")) }
+        }
+        let worker = store.workerID
+        if !complete.isEmpty {
+            try await run(
+                JobStore.complete,
+                [ids(complete), attempts(complete), worker, PostgresArray(complete.map(\.finishedAt))])
+        }
+        if !cancel.isEmpty {
+            let e = cancel.map(\.0)
+            try await run(
+                JobStore.cancel,
+                [ids(e), attempts(e), worker, PostgresArray(e.map(\.finishedAt)), PostgresArray(cancel.map(\.1))])
+        }
+        if !retry.isEmpty {
+            let e = retry.map(\.0)
+            try await run(
+                JobStore.retry,
+                [
+                    ids(e), attempts(e), worker, PostgresArray(e.map(\.finishedAt)), PostgresArray(retry.map(\.1)),
+                    PostgresArray(retry.map(\.2)),
+                ])
+        }
+        if !dead.isEmpty {
+            let e = dead.map(\.0)
+            try await run(
+                JobStore.deadLetter,
+                [
+                    ids(e), attempts(e), worker, PostgresArray(e.map(\.finishedAt)), PostgresArray(dead.map(\.2)),
+                    PostgresArray(dead.map(\.1.rawValue)), PostgresArray(e.map(\.job.maxAttempts)),
+                ])
+        }
+        if !release.isEmpty {
+            try await run(
+                JobStore.release,
+                [ids(release), attempts(release), worker, PostgresArray(release.map(\.finishedAt))])
+        }
+        return applied
+    }
+
+    private func ids(_ entries: [Entry]) -> PostgresArray<Int64> { PostgresArray(entries.map(\.job.id)) }
+    private func attempts(_ entries: [Entry]) -> PostgresArray<Int> { PostgresArray(entries.map(\.job.attempt)) }
+
+    /// Error texts go into `text` columns: no NUL bytes (PostgreSQL refuses them), and capped.
+    static func clean(_ text: String) -> String {
+        var cleaned = text.replacingOccurrences(of: "\u{0}", with: "\u{FFFD}")
+        if cleaned.count > 2000 { cleaned = String(cleaned.prefix(2000)) + "…" }
+        return cleaned
+    }
+}

@@ -1,0 +1,34 @@
+import Foundation
+import LibPQ
+
+/// A claimed job, as a handler sees it.
+public struct Job: Sendable {
+    public let id: Int64
+    public let kind: String
+    /// The payload's JSON text as stored (`jsonb` normalizes spacing and key order).
+    public let payload: PostgresJSON
+    public let priority: Int
+    /// This attempt's number, starting at 1.
+    public let attempt: Int
+    /// The attempts this job may use: its own `max_attempts`, or the retry policy's.
+    public let maxAttempts: Int
+    public let createdAt: Date
+    public let runAt: Date
+
+    public init(
+        id: Int64, kind: String, payload: PostgresJSON, priority: Int = 0, attempt: Int, maxAttempts: Int,
+        createdAt: Date, runAt: Date
+    ) {
+        self.id = id
+        self.kind = kind
+        self.payload = payload
+        self.priority = priority
+        self.attempt = attempt
+        self.maxAttempts = maxAttempts
+        self.createdAt = createdAt
+        self.runAt = runAt
+    }
+
+    /// True when a failure of this attempt sends the job to the dead letters.
+    public var isLastAttempt: Bool { attempt >= maxAttempts }
+}

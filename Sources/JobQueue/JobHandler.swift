@@ -1,0 +1,41 @@
+import Logging
+import LibPQ
+
+/// Works jobs of one kind.
+///
+/// A thrown error is a failed attempt, retried on the policy's schedule with the error's text
+/// recorded; it never stops the worker. Return ``JobOutcome/fail(_:statements:)`` for failures
+/// that retrying cannot fix.
+public protocol JobHandler: Sendable {
+    /// The `kind` column value this handler claims.
+    var kind: String { get }
+    /// The retry schedule; nil uses the worker's.
+    var retryPolicy: RetryPolicy? { get }
+    func handle(_ job: Job, context: JobContext) async throws -> JobOutcome
+}
+
+extension JobHandler {
+    public var retryPolicy: RetryPolicy? { nil }
+}
+
+/// What a handler may use while it works.
+public struct JobContext: Sendable {
+    /// A logger carrying `job.id`, `job.kind` and `job.attempt`.
+    public var logger: Logger
+    /// Connections shared by the replica's handlers; hold one only as long as a statement needs.
+    public var database: PostgresConnectionPool
+    public var workerID: String
+
+    public init(logger: Logger, database: PostgresConnectionPool, workerID: String) {
+        self.logger = logger
+        self.database = database
+        self.workerID = workerID
+    }
+}
+
+/// The built-in `noop` kind: does nothing, for health checks and for measuring the queue.
+public struct NoopHandler: JobHandler {
+    public let kind = "noop"
+    public init() {}
+    public func handle(_ job: Job, context: JobContext) async throws -> JobOutcome { .complete }
+}

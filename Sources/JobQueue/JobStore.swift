@@ -1,0 +1,188 @@
+import Foundation
+import LibPQ
+
+/// The queue's statements. Every statement that ends an attempt is guarded by `locked_by` and
+/// `attempt`, so a replica that lost its lease changes nothing.
+struct JobStore: Sendable {
+    let workerID: String
+
+    // MARK: Claiming
+
+    static let claim = PostgresQuery(
+        "claimJobs",
+        """
+        WITH picked AS (
+            SELECT id FROM webhook_worker.jobs
+            WHERE state = 'available' AND run_at <= now() AND kind = ANY($1::text[])
+            ORDER BY priority, run_at, id
+            LIMIT $2
+            FOR UPDATE SKIP LOCKED
+        )
+        UPDATE webhook_worker.jobs j
+        SET state = 'running', attempt = j.attempt + 1, locked_by = $3,
+            locked_until = now() + $4::interval, attempted_at = now()
+        FROM picked
+        WHERE j.id = picked.id
+        RETURNING j.id, j.kind, j.payload, j.priority, j.attempt, j.max_attempts, j.created_at, j.run_at
+        """)
+
+    /// Claims up to `limit` runnable jobs of `kinds`, in priority order.
+    func claim(
+        _ connection: PostgresConnection, kinds: [String], limit: Int, lease: Duration,
+        maxAttempts: (String) -> Int
+    ) async throws -> [Job] {
+        let result = try await connection.query(
+            Self.claim, [PostgresArray(kinds), limit, workerID, PostgresInterval(lease)])
+        var jobs: [Job] = []
+        jobs.reserveCapacity(result.count)
+        for row in result.rows {
+            let kind: String = try row.decode("kind")
+            jobs.append(
+                Job(
+                    id: try row.decode("id"), kind: kind, payload: try row.decode("payload"),
+                    priority: try row.decode("priority"), attempt: try row.decode("attempt"),
+                    maxAttempts: try row.decodeIfPresent("max_attempts") ?? maxAttempts(kind),
+                    createdAt: try row.decode("created_at"), runAt: try row.decode("run_at")))
+        }
+        return jobs.sorted { ($0.priority, $0.runAt, $0.id) < ($1.priority, $1.runAt, $1.id) }
+    }
+
+    // MARK: Leases
+
+    static let extendLeases = PostgresQuery(
+        "extendLeases",
+        """
+        UPDATE webhook_worker.jobs SET locked_until = now() + $3::interval
+        WHERE id = ANY($1::bigint[]) AND locked_by = $2 AND state = 'running'
+        RETURNING id
+        """)
+
+    /// Extends the leases of the jobs this replica runs; returns the ids it still holds.
+    func extendLeases(_ connection: PostgresConnection, ids: [Int64], lease: Duration) async throws -> Set<Int64> {
+        let result = try await connection.query(Self.extendLeases, [PostgresArray(ids), workerID, PostgresInterval(lease)])
+        return Set(try result.rows.map { try $0.decode("id", as: Int64.self) })
+    }
+
+    static let reap = PostgresQuery("reapExpiredLeases", "SELECT webhook_worker.reap_expired_leases($1, $2) AS reaped")
+
+    /// Returns expired leases of any replica to the queue; the count of jobs reaped.
+    func reapExpiredLeases(_ connection: PostgresConnection, defaultMaxAttempts: Int, batch: Int = 500) async throws -> Int {
+        try await connection.query(Self.reap, [defaultMaxAttempts, batch]).first?.decode("reaped") ?? 0
+    }
+
+    // MARK: Finishing
+
+    static let complete = PostgresQuery(
+        "completeJobs",
+        """
+        WITH f AS (
+            SELECT * FROM unnest($1::bigint[], $2::int[], $4::timestamptz[]) AS f(id, attempt, finished_at)
+        ), done AS (
+            DELETE FROM webhook_worker.jobs j USING f
+            WHERE j.id = f.id AND j.attempt = f.attempt AND j.locked_by = $3 AND j.state = 'running'
+            RETURNING j.id, j.kind, j.attempt, j.attempted_at, f.finished_at
+        )
+        INSERT INTO webhook_worker.job_attempts (job_id, kind, attempt, worker_id, started_at, finished_at, outcome)
+        SELECT id, kind, attempt, $3, coalesce(attempted_at, finished_at), finished_at, 'succeeded' FROM done
+        RETURNING job_id
+        """)
+
+    static let cancel = PostgresQuery(
+        "cancelJobs",
+        """
+        WITH f AS (
+            SELECT * FROM unnest($1::bigint[], $2::int[], $4::timestamptz[], $5::text[]) AS f(id, attempt, finished_at, error)
+        ), done AS (
+            DELETE FROM webhook_worker.jobs j USING f
+            WHERE j.id = f.id AND j.attempt = f.attempt AND j.locked_by = $3 AND j.state = 'running'
+            RETURNING j.id, j.kind, j.attempt, j.attempted_at, f.finished_at, f.error
+        )
+        INSERT INTO webhook_worker.job_attempts (job_id, kind, attempt, worker_id, started_at, finished_at, outcome, error)
+        SELECT id, kind, attempt, $3, coalesce(attempted_at, finished_at), finished_at, 'cancelled', error FROM done
+        RETURNING job_id
+        """)
+
+    static let retry = PostgresQuery(
+        "retryJobs",
+        """
+        WITH f AS (
+            SELECT * FROM unnest($1::bigint[], $2::int[], $4::timestamptz[], $5::text[], $6::timestamptz[])
+                AS f(id, attempt, finished_at, error, run_at)
+        ), back AS (
+            UPDATE webhook_worker.jobs j
+            SET state = 'available', locked_by = NULL, locked_until = NULL, run_at = f.run_at, last_error = f.error
+            FROM f
+            WHERE j.id = f.id AND j.attempt = f.attempt AND j.locked_by = $3 AND j.state = 'running'
+            RETURNING j.id, j.kind, j.attempt, j.attempted_at, f.finished_at, f.error
+        )
+        INSERT INTO webhook_worker.job_attempts (job_id, kind, attempt, worker_id, started_at, finished_at, outcome, error)
+        SELECT id, kind, attempt, $3, coalesce(attempted_at, finished_at), finished_at, 'failed', error FROM back
+        RETURNING job_id
+        """)
+
+    static let release = PostgresQuery(
+        "releaseJobs",
+        """
+        WITH f AS (
+            SELECT * FROM unnest($1::bigint[], $2::int[], $4::timestamptz[]) AS f(id, attempt, finished_at)
+        ), back AS (
+            UPDATE webhook_worker.jobs j
+            SET state = 'available', locked_by = NULL, locked_until = NULL, attempt = j.attempt - 1
+            FROM f
+            WHERE j.id = f.id AND j.attempt = f.attempt AND j.locked_by = $3 AND j.state = 'running'
+            RETURNING j.id, j.kind, f.attempt, j.attempted_at, f.finished_at
+        )
+        INSERT INTO webhook_worker.job_attempts (job_id, kind, attempt, worker_id, started_at, finished_at, outcome, error)
+        SELECT id, kind, attempt, $3, coalesce(attempted_at, finished_at), finished_at, 'released',
+               'released at shutdown; this attempt does not count'
+        FROM back
+        RETURNING job_id
+        """)
+
+    static let deadLetter = PostgresQuery(
+        "deadLetterJobs",
+        """
+        WITH f AS (
+            SELECT * FROM unnest($1::bigint[], $2::int[], $4::timestamptz[], $5::text[], $6::text[], $7::int[])
+                AS f(id, attempt, finished_at, error, reason, max_attempts)
+        ), dead AS (
+            DELETE FROM webhook_worker.jobs j USING f
+            WHERE j.id = f.id AND j.attempt = f.attempt AND j.locked_by = $3 AND j.state = 'running'
+            RETURNING j.*, f.finished_at, f.error, f.reason, f.max_attempts AS effective_max_attempts
+        ), letters AS (
+            INSERT INTO webhook_worker.dead_letter_jobs
+                (job_id, kind, payload, priority, attempts, max_attempts, reason, last_error, unique_key, created_at, dead_at)
+            SELECT id, kind, payload, priority, attempt, effective_max_attempts, reason, error, unique_key, created_at, finished_at
+            FROM dead
+        )
+        INSERT INTO webhook_worker.job_attempts (job_id, kind, attempt, worker_id, started_at, finished_at, outcome, error)
+        SELECT id, kind, attempt, $3, coalesce(attempted_at, finished_at), finished_at, 'failed', error FROM dead
+        RETURNING job_id
+        """)
+}
+
+/// How an attempt ends, once the retry policy has been applied.
+enum Resolution: Sendable {
+    case complete
+    case cancel(reason: String)
+    case retry(error: String, runAt: Date)
+    case deadLetter(reason: DeadLetterReason, error: String)
+    /// Shutdown: back to the queue, the attempt not counted.
+    case release
+
+    var outcomeLabel: String {
+        switch self {
+        case .complete: "succeeded"
+        case .cancel: "cancelled"
+        case .retry: "retried"
+        case .deadLetter: "dead_lettered"
+        case .release: "released"
+        }
+    }
+}
+
+/// Why a job went to the dead letters: the `reason` column.
+enum DeadLetterReason: String, Sendable {
+    case attemptsExhausted = "attempts_exhausted"
+    case permanentFailure = "permanent_failure"
+}

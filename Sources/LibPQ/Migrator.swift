@@ -1,0 +1,105 @@
+import Logging
+
+/// One numbered SQL file.
+public struct Migration: Sendable, Hashable {
+    public let version: Int
+    public let name: String
+    public let sql: String
+
+    public init(version: Int, name: String, sql: String) {
+        self.version = version
+        self.name = name
+        self.sql = sql
+    }
+
+    /// FNV-1a of the text, recorded so that an edited, already-applied file is noticed.
+    public var checksum: String {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in sql.utf8 {
+            hash ^= UInt64(byte)
+            hash = hash &* 0x100_0000_01b3
+        }
+        return String(hash, radix: 16)
+    }
+}
+
+/// Applies migrations in order, each in its own transaction, under a session advisory lock so that
+/// replicas starting together take turns. Applied versions are recorded in
+/// `<schema>.schema_migrations`; applying them again changes nothing.
+public struct Migrator: Sendable {
+    public let schema: String
+    public let migrations: [Migration]
+    /// The advisory lock's key; constant so every replica and `migrate` run contends for it.
+    public static let lockKey: Int64 = 0x7768_6b5f_6d69_67  // "whk_mig"
+
+    public init(schema: String, migrations: [Migration]) {
+        precondition(schema.allSatisfy { $0.isLetter || $0 == "_" }, "schema must be a plain identifier")
+        self.schema = schema
+        self.migrations = migrations.sorted { $0.version < $1.version }
+    }
+
+    /// Applies what is missing and returns the versions applied by this call.
+    @discardableResult
+    public func migrate(_ connection: PostgresConnection, logger: Logger) async throws -> [Int] {
+        let lock = PostgresQuery("migrationLock", "SELECT pg_advisory_lock($1::bigint)")
+        let unlock = PostgresQuery("migrationUnlock", "SELECT pg_advisory_unlock($1::bigint)")
+        try await connection.query(lock, [Self.lockKey])
+        do {
+            let applied = try await apply(connection, logger: logger)
+            try await connection.query(unlock, [Self.lockKey])
+            return applied
+        } catch {
+            _ = try? await connection.query(unlock, [Self.lockKey])
+            throw error
+        }
+    }
+
+    /// The versions already recorded, with their checksums.
+    public func appliedVersions(_ connection: PostgresConnection) async throws -> [Int: String] {
+        let exists = try await connection.query(
+            PostgresQuery("migrationTableExists", "SELECT to_regclass($1) IS NOT NULL AS present"),
+            ["\(schema).schema_migrations"])
+        guard try exists.first?.decode("present", as: Bool.self) == true else { return [:] }
+        let rows = try await connection.query(
+            PostgresQuery("migrationVersions", "SELECT version, checksum FROM \(schema).schema_migrations"))
+        var versions: [Int: String] = [:]
+        for row in rows.rows { versions[try row.decode("version")] = try row.decode("checksum") }
+        return versions
+    }
+
+    private func apply(_ connection: PostgresConnection, logger: Logger) async throws -> [Int] {
+        try await connection.execute(
+            script: """
+                CREATE SCHEMA IF NOT EXISTS \(schema);
+                CREATE TABLE IF NOT EXISTS \(schema).schema_migrations (
+                    version integer PRIMARY KEY,
+                    name text NOT NULL,
+                    checksum text NOT NULL,
+                    applied_at timestamptz NOT NULL DEFAULT now()
+                );
+                """, name: "migrationBootstrap")
+        let applied = try await appliedVersions(connection)
+        var newlyApplied: [Int] = []
+        for migration in migrations {
+            if let checksum = applied[migration.version] {
+                if checksum != migration.checksum {
+                    logger.warning(
+                        "an applied migration has changed since it was applied; it is not run again",
+                        metadata: ["migration": "\(migration.name)"])
+                }
+                continue
+            }
+            try await connection.transaction { connection in
+                try await connection.execute(script: migration.sql, name: "migration \(migration.name)")
+                try await connection.query(
+                    PostgresQuery(
+                        "migrationRecord",
+                        "INSERT INTO \(schema).schema_migrations (version, name, checksum) VALUES ($1, $2, $3)"),
+                    [migration.version, migration.name, migration.checksum])
+            }
+            logger.info("applied migration", metadata: ["migration": "\(migration.name)"])
+            newlyApplied.append(migration.version)
+        }
+        return newlyApplied
+    }
+}

@@ -1,0 +1,285 @@
+import CLibPQ
+import Dispatch
+import Foundation
+import Logging
+
+/// One libpq connection.
+///
+/// libpq calls block, and a `PGconn` may be used by one thread at a time. Every call therefore
+/// runs on the connection's own serial dispatch queue: a thread outside Swift's cooperative pool,
+/// so a slow statement never starves other tasks. The caller's task suspends until the call ends.
+///
+/// A connection is used by one task at a time (take it from ``PostgresConnectionPool`` or own
+/// it); statements from two tasks would interleave inside each other's transactions.
+///
+/// `@unchecked Sendable`: the only mutable state (`handle`, `prepared`) is read and written on
+/// `queue` alone.
+public final class PostgresConnection: @unchecked Sendable {
+    private let queue: DispatchQueue
+    private var handle: OpaquePointer?
+    private var prepared: [String: String] = [:]
+    private let notices: Unmanaged<NoticeSink>
+    public let logger: Logger
+    /// `host:port` of the server, for messages (never the password).
+    public let endpoint: String
+
+    private init(handle: OpaquePointer, queue: DispatchQueue, notices: Unmanaged<NoticeSink>, logger: Logger) {
+        self.handle = handle
+        self.queue = queue
+        self.notices = notices
+        self.logger = logger
+        self.endpoint = Self.endpoint(of: handle)
+    }
+
+    deinit {
+        if let handle { PQfinish(handle) }
+        notices.release()
+    }
+
+    /// Opens a connection.
+    ///
+    /// - Parameter conninfo: a `postgresql://` URI or `key=value` string; nil or empty uses
+    ///   libpq's defaults and `PG*` environment variables.
+    public static func connect(
+        _ conninfo: String?, applicationName: String = "webhook-worker", logger: Logger
+    ) async throws -> PostgresConnection {
+        let queue = DispatchQueue(label: "webhook-worker.libpq")
+        let sink = Unmanaged.passRetained(NoticeSink(logger: logger))
+        return try await withCheckedThrowingContinuation { continuation in
+            queue.async {
+                do {
+                    let handle = try openHandle(conninfo, applicationName: applicationName)
+                    PQsetNoticeReceiver(handle, noticeReceiver, sink.toOpaque())
+                    let connection = PostgresConnection(handle: handle, queue: queue, notices: sink, logger: logger)
+                    try connection.runSimple(
+                        "SET TIME ZONE 'UTC'; SET DateStyle = 'ISO'; SET IntervalStyle = 'iso_8601'",
+                        name: "sessionSettings")
+                    continuation.resume(returning: connection)
+                } catch {
+                    sink.release()
+                    continuation.resume(throwing: error)
+                }
+            }
+        }
+    }
+
+    /// Connects synchronously on the calling thread; for the listener's own thread.
+    static func openHandle(_ conninfo: String?, applicationName: String) throws -> OpaquePointer {
+        // Defaults first, the caller's conninfo after: with expand_dbname, later values win, so a
+        // URI's own keepalive or application_name settings take precedence over ours.
+        let pairs: [(String, String)] = [
+            ("fallback_application_name", applicationName),
+            ("connect_timeout", "10"),
+            ("keepalives", "1"),
+            ("keepalives_idle", "15"),
+            ("keepalives_interval", "5"),
+            ("keepalives_count", "3"),
+            ("dbname", conninfo ?? ""),
+        ]
+        let keys = pairs.map { strdup($0.0) }
+        let values = pairs.map { strdup($0.1) }
+        defer {
+            keys.forEach { free($0) }
+            values.forEach { free($0) }
+        }
+        var keyPointers = keys.map { UnsafePointer<CChar>($0) } + [nil]
+        var valuePointers = values.map { UnsafePointer<CChar>($0) } + [nil]
+        let conn = keyPointers.withUnsafeMutableBufferPointer { k in
+            valuePointers.withUnsafeMutableBufferPointer { v in
+                PQconnectdbParams(k.baseAddress, v.baseAddress, 1)
+            }
+        }
+        guard let conn else {
+            throw PostgresError(code: .connectionFailed, message: "libpq could not allocate a connection")
+        }
+        guard PQstatus(conn) == CONNECTION_OK else {
+            let message = errorMessage(conn)
+            let endpoint = endpoint(of: conn)
+            PQfinish(conn)
+            throw PostgresError(
+                code: .connectionFailed, message: "could not connect to \(endpoint): \(message)")
+        }
+        return conn
+    }
+
+    static func endpoint(of conn: OpaquePointer) -> String {
+        let host = PQhost(conn).map { String(cString: $0) } ?? "localhost"
+        let port = PQport(conn).map { String(cString: $0) } ?? ""
+        let shownHost = host.hasPrefix("/") ? "socket \(host)" : host
+        return port.isEmpty ? shownHost : "\(shownHost):\(port)"
+    }
+
+    static func errorMessage(_ conn: OpaquePointer) -> String {
+        guard let text = PQerrorMessage(conn) else { return "unknown error" }
+        return String(cString: text).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// True while libpq considers the connection usable.
+    public var isHealthy: Bool {
+        queue.sync { handle.map { PQstatus($0) == CONNECTION_OK } ?? false }
+    }
+
+    /// The server's process id for this connection (`pg_backend_pid()`), 0 when closed.
+    public var backendPID: Int32 {
+        queue.sync { handle.map { PQbackendPID($0) } ?? 0 }
+    }
+
+    /// Closes the connection. Further calls fail with `connectionLost`.
+    public func close() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            queue.async {
+                if let handle = self.handle { PQfinish(handle) }
+                self.handle = nil
+                continuation.resume()
+            }
+        }
+    }
+
+    /// Runs a statement with parameters bound separately from its text and returns its rows.
+    @discardableResult
+    public func query(_ query: PostgresQuery, _ bindings: [any PostgresEncodable] = []) async throws -> PostgresResult {
+        let texts = bindings.map(\.postgresText)
+        return try await onQueue { try self.runParams(query, texts) }
+    }
+
+    /// Runs fixed SQL text that may hold several statements and takes no parameters: for
+    /// migrations and session commands. Never build this text from values.
+    public func execute(script sql: String, name: String) async throws {
+        try await onQueue { _ = try self.runSimple(sql, name: name) }
+    }
+
+    /// Runs `body` in a transaction: committed when it returns, rolled back when it throws.
+    public func transaction<T: Sendable>(
+        _ body: (PostgresConnection) async throws -> T
+    ) async throws -> T {
+        try await execute(script: "BEGIN", name: "begin")
+        let value: T
+        do {
+            value = try await body(self)
+        } catch {
+            try? await execute(script: "ROLLBACK", name: "rollback")
+            throw error
+        }
+        try await execute(script: "COMMIT", name: "commit")
+        return value
+    }
+
+    private func onQueue<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            queue.async { continuation.resume(with: Result { try work() }) }
+        }
+    }
+
+    // MARK: - On the queue
+
+    private func liveHandle(_ name: String) throws -> OpaquePointer {
+        guard let handle, PQstatus(handle) == CONNECTION_OK else {
+            throw PostgresError(code: .connectionLost, message: "the connection is closed", statement: name)
+        }
+        return handle
+    }
+
+    @discardableResult
+    func runSimple(_ sql: String, name: String) throws -> PostgresResult {
+        let handle = try liveHandle(name)
+        return try consume(PQexec(handle, sql), handle: handle, name: name)
+    }
+
+    private func runParams(_ query: PostgresQuery, _ texts: [String?]) throws -> PostgresResult {
+        let handle = try liveHandle(query.name)
+        let cStrings: [UnsafeMutablePointer<CChar>?] = texts.map { $0.flatMap { strdup($0) } }
+        defer { cStrings.forEach { free($0) } }
+        let pointers: [UnsafePointer<CChar>?] = cStrings.map { $0.map { UnsafePointer($0) } }
+        let count = Int32(pointers.count)
+
+        let usePrepared = prepared[query.name] == query.sql || prepared[query.name] == nil
+        if usePrepared && prepared[query.name] == nil {
+            _ = try consume(PQprepare(handle, query.name, query.sql, count, nil), handle: handle, name: query.name)
+            prepared[query.name] = query.sql
+        }
+        let raw = pointers.withUnsafeBufferPointer { buffer in
+            usePrepared
+                ? PQexecPrepared(handle, query.name, count, buffer.baseAddress, nil, nil, 0)
+                : PQexecParams(handle, query.sql, count, nil, buffer.baseAddress, nil, nil, 0)
+        }
+        return try consume(raw, handle: handle, name: query.name)
+    }
+
+    private func consume(_ raw: OpaquePointer?, handle: OpaquePointer, name: String) throws -> PostgresResult {
+        guard let raw else {
+            let lost = PQstatus(handle) != CONNECTION_OK
+            throw PostgresError(
+                code: lost ? .connectionLost : .client, message: Self.errorMessage(handle), statement: name)
+        }
+        defer { PQclear(raw) }
+        switch PQresultStatus(raw) {
+        case PGRES_COMMAND_OK, PGRES_TUPLES_OK, PGRES_EMPTY_QUERY:
+            return Self.copy(raw, name: name)
+        default:
+            throw Self.error(from: raw, handle: handle, name: name)
+        }
+    }
+
+    static func error(from raw: OpaquePointer, handle: OpaquePointer, name: String) -> PostgresError {
+        func field(_ code: UInt8) -> String? {
+            PQresultErrorField(raw, Int32(code)).map { String(cString: $0) }
+        }
+        let sqlState = field(UInt8(ascii: "C"))
+        let primary = field(UInt8(ascii: "M"))
+        let lost = PQstatus(handle) != CONNECTION_OK
+        let message =
+            primary
+            ?? String(cString: PQresultErrorMessage(raw)).trimmingCharacters(in: .whitespacesAndNewlines)
+        return PostgresError(
+            code: sqlState == nil && lost ? .connectionLost : .server,
+            message: message.isEmpty ? errorMessage(handle) : message,
+            sqlState: sqlState, detail: field(UInt8(ascii: "D")), hint: field(UInt8(ascii: "H")),
+            statement: name)
+    }
+
+    private static func copy(_ raw: OpaquePointer, name: String) -> PostgresResult {
+        let rowCount = Int(PQntuples(raw))
+        let columnCount = Int(PQnfields(raw))
+        let columns = (0..<columnCount).map { String(cString: PQfname(raw, Int32($0))) }
+        var values: [[String?]] = []
+        values.reserveCapacity(rowCount)
+        for row in 0..<rowCount {
+            var rowValues: [String?] = []
+            rowValues.reserveCapacity(columnCount)
+            for column in 0..<columnCount {
+                if PQgetisnull(raw, Int32(row), Int32(column)) == 1 {
+                    rowValues.append(nil)
+                } else {
+                    rowValues.append(String(cString: PQgetvalue(raw, Int32(row), Int32(column))))
+                }
+            }
+            values.append(rowValues)
+        }
+        let affected = PQcmdTuples(raw).map { Int(String(cString: $0)) ?? 0 } ?? 0
+        return PostgresResult(columns: columns, values: values, affectedRows: affected, statement: name)
+    }
+}
+
+/// Receives libpq notices (`NOTICE`, `WARNING`) and logs them instead of printing to stderr.
+final class NoticeSink: @unchecked Sendable {
+    // Immutable after init; Logger is a value type.
+    let logger: Logger
+    init(logger: Logger) { self.logger = logger }
+
+    func receive(_ result: OpaquePointer) {
+        let severity = PQresultErrorField(result, Int32(UInt8(ascii: "V"))).map { String(cString: $0) } ?? "NOTICE"
+        let message = PQresultErrorField(result, Int32(UInt8(ascii: "M"))).map { String(cString: $0) } ?? ""
+        let level: Logger.Level =
+            switch severity {
+            case "WARNING": .warning
+            case "NOTICE", "INFO": .debug
+            default: .trace
+            }
+        logger.log(level: level, "postgres \(severity.lowercased()): \(message)")
+    }
+}
+
+let noticeReceiver: PQnoticeReceiver = { context, result in
+    guard let context, let result else { return }
+    Unmanaged<NoticeSink>.fromOpaque(context).takeUnretainedValue().receive(result)
+}

@@ -1,0 +1,156 @@
+import CLibPQ
+import Foundation
+import Logging
+import Synchronization
+
+/// LISTEN on a dedicated connection and its own thread, delivering notifications as an
+/// `AsyncSequence` of ``Event``s.
+///
+/// The thread waits with `poll()` on the connection's socket, so it costs nothing while idle and
+/// never occupies Swift's cooperative threads. When the server goes away or the backend is
+/// terminated, the listener reconnects with backoff (100 ms doubling to 5 s) and says so with
+/// ``Event/connected(reconnected:)``: notifications sent meanwhile were lost, so the consumer
+/// should rescan whatever they were about.
+public final class PostgresListener: Sendable {
+    public enum Event: Sendable, Equatable {
+        /// LISTEN is in place. `reconnected` is true after an outage: rescan.
+        case connected(reconnected: Bool)
+        /// The connection broke; notifications are lost until the next `connected`.
+        case disconnected(message: String)
+        case notification(channel: String, payload: String)
+    }
+
+    public let events: AsyncStream<Event>
+    private let continuation: AsyncStream<Event>.Continuation
+    private let conninfo: String?
+    private let channels: [String]
+    private let logger: Logger
+    private let stopped = Atomic<Bool>(false)
+    private let connected = Atomic<Bool>(false)
+    private let started = Atomic<Bool>(false)
+    private let finished = Mutex<CheckedContinuation<Void, Never>?>(nil)
+    private let done = Atomic<Bool>(false)
+
+    /// - Parameter channels: channel names; each must be a plain lower-case identifier.
+    public init(conninfo: String?, channels: [String], logger: Logger) {
+        precondition(
+            channels.allSatisfy { $0.allSatisfy { $0.isLetter || $0.isNumber || $0 == "_" } && !$0.isEmpty },
+            "channel names must be plain identifiers")
+        self.conninfo = conninfo
+        self.channels = channels
+        self.logger = logger
+        (events, continuation) = AsyncStream.makeStream(of: Event.self, bufferingPolicy: .bufferingNewest(1024))
+    }
+
+    /// True while LISTEN is in place (for readiness checks).
+    public var isConnected: Bool { connected.load(ordering: .relaxed) }
+
+    /// Starts the listening thread. Call once.
+    public func start() {
+        guard !started.exchange(true, ordering: .relaxed) else { return }
+        let thread = Thread { [self] in
+            self.loop()
+            self.continuation.finish()
+            self.done.store(true, ordering: .sequentiallyConsistent)
+            self.finished.withLock { waiter in
+                waiter?.resume()
+                waiter = nil
+            }
+        }
+        thread.name = "webhook-worker.listen"
+        thread.start()
+    }
+
+    /// Stops listening, closes the connection and ends `events`. Returns when the thread is done.
+    public func stop() async {
+        stopped.store(true, ordering: .sequentiallyConsistent)
+        guard started.load(ordering: .relaxed) else {
+            continuation.finish()
+            return
+        }
+        await withCheckedContinuation { (waiter: CheckedContinuation<Void, Never>) in
+            let resumeNow = finished.withLock { slot -> Bool in
+                if done.load(ordering: .sequentiallyConsistent) { return true }
+                slot = waiter
+                return false
+            }
+            if resumeNow { waiter.resume() }
+        }
+    }
+
+    private var isStopped: Bool { stopped.load(ordering: .relaxed) }
+
+    private func loop() {
+        var conn: OpaquePointer?
+        var everConnected = false
+        var backoff = 0.1
+        var reportedOutage = false
+        defer { if let conn { PQfinish(conn) } }
+
+        while !isStopped {
+            guard let live = conn else {
+                do {
+                    let opened = try PostgresConnection.openHandle(conninfo, applicationName: "webhook-worker-listen")
+                    for channel in channels {
+                        let result = PQexec(opened, "LISTEN \(channel)")
+                        let ok = PQresultStatus(result) == PGRES_COMMAND_OK
+                        let error = ok ? nil : PostgresConnection.error(from: result!, handle: opened, name: "listen")
+                        PQclear(result)
+                        if let error { PQfinish(opened); throw error }
+                    }
+                    conn = opened
+                    connected.store(true, ordering: .relaxed)
+                    logger.debug("listening for job notifications", metadata: ["db.channels": "\(channels)"])
+                    continuation.yield(.connected(reconnected: everConnected))
+                    everConnected = true
+                    reportedOutage = false
+                    backoff = 0.1
+                } catch {
+                    if !reportedOutage {
+                        logger.warning("LISTEN connection unavailable, retrying", metadata: ["error": "\(error)"])
+                        continuation.yield(.disconnected(message: "\(error)"))
+                        reportedOutage = true
+                    }
+                    sleep(seconds: backoff)
+                    backoff = min(backoff * 2, 5)
+                }
+                continue
+            }
+
+            var descriptor = pollfd(fd: PQsocket(live), events: Int16(POLLIN), revents: 0)
+            let ready = poll(&descriptor, 1, 200)
+            if ready < 0 && errno == EINTR { continue }
+            if ready == 0 { continue }
+            var broken = ready < 0 || PQconsumeInput(live) == 0 || PQstatus(live) != CONNECTION_OK
+            if !broken {
+                while let notify = PQnotifies(live) {
+                    let channel = String(cString: notify.pointee.relname)
+                    let payload = notify.pointee.extra.map { String(cString: $0) } ?? ""
+                    PQfreemem(notify)
+                    continuation.yield(.notification(channel: channel, payload: payload))
+                }
+                broken = PQstatus(live) != CONNECTION_OK
+            }
+            if broken {
+                let message = PostgresConnection.errorMessage(live)
+                PQfinish(live)
+                conn = nil
+                connected.store(false, ordering: .relaxed)
+                logger.warning("LISTEN connection lost, reconnecting", metadata: ["error": "\(message)"])
+                continuation.yield(.disconnected(message: message))
+                reportedOutage = true
+            }
+        }
+        connected.store(false, ordering: .relaxed)
+    }
+
+    /// Sleeps in short steps so that `stop()` is not held up by a long backoff.
+    private func sleep(seconds: Double) {
+        var left = seconds
+        while left > 0 && !isStopped {
+            let step = min(left, 0.1)
+            usleep(UInt32(step * 1_000_000))
+            left -= step
+        }
+    }
+}

@@ -1,0 +1,16 @@
+/// A statement with a name.
+///
+/// The name labels errors and logs (`claimJobs failed: ...`) and is the name under which the
+/// statement is prepared on each connection, so it is parsed and planned once per connection.
+/// Keep the text constant: values travel as parameters (`$1`, `$2`, ...), never inside it.
+public struct PostgresQuery: Sendable, Hashable, CustomStringConvertible {
+    public let name: String
+    public let sql: String
+
+    public init(_ name: String, _ sql: String) {
+        self.name = name
+        self.sql = sql
+    }
+
+    public var description: String { name }
+}

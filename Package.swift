@@ -3,7 +3,7 @@ import PackageDescription
 
 let package = Package(
     name: "webhook-worker",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "webhook-worker", targets: ["webhook-worker"]),
         .library(name: "LibPQ", targets: ["LibPQ"]),
@@ -31,6 +31,10 @@ let package = Package(
                 "CLibPQ",
                 .product(name: "Logging", package: "swift-log"),
             ]
+        ),
+        .target(
+            name: "WebhookWorkerSchema",
+            dependencies: ["LibPQ"]
         ),
         .target(
             name: "JobQueue",
@@ -61,6 +65,7 @@ let package = Package(
                 "LibPQ",
                 "JobQueue",
                 "WebhookDelivery",
+                "WebhookWorkerSchema",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -72,6 +77,7 @@ let package = Package(
                 "LibPQ",
                 "JobQueue",
                 "WebhookDelivery",
+                "WebhookWorkerSchema",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),

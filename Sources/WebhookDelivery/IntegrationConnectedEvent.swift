@@ -1,0 +1,97 @@
+import Foundation
+
+/// The body of an `integration.connected` webhook, serialized once at fan-out.
+///
+/// Keys are written in the documented order, compactly, so the bytes are stable and readable:
+/// `{"event":"integration.connected","user_id":...,"integration":{...},"timestamp":...}`.
+struct IntegrationConnectedEvent: Sendable {
+    var userID: String
+    var integrationAccountID: String
+    var provider: String
+    var providerAccountID: String?
+    var mcpEndpointBase: String
+    var name: String
+    var icon: String?
+    var timestamp: Date
+
+    var mcpEndpoint: String? {
+        providerAccountID.map { "\(mcpEndpointBase.hasSuffix("/") ? String(mcpEndpointBase.dropLast()) : mcpEndpointBase)/\(provider)/\($0)" }
+    }
+
+    func body() -> [UInt8] {
+        var json = JSONText()
+        json.beginObject()
+        json.field("event", "integration.connected")
+        json.field("user_id", userID)
+        json.key("integration")
+        json.beginObject()
+        json.field("id", integrationAccountID)
+        json.field("provider", provider)
+        json.field("account_id", providerAccountID)
+        json.field("mcp_endpoint", mcpEndpoint)
+        json.field("name", name)
+        json.field("icon", icon)
+        json.endObject()
+        json.field("timestamp", Self.timestamp(timestamp))
+        json.endObject()
+        return Array(json.text.utf8)
+    }
+
+    /// UTC with milliseconds: `2024-01-15T10:30:00.000Z`.
+    static func timestamp(_ date: Date) -> String {
+        date.formatted(
+            Date.ISO8601FormatStyle(timeZone: TimeZone(identifier: "UTC")!).year().month().day()
+                .time(includingFractionalSeconds: true))
+    }
+}
+
+/// A minimal JSON writer that keeps key order.
+struct JSONText {
+    private(set) var text = ""
+    private var needsComma = false
+
+    mutating func beginObject() {
+        separate()
+        text += "{"
+        needsComma = false
+    }
+
+    mutating func endObject() {
+        text += "}"
+        needsComma = true
+    }
+
+    mutating func key(_ key: String) {
+        separate()
+        Self.quote(key, into: &text)
+        text += ":"
+        needsComma = false
+    }
+
+    mutating func field(_ key: String, _ value: String?) {
+        self.key(key)
+        if let value { Self.quote(value, into: &text) } else { text += "null" }
+        needsComma = true
+    }
+
+    private mutating func separate() {
+        if needsComma { text += "," }
+    }
+
+    static func quote(_ value: String, into text: inout String) {
+        text += "\""
+        for scalar in value.unicodeScalars {
+            switch scalar {
+            case "\"": text += "\\\""
+            case "\\": text += "\\\\"
+            case "\n": text += "\\n"
+            case "\r": text += "\\r"
+            case "\t": text += "\\t"
+            case _ where scalar.value < 0x20 || scalar.value == 0x2028 || scalar.value == 0x2029:
+                text += String(format: "\\u%04x", scalar.value)
+            default: text.unicodeScalars.append(scalar)
+            }
+        }
+        text += "\""
+    }
+}

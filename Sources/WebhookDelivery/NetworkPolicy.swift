@@ -1,0 +1,129 @@
+import Foundation
+import NIOCore
+
+/// Which destinations a webhook may be sent to. On by default: HTTPS only, and no host that
+/// resolves to an internal address (see ``IPAddressClass``).
+///
+/// The check runs twice. Before a request, the URL's host is resolved and every address it
+/// resolves to must be allowed, so a refused destination is never connected to. Then, for every
+/// connection the HTTP client opens, the peer address actually connected to is checked again
+/// before any request is written on it: a name that resolves differently the second time (DNS
+/// rebinding) is caught there.
+public struct NetworkPolicy: Sendable {
+    public var allowHTTP: Bool
+    public var allowPrivateNetworks: Bool
+
+    public init(allowHTTP: Bool, allowPrivateNetworks: Bool) {
+        self.allowHTTP = allowHTTP
+        self.allowPrivateNetworks = allowPrivateNetworks
+    }
+
+    /// Why a destination was refused; permanent, since retrying would change nothing.
+    public struct Refusal: Error, Sendable, Equatable, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// Checks a URL's scheme and shape (no network access). Returns the host and port.
+    public func checkURL(_ url: String) throws(Refusal) -> (scheme: String, host: String, port: Int) {
+        guard let components = URLComponents(string: url), let scheme = components.scheme?.lowercased() else {
+            throw Refusal(description: "the webhook URL is not a valid URL")
+        }
+        guard scheme == "https" || scheme == "http" else {
+            throw Refusal(description: "the webhook URL's scheme '\(scheme)' is not http or https")
+        }
+        if scheme == "http" && !allowHTTP {
+            throw Refusal(description: "the webhook URL is http://; only https:// is allowed (see --allow-http)")
+        }
+        guard var host = components.host, !host.isEmpty else {
+            throw Refusal(description: "the webhook URL has no host")
+        }
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        return (scheme, host, components.port ?? (scheme == "https" ? 443 : 80))
+    }
+
+    /// Checks every address the host resolves to. Throws ``Refusal`` for internal addresses,
+    /// and rethrows resolution failures (which may be transient) as ``ResolutionFailure``.
+    public func checkDestination(host: String, port: Int) async throws -> [String] {
+        if allowPrivateNetworks { return [] }
+        let addresses = try await Self.resolve(host: host, port: port)
+        for address in addresses {
+            let kind = IPAddressClass.of(address.bytes)
+            if kind.isInternal {
+                throw Refusal(
+                    description:
+                        "the webhook host \(host) resolves to \(address.text), a \(kind.rawValue) address; internal destinations are refused (see --allow-private-networks)"
+                )
+            }
+        }
+        return addresses.map(\.text)
+    }
+
+    /// Checks the peer of an open connection; nil when allowed.
+    public func refusal(forPeer address: SocketAddress?) -> Refusal? {
+        guard !allowPrivateNetworks else { return nil }
+        guard let address else { return Refusal(description: "the connection has no peer address") }
+        let bytes: [UInt8]
+        switch address {
+        case .v4(let v4):
+            bytes = withUnsafeBytes(of: v4.address.sin_addr) { Array($0) }
+        case .v6(let v6):
+            bytes = withUnsafeBytes(of: v6.address.sin6_addr) { Array($0) }
+        case .unixDomainSocket:
+            return Refusal(description: "the connection is to a unix domain socket")
+        }
+        let kind = IPAddressClass.of(bytes)
+        guard kind.isInternal else { return nil }
+        return Refusal(description: "connected to \(address.ipAddress ?? "?"), a \(kind.rawValue) address; refused")
+    }
+
+    public struct ResolutionFailure: Error, Sendable, CustomStringConvertible {
+        public let description: String
+    }
+
+    struct ResolvedAddress {
+        let bytes: [UInt8]
+        let text: String
+    }
+
+    /// getaddrinfo blocks, so it runs on a dispatch thread, not on a cooperative one.
+    static func resolve(host: String, port: Int) async throws -> [ResolvedAddress] {
+        try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global().async {
+                continuation.resume(with: Result { try resolveBlocking(host: host, port: port) })
+            }
+        }
+    }
+
+    static func resolveBlocking(host: String, port: Int) throws -> [ResolvedAddress] {
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_family = AF_UNSPEC
+        var result: UnsafeMutablePointer<addrinfo>?
+        let status = getaddrinfo(host, String(port), &hints, &result)
+        guard status == 0, let first = result else {
+            let reason = String(cString: gai_strerror(status))
+            throw ResolutionFailure(description: "could not resolve \(host): \(reason)")
+        }
+        defer { freeaddrinfo(first) }
+        var addresses: [ResolvedAddress] = []
+        var cursor: UnsafeMutablePointer<addrinfo>? = first
+        while let entry = cursor {
+            if let sockaddr = entry.pointee.ai_addr {
+                if entry.pointee.ai_family == AF_INET {
+                    let address = sockaddr.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee.sin_addr }
+                    let bytes = withUnsafeBytes(of: address) { Array($0) }
+                    addresses.append(.init(bytes: bytes, text: bytes.map(String.init).joined(separator: ".")))
+                } else if entry.pointee.ai_family == AF_INET6 {
+                    var address = sockaddr.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { $0.pointee.sin6_addr }
+                    let bytes = withUnsafeBytes(of: address) { Array($0) }
+                    var buffer = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
+                    inet_ntop(AF_INET6, &address, &buffer, socklen_t(buffer.count))
+                    addresses.append(.init(bytes: bytes, text: String(cString: buffer)))
+                }
+            }
+            cursor = entry.pointee.ai_next
+        }
+        guard !addresses.isEmpty else { throw ResolutionFailure(description: "\(host) has no addresses") }
+        return addresses
+    }
+}

@@ -1,0 +1,162 @@
+import Foundation
+import JobQueue
+import LibPQ
+import Logging
+import Metrics
+
+/// `webhook.deliver`: re-checks the recipient, signs and POSTs the stored body, and records the
+/// attempt and the delivery's status in the transaction that records the job's outcome.
+public struct WebhookDeliverHandler: JobHandler {
+    public static let kind = "webhook.deliver"
+    public var kind: String { Self.kind }
+    public var retryPolicy: RetryPolicy? { sender.configuration.retryPolicy }
+    let sender: WebhookSender
+
+    public init(sender: WebhookSender) {
+        self.sender = sender
+    }
+
+    static let recordAttempt = PostgresQuery(
+        "recordDeliveryAttempt",
+        """
+        WITH attempt AS (
+            INSERT INTO webhook_worker.delivery_attempts
+                (delivery_id, attempt, job_id, worker_id, url, http_status, error_class, error, duration_ms, response_excerpt)
+            SELECT delivery_id, attempts + 1, $2, $3, $4, $5, $6, $7, $8, $9
+            FROM webhook_worker.webhook_deliveries WHERE delivery_id = $1
+        )
+        UPDATE webhook_worker.webhook_deliveries
+        SET attempts = attempts + 1, status = $10, last_http_status = $5, last_error = $7, updated_at = now(),
+            delivered_at = CASE WHEN $10 = 'delivered' THEN now() ELSE delivered_at END
+        WHERE delivery_id = $1
+        """)
+
+    static let markCancelled = PostgresQuery(
+        "cancelDelivery",
+        """
+        UPDATE webhook_worker.webhook_deliveries
+        SET status = 'cancelled', last_error = $2, updated_at = now()
+        WHERE delivery_id = $1
+        """)
+
+    public func handle(_ job: Job, context: JobContext) async throws -> JobOutcome {
+        let deliveryID: UUID
+        do {
+            let text = try JobPayload(job.payload, kind: kind).string("delivery_id", kind: kind)
+            guard let parsed = UUID(uuidString: text) else {
+                return .fail("the webhook.deliver payload's \"delivery_id\" is not a UUID")
+            }
+            deliveryID = parsed
+        } catch {
+            return .fail(error.description)
+        }
+        var logger = context.logger
+        logger[metadataKey: "delivery.id"] = "\(deliveryID.uuidString.lowercased())"
+
+        guard let row = try await context.database.query(Recipients.recheck, [deliveryID]).first else {
+            return .fail("delivery \(deliveryID.uuidString.lowercased()) does not exist")
+        }
+        let clientID: String = try row.decode("oauth_client_id")
+        logger[metadataKey: "client.id"] = "\(clientID)"
+        let status: String = try row.decode("status")
+        if status == "delivered" || status == "cancelled" {
+            logger.info("delivery is already \(status); nothing to send")
+            return .complete
+        }
+        if let reason = try Self.ineligibility(row, clientID: clientID) {
+            logger.info("recipient no longer qualifies; delivery cancelled", metadata: ["reason": "\(reason)"])
+            Counter(label: "webhook_worker_delivery_attempts_total", dimensions: [("outcome", "cancelled"), ("status_class", "none")])
+                .increment()
+            return .cancel(reason, statements: [BoundStatement(Self.markCancelled, [deliveryID, reason])])
+        }
+
+        let url: String = try row.decode("url")
+        let secret: String? = try row.decodeIfPresent("secret").flatMap { $0.isEmpty ? nil : $0 }
+        let body = Array(try row.decode("payload", as: String.self).utf8)
+        let id = deliveryID.uuidString.lowercased()
+        let headers = Self.headers(
+            deliveryID: id, body: body, secret: secret, userAgent: sender.configuration.userAgent,
+            timestamp: Int64(Date().timeIntervalSince1970))
+
+        let result = await sender.post(url: url, headers: headers, body: body, logger: logger)
+        let newStatus: String
+        let outcome: JobOutcome.Decision
+        if result.succeeded {
+            newStatus = "delivered"
+            outcome = .complete
+        } else if result.isPermanent {
+            newStatus = "failed"
+            outcome = .fail(reason: "permanent failure delivering to \(Self.redacted(url)): \(result.error ?? "unknown")")
+        } else {
+            newStatus = job.isLastAttempt ? "failed" : "pending"
+            outcome = .retry(error: "\(Self.redacted(url)): \(result.error ?? "unknown")", after: result.retryAfter)
+        }
+        let milliseconds = Int(DurationText.milliseconds(result.duration))
+        Counter(
+            label: "webhook_worker_delivery_attempts_total",
+            dimensions: [("outcome", newStatus == "delivered" ? "delivered" : "failed"), ("status_class", Self.statusClass(result))]
+        ).increment()
+        Timer(label: "webhook_worker_delivery_duration_seconds").recordMilliseconds(milliseconds)
+        logger.log(
+            level: result.succeeded ? .info : .warning,
+            result.succeeded ? "webhook delivered" : "webhook attempt failed",
+            metadata: [
+                "http.status": "\(result.status.map(String.init) ?? "none")",
+                "error.class": "\(result.errorClass ?? "none")", "duration_ms": "\(milliseconds)",
+            ])
+        let record = BoundStatement(
+            Self.recordAttempt,
+            [
+                deliveryID, job.id, context.workerID, Self.redacted(url), result.status, result.errorClass,
+                result.error, milliseconds, result.excerpt, newStatus,
+            ])
+        return JobOutcome(outcome, statements: [record])
+    }
+
+    /// The headers of one attempt, signatures included when the client has a secret.
+    public static func headers(
+        deliveryID: String, body: [UInt8], secret: String?, userAgent: String, timestamp: Int64
+    ) -> [(String, String)] {
+        var headers = [
+            ("Content-Type", "application/json"),
+            ("User-Agent", userAgent),
+            ("X-Webhook-Delivery", deliveryID),
+            ("X-Webhook-Event", "integration.connected"),
+        ]
+        if let secret {
+            headers.append(("X-Webhook-Secret", WebhookSignature.hex(secret: secret, body: body)))
+            headers.append(("webhook-id", deliveryID))
+            headers.append(("webhook-timestamp", String(timestamp)))
+            headers.append(
+                ("webhook-signature", WebhookSignature.standard(secret: secret, id: deliveryID, timestamp: timestamp, body: body)))
+        }
+        return headers
+    }
+
+    static func ineligibility(_ row: PostgresRow, clientID: String) throws -> String? {
+        if try !row.decode("client_exists", as: Bool.self) { return "OAuth client \(clientID) no longer exists" }
+        if try !row.decode("client_active", as: Bool.self) { return "OAuth client \(clientID) is inactive" }
+        if (try row.decodeIfPresent("url", as: String.self) ?? "").isEmpty {
+            return "OAuth client \(clientID) has no webhook URL"
+        }
+        if try !row.decode("has_scope", as: Bool.self) {
+            return "OAuth client \(clientID) no longer has the integration scope"
+        }
+        if try !row.decode("has_grant", as: Bool.self) {
+            return "the user's integration grant to OAuth client \(clientID) was revoked or deactivated"
+        }
+        return nil
+    }
+
+    /// The URL with any password in it masked, for storage and logs.
+    static func redacted(_ url: String) -> String {
+        guard var components = URLComponents(string: url), components.password != nil else { return url }
+        components.password = "***"
+        return components.string ?? url
+    }
+
+    static func statusClass(_ result: SendResult) -> String {
+        guard let status = result.status else { return "none" }
+        return "\(status / 100)xx"
+    }
+}

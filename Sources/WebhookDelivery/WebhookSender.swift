@@ -1,0 +1,189 @@
+import AsyncHTTPClient
+import Foundation
+import JobQueue
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// What one HTTP attempt came to.
+public struct SendResult: Sendable {
+    /// The response status, nil when no response arrived.
+    public var status: Int?
+    /// When no response arrived: `timeout`, `connect_failed`, `dns`, `tls`, `connection_reset`,
+    /// `policy_refused`, `invalid_url` or `error`.
+    public var errorClass: String?
+    /// A readable account of the failure; nil on success.
+    public var error: String?
+    /// The receiver's `Retry-After`, when it sent a usable one with a 429 or 503.
+    public var retryAfter: Duration?
+    /// The start of the response body (at most `excerptBytes`), as UTF-8 with invalid bytes replaced.
+    public var excerpt: String?
+    public var duration: Duration
+
+    public var succeeded: Bool { status.map { (200...299).contains($0) } ?? false }
+    /// A failure that retrying cannot fix: `410 Gone`, or a destination the policy refuses.
+    public var isPermanent: Bool { status == 410 || errorClass == "policy_refused" || errorClass == "invalid_url" }
+}
+
+/// Sends webhooks with one shared HTTP client: connect timeout, whole-request timeout, no
+/// redirects, at most `maxResponseBytes` of any response read, and the network policy applied
+/// before connecting and again to every new connection's peer. Call ``shutdown()`` on exit.
+public final class WebhookSender: Sendable {
+    public let configuration: WebhookDeliveryConfiguration
+    let policy: NetworkPolicy
+    private let client: HTTPClient
+
+    public init(configuration: WebhookDeliveryConfiguration, eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
+        self.configuration = configuration
+        let policy = NetworkPolicy(
+            allowHTTP: configuration.allowHTTP, allowPrivateNetworks: configuration.allowPrivateNetworks)
+        self.policy = policy
+        var clientConfiguration = HTTPClient.Configuration(
+            redirectConfiguration: .disallow,
+            timeout: .init(connect: .milliseconds(DurationText.milliseconds(configuration.connectTimeout))),
+            decompression: .disabled)
+        clientConfiguration.connectionPool = .init(idleTimeout: .seconds(60))
+        // Checked on every connection the client opens, before any request is written on it.
+        let check: @Sendable (Channel) -> EventLoopFuture<Void> = { channel in
+            if let refusal = policy.refusal(forPeer: channel.remoteAddress) {
+                channel.close(promise: nil)
+                return channel.eventLoop.makeFailedFuture(refusal)
+            }
+            return channel.eventLoop.makeSucceededVoidFuture()
+        }
+        clientConfiguration.http1_1ConnectionDebugInitializer = check
+        clientConfiguration.http2ConnectionDebugInitializer = check
+        self.client = HTTPClient(eventLoopGroup: eventLoopGroup, configuration: clientConfiguration)
+    }
+
+    public func shutdown() async throws {
+        try await client.shutdown()
+    }
+
+    /// POSTs `body` to `url` with `headers`. Never throws: every failure is a ``SendResult``.
+    public func post(url: String, headers: [(String, String)], body: [UInt8], logger: Logger) async -> SendResult {
+        let clock = ContinuousClock()
+        let started = clock.now
+        func failure(_ errorClass: String, _ message: String) -> SendResult {
+            SendResult(status: nil, errorClass: errorClass, error: message, duration: clock.now - started)
+        }
+
+        let target: (scheme: String, host: String, port: Int)
+        do {
+            target = try policy.checkURL(url)
+        } catch {
+            return failure(
+                error.description.contains("scheme") || error.description.contains("valid") ? "invalid_url" : "policy_refused",
+                error.description)
+        }
+        do {
+            _ = try await policy.checkDestination(host: target.host, port: target.port)
+        } catch let refusal as NetworkPolicy.Refusal {
+            return failure("policy_refused", refusal.description)
+        } catch {
+            return failure("dns", "\(error)")
+        }
+
+        var request = HTTPClientRequest(url: url)
+        request.method = .POST
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        request.body = .bytes(ByteBuffer(bytes: body))
+
+        let prepared = request
+        let timeout = configuration.requestTimeout
+        let limit = configuration.maxResponseBytes
+        do {
+            // The deadline bounds the whole exchange, body included: a receiver that trickles
+            // an endless body is cut off like one that never answers.
+            let (status, responseHeaders, bytes) = try await withThrowingTaskGroup(
+                of: (Int, HTTPHeaders, [UInt8])?.self
+            ) { group in
+                group.addTask {
+                    let response = try await self.client.execute(
+                        prepared, timeout: .milliseconds(DurationText.milliseconds(timeout)), logger: logger)
+                    var collected: [UInt8] = []
+                    for try await chunk in response.body {
+                        collected.append(contentsOf: chunk.readableBytesView.prefix(limit - collected.count))
+                        if collected.count >= limit { break }
+                    }
+                    return (Int(response.status.code), response.headers, collected)
+                }
+                group.addTask {
+                    try await Task.sleep(for: timeout)
+                    return nil
+                }
+                let first = try await group.next()!
+                group.cancelAll()
+                guard let first else { throw HTTPClientError.deadlineExceeded }
+                return first
+            }
+            var result = SendResult(
+                status: status, errorClass: nil, error: nil,
+                excerpt: Self.excerpt(bytes, max: configuration.excerptBytes), duration: clock.now - started)
+            if !result.succeeded {
+                result.error = "HTTP \(status)"
+                if status == 429 || status == 503 {
+                    result.retryAfter = responseHeaders.first(name: "retry-after").flatMap { Self.parseRetryAfter($0) }
+                }
+            }
+            return result
+        } catch let refusal as NetworkPolicy.Refusal {
+            return failure("policy_refused", refusal.description)
+        } catch {
+            let (errorClass, message) = Self.classify(error)
+            return failure(errorClass, message)
+        }
+    }
+
+    static func excerpt(_ bytes: [UInt8], max: Int) -> String? {
+        guard !bytes.isEmpty else { return nil }
+        let text = String(decoding: bytes.prefix(max), as: UTF8.self)
+        return text.replacingOccurrences(of: "\u{0}", with: "\u{FFFD}")
+    }
+
+    /// `Retry-After` as delta-seconds or an HTTP date; nil when unusable.
+    public static func parseRetryAfter(_ value: String, now: Date = Date()) -> Duration? {
+        let trimmed = value.trimmingCharacters(in: .whitespaces)
+        if let seconds = Int64(trimmed), seconds >= 0 { return .seconds(min(seconds, 86_400 * 30)) }
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "GMT")
+        for format in ["EEE, dd MMM yyyy HH:mm:ss zzz", "EEEE, dd-MMM-yy HH:mm:ss zzz", "EEE MMM d HH:mm:ss yyyy"] {
+            formatter.dateFormat = format
+            if let date = formatter.date(from: trimmed) {
+                let seconds = max(0, date.timeIntervalSince(now))
+                return .milliseconds(Int64(min(seconds, 86_400 * 30) * 1000))
+            }
+        }
+        return nil
+    }
+
+    static func classify(_ error: any Error) -> (String, String) {
+        let text = "\(error)"
+        let typeName = String(describing: type(of: error))
+        if let error = error as? HTTPClientError {
+            switch error {
+            case .deadlineExceeded, .readTimeout, .writeTimeout: return ("timeout", "timed out")
+            case .connectTimeout: return ("timeout", "connect timed out")
+            case .remoteConnectionClosed: return ("connection_reset", "the receiver closed the connection")
+            case .cancelled: return ("timeout", "timed out")
+            default: break
+            }
+        }
+        if error is CancellationError { return ("timeout", "timed out") }
+        if typeName.contains("SSL") || typeName.contains("TLS") || text.contains("handshake") {
+            return ("tls", "TLS failed: \(text)")
+        }
+        if text.contains("ECONNREFUSED") || text.contains("Connection refused") || typeName == "NIOConnectionError" {
+            return ("connect_failed", "connection refused or unreachable: \(text)")
+        }
+        if text.contains("ECONNRESET") || text.contains("reset by peer") || text.contains("EPIPE")
+            || text.contains("ioOnClosedChannel") || text.contains("outputClosed") || text.contains("eof")
+        {
+            return ("connection_reset", "the connection was reset: \(text)")
+        }
+        if typeName.contains("Timeout") || text.lowercased().contains("timeout") { return ("timeout", text) }
+        return ("error", text)
+    }
+}

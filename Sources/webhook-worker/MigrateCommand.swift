@@ -1,0 +1,41 @@
+import ArgumentParser
+import LibPQ
+import WebhookWorkerSchema
+
+struct MigrateCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "migrate",
+        abstract: "Apply the schema's migrations (embedded in this binary). Safe to run concurrently and repeatedly.")
+
+    @OptionGroup var database: DatabaseOptions
+    @OptionGroup var logging: LoggingOptions
+
+    func run() async throws {
+        let logger = try logging.bootstrap()
+        let connection = try await connectOrExit(database.conninfo)
+        let applied = try await WebhookWorkerSchema.migrator.migrate(connection, logger: logger)
+        await connection.close()
+        print(applied.isEmpty ? "schema is up to date" : "applied \(applied.count) migration(s)")
+    }
+}
+
+/// Connects, or prints one line naming the server (never the password) and exits 1.
+func connectOrExit(_ conninfo: String?) async throws -> PostgresConnection {
+    do {
+        return try await PostgresConnection.connect(conninfo, logger: .init(label: "webhook-worker.db"))
+    } catch {
+        printError("\(error)")
+        throw ExitCode(1)
+    }
+}
+
+func printError(_ line: String) {
+    var standardError = StandardError()
+    print("webhook-worker: \(line)", to: &standardError)
+}
+
+struct StandardError: TextOutputStream {
+    mutating func write(_ string: String) {
+        FileHandleOutput.write(string)
+    }
+}

@@ -1,0 +1,157 @@
+import ArgumentParser
+import Foundation
+import JobQueue
+import LibPQ
+import Logging
+import ServiceLifecycle
+import WebhookDelivery
+import WebhookWorkerSchema
+
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Migrate if needed, then work jobs until SIGTERM or SIGINT.",
+        discussion: """
+            Every setting is a flag or an environment variable; the flag wins. Durations are written \
+            250ms, 5s, 5m, 2h or 1d. A bad value stops the worker at start with one line naming it \
+            and exit status 2.
+            """)
+
+    @OptionGroup var database: DatabaseOptions
+    @OptionGroup var logging: LoggingOptions
+
+    @Option(help: "Jobs in flight per replica. Env: WORKER_CONCURRENCY. Default: 32.")
+    var concurrency: String?
+    @Option(help: "How long a claim holds a job before other replicas may take it back; renewed while the job runs. Env: WORKER_LEASE. Default: 60s.")
+    var lease: String?
+    @Option(name: .customLong("poll-interval"), help: "Fallback rescan when no notification arrives. Env: WORKER_POLL_INTERVAL. Default: 2s.")
+    var pollInterval: String?
+    @Option(name: .customLong("shutdown-timeout"), help: "Time in-flight jobs get to finish on SIGTERM before they are released. Env: WORKER_SHUTDOWN_TIMEOUT. Default: 30s.")
+    var shutdownTimeout: String?
+    @Option(name: .customLong("retry-schedule"), help: "Waits between delivery attempts, comma-separated, ±20% jitter. Env: WEBHOOK_RETRY_SCHEDULE. Default: 5s,5m,30m,2h,5h,10h,10h.")
+    var retrySchedule: String?
+    @Option(name: .customLong("request-timeout"), help: "Whole-request timeout of one delivery attempt. Env: WEBHOOK_REQUEST_TIMEOUT. Default: 15s.")
+    var requestTimeout: String?
+    @Flag(name: .customLong("allow-http"), help: "Allow http:// webhook URLs (development). Env: WEBHOOK_ALLOW_HTTP=1. Default: off.")
+    var allowHTTP = false
+    @Flag(name: .customLong("allow-private-networks"), help: "Allow loopback, private and link-local destinations (development). Env: WEBHOOK_ALLOW_PRIVATE_NETWORKS=1. Default: off.")
+    var allowPrivateNetworks = false
+    @Option(name: .customLong("mcp-endpoint-base"), help: "Base of the payload's mcp_endpoint. Env: MCP_ENDPOINT_BASE. Default: mcp://core.ai.")
+    var mcpEndpointBase: String?
+    @Option(name: .customLong("user-agent"), help: "User-Agent of webhook requests. Env: WEBHOOK_USER_AGENT. Default: Echo-OAuth-Webhooks/1.0.")
+    var userAgent: String?
+    @Option(name: .customLong("worker-id"), help: "This replica's name in locked_by and attempt rows. Env: WORKER_ID. Default: host-pid-random.")
+    var workerID: String?
+    @Option(name: .customLong("database-pool-size"), help: "Connections shared by this replica's jobs (plus three of its own: LISTEN, claim, finish). Env: WORKER_DB_POOL_SIZE. Default: 8.")
+    var poolSize: String?
+
+    struct Settings {
+        var queue: JobWorkerConfiguration
+        var delivery: WebhookDeliveryConfiguration
+        var poolSize: Int
+    }
+
+    func settings(environment env: [String: String]) throws -> Settings {
+        func source(_ flag: String, _ variable: String, _ value: String?) -> SettingSource {
+            SettingSource(flag, variable, value, env: env)
+        }
+        let scheduleSource = source("retry-schedule", "WEBHOOK_RETRY_SCHEDULE", retrySchedule)
+        var policy = RetryPolicy.standard
+        if let text = scheduleSource.value {
+            guard let parsed = RetryPolicy(parsing: text) else {
+                throw SettingError(
+                    description:
+                        "invalid \(scheduleSource.name) '\(text)': expected comma-separated durations like 5s,5m,30m,2h")
+            }
+            policy = parsed
+        }
+        let leaseValue = try source("lease", "WORKER_LEASE", lease).duration(default: .seconds(60), minimum: .seconds(1))
+        let requestTimeoutValue = try source("request-timeout", "WEBHOOK_REQUEST_TIMEOUT", requestTimeout)
+            .duration(default: .seconds(15), minimum: .milliseconds(100))
+        guard leaseValue > requestTimeoutValue + .seconds(1) else {
+            throw SettingError(
+                description:
+                    "invalid --lease (WORKER_LEASE) \(DurationText.format(leaseValue)): it must exceed --request-timeout (\(DurationText.format(requestTimeoutValue))) by more than 1s, or a job could lose its lease mid-request"
+            )
+        }
+        let mcpBase = source("mcp-endpoint-base", "MCP_ENDPOINT_BASE", mcpEndpointBase)
+        if let value = mcpBase.value, URLComponents(string: value)?.scheme == nil {
+            throw SettingError(description: "invalid \(mcpBase.name) '\(value)': expected a URL such as mcp://core.ai")
+        }
+        let agent = source("user-agent", "WEBHOOK_USER_AGENT", userAgent)
+        if let value = agent.value, value.contains(where: { $0.isNewline || $0 == "\0" }) {
+            throw SettingError(description: "invalid \(agent.name): it must be one line")
+        }
+        let worker = source("worker-id", "WORKER_ID", workerID)
+        if let value = worker.value, value.count > 200 || value.contains(where: \.isNewline) {
+            throw SettingError(description: "invalid \(worker.name): at most 200 characters on one line")
+        }
+
+        let queue = JobWorkerConfiguration(
+            conninfo: database.conninfo,
+            workerID: worker.value ?? JobWorkerConfiguration.defaultWorkerID(),
+            concurrency: try source("concurrency", "WORKER_CONCURRENCY", concurrency).integer(default: 32, range: 1...10_000),
+            lease: leaseValue,
+            pollInterval: try source("poll-interval", "WORKER_POLL_INTERVAL", pollInterval)
+                .duration(default: .seconds(2), minimum: .milliseconds(10)),
+            shutdownTimeout: try source("shutdown-timeout", "WORKER_SHUTDOWN_TIMEOUT", shutdownTimeout)
+                .duration(default: .seconds(30), minimum: .zero),
+            retryPolicy: policy)
+        let delivery = WebhookDeliveryConfiguration(
+            retryPolicy: policy,
+            requestTimeout: requestTimeoutValue,
+            allowHTTP: try source("allow-http", "WEBHOOK_ALLOW_HTTP", nil).boolean(flagSet: allowHTTP),
+            allowPrivateNetworks: try source("allow-private-networks", "WEBHOOK_ALLOW_PRIVATE_NETWORKS", nil)
+                .boolean(flagSet: allowPrivateNetworks),
+            mcpEndpointBase: mcpBase.value ?? "mcp://core.ai",
+            userAgent: agent.value ?? "Echo-OAuth-Webhooks/1.0")
+        let pool = try source("database-pool-size", "WORKER_DB_POOL_SIZE", poolSize).integer(default: 8, range: 1...500)
+        return Settings(queue: queue, delivery: delivery, poolSize: pool)
+    }
+
+    func run() async throws {
+        let logger = try logging.bootstrap()
+        let settings: Settings = try orExit { try self.settings(environment: ProcessInfo.processInfo.environment) }
+        logger.info(
+            "effective settings",
+            metadata: [
+                "database_url": "\(redactedConninfo(settings.queue.conninfo))",
+                "worker_id": "\(settings.queue.workerID)",
+                "concurrency": "\(settings.queue.concurrency)",
+                "lease": "\(DurationText.format(settings.queue.lease))",
+                "poll_interval": "\(DurationText.format(settings.queue.pollInterval))",
+                "shutdown_timeout": "\(DurationText.format(settings.queue.shutdownTimeout))",
+                "retry_schedule": "\(settings.delivery.retryPolicy)",
+                "request_timeout": "\(DurationText.format(settings.delivery.requestTimeout))",
+                "allow_http": "\(settings.delivery.allowHTTP)",
+                "allow_private_networks": "\(settings.delivery.allowPrivateNetworks)",
+                "mcp_endpoint_base": "\(settings.delivery.mcpEndpointBase)",
+                "user_agent": "\(settings.delivery.userAgent)",
+                "database_pool_size": "\(settings.poolSize)",
+            ])
+
+        let connection = try await connectOrExit(settings.queue.conninfo)
+        try await WebhookWorkerSchema.migrator.migrate(connection, logger: logger)
+        await connection.close()
+
+        let pool = PostgresConnectionPool(
+            configuration: .init(conninfo: settings.queue.conninfo, maxConnections: settings.poolSize), logger: logger)
+        let sender = WebhookSender(configuration: settings.delivery)
+        let worker = JobWorker(
+            configuration: settings.queue,
+            handlers: [
+                NoopHandler(),
+                IntegrationConnectedHandler(configuration: settings.delivery),
+                WebhookDeliverHandler(sender: sender),
+            ],
+            database: pool, logger: logger)
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: worker)],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
+        try await group.run()
+        try await sender.shutdown()
+        await pool.close()
+    }
+}

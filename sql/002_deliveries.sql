@@ -1,0 +1,55 @@
+-- Webhook deliveries: one row per (event, OAuth client), and one row per HTTP attempt.
+
+CREATE TABLE webhook_worker.webhook_deliveries (
+    delivery_id             uuid        PRIMARY KEY,
+    event                   text        NOT NULL,
+    -- The job whose fan-out created this delivery (e.g. the integration.connected job).
+    source_job_id           bigint      NOT NULL,
+    integration_account_id  text        NOT NULL,
+    user_id                 text        NOT NULL,
+    -- "OAuthClient".id
+    oauth_client_id         text        NOT NULL,
+    -- The exact UTF-8 body sent on every attempt.
+    payload                 text        NOT NULL,
+    status                  text        NOT NULL DEFAULT 'pending'
+                            CHECK (status IN ('pending', 'delivered', 'failed', 'cancelled')),
+    attempts                integer     NOT NULL DEFAULT 0,
+    last_http_status        integer,
+    last_error              text,
+    created_at              timestamptz NOT NULL DEFAULT now(),
+    updated_at              timestamptz NOT NULL DEFAULT now(),
+    delivered_at            timestamptz,
+    -- A fan-out that runs twice creates nothing twice.
+    CONSTRAINT webhook_deliveries_once_per_client UNIQUE (source_job_id, oauth_client_id)
+);
+COMMENT ON TABLE webhook_worker.webhook_deliveries IS
+    'One row per (event, OAuth client). status: pending (attempts remain), delivered, failed (dead letter), cancelled (no longer a recipient).';
+CREATE INDEX webhook_deliveries_client_idx ON webhook_worker.webhook_deliveries (oauth_client_id, created_at);
+CREATE INDEX webhook_deliveries_status_idx ON webhook_worker.webhook_deliveries (status, created_at);
+CREATE INDEX webhook_deliveries_created_idx ON webhook_worker.webhook_deliveries (created_at);
+
+CREATE TABLE webhook_worker.delivery_attempts (
+    id                bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    delivery_id       uuid        NOT NULL REFERENCES webhook_worker.webhook_deliveries ON DELETE CASCADE,
+    attempt           integer     NOT NULL,
+    job_id            bigint,
+    worker_id         text,
+    -- The URL called, with any password in it masked.
+    url               text        NOT NULL,
+    http_status       integer,
+    -- When no response came: timeout, connect_failed, dns, tls, connection_reset, policy_refused, invalid_url, error.
+    error_class       text,
+    error             text,
+    duration_ms       integer     NOT NULL,
+    response_excerpt  text,
+    attempted_at      timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE webhook_worker.delivery_attempts IS 'One row per HTTP attempt of a delivery.';
+CREATE INDEX delivery_attempts_delivery_idx ON webhook_worker.delivery_attempts (delivery_id, attempt);
+CREATE INDEX delivery_attempts_attempted_idx ON webhook_worker.delivery_attempts (attempted_at);
+
+CREATE VIEW webhook_worker.deliveries_by_client AS
+SELECT oauth_client_id, status, count(*) AS deliveries,
+       max(created_at) AS last_created_at, max(delivered_at) AS last_delivered_at
+FROM webhook_worker.webhook_deliveries
+GROUP BY oauth_client_id, status;

@@ -1,0 +1,292 @@
+import Foundation
+import JobQueue
+import LibPQ
+import Synchronization
+import Testing
+
+@Suite("Job queue against PostgreSQL")
+struct JobQueueTests {
+    @Test("several replicas claim thousands of jobs; each job is handled exactly once")
+    func claimExclusivity() async throws {
+        try await withTestDatabase { database in
+            try await database.query(
+                "INSERT INTO webhook_worker.jobs (kind, payload) SELECT 'test.job', jsonb_build_object('n', n) FROM generate_series(1, 3000) n")
+            let recorder = Recorder()
+            let handler = ClosureHandler { job in
+                recorder.record(job)
+                if job.id % 7 == 0 { await Task.yield() }
+                return .complete
+            }
+            let workers = (0..<3).map { _ in
+                RunningWorker(database, handlers: [handler]) { $0.concurrency = 16; $0.claimBatchSize = 25 }
+            }
+            let drained = try await eventually(timeout: .seconds(90)) {
+                try await database.count("SELECT count(*) FROM webhook_worker.jobs") == 0
+            }
+            for worker in workers { try await worker.stop() }
+            #expect(drained)
+            #expect(recorder.handledIDs.count == 3000)
+            #expect(recorder.duplicates.isEmpty)
+            #expect(recorder.totalCalls == 3000)
+            #expect(try await database.count("SELECT count(*) FROM webhook_worker.job_attempts WHERE outcome = 'succeeded'") == 3000)
+            let byWorker = try await database.count("SELECT count(DISTINCT worker_id) FROM webhook_worker.job_attempts")
+            #expect(byWorker >= 2, "the work should be shared between replicas")
+        }
+    }
+
+    @Test("an idle worker starts a fresh job well before its poll interval")
+    func wakeUpOnNotify() async throws {
+        try await withTestDatabase { database in
+            let recorder = Recorder()
+            let worker = RunningWorker(database, handlers: [ClosureHandler { recorder.record($0); return .complete }]) {
+                $0.pollInterval = .seconds(30)
+            }
+            #expect(await eventually { worker.worker.isListening })
+            // Let the first empty claim pass so the worker is waiting on its doorbell.
+            try await Task.sleep(for: .milliseconds(300))
+            var latencies: [Duration] = []
+            for _ in 0..<5 {
+                let inserted = ContinuousClock.now
+                let id = try #require(
+                    try await database.scalar("SELECT webhook_worker.enqueue('test.job') AS id", as: Int64.self))
+                #expect(await eventually(timeout: .seconds(10), every: .milliseconds(2)) { recorder.calls(id) == 1 })
+                latencies.append(try #require(recorder.startTimes(id).first) - inserted)
+            }
+            try await worker.stop()
+            #expect(latencies.max()! < .seconds(2), "pick-up latencies \(latencies) should be far below the 30s poll")
+        }
+    }
+
+    @Test("a job claimed by a stalled replica is reaped as lost, run elsewhere, and the stale completion changes nothing")
+    func leaseExpiry() async throws {
+        try await withTestDatabase { database in
+            let stalledGate = Gate()
+            let stalledStarted = Gate()
+            let stalled = RunningWorker(
+                database,
+                handlers: [
+                    ClosureHandler { _ in
+                        stalledStarted.open()
+                        await stalledGate.wait()
+                        return .complete
+                    }
+                ]
+            ) {
+                $0.workerID = "stalled"
+                $0.concurrency = 1
+                $0.lease = .seconds(2)
+                $0.renewsLeases = false
+                $0.reapInterval = .seconds(3600)
+            }
+            let id = try #require(try await database.scalar("SELECT webhook_worker.enqueue('test.job') AS id", as: Int64.self))
+            await stalledStarted.wait()
+
+            let recorder = Recorder()
+            let healthy = RunningWorker(database, handlers: [ClosureHandler { recorder.record($0); return .complete }]) {
+                $0.workerID = "healthy"
+                $0.reapInterval = .milliseconds(500)
+            }
+            #expect(await eventually { recorder.calls(id) == 1 })
+            #expect(await eventually {
+                (try? await database.count("SELECT count(*) FROM webhook_worker.jobs WHERE id = $1", [id])) == 0
+            })
+            stalledGate.open()
+            try await Task.sleep(for: .milliseconds(500))
+            try await stalled.stop()
+            try await healthy.stop()
+
+            let attempts = try await database.query(
+                "SELECT attempt, worker_id, outcome FROM webhook_worker.job_attempts WHERE job_id = $1 ORDER BY attempt, id", [id])
+            let summary = try attempts.rows.map {
+                "\(try $0.decode("attempt", as: Int.self)):\(try $0.decode("worker_id", as: String.self)):\(try $0.decode("outcome", as: String.self))"
+            }
+            #expect(summary == ["1:stalled:lost", "2:healthy:succeeded"])
+        }
+    }
+
+    @Test("a failing job is retried on its schedule, dead-lettered with its reason, and requeued")
+    func retriesAndDeadLetters() async throws {
+        try await withTestDatabase { database in
+            let recorder = Recorder()
+            let succeed = Gate()
+            let succeedFlag = Flag()
+            let policy = RetryPolicy(schedule: [.milliseconds(300), .milliseconds(600)])
+            let handler = ClosureHandler(retryPolicy: policy) { job in
+                recorder.record(job)
+                if succeedFlag.isSet { return .complete }
+                throw TestFailure(message: "receiver said no (attempt \(job.attempt))")
+            }
+            _ = succeed
+            let worker = RunningWorker(database, handlers: [handler]) { $0.pollInterval = .milliseconds(50) }
+            let id = try #require(try await database.scalar("SELECT webhook_worker.enqueue('test.job', '{\"x\":1}') AS id", as: Int64.self))
+            #expect(await eventually {
+                (try? await database.count("SELECT count(*) FROM webhook_worker.dead_letter_jobs WHERE job_id = $1", [id])) == 1
+            })
+            #expect(recorder.calls(id) == 3)
+            // Waits between attempts follow the schedule, ±20 %, plus at most a poll interval.
+            let starts = recorder.startTimes(id)
+            let first = starts[1] - starts[0], second = starts[2] - starts[1]
+            #expect(first >= .milliseconds(240) && first <= .milliseconds(360 + 400), "first wait \(first)")
+            #expect(second >= .milliseconds(480) && second <= .milliseconds(720 + 400), "second wait \(second)")
+
+            let letter = try #require(
+                try await database.query(
+                    "SELECT id, reason, attempts, max_attempts, last_error, payload::text AS payload FROM webhook_worker.dead_letter_jobs WHERE job_id = $1",
+                    [id]
+                ).first)
+            #expect(try letter.decode("reason", as: String.self) == "attempts_exhausted")
+            #expect(try letter.decode("attempts", as: Int.self) == 3)
+            #expect(try letter.decode("max_attempts", as: Int.self) == 3)
+            #expect(try letter.decode("last_error", as: String.self).contains("receiver said no (attempt 3)"))
+            #expect(try letter.decode("payload", as: String.self) == #"{"x": 1}"#)
+            #expect(try await database.count(
+                "SELECT count(*) FROM webhook_worker.job_attempts WHERE job_id = $1 AND outcome = 'failed'", [id]) == 3)
+
+            succeedFlag.set()
+            let letterID: Int64 = try letter.decode("id")
+            let newID = try #require(
+                try await database.scalar("SELECT webhook_worker.requeue_dead_letter($1) AS id", [letterID], as: Int64.self))
+            #expect(await eventually { recorder.calls(newID) == 1 })
+            #expect(try await database.scalar(
+                "SELECT requeued_job_id FROM webhook_worker.dead_letter_jobs WHERE id = $1", [letterID], as: Int64.self) == newID)
+            // Requeuing twice is refused with a clear error.
+            await #expect(throws: PostgresError.self) {
+                try await database.query("SELECT webhook_worker.requeue_dead_letter($1)", [letterID])
+            }
+            try await worker.stop()
+        }
+    }
+
+    @Test("a permanent failure goes to the dead letters at once; a cancel leaves no dead letter")
+    func permanentFailureAndCancel() async throws {
+        try await withTestDatabase { database in
+            let handler = ClosureHandler { job in
+                job.payload.text.contains("cancel") ? .cancel("not needed any more") : .fail("account 42 does not exist")
+            }
+            let worker = RunningWorker(database, handlers: [handler])
+            let failed = try #require(try await database.scalar("SELECT webhook_worker.enqueue('test.job', '{\"a\":\"fail\"}') AS id", as: Int64.self))
+            let cancelled = try #require(try await database.scalar("SELECT webhook_worker.enqueue('test.job', '{\"a\":\"cancel\"}') AS id", as: Int64.self))
+            #expect(await eventually { (try? await database.count("SELECT count(*) FROM webhook_worker.jobs")) == 0 })
+            try await worker.stop()
+            let letter = try #require(try await database.query(
+                "SELECT reason, last_error, attempts FROM webhook_worker.dead_letter_jobs WHERE job_id = $1", [failed]).first)
+            #expect(try letter.decode("reason", as: String.self) == "permanent_failure")
+            #expect(try letter.decode("last_error", as: String.self) == "account 42 does not exist")
+            #expect(try letter.decode("attempts", as: Int.self) == 1)
+            #expect(try await database.count("SELECT count(*) FROM webhook_worker.dead_letter_jobs WHERE job_id = $1", [cancelled]) == 0)
+            #expect(try await database.scalar(
+                "SELECT outcome FROM webhook_worker.job_attempts WHERE job_id = $1", [cancelled], as: String.self) == "cancelled")
+        }
+    }
+
+    @Test("graceful shutdown lets in-flight jobs finish and releases the ones that do not")
+    func gracefulShutdown() async throws {
+        try await withTestDatabase { database in
+            let started = Recorder()
+            let handler = ClosureHandler { job in
+                started.record(job)
+                let seconds = job.payload.text.contains("slow") ? 60.0 : 0.5
+                try await Task.sleep(for: .seconds(seconds))
+                return .complete
+            }
+            let worker = RunningWorker(database, handlers: [handler]) { $0.shutdownTimeout = .seconds(2) }
+            let quick = try #require(try await database.scalar("SELECT webhook_worker.enqueue('test.job', '{\"s\":\"quick\"}') AS id", as: Int64.self))
+            let slow = try #require(try await database.scalar("SELECT webhook_worker.enqueue('test.job', '{\"s\":\"slow\"}') AS id", as: Int64.self))
+            #expect(await eventually { started.calls(quick) == 1 && started.calls(slow) == 1 })
+            let clock = ContinuousClock()
+            let stopping = clock.now
+            try await worker.stop()
+            #expect(clock.now - stopping < .seconds(10))
+
+            #expect(try await database.count("SELECT count(*) FROM webhook_worker.jobs WHERE id = $1", [quick]) == 0)
+            let row = try #require(try await database.query(
+                "SELECT state, attempt, locked_by FROM webhook_worker.jobs WHERE id = $1", [slow]).first)
+            #expect(try row.decode("state", as: String.self) == "available")
+            #expect(try row.decode("attempt", as: Int.self) == 0, "a released attempt does not count")
+            #expect(try row.decodeIfPresent("locked_by", as: String.self) == nil)
+            #expect(try await database.scalar(
+                "SELECT outcome FROM webhook_worker.job_attempts WHERE job_id = $1", [slow], as: String.self) == "released")
+        }
+    }
+
+    @Test("a handler that throws, or whose statements fail, fails that job alone")
+    func badRowsFailAlone() async throws {
+        try await withTestDatabase { database in
+            let handler = ClosureHandler(retryPolicy: RetryPolicy(schedule: [.seconds(3600)])) { job in
+                let text = job.payload.text
+                if text.contains("throw") { throw TestFailure(message: "cannot read \u{0}payload") }
+                if text.contains("badsql") {
+                    return .complete(statements: [BoundStatement(PostgresQuery("bad", "INSERT INTO no_such_table VALUES (1)"))])
+                }
+                return .complete
+            }
+            let worker = RunningWorker(database, handlers: [handler])
+            try await database.query("""
+                INSERT INTO webhook_worker.jobs (kind, payload)
+                SELECT 'test.job', CASE WHEN n % 10 = 3 THEN '"throw"'::jsonb WHEN n % 10 = 7 THEN '"badsql"'::jsonb ELSE to_jsonb(n) END
+                FROM generate_series(1, 100) n
+                """)
+            #expect(await eventually {
+                (try? await database.count("SELECT count(*) FROM webhook_worker.job_attempts")) == 100
+            })
+            try await worker.stop()
+            #expect(try await database.count("SELECT count(*) FROM webhook_worker.job_attempts WHERE outcome = 'succeeded'") == 80)
+            #expect(try await database.count("SELECT count(*) FROM webhook_worker.job_attempts WHERE outcome = 'failed'") == 20)
+            #expect(try await database.count(
+                "SELECT count(*) FROM webhook_worker.jobs WHERE attempt = 1 AND state = 'available' AND last_error LIKE '%cannot read%'") == 10)
+            #expect(try await database.count(
+                "SELECT count(*) FROM webhook_worker.jobs WHERE last_error LIKE '%no_such_table%'") == 10)
+        }
+    }
+
+    @Test("a worker claims only the kinds it handles")
+    func claimsOnlyItsKinds() async throws {
+        try await withTestDatabase { database in
+            let worker = RunningWorker(database, handlers: [NoopHandler()])
+            try await database.query("INSERT INTO webhook_worker.jobs (kind) VALUES ('noop'), ('kind.from.the.future')")
+            #expect(await eventually { (try? await database.count("SELECT count(*) FROM webhook_worker.jobs")) == 1 })
+            try await Task.sleep(for: .milliseconds(300))
+            try await worker.stop()
+            #expect(try await database.scalar("SELECT kind FROM webhook_worker.jobs", as: String.self) == "kind.from.the.future")
+            #expect(try await database.scalar("SELECT attempt FROM webhook_worker.jobs", as: Int.self) == 0)
+        }
+    }
+
+    @Test("a second insert with a live unique_key is skipped, by plain INSERT and by enqueue()")
+    func uniqueKey() async throws {
+        try await withTestDatabase { database in
+            try await database.query("INSERT INTO webhook_worker.jobs (kind, unique_key) VALUES ('test.job', 'k1')")
+            try await database.query("INSERT INTO webhook_worker.jobs (kind, unique_key) VALUES ('test.job', 'k1')")
+            let second = try await database.scalar(
+                "SELECT webhook_worker.enqueue('test.job', unique_key => 'k1') AS id", as: Int64.self)
+            #expect(second == nil)
+            #expect(try await database.count("SELECT count(*) FROM webhook_worker.jobs WHERE unique_key = 'k1'") == 1)
+        }
+    }
+
+    @Test("the DBA views report depth by state and dead letters by reason")
+    func views() async throws {
+        try await withTestDatabase { database in
+            try await database.query("""
+                INSERT INTO webhook_worker.jobs (kind, run_at) VALUES ('a', now() - interval '1 minute'), ('a', now() + interval '1 hour');
+                """)
+            let depth = try await database.query("SELECT kind, state, jobs FROM webhook_worker.queue_depth ORDER BY state")
+            let states = try depth.rows.map { "\(try $0.decode("kind", as: String.self))/\(try $0.decode("state", as: String.self))/\(try $0.decode("jobs", as: Int.self))" }
+            #expect(states == ["a/available/1", "a/scheduled/1"])
+            let wait = try #require(try await database.scalar(
+                "SELECT extract(epoch FROM wait)::float8 FROM webhook_worker.oldest_waiting WHERE kind = 'a'", as: Double.self))
+            #expect(wait >= 59)
+        }
+    }
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    let message: String
+    var description: String { message }
+}
+
+final class Flag: Sendable {
+    private let value = Mutex(false)
+    func set() { value.withLock { $0 = true } }
+    var isSet: Bool { value.withLock { $0 } }
+}

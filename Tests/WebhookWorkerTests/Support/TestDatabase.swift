@@ -1,0 +1,154 @@
+import Foundation
+import JobQueue
+import LibPQ
+import Logging
+import Testing
+import WebhookWorkerSchema
+
+/// A fresh database per test on the server `DATABASE_URL` names (`make test` starts one), so
+/// tests run in parallel without seeing each other's jobs. Dropped by ``drop()``.
+struct TestDatabase: Sendable {
+    let name: String
+    let conninfo: String
+    let admin: String
+
+    static var serverURL: String {
+        guard let url = ProcessInfo.processInfo.environment["DATABASE_URL"], !url.isEmpty else {
+            fatalError("DATABASE_URL is not set: run the tests with `make test`, which starts PostgreSQL")
+        }
+        return url
+    }
+
+    static let logger: Logger = {
+        var logger = Logger(label: "test")
+        logger.logLevel = ProcessInfo.processInfo.environment["TEST_LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0) } ?? .critical
+        return logger
+    }()
+
+    /// Creates a migrated database; `appTables` also loads `sql/dev/` (the web app's tables).
+    static func create(appTables: Bool = false, server: String = serverURL) async throws -> TestDatabase {
+        let name = "t_\(UUID().uuidString.prefix(12).lowercased().replacingOccurrences(of: "-", with: ""))"
+        let admin = try await PostgresConnection.connect(server, logger: logger)
+        try await admin.execute(script: "CREATE DATABASE \(name)", name: "createDatabase")
+        await admin.close()
+        let database = TestDatabase(name: name, conninfo: withDatabase(server, name), admin: server)
+        let connection = try await database.connect()
+        try await WebhookWorkerSchema.migrator.migrate(connection, logger: logger)
+        if appTables {
+            for file in try FileManager.default.contentsOfDirectory(atPath: repoRoot + "/sql/dev").sorted()
+            where file.hasSuffix(".sql") {
+                let sql = try String(contentsOfFile: repoRoot + "/sql/dev/" + file, encoding: .utf8)
+                try await connection.execute(script: sql, name: file)
+            }
+        }
+        await connection.close()
+        return database
+    }
+
+    func connect() async throws -> PostgresConnection {
+        try await PostgresConnection.connect(conninfo, logger: Self.logger)
+    }
+
+    func pool(size: Int = 4) -> PostgresConnectionPool {
+        PostgresConnectionPool(configuration: .init(conninfo: conninfo, maxConnections: size), logger: Self.logger)
+    }
+
+    /// Runs one statement on a short-lived connection.
+    @discardableResult
+    func query(_ sql: String, _ bindings: [any PostgresEncodable] = []) async throws -> PostgresResult {
+        let connection = try await connect()
+        defer { Task { await connection.close() } }
+        return try await connection.query(PostgresQuery("", sql), bindings)
+    }
+
+    func scalar<T: PostgresDecodable>(_ sql: String, _ bindings: [any PostgresEncodable] = [], as: T.Type = T.self)
+        async throws -> T?
+    {
+        let result = try await query(sql, bindings)
+        guard let row = result.first, let column = result.columns.first else { return nil }
+        return try row.decodeIfPresent(column, as: T.self)
+    }
+
+    func count(_ sql: String, _ bindings: [any PostgresEncodable] = []) async throws -> Int {
+        try await scalar(sql, bindings, as: Int.self) ?? 0
+    }
+
+    func drop() async {
+        guard let admin = try? await PostgresConnection.connect(admin, logger: Self.logger) else { return }
+        try? await admin.execute(script: "DROP DATABASE IF EXISTS \(name) WITH (FORCE)", name: "dropDatabase")
+        await admin.close()
+    }
+
+    /// The conninfo of `server` with its database replaced.
+    static func withDatabase(_ server: String, _ database: String) -> String {
+        if server.hasPrefix("postgres://") || server.hasPrefix("postgresql://"),
+            var components = URLComponents(string: server)
+        {
+            components.path = "/" + database
+            return components.string!
+        }
+        return server + " dbname=\(database)"
+    }
+
+    static let repoRoot: String = {
+        var url = URL(fileURLWithPath: #filePath)
+        while url.path != "/" {
+            url.deleteLastPathComponent()
+            if FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) { return url.path }
+        }
+        fatalError("no Package.swift above \(#filePath)")
+    }()
+}
+
+/// Runs `body` with a fresh database and drops it afterwards, whatever happens.
+func withTestDatabase<T>(appTables: Bool = false, _ body: (TestDatabase) async throws -> T) async throws -> T {
+    let database = try await TestDatabase.create(appTables: appTables)
+    do {
+        let value = try await body(database)
+        await database.drop()
+        return value
+    } catch {
+        await database.drop()
+        throw error
+    }
+}
+
+/// Polls `condition` until it holds or `timeout` passes; returns whether it held.
+func eventually(
+    timeout: Duration = .seconds(20), every interval: Duration = .milliseconds(50),
+    _ condition: () async throws -> Bool
+) async rethrows -> Bool {
+    let clock = ContinuousClock()
+    let deadline = clock.now + timeout
+    while clock.now < deadline {
+        if try await condition() { return true }
+        try? await Task.sleep(for: interval)
+    }
+    return try await condition()
+}
+
+/// A worker running in the background of a test, stopped (gracefully) by ``stop()``.
+final class RunningWorker: Sendable {
+    let worker: JobWorker
+    let task: Task<Void, any Error>
+    let pool: PostgresConnectionPool
+
+    init(
+        _ database: TestDatabase, handlers: [any JobHandler], configure: (inout JobWorkerConfiguration) -> Void = { _ in }
+    ) {
+        var configuration = JobWorkerConfiguration(
+            conninfo: database.conninfo, workerID: "test-\(UUID().uuidString.prefix(8))", pollInterval: .seconds(1),
+            shutdownTimeout: .seconds(5))
+        configure(&configuration)
+        pool = database.pool()
+        worker = JobWorker(configuration: configuration, handlers: handlers, database: pool, logger: TestDatabase.logger)
+        let worker = self.worker
+        task = Task { try await worker.run() }
+    }
+
+    func stop() async throws {
+        worker.shutdown()
+        try await task.value
+        await pool.close()
+    }
+}

@@ -7,9 +7,8 @@
 -- What it does: after every INSERT into the web app's "IntegrationAccount" table, for a row that
 -- is active and not deleted, it inserts one job
 --
---     kind        'integration.connected'
---     payload     {"integration_account_id": NEW.id, "user_id": NEW."integratedById"}
---     unique_key  'integration.connected:' || NEW.id
+--     kind     'integration.connected'
+--     payload  {"integration_account_id": NEW.id, "user_id": NEW."integratedById"}
 --
 -- into webhook_worker.jobs, in the web app's own transaction: the job becomes visible (and the
 -- workers are woken) when that transaction commits, and disappears with it if it rolls back.
@@ -26,13 +25,11 @@
 -- Only INSERTs are seen: an account that is inserted inactive and activated later, or
 -- undeleted, gets no event from this trigger.
 --
--- If the web app's code also enqueues this event, use the same unique_key there: a second insert
--- with a key that is still in webhook_worker.jobs is skipped. Once the first job has finished
--- and left the table, the same key enqueues again.
+-- Use this trigger or enqueue from the web app's code, not both: two jobs for one account mean
+-- two deliveries, with different delivery ids, to every receiver.
 --
 -- Privileges: the function runs as the role that inserts into "IntegrationAccount" (it is not
--- SECURITY DEFINER). That role needs what a plain enqueue needs, which the web app's role has
--- when it enqueues itself:
+-- SECURITY DEFINER). That role needs what a plain INSERT into the queue needs:
 --
 --     GRANT USAGE ON SCHEMA webhook_worker TO web_app_role;
 --     GRANT INSERT ON webhook_worker.jobs TO web_app_role;
@@ -60,11 +57,10 @@ BEGIN
         IF NEW."isActive" IS NOT TRUE OR NEW.deleted IS NOT NULL THEN
             RETURN NULL;
         END IF;
-        INSERT INTO webhook_worker.jobs (kind, payload, unique_key)
+        INSERT INTO webhook_worker.jobs (kind, payload)
         VALUES (
             'integration.connected',
-            jsonb_build_object('integration_account_id', NEW.id, 'user_id', NEW."integratedById"),
-            'integration.connected:' || NEW.id
+            jsonb_build_object('integration_account_id', NEW.id, 'user_id', NEW."integratedById")
         );
     EXCEPTION WHEN OTHERS THEN
         RAISE WARNING 'webhook-worker: integration.connected was not enqueued for IntegrationAccount %: % (SQLSTATE %)',

@@ -1,0 +1,87 @@
+import Foundation
+import JobQueue
+import LibPQ
+import Testing
+import WebhookWorkerSchema
+
+@Suite("Recovery from lost connections")
+struct ReconnectTests {
+    @Test("the worker recovers by itself when its backends are terminated")
+    func terminatedBackends() async throws {
+        try await withTestDatabase { database in
+            let recorder = Recorder()
+            let handler = ClosureHandler { job in
+                recorder.record(job)
+                try await Task.sleep(for: .milliseconds(2))
+                return .complete
+            }
+            let worker = RunningWorker(database, handlers: [handler]) { $0.pollInterval = .milliseconds(500) }
+            try await database.query("INSERT INTO webhook_worker.jobs (kind) SELECT 'test.job' FROM generate_series(1, 500)")
+            #expect(await eventually { recorder.handledIDs.count >= 100 })
+            for _ in 0..<3 {
+                try await database.query(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+                try await Task.sleep(for: .milliseconds(200))
+            }
+            try await database.query("INSERT INTO webhook_worker.jobs (kind) SELECT 'test.job' FROM generate_series(1, 500)")
+            let drained = await eventually(timeout: .seconds(60)) {
+                (try? await database.count("SELECT count(*) FROM webhook_worker.jobs")) == 0
+            }
+            try await worker.stop()
+            #expect(drained)
+            #expect(recorder.handledIDs.count == 1000)
+            // Every job finished with exactly one recorded success.
+            #expect(try await database.count(
+                "SELECT count(DISTINCT job_id) FROM webhook_worker.job_attempts WHERE outcome = 'succeeded'") == 1000)
+        }
+    }
+
+    @Test("the worker recovers by itself when PostgreSQL restarts mid-run")
+    func serverRestart() async throws {
+        let directory = TestDatabase.repoRoot + "/.pg/restart-\(UUID().uuidString.prefix(8))"
+        let server = try runScript("start", directory).trimmingCharacters(in: .whitespacesAndNewlines)
+        defer { _ = try? runScript("destroy", directory) }
+        let database = try await TestDatabase.create(server: server)
+        let recorder = Recorder()
+        let handler = ClosureHandler { job in
+            recorder.record(job)
+            try await Task.sleep(for: .milliseconds(5))
+            return .complete
+        }
+        let worker = RunningWorker(database, handlers: [handler]) { $0.pollInterval = .milliseconds(500) }
+        try await database.query("INSERT INTO webhook_worker.jobs (kind) SELECT 'test.job' FROM generate_series(1, 400)")
+        #expect(await eventually { recorder.handledIDs.count >= 50 })
+        _ = try runScript("restart", directory)
+        #expect(await eventually { (try? await database.count("SELECT 1")) == 1 })
+        try await database.query("INSERT INTO webhook_worker.jobs (kind) SELECT 'test.job' FROM generate_series(1, 400)")
+        let drained = await eventually(timeout: .seconds(90)) {
+            (try? await database.count("SELECT count(*) FROM webhook_worker.jobs")) == 0
+        }
+        try await worker.stop()
+        #expect(drained)
+        #expect(recorder.handledIDs.count == 800)
+        #expect(try await database.count(
+            "SELECT count(DISTINCT job_id) FROM webhook_worker.job_attempts WHERE outcome = 'succeeded'") == 800)
+    }
+}
+
+/// Runs `scripts/pg COMMAND DIR` and returns its output. (popen, not Foundation's Process, whose
+/// waitUntilExit can hang when called from a Swift concurrency thread on Linux.)
+func runScript(_ command: String, _ directory: String) throws -> String {
+    try shell("'\(TestDatabase.repoRoot)/scripts/pg' \(command) '\(directory)'")
+}
+
+/// Runs a shell command line, returning its standard output; throws on a non-zero exit.
+func shell(_ commandLine: String) throws -> String {
+    guard let pipe = popen(commandLine, "r") else { throw TestFailure(message: "popen failed: \(commandLine)") }
+    var output = [UInt8]()
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    while true {
+        let count = fread(&buffer, 1, buffer.count, pipe)
+        if count <= 0 { break }
+        output.append(contentsOf: buffer[0..<count])
+    }
+    let status = pclose(pipe)
+    guard status == 0 else { throw TestFailure(message: "\(commandLine) exited with status \(status)") }
+    return String(decoding: output, as: UTF8.self)
+}

@@ -59,12 +59,22 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
+        .target(
+            name: "WebhookReceiver",
+            dependencies: [
+                "WebhookDelivery",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
         .executableTarget(
             name: "webhook-worker",
             dependencies: [
                 "LibPQ",
                 "JobQueue",
                 "WebhookDelivery",
+                "WebhookReceiver",
                 "WebhookWorkerSchema",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),

@@ -125,13 +125,13 @@ CREATE FUNCTION webhook_worker.enqueue(
     kind text,
     payload jsonb DEFAULT '{}'::jsonb,
     run_at timestamptz DEFAULT now(),
-    priority smallint DEFAULT 0,
+    priority integer DEFAULT 0,
     max_attempts integer DEFAULT NULL,
     unique_key text DEFAULT NULL
 ) RETURNS bigint
 LANGUAGE sql AS $$
     INSERT INTO webhook_worker.jobs (kind, payload, run_at, priority, max_attempts, unique_key)
-    VALUES (enqueue.kind, enqueue.payload, enqueue.run_at, enqueue.priority, enqueue.max_attempts, enqueue.unique_key)
+    VALUES (enqueue.kind, enqueue.payload, enqueue.run_at, enqueue.priority::smallint, enqueue.max_attempts, enqueue.unique_key)
     ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
     RETURNING id;
 $$;

@@ -53,3 +53,24 @@ SELECT oauth_client_id, status, count(*) AS deliveries,
        max(created_at) AS last_created_at, max(delivered_at) AS last_delivered_at
 FROM webhook_worker.webhook_deliveries
 GROUP BY oauth_client_id, status;
+
+-- However a webhook.deliver job reaches the dead letters (its last attempt failed, it failed
+-- permanently, or its replica died on the last attempt), its delivery ends 'failed'.
+CREATE FUNCTION webhook_worker.fail_delivery_of_dead_letter() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    id text := NEW.payload ->> 'delivery_id';
+BEGIN
+    IF id ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN
+        UPDATE webhook_worker.webhook_deliveries
+        SET status = 'failed', last_error = coalesce(NEW.last_error, last_error), updated_at = now()
+        WHERE delivery_id = id::uuid AND status = 'pending';
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER dead_letter_fails_delivery
+    AFTER INSERT ON webhook_worker.dead_letter_jobs
+    FOR EACH ROW WHEN (NEW.kind = 'webhook.deliver')
+    EXECUTE FUNCTION webhook_worker.fail_delivery_of_dead_letter();

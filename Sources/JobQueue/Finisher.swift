@@ -132,9 +132,12 @@ final class Finisher: Sendable {
             logger.error(
                 "a job handler's statements failed; recording the attempt as failed",
                 metadata: ["job.id": "\(entry.job.id)", "job.kind": "\(entry.job.kind)", "error": "\(error)"])
+            let message = "recording the outcome failed: \(error)"
             let failure = Entry(
                 job: entry.job,
-                resolution: .retry(error: "recording the outcome failed: \(error)", runAt: entry.finishedAt + 5),
+                resolution: entry.job.isLastAttempt
+                    ? .deadLetter(reason: .attemptsExhausted, error: message)
+                    : .retry(error: message, runAt: entry.finishedAt + 5),
                 statements: [], finishedAt: entry.finishedAt)
             return try await apply([failure], on: connection)
         }

@@ -41,6 +41,10 @@ public struct Migrator: Sendable {
     /// Applies what is missing and returns the versions applied by this call.
     @discardableResult
     public func migrate(_ connection: PostgresConnection, logger: Logger) async throws -> [Int] {
+        // Up to date: change nothing and take no lock, so a replica whose role may not CREATE
+        // in the database starts fine once the schema exists.
+        let present = try await appliedVersions(connection)
+        if migrations.allSatisfy({ present[$0.version] != nil }) { return [] }
         let lock = PostgresQuery("migrationLock", "SELECT pg_advisory_lock($1::bigint)")
         let unlock = PostgresQuery("migrationUnlock", "SELECT pg_advisory_unlock($1::bigint)")
         try await connection.query(lock, [Self.lockKey])

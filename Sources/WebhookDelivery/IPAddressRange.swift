@@ -70,6 +70,8 @@ public enum IPAddressClass: String, Sendable, Equatable {
             let inner = ipv4(bytes[2], bytes[3], bytes[4], bytes[5])
             return inner.isInternal ? inner : .global
         }
+        // Teredo 2001::/32 tunnels to an obfuscated IPv4 address: refuse rather than guess.
+        if bytes[0] == 0x20 && bytes[1] == 0x01 && bytes[2] == 0x00 && bytes[3] == 0x00 { return .reserved }
         if bytes[0] == 0xff { return .multicast }
         if bytes[0] == 0xfe && bytes[1] & 0xc0 == 0x80 { return .linkLocal }  // fe80::/10
         if bytes[0] == 0xfe && bytes[1] & 0xc0 == 0xc0 { return .privateNetwork }  // fec0::/10, deprecated site-local

@@ -39,9 +39,7 @@ struct IntegrationConnectedEvent: Sendable {
 
     /// UTC with milliseconds: `2024-01-15T10:30:00.000Z`.
     static func timestamp(_ date: Date) -> String {
-        date.formatted(
-            Date.ISO8601FormatStyle(timeZone: TimeZone(identifier: "UTC")!).year().month().day()
-                .time(includingFractionalSeconds: true))
+        date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: TimeZone(identifier: "UTC")!))
     }
 }
 

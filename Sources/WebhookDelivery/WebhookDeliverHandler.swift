@@ -79,6 +79,8 @@ public struct WebhookDeliverHandler: JobHandler {
             timestamp: Int64(Date().timeIntervalSince1970))
 
         let result = await sender.post(url: url, headers: headers, body: body, logger: logger)
+        // Cut off by shutdown: the worker releases the job and this does not count as an attempt.
+        try Task.checkCancellation()
         let newStatus: String
         let outcome: JobOutcome.Decision
         if result.succeeded {
@@ -148,11 +150,15 @@ public struct WebhookDeliverHandler: JobHandler {
         return nil
     }
 
-    /// The URL with any password in it masked, for storage and logs.
+    /// The URL with its password and query values masked (either may hold a token), for storage
+    /// and logs.
     static func redacted(_ url: String) -> String {
-        guard var components = URLComponents(string: url), components.password != nil else { return url }
-        components.password = "***"
-        return components.string ?? url
+        guard var components = URLComponents(string: url) else { return "(unparseable URL)" }
+        if components.password != nil { components.password = "***" }
+        if let items = components.queryItems, !items.isEmpty {
+            components.queryItems = items.map { URLQueryItem(name: $0.name, value: $0.value == nil ? nil : "***") }
+        }
+        return components.string ?? "(unparseable URL)"
     }
 
     static func statusClass(_ result: SendResult) -> String {

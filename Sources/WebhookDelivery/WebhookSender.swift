@@ -77,14 +77,6 @@ public final class WebhookSender: Sendable {
                 error.description.contains("scheme") || error.description.contains("valid") ? "invalid_url" : "policy_refused",
                 error.description)
         }
-        do {
-            _ = try await policy.checkDestination(host: target.host, port: target.port)
-        } catch let refusal as NetworkPolicy.Refusal {
-            return failure("policy_refused", refusal.description)
-        } catch {
-            return failure("dns", "\(error)")
-        }
-
         var request = HTTPClientRequest(url: url)
         request.method = .POST
         for (name, value) in headers { request.headers.add(name: name, value: value) }
@@ -94,12 +86,13 @@ public final class WebhookSender: Sendable {
         let timeout = configuration.requestTimeout
         let limit = configuration.maxResponseBytes
         do {
-            // The deadline bounds the whole exchange, body included: a receiver that trickles
-            // an endless body is cut off like one that never answers.
+            // The deadline bounds the whole exchange, name resolution and body included: a receiver
+            // that trickles an endless body is cut off like one that never answers.
             let (status, responseHeaders, bytes) = try await withThrowingTaskGroup(
                 of: (Int, HTTPHeaders, [UInt8])?.self
             ) { group in
                 group.addTask {
+                    _ = try await self.policy.checkDestination(host: target.host, port: target.port)
                     let response = try await self.client.execute(
                         prepared, timeout: .milliseconds(DurationText.milliseconds(timeout)), logger: logger)
                     var collected: [UInt8] = []
@@ -130,6 +123,8 @@ public final class WebhookSender: Sendable {
             return result
         } catch let refusal as NetworkPolicy.Refusal {
             return failure("policy_refused", refusal.description)
+        } catch let failed as NetworkPolicy.ResolutionFailure {
+            return failure("dns", failed.description)
         } catch {
             let (errorClass, message) = Self.classify(error)
             return failure(errorClass, message)

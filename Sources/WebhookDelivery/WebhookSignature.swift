@@ -20,8 +20,11 @@ public enum WebhookSignature {
     }
 
     static func standardKey(_ secret: String) -> [UInt8] {
-        if secret.hasPrefix("whsec_"), let decoded = Data(base64Encoded: String(secret.dropFirst(6))) {
-            return Array(decoded)
+        if secret.hasPrefix("whsec_") {
+            // Accept unpadded base64 too, as other Standard Webhooks libraries do.
+            var encoded = String(secret.dropFirst(6))
+            encoded += String(repeating: "=", count: (4 - encoded.count % 4) % 4)
+            if let decoded = Data(base64Encoded: encoded) { return Array(decoded) }
         }
         return Array(secret.utf8)
     }

@@ -134,13 +134,13 @@ CREATE FUNCTION webhook_worker.enqueue(
     kind text,
     payload jsonb DEFAULT '{}'::jsonb,
     run_at timestamptz DEFAULT now(),
-    priority smallint DEFAULT 0,
+    priority integer DEFAULT 0,
     max_attempts integer DEFAULT NULL,
     unique_key text DEFAULT NULL
 ) RETURNS bigint
 LANGUAGE sql AS $$
     INSERT INTO webhook_worker.jobs (kind, payload, run_at, priority, max_attempts, unique_key)
-    VALUES (enqueue.kind, enqueue.payload, enqueue.run_at, enqueue.priority, enqueue.max_attempts, enqueue.unique_key)
+    VALUES (enqueue.kind, enqueue.payload, enqueue.run_at, enqueue.priority::smallint, enqueue.max_attempts, enqueue.unique_key)
     ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
     RETURNING id;
 $$;
@@ -314,6 +314,27 @@ SELECT oauth_client_id, status, count(*) AS deliveries,
        max(created_at) AS last_created_at, max(delivered_at) AS last_delivered_at
 FROM webhook_worker.webhook_deliveries
 GROUP BY oauth_client_id, status;
+
+-- However a webhook.deliver job reaches the dead letters (its last attempt failed, it failed
+-- permanently, or its replica died on the last attempt), its delivery ends 'failed'.
+CREATE FUNCTION webhook_worker.fail_delivery_of_dead_letter() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    id text := NEW.payload ->> 'delivery_id';
+BEGIN
+    IF id ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN
+        UPDATE webhook_worker.webhook_deliveries
+        SET status = 'failed', last_error = coalesce(NEW.last_error, last_error), updated_at = now()
+        WHERE delivery_id = id::uuid AND status = 'pending';
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER dead_letter_fails_delivery
+    AFTER INSERT ON webhook_worker.dead_letter_jobs
+    FOR EACH ROW WHEN (NEW.kind = 'webhook.deliver')
+    EXECUTE FUNCTION webhook_worker.fail_delivery_of_dead_letter();
 """#),
     ]
 }

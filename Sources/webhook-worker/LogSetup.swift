@@ -43,7 +43,7 @@ struct JSONLogHandler: LogHandler {
         if let provided = metadataProvider?.get() { merged.merge(provided) { _, new in new } }
         if let extra = event.metadata { merged.merge(extra) { _, new in new } }
         var object: [String: Any] = [
-            "timestamp": Date().formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true)),
+            "timestamp": Date().formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true)),
             "level": event.level.rawValue,
             "message": "\(event.message)",
             "label": label,

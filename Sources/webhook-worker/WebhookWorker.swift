@@ -10,6 +10,6 @@ struct WebhookWorker: AsyncParsableCommand {
             POST a signed integration.connected webhook to every OAuth application entitled to it, \
             retry with backoff, and record every attempt and dead letter in the same database.
             """,
-        subcommands: [RunCommand.self, MigrateCommand.self, EnqueueCommand.self]
+        subcommands: [RunCommand.self, MigrateCommand.self, EnqueueCommand.self, ReceiveCommand.self]
     )
 }

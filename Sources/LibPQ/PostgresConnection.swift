@@ -192,7 +192,8 @@ public final class PostgresConnection: @unchecked Sendable {
         let pointers: [UnsafePointer<CChar>?] = cStrings.map { $0.map { UnsafePointer($0) } }
         let count = Int32(pointers.count)
 
-        let usePrepared = prepared[query.name] == query.sql || prepared[query.name] == nil
+        // A statement without a name is a one-off: sent with its parameters, not prepared.
+        let usePrepared = !query.name.isEmpty && (prepared[query.name] == query.sql || prepared[query.name] == nil)
         if usePrepared && prepared[query.name] == nil {
             _ = try consume(PQprepare(handle, query.name, query.sql, count, nil), handle: handle, name: query.name)
             prepared[query.name] = query.sql

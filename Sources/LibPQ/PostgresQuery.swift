@@ -3,6 +3,7 @@
 /// The name labels errors and logs (`claimJobs failed: ...`) and is the name under which the
 /// statement is prepared on each connection, so it is parsed and planned once per connection.
 /// Keep the text constant: values travel as parameters (`$1`, `$2`, ...), never inside it.
+/// An empty name marks a one-off statement, sent without being prepared.
 public struct PostgresQuery: Sendable, Hashable, CustomStringConvertible {
     public let name: String
     public let sql: String

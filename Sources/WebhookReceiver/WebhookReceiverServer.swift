@@ -2,6 +2,7 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import Synchronization
 
 /// One request as a receiver saw it: the raw bytes of the body, headers in order.
@@ -49,18 +50,23 @@ public final class WebhookReceiverServer: Sendable {
     }
 
     /// Starts listening. `respond` decides each answer; `onReceive` sees each request as it arrives.
+    /// With `tls`, it serves HTTPS with that configuration.
     public static func start(
-        host: String = "127.0.0.1", port: Int = 0,
+        host: String = "127.0.0.1", port: Int = 0, tls: TLSConfiguration? = nil,
         respond: @escaping @Sendable (ReceivedWebhook) -> ReceiverResponse = { _ in .ok },
         onReceive: @escaping @Sendable (ReceivedWebhook) -> Void = { _ in }
     ) async throws -> WebhookReceiverServer {
         let box = SharedState()
+        let sslContext = try tls.map { try NIOSSLContext(configuration: $0) }
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 let number = box.connections.add(1, ordering: .relaxed).newValue
                 return channel.eventLoop.makeCompletedFuture {
+                    if let sslContext {
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: sslContext))
+                    }
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(
                         RequestHandler(connection: number, respond: respond, record: { request in

@@ -267,7 +267,7 @@ struct JobQueueTests {
     @Test("the DBA views report depth by state and dead letters by reason")
     func views() async throws {
         try await withTestDatabase { database in
-            try await database.query("""
+            try await database.script("""
                 INSERT INTO webhook_worker.jobs (kind, run_at) VALUES ('a', now() - interval '1 minute'), ('a', now() + interval '1 hour');
                 """)
             let depth = try await database.query("SELECT kind, state, jobs FROM webhook_worker.queue_depth ORDER BY state")

@@ -61,6 +61,13 @@ struct TestDatabase: Sendable {
         return try await connection.query(PostgresQuery("", sql), bindings)
     }
 
+    /// Runs several statements without parameters.
+    func script(_ sql: String) async throws {
+        let connection = try await connect()
+        defer { Task { await connection.close() } }
+        try await connection.execute(script: sql, name: "script")
+    }
+
     func scalar<T: PostgresDecodable>(_ sql: String, _ bindings: [any PostgresEncodable] = [], as: T.Type = T.self)
         async throws -> T?
     {

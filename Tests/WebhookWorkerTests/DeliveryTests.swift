@@ -1,0 +1,344 @@
+import Crypto
+import Foundation
+import Synchronization
+import JobQueue
+import NIOSSL
+import LibPQ
+import Testing
+import WebhookDelivery
+import WebhookReceiver
+
+@Suite("integration.connected webhooks, end to end")
+struct DeliveryTests {
+    @Test("exactly the eligible clients receive one POST each")
+    func recipientSelection() async throws {
+        try await withTestDatabase(appTables: true) { database in
+            let fixture = try await DeliveryFixture.make(database: database)
+            try await fixture.addClient("eligible-a", secret: "s3cret")
+            try await fixture.addClient("eligible-b", scopes: " profile , integration ")
+            try await fixture.addClient("no-scope", scopes: "profile,email")
+            try await fixture.addClient("plural-scope", scopes: "profile,integrations")
+            try await fixture.addClient("upper-scope", scopes: "INTEGRATION")
+            try await fixture.addClient("inactive", active: false)
+            try await fixture.addClient("null-url", url: "")
+            try await database.query(#"UPDATE "OAuthClient" SET "webhookUrl" = NULL WHERE id = 'null-url'"#)
+            try await fixture.addClient("blank-url", url: "   ")
+            try await fixture.addClient("revoked", grantRevoked: true)
+            try await fixture.addClient("grant-inactive", grantActive: false)
+            try await fixture.addClient("other-user", grantUser: "user-2")
+            try await fixture.addClient("no-grant", grantUser: nil)
+
+            let (worker, sender) = fixture.startWorker()
+            try await fixture.connectIntegration()
+            #expect(await eventually {
+                (try? await database.count("SELECT count(*) FROM webhook_worker.webhook_deliveries WHERE status = 'delivered'")) == 2
+            })
+            try await Task.sleep(for: .milliseconds(300))
+            try await stopAll(worker, sender, fixture)
+            #expect(fixture.receiver.received.map(\.uri).sorted() == ["/eligible-a", "/eligible-b"])
+            #expect(try await fixture.deliveries().map { try $0.decode("oauth_client_id", as: String.self) } == ["eligible-a", "eligible-b"])
+        }
+    }
+
+    @Test("the body and every header are exactly as documented, and both signatures verify from the raw bytes")
+    func headersAndSignatures() async throws {
+        try await withTestDatabase(appTables: true) { database in
+            let fixture = try await DeliveryFixture.make(database: database)
+            let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+            try await fixture.addClient("signed", secret: secret)
+            try await fixture.addClient("plain")
+            let (worker, sender) = fixture.startWorker()
+            let jobID = try await fixture.connectIntegration()
+            let created = try #require(try await database.scalar(
+                "SELECT created_at FROM webhook_worker.jobs WHERE id = $1", [jobID], as: Date.self))
+            #expect(await eventually { fixture.receiver.received.count == 2 })
+            try await stopAll(worker, sender, fixture)
+
+            let formatter = DateFormatter()
+            formatter.locale = Locale(identifier: "en_US_POSIX")
+            formatter.timeZone = TimeZone(identifier: "UTC")
+            formatter.dateFormat = "yyyy-MM-dd'T'HH:mm:ss.SSS'Z'"
+            let expectedBody =
+                #"{"event":"integration.connected","user_id":"user-1","integration":{"id":"acct-1","provider":"linear","account_id":"ext-42","mcp_endpoint":"mcp://core.ai/linear/ext-42","name":"Linear","icon":"https://example.com/linear-icon.png"},"timestamp":""#
+                + formatter.string(from: created) + #""}"#
+
+            let signed = try #require(fixture.requests(to: "signed").first)
+            let plain = try #require(fixture.requests(to: "plain").first)
+            for request in [signed, plain] {
+                #expect(request.method == "POST")
+                #expect(String(decoding: request.body, as: UTF8.self) == expectedBody)
+                #expect(request.header("Content-Type") == "application/json")
+                #expect(request.header("User-Agent") == "Echo-OAuth-Webhooks/1.0")
+                #expect(request.header("X-Webhook-Event") == "integration.connected")
+                let id = try #require(request.header("X-Webhook-Delivery"))
+                #expect(UUID(uuidString: id) != nil && id == id.lowercased())
+            }
+            #expect(plain.header("X-Webhook-Secret") == nil)
+            #expect(plain.header("webhook-signature") == nil)
+
+            // Recompute both signatures here, from the raw bytes received, without the worker's code.
+            let hex = HMAC<SHA256>.authenticationCode(for: signed.body, using: SymmetricKey(data: Data(secret.utf8)))
+                .map { String(format: "%02x", $0) }.joined()
+            #expect(signed.header("X-Webhook-Secret") == hex)
+            let id = try #require(signed.header("webhook-id"))
+            #expect(id == signed.header("X-Webhook-Delivery"))
+            let timestamp = try #require(signed.header("webhook-timestamp"))
+            #expect(abs(Double(timestamp)! - Date().timeIntervalSince1970) < 60)
+            let key = Data(base64Encoded: "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")!
+            let mac = HMAC<SHA256>.authenticationCode(
+                for: Data("\(id).\(timestamp).".utf8) + Data(signed.body), using: SymmetricKey(data: key))
+            #expect(signed.header("webhook-signature") == "v1," + Data(mac).base64EncodedString())
+
+            // The stored payload is the exact body sent.
+            let stored = try #require(try await fixture.delivery(client: "signed")?.decode("payload", as: String.self))
+            #expect(stored == expectedBody)
+        }
+    }
+
+    @Test("Standard Webhooks test vector from DESIGN.md")
+    func standardWebhooksVector() {
+        let signature = WebhookSignature.standard(
+            secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", id: "msg_p5jXN8AQM9LWM0D4loKWxJek", timestamp: 1_614_265_330,
+            body: Array(#"{"test": 2432232314}"#.utf8))
+        #expect(signature == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=")
+        #expect(WebhookSignature.verifyStandard(
+            signature, secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", id: "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            timestamp: "1614265330", body: Array(#"{"test": 2432232314}"#.utf8), now: Date(timeIntervalSince1970: 1_614_265_330)))
+        #expect(!WebhookSignature.verifyStandard(
+            signature, secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", id: "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            timestamp: "1614265330", body: Array(#"{"test": 2432232315}"#.utf8), now: Date(timeIntervalSince1970: 1_614_265_330)))
+    }
+
+    @Test("retries send identical bytes and the same delivery id; each attempt is a row")
+    func retriesSendIdenticalBytes() async throws {
+        try await withTestDatabase(appTables: true) { database in
+            let calls = Counter()
+            let fixture = try await DeliveryFixture.make(database: database) { _ in
+                calls.next() <= 2 ? .status(500, body: "oops") : .ok
+            }
+            try await fixture.addClient("flaky", secret: "k")
+            let (worker, sender) = fixture.startWorker()
+            try await fixture.connectIntegration()
+            #expect(await eventually { await fixture.status(client: "flaky") == "delivered" })
+            try await stopAll(worker, sender, fixture)
+            let requests = fixture.requests(to: "flaky")
+            #expect(requests.count == 3)
+            #expect(Set(requests.map(\.body)).count == 1)
+            #expect(Set(requests.map { $0.header("X-Webhook-Delivery") }).count == 1)
+            let attempts = try await fixture.attempts(client: "flaky")
+            #expect(try attempts.map { try $0.decode("attempt", as: Int.self) } == [1, 2, 3])
+            #expect(try attempts.map { try $0.decodeIfPresent("http_status", as: Int.self) } == [500, 500, 200])
+            #expect(try attempts.first?.decodeIfPresent("response_excerpt", as: String.self) == "oops")
+            #expect(try await fixture.delivery(client: "flaky")?.decode("attempts", as: Int.self) == 3)
+        }
+    }
+
+    @Test("a delivery that exhausts its schedule ends failed, with a dead letter")
+    func exhaustedDeliveryFails() async throws {
+        try await withTestDatabase(appTables: true) { database in
+            let fixture = try await DeliveryFixture.make(database: database) { _ in .status(503) }
+            try await fixture.addClient("down")
+            let (worker, sender) = fixture.startWorker(schedule: [.milliseconds(50), .milliseconds(50)])
+            try await fixture.connectIntegration()
+            #expect(await eventually { await fixture.status(client: "down") == "failed" })
+            try await stopAll(worker, sender, fixture)
+            #expect(fixture.requests(to: "down").count == 3)
+            let letter = try #require(try await database.query(
+                "SELECT reason, last_error, attempts FROM webhook_worker.dead_letter_jobs WHERE kind = 'webhook.deliver'").first)
+            #expect(try letter.decode("reason", as: String.self) == "attempts_exhausted")
+            #expect(try letter.decode("attempts", as: Int.self) == 3)
+            #expect(try letter.decode("last_error", as: String.self).contains("HTTP 503"))
+        }
+    }
+
+    @Test("misbehaving receivers each end as documented while other deliveries go on")
+    func misbehavingReceivers() async throws {
+        try await withTestDatabase(appTables: true) { database in
+            let busyCalls = Counter()
+            let fixture = try await DeliveryFixture.make(database: database) { request in
+                switch request.uri {
+                case "/slow": .delay(.seconds(30), then: .ok)
+                case "/endless": .endlessBody
+                case "/reset": .reset
+                case "/redirect": .status(302, headers: [("Location", "/redirect-target")])
+                case "/gone": .status(410, body: "gone for good")
+                case "/busy": busyCalls.next() == 1 ? .status(429, headers: [("Retry-After", "1")]) : .ok
+                default: .ok
+                }
+            }
+            for path in ["slow", "endless", "reset", "redirect", "gone", "busy", "fast"] {
+                try await fixture.addClient(path)
+            }
+            // A real HTTPS server whose certificate nobody trusts.
+            let untrusted = try await WebhookReceiverServer.start(tls: try selfSignedTLS())
+            try await fixture.addClient("badtls", url: "https://127.0.0.1:\(untrusted.port)/badtls")
+            let (worker, sender) = fixture.startWorker(
+                schedule: [.seconds(1), .seconds(60)], requestTimeout: .seconds(2))
+            let started = ContinuousClock.now
+            try await fixture.connectIntegration()
+            #expect(await eventually { await fixture.status(client: "fast") == "delivered" })
+            #expect(ContinuousClock.now - started < .seconds(2), "a slow receiver must not hold up others")
+            #expect(await eventually(timeout: .seconds(30)) {
+                let attempts = (try? await database.count("SELECT count(*) FROM webhook_worker.delivery_attempts")) ?? 0
+                let busy = await fixture.status(client: "busy")
+                // slow, reset, redirect, badtls: 2 each within the 1 s step; endless, gone, fast: 1; busy: 2.
+                return attempts >= 13 && busy == "delivered"
+            })
+            try await stopAll(worker, sender, fixture)
+            await untrusted.stop()
+            #expect(untrusted.received.isEmpty, "no request is sent over an untrusted connection")
+
+            func first(_ client: String) async throws -> PostgresRow { try #require(try await fixture.attempts(client: client).first) }
+            #expect(try await first("slow").decodeIfPresent("error_class", as: String.self) == "timeout")
+            #expect(try await first("slow").decode("duration_ms", as: Int.self) < 5000)
+            #expect(try await first("reset").decodeIfPresent("error_class", as: String.self) == "connection_reset")
+            let badTLS = try await first("badtls")
+            let badTLSError = try badTLS.decodeIfPresent("error", as: String.self) ?? ""
+            #expect(try badTLS.decodeIfPresent("error_class", as: String.self) == "tls", "\(badTLSError)")
+            #expect(try await first("redirect").decodeIfPresent("http_status", as: Int.self) == 302)
+            #expect(fixture.requests(to: "redirect-target").isEmpty, "redirects are not followed")
+            #expect(await fixture.status(client: "redirect") == "pending")
+            // 64 KiB at most is read from an endless 200: the status decides, quickly.
+            let endless = try await first("endless")
+            #expect(try endless.decodeIfPresent("http_status", as: Int.self) == 200)
+            #expect(try endless.decode("duration_ms", as: Int.self) < 2000)
+            #expect(try endless.decodeIfPresent("response_excerpt", as: String.self)?.utf8.count ?? 0 <= 1024)
+            #expect(await fixture.status(client: "endless") == "delivered")
+            // 410: permanent, one attempt, a dead letter.
+            #expect(await fixture.status(client: "gone") == "failed")
+            #expect(fixture.requests(to: "gone").count == 1)
+            #expect(try await database.count(
+                "SELECT count(*) FROM webhook_worker.dead_letter_jobs WHERE reason = 'permanent_failure' AND last_error LIKE '%HTTP 410%'") == 1)
+            // 429 + Retry-After: 1 is honoured instead of the 1 s ± 20 % step... both are ~1 s,
+            // so check the recorded wait is about a second, not the 60 s second step.
+            let busy = fixture.requests(to: "busy")
+            #expect(busy.count == 2)
+            let wait = busy[1].receivedAt.timeIntervalSince(busy[0].receivedAt)
+            #expect(wait >= 0.9 && wait < 5, "waited \(wait)s")
+        }
+    }
+
+    @Test("Retry-After beyond the schedule's largest step is clamped to it")
+    func retryAfterClamped() async throws {
+        try await withTestDatabase(appTables: true) { database in
+            let fixture = try await DeliveryFixture.make(database: database) { _ in .status(503, headers: [("Retry-After", "86400")]) }
+            try await fixture.addClient("busy")
+            let (worker, sender) = fixture.startWorker(schedule: [.seconds(1), .seconds(3)])
+            try await fixture.connectIntegration()
+            #expect(await eventually { fixture.requests(to: "busy").count == 1 })
+            #expect(await eventually {
+                (try? await database.count("SELECT count(*) FROM webhook_worker.jobs WHERE kind = 'webhook.deliver' AND state = 'available' AND attempt = 1")) == 1
+            })
+            let wait = try #require(try await database.scalar(
+                "SELECT extract(epoch FROM run_at - now())::float8 FROM webhook_worker.jobs WHERE kind = 'webhook.deliver'", as: Double.self))
+            try await stopAll(worker, sender, fixture)
+            #expect(wait > 1.5 && wait <= 3.0, "next attempt in \(wait)s, expected the largest step of 3s")
+            #expect(WebhookSender.parseRetryAfter("120") == .seconds(120))
+            #expect(WebhookSender.parseRetryAfter("Wed, 21 Oct 2015 07:28:00 GMT", now: Date(timeIntervalSince1970: 1_445_412_420)) == .seconds(60))
+            #expect(WebhookSender.parseRetryAfter("soon") == nil)
+        }
+    }
+
+    @Test("a grant revoked between attempts cancels the delivery without a request")
+    func revocationCancels() async throws {
+        try await withTestDatabase(appTables: true) { database in
+            let fixture = try await DeliveryFixture.make(database: database) { _ in .status(500) }
+            try await fixture.addClient("revocable")
+            let (worker, sender) = fixture.startWorker(schedule: [.seconds(1)])
+            try await fixture.connectIntegration()
+            #expect(await eventually { fixture.requests(to: "revocable").count == 1 })
+            try await database.query(#"UPDATE "OAuthIntegrationGrant" SET "revokedAt" = now() WHERE "clientId" = 'revocable'"#)
+            #expect(await eventually { await fixture.status(client: "revocable") == "cancelled" })
+            try await Task.sleep(for: .milliseconds(200))
+            try await stopAll(worker, sender, fixture)
+            #expect(fixture.requests(to: "revocable").count == 1)
+            #expect(try await fixture.delivery(client: "revocable")?.decode("last_error", as: String.self).contains("revoked") == true)
+            #expect(try await database.count("SELECT count(*) FROM webhook_worker.dead_letter_jobs") == 0)
+            #expect(try await database.scalar(
+                "SELECT outcome FROM webhook_worker.job_attempts WHERE kind = 'webhook.deliver' ORDER BY id DESC LIMIT 1", as: String.self)
+                == "cancelled")
+        }
+    }
+
+    @Test("bad payloads and unknown or unusable accounts are dead letters with readable reasons")
+    func badFanOutInput() async throws {
+        try await withTestDatabase(appTables: true) { database in
+            let fixture = try await DeliveryFixture.make(database: database)
+            try await database.script("""
+                INSERT INTO "IntegrationAccount" (id, "accountId", "integrationDefinitionId", "integratedById", "isActive", deleted) VALUES
+                  ('acct-off', 'x', 'def-linear', 'user-1', false, NULL),
+                  ('acct-gone', 'y', 'def-linear', 'user-1', true, now());
+                """)
+            let (worker, sender) = fixture.startWorker()
+            let cases: [(String, String)] = [
+                (#""just a string""#, "must be a JSON object"),
+                (#"[1, 2]"#, "must be a JSON object"),
+                (#"{}"#, #"has no "integration_account_id""#),
+                (#"{"integration_account_id": 5, "user_id": "user-1"}"#, #""integration_account_id" must be a string"#),
+                (#"{"integration_account_id": "acct-1", "user_id": ""}"#, #""user_id" is empty"#),
+                (#"{"integration_account_id": "nope", "user_id": "user-1"}"#, "integration account nope does not exist"),
+                (#"{"integration_account_id": "acct-off", "user_id": "user-1"}"#, "is inactive"),
+                (#"{"integration_account_id": "acct-gone", "user_id": "user-1"}"#, "is deleted"),
+                (#"{"integration_account_id": "\#(String(repeating: "😀", count: 2000))", "user_id": "user-1"}"#, "not a plausible id"),
+            ]
+            for (payload, _) in cases {
+                try await database.query(
+                    "INSERT INTO webhook_worker.jobs (kind, payload) VALUES ('integration.connected', $1::jsonb)", [payload])
+            }
+            #expect(await eventually {
+                (try? await database.count("SELECT count(*) FROM webhook_worker.dead_letter_jobs")) == cases.count
+            })
+            try await stopAll(worker, sender, fixture)
+            let letters = try await database.query(
+                "SELECT payload::text AS payload, reason, last_error FROM webhook_worker.dead_letter_jobs ORDER BY job_id").rows
+            for ((_, expected), letter) in zip(cases, letters) {
+                #expect(try letter.decode("reason", as: String.self) == "permanent_failure")
+                let error: String = try letter.decode("last_error")
+                #expect(error.contains(expected), "\(error) should say \(expected)")
+            }
+        }
+    }
+
+    @Test("a fan-out that runs twice creates nothing twice")
+    func fanOutIsIdempotent() async throws {
+        try await withTestDatabase(appTables: true) { database in
+            let fixture = try await DeliveryFixture.make(database: database)
+            try await fixture.addClient("a")
+            try await fixture.addClient("b")
+            let handler = IntegrationConnectedHandler(configuration: .init())
+            let job = Job(
+                id: 777, kind: "integration.connected",
+                payload: PostgresJSON(#"{"integration_account_id": "acct-1", "user_id": "user-1"}"#), attempt: 1,
+                maxAttempts: 8, createdAt: Date(), runAt: Date())
+            let pool = database.pool()
+            for _ in 0..<2 {
+                let outcome = try await handler.handle(
+                    job, context: JobContext(logger: TestDatabase.logger, database: pool, workerID: "test"))
+                #expect(outcome.decision == .complete)
+                for statement in outcome.statements { try await pool.query(statement.query, statement.bindings) }
+            }
+            await pool.close()
+            await fixture.receiver.stop()
+            #expect(try await database.count("SELECT count(*) FROM webhook_worker.webhook_deliveries") == 2)
+            #expect(try await database.count("SELECT count(*) FROM webhook_worker.jobs WHERE kind = 'webhook.deliver'") == 2)
+        }
+    }
+}
+
+/// A thread-safe call counter for receivers.
+final class Counter: Sendable {
+    private let value = Mutex(0)
+    func next() -> Int { value.withLock { $0 += 1; return $0 } }
+}
+
+/// A TLS configuration with a fresh self-signed certificate (from the openssl command).
+func selfSignedTLS() throws -> TLSConfiguration {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tls-\(UUID().uuidString)").path
+    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    _ = try shell(
+        "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost -keyout '\(directory)/key.pem' -out '\(directory)/cert.pem' 2>/dev/null")
+    return TLSConfiguration.makeServerConfiguration(
+        certificateChain: try NIOSSLCertificate.fromPEMFile(directory + "/cert.pem").map { .certificate($0) },
+        privateKey: .privateKey(try NIOSSLPrivateKey(file: directory + "/key.pem", format: .pem)))
+}

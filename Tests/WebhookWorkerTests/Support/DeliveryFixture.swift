@@ -1,0 +1,114 @@
+import Foundation
+import JobQueue
+import LibPQ
+import WebhookDelivery
+import WebhookReceiver
+
+/// A database with the web app's tables, a receiver on loopback, and helpers to seed users,
+/// integrations, OAuth clients and grants.
+struct DeliveryFixture {
+    let database: TestDatabase
+    let receiver: WebhookReceiverServer
+    let userID = "user-1"
+    let accountID = "acct-1"
+
+    static func make(
+        database: TestDatabase, respond: @escaping @Sendable (ReceivedWebhook) -> ReceiverResponse = { _ in .ok }
+    ) async throws -> DeliveryFixture {
+        let receiver = try await WebhookReceiverServer.start(respond: respond)
+        let fixture = DeliveryFixture(database: database, receiver: receiver)
+        try await database.script("""
+            INSERT INTO "User" (id, email) VALUES ('user-1', 'one@example.com'), ('user-2', 'two@example.com');
+            INSERT INTO "IntegrationDefinitionV2" (id, name, slug, icon) VALUES ('def-linear', 'Linear', 'linear', 'https://example.com/linear-icon.png');
+            INSERT INTO "IntegrationAccount" (id, "accountId", "integrationDefinitionId", "integratedById") VALUES ('acct-1', 'ext-42', 'def-linear', 'user-1');
+            """)
+        return fixture
+    }
+
+    func url(_ path: String) -> String { "http://127.0.0.1:\(receiver.port)/\(path)" }
+
+    /// An OAuth client; by default eligible: integration scope, active, URL set, granted to user-1.
+    func addClient(
+        _ id: String, scopes: String = "profile,email,openid,integration", url: String? = nil, secret: String? = nil,
+        active: Bool = true, grantUser: String? = "user-1", grantActive: Bool = true, grantRevoked: Bool = false
+    ) async throws {
+        try await database.query(
+            """
+            INSERT INTO "OAuthClient" (id, "clientId", name, "allowedScopes", "webhookUrl", "webhookSecret", "isActive")
+            VALUES ($1, $1 || '-public', $1, $2, $3, $4, $5)
+            """, [id, scopes, url ?? self.url(id), secret, active])
+        if let grantUser {
+            try await database.query(
+                """
+                INSERT INTO "OAuthIntegrationGrant" (id, "clientId", "userId", "integrationAccountId", "isActive", "revokedAt")
+                VALUES ('grant-' || $1, $1, $2, 'acct-1', $3, CASE WHEN $4 THEN now() END)
+                """, [id, grantUser, grantActive, grantRevoked])
+        }
+    }
+
+    /// Inserts the web app's job row and returns its id.
+    @discardableResult
+    func connectIntegration(account: String = "acct-1", user: String = "user-1") async throws -> Int64 {
+        try await database.scalar(
+            "INSERT INTO webhook_worker.jobs (kind, payload) VALUES ('integration.connected', jsonb_build_object('integration_account_id', $1::text, 'user_id', $2::text)) RETURNING id",
+            [account, user], as: Int64.self)!
+    }
+
+    /// A worker with the real handlers; http and loopback allowed unless `policy` says otherwise.
+    func startWorker(
+        schedule: [Duration] = [.milliseconds(100), .milliseconds(100), .milliseconds(100)],
+        requestTimeout: Duration = .seconds(2), allowHTTP: Bool = true, allowPrivateNetworks: Bool = true,
+        concurrency: Int = 16
+    ) -> (RunningWorker, WebhookSender) {
+        let configuration = WebhookDeliveryConfiguration(
+            // The connect timeout stays below the request timeout, as in production (5 s and 15 s):
+            // a failing handshake is retried until the connect timeout, then reported as itself.
+            retryPolicy: RetryPolicy(schedule: schedule), requestTimeout: requestTimeout,
+            connectTimeout: min(.seconds(1), requestTimeout / 2), allowHTTP: allowHTTP,
+            allowPrivateNetworks: allowPrivateNetworks)
+        let sender = WebhookSender(configuration: configuration)
+        let worker = RunningWorker(
+            database,
+            handlers: [IntegrationConnectedHandler(configuration: configuration), WebhookDeliverHandler(sender: sender)]
+        ) {
+            $0.concurrency = concurrency
+            $0.pollInterval = .milliseconds(50)
+            $0.lease = .seconds(30)
+            $0.retryPolicy = RetryPolicy(schedule: schedule)
+        }
+        return (worker, sender)
+    }
+
+    func deliveries() async throws -> [PostgresRow] {
+        try await database.query("SELECT * FROM webhook_worker.webhook_deliveries ORDER BY oauth_client_id").rows
+    }
+
+    func delivery(client: String) async throws -> PostgresRow? {
+        try await database.query("SELECT * FROM webhook_worker.webhook_deliveries WHERE oauth_client_id = $1", [client]).first
+    }
+
+    func status(client: String) async -> String? {
+        try? await delivery(client: client)?.decode("status", as: String.self)
+    }
+
+    func attempts(client: String) async throws -> [PostgresRow] {
+        try await database.query(
+            """
+            SELECT a.* FROM webhook_worker.delivery_attempts a
+            JOIN webhook_worker.webhook_deliveries d USING (delivery_id)
+            WHERE d.oauth_client_id = $1 ORDER BY a.attempt
+            """, [client]
+        ).rows
+    }
+
+    func requests(to path: String) -> [ReceivedWebhook] {
+        receiver.received.filter { $0.uri == "/" + path }
+    }
+}
+
+/// Stops a worker and its sender, then the receiver.
+func stopAll(_ worker: RunningWorker, _ sender: WebhookSender, _ fixture: DeliveryFixture) async throws {
+    try await worker.stop()
+    try await sender.shutdown()
+    await fixture.receiver.stop()
+}

@@ -1,0 +1,83 @@
+import Foundation
+import Testing
+import WebhookReceiver
+
+/// The built `webhook-worker` binary, run as operators run it.
+@Suite("webhook-worker command line")
+struct CommandLineTests {
+    static let binary = TestDatabase.repoRoot + "/.build/debug/webhook-worker"
+
+    /// Runs a shell snippet with `$BIN` set; returns its combined output and exit status.
+    static func run(_ script: String, environment: [String: String] = [:]) throws -> (output: String, status: Int32) {
+        let exports = environment.map { "export \($0.key)='\($0.value)'; " }.joined()
+        let output = try shell("bash -c '\(exports)BIN=\(binary); \(script.replacingOccurrences(of: "'", with: "'\\''")) 2>&1; echo \"exit=$?\"'")
+        let lines = output.split(separator: "\n", omittingEmptySubsequences: false)
+        let statusLine = lines.last { $0.hasPrefix("exit=") } ?? "exit=-1"
+        return (lines.filter { !$0.hasPrefix("exit=") }.joined(separator: "\n"), Int32(statusLine.dropFirst(5)) ?? -1)
+    }
+
+    @Test(
+        "a bad setting exits 2 with one line naming it",
+        arguments: [
+            ("$BIN run --lease 5x", "--lease (WORKER_LEASE)"),
+            ("$BIN run --concurrency 0", "--concurrency (WORKER_CONCURRENCY)"),
+            ("WORKER_CONCURRENCY=lots $BIN run", "--concurrency (WORKER_CONCURRENCY)"),
+            ("$BIN run --retry-schedule 5s,soon", "--retry-schedule (WEBHOOK_RETRY_SCHEDULE)"),
+            ("$BIN run --lease 10s --request-timeout 15s", "--lease (WORKER_LEASE)"),
+            ("WEBHOOK_ALLOW_HTTP=maybe $BIN run", "WEBHOOK_ALLOW_HTTP"),
+            ("LOG_LEVEL=loud $BIN run", "--log-level (LOG_LEVEL)"),
+            ("$BIN run --poll-interval=-1s", "--poll-interval (WORKER_POLL_INTERVAL)"),
+        ])
+    func badSettings(command: String, names: String) throws {
+        let (output, status) = try Self.run(command, environment: ["DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"])
+        #expect(status == 2, "\(output)")
+        let lines = output.split(separator: "\n")
+        #expect(lines.count == 1, "\(output)")
+        #expect(output.contains(names), "\(output)")
+    }
+
+    @Test("an unreachable database is one clear line without the password, exit 1")
+    func unreachableDatabase() throws {
+        let (output, status) = try Self.run("$BIN migrate --database-url postgresql://ops:pa55word@127.0.0.1:1/app")
+        #expect(status == 1)
+        #expect(output.contains("127.0.0.1:1"))
+        #expect(!output.contains("pa55word"))
+    }
+
+    @Test("run delivers, logs JSON lines without secrets, and exits 0 on SIGTERM")
+    func runAndStop() async throws {
+        try await withTestDatabase(appTables: true) { database in
+            let fixture = try await DeliveryFixture.make(database: database)
+            let secret = "super-secret-value-\(UUID().uuidString)"
+            try await fixture.addClient("signed", secret: secret)
+            let log = FileManager.default.temporaryDirectory.appendingPathComponent("worker-\(UUID().uuidString).log").path
+            defer { try? FileManager.default.removeItem(atPath: log) }
+            try await fixture.connectIntegration()
+            let (output, status) = try Self.run(
+                """
+                $BIN run --allow-http --allow-private-networks --log-format json --log-level debug --poll-interval 200ms >\(log) 2>&1 &
+                pid=$!
+                for i in $(seq 100); do grep -q '"webhook delivered"' \(log) && break; sleep 0.1; done
+                kill -TERM $pid
+                wait $pid
+                """, environment: ["DATABASE_URL": database.conninfo])
+            #expect(status == 0, "\(output)")
+            await fixture.receiver.stop()
+            #expect(fixture.requests(to: "signed").count == 1)
+            let lines = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n")
+            #expect(lines.count > 5)
+            var messages: [String] = []
+            for line in lines {
+                let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+                #expect(object?["timestamp"] is String && object?["level"] is String, "\(line)")
+                messages.append(object?["message"] as? String ?? "")
+            }
+            #expect(messages.contains("webhook delivered"))
+            #expect(messages.contains("worker stopped"))
+            let signature = try #require(fixture.requests(to: "signed").first?.header("X-Webhook-Secret"))
+            for line in lines {
+                #expect(!line.contains(secret) && !line.contains(signature) && !line.contains("mcp://core.ai/linear"))
+            }
+        }
+    }
+}

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 
 @main
 struct WebhookWorker: AsyncParsableCommand {
@@ -9,7 +10,32 @@ struct WebhookWorker: AsyncParsableCommand {
             The web app inserts a row into webhook_worker.jobs; replicas of this worker claim it, \
             POST a signed integration.connected webhook to every OAuth application entitled to it, \
             retry with backoff, and record every attempt and dead letter in the same database.
+
+            Exit status: 0 success, 1 nothing found where something was asked for (or the \
+            database is unreachable), 2 bad usage or a bad setting.
             """,
-        subcommands: [RunCommand.self, MigrateCommand.self, EnqueueCommand.self, ReceiveCommand.self]
+        subcommands: [
+            RunCommand.self, MigrateCommand.self, EnqueueCommand.self, DeadLettersCommand.self, DeliveriesCommand.self,
+            StatsCommand.self, PruneCommand.self, ReceiveCommand.self,
+        ]
     )
+
+    /// Like ArgumentParser's own, except that bad usage exits 2 (its default is 64).
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var command = command as? any AsyncParsableCommand {
+                try await command.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            let code = exitCode(for: error)
+            if code == .validationFailure {
+                FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+                Foundation.exit(2)
+            }
+            exit(withError: error)
+        }
+    }
 }

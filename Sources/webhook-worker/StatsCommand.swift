@@ -1,0 +1,96 @@
+import ArgumentParser
+import Foundation
+
+struct StatsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "stats",
+        abstract: "Queue depth, oldest waiting job, replicas, throughput and dead letters at a glance.")
+
+    @Flag(help: "Print JSON.") var json = false
+    @OptionGroup var database: DatabaseOptions
+
+    func run() async throws {
+        let db = try await OperatorDatabase.open(database)
+        let depth = try await db.rows(
+            "statsDepth", "SELECT kind, state, jobs, extract(epoch FROM oldest_age)::float8 AS oldest_age_seconds FROM webhook_worker.queue_depth ORDER BY kind, state")
+        let waiting = try await db.rows(
+            "statsWaiting",
+            "SELECT kind, waiting, round(extract(epoch FROM wait)::numeric, 3)::float8 AS oldest_wait_seconds FROM webhook_worker.oldest_waiting ORDER BY kind")
+        let replicas = try await db.rows(
+            "statsReplicas",
+            "SELECT locked_by AS worker_id, count(*) AS running, min(locked_until) AS next_lease_expiry FROM webhook_worker.jobs WHERE state = 'running' GROUP BY locked_by ORDER BY locked_by")
+        let throughput = try await db.rows(
+            "statsThroughput",
+            """
+            SELECT kind,
+                   count(*) FILTER (WHERE outcome = 'succeeded' AND finished_at > now() - interval '1 minute') AS succeeded_1m,
+                   count(*) FILTER (WHERE outcome <> 'succeeded' AND finished_at > now() - interval '1 minute') AS failed_1m,
+                   count(*) FILTER (WHERE outcome = 'succeeded') AS succeeded_1h,
+                   count(*) FILTER (WHERE outcome <> 'succeeded') AS failed_1h
+            FROM webhook_worker.job_attempts WHERE finished_at > now() - interval '1 hour'
+            GROUP BY kind ORDER BY kind
+            """)
+        let dead = try await db.rows(
+            "statsDead", "SELECT kind, reason, dead_letters, last_dead_at FROM webhook_worker.dead_letters_by_reason ORDER BY kind, reason")
+        await db.close()
+
+        let output = Output(json: json)
+        if json {
+            output.printJSON([
+                "queue": depth, "oldest_waiting": waiting, "replicas": replicas, "throughput": throughput, "dead_letters": dead,
+            ])
+            return
+        }
+        print("queue depth")
+        output.list(depth, columns: ["kind", "state", "jobs", "oldest_age_seconds"])
+        print("\noldest runnable job waiting")
+        output.list(waiting, columns: ["kind", "waiting", "oldest_wait_seconds"])
+        print("\nreplicas holding leases (\(replicas.count))")
+        output.list(replicas, columns: ["worker_id", "running", "next_lease_expiry"])
+        print("\nattempts finished (last minute / last hour)")
+        output.list(throughput, columns: ["kind", "succeeded_1m", "failed_1m", "succeeded_1h", "failed_1h"])
+        print("\ndead letters not requeued")
+        output.list(dead, columns: ["kind", "reason", "dead_letters", "last_dead_at"])
+    }
+}
+
+struct PruneCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "prune",
+        abstract: "Delete old attempt rows and finished deliveries, in batches.",
+        discussion: """
+            Removes job_attempts and delivery_attempts older than the age, and deliveries that \
+            ended (delivered, failed, cancelled) longer ago, with their attempts. Pending \
+            deliveries and dead letters are kept (see dead-letters purge).
+            """)
+
+    @Option(help: "Age beyond which rows go (e.g. 30d).") var olderThan: Age
+    @Option(help: "Rows per batch.") var batchSize: Int = 5000
+    @OptionGroup var database: DatabaseOptions
+
+    func validate() throws {
+        guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
+    }
+
+    func run() async throws {
+        let db = try await OperatorDatabase.open(database)
+        let cutoff = olderThan.cutoff
+        let jobAttempts = try await deleteInBatches(
+            db, name: "pruneJobAttempts",
+            "DELETE FROM webhook_worker.job_attempts WHERE id IN (SELECT id FROM webhook_worker.job_attempts WHERE finished_at < $1 LIMIT $2)",
+            [cutoff], batchSize: batchSize, label: "job attempts")
+        let deliveryAttempts = try await deleteInBatches(
+            db, name: "pruneDeliveryAttempts",
+            "DELETE FROM webhook_worker.delivery_attempts WHERE id IN (SELECT id FROM webhook_worker.delivery_attempts WHERE attempted_at < $1 LIMIT $2)",
+            [cutoff], batchSize: batchSize, label: "delivery attempts")
+        let deliveries = try await deleteInBatches(
+            db, name: "pruneDeliveries",
+            """
+            DELETE FROM webhook_worker.webhook_deliveries WHERE delivery_id IN (
+                SELECT delivery_id FROM webhook_worker.webhook_deliveries
+                WHERE status <> 'pending' AND updated_at < $1 LIMIT $2)
+            """, [cutoff], batchSize: batchSize, label: "deliveries")
+        await db.close()
+        print("\rdeleted \(jobAttempts) job attempt(s), \(deliveryAttempts) delivery attempt(s), \(deliveries) finished deliveries")
+    }
+}

@@ -63,6 +63,8 @@ public final class JobWorker: Service, Sendable {
     }
 
     private var isShuttingDown: Bool { state.withLock { $0.shuttingDown } }
+    /// True once a graceful shutdown has begun.
+    public var isStopping: Bool { isShuttingDown }
 
     public func run() async throws {
         logger.info(

@@ -3,6 +3,8 @@ import Foundation
 import JobQueue
 import LibPQ
 import Logging
+import Metrics
+import Prometheus
 import ServiceLifecycle
 import WebhookDelivery
 import WebhookWorkerSchema
@@ -42,6 +44,10 @@ struct RunCommand: AsyncParsableCommand {
     var userAgent: String?
     @Option(name: .customLong("worker-id"), help: "This replica's name in locked_by and attempt rows. Env: WORKER_ID. Default: host-pid-random.")
     var workerID: String?
+    @Option(name: .customLong("http-port"), help: "Serve /metrics, /healthz and /readyz on this port. Env: WORKER_HTTP_PORT. Default: off.")
+    var httpPort: String?
+    @Option(name: .customLong("http-host"), help: "Address for --http-port. Env: WORKER_HTTP_HOST. Default: 0.0.0.0.")
+    var httpHost: String?
     @Option(name: .customLong("database-pool-size"), help: "Connections shared by this replica's jobs (plus three of its own: LISTEN, claim, finish). Env: WORKER_DB_POOL_SIZE. Default: 8.")
     var poolSize: String?
 
@@ -49,6 +55,8 @@ struct RunCommand: AsyncParsableCommand {
         var queue: JobWorkerConfiguration
         var delivery: WebhookDeliveryConfiguration
         var poolSize: Int
+        var httpPort: Int?
+        var httpHost: String
     }
 
     func settings(environment env: [String: String]) throws -> Settings {
@@ -106,7 +114,10 @@ struct RunCommand: AsyncParsableCommand {
             mcpEndpointBase: mcpBase.value ?? "mcp://core.ai",
             userAgent: agent.value ?? "Echo-OAuth-Webhooks/1.0")
         let pool = try source("database-pool-size", "WORKER_DB_POOL_SIZE", poolSize).integer(default: 8, range: 1...500)
-        return Settings(queue: queue, delivery: delivery, poolSize: pool)
+        let portSource = source("http-port", "WORKER_HTTP_PORT", httpPort)
+        let port: Int? = portSource.value == nil ? nil : try portSource.integer(default: 0, range: 1...65535)
+        let host = source("http-host", "WORKER_HTTP_HOST", httpHost).value ?? "0.0.0.0"
+        return Settings(queue: queue, delivery: delivery, poolSize: pool, httpPort: port, httpHost: host)
     }
 
     func run() async throws {
@@ -128,7 +139,19 @@ struct RunCommand: AsyncParsableCommand {
                 "mcp_endpoint_base": "\(settings.delivery.mcpEndpointBase)",
                 "user_agent": "\(settings.delivery.userAgent)",
                 "database_pool_size": "\(settings.poolSize)",
+                "http_port": "\(settings.httpPort.map(String.init) ?? "off")",
             ])
+
+        let registry = PrometheusCollectorRegistry()
+        if settings.httpPort != nil {
+            var factory = PrometheusMetricsFactory(registry: registry)
+            factory.defaultDurationHistogramBuckets = [
+                .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100),
+                .milliseconds(250), .milliseconds(500), .seconds(1), .milliseconds(2500), .seconds(5), .seconds(10), .seconds(15),
+                .seconds(30),
+            ]
+            MetricsSystem.bootstrap(factory)
+        }
 
         let connection = try await connectOrExit(settings.queue.conninfo)
         try await WebhookWorkerSchema.migrator.migrate(connection, logger: logger)
@@ -145,9 +168,21 @@ struct RunCommand: AsyncParsableCommand {
                 WebhookDeliverHandler(sender: sender),
             ],
             database: pool, logger: logger)
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        if let port = settings.httpPort {
+            // First in, last out: metrics and health stay up while the worker drains.
+            services.append(
+                .init(
+                    service: OperationsServer.make(
+                        host: settings.httpHost, port: port, registry: registry, worker: worker, database: pool,
+                        logger: logger)))
+            services.append(
+                .init(service: QueueSampler(database: pool, kinds: Set(worker.kinds), interval: .seconds(10), logger: logger)))
+        }
+        services.append(.init(service: worker))
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: worker)],
+                services: services,
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
         try await group.run()

@@ -1,0 +1,102 @@
+import Foundation
+import Hummingbird
+import JobQueue
+import LibPQ
+import Logging
+import Metrics
+import Prometheus
+import ServiceLifecycle
+
+/// `/metrics` (Prometheus text format), `/healthz` (the process answers) and `/readyz` (the
+/// database answers and the LISTEN connection is up) on `--http-port`.
+enum OperationsServer {
+    static func make(
+        host: String, port: Int, registry: PrometheusCollectorRegistry, worker: JobWorker, database: PostgresConnectionPool,
+        logger: Logger
+    ) -> some Service {
+        let router = Router()
+        router.get("metrics") { _, _ -> Response in
+            var buffer: [UInt8] = []
+            registry.emit(into: &buffer)
+            return Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                body: .init(byteBuffer: ByteBuffer(bytes: buffer)))
+        }
+        router.get("healthz") { _, _ -> Response in
+            Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "ok\n")))
+        }
+        router.get("readyz") { _, _ -> Response in
+            let problems = await readinessProblems(worker: worker, database: database)
+            return Response(
+                status: problems.isEmpty ? .ok : .serviceUnavailable,
+                body: .init(byteBuffer: ByteBuffer(string: (problems.isEmpty ? "ready" : problems.joined(separator: "; ")) + "\n")))
+        }
+        return Application(router: router, configuration: .init(address: .hostname(host, port: port)), logger: logger)
+    }
+
+    /// Why this replica should not get work now; empty when it is ready.
+    static func readinessProblems(worker: JobWorker, database: PostgresConnectionPool) async -> [String] {
+        var problems: [String] = []
+        if worker.isStopping { problems.append("shutting down") }
+        if !worker.isListening { problems.append("LISTEN connection down") }
+        let reachable = await withTaskGroup(of: Bool.self) { group in
+            group.addTask { (try? await database.query(PostgresQuery("readinessPing", "SELECT 1 AS one"))) != nil }
+            group.addTask {
+                try? await Task.sleep(for: .seconds(2))
+                return false
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first
+        }
+        if !reachable { problems.append("database unreachable") }
+        return problems
+    }
+}
+
+/// Samples queue depth and the oldest waiting job into gauges every `interval`.
+struct QueueSampler: Service {
+    let database: PostgresConnectionPool
+    let kinds: Set<String>
+    let interval: Duration
+    let logger: Logger
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            var reported = Set<[String]>()
+            while !Task.isCancelled {
+                do {
+                    let rows = try await database.query(
+                        PostgresQuery(
+                            "sampleQueue",
+                            """
+                            SELECT kind, state, jobs, coalesce(extract(epoch FROM oldest_age), 0)::float8 AS oldest
+                            FROM webhook_worker.queue_depth
+                            """))
+                    var seen = Set<[String]>()
+                    var oldest: [String: Double] = [:]
+                    for row in rows.rows {
+                        // Kinds this replica does not know are folded into "other": label values stay bounded.
+                        let kind = try row.decode("kind", as: String.self)
+                        let label = kinds.contains(kind) ? kind : "other"
+                        let state: String = try row.decode("state")
+                        seen.insert([label, state])
+                        Gauge(label: "webhook_worker_queue_depth", dimensions: [("kind", label), ("state", state)])
+                            .record(try row.decode("jobs", as: Int.self))
+                        if state == "available" { oldest[label] = max(oldest[label] ?? 0, try row.decode("oldest")) }
+                    }
+                    for gone in reported.subtracting(seen) {
+                        Gauge(label: "webhook_worker_queue_depth", dimensions: [("kind", gone[0]), ("state", gone[1])]).record(0)
+                    }
+                    reported = seen
+                    for kind in kinds.union(["other"]) {
+                        Gauge(label: "webhook_worker_queue_oldest_age_seconds", dimensions: [("kind", kind)]).record(oldest[kind] ?? 0)
+                    }
+                } catch {
+                    logger.debug("could not sample the queue", metadata: ["error": "\(error)"])
+                }
+                try? await Task.sleep(for: interval)
+            }
+        }
+    }
+}

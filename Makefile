@@ -7,7 +7,7 @@ export PATH := $(PATH):/opt/swift/usr/bin
 SWIFT ?= swift
 BIN := .build/debug/webhook-worker
 
-.PHONY: all deps build test demo run clean
+.PHONY: all deps build test demo run bench clean
 
 all: build
 
@@ -29,6 +29,13 @@ demo: build
 
 run: build
 	scripts/with-postgres $(BIN) run --allow-http --allow-private-networks
+
+# Figures, not pass/fail: a release build on a throwaway PostgreSQL with fsync and
+# synchronous_commit on. Prints a table and writes .bench/results-*.json.
+bench: deps
+	@scripts/embed-sql
+	$(SWIFT) build -c release --product webhook-worker
+	PG_TUNING=durable WEBHOOK_WORKER_BIN=.build/release/webhook-worker scripts/with-postgres scripts/bench
 
 clean:
 	rm -rf .build .pg

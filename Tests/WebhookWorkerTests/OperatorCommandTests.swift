@@ -1,0 +1,185 @@
+import AsyncHTTPClient
+import Foundation
+import LibPQ
+import Testing
+
+/// The operator and DBA commands, run as the built binary against a real database.
+@Suite("Operator commands")
+struct OperatorCommandTests {
+    static func cli(_ arguments: String, _ database: TestDatabase) throws -> (output: String, status: Int32) {
+        try CommandLineTests.run("$BIN \(arguments) 2>/dev/null", environment: ["DATABASE_URL": database.conninfo])
+    }
+
+    static func json(_ arguments: String, _ database: TestDatabase) throws -> Any {
+        let (output, status) = try cli(arguments + " --json", database)
+        #expect(status == 0, "\(arguments): \(output)")
+        return try JSONSerialization.jsonObject(with: Data(output.utf8))
+    }
+
+    /// Two dead letters of different kinds (one 40 days old) with attempts, and two deliveries.
+    static func seed(_ database: TestDatabase) async throws {
+        try await database.script("""
+            INSERT INTO webhook_worker.webhook_deliveries
+                (delivery_id, event, source_job_id, integration_account_id, user_id, oauth_client_id, payload, status, attempts, last_http_status, last_error, updated_at)
+            VALUES ('11111111-1111-4111-8111-111111111111', 'integration.connected', 1, 'acct-1', 'user-1', 'client-a', '{"a":1}', 'failed', 8, 500, 'HTTP 500', now()),
+                   ('22222222-2222-4222-8222-222222222222', 'integration.connected', 1, 'acct-1', 'user-1', 'client-b', '{"a":1}', 'delivered', 1, 200, NULL, now() - interval '40 days');
+            INSERT INTO webhook_worker.delivery_attempts (delivery_id, attempt, url, http_status, duration_ms, attempted_at)
+            VALUES ('11111111-1111-4111-8111-111111111111', 1, 'https://a.example/hook', 500, 12, now()),
+                   ('22222222-2222-4222-8222-222222222222', 1, 'https://b.example/hook', 200, 7, now() - interval '40 days');
+            INSERT INTO webhook_worker.dead_letter_jobs (job_id, kind, payload, priority, attempts, max_attempts, reason, last_error, created_at, dead_at)
+            VALUES (101, 'webhook.deliver', '{"delivery_id": "11111111-1111-4111-8111-111111111111"}', 0, 8, 8, 'attempts_exhausted', 'HTTP 500', now(), now()),
+                   (102, 'integration.connected', '{"integration_account_id": "gone", "user_id": "u"}', 0, 1, 8, 'permanent_failure', 'integration account gone does not exist', now() - interval '40 days', now() - interval '40 days');
+            INSERT INTO webhook_worker.job_attempts (job_id, kind, attempt, worker_id, started_at, finished_at, outcome, error)
+            VALUES (101, 'webhook.deliver', 8, 'w1', now(), now(), 'failed', 'HTTP 500'),
+                   (102, 'integration.connected', 1, 'w1', now() - interval '40 days', now() - interval '40 days', 'failed', 'gone');
+            """)
+    }
+
+    @Test("dead-letters: list, show, retry one and all, purge; JSON parses; exit statuses")
+    func deadLetters() async throws {
+        try await withTestDatabase { database in
+            try await Self.seed(database)
+            let all = try #require(try Self.json("dead-letters list", database) as? [[String: Any]])
+            #expect(all.count == 2)
+            let deliver = try #require(try Self.json("dead-letters list --kind webhook.deliver", database) as? [[String: Any]])
+            #expect(deliver.count == 1 && deliver[0]["delivery_id"] as? String == "11111111-1111-4111-8111-111111111111")
+            #expect((try Self.json("dead-letters list --since 1d", database) as? [[String: Any]])?.count == 1)
+            let id = try #require(deliver[0]["id"] as? Int)
+
+            let shown = try #require(try Self.json("dead-letters show \(id)", database) as? [String: Any])
+            #expect(shown["reason"] as? String == "attempts_exhausted")
+            #expect((shown["attempts_history"] as? [[String: Any]])?.first?["error"] as? String == "HTTP 500")
+            #expect(try Self.cli("dead-letters show 999999", database).status == 1)
+            #expect(try Self.cli("dead-letters show", database).status == 2)
+            #expect(try Self.cli("dead-letters list --since yesterdayish", database).status == 2)
+            #expect(try Self.cli("dead-letters retry", database).status == 2)
+            #expect(try Self.cli("dead-letters retry 1 --all", database).status == 2)
+
+            let (text, status) = try Self.cli("dead-letters retry \(id)", database)
+            #expect(status == 0 && text.contains("requeued dead letter \(id) as job"))
+            #expect(try await database.count("SELECT count(*) FROM webhook_worker.jobs WHERE kind = 'webhook.deliver'") == 1)
+            #expect(try Self.cli("dead-letters retry \(id)", database).status == 1, "already requeued")
+            #expect((try Self.json("dead-letters list", database) as? [[String: Any]])?.count == 1)
+            #expect((try Self.json("dead-letters list --include-requeued", database) as? [[String: Any]])?.count == 2)
+
+            let retried = try #require(try Self.json("dead-letters retry --all --kind integration.connected", database) as? [String: Any])
+            #expect(retried["requeued"] as? Int == 1)
+            #expect(try Self.cli("dead-letters retry --all", database).status == 1, "nothing left to requeue")
+
+            let (purged, purgeStatus) = try Self.cli("dead-letters purge --older-than 30d", database)
+            #expect(purgeStatus == 0 && purged.contains("deleted 1 dead letter"))
+            #expect(try await database.count("SELECT count(*) FROM webhook_worker.dead_letter_jobs") == 1)
+        }
+    }
+
+    @Test("retry --all works through many dead letters in batches")
+    func retryAllInBatches() async throws {
+        try await withTestDatabase { database in
+            try await database.query("""
+                INSERT INTO webhook_worker.dead_letter_jobs (job_id, kind, payload, priority, attempts, max_attempts, reason, created_at)
+                SELECT n, 'noop', '{}', 0, 8, 8, 'attempts_exhausted', now() FROM generate_series(1, 1234) n
+                """)
+            let result = try #require(try Self.json("dead-letters retry --all --batch-size 100", database) as? [String: Any])
+            #expect(result["requeued"] as? Int == 1234)
+            #expect(try await database.count("SELECT count(*) FROM webhook_worker.jobs") == 1234)
+            #expect(try await database.count("SELECT count(*) FROM webhook_worker.dead_letter_jobs WHERE requeued_at IS NULL") == 0)
+        }
+    }
+
+    @Test("deliveries: list with filters, show with attempts, resend with the same id and bytes")
+    func deliveries() async throws {
+        try await withTestDatabase { database in
+            try await Self.seed(database)
+            #expect((try Self.json("deliveries list", database) as? [[String: Any]])?.count == 2)
+            let failed = try #require(try Self.json("deliveries list --status failed --client client-a", database) as? [[String: Any]])
+            #expect(failed.count == 1 && failed[0]["last_http_status"] as? Int == 500)
+            #expect((try Self.json("deliveries list --client nobody", database) as? [[String: Any]])?.isEmpty == true)
+            #expect(try Self.cli("deliveries list --status lost", database).status == 2)
+
+            let shown = try #require(try Self.json("deliveries show 11111111-1111-4111-8111-111111111111", database) as? [String: Any])
+            #expect(shown["payload"] as? String == #"{"a":1}"#)
+            #expect((shown["attempt_history"] as? [[String: Any]])?.first?["url"] as? String == "https://a.example/hook")
+            #expect(try Self.cli("deliveries show 33333333-3333-4333-8333-333333333333", database).status == 1)
+            #expect(try Self.cli("deliveries show not-a-uuid", database).status == 2)
+
+            let (text, status) = try Self.cli("deliveries resend 11111111-1111-4111-8111-111111111111", database)
+            #expect(status == 0, "\(text)")
+            #expect(try await database.scalar(
+                "SELECT payload->>'delivery_id' FROM webhook_worker.jobs WHERE kind = 'webhook.deliver'", as: String.self)
+                == "11111111-1111-4111-8111-111111111111")
+            #expect(try await database.scalar(
+                "SELECT status FROM webhook_worker.webhook_deliveries WHERE delivery_id = '11111111-1111-4111-8111-111111111111'",
+                as: String.self) == "pending")
+            #expect(try Self.cli("deliveries resend 11111111-1111-4111-8111-111111111111", database).status == 1, "already queued")
+        }
+    }
+
+    @Test("stats reports depth, replicas, throughput and dead letters; prune removes old rows in batches")
+    func statsAndPrune() async throws {
+        try await withTestDatabase { database in
+            try await Self.seed(database)
+            try await database.query("INSERT INTO webhook_worker.jobs (kind) SELECT 'noop' FROM generate_series(1, 3)")
+            try await database.query(
+                "UPDATE webhook_worker.jobs SET state = 'running', locked_by = 'replica-x', locked_until = now() + interval '1 minute' WHERE id = (SELECT min(id) FROM webhook_worker.jobs)")
+            let stats = try #require(try Self.json("stats", database) as? [String: Any])
+            let queue = try #require(stats["queue"] as? [[String: Any]])
+            #expect(queue.contains { $0["state"] as? String == "available" && $0["jobs"] as? Int == 2 })
+            #expect((stats["replicas"] as? [[String: Any]])?.first?["worker_id"] as? String == "replica-x")
+            #expect((stats["throughput"] as? [[String: Any]])?.contains { $0["kind"] as? String == "webhook.deliver" } == true)
+            #expect((stats["dead_letters"] as? [[String: Any]])?.count == 2)
+            let (table, status) = try Self.cli("stats", database)
+            #expect(status == 0 && table.contains("replica-x") && table.contains("queue depth"))
+
+            let (pruned, pruneStatus) = try Self.cli("prune --older-than 30d --batch-size 1", database)
+            #expect(pruneStatus == 0, "\(pruned)")
+            #expect(try await database.count("SELECT count(*) FROM webhook_worker.job_attempts") == 1)
+            #expect(try await database.count("SELECT count(*) FROM webhook_worker.delivery_attempts") == 1)
+            #expect(try await database.count("SELECT count(*) FROM webhook_worker.webhook_deliveries") == 1)
+            #expect(try Self.cli("prune", database).status == 2)
+        }
+    }
+
+    @Test("/metrics counters move as jobs complete; /readyz turns unready without the database and ready again")
+    func metricsAndReadiness() async throws {
+        let directory = TestDatabase.repoRoot + "/.pg/ready-\(UUID().uuidString.prefix(8))"
+        let server = try runScript("start", directory).trimmingCharacters(in: .whitespacesAndNewlines)
+        defer { _ = try? runScript("destroy", directory) }
+        let database = try await TestDatabase.create(server: server)
+        let port = Int.random(in: 30000...60000)
+        let log = directory + "/worker.log"
+        let pid = try shell(
+            "DATABASE_URL='\(database.conninfo)' \(CommandLineTests.binary) run --http-port \(port) --http-host 127.0.0.1 --poll-interval 200ms >\(log) 2>&1 & echo $!"
+        ).trimmingCharacters(in: .whitespacesAndNewlines)
+        defer { _ = try? shell("kill -TERM \(pid) 2>/dev/null; true") }
+
+        func get(_ path: String) async -> (Int, String) {
+            var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
+            request.method = .GET
+            guard let response = try? await HTTPClient.shared.execute(request, timeout: .seconds(5)),
+                let body = try? await response.body.collect(upTo: 1 << 22)
+            else { return (0, "") }
+            return (Int(response.status.code), String(buffer: body))
+        }
+        func counter(_ text: String, _ name: String) -> Double {
+            text.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Double($0.split(separator: " ").last!) } ?? 0
+        }
+
+        #expect(await eventually { await get("/readyz").0 == 200 })
+        #expect(await get("/healthz") == (200, "ok\n"))
+        try await database.query("INSERT INTO webhook_worker.jobs (kind) SELECT 'noop' FROM generate_series(1, 25)")
+        let completed = #"webhook_worker_jobs_total{kind="noop",outcome="succeeded"}"#
+        #expect(await eventually { counter(await get("/metrics").1, completed) == 25 })
+        try await database.query("INSERT INTO webhook_worker.jobs (kind) SELECT 'noop' FROM generate_series(1, 5)")
+        #expect(await eventually { counter(await get("/metrics").1, completed) == 30 })
+        let metrics = await get("/metrics").1
+        #expect(metrics.contains("webhook_worker_listen_connected 1"))
+        #expect(metrics.contains("webhook_worker_job_duration_seconds_bucket"))
+
+        _ = try runScript("stop", directory)
+        #expect(await eventually { await get("/readyz").0 == 503 })
+        #expect(await get("/healthz").0 == 200, "alive even without the database")
+        _ = try runScript("start", directory)
+        #expect(await eventually(timeout: .seconds(30)) { await get("/readyz").0 == 200 })
+        _ = try shell("kill -TERM \(pid); for i in $(seq 100); do kill -0 \(pid) 2>/dev/null || break; sleep 0.1; done")
+    }
+}

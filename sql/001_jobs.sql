@@ -138,13 +138,14 @@ $$;
 
 -- Leases that ran out belong to replicas that died or stalled. Any replica may call this; rows
 -- are taken with SKIP LOCKED, so concurrent callers split the work. Each is recorded as a 'lost'
--- attempt; a job that has used up its attempts this way goes to the dead letters.
+-- attempt; a job that has used up its attempts this way goes to the dead letters. Returns the
+-- jobs reaped per kind.
 CREATE FUNCTION webhook_worker.reap_expired_leases(default_max_attempts integer, batch integer DEFAULT 500)
-RETURNS integer
+RETURNS TABLE (kind text, jobs integer)
 LANGUAGE plpgsql AS $$
-DECLARE
-    reaped integer;
+#variable_conflict use_column
 BEGIN
+    RETURN QUERY
     WITH expired AS (
         SELECT id, locked_by, attempted_at
         FROM webhook_worker.jobs
@@ -178,13 +179,12 @@ BEGIN
         UNION ALL
         SELECT id, kind, attempt, lost_by, coalesce(lost_started, now()), 'lost', 'lease expired'
         FROM dead
-        RETURNING 1
+        RETURNING job_attempts.kind
     )
-    SELECT count(*) INTO reaped FROM attempts;
-    IF reaped > 0 THEN
+    SELECT a.kind, count(*)::integer FROM attempts a GROUP BY a.kind;
+    IF FOUND THEN
         PERFORM pg_notify('webhook_worker_jobs', '');
     END IF;
-    RETURN reaped;
 END;
 $$;
 

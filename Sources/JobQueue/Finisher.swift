@@ -100,17 +100,55 @@ final class Finisher: Sendable {
 
     private func write(_ entries: [Entry]) async throws -> Set<Int64> {
         try await database.withConnection { connection in
-            try await connection.transaction { connection in
-                var applied = Set<Int64>()
-                let plain = entries.filter { $0.statements.isEmpty }
-                applied.formUnion(try await apply(plain, on: connection))
-                for (index, entry) in entries.enumerated() where !entry.statements.isEmpty {
-                    applied.formUnion(try await applyWithStatements(entry, savepoint: index, on: connection))
+            do {
+                return try await writePipelined(entries, on: connection)
+            } catch let error as PostgresError where !error.isTransient {
+                // A statement was refused and the whole batch rolled back: write it again with a
+                // savepoint per entry, so that only the entry at fault fails.
+                logger.debug("batched outcome write failed; writing entry by entry", metadata: ["error": "\(error)"])
+                return try await connection.transaction { connection in
+                    var applied = Set<Int64>()
+                    let plain = entries.filter { $0.statements.isEmpty }
+                    applied.formUnion(try await apply(plain, on: connection))
+                    for (index, entry) in entries.enumerated() where !entry.statements.isEmpty {
+                        applied.formUnion(try await applyWithStatements(entry, savepoint: index, on: connection))
+                    }
+                    return applied
                 }
-                return applied
             }
         }
     }
+
+    /// The whole batch in one transaction and at most two round trips: the guarded state changes
+    /// (one statement per kind of outcome), then the statements of the entries this replica
+    /// still held, and the commit.
+    private func writePipelined(_ entries: [Entry], on connection: PostgresConnection) async throws -> Set<Int64> {
+        let guarded = guardedStatements(entries)
+        let hasSideEffects = entries.contains { !$0.statements.isEmpty }
+        let first = try await connection.pipeline(
+            [PostgresStatement(Self.begin)] + guarded + (hasSideEffects ? [] : [PostgresStatement(Self.commit)]))
+        var applied = Set<Int64>()
+        do {
+            for result in first {
+                let rows = try result.get()
+                for row in rows.rows where rows.columns.contains("job_id") { applied.insert(try row.decode("job_id")) }
+            }
+        } catch {
+            try? await connection.execute(script: "ROLLBACK", name: "rollback")
+            throw error
+        }
+        guard hasSideEffects else { return applied }
+        let side = entries.filter { applied.contains($0.job.id) }.flatMap(\.statements)
+        let second = try await connection.pipeline(side + [PostgresStatement(Self.commit)])
+        if let failure = second.first(where: { if case .failure = $0 { true } else { false } }) {
+            try? await connection.execute(script: "ROLLBACK", name: "rollback")
+            _ = try failure.get()
+        }
+        return applied
+    }
+
+    static let begin = PostgresQuery("", "BEGIN")
+    static let commit = PostgresQuery("", "COMMIT")
 
     /// One guarded state change plus the handler's statements, inside a savepoint: if the
     /// statements fail, the attempt is recorded as failed instead and the batch goes on.
@@ -145,6 +183,17 @@ final class Finisher: Sendable {
 
     /// Guarded state changes for entries without statements: one statement per kind of outcome.
     private func apply(_ entries: [Entry], on connection: PostgresConnection) async throws -> Set<Int64> {
+        var applied = Set<Int64>()
+        for statement in guardedStatements(entries) {
+            let result = try await connection.query(statement.query, statement.bindings)
+            for row in result.rows { applied.insert(try row.decode("job_id")) }
+        }
+        return applied
+    }
+
+    /// The guarded state changes for `entries`: one statement per kind of outcome present, each
+    /// returning the `job_id`s it changed.
+    private func guardedStatements(_ entries: [Entry]) -> [PostgresStatement] {
         guard !entries.isEmpty else { return [] }
         var complete: [Entry] = [], cancel: [(Entry, String)] = [], retry: [(Entry, String, Date)] = []
         var dead: [(Entry, DeadLetterReason, String)] = [], release: [Entry] = []
@@ -157,47 +206,53 @@ final class Finisher: Sendable {
             case .release: release.append(entry)
             }
         }
-        var applied = Set<Int64>()
-        func run(_ query: PostgresQuery, _ bindings: [any PostgresEncodable]) async throws {
-            let result = try await connection.query(query, bindings)
-            for row in result.rows { applied.insert(try row.decode("job_id")) }
-        }
+        var statements: [PostgresStatement] = []
         let worker = store.workerID
         if !complete.isEmpty {
-            try await run(
-                JobStore.complete,
-                [ids(complete), attempts(complete), worker, PostgresArray(complete.map(\.finishedAt))])
+            statements.append(
+                PostgresStatement(
+                    JobStore.complete,
+                    [ids(complete), attempts(complete), worker, PostgresArray(complete.map(\.finishedAt))])
+            )
         }
         if !cancel.isEmpty {
             let e = cancel.map(\.0)
-            try await run(
-                JobStore.cancel,
-                [ids(e), attempts(e), worker, PostgresArray(e.map(\.finishedAt)), PostgresArray(cancel.map(\.1))])
+            statements.append(
+                PostgresStatement(
+                    JobStore.cancel,
+                    [ids(e), attempts(e), worker, PostgresArray(e.map(\.finishedAt)), PostgresArray(cancel.map(\.1))])
+            )
         }
         if !retry.isEmpty {
             let e = retry.map(\.0)
-            try await run(
-                JobStore.retry,
-                [
-                    ids(e), attempts(e), worker, PostgresArray(e.map(\.finishedAt)), PostgresArray(retry.map(\.1)),
-                    PostgresArray(retry.map(\.2)),
-                ])
+            statements.append(
+                PostgresStatement(
+                    JobStore.retry,
+                    [
+                        ids(e), attempts(e), worker, PostgresArray(e.map(\.finishedAt)), PostgresArray(retry.map(\.1)),
+                        PostgresArray(retry.map(\.2)),
+                    ])
+            )
         }
         if !dead.isEmpty {
             let e = dead.map(\.0)
-            try await run(
-                JobStore.deadLetter,
-                [
-                    ids(e), attempts(e), worker, PostgresArray(e.map(\.finishedAt)), PostgresArray(dead.map(\.2)),
-                    PostgresArray(dead.map(\.1.rawValue)), PostgresArray(e.map(\.job.maxAttempts)),
-                ])
+            statements.append(
+                PostgresStatement(
+                    JobStore.deadLetter,
+                    [
+                        ids(e), attempts(e), worker, PostgresArray(e.map(\.finishedAt)), PostgresArray(dead.map(\.2)),
+                        PostgresArray(dead.map(\.1.rawValue)), PostgresArray(e.map(\.job.maxAttempts)),
+                    ])
+            )
         }
         if !release.isEmpty {
-            try await run(
-                JobStore.release,
-                [ids(release), attempts(release), worker, PostgresArray(release.map(\.finishedAt))])
+            statements.append(
+                PostgresStatement(
+                    JobStore.release,
+                    [ids(release), attempts(release), worker, PostgresArray(release.map(\.finishedAt))])
+            )
         }
-        return applied
+        return statements
     }
 
     private func ids(_ entries: [Entry]) -> PostgresArray<Int64> { PostgresArray(entries.map(\.job.id)) }

@@ -2,15 +2,7 @@ import Foundation
 import LibPQ
 
 /// A statement with its parameters, run in the transaction that records a job's outcome.
-public struct BoundStatement: Sendable {
-    public let query: PostgresQuery
-    public let bindings: [any PostgresEncodable]
-
-    public init(_ query: PostgresQuery, _ bindings: [any PostgresEncodable] = []) {
-        self.query = query
-        self.bindings = bindings
-    }
-}
+public typealias BoundStatement = PostgresStatement
 
 /// What a handler decided about one attempt.
 ///

@@ -63,11 +63,17 @@ struct JobStore: Sendable {
         return Set(try result.rows.map { try $0.decode("id", as: Int64.self) })
     }
 
-    static let reap = PostgresQuery("reapExpiredLeases", "SELECT webhook_worker.reap_expired_leases($1, $2) AS reaped")
+    static let reap = PostgresQuery("reapExpiredLeases", "SELECT kind, jobs FROM webhook_worker.reap_expired_leases($1, $2)")
 
-    /// Returns expired leases of any replica to the queue; the count of jobs reaped.
-    func reapExpiredLeases(_ connection: PostgresConnection, defaultMaxAttempts: Int, batch: Int = 500) async throws -> Int {
-        try await connection.query(Self.reap, [defaultMaxAttempts, batch]).first?.decode("reaped") ?? 0
+    /// Returns expired leases of any replica to the queue; the jobs reaped, by kind.
+    func reapExpiredLeases(_ connection: PostgresConnection, defaultMaxAttempts: Int, batch: Int = 500) async throws
+        -> [String: Int]
+    {
+        var reaped: [String: Int] = [:]
+        for row in try await connection.query(Self.reap, [defaultMaxAttempts, batch]).rows {
+            reaped[try row.decode("kind")] = try row.decode("jobs")
+        }
+        return reaped
     }
 
     // MARK: Finishing

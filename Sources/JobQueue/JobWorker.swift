@@ -25,7 +25,10 @@ public final class JobWorker: Service, Sendable {
     private let listener: PostgresListener
 
     private struct State {
+        /// Jobs this replica holds: running, or finished with the outcome not yet written.
         var inFlight: [Int64: (job: Job, task: Task<Void, Never>?)] = [:]
+        /// Handlers running now; `concurrency` bounds this.
+        var running = 0
         var shuttingDown = false
         var forced = false
     }
@@ -51,8 +54,16 @@ public final class JobWorker: Service, Sendable {
 
     /// The kinds this worker claims.
     public var kinds: [String] { handlers.keys.sorted() }
-    /// Jobs being worked right now.
+    /// Jobs held right now: running, or finished and waiting for their outcome to be written.
     public var inFlightCount: Int { state.withLock { $0.inFlight.count } }
+
+    /// Slots for new jobs: a slot frees when its handler returns, so claiming goes on while
+    /// outcomes are written; jobs whose outcome waits to be written are bounded too.
+    private var freeSlots: Int {
+        state.withLock { state in
+            min(configuration.concurrency - state.running, 2 * configuration.concurrency - state.inFlight.count)
+        }
+    }
     /// True while the LISTEN connection is up.
     public var isListening: Bool { listener.isConnected }
 
@@ -111,7 +122,7 @@ public final class JobWorker: Service, Sendable {
         var failing = false
         let kinds = self.kinds
         while !isShuttingDown {
-            let free = configuration.concurrency - inFlightCount
+            let free = freeSlots
             var claimedAll = false
             if free > 0 {
                 let limit = min(free, configuration.claimBatchSize)
@@ -137,7 +148,7 @@ public final class JobWorker: Service, Sendable {
                 }
             }
             // A full batch means more may be waiting: claim again at once while slots are free.
-            if claimedAll && inFlightCount < configuration.concurrency { continue }
+            if claimedAll && freeSlots > 0 { continue }
             await doorbell.wait(timeout: configuration.pollInterval)
         }
         await drain(finisher)
@@ -145,7 +156,10 @@ public final class JobWorker: Service, Sendable {
 
     private func start(_ job: Job, finisher: Finisher) {
         Counter(label: "webhook_worker_jobs_claimed_total", dimensions: [("kind", job.kind)]).increment()
-        state.withLock { $0.inFlight[job.id] = (job, nil) }
+        state.withLock {
+            $0.inFlight[job.id] = (job, nil)
+            $0.running += 1
+        }
         let task = Task { await self.process(job, finisher: finisher) }
         state.withLock { state in
             if state.inFlight[job.id] != nil { state.inFlight[job.id]?.task = task }
@@ -185,6 +199,8 @@ public final class JobWorker: Service, Sendable {
             resolution = resolve(.retry(error: "no handler for kind \(job.kind)", after: nil), job: job)
         }
 
+        state.withLock { $0.running -= 1 }
+        doorbell.ring()
         let held = await finisher.submit(
             .init(job: job, resolution: resolution, statements: statements, finishedAt: Date()))
         let seconds = DurationText.seconds(ContinuousClock.now - started)
@@ -295,9 +311,12 @@ public final class JobWorker: Service, Sendable {
                         try await store.reapExpiredLeases(
                             connection, defaultMaxAttempts: configuration.retryPolicy.maxAttempts)
                     }
-                    if reaped > 0 {
-                        Counter(label: "webhook_worker_jobs_lost_total").increment(by: reaped)
-                        logger.warning("returned jobs with expired leases to the queue", metadata: ["jobs": "\(reaped)"])
+                    if !reaped.isEmpty {
+                        for (kind, count) in reaped {
+                            Counter(label: "webhook_worker_jobs_lost_total", dimensions: [("kind", kind)]).increment(by: count)
+                        }
+                        logger.warning(
+                            "returned jobs with expired leases to the queue", metadata: ["jobs": "\(reaped.values.reduce(0, +))"])
                         doorbell.ring()
                     }
                 } catch {

@@ -142,6 +142,15 @@ public final class PostgresConnection: @unchecked Sendable {
         return try await onQueue { try self.runParams(query, texts) }
     }
 
+    /// Sends every statement before reading any result (libpq's pipeline mode), so they cost one
+    /// round trip together instead of one each. Without an explicit `BEGIN` among them they run
+    /// as one implicit transaction. After a statement fails, the ones after it do not run: their
+    /// results are failures saying so.
+    public func pipeline(_ statements: [PostgresStatement]) async throws -> [Result<PostgresResult, PostgresError>] {
+        let prepared = statements.map { ($0.query, $0.bindings.map(\.postgresText)) }
+        return try await onQueue { try self.runPipeline(prepared) }
+    }
+
     /// Runs fixed SQL text that may hold several statements and takes no parameters: for
     /// migrations and session commands. Never build this text from values.
     public func execute(script sql: String, name: String) async throws {
@@ -204,6 +213,80 @@ public final class PostgresConnection: @unchecked Sendable {
                 : PQexecParams(handle, query.sql, count, nil, buffer.baseAddress, nil, nil, 0)
         }
         return try consume(raw, handle: handle, name: query.name)
+    }
+
+    private func runPipeline(_ statements: [(PostgresQuery, [String?])]) throws -> [Result<PostgresResult, PostgresError>] {
+        let handle = try liveHandle("pipeline")
+        guard PQenterPipelineMode(handle) == 1 else {
+            throw PostgresError(code: .client, message: Self.errorMessage(handle), statement: "pipeline")
+        }
+        defer { PQexitPipelineMode(handle) }
+
+        enum Pending {
+            case prepare(name: String, sql: String)
+            case statement(Int)
+        }
+        var pending: [Pending] = []
+        var preparing: [String: String] = [:]
+        func lost(_ name: String) -> PostgresError {
+            PostgresError(
+                code: PQstatus(handle) == CONNECTION_OK ? .client : .connectionLost, message: Self.errorMessage(handle),
+                statement: name)
+        }
+        for (index, (query, texts)) in statements.enumerated() {
+            let cStrings: [UnsafeMutablePointer<CChar>?] = texts.map { $0.flatMap { strdup($0) } }
+            defer { cStrings.forEach { free($0) } }
+            let pointers: [UnsafePointer<CChar>?] = cStrings.map { $0.map { UnsafePointer($0) } }
+            let count = Int32(pointers.count)
+            let known = prepared[query.name] ?? preparing[query.name]
+            let usePrepared = !query.name.isEmpty && (known == nil || known == query.sql)
+            if usePrepared && known == nil {
+                guard PQsendPrepare(handle, query.name, query.sql, count, nil) == 1 else { throw lost(query.name) }
+                preparing[query.name] = query.sql
+                pending.append(.prepare(name: query.name, sql: query.sql))
+            }
+            let sent = pointers.withUnsafeBufferPointer { buffer in
+                usePrepared
+                    ? PQsendQueryPrepared(handle, query.name, count, buffer.baseAddress, nil, nil, 0)
+                    : PQsendQueryParams(handle, query.sql, count, nil, buffer.baseAddress, nil, nil, 0)
+            }
+            guard sent == 1 else { throw lost(query.name) }
+            pending.append(.statement(index))
+        }
+        guard PQpipelineSync(handle) == 1 else { throw lost("pipeline") }
+
+        let skipped = PostgresError(code: .client, message: "not run: an earlier statement in the pipeline failed")
+        var results = [Result<PostgresResult, PostgresError>](repeating: .failure(skipped), count: statements.count)
+        for item in pending {
+            let name: String
+            switch item {
+            case .prepare(let prepareName, _): name = prepareName
+            case .statement(let index): name = statements[index].0.name
+            }
+            var outcome: Result<PostgresResult, PostgresError> = .failure(skipped)
+            while let raw = PQgetResult(handle) {
+                switch PQresultStatus(raw) {
+                case PGRES_COMMAND_OK, PGRES_TUPLES_OK, PGRES_EMPTY_QUERY:
+                    outcome = .success(Self.copy(raw, name: name))
+                case PGRES_PIPELINE_ABORTED:
+                    outcome = .failure(skipped)
+                default:
+                    outcome = .failure(Self.error(from: raw, handle: handle, name: name))
+                }
+                PQclear(raw)
+            }
+            if PQstatus(handle) != CONNECTION_OK { throw lost(name) }
+            switch item {
+            case .prepare(let prepareName, let sql):
+                if case .success = outcome { prepared[prepareName] = sql }
+            case .statement(let index):
+                results[index] = outcome
+            }
+        }
+        // The sync point, then nothing.
+        while let raw = PQgetResult(handle) { PQclear(raw) }
+        if PQstatus(handle) != CONNECTION_OK { throw lost("pipeline") }
+        return results
     }
 
     private func consume(_ raw: OpaquePointer?, handle: OpaquePointer, name: String) throws -> PostgresResult {

@@ -15,3 +15,14 @@ public struct PostgresQuery: Sendable, Hashable, CustomStringConvertible {
 
     public var description: String { name }
 }
+
+/// A statement with its parameters, ready to run.
+public struct PostgresStatement: Sendable {
+    public let query: PostgresQuery
+    public let bindings: [any PostgresEncodable]
+
+    public init(_ query: PostgresQuery, _ bindings: [any PostgresEncodable] = []) {
+        self.query = query
+        self.bindings = bindings
+    }
+}

@@ -18,6 +18,9 @@ public struct WebhookDeliveryConfiguration: Sendable {
     public var maxResponseBytes: Int
     /// The most of a response body stored in `delivery_attempts.response_excerpt`.
     public var excerptBytes: Int
+    /// Keep-alive HTTP/1.1 connections to one receiver host at most; set it to the replica's
+    /// concurrency so that one busy receiver can use every slot.
+    public var connectionsPerHost: Int
 
     public init(
         retryPolicy: RetryPolicy = .standard,
@@ -28,7 +31,8 @@ public struct WebhookDeliveryConfiguration: Sendable {
         mcpEndpointBase: String = "mcp://core.ai",
         userAgent: String = "Echo-OAuth-Webhooks/1.0",
         maxResponseBytes: Int = 64 * 1024,
-        excerptBytes: Int = 1024
+        excerptBytes: Int = 1024,
+        connectionsPerHost: Int = 32
     ) {
         self.retryPolicy = retryPolicy
         self.requestTimeout = requestTimeout
@@ -39,5 +43,6 @@ public struct WebhookDeliveryConfiguration: Sendable {
         self.userAgent = userAgent
         self.maxResponseBytes = maxResponseBytes
         self.excerptBytes = excerptBytes
+        self.connectionsPerHost = max(1, connectionsPerHost)
     }
 }

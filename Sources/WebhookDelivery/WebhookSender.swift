@@ -43,7 +43,8 @@ public final class WebhookSender: Sendable {
             redirectConfiguration: .disallow,
             timeout: .init(connect: .milliseconds(DurationText.milliseconds(configuration.connectTimeout))),
             decompression: .disabled)
-        clientConfiguration.connectionPool = .init(idleTimeout: .seconds(60))
+        clientConfiguration.connectionPool = .init(
+            idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: configuration.connectionsPerHost)
         // Checked on every connection the client opens, before any request is written on it.
         let check: @Sendable (Channel) -> EventLoopFuture<Void> = { channel in
             if let refusal = policy.refusal(forPeer: channel.remoteAddress) {

@@ -23,6 +23,8 @@ struct ReceiveCommand: AsyncParsableCommand {
     var status: Int = 200
     @Option(help: "Exit after this many webhooks (0: run until interrupted).")
     var count: Int = 0
+    @Flag(help: "One line per webhook instead of the full request: arrival time (Unix seconds), delivery id, connection number.")
+    var quiet = false
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0 to 65535") }
@@ -32,7 +34,7 @@ struct ReceiveCommand: AsyncParsableCommand {
 
     func run() async throws {
         let secret = self.secret ?? ProcessInfo.processInfo.environment["WEBHOOK_SECRET"].flatMap { $0.isEmpty ? nil : $0 }
-        let printer = WebhookPrinter(secret: secret)
+        let printer = WebhookPrinter(secret: secret, quiet: quiet)
         let (done, finish) = AsyncStream.makeStream(of: Void.self)
         let status = self.status
         let count = self.count
@@ -63,9 +65,13 @@ struct ReceiveCommand: AsyncParsableCommand {
 /// Prints webhooks as they arrive and counts failed signature checks.
 final class WebhookPrinter: Sendable {
     let secret: String?
+    let quiet: Bool
     private let state = Mutex<(seen: Int, failures: Int)>((0, 0))
 
-    init(secret: String?) { self.secret = secret }
+    init(secret: String?, quiet: Bool = false) {
+        self.secret = secret
+        self.quiet = quiet
+    }
 
     var failures: Int { state.withLock { $0.failures } }
 
@@ -75,6 +81,12 @@ final class WebhookPrinter: Sendable {
         let number = state.withLock { state in
             state.seen += 1
             return state.seen
+        }
+        if quiet {
+            let line = String(format: "%.6f", request.receivedAt.timeIntervalSince1970)
+                + " \(request.header("X-Webhook-Delivery") ?? "-") \(request.connection)\n"
+            FileHandle.standardOutput.write(Data(line.utf8))
+            return number
         }
         lines.append("── webhook \(number) " + String(repeating: "─", count: 50))
         lines.append("\(request.method) \(request.uri)")

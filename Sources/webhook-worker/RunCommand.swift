@@ -105,7 +105,7 @@ struct RunCommand: AsyncParsableCommand {
             shutdownTimeout: try source("shutdown-timeout", "WORKER_SHUTDOWN_TIMEOUT", shutdownTimeout)
                 .duration(default: .seconds(30), minimum: .zero),
             retryPolicy: policy)
-        let delivery = WebhookDeliveryConfiguration(
+        var delivery = WebhookDeliveryConfiguration(
             retryPolicy: policy,
             requestTimeout: requestTimeoutValue,
             allowHTTP: try source("allow-http", "WEBHOOK_ALLOW_HTTP", nil).boolean(flagSet: allowHTTP),
@@ -113,6 +113,7 @@ struct RunCommand: AsyncParsableCommand {
                 .boolean(flagSet: allowPrivateNetworks),
             mcpEndpointBase: mcpBase.value ?? "mcp://core.ai",
             userAgent: agent.value ?? "Echo-OAuth-Webhooks/1.0")
+        delivery.connectionsPerHost = queue.concurrency
         let pool = try source("database-pool-size", "WORKER_DB_POOL_SIZE", poolSize).integer(default: 8, range: 1...500)
         let portSource = source("http-port", "WORKER_HTTP_PORT", httpPort)
         let port: Int? = portSource.value == nil ? nil : try portSource.integer(default: 0, range: 1...65535)

@@ -3,10 +3,22 @@ import LibPQ
 
 /// The queue's statements. Every statement that ends an attempt is guarded by `locked_by` and
 /// `attempt`, so a replica that lost its lease changes nothing.
+///
+/// The guards test `locked_by` but not `state = 'running'`: every way out of `running` clears
+/// `locked_by`, so the first implies the second, and leaving `state` out keeps the planner on the
+/// primary key. With it, a queue table's stale statistics can make `jobs_lease_idx` look
+/// cheaper, and the statement then visits every running job of every replica.
 struct JobStore: Sendable {
     let workerID: String
 
     // MARK: Claiming
+
+    /// Settings of the claiming connection. A queue table's statistics are always stale (it
+    /// goes from empty to a backlog between two ANALYZEs), and with stale statistics the planner
+    /// may read every runnable job and sort them to take the first few: a cost that grows with the
+    /// backlog. Without sorts and bitmap scans, the claim walks `jobs_claim_idx` in order and stops
+    /// after LIMIT rows, whatever the statistics say.
+    static let claimSessionSetup = "SET enable_sort = off; SET enable_bitmapscan = off"
 
     static let claim = PostgresQuery(
         "claimJobs",
@@ -53,7 +65,7 @@ struct JobStore: Sendable {
         "extendLeases",
         """
         UPDATE webhook_worker.jobs SET locked_until = now() + $3::interval
-        WHERE id = ANY($1::bigint[]) AND locked_by = $2 AND state = 'running'
+        WHERE id = ANY($1::bigint[]) AND locked_by = $2
         RETURNING id
         """)
 
@@ -85,7 +97,7 @@ struct JobStore: Sendable {
             SELECT * FROM unnest($1::bigint[], $2::int[], $4::timestamptz[]) AS f(id, attempt, finished_at)
         ), done AS (
             DELETE FROM webhook_worker.jobs j USING f
-            WHERE j.id = f.id AND j.attempt = f.attempt AND j.locked_by = $3 AND j.state = 'running'
+            WHERE j.id = f.id AND j.attempt = f.attempt AND j.locked_by = $3
             RETURNING j.id, j.kind, j.attempt, j.attempted_at, f.finished_at
         )
         INSERT INTO webhook_worker.job_attempts (job_id, kind, attempt, worker_id, started_at, finished_at, outcome)
@@ -100,7 +112,7 @@ struct JobStore: Sendable {
             SELECT * FROM unnest($1::bigint[], $2::int[], $4::timestamptz[], $5::text[]) AS f(id, attempt, finished_at, error)
         ), done AS (
             DELETE FROM webhook_worker.jobs j USING f
-            WHERE j.id = f.id AND j.attempt = f.attempt AND j.locked_by = $3 AND j.state = 'running'
+            WHERE j.id = f.id AND j.attempt = f.attempt AND j.locked_by = $3
             RETURNING j.id, j.kind, j.attempt, j.attempted_at, f.finished_at, f.error
         )
         INSERT INTO webhook_worker.job_attempts (job_id, kind, attempt, worker_id, started_at, finished_at, outcome, error)
@@ -118,7 +130,7 @@ struct JobStore: Sendable {
             UPDATE webhook_worker.jobs j
             SET state = 'available', locked_by = NULL, locked_until = NULL, run_at = f.run_at, last_error = f.error
             FROM f
-            WHERE j.id = f.id AND j.attempt = f.attempt AND j.locked_by = $3 AND j.state = 'running'
+            WHERE j.id = f.id AND j.attempt = f.attempt AND j.locked_by = $3
             RETURNING j.id, j.kind, j.attempt, j.attempted_at, f.finished_at, f.error
         )
         INSERT INTO webhook_worker.job_attempts (job_id, kind, attempt, worker_id, started_at, finished_at, outcome, error)
@@ -135,7 +147,7 @@ struct JobStore: Sendable {
             UPDATE webhook_worker.jobs j
             SET state = 'available', locked_by = NULL, locked_until = NULL, attempt = j.attempt - 1
             FROM f
-            WHERE j.id = f.id AND j.attempt = f.attempt AND j.locked_by = $3 AND j.state = 'running'
+            WHERE j.id = f.id AND j.attempt = f.attempt AND j.locked_by = $3
             RETURNING j.id, j.kind, f.attempt, j.attempted_at, f.finished_at
         )
         INSERT INTO webhook_worker.job_attempts (job_id, kind, attempt, worker_id, started_at, finished_at, outcome, error)
@@ -153,7 +165,7 @@ struct JobStore: Sendable {
                 AS f(id, attempt, finished_at, error, reason, max_attempts)
         ), dead AS (
             DELETE FROM webhook_worker.jobs j USING f
-            WHERE j.id = f.id AND j.attempt = f.attempt AND j.locked_by = $3 AND j.state = 'running'
+            WHERE j.id = f.id AND j.attempt = f.attempt AND j.locked_by = $3
             RETURNING j.*, f.finished_at, f.error, f.reason, f.max_attempts AS effective_max_attempts
         ), letters AS (
             INSERT INTO webhook_worker.dead_letter_jobs

@@ -84,7 +84,9 @@ public final class JobWorker: Service, Sendable {
                 "worker.kinds": "\(kinds.joined(separator: ","))", "worker.concurrency": "\(configuration.concurrency)",
             ])
         let claimConnections = PostgresConnectionPool(
-            configuration: .init(conninfo: configuration.conninfo, maxConnections: 1), logger: logger)
+            configuration: .init(
+                conninfo: configuration.conninfo, maxConnections: 1, sessionSetup: JobStore.claimSessionSetup),
+            logger: logger)
         let finishConnections = PostgresConnectionPool(
             configuration: .init(conninfo: configuration.conninfo, maxConnections: 1), logger: logger)
         let finisher = Finisher(

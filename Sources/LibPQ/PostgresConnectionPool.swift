@@ -12,11 +12,16 @@ public final class PostgresConnectionPool: Sendable {
         public var conninfo: String?
         public var maxConnections: Int
         public var applicationName: String
+        /// Fixed session settings run on every new connection (`SET ...`), or nil.
+        public var sessionSetup: String?
 
-        public init(conninfo: String?, maxConnections: Int = 8, applicationName: String = "webhook-worker") {
+        public init(
+            conninfo: String?, maxConnections: Int = 8, applicationName: String = "webhook-worker", sessionSetup: String? = nil
+        ) {
             self.conninfo = conninfo
             self.maxConnections = max(1, maxConnections)
             self.applicationName = applicationName
+            self.sessionSetup = sessionSetup
         }
     }
 
@@ -99,8 +104,12 @@ public final class PostgresConnectionPool: Sendable {
                 discard(connection)
             case .open:
                 do {
-                    return try await PostgresConnection.connect(
+                    let connection = try await PostgresConnection.connect(
                         configuration.conninfo, applicationName: configuration.applicationName, logger: logger)
+                    if let setup = configuration.sessionSetup {
+                        try await connection.execute(script: setup, name: "sessionSetup")
+                    }
+                    return connection
                 } catch {
                     state.withLock { $0.open -= 1 }
                     wakeOne()

@@ -27,12 +27,15 @@ final class Finisher: Sendable {
     private let logger: Logger
     private let maxBatch: Int
     private let pending = Mutex(Pending())
-    private let doorbell = Doorbell()
+    /// One per writer: a submission wakes them all, and an idle one takes it.
+    private let doorbells: [Doorbell]
 
-    init(store: JobStore, database: PostgresConnectionPool, maxBatch: Int, logger: Logger) {
+    /// - Parameter writers: batches written at once, each on its own connection of `database`.
+    init(store: JobStore, database: PostgresConnectionPool, maxBatch: Int, writers: Int, logger: Logger) {
         self.store = store
         self.database = database
         self.maxBatch = maxBatch
+        self.doorbells = (0..<max(1, writers)).map { _ in Doorbell() }
         self.logger = logger
     }
 
@@ -41,12 +44,20 @@ final class Finisher: Sendable {
     func submit(_ entry: Entry) async -> Bool {
         await withCheckedContinuation { continuation in
             pending.withLock { $0.entries.append((entry, continuation)) }
-            doorbell.ring()
+            for doorbell in doorbells { doorbell.ring() }
         }
     }
 
     /// Writes until `stop()` was called and nothing is pending.
     func run() async {
+        await withTaskGroup(of: Void.self) { group in
+            for doorbell in doorbells {
+                group.addTask { await self.writeLoop(doorbell) }
+            }
+        }
+    }
+
+    private func writeLoop(_ doorbell: Doorbell) async {
         var backoff: Duration = .milliseconds(100)
         while true {
             let (batch, stopping) = pending.withLock { state in
@@ -84,7 +95,7 @@ final class Finisher: Sendable {
     /// Ends `run()` once everything submitted so far is written.
     func stop() {
         pending.withLock { $0.stopping = true }
-        doorbell.ring()
+        for doorbell in doorbells { doorbell.ring() }
     }
 
     private func writeAlone(_ entry: Entry, after batchError: any Error) async -> Bool {

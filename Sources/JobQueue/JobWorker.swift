@@ -88,9 +88,10 @@ public final class JobWorker: Service, Sendable {
                 conninfo: configuration.conninfo, maxConnections: 1, sessionSetup: JobStore.claimSessionSetup),
             logger: logger)
         let finishConnections = PostgresConnectionPool(
-            configuration: .init(conninfo: configuration.conninfo, maxConnections: 1), logger: logger)
+            configuration: .init(conninfo: configuration.conninfo, maxConnections: configuration.outcomeWriters), logger: logger)
         let finisher = Finisher(
-            store: store, database: finishConnections, maxBatch: configuration.finishBatchSize, logger: logger)
+            store: store, database: finishConnections, maxBatch: configuration.finishBatchSize,
+            writers: configuration.outcomeWriters, logger: logger)
 
         listener.start()
         let finishing = Task { await finisher.run() }

@@ -21,6 +21,8 @@ public struct JobWorkerConfiguration: Sendable {
     public var claimBatchSize: Int
     /// The most outcomes one transaction records.
     public var finishBatchSize: Int
+    /// Transactions recording outcomes at once, each on its own connection.
+    public var outcomeWriters: Int
     /// How often this replica returns other replicas' expired leases to the queue.
     public var reapInterval: Duration
     /// Renew leases while handlers run. Off only to simulate a stalled replica in tests.
@@ -36,6 +38,7 @@ public struct JobWorkerConfiguration: Sendable {
         retryPolicy: RetryPolicy = .standard,
         claimBatchSize: Int = 100,
         finishBatchSize: Int = 500,
+        outcomeWriters: Int = 2,
         reapInterval: Duration? = nil,
         renewsLeases: Bool = true
     ) {
@@ -48,6 +51,7 @@ public struct JobWorkerConfiguration: Sendable {
         self.retryPolicy = retryPolicy
         self.claimBatchSize = max(1, claimBatchSize)
         self.finishBatchSize = max(1, finishBatchSize)
+        self.outcomeWriters = max(1, outcomeWriters)
         self.reapInterval = reapInterval ?? min(max(lease / 4, .seconds(1)), .seconds(15))
         self.renewsLeases = renewsLeases
     }

@@ -48,7 +48,7 @@ struct RunCommand: AsyncParsableCommand {
     var httpPort: String?
     @Option(name: .customLong("http-host"), help: "Address for --http-port. Env: WORKER_HTTP_HOST. Default: 0.0.0.0.")
     var httpHost: String?
-    @Option(name: .customLong("database-pool-size"), help: "Connections shared by this replica's jobs (plus three of its own: LISTEN, claim, finish). Env: WORKER_DB_POOL_SIZE. Default: 8.")
+    @Option(name: .customLong("database-pool-size"), help: "Connections shared by this replica's jobs (plus four of its own: LISTEN, claiming, two writing outcomes). Env: WORKER_DB_POOL_SIZE. Default: 8.")
     var poolSize: String?
 
     struct Settings {

@@ -7,7 +7,7 @@ export PATH := $(PATH):/opt/swift/usr/bin
 SWIFT ?= swift
 BIN := .build/debug/webhook-worker
 
-.PHONY: all deps build test demo run bench clean
+.PHONY: all deps build test demo run bench soak chaos clean
 
 all: build
 
@@ -36,6 +36,13 @@ bench: deps
 	@scripts/embed-sql
 	$(SWIFT) build -c release --product webhook-worker
 	PG_TUNING=durable WEBHOOK_WORKER_BIN=.build/release/webhook-worker scripts/with-postgres scripts/bench
+
+# Resource bounds under a steady load (10 minutes by default; not part of make test): prints the
+# worker's memory, open files and database connections every 30 s and fails if they grow.
+soak: deps
+	@scripts/embed-sql
+	$(SWIFT) build -c release --product webhook-worker
+	BENCH_SOAK_SECONDS=$${SOAK_SECONDS:-600} WEBHOOK_WORKER_BIN=.build/release/webhook-worker scripts/with-postgres scripts/bench
 
 clean:
 	rm -rf .build .pg

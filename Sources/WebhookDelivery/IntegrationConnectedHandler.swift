@@ -35,8 +35,8 @@ public struct IntegrationConnectedHandler: JobHandler {
             ON CONFLICT ON CONSTRAINT webhook_deliveries_once_per_client DO NOTHING
             RETURNING delivery_id
         )
-        INSERT INTO webhook_worker.jobs (kind, payload, unique_key)
-        SELECT 'webhook.deliver', jsonb_build_object('delivery_id', delivery_id), 'webhook.deliver:' || delivery_id
+        INSERT INTO webhook_worker.jobs (kind, payload)
+        SELECT 'webhook.deliver', jsonb_build_object('delivery_id', delivery_id)
         FROM created
         """)
 

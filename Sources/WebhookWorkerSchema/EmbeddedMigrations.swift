@@ -285,9 +285,11 @@ CREATE TABLE webhook_worker.webhook_deliveries (
 );
 COMMENT ON TABLE webhook_worker.webhook_deliveries IS
     'One row per (event, OAuth client). status: pending (attempts remain), delivered, failed (dead letter), cancelled (no longer a recipient).';
+-- No index covers a column that attempts update (status, attempts, last_*, updated_at,
+-- delivered_at), and pages keep room: recording an attempt is a HOT update that touches no index.
 CREATE INDEX webhook_deliveries_client_idx ON webhook_worker.webhook_deliveries (oauth_client_id, created_at);
-CREATE INDEX webhook_deliveries_status_idx ON webhook_worker.webhook_deliveries (status, created_at);
 CREATE INDEX webhook_deliveries_created_idx ON webhook_worker.webhook_deliveries (created_at);
+ALTER TABLE webhook_worker.webhook_deliveries SET (fillfactor = 85);
 
 CREATE TABLE webhook_worker.delivery_attempts (
     id                bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

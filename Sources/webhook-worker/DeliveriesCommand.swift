@@ -106,7 +106,9 @@ struct DeliveriesCommand: AsyncParsableCommand {
                 WITH delivery AS (
                     UPDATE webhook_worker.webhook_deliveries SET status = 'pending', updated_at = now()
                     WHERE delivery_id = $1::uuid
-                      AND NOT EXISTS (SELECT 1 FROM webhook_worker.jobs WHERE unique_key = 'webhook.deliver:' || $1)
+                      AND NOT EXISTS (
+                          SELECT 1 FROM webhook_worker.jobs
+                          WHERE kind = 'webhook.deliver' AND payload ->> 'delivery_id' = $1::uuid::text)
                     RETURNING delivery_id
                 )
                 INSERT INTO webhook_worker.jobs (kind, payload, unique_key)

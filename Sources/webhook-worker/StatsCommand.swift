@@ -88,7 +88,7 @@ struct PruneCommand: AsyncParsableCommand {
             """
             DELETE FROM webhook_worker.webhook_deliveries WHERE delivery_id IN (
                 SELECT delivery_id FROM webhook_worker.webhook_deliveries
-                WHERE status <> 'pending' AND updated_at < $1 LIMIT $2)
+                WHERE created_at < $1 AND status <> 'pending' AND updated_at < $1 LIMIT $2)
             """, [cutoff], batchSize: batchSize, label: "deliveries")
         await db.close()
         print("\rdeleted \(jobAttempts) job attempt(s), \(deliveryAttempts) delivery attempt(s), \(deliveries) finished deliveries")

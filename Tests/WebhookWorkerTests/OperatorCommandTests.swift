@@ -20,9 +20,9 @@ struct OperatorCommandTests {
     static func seed(_ database: TestDatabase) async throws {
         try await database.script("""
             INSERT INTO webhook_worker.webhook_deliveries
-                (delivery_id, event, source_job_id, integration_account_id, user_id, oauth_client_id, payload, status, attempts, last_http_status, last_error, updated_at)
-            VALUES ('11111111-1111-4111-8111-111111111111', 'integration.connected', 1, 'acct-1', 'user-1', 'client-a', '{"a":1}', 'failed', 8, 500, 'HTTP 500', now()),
-                   ('22222222-2222-4222-8222-222222222222', 'integration.connected', 1, 'acct-1', 'user-1', 'client-b', '{"a":1}', 'delivered', 1, 200, NULL, now() - interval '40 days');
+                (delivery_id, event, source_job_id, integration_account_id, user_id, oauth_client_id, payload, status, attempts, last_http_status, last_error, created_at, updated_at)
+            VALUES ('11111111-1111-4111-8111-111111111111', 'integration.connected', 1, 'acct-1', 'user-1', 'client-a', '{"a":1}', 'failed', 8, 500, 'HTTP 500', now(), now()),
+                   ('22222222-2222-4222-8222-222222222222', 'integration.connected', 1, 'acct-1', 'user-1', 'client-b', '{"a":1}', 'delivered', 1, 200, NULL, now() - interval '40 days', now() - interval '40 days');
             INSERT INTO webhook_worker.delivery_attempts (delivery_id, attempt, url, http_status, duration_ms, attempted_at)
             VALUES ('11111111-1111-4111-8111-111111111111', 1, 'https://a.example/hook', 500, 12, now()),
                    ('22222222-2222-4222-8222-222222222222', 1, 'https://b.example/hook', 200, 7, now() - interval '40 days');

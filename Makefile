@@ -23,6 +23,7 @@ test: deps
 	@scripts/embed-sql
 	$(SWIFT) build --build-tests
 	scripts/with-postgres $(SWIFT) test --skip-build
+	CHAOS_SECONDS=20 WEBHOOK_WORKER_BIN=.build/debug/webhook-worker scripts/chaos
 
 demo: build
 	scripts/with-postgres scripts/demo
@@ -36,6 +37,14 @@ bench: deps
 	@scripts/embed-sql
 	$(SWIFT) build -c release --product webhook-worker
 	PG_TUNING=durable WEBHOOK_WORKER_BIN=.build/release/webhook-worker scripts/with-postgres scripts/bench
+
+# Faults on purpose: three release-mode replicas killed, stopped and cut off from a PostgreSQL
+# that restarts, while events arrive; checks that nothing is lost (CHAOS_SECONDS, default 60).
+# It starts a PostgreSQL of its own, so that it can restart it.
+chaos: deps
+	@scripts/embed-sql
+	$(SWIFT) build -c release --product webhook-worker
+	WEBHOOK_WORKER_BIN=.build/release/webhook-worker scripts/chaos
 
 # Resource bounds under a steady load (10 minutes by default; not part of make test): prints the
 # worker's memory, open files and database connections every 30 s and fails if they grow.

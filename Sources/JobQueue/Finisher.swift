@@ -207,14 +207,14 @@ final class Finisher: Sendable {
     private func guardedStatements(_ entries: [Entry]) -> [PostgresStatement] {
         guard !entries.isEmpty else { return [] }
         var complete: [Entry] = [], cancel: [(Entry, String)] = [], retry: [(Entry, String, Date)] = []
-        var dead: [(Entry, DeadLetterReason, String)] = [], release: [Entry] = []
+        var dead: [(Entry, DeadLetterReason, String)] = [], release: [(Entry, String)] = []
         for entry in entries {
             switch entry.resolution {
             case .complete: complete.append(entry)
             case .cancel(let reason): cancel.append((entry, Self.clean(reason)))
             case .retry(let error, let runAt): retry.append((entry, Self.clean(error), runAt))
             case .deadLetter(let reason, let error): dead.append((entry, reason, Self.clean(error)))
-            case .release: release.append(entry)
+            case .release(let reason): release.append((entry, Self.clean(reason)))
             }
         }
         var statements: [PostgresStatement] = []
@@ -257,10 +257,11 @@ final class Finisher: Sendable {
             )
         }
         if !release.isEmpty {
+            let e = release.map(\.0)
             statements.append(
                 PostgresStatement(
                     JobStore.release,
-                    [ids(release), attempts(release), worker, PostgresArray(release.map(\.finishedAt))])
+                    [ids(e), attempts(e), worker, PostgresArray(e.map(\.finishedAt)), PostgresArray(release.map(\.1))])
             )
         }
         return statements

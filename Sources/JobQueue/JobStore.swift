@@ -61,18 +61,33 @@ struct JobStore: Sendable {
 
     // MARK: Leases
 
+    /// Rows are locked in id order and rows locked by someone else are skipped: the outcome
+    /// writers lock the same rows, and renewal must never wait for them or deadlock with them. A
+    /// row skipped now is renewed next time, long before its lease runs out.
     static let extendLeases = PostgresQuery(
         "extendLeases",
         """
         UPDATE webhook_worker.jobs SET locked_until = now() + $3::interval
-        WHERE id = ANY($1::bigint[]) AND locked_by = $2
-        RETURNING id
+        WHERE id IN (
+            SELECT id FROM webhook_worker.jobs
+            WHERE id = ANY($1::bigint[]) AND locked_by = $2
+            ORDER BY id
+            FOR UPDATE SKIP LOCKED)
         """)
 
-    /// Extends the leases of the jobs this replica runs; returns the ids it still holds.
-    func extendLeases(_ connection: PostgresConnection, ids: [Int64], lease: Duration) async throws -> Set<Int64> {
-        let result = try await connection.query(Self.extendLeases, [PostgresArray(ids), workerID, PostgresInterval(lease)])
-        return Set(try result.rows.map { try $0.decode("id", as: Int64.self) })
+    /// Jobs among `ids` that another replica holds now (the lease ran out and was taken back).
+    static let leasesLost = PostgresQuery(
+        "leasesLost",
+        """
+        SELECT id FROM webhook_worker.jobs
+        WHERE id = ANY($1::bigint[]) AND locked_by IS DISTINCT FROM $2
+        """)
+
+    /// Extends the leases of the jobs this replica holds; returns those it no longer holds.
+    func extendLeases(_ connection: PostgresConnection, ids: [Int64], lease: Duration) async throws -> [Int64] {
+        try await connection.query(Self.extendLeases, [PostgresArray(ids), workerID, PostgresInterval(lease)])
+        let lost = try await connection.query(Self.leasesLost, [PostgresArray(ids), workerID])
+        return try lost.rows.map { try $0.decode("id", as: Int64.self) }
     }
 
     static let reap = PostgresQuery("reapExpiredLeases", "SELECT kind, jobs FROM webhook_worker.reap_expired_leases($1, $2)")
@@ -142,17 +157,16 @@ struct JobStore: Sendable {
         "releaseJobs",
         """
         WITH f AS (
-            SELECT * FROM unnest($1::bigint[], $2::int[], $4::timestamptz[]) AS f(id, attempt, finished_at)
+            SELECT * FROM unnest($1::bigint[], $2::int[], $4::timestamptz[], $5::text[]) AS f(id, attempt, finished_at, error)
         ), back AS (
             UPDATE webhook_worker.jobs j
             SET state = 'available', locked_by = NULL, locked_until = NULL, attempt = j.attempt - 1
             FROM f
             WHERE j.id = f.id AND j.attempt = f.attempt AND j.locked_by = $3
-            RETURNING j.id, j.kind, f.attempt, j.attempted_at, f.finished_at
+            RETURNING j.id, j.kind, f.attempt, j.attempted_at, f.finished_at, f.error
         )
         INSERT INTO webhook_worker.job_attempts (job_id, kind, attempt, worker_id, started_at, finished_at, outcome, error)
-        SELECT id, kind, attempt, $3, coalesce(attempted_at, finished_at), finished_at, 'released',
-               'released at shutdown; this attempt does not count'
+        SELECT id, kind, attempt, $3, coalesce(attempted_at, finished_at), finished_at, 'released', error
         FROM back
         RETURNING job_id
         """)
@@ -185,8 +199,9 @@ enum Resolution: Sendable {
     case cancel(reason: String)
     case retry(error: String, runAt: Date)
     case deadLetter(reason: DeadLetterReason, error: String)
-    /// Shutdown: back to the queue, the attempt not counted.
-    case release
+    /// Back to the queue, the attempt not counted: at shutdown, or when the database, not the
+    /// job, failed.
+    case release(reason: String)
 
     var outcomeLabel: String {
         switch self {

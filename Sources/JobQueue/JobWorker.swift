@@ -27,6 +27,8 @@ public final class JobWorker: Service, Sendable {
     private struct State {
         /// Jobs this replica holds: running, or finished with the outcome not yet written.
         var inFlight: [Int64: (job: Job, task: Task<Void, Never>?)] = [:]
+        /// Jobs whose handler returned and whose outcome is being written.
+        var writing: Set<Int64> = []
         /// Handlers running now; `concurrency` bounds this.
         var running = 0
         var shuttingDown = false
@@ -192,7 +194,12 @@ public final class JobWorker: Service, Sendable {
                 resolution = resolve(outcome.decision, job: job)
             } catch {
                 if state.withLock({ $0.forced }) {
-                    resolution = .release
+                    resolution = .release(reason: "released at shutdown; this attempt does not count")
+                } else if let error = error as? PostgresError, error.isTransient {
+                    // The database failed, not the job (a terminated backend, a restart): try again
+                    // at once without spending one of the job's attempts.
+                    logger.info("job released after a database error", metadata: ["error": "\(error)"])
+                    resolution = .release(reason: "released after a database error; this attempt does not count: \(error)")
                 } else {
                     logger.warning("job handler threw", metadata: ["error": "\(error)"])
                     resolution = resolve(.retry(error: "\(type(of: error)): \(error)", after: nil), job: job)
@@ -202,7 +209,10 @@ public final class JobWorker: Service, Sendable {
             resolution = resolve(.retry(error: "no handler for kind \(job.kind)", after: nil), job: job)
         }
 
-        state.withLock { $0.running -= 1 }
+        state.withLock {
+            $0.running -= 1
+            $0.writing.insert(job.id)
+        }
         doorbell.ring()
         let held = await finisher.submit(
             .init(job: job, resolution: resolution, statements: statements, finishedAt: Date()))
@@ -226,7 +236,10 @@ public final class JobWorker: Service, Sendable {
         } else {
             logger.warning("job's lease was lost before its outcome was recorded; the outcome was dropped")
         }
-        state.withLock { _ = $0.inFlight.removeValue(forKey: job.id) }
+        state.withLock {
+            _ = $0.inFlight.removeValue(forKey: job.id)
+            $0.writing.remove(job.id)
+        }
         Gauge(label: "webhook_worker_jobs_in_flight").record(inFlightCount)
         doorbell.ring()
     }
@@ -276,7 +289,10 @@ public final class JobWorker: Service, Sendable {
         }
         let stuck = state.withLock { Array($0.inFlight.values.map(\.job)) }
         for job in stuck {
-            _ = await finisher.submit(.init(job: job, resolution: .release, statements: [], finishedAt: Date()))
+            _ = await finisher.submit(
+                .init(
+                    job: job, resolution: .release(reason: "released at shutdown; this attempt does not count"),
+                    statements: [], finishedAt: Date()))
         }
     }
 
@@ -331,14 +347,16 @@ public final class JobWorker: Service, Sendable {
                 let ids = state.withLock { Array($0.inFlight.keys) }
                 if configuration.renewsLeases && !ids.isEmpty {
                     do {
-                        let held = try await database.withConnection { connection in
+                        let lost = try await database.withConnection { connection in
                             try await store.extendLeases(connection, ids: ids, lease: configuration.lease)
                         }
-                        let lost = ids.filter { !held.contains($0) }
-                        if !lost.isEmpty {
+                        // A job whose outcome is being written may already be back in the queue:
+                        // it is not lost.
+                        let reallyLost = state.withLock { state in lost.filter { state.inFlight[$0] != nil && !state.writing.contains($0) } }
+                        if !reallyLost.isEmpty {
                             logger.warning(
                                 "leases lost for jobs still running here; their outcomes will be dropped",
-                                metadata: ["job.ids": "\(lost)"])
+                                metadata: ["job.ids": "\(reallyLost)"])
                         }
                     } catch {
                         logger.warning("could not renew leases", metadata: ["error": "\(error)"])

@@ -114,9 +114,19 @@ public final class PostgresConnection: @unchecked Sendable {
         return String(cString: text).trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
-    /// True while libpq considers the connection usable.
+    /// True while the connection is usable. An idle connection whose backend was terminated or
+    /// whose server restarted has data waiting (the server's goodbye, then end of file); reading it
+    /// here, without blocking, finds that out before a statement fails on it.
     public var isHealthy: Bool {
-        queue.sync { handle.map { PQstatus($0) == CONNECTION_OK } ?? false }
+        queue.sync {
+            guard let handle, PQstatus(handle) == CONNECTION_OK else { return false }
+            var descriptor = pollfd(fd: PQsocket(handle), events: Int16(POLLIN), revents: 0)
+            if poll(&descriptor, 1, 0) > 0 {
+                if PQconsumeInput(handle) == 0 { return false }
+                while let notify = PQnotifies(handle) { PQfreemem(notify) }
+            }
+            return PQstatus(handle) == CONNECTION_OK
+        }
     }
 
     /// The server's process id for this connection (`pg_backend_pid()`), 0 when closed.
@@ -357,6 +367,7 @@ final class NoticeSink: @unchecked Sendable {
             switch severity {
             case "WARNING": .warning
             case "NOTICE", "INFO": .debug
+            case "ERROR", "FATAL", "PANIC": .notice
             default: .trace
             }
         logger.log(level: level, "postgres \(severity.lowercased()): \(message)")

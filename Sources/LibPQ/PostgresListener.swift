@@ -30,6 +30,8 @@ public final class PostgresListener: Sendable {
     private let started = Atomic<Bool>(false)
     private let finished = Mutex<CheckedContinuation<Void, Never>?>(nil)
     private let done = Atomic<Bool>(false)
+    /// Receives the listening connection's notices, so that none reach standard error.
+    private let notices: NoticeSink
 
     /// - Parameter channels: channel names; each must be a plain lower-case identifier.
     public init(conninfo: String?, channels: [String], logger: Logger) {
@@ -39,6 +41,7 @@ public final class PostgresListener: Sendable {
         self.conninfo = conninfo
         self.channels = channels
         self.logger = logger
+        self.notices = NoticeSink(logger: logger)
         (events, continuation) = AsyncStream.makeStream(of: Event.self, bufferingPolicy: .bufferingNewest(1024))
     }
 
@@ -91,6 +94,8 @@ public final class PostgresListener: Sendable {
             guard let live = conn else {
                 do {
                     let opened = try PostgresConnection.openHandle(conninfo, applicationName: "webhook-worker-listen")
+                    // `notices` lives as long as the listener, which outlives this connection.
+                    PQsetNoticeReceiver(opened, noticeReceiver, Unmanaged.passUnretained(notices).toOpaque())
                     for channel in channels {
                         let result = PQexec(opened, "LISTEN \(channel)")
                         let ok = PQresultStatus(result) == PGRES_COMMAND_OK

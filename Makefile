@@ -7,19 +7,24 @@ export PATH := $(PATH):/opt/swift/usr/bin
 SWIFT ?= swift
 BIN := .build/debug/webhook-worker
 
-.PHONY: all deps build test demo run bench soak chaos clean
+.PHONY: all deps server-deps build test demo run bench soak chaos clean
 
 all: build
 
 deps:
 	@scripts/ensure-deps
 
+# Tests, chaos and bench start PostgreSQL servers of their own (restarts, pgbench) even when
+# DATABASE_URL is set, so they need the server package either way.
+server-deps:
+	@NEED_PG_SERVER=1 scripts/ensure-deps
+
 # The schema is compiled into the binary; regenerate it from sql/ before every build.
 build: deps
 	@scripts/embed-sql
 	$(SWIFT) build
 
-test: deps
+test: server-deps
 	@scripts/embed-sql
 	$(SWIFT) build --build-tests
 	scripts/with-postgres $(SWIFT) test --skip-build
@@ -33,7 +38,7 @@ run: build
 
 # Figures, not pass/fail: a release build on a throwaway PostgreSQL with fsync and
 # synchronous_commit on. Prints a table and writes .bench/results-*.json.
-bench: deps
+bench: server-deps
 	@scripts/embed-sql
 	$(SWIFT) build -c release --product webhook-worker
 	PG_TUNING=durable WEBHOOK_WORKER_BIN=.build/release/webhook-worker scripts/with-postgres scripts/bench
@@ -41,7 +46,7 @@ bench: deps
 # Faults on purpose: three release-mode replicas killed, stopped and cut off from a PostgreSQL
 # that restarts, while events arrive; checks that nothing is lost (CHAOS_SECONDS, default 60).
 # It starts a PostgreSQL of its own, so that it can restart it.
-chaos: deps
+chaos: server-deps
 	@scripts/embed-sql
 	$(SWIFT) build -c release --product webhook-worker
 	WEBHOOK_WORKER_BIN=.build/release/webhook-worker scripts/chaos

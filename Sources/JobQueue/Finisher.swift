@@ -86,7 +86,7 @@ final class Finisher: Sendable {
                 // Not the connection: one entry carries something the database refuses. Write
                 // them one at a time so the rest are not held up by it.
                 for (entry, continuation) in batch {
-                    continuation.resume(returning: await writeAlone(entry, after: error))
+                    continuation.resume(returning: await writeAlone(entry))
                 }
             }
         }
@@ -98,7 +98,7 @@ final class Finisher: Sendable {
         for doorbell in doorbells { doorbell.ring() }
     }
 
-    private func writeAlone(_ entry: Entry, after batchError: any Error) async -> Bool {
+    private func writeAlone(_ entry: Entry) async -> Bool {
         do {
             return try await write([entry]).contains(entry.job.id)
         } catch {

@@ -129,11 +129,6 @@ public final class PostgresConnection: @unchecked Sendable {
         }
     }
 
-    /// The server's process id for this connection (`pg_backend_pid()`), 0 when closed.
-    public var backendPID: Int32 {
-        queue.sync { handle.map { PQbackendPID($0) } ?? 0 }
-    }
-
     /// Closes the connection. Further calls fail with `connectionLost`.
     public func close() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in

@@ -74,9 +74,7 @@ public final class WebhookSender: Sendable {
         do {
             target = try policy.checkURL(url)
         } catch {
-            return failure(
-                error.description.contains("scheme") || error.description.contains("valid") ? "invalid_url" : "policy_refused",
-                error.description)
+            return failure(error.errorClass, error.description)
         }
         var request = HTTPClientRequest(url: url)
         request.method = .POST

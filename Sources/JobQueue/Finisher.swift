@@ -6,19 +6,34 @@ import Synchronization
 /// Writes the outcomes of attempts, many per transaction.
 ///
 /// At high rates the commit, not the claim, is the cost, so outcomes wait here while a write is
-/// in flight and go together in the next one. A handler's task awaits its outcome being durable
-/// before its slot frees, so shutdown never leaves an outcome unwritten. The write runs on the
-/// finisher's own task: cancelling a handler cannot abort it.
+/// in flight and go together in the next one. ``submit(_:)`` returns at once; `recorded` hears of
+/// every entry once its write is done (applied, not held any more, or given up at shutdown).
+///
+/// The worker runs ``run()`` in a task that cancelling the worker cannot reach, so a handler's
+/// outcome is written even on a forced stop. What bounds it is ``stop(deadline:)``: writes still
+/// failing at the deadline (a database that is down) are given up, and the leases of those jobs
+/// return them to the queue later. Nothing is lost.
 final class Finisher: Sendable {
     struct Entry: Sendable {
         let job: Job
         let resolution: Resolution
         let statements: [BoundStatement]
-        let finishedAt: Date
+        /// The handler's duration; `finished_at` is the claim time plus this.
+        let elapsed: Duration
+    }
+
+    /// What became of an entry.
+    enum Result: Sendable {
+        /// Written: this replica still held the job.
+        case applied
+        /// Written, but the lease had been lost, so nothing changed.
+        case notHeld
+        /// Not written: the stop deadline passed while the database failed.
+        case abandoned
     }
 
     private struct Pending {
-        var entries: [(Entry, CheckedContinuation<Bool, Never>)] = []
+        var entries: [Entry] = []
         var stopping = false
     }
 
@@ -27,39 +42,78 @@ final class Finisher: Sendable {
     private let logger: Logger
     private let maxBatch: Int
     private let pending = Mutex(Pending())
+    private let recorded: @Sendable ([(Entry, Result)]) -> Void
     /// One per writer: a submission wakes them all, and an idle one takes it.
-    private let doorbells: [Doorbell]
+    private let wakeUps: [WakeUps<Void>]
+    private let stopDeadline = WakeUps<ContinuousClock.Instant>()
 
-    /// - Parameter writers: batches written at once, each on its own connection of `database`.
-    init(store: JobStore, database: PostgresConnectionPool, maxBatch: Int, writers: Int, logger: Logger) {
+    /// - Parameters:
+    ///   - writers: batches written at once, each on its own connection of `database`.
+    ///   - recorded: called with each batch's entries once their fate is known.
+    init(
+        store: JobStore, database: PostgresConnectionPool, maxBatch: Int, writers: Int, logger: Logger,
+        recorded: @escaping @Sendable ([(Entry, Result)]) -> Void
+    ) {
         self.store = store
         self.database = database
         self.maxBatch = maxBatch
-        self.doorbells = (0..<max(1, writers)).map { _ in Doorbell() }
+        self.wakeUps = (0..<max(1, writers)).map { _ in WakeUps<Void>() }
         self.logger = logger
+        self.recorded = recorded
     }
 
-    /// Queues an outcome and returns once it is written: true if this replica still held the job,
-    /// false if the lease had been lost (the write changed nothing).
-    func submit(_ entry: Entry) async -> Bool {
-        await withCheckedContinuation { continuation in
-            pending.withLock { $0.entries.append((entry, continuation)) }
-            for doorbell in doorbells { doorbell.ring() }
-        }
+    /// Queues an outcome to be written.
+    func submit(_ entry: Entry) {
+        pending.withLock { $0.entries.append(entry) }
+        for wakeUp in wakeUps { wakeUp.ring() }
     }
 
-    /// Writes until `stop()` was called and nothing is pending.
+    /// Ends ``run()`` once everything submitted is written, or at `deadline` with the rest given
+    /// up. Submit nothing after this.
+    func stop(deadline: ContinuousClock.Instant) {
+        pending.withLock { $0.stopping = true }
+        stopDeadline.ring(deadline)
+        for wakeUp in wakeUps { wakeUp.finish() }
+    }
+
+    /// Writes until stopped.
     func run() async {
-        await withTaskGroup(of: Void.self) { group in
-            for doorbell in doorbells {
-                group.addTask { await self.writeLoop(doorbell) }
+        await withTaskGroup(of: Bool.self) { group in
+            for wakeUp in wakeUps {
+                group.addTask {
+                    await self.writeLoop(wakeUp)
+                    return true
+                }
+            }
+            group.addTask {
+                var deadlines = self.stopDeadline.stream.makeAsyncIterator()
+                if let deadline = await deadlines.next() { try? await Task.sleep(until: deadline) }
+                return false
+            }
+            var writing = wakeUps.count
+            while let writerEnded = await group.next() {
+                if writerEnded {
+                    writing -= 1
+                    // Everything is written: end the deadline's watch too.
+                    if writing == 0 { group.cancelAll() }
+                } else if writing > 0 {
+                    // The deadline passed: cancel the writers' statements and give up what is left.
+                    logger.warning("shutdown deadline reached while recording job outcomes; leaving the rest to their leases")
+                    group.cancelAll()
+                }
             }
         }
     }
 
-    private func writeLoop(_ doorbell: Doorbell) async {
+    private func writeLoop(_ wakeUp: WakeUps<Void>) async {
+        var wakeUps = wakeUp.stream.makeAsyncIterator()
         var backoff: Duration = .milliseconds(100)
+        var reported = false
         while true {
+            if Task.isCancelled {
+                giveUp()
+                return
+            }
             let (batch, stopping) = pending.withLock { state in
                 let count = min(state.entries.count, maxBatch)
                 let batch = Array(state.entries.prefix(count))
@@ -68,34 +122,43 @@ final class Finisher: Sendable {
             }
             if batch.isEmpty {
                 if stopping { return }
-                await doorbell.wait(timeout: .seconds(1))
+                _ = await wakeUps.next()
                 continue
             }
-            let entries = batch.map(\.0)
             do {
-                let applied = try await write(entries)
+                let applied = try await write(batch)
+                if reported { logger.info("recording job outcomes again") }
+                reported = false
                 backoff = .milliseconds(100)
-                for (entry, continuation) in batch { continuation.resume(returning: applied.contains(entry.job.id)) }
+                recorded(batch.map { ($0, applied.contains($0.job.id) ? .applied : .notHeld) })
             } catch let error as PostgresError where error.isTransient {
-                logger.warning(
-                    "could not record job outcomes, retrying", metadata: ["error": "\(error)", "jobs": "\(batch.count)"])
+                if !reported {
+                    logger.warning(
+                        "could not record job outcomes, retrying", metadata: ["error": "\(error)", "jobs": "\(batch.count)"])
+                }
+                reported = true
                 pending.withLock { $0.entries.insert(contentsOf: batch, at: 0) }
                 try? await Task.sleep(for: backoff)
                 backoff = min(backoff * 2, .seconds(5))
+            } catch is CancellationError {
+                pending.withLock { $0.entries.insert(contentsOf: batch, at: 0) }
             } catch {
                 // Not the connection: one entry carries something the database refuses. Write
                 // them one at a time so the rest are not held up by it.
-                for (entry, continuation) in batch {
-                    continuation.resume(returning: await writeAlone(entry))
-                }
+                var results: [(Entry, Result)] = []
+                for entry in batch { results.append((entry, await writeAlone(entry) ? .applied : .notHeld)) }
+                recorded(results)
             }
         }
     }
 
-    /// Ends `run()` once everything submitted so far is written.
-    func stop() {
-        pending.withLock { $0.stopping = true }
-        for doorbell in doorbells { doorbell.ring() }
+    /// At the deadline: whatever is still pending is not written.
+    private func giveUp() {
+        let left = pending.withLock { state in
+            defer { state.entries = [] }
+            return state.entries
+        }
+        if !left.isEmpty { recorded(left.map { ($0, .abandoned) }) }
     }
 
     private func writeAlone(_ entry: Entry) async -> Bool {
@@ -150,7 +213,15 @@ final class Finisher: Sendable {
         }
         guard hasSideEffects else { return applied }
         let side = entries.filter { applied.contains($0.job.id) }.flatMap(\.statements)
-        let second = try await connection.pipeline(side + [PostgresStatement(Self.commit)])
+        let second: [Swift.Result<PostgresResult, PostgresError>]
+        do {
+            second = try await connection.pipeline(side + [PostgresStatement(Self.commit)])
+        } catch {
+            // The BEGIN of the first call is still open: end it (the pool would not take the
+            // connection back in a transaction either).
+            try? await connection.execute(script: "ROLLBACK", name: "rollback")
+            throw error
+        }
         if let failure = second.first(where: { if case .failure = $0 { true } else { false } }) {
             try? await connection.execute(script: "ROLLBACK", name: "rollback")
             _ = try failure.get()
@@ -186,8 +257,8 @@ final class Finisher: Sendable {
                 job: entry.job,
                 resolution: entry.job.isLastAttempt
                     ? .deadLetter(reason: .attemptsExhausted, error: message)
-                    : .retry(error: message, runAt: entry.finishedAt + 5),
-                statements: [], finishedAt: entry.finishedAt)
+                    : .retry(error: message, wait: .seconds(5)),
+                statements: [], elapsed: entry.elapsed)
             return try await apply([failure], on: connection)
         }
     }
@@ -206,33 +277,26 @@ final class Finisher: Sendable {
     /// returning the `job_id`s it changed.
     private func guardedStatements(_ entries: [Entry]) -> [PostgresStatement] {
         guard !entries.isEmpty else { return [] }
-        var complete: [Entry] = [], cancel: [(Entry, String)] = [], retry: [(Entry, String, Date)] = []
-        var dead: [(Entry, DeadLetterReason, String)] = [], release: [(Entry, String)] = []
+        var complete: [Entry] = [], cancel: [(Entry, String)] = [], retry: [(Entry, String, Duration)] = []
+        var dead: [(Entry, DeadLetterReason, String)] = [], release: [(Entry, String, Duration?)] = []
         for entry in entries {
             switch entry.resolution {
             case .complete: complete.append(entry)
             case .cancel(let reason): cancel.append((entry, Self.clean(reason)))
-            case .retry(let error, let runAt): retry.append((entry, Self.clean(error), runAt))
+            case .retry(let error, let wait): retry.append((entry, Self.clean(error), wait))
             case .deadLetter(let reason, let error): dead.append((entry, reason, Self.clean(error)))
-            case .release(let reason): release.append((entry, Self.clean(reason)))
+            case .release(let reason, let wait): release.append((entry, Self.clean(reason), wait))
             }
         }
         var statements: [PostgresStatement] = []
         let worker = store.workerID
         if !complete.isEmpty {
-            statements.append(
-                PostgresStatement(
-                    JobStore.complete,
-                    [ids(complete), attempts(complete), worker, PostgresArray(complete.map(\.finishedAt))])
-            )
+            statements.append(PostgresStatement(JobStore.complete, [ids(complete), attempts(complete), worker, elapsed(complete)]))
         }
         if !cancel.isEmpty {
             let e = cancel.map(\.0)
             statements.append(
-                PostgresStatement(
-                    JobStore.cancel,
-                    [ids(e), attempts(e), worker, PostgresArray(e.map(\.finishedAt)), PostgresArray(cancel.map(\.1))])
-            )
+                PostgresStatement(JobStore.cancel, [ids(e), attempts(e), worker, elapsed(e), PostgresArray(cancel.map(\.1))]))
         }
         if !retry.isEmpty {
             let e = retry.map(\.0)
@@ -240,10 +304,9 @@ final class Finisher: Sendable {
                 PostgresStatement(
                     JobStore.retry,
                     [
-                        ids(e), attempts(e), worker, PostgresArray(e.map(\.finishedAt)), PostgresArray(retry.map(\.1)),
-                        PostgresArray(retry.map(\.2)),
-                    ])
-            )
+                        ids(e), attempts(e), worker, elapsed(e), PostgresArray(retry.map(\.1)),
+                        PostgresArray(retry.map { PostgresInterval($0.2) }),
+                    ]))
         }
         if !dead.isEmpty {
             let e = dead.map(\.0)
@@ -251,22 +314,26 @@ final class Finisher: Sendable {
                 PostgresStatement(
                     JobStore.deadLetter,
                     [
-                        ids(e), attempts(e), worker, PostgresArray(e.map(\.finishedAt)), PostgresArray(dead.map(\.2)),
+                        ids(e), attempts(e), worker, elapsed(e), PostgresArray(dead.map(\.2)),
                         PostgresArray(dead.map(\.1.rawValue)), PostgresArray(e.map(\.job.maxAttempts)),
-                    ])
-            )
+                    ]))
         }
         if !release.isEmpty {
             let e = release.map(\.0)
             statements.append(
                 PostgresStatement(
                     JobStore.release,
-                    [ids(e), attempts(e), worker, PostgresArray(e.map(\.finishedAt)), PostgresArray(release.map(\.1))])
-            )
+                    [
+                        ids(e), attempts(e), worker, elapsed(e), PostgresArray(release.map(\.1)),
+                        PostgresArray(release.map { $0.2.map(PostgresInterval.init) }),
+                    ]))
         }
         return statements
     }
 
+    private func elapsed(_ entries: [Entry]) -> PostgresArray<PostgresInterval> {
+        PostgresArray(entries.map { PostgresInterval($0.elapsed) })
+    }
     private func ids(_ entries: [Entry]) -> PostgresArray<Int64> { PostgresArray(entries.map(\.job.id)) }
     private func attempts(_ entries: [Entry]) -> PostgresArray<Int> { PostgresArray(entries.map(\.job.attempt)) }
 

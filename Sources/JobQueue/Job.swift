@@ -14,11 +14,14 @@ public struct Job: Sendable {
     public let maxAttempts: Int
     public let createdAt: Date
     public let runAt: Date
+    /// Times the job was put back without spending an attempt because the database failed.
+    public let released: Int
 
     public init(
         id: Int64, kind: String, payload: PostgresJSON, priority: Int = 0, attempt: Int, maxAttempts: Int,
-        createdAt: Date, runAt: Date
+        createdAt: Date, runAt: Date, released: Int = 0
     ) {
+        self.released = released
         self.id = id
         self.kind = kind
         self.payload = payload

@@ -35,28 +35,47 @@ struct JobStore: Sendable {
             locked_until = now() + $4::interval, attempted_at = now()
         FROM picked
         WHERE j.id = picked.id
-        RETURNING j.id, j.kind, j.payload, j.priority, j.attempt, j.max_attempts, j.created_at, j.run_at
+        RETURNING j.id, j.kind, j.payload, j.priority, j.attempt, j.max_attempts, j.released, j.created_at, j.run_at
         """)
 
-    /// Claims up to `limit` runnable jobs of `kinds`, in priority order.
+    /// What one claim took: the jobs to run, and rows that could not be read as jobs (each is
+    /// already leased to this replica and goes to the dead letters with the reason).
+    struct Claimed {
+        var jobs: [Job] = []
+        var unreadable: [(job: Job, reason: String)] = []
+        var count: Int { jobs.count + unreadable.count }
+    }
+
+    /// Claims up to `limit` runnable jobs of `kinds`, in priority order. Rows are decoded one by
+    /// one: a row that cannot be read does not hold up the rest of its batch.
     func claim(
         _ connection: PostgresConnection, kinds: [String], limit: Int, lease: Duration,
         maxAttempts: (String) -> Int
-    ) async throws -> [Job] {
+    ) async throws -> Claimed {
         let result = try await connection.query(
             Self.claim, [PostgresArray(kinds), limit, workerID, PostgresInterval(lease)])
-        var jobs: [Job] = []
-        jobs.reserveCapacity(result.count)
+        var claimed = Claimed()
+        claimed.jobs.reserveCapacity(result.count)
         for row in result.rows {
+            let id: Int64 = try row.decode("id")
             let kind: String = try row.decode("kind")
-            jobs.append(
-                Job(
-                    id: try row.decode("id"), kind: kind, payload: try row.decode("payload"),
-                    priority: try row.decode("priority"), attempt: try row.decode("attempt"),
-                    maxAttempts: try row.decodeIfPresent("max_attempts") ?? maxAttempts(kind),
-                    createdAt: try row.decode("created_at"), runAt: try row.decode("run_at")))
+            let attempt: Int = try row.decode("attempt")
+            do {
+                claimed.jobs.append(
+                    Job(
+                        id: id, kind: kind, payload: try row.decode("payload"), priority: try row.decode("priority"),
+                        attempt: attempt, maxAttempts: try row.decodeIfPresent("max_attempts") ?? maxAttempts(kind),
+                        createdAt: try row.decode("created_at"), runAt: try row.decode("run_at"),
+                        released: try row.decode("released")))
+            } catch {
+                let placeholder = Job(
+                    id: id, kind: kind, payload: PostgresJSON("{}"), attempt: attempt, maxAttempts: attempt,
+                    createdAt: Date(timeIntervalSince1970: 0), runAt: Date(timeIntervalSince1970: 0))
+                claimed.unreadable.append((placeholder, "the job row could not be read: \(error)"))
+            }
         }
-        return jobs.sorted { ($0.priority, $0.runAt, $0.id) < ($1.priority, $1.runAt, $1.id) }
+        claimed.jobs.sort { ($0.priority, $0.runAt, $0.id) < ($1.priority, $1.runAt, $1.id) }
+        return claimed
     }
 
     // MARK: Leases
@@ -104,16 +123,24 @@ struct JobStore: Sendable {
     }
 
     // MARK: Finishing
+    //
+    // Every time is the database's: `started_at` is the claim's `attempted_at`, `finished_at` is
+    // that plus the handler's duration as the worker measured it (never later than now), and a
+    // retry's `run_at` is now() plus the wait. Leases use the same clock, so a replica whose
+    // clock is off cannot schedule early or late.
+
+    /// `finished_at` of an attempt, from its claim time and the handler's duration `f.elapsed`.
+    private static let finishedAt = "least(clock_timestamp(), coalesce(j.attempted_at, now()) + f.elapsed)"
 
     static let complete = PostgresQuery(
         "completeJobs",
         """
         WITH f AS (
-            SELECT * FROM unnest($1::bigint[], $2::int[], $4::timestamptz[]) AS f(id, attempt, finished_at)
+            SELECT * FROM unnest($1::bigint[], $2::int[], $4::interval[]) AS f(id, attempt, elapsed)
         ), done AS (
             DELETE FROM webhook_worker.jobs j USING f
             WHERE j.id = f.id AND j.attempt = f.attempt AND j.locked_by = $3
-            RETURNING j.id, j.kind, j.attempt, j.attempted_at, f.finished_at
+            RETURNING j.id, j.kind, j.attempt, j.attempted_at, \(finishedAt) AS finished_at
         )
         INSERT INTO webhook_worker.job_attempts (job_id, kind, attempt, worker_id, started_at, finished_at, outcome)
         SELECT id, kind, attempt, $3, coalesce(attempted_at, finished_at), finished_at, 'succeeded' FROM done
@@ -124,11 +151,11 @@ struct JobStore: Sendable {
         "cancelJobs",
         """
         WITH f AS (
-            SELECT * FROM unnest($1::bigint[], $2::int[], $4::timestamptz[], $5::text[]) AS f(id, attempt, finished_at, error)
+            SELECT * FROM unnest($1::bigint[], $2::int[], $4::interval[], $5::text[]) AS f(id, attempt, elapsed, error)
         ), done AS (
             DELETE FROM webhook_worker.jobs j USING f
             WHERE j.id = f.id AND j.attempt = f.attempt AND j.locked_by = $3
-            RETURNING j.id, j.kind, j.attempt, j.attempted_at, f.finished_at, f.error
+            RETURNING j.id, j.kind, j.attempt, j.attempted_at, \(finishedAt) AS finished_at, f.error
         )
         INSERT INTO webhook_worker.job_attempts (job_id, kind, attempt, worker_id, started_at, finished_at, outcome, error)
         SELECT id, kind, attempt, $3, coalesce(attempted_at, finished_at), finished_at, 'cancelled', error FROM done
@@ -139,31 +166,37 @@ struct JobStore: Sendable {
         "retryJobs",
         """
         WITH f AS (
-            SELECT * FROM unnest($1::bigint[], $2::int[], $4::timestamptz[], $5::text[], $6::timestamptz[])
-                AS f(id, attempt, finished_at, error, run_at)
+            SELECT * FROM unnest($1::bigint[], $2::int[], $4::interval[], $5::text[], $6::interval[])
+                AS f(id, attempt, elapsed, error, wait)
         ), back AS (
             UPDATE webhook_worker.jobs j
-            SET state = 'available', locked_by = NULL, locked_until = NULL, run_at = f.run_at, last_error = f.error
+            SET state = 'available', locked_by = NULL, locked_until = NULL, run_at = now() + f.wait, last_error = f.error
             FROM f
             WHERE j.id = f.id AND j.attempt = f.attempt AND j.locked_by = $3
-            RETURNING j.id, j.kind, j.attempt, j.attempted_at, f.finished_at, f.error
+            RETURNING j.id, j.kind, j.attempt, j.attempted_at, \(finishedAt) AS finished_at, f.error
         )
         INSERT INTO webhook_worker.job_attempts (job_id, kind, attempt, worker_id, started_at, finished_at, outcome, error)
         SELECT id, kind, attempt, $3, coalesce(attempted_at, finished_at), finished_at, 'failed', error FROM back
         RETURNING job_id
         """)
 
+    /// Back to the queue without spending the attempt. With a `wait` (a database failure), the
+    /// job runs again after it and `released` counts one more; without (shutdown), it keeps its
+    /// place in the queue.
     static let release = PostgresQuery(
         "releaseJobs",
         """
         WITH f AS (
-            SELECT * FROM unnest($1::bigint[], $2::int[], $4::timestamptz[], $5::text[]) AS f(id, attempt, finished_at, error)
+            SELECT * FROM unnest($1::bigint[], $2::int[], $4::interval[], $5::text[], $6::interval[])
+                AS f(id, attempt, elapsed, error, wait)
         ), back AS (
             UPDATE webhook_worker.jobs j
-            SET state = 'available', locked_by = NULL, locked_until = NULL, attempt = j.attempt - 1
+            SET state = 'available', locked_by = NULL, locked_until = NULL, attempt = j.attempt - 1,
+                run_at = CASE WHEN f.wait IS NULL THEN j.run_at ELSE now() + f.wait END,
+                released = j.released + CASE WHEN f.wait IS NULL THEN 0 ELSE 1 END
             FROM f
             WHERE j.id = f.id AND j.attempt = f.attempt AND j.locked_by = $3
-            RETURNING j.id, j.kind, f.attempt, j.attempted_at, f.finished_at, f.error
+            RETURNING j.id, j.kind, f.attempt, j.attempted_at, \(finishedAt) AS finished_at, f.error
         )
         INSERT INTO webhook_worker.job_attempts (job_id, kind, attempt, worker_id, started_at, finished_at, outcome, error)
         SELECT id, kind, attempt, $3, coalesce(attempted_at, finished_at), finished_at, 'released', error
@@ -175,12 +208,12 @@ struct JobStore: Sendable {
         "deadLetterJobs",
         """
         WITH f AS (
-            SELECT * FROM unnest($1::bigint[], $2::int[], $4::timestamptz[], $5::text[], $6::text[], $7::int[])
-                AS f(id, attempt, finished_at, error, reason, max_attempts)
+            SELECT * FROM unnest($1::bigint[], $2::int[], $4::interval[], $5::text[], $6::text[], $7::int[])
+                AS f(id, attempt, elapsed, error, reason, max_attempts)
         ), dead AS (
             DELETE FROM webhook_worker.jobs j USING f
             WHERE j.id = f.id AND j.attempt = f.attempt AND j.locked_by = $3
-            RETURNING j.*, f.finished_at, f.error, f.reason, f.max_attempts AS effective_max_attempts
+            RETURNING j.*, \(finishedAt) AS finished_at, f.error, f.reason, f.max_attempts AS effective_max_attempts
         ), letters AS (
             INSERT INTO webhook_worker.dead_letter_jobs
                 (job_id, kind, payload, priority, attempts, max_attempts, reason, last_error, unique_key, created_at, dead_at)
@@ -197,11 +230,12 @@ struct JobStore: Sendable {
 enum Resolution: Sendable {
     case complete
     case cancel(reason: String)
-    case retry(error: String, runAt: Date)
+    /// Runs again after `wait`.
+    case retry(error: String, wait: Duration)
     case deadLetter(reason: DeadLetterReason, error: String)
-    /// Back to the queue, the attempt not counted: at shutdown, or when the database, not the
-    /// job, failed.
-    case release(reason: String)
+    /// Back to the queue, the attempt not counted: at shutdown (`wait` nil: it keeps its place),
+    /// or after `wait` when the database, not the job, failed.
+    case release(reason: String, wait: Duration?)
 
     var outcomeLabel: String {
         switch self {

@@ -11,7 +11,13 @@ import Synchronization
 /// It wakes on `NOTIFY` from the insert trigger, polls every `pollInterval` in case a
 /// notification was lost, and rescans after the LISTEN connection comes back. On graceful
 /// shutdown (SIGTERM/SIGINT through ServiceLifecycle, or ``shutdown()``) it stops claiming, lets
-/// in-flight jobs finish within `shutdownTimeout`, releases the rest, and returns.
+/// in-flight jobs finish within `shutdownTimeout`, cancels the handlers still running (their jobs
+/// are released, the attempt not counted), and returns.
+///
+/// Everything it starts is owned by one task group inside ``run()``: the claim loop (the group's
+/// body), the notification consumer, the poll ticker, lease upkeep, and one child per job. Lease
+/// upkeep and claiming have connections of their own, so neither ever waits behind handlers that
+/// hold the shared pool (a table lock in the web app, a slow statement).
 public final class JobWorker: Service, Sendable {
     public static let channel = "webhook_worker_jobs"
 
@@ -20,24 +26,46 @@ public final class JobWorker: Service, Sendable {
     private let database: PostgresConnectionPool
     private let logger: Logger
     private let store: JobStore
-    private let doorbell = Doorbell()
+    /// Wakes the claim loop: notifications, the poll ticker, freed slots, shutdown.
+    private let wakeUps = WakeUps<Void>()
     private let state = Mutex(State())
-    private let listener: PostgresListener
+    private let listening = Atomic<Bool>(false)
+
+    /// One attempt of one job: a job re-claimed after its lease ran out is a new attempt, and the
+    /// old attempt's task must not touch the new one's bookkeeping.
+    struct AttemptKey: Hashable, Sendable {
+        let id: Int64
+        let attempt: Int
+    }
+
+    private enum StopReason: Sendable {
+        case leaseLost, shutdown
+    }
+
+    private struct Running {
+        let job: Job
+        /// Asks the job's task to cancel its handler.
+        let stop: AsyncStream<StopReason>.Continuation
+    }
 
     private struct State {
-        /// Jobs this replica holds: running, or finished with the outcome not yet written.
-        var inFlight: [Int64: (job: Job, task: Task<Void, Never>?)] = [:]
-        /// Jobs whose handler returned and whose outcome is being written.
-        var writing: Set<Int64> = []
-        /// Handlers running now; `concurrency` bounds this.
-        var running = 0
+        /// Handlers running now; `concurrency` bounds these.
+        var running: [AttemptKey: Running] = [:]
+        /// Attempts whose handler returned and whose outcome is being written.
+        var writing: [AttemptKey: Job] = [:]
+        /// Why a handler was cancelled.
+        var stopped: [AttemptKey: StopReason] = [:]
         var shuttingDown = false
-        var forced = false
+        /// Set once claiming has ended: the last handler to return stops the finisher.
+        var finisherDeadline: ContinuousClock.Instant?
+        var finisherStopped = false
+
+        var inFlight: Int { running.count + writing.count }
     }
 
     /// - Parameters:
     ///   - handlers: one per kind; the worker claims only these kinds.
-    ///   - database: the pool handlers use, and the worker for lease renewal.
+    ///   - database: the pool handlers use.
     public init(
         configuration: JobWorkerConfiguration, handlers: [any JobHandler], database: PostgresConnectionPool,
         logger: Logger
@@ -51,28 +79,27 @@ public final class JobWorker: Service, Sendable {
         logger[metadataKey: "worker.id"] = "\(configuration.workerID)"
         self.logger = logger
         self.store = JobStore(workerID: configuration.workerID)
-        self.listener = PostgresListener(conninfo: configuration.conninfo, channels: [Self.channel], logger: logger)
     }
 
     /// The kinds this worker claims.
     public var kinds: [String] { handlers.keys.sorted() }
     /// Jobs held right now: running, or finished and waiting for their outcome to be written.
-    public var inFlightCount: Int { state.withLock { $0.inFlight.count } }
+    public var inFlightCount: Int { state.withLock { $0.inFlight } }
 
     /// Slots for new jobs: a slot frees when its handler returns, so claiming goes on while
     /// outcomes are written; jobs whose outcome waits to be written are bounded too.
     private var freeSlots: Int {
         state.withLock { state in
-            min(configuration.concurrency - state.running, 2 * configuration.concurrency - state.inFlight.count)
+            min(configuration.concurrency - state.running.count, 2 * configuration.concurrency - state.inFlight)
         }
     }
     /// True while the LISTEN connection is up.
-    public var isListening: Bool { listener.isConnected }
+    public var isListening: Bool { listening.load(ordering: .relaxed) }
 
     /// Begins a graceful shutdown, as SIGTERM does.
     public func shutdown() {
         state.withLock { $0.shuttingDown = true }
-        doorbell.ring()
+        wakeUps.ring()
     }
 
     private var isShuttingDown: Bool { state.withLock { $0.shuttingDown } }
@@ -85,91 +112,118 @@ public final class JobWorker: Service, Sendable {
             metadata: [
                 "worker.kinds": "\(kinds.joined(separator: ","))", "worker.concurrency": "\(configuration.concurrency)",
             ])
-        let claimConnections = PostgresConnectionPool(
-            configuration: .init(
-                conninfo: configuration.conninfo, maxConnections: 1, sessionSetup: JobStore.claimSessionSetup),
-            logger: logger)
-        let finishConnections = PostgresConnectionPool(
-            configuration: .init(conninfo: configuration.conninfo, maxConnections: configuration.outcomeWriters), logger: logger)
-        let finisher = Finisher(
-            store: store, database: finishConnections, maxBatch: configuration.finishBatchSize,
-            writers: configuration.outcomeWriters, logger: logger)
-
-        listener.start()
-        let finishing = Task { await finisher.run() }
-        let listening = Task { await self.consumeNotifications() }
-        let maintaining = Task { await self.maintainLeases() }
-
-        await withTaskCancellationHandler {
-            await withGracefulShutdownHandler {
-                await self.claimLoop(claimConnections, finisher: finisher)
-            } onGracefulShutdown: {
-                self.shutdown()
+        func pool(_ connections: Int, _ settings: String) -> PostgresConnectionPool.Configuration {
+            .init(
+                conninfo: configuration.conninfo, maxConnections: connections, applicationName: "webhook-worker",
+                sessionSetup: settings)
+        }
+        try await withTaskCancellationOrGracefulShutdownHandler {
+            try await PostgresConnectionPool.withPool(
+                configuration: pool(1, configuration.claimSessionSettings), logger: logger
+            ) { claiming in
+                try await PostgresConnectionPool.withPool(
+                    configuration: pool(1, configuration.sessionSettings), logger: logger
+                ) { upkeep in
+                    try await PostgresConnectionPool.withPool(
+                        configuration: pool(configuration.outcomeWriters, configuration.sessionSettings),
+                        logger: logger
+                    ) { outcomes in
+                        await self.work(claiming: claiming, upkeep: upkeep, outcomes: outcomes)
+                    }
+                }
             }
-        } onCancel: {
+        } onCancelOrGracefulShutdown: {
             self.shutdown()
         }
-
-        maintaining.cancel()
-        finisher.stop()
-        await finishing.value
-        await listener.stop()
-        listening.cancel()
-        await claimConnections.close()
-        await finishConnections.close()
         logger.info("worker stopped")
+    }
+
+    private func work(
+        claiming: PostgresConnectionPool, upkeep: PostgresConnectionPool, outcomes: PostgresConnectionPool
+    ) async {
+        let finisher = Finisher(
+            store: store, database: outcomes, maxBatch: configuration.finishBatchSize,
+            writers: configuration.outcomeWriters, logger: logger
+        ) { [self] results in recorded(results) }
+        // Outcome writes must survive the worker's cancellation (a forced stop still records what
+        // handlers finished), so the finisher runs in a task that cancellation does not reach. It
+        // is awaited below and ends at its own deadline, set when claiming stops.
+        let finishing = Task { await finisher.run() }
+        await PostgresListener.withListener(conninfo: configuration.conninfo, channels: [Self.channel], logger: logger) {
+            listener in
+            await withDiscardingTaskGroup { group in
+                group.addTask { await self.consumeNotifications(listener) }
+                group.addTask { await self.tick() }
+                group.addTask { await self.maintainLeases(upkeep) }
+                var wakeUps = self.wakeUps.stream.makeAsyncIterator()
+                await self.claimLoop(claiming, finisher: finisher, wakeUps: &wakeUps, group: &group)
+                await self.drain(finisher, wakeUps: &wakeUps)
+                await finishing.value
+                // The jobs are done and their outcomes written or given up: end the helpers.
+                group.cancelAll()
+            }
+        }
+        listening.store(false, ordering: .relaxed)
     }
 
     // MARK: - Claiming
 
-    private func claimLoop(_ connections: PostgresConnectionPool, finisher: Finisher) async {
-        var backoff: Duration = .milliseconds(100)
+    private func claimLoop(
+        _ connections: PostgresConnectionPool, finisher: Finisher, wakeUps: inout AsyncStream<Void>.Iterator,
+        group: inout DiscardingTaskGroup
+    ) async {
         var failing = false
         let kinds = self.kinds
-        while !isShuttingDown {
+        while !isShuttingDown && !Task.isCancelled {
             let free = freeSlots
             var claimedAll = false
             if free > 0 {
                 let limit = min(free, configuration.claimBatchSize)
                 do {
-                    let jobs = try await connections.withConnection { connection in
+                    let claimed = try await connections.withConnection { connection in
                         try await store.claim(
                             connection, kinds: kinds, limit: limit, lease: configuration.lease,
                             maxAttempts: { self.policy(for: $0).maxAttempts })
                     }
                     if failing { logger.info("claiming jobs again") }
                     failing = false
-                    backoff = .milliseconds(100)
-                    for job in jobs { start(job, finisher: finisher) }
-                    claimedAll = jobs.count == limit
+                    for job in claimed.jobs { start(job, finisher: finisher, group: &group) }
+                    for (job, reason) in claimed.unreadable { deadLetterUnreadable(job, reason: reason, finisher: finisher) }
+                    claimedAll = claimed.count == limit
                 } catch {
                     if !failing {
                         logger.warning("could not claim jobs, retrying", metadata: ["error": "\(error)"])
                     }
                     failing = true
-                    await doorbell.wait(timeout: backoff)
-                    backoff = min(backoff * 2, .seconds(5))
-                    continue
+                    // The ticker wakes this loop every poll interval: that is the retry's pace.
                 }
             }
             // A full batch means more may be waiting: claim again at once while slots are free.
             if claimedAll && freeSlots > 0 { continue }
-            await doorbell.wait(timeout: configuration.pollInterval)
+            if await wakeUps.next() == nil { break }
         }
-        await drain(finisher)
     }
 
-    private func start(_ job: Job, finisher: Finisher) {
+    private func start(_ job: Job, finisher: Finisher, group: inout DiscardingTaskGroup) {
         Counter(label: "webhook_worker_jobs_claimed_total", dimensions: [("kind", job.kind)]).increment()
-        state.withLock {
-            $0.inFlight[job.id] = (job, nil)
-            $0.running += 1
+        let key = AttemptKey(id: job.id, attempt: job.attempt)
+        let (stops, stop) = AsyncStream.makeStream(of: StopReason.self, bufferingPolicy: .bufferingNewest(1))
+        let count = state.withLock { state in
+            state.running[key] = Running(job: job, stop: stop)
+            return state.inFlight
         }
-        let task = Task { await self.process(job, finisher: finisher) }
-        state.withLock { state in
-            if state.inFlight[job.id] != nil { state.inFlight[job.id]?.task = task }
-        }
-        Gauge(label: "webhook_worker_jobs_in_flight").record(inFlightCount)
+        Gauge(label: "webhook_worker_jobs_in_flight").record(count)
+        group.addTask { await self.process(job, key: key, stops: stops, stop: stop, finisher: finisher) }
+    }
+
+    /// A claimed row that is not a readable job goes to the dead letters with the reason, at once.
+    private func deadLetterUnreadable(_ job: Job, reason: String, finisher: Finisher) {
+        logger.error(
+            "a claimed job row could not be read; moving it to the dead letters",
+            metadata: ["job.id": "\(job.id)", "job.kind": "\(job.kind)", "error": "\(reason)"])
+        state.withLock { $0.writing[AttemptKey(id: job.id, attempt: job.attempt)] = job }
+        finisher.submit(
+            .init(job: job, resolution: .deadLetter(reason: .permanentFailure, error: reason), statements: [], elapsed: .zero))
     }
 
     // MARK: - Running one job
@@ -178,70 +232,65 @@ public final class JobWorker: Service, Sendable {
         handlers[kind]?.retryPolicy ?? configuration.retryPolicy
     }
 
-    private func process(_ job: Job, finisher: Finisher) async {
+    private enum HandlerResult: Sendable {
+        case decided(JobOutcome)
+        case threw(any Error)
+    }
+
+    private func process(
+        _ job: Job, key: AttemptKey, stops: AsyncStream<StopReason>, stop: AsyncStream<StopReason>.Continuation,
+        finisher: Finisher
+    ) async {
         var logger = self.logger
         logger[metadataKey: "job.id"] = "\(job.id)"
         logger[metadataKey: "job.kind"] = "\(job.kind)"
         logger[metadataKey: "job.attempt"] = "\(job.attempt)"
-        let started = ContinuousClock.now
-        let resolution: Resolution
-        var statements: [BoundStatement] = []
-        if let handler = handlers[job.kind] {
-            let context = JobContext(logger: logger, database: database, workerID: configuration.workerID)
-            do {
-                let outcome = try await handler.handle(job, context: context)
-                statements = outcome.statements
-                resolution = resolve(outcome.decision, job: job)
-            } catch {
-                if state.withLock({ $0.forced }) {
-                    resolution = .release(reason: "released at shutdown; this attempt does not count")
-                } else if let error = error as? PostgresError, error.isTransient {
-                    // The database failed, not the job (a terminated backend, a restart): try again
-                    // at once without spending one of the job's attempts.
-                    logger.info("job released after a database error", metadata: ["error": "\(error)"])
-                    resolution = .release(reason: "released after a database error; this attempt does not count: \(error)")
-                } else {
-                    logger.warning("job handler threw", metadata: ["error": "\(error)"])
-                    resolution = resolve(.retry(error: "\(type(of: error)): \(error)", after: nil), job: job)
+        let clock = ContinuousClock()
+        let started = clock.now
+        // The handler runs in a child task so that it can be cancelled alone: when its lease is
+        // lost, or when the shutdown timeout ends.
+        let result = await withTaskGroup(of: HandlerResult.self) { group in
+            group.addTask { [logger] in
+                defer { stop.finish() }
+                guard let handler = self.handlers[job.kind] else {
+                    return .decided(.retry("no handler for kind \(job.kind)"))
+                }
+                let context = JobContext(logger: logger, database: self.database, workerID: self.configuration.workerID)
+                do {
+                    return .decided(try await handler.handle(job, context: context))
+                } catch {
+                    return .threw(error)
                 }
             }
-        } else {
-            resolution = resolve(.retry(error: "no handler for kind \(job.kind)", after: nil), job: job)
+            // Ends when the handler's task finishes the stream, or when this task is cancelled.
+            for await _ in stops { group.cancelAll() }
+            return await group.next()!
         }
-
-        state.withLock {
-            $0.running -= 1
-            $0.writing.insert(job.id)
+        let elapsed = clock.now - started
+        Timer(label: "webhook_worker_job_duration_seconds", dimensions: [("kind", job.kind)])
+            .recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
+        let stopReason = state.withLock { $0.stopped[key] }
+        let resolution: Resolution
+        var statements: [BoundStatement] = []
+        switch result {
+        case .decided(let outcome):
+            // Even when cancelled: an outcome the handler knows (a webhook that was answered 2xx)
+            // is recorded, not thrown away.
+            statements = outcome.statements
+            resolution = resolve(outcome.decision, job: job)
+        case .threw(let error):
+            resolution = resolveFailure(error, job: job, stopped: stopReason, logger: logger)
         }
-        doorbell.ring()
-        let held = await finisher.submit(
-            .init(job: job, resolution: resolution, statements: statements, finishedAt: Date()))
-        let seconds = DurationText.seconds(ContinuousClock.now - started)
-        if held {
-            Counter(label: "webhook_worker_jobs_total", dimensions: [("kind", job.kind), ("outcome", resolution.outcomeLabel)])
-                .increment()
-            Timer(label: "webhook_worker_job_duration_seconds", dimensions: [("kind", job.kind)])
-                .recordSeconds(seconds)
-            switch resolution {
-            case .deadLetter(let reason, let error):
-                logger.warning(
-                    "job moved to the dead letters", metadata: ["job.reason": "\(reason.rawValue)", "error": "\(error)"])
-            case .retry(let error, let runAt):
-                logger.info(
-                    "job will be retried",
-                    metadata: ["error": "\(error)", "job.retry_at": "\(runAt.formatted(.iso8601))"])
-            default:
-                logger.debug("job finished", metadata: ["job.outcome": "\(resolution.outcomeLabel)"])
-            }
-        } else {
-            logger.warning("job's lease was lost before its outcome was recorded; the outcome was dropped")
+        let stopFinisher = state.withLock { state -> ContinuousClock.Instant? in
+            state.running[key] = nil
+            state.writing[key] = job
+            guard state.running.isEmpty, let deadline = state.finisherDeadline, !state.finisherStopped else { return nil }
+            state.finisherStopped = true
+            return deadline
         }
-        state.withLock {
-            _ = $0.inFlight.removeValue(forKey: job.id)
-            $0.writing.remove(job.id)
-        }
-        Gauge(label: "webhook_worker_jobs_in_flight").record(inFlightCount)
-        doorbell.ring()
+        wakeUps.ring()
+        finisher.submit(.init(job: job, resolution: resolution, statements: statements, elapsed: elapsed))
+        if let stopFinisher { finisher.stop(deadline: stopFinisher) }
     }
 
     private func resolve(_ decision: JobOutcome.Decision, job: Job) -> Resolution {
@@ -258,66 +307,150 @@ public final class JobWorker: Service, Sendable {
                 return .deadLetter(
                     reason: .attemptsExhausted, error: "attempt \(job.attempt) of \(job.maxAttempts): \(error)")
             }
-            let wait = after.map(policy.clamp) ?? policy.delay(afterAttempt: job.attempt)
-            return .retry(error: error, runAt: Date().addingTimeInterval(DurationText.seconds(wait)))
+            return .retry(error: error, wait: after.map(policy.clamp) ?? policy.delay(afterAttempt: job.attempt))
         }
+    }
+
+    /// A handler that threw: released when it was cancelled or the database failed (a few times),
+    /// else a failed attempt.
+    private func resolveFailure(_ error: any Error, job: Job, stopped: StopReason?, logger: Logger) -> Resolution {
+        if stopped != nil || Task.isCancelled {
+            return .release(reason: "released at shutdown; this attempt does not count", wait: nil)
+        }
+        if let error = error as? PostgresError, error.isTransient {
+            // The database failed, not the job (a terminated backend, a restart, a lock held
+            // elsewhere past lock_timeout): try again later without spending one of the job's
+            // attempts, waiting longer each time. A job that keeps breaking its connection spends
+            // attempts past the cap, so it still ends in the dead letters.
+            if job.released < configuration.maxUncountedReleases {
+                let wait = configuration.releaseBackoff.delay(afterAttempt: job.released + 1)
+                logger.info(
+                    "job released after a database error",
+                    metadata: ["error": "\(error)", "job.retry_in": "\(DurationText.format(wait))"])
+                return .release(
+                    reason: "released after a database error; this attempt does not count: \(error)", wait: wait)
+            }
+            logger.warning(
+                "database errors keep failing this job; counting the attempt",
+                metadata: ["error": "\(error)", "job.released": "\(job.released)"])
+        } else {
+            logger.warning("job handler threw", metadata: ["error": "\(error)"])
+        }
+        return resolve(.retry(error: "\(type(of: error)): \(error)", after: nil), job: job)
+    }
+
+    /// Called by the finisher once outcomes are written (or given up).
+    private func recorded(_ results: [(Finisher.Entry, Finisher.Result)]) {
+        for (entry, result) in results {
+            let job = entry.job
+            let metadata: Logger.Metadata = ["job.id": "\(job.id)", "job.kind": "\(job.kind)", "job.attempt": "\(job.attempt)"]
+            switch result {
+            case .applied:
+                Counter(
+                    label: "webhook_worker_jobs_total",
+                    dimensions: [("kind", job.kind), ("outcome", entry.resolution.outcomeLabel)]
+                ).increment()
+                switch entry.resolution {
+                case .deadLetter(let reason, let error):
+                    logger.warning(
+                        "job moved to the dead letters",
+                        metadata: metadata.merging(["job.reason": "\(reason.rawValue)", "error": "\(error)"]) { $1 })
+                case .retry(let error, let wait):
+                    logger.info(
+                        "job will be retried",
+                        metadata: metadata.merging(["error": "\(error)", "job.retry_in": "\(DurationText.format(wait))"]) { $1 })
+                default:
+                    logger.debug("job finished", metadata: metadata.merging(["job.outcome": "\(entry.resolution.outcomeLabel)"]) { $1 })
+                }
+            case .notHeld:
+                logger.warning("job's lease was lost before its outcome was recorded; the outcome was dropped", metadata: metadata)
+            case .abandoned:
+                logger.warning(
+                    "job's outcome could not be recorded before shutdown; its lease will return it to the queue",
+                    metadata: metadata)
+            }
+        }
+        let count = state.withLock { state in
+            for (entry, _) in results {
+                let key = AttemptKey(id: entry.job.id, attempt: entry.job.attempt)
+                state.writing[key] = nil
+                state.stopped[key] = nil
+            }
+            return state.inFlight
+        }
+        Gauge(label: "webhook_worker_jobs_in_flight").record(count)
+        wakeUps.ring()
     }
 
     // MARK: - Shutdown
 
-    private func drain(_ finisher: Finisher) async {
+    /// Waits for in-flight jobs until the shutdown timeout, then cancels the handlers still
+    /// running, and sets the finisher's deadline: the timeout plus a grace for the released jobs'
+    /// outcomes (the finisher stops as soon as the last one is written).
+    private func drain(_ finisher: Finisher, wakeUps: inout AsyncStream<Void>.Iterator) async {
         let clock = ContinuousClock()
         let deadline = clock.now + configuration.shutdownTimeout
         if inFlightCount > 0 {
             logger.info("waiting for in-flight jobs", metadata: ["jobs": "\(inFlightCount)"])
         }
+        // The ticker rings every 100 ms while stopping; a finished job rings at once.
         while inFlightCount > 0 && clock.now < deadline {
-            await doorbell.wait(timeout: min(deadline - clock.now, .milliseconds(100)))
+            if await wakeUps.next() == nil { break }
         }
-        let unfinished = state.withLock { state in
-            state.forced = true
-            return state.inFlight.values.compactMap(\.task)
+        let (toStop, stopFinisherNow) = state.withLock { state in
+            for key in state.running.keys { state.stopped[key] = .shutdown }
+            state.finisherDeadline = max(deadline, clock.now) + configuration.shutdownGrace
+            let stopNow = state.running.isEmpty
+            state.finisherStopped = stopNow
+            return (Array(state.running.values), stopNow)
         }
-        guard !unfinished.isEmpty else { return }
-        logger.warning("shutdown timeout reached; releasing unfinished jobs", metadata: ["jobs": "\(unfinished.count)"])
-        for task in unfinished { task.cancel() }
-        // Handlers that honour cancellation release their jobs now; give stragglers a moment,
-        // then release their jobs for them (a late outcome then matches nothing).
-        let grace = clock.now + .seconds(5)
-        while inFlightCount > 0 && clock.now < grace {
-            await doorbell.wait(timeout: .milliseconds(100))
+        if !toStop.isEmpty {
+            logger.warning("shutdown timeout reached; cancelling unfinished jobs", metadata: ["jobs": "\(toStop.count)"])
+            for running in toStop { running.stop.yield(.shutdown) }
         }
-        let stuck = state.withLock { Array($0.inFlight.values.map(\.job)) }
-        for job in stuck {
-            _ = await finisher.submit(
-                .init(
-                    job: job, resolution: .release(reason: "released at shutdown; this attempt does not count"),
-                    statements: [], finishedAt: Date()))
-        }
+        if stopFinisherNow { finisher.stop(deadline: max(deadline, clock.now) + configuration.shutdownGrace) }
     }
 
-    // MARK: - Notifications and leases
+    // MARK: - Notifications, polling and leases
 
-    private func consumeNotifications() async {
+    private func consumeNotifications(_ listener: PostgresListener) async {
         let kinds = Set(self.kinds)
         for await event in listener.events {
             switch event {
             case .notification(_, let payload):
                 // The payload names the kind inserted; empty means "something changed".
-                if payload.isEmpty || kinds.contains(payload) { doorbell.ring() }
+                if payload.isEmpty || kinds.contains(payload) { wakeUps.ring() }
             case .connected(let reconnected):
+                listening.store(true, ordering: .relaxed)
                 Gauge(label: "webhook_worker_listen_connected").record(1)
                 if reconnected {
                     logger.info("LISTEN connection restored; rescanning")
-                    doorbell.ring()
+                    wakeUps.ring()
                 }
             case .disconnected:
+                listening.store(false, ordering: .relaxed)
                 Gauge(label: "webhook_worker_listen_connected").record(0)
             }
         }
     }
 
-    private func maintainLeases() async {
+    /// The fallback rescan every poll interval, and a 100 ms pace while shutting down.
+    private func tick() async {
+        let clock = ContinuousClock()
+        var next = clock.now + configuration.pollInterval
+        let step = min(configuration.pollInterval, .milliseconds(100))
+        while !Task.isCancelled {
+            try? await Task.sleep(for: step)
+            if clock.now >= next || isShuttingDown {
+                next = clock.now + configuration.pollInterval
+                wakeUps.ring()
+            }
+        }
+    }
+
+    /// Renews this replica's leases every third of the lease and reaps other replicas' expired
+    /// ones, on a connection of its own.
+    private func maintainLeases(_ connections: PostgresConnectionPool) async {
         let clock = ContinuousClock()
         let renewEvery = configuration.lease / 3
         var nextRenewal = clock.now + renewEvery
@@ -325,46 +458,57 @@ public final class JobWorker: Service, Sendable {
         while !Task.isCancelled {
             if clock.now >= nextReap {
                 nextReap = clock.now + configuration.reapInterval
-                do {
-                    let reaped = try await database.withConnection { connection in
-                        try await store.reapExpiredLeases(
-                            connection, defaultMaxAttempts: configuration.retryPolicy.maxAttempts)
-                    }
-                    if !reaped.isEmpty {
-                        for (kind, count) in reaped {
-                            Counter(label: "webhook_worker_jobs_lost_total", dimensions: [("kind", kind)]).increment(by: count)
-                        }
-                        logger.warning(
-                            "returned jobs with expired leases to the queue", metadata: ["jobs": "\(reaped.values.reduce(0, +))"])
-                        doorbell.ring()
-                    }
-                } catch {
-                    logger.debug("could not reap expired leases", metadata: ["error": "\(error)"])
-                }
+                await reap(connections)
             }
             if clock.now >= nextRenewal {
                 nextRenewal = clock.now + renewEvery
-                let ids = state.withLock { Array($0.inFlight.keys) }
-                if configuration.renewsLeases && !ids.isEmpty {
-                    do {
-                        let lost = try await database.withConnection { connection in
-                            try await store.extendLeases(connection, ids: ids, lease: configuration.lease)
-                        }
-                        // A job whose outcome is being written may already be back in the queue:
-                        // it is not lost.
-                        let reallyLost = state.withLock { state in lost.filter { state.inFlight[$0] != nil && !state.writing.contains($0) } }
-                        if !reallyLost.isEmpty {
-                            logger.warning(
-                                "leases lost for jobs still running here; their outcomes will be dropped",
-                                metadata: ["job.ids": "\(reallyLost)"])
-                        }
-                    } catch {
-                        logger.warning("could not renew leases", metadata: ["error": "\(error)"])
-                    }
+                if configuration.renewsLeases { await renew(connections) }
+            }
+            try? await Task.sleep(until: min(nextRenewal, nextReap), clock: clock)
+        }
+    }
+
+    private func reap(_ connections: PostgresConnectionPool) async {
+        do {
+            let reaped = try await connections.withConnection { connection in
+                try await store.reapExpiredLeases(connection, defaultMaxAttempts: configuration.retryPolicy.maxAttempts)
+            }
+            guard !reaped.isEmpty else { return }
+            for (kind, count) in reaped {
+                Counter(label: "webhook_worker_jobs_lost_total", dimensions: [("kind", kind)]).increment(by: count)
+            }
+            logger.warning("returned jobs with expired leases to the queue", metadata: ["jobs": "\(reaped.values.reduce(0, +))"])
+            wakeUps.ring()
+        } catch {
+            logger.debug("could not reap expired leases", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func renew(_ connections: PostgresConnectionPool) async {
+        let ids = state.withLock { state in Array(Set(state.running.keys.map(\.id)).union(state.writing.keys.map(\.id))) }
+        guard !ids.isEmpty else { return }
+        do {
+            let lost = Set(
+                try await connections.withConnection { connection in
+                    try await store.extendLeases(connection, ids: ids, lease: configuration.lease)
+                })
+            guard !lost.isEmpty else { return }
+            // A handler whose lease is gone is working for nothing (another replica may run the
+            // job now, and its outcome would be dropped): cancel it. A job whose outcome is being
+            // written may already be back in the queue: it is not lost.
+            let toStop = state.withLock { state in
+                state.running.filter { lost.contains($0.key.id) }.map { key, running in
+                    state.stopped[key] = .leaseLost
+                    return running
                 }
             }
-            let next = min(nextRenewal, nextReap)
-            try? await Task.sleep(until: next, clock: clock)
+            guard !toStop.isEmpty else { return }
+            logger.warning(
+                "leases lost for jobs still running here; cancelling them",
+                metadata: ["job.ids": "\(toStop.map(\.job.id))"])
+            for running in toStop { running.stop.yield(.leaseLost) }
+        } catch {
+            logger.warning("could not renew leases", metadata: ["error": "\(error)"])
         }
     }
 }

@@ -27,6 +27,20 @@ public struct JobWorkerConfiguration: Sendable {
     public var reapInterval: Duration
     /// Renew leases while handlers run. Off only to simulate a stalled replica in tests.
     public var renewsLeases: Bool
+    /// The longest one statement of the worker's own connections may run (`statement_timeout`);
+    /// give the handlers' pool the same through ``sessionSettings``.
+    public var statementTimeout: Duration
+    /// The longest a statement waits for a lock (`lock_timeout`): a table locked elsewhere makes
+    /// the attempt fail fast and be released, instead of holding a connection.
+    public var lockTimeout: Duration
+    /// How long handlers still running at the shutdown timeout, once cancelled, get to have their
+    /// jobs released, and outcomes that failed to be written get to be retried.
+    public var shutdownGrace: Duration
+    /// Releases after database errors that do not count as attempts, per job; past this, a
+    /// database error counts as a failed attempt.
+    public var maxUncountedReleases: Int
+    /// The waits before a job released after a database error runs again (growing, jittered).
+    public var releaseBackoff: RetryPolicy
 
     public init(
         conninfo: String?,
@@ -40,7 +54,13 @@ public struct JobWorkerConfiguration: Sendable {
         finishBatchSize: Int = 500,
         outcomeWriters: Int = 2,
         reapInterval: Duration? = nil,
-        renewsLeases: Bool = true
+        renewsLeases: Bool = true,
+        statementTimeout: Duration = .seconds(10),
+        lockTimeout: Duration = .seconds(2),
+        shutdownGrace: Duration = .seconds(5),
+        maxUncountedReleases: Int = 10,
+        releaseBackoff: RetryPolicy = RetryPolicy(
+            schedule: [.seconds(1), .seconds(2), .seconds(4), .seconds(8), .seconds(16), .seconds(30), .seconds(60)])
     ) {
         self.conninfo = conninfo
         self.workerID = workerID
@@ -54,6 +74,30 @@ public struct JobWorkerConfiguration: Sendable {
         self.outcomeWriters = max(1, outcomeWriters)
         self.reapInterval = reapInterval ?? min(max(lease / 4, .seconds(1)), .seconds(15))
         self.renewsLeases = renewsLeases
+        self.statementTimeout = statementTimeout
+        self.lockTimeout = lockTimeout
+        self.shutdownGrace = shutdownGrace
+        self.maxUncountedReleases = max(0, maxUncountedReleases)
+        self.releaseBackoff = releaseBackoff
+    }
+
+    /// `SET` statements for a connection that runs handlers' or the worker's statements: the
+    /// statement and lock timeouts. Hand them to the handlers' pool as its `sessionSetup`.
+    public var sessionSettings: String {
+        Self.sessionSettings(statementTimeout: statementTimeout, lockTimeout: lockTimeout)
+    }
+
+    public static func sessionSettings(statementTimeout: Duration, lockTimeout: Duration) -> String {
+        "SET statement_timeout = \(milliseconds(statementTimeout)); SET lock_timeout = \(milliseconds(lockTimeout))"
+    }
+
+    /// The claiming connection's settings: the timeouts, and a plan that cannot sort the backlog
+    /// (see ``JobStore/claimSessionSetup``).
+    var claimSessionSettings: String { sessionSettings + "; " + JobStore.claimSessionSetup }
+
+    private static func milliseconds(_ duration: Duration) -> Int64 {
+        let (seconds, attoseconds) = duration.components
+        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
     }
 
     /// `host-pid-xxxx`: readable in `locked_by`, unique across restarts.

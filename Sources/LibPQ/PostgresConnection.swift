@@ -2,6 +2,7 @@ import CLibPQ
 import Dispatch
 import Foundation
 import Logging
+import Synchronization
 
 /// One libpq connection.
 ///
@@ -9,71 +10,103 @@ import Logging
 /// runs on the connection's own serial dispatch queue: a thread outside Swift's cooperative pool,
 /// so a slow statement never starves other tasks. The caller's task suspends until the call ends.
 ///
+/// Calls honour task cancellation: a statement that is running is cancelled on the server
+/// (`PQcancel`, the same request psql sends on Ctrl-C), and if the server cannot be reached to
+/// hear it, the caller gets `CancellationError` after ``cancellationGrace`` anyway; the connection
+/// is then marked unusable and closes once libpq returns. A timeout built from a task group
+/// therefore holds even while libpq is blocked.
+///
 /// A connection is used by one task at a time (take it from ``PostgresConnectionPool`` or own
 /// it); statements from two tasks would interleave inside each other's transactions.
 ///
 /// `@unchecked Sendable`: the only mutable state (`handle`, `prepared`) is read and written on
-/// `queue` alone.
+/// `queue` alone; `broken` is atomic, and the cancel handle has a lock of its own.
 public final class PostgresConnection: @unchecked Sendable {
     private let queue: DispatchQueue
     private var handle: OpaquePointer?
     private var prepared: [String: String] = [:]
+    /// Owned by this object alone and released once, in `deinit`, after `PQfinish`.
     private let notices: Unmanaged<NoticeSink>
+    private let canceller: Canceller
+    /// Set when a call was abandoned while libpq still ran it: never reuse the connection.
+    private let broken = Atomic<Bool>(false)
     public let logger: Logger
     /// `host:port` of the server, for messages (never the password).
     public let endpoint: String
 
-    private init(handle: OpaquePointer, queue: DispatchQueue, notices: Unmanaged<NoticeSink>, logger: Logger) {
+    /// How long a cancelled call waits for the server to acknowledge the cancel before the caller
+    /// is released anyway.
+    public static let cancellationGrace: Duration = .seconds(2)
+
+    /// The session settings every connection gets: timestamps and intervals are read and written
+    /// in UTC and ISO forms (``PostgresValue`` relies on them).
+    static let baseSessionSettings = "SET TIME ZONE 'UTC'; SET DateStyle = 'ISO'; SET IntervalStyle = 'iso_8601'"
+
+    private init(handle: OpaquePointer, queue: DispatchQueue, logger: Logger) {
         self.handle = handle
         self.queue = queue
-        self.notices = notices
+        self.notices = Unmanaged.passRetained(NoticeSink(logger: logger))
+        self.canceller = Canceller(PQgetCancel(handle))
         self.logger = logger
         self.endpoint = Self.endpoint(of: handle)
+        PQsetNoticeReceiver(handle, noticeReceiver, notices.toOpaque())
     }
 
     deinit {
+        canceller.free()
         if let handle { PQfinish(handle) }
         notices.release()
     }
 
     /// Opens a connection.
     ///
-    /// - Parameter conninfo: a `postgresql://` URI or `key=value` string; nil or empty uses
-    ///   libpq's defaults and `PG*` environment variables.
+    /// - Parameters:
+    ///   - conninfo: a `postgresql://` URI or `key=value` string; nil or empty uses libpq's
+    ///     defaults and `PG*` environment variables.
+    ///   - sessionSettings: `SET ...` statements run once the connection is open (fixed text,
+    ///     never built from values), e.g. timeouts.
     public static func connect(
-        _ conninfo: String?, applicationName: String = "webhook-worker", logger: Logger
+        _ conninfo: String?, applicationName: String = "webhook-worker", sessionSettings: String? = nil,
+        connectTimeout: Duration = .seconds(10), logger: Logger
     ) async throws -> PostgresConnection {
-        let queue = DispatchQueue(label: "webhook-worker.libpq")
-        let sink = Unmanaged.passRetained(NoticeSink(logger: logger))
-        return try await withCheckedThrowingContinuation { continuation in
-            queue.async {
-                do {
-                    let handle = try openHandle(conninfo, applicationName: applicationName)
-                    PQsetNoticeReceiver(handle, noticeReceiver, sink.toOpaque())
-                    let connection = PostgresConnection(handle: handle, queue: queue, notices: sink, logger: logger)
-                    try connection.runSimple(
-                        "SET TIME ZONE 'UTC'; SET DateStyle = 'ISO'; SET IntervalStyle = 'iso_8601'",
-                        name: "sessionSettings")
-                    continuation.resume(returning: connection)
-                } catch {
-                    sink.release()
-                    continuation.resume(throwing: error)
-                }
-            }
+        let queue = DispatchQueue(label: "libpq.connection")
+        let handle = try await BlockingCall<Handle>.run(
+            on: queue, whenCancelledWhileRunning: {}, orphan: { PQfinish($0.pointer) }
+        ) { isCancelled in
+            Handle(
+                pointer: try openHandle(
+                    conninfo, applicationName: applicationName, timeout: connectTimeout, isCancelled: isCancelled))
         }
+        // From here on the connection object owns the handle and the notice sink: a failure
+        // closes it once, through `deinit`.
+        let connection = PostgresConnection(handle: handle.pointer, queue: queue, logger: logger)
+        let settings = [baseSessionSettings, sessionSettings].compactMap { $0 }.joined(separator: "; ")
+        try await connection.execute(script: settings, name: "sessionSettings")
+        return connection
     }
 
-    /// Connects synchronously on the calling thread; for the listener's own thread.
-    static func openHandle(_ conninfo: String?, applicationName: String) throws -> OpaquePointer {
+    /// A `PGconn` pointer handed from the connection's queue to its owner.
+    struct Handle: @unchecked Sendable {
+        let pointer: OpaquePointer
+    }
+
+    /// Connects synchronously on the calling thread (the connection's queue, or the listener's
+    /// thread), without blocking longer than `timeout` and giving up when `isCancelled` says so.
+    static func openHandle(
+        _ conninfo: String?, applicationName: String, timeout: Duration = .seconds(10),
+        isCancelled: () -> Bool = { false }
+    ) throws -> OpaquePointer {
         // Defaults first, the caller's conninfo after: with expand_dbname, later values win, so a
         // URI's own keepalive or application_name settings take precedence over ours.
+        // tcp_user_timeout bounds how long sent data may go unacknowledged (a silent network), in
+        // milliseconds; keepalives find a dead peer while idle.
         let pairs: [(String, String)] = [
             ("fallback_application_name", applicationName),
-            ("connect_timeout", "10"),
             ("keepalives", "1"),
             ("keepalives_idle", "15"),
             ("keepalives_interval", "5"),
             ("keepalives_count", "3"),
+            ("tcp_user_timeout", "30000"),
             ("dbname", conninfo ?? ""),
         ]
         let keys = pairs.map { strdup($0.0) }
@@ -84,22 +117,47 @@ public final class PostgresConnection: @unchecked Sendable {
         }
         var keyPointers = keys.map { UnsafePointer<CChar>($0) } + [nil]
         var valuePointers = values.map { UnsafePointer<CChar>($0) } + [nil]
-        let conn = keyPointers.withUnsafeMutableBufferPointer { k in
+        // The non-blocking connect, so that a cancelled or timed-out attempt stops waiting.
+        let started = keyPointers.withUnsafeMutableBufferPointer { k in
             valuePointers.withUnsafeMutableBufferPointer { v in
-                PQconnectdbParams(k.baseAddress, v.baseAddress, 1)
+                PQconnectStartParams(k.baseAddress, v.baseAddress, 1)
             }
         }
-        guard let conn else {
+        guard let conn = started else {
             throw PostgresError(code: .connectionFailed, message: "libpq could not allocate a connection")
         }
-        guard PQstatus(conn) == CONNECTION_OK else {
-            let message = errorMessage(conn)
+        func fail(_ message: String) -> PostgresError {
             let endpoint = endpoint(of: conn)
             PQfinish(conn)
-            throw PostgresError(
-                code: .connectionFailed, message: "could not connect to \(endpoint): \(message)")
+            return PostgresError(code: .connectionFailed, message: "could not connect to \(endpoint): \(message)")
         }
-        return conn
+        guard PQstatus(conn) != CONNECTION_BAD else { throw fail(errorMessage(conn)) }
+        let clock = ContinuousClock()
+        let deadline = clock.now + timeout
+        var polling = PGRES_POLLING_WRITING
+        while true {
+            switch polling {
+            case PGRES_POLLING_OK:
+                return conn
+            case PGRES_POLLING_FAILED:
+                throw fail(errorMessage(conn))
+            default:
+                let events = polling == PGRES_POLLING_READING ? POLLIN : POLLOUT
+                while true {
+                    if isCancelled() {
+                        PQfinish(conn)
+                        throw CancellationError()
+                    }
+                    if clock.now >= deadline {
+                        throw fail("timed out after \(timeout.components.seconds)s")
+                    }
+                    var descriptor = pollfd(fd: PQsocket(conn), events: Int16(events), revents: 0)
+                    let ready = poll(&descriptor, 1, 100)
+                    if ready > 0 || (ready < 0 && errno != EINTR) { break }
+                }
+                polling = PQconnectPoll(conn)
+            }
+        }
     }
 
     static func endpoint(of conn: OpaquePointer) -> String {
@@ -114,23 +172,31 @@ public final class PostgresConnection: @unchecked Sendable {
         return String(cString: text).trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
-    /// True while the connection is usable. An idle connection whose backend was terminated or
-    /// whose server restarted has data waiting (the server's goodbye, then end of file); reading it
-    /// here, without blocking, finds that out before a statement fails on it.
-    public var isHealthy: Bool {
-        queue.sync {
-            guard let handle, PQstatus(handle) == CONNECTION_OK else { return false }
-            var descriptor = pollfd(fd: PQsocket(handle), events: Int16(POLLIN), revents: 0)
-            if poll(&descriptor, 1, 0) > 0 {
-                if PQconsumeInput(handle) == 0 { return false }
-                while let notify = PQnotifies(handle) { PQfreemem(notify) }
-            }
-            return PQstatus(handle) == CONNECTION_OK
+    /// True when the connection can go back to a pool: open, idle (no transaction left open, not
+    /// in pipeline mode, no call abandoned on it), and its backend still there. An idle connection
+    /// whose backend was terminated or whose server restarted has data waiting (the server's
+    /// goodbye, then end of file); reading it here, without blocking, finds that out before a
+    /// statement fails on it.
+    public var isReusable: Bool {
+        get async {
+            if broken.load(ordering: .acquiring) { return false }
+            return (try? await onQueue("isReusable") { _ in
+                guard let handle = self.handle, PQstatus(handle) == CONNECTION_OK,
+                    PQtransactionStatus(handle) == PQTRANS_IDLE, PQpipelineStatus(handle) == PQ_PIPELINE_OFF
+                else { return false }
+                var descriptor = pollfd(fd: PQsocket(handle), events: Int16(POLLIN), revents: 0)
+                if poll(&descriptor, 1, 0) > 0 {
+                    if PQconsumeInput(handle) == 0 { return false }
+                    while let notify = PQnotifies(handle) { PQfreemem(notify) }
+                }
+                return PQstatus(handle) == CONNECTION_OK
+            }) ?? false
         }
     }
 
     /// Closes the connection. Further calls fail with `connectionLost`.
     public func close() async {
+        canceller.free()
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             queue.async {
                 if let handle = self.handle { PQfinish(handle) }
@@ -140,11 +206,20 @@ public final class PostgresConnection: @unchecked Sendable {
         }
     }
 
+    /// Closes the connection once the call running on it (if any) returns, without waiting.
+    public func closeWhenIdle() {
+        canceller.free()
+        queue.async {
+            if let handle = self.handle { PQfinish(handle) }
+            self.handle = nil
+        }
+    }
+
     /// Runs a statement with parameters bound separately from its text and returns its rows.
     @discardableResult
     public func query(_ query: PostgresQuery, _ bindings: [any PostgresEncodable] = []) async throws -> PostgresResult {
         let texts = bindings.map(\.postgresText)
-        return try await onQueue { try self.runParams(query, texts) }
+        return try await onQueue(query.name) { _ in try self.runParams(query, texts) }
     }
 
     /// Sends every statement before reading any result (libpq's pipeline mode), so they cost one
@@ -153,13 +228,13 @@ public final class PostgresConnection: @unchecked Sendable {
     /// results are failures saying so.
     public func pipeline(_ statements: [PostgresStatement]) async throws -> [Result<PostgresResult, PostgresError>] {
         let prepared = statements.map { ($0.query, $0.bindings.map(\.postgresText)) }
-        return try await onQueue { try self.runPipeline(prepared) }
+        return try await onQueue("pipeline") { _ in try self.runPipeline(prepared) }
     }
 
     /// Runs fixed SQL text that may hold several statements and takes no parameters: for
     /// migrations and session commands. Never build this text from values.
     public func execute(script sql: String, name: String) async throws {
-        try await onQueue { _ = try self.runSimple(sql, name: name) }
+        try await onQueue(name) { _ in _ = try self.runSimple(sql, name: name) }
     }
 
     /// Runs `body` in a transaction: committed when it returns, rolled back when it throws.
@@ -178,10 +253,20 @@ public final class PostgresConnection: @unchecked Sendable {
         return value
     }
 
-    private func onQueue<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { continuation in
-            queue.async { continuation.resume(with: Result { try work() }) }
+    /// Runs `work` on the connection's queue; cancelling the task cancels the statement.
+    private func onQueue<T: Sendable>(
+        _ name: String, _ work: @escaping @Sendable (_ isCancelled: () -> Bool) throws -> T
+    ) async throws -> T {
+        if broken.load(ordering: .acquiring) {
+            throw PostgresError(
+                code: .connectionLost, message: "the connection was abandoned by a cancelled call", statement: name)
         }
+        return try await BlockingCall<T>.run(
+            on: queue,
+            whenCancelledWhileRunning: { [canceller] in canceller.send() },
+            whenAbandoned: { self.broken.store(true, ordering: .releasing) },
+            orphan: { _ in },
+            work)
     }
 
     // MARK: - On the queue
@@ -314,6 +399,8 @@ public final class PostgresConnection: @unchecked Sendable {
             PQresultErrorField(raw, Int32(code)).map { String(cString: $0) }
         }
         let sqlState = field(UInt8(ascii: "C"))
+        // DETAIL is left out on purpose: "Failing row contains (...)" and "Key (...)=(...)" carry
+        // row values, which may be payloads or secrets, into logs and last_error columns.
         let primary = field(UInt8(ascii: "M"))
         let lost = PQstatus(handle) != CONNECTION_OK
         let message =
@@ -322,7 +409,7 @@ public final class PostgresConnection: @unchecked Sendable {
         return PostgresError(
             code: sqlState == nil && lost ? .connectionLost : .server,
             message: message.isEmpty ? errorMessage(handle) : message,
-            sqlState: sqlState, detail: field(UInt8(ascii: "D")), hint: field(UInt8(ascii: "H")),
+            sqlState: sqlState, hint: field(UInt8(ascii: "H")),
             statement: name)
     }
 

@@ -4,8 +4,15 @@ import Synchronization
 /// A bounded set of connections shared by many tasks, each task holding one at a time.
 ///
 /// Connections open lazily up to `maxConnections`; a task that finds none free waits its turn.
-/// A connection that broke is dropped when returned, and the next lease opens a new one, so the
-/// pool recovers by itself after the server restarts or terminates backends.
+/// A connection comes back only if it is reusable (open, idle, outside any transaction and out of
+/// pipeline mode); any other is closed, and the next lease opens a new one, so the pool recovers
+/// by itself after the server restarts, terminates backends or a statement is cancelled.
+///
+/// Prefer ``withPool(configuration:logger:_:)``, which closes the pool when its body ends.
+///
+/// The waiters are a hand-written list of continuations, like postgres-nio's pool: the pool must
+/// wake exactly one waiter per freed slot, in arrival order, and remove one particular waiter
+/// when its task is cancelled; an `AsyncStream` can do neither.
 public final class PostgresConnectionPool: Sendable {
     public struct Configuration: Sendable {
         /// A `postgresql://` URI or `key=value` string; nil uses libpq's defaults.
@@ -14,14 +21,18 @@ public final class PostgresConnectionPool: Sendable {
         public var applicationName: String
         /// Fixed session settings run on every new connection (`SET ...`), or nil.
         public var sessionSetup: String?
+        /// How long opening one connection may take.
+        public var connectTimeout: Duration
 
         public init(
-            conninfo: String?, maxConnections: Int = 8, applicationName: String = "webhook-worker", sessionSetup: String? = nil
+            conninfo: String?, maxConnections: Int = 8, applicationName: String = "webhook-worker", sessionSetup: String? = nil,
+            connectTimeout: Duration = .seconds(10)
         ) {
             self.conninfo = conninfo
             self.maxConnections = max(1, maxConnections)
             self.applicationName = applicationName
             self.sessionSetup = sessionSetup
+            self.connectTimeout = connectTimeout
         }
     }
 
@@ -42,15 +53,30 @@ public final class PostgresConnectionPool: Sendable {
         self.logger = logger
     }
 
+    /// Runs `body` with a new pool and closes the pool when `body` ends, however it ends.
+    public static func withPool<T>(
+        configuration: Configuration, logger: Logger, _ body: (PostgresConnectionPool) async throws -> T
+    ) async rethrows -> T {
+        let pool = PostgresConnectionPool(configuration: configuration, logger: logger)
+        do {
+            let value = try await body(pool)
+            await pool.close()
+            return value
+        } catch {
+            await pool.close()
+            throw error
+        }
+    }
+
     /// Lends `body` a connection for its duration.
     public func withConnection<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
         let connection = try await lease()
         do {
             let value = try await body(connection)
-            give(back: connection)
+            await give(back: connection)
             return value
         } catch {
-            give(back: connection)
+            await give(back: connection)
             throw error
         }
     }
@@ -100,16 +126,14 @@ public final class PostgresConnectionPool: Sendable {
             }
             switch step {
             case .use(let connection):
-                if connection.isHealthy { return connection }
-                discard(connection)
+                if await connection.isReusable { return connection }
+                await discard(connection)
             case .open:
                 do {
-                    let connection = try await PostgresConnection.connect(
-                        configuration.conninfo, applicationName: configuration.applicationName, logger: logger)
-                    if let setup = configuration.sessionSetup {
-                        try await connection.execute(script: setup, name: "sessionSetup")
-                    }
-                    return connection
+                    return try await PostgresConnection.connect(
+                        configuration.conninfo, applicationName: configuration.applicationName,
+                        sessionSettings: configuration.sessionSetup, connectTimeout: configuration.connectTimeout,
+                        logger: logger)
                 } catch {
                     state.withLock { $0.open -= 1 }
                     wakeOne()
@@ -148,9 +172,9 @@ public final class PostgresConnectionPool: Sendable {
         }
     }
 
-    private func give(back connection: PostgresConnection) {
-        guard connection.isHealthy else {
-            discard(connection)
+    private func give(back connection: PostgresConnection) async {
+        guard await connection.isReusable else {
+            await discard(connection)
             return
         }
         let keep = state.withLock { state -> Bool in
@@ -164,15 +188,17 @@ public final class PostgresConnectionPool: Sendable {
         if keep {
             wakeOne()
         } else {
-            Task { await connection.close() }
+            await connection.close()
         }
     }
 
-    private func discard(_ connection: PostgresConnection) {
+    private func discard(_ connection: PostgresConnection) async {
         state.withLock { $0.open -= 1 }
-        logger.debug("dropping a broken database connection", metadata: ["db.endpoint": "\(connection.endpoint)"])
-        Task { await connection.close() }
+        logger.debug(
+            "dropping a database connection that is broken or not idle", metadata: ["db.endpoint": "\(connection.endpoint)"])
         wakeOne()
+        // Not awaited: an abandoned call may still hold the connection's queue.
+        connection.closeWhenIdle()
     }
 
     private func wakeOne() {

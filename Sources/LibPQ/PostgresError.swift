@@ -1,8 +1,8 @@
 /// An error from PostgreSQL or from libpq.
 ///
-/// It carries what a reader needs to act on it: the SQLSTATE, the server's message, detail and
-/// hint, and the name of the statement that failed. It never carries parameter values or the
-/// connection's password, so it is safe to log.
+/// It carries what a reader needs to act on it: the SQLSTATE, the server's message and hint, and
+/// the name of the statement that failed. It never carries parameter values, row values (the
+/// server's DETAIL is not kept) or the connection's password, so it is safe to log and store.
 public struct PostgresError: Error, Sendable, CustomStringConvertible {
     /// What kind of failure this is. New codes can be added without breaking callers.
     public struct Code: Hashable, Sendable, CustomStringConvertible {
@@ -56,21 +56,27 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
         if let statement { text += " in \(statement)" }
         if let sqlState { text += " [\(sqlState)]" }
         text += ": \(message)"
-        if let detail, !detail.isEmpty { text += " (detail: \(detail))" }
+        // `detail` stays out: the server's DETAIL quotes row values ("Failing row contains ...").
         if let hint, !hint.isEmpty { text += " (hint: \(hint))" }
         return text
     }
 
-    /// True when retrying on a new connection may succeed: the connection broke, or the
-    /// server is shutting down or refusing connections for now.
+    /// True when retrying later may succeed: the connection broke, the server is shutting down
+    /// or refusing connections for now, or the statement gave up waiting (a lock held elsewhere,
+    /// `statement_timeout`, a cancel).
     public var isTransient: Bool {
         if code == .connectionLost || code == .connectionFailed { return true }
         guard let sqlState else { return false }
-        // 08: connection exception, 57P: operator intervention (shutdown, terminate),
-        // 40001/40P01: serialization failure and deadlock.
-        return sqlState.hasPrefix("08") || sqlState.hasPrefix("57P") || sqlState == "40001"
-            || sqlState == "40P01" || sqlState == "53300"
+        // 08: connection exception, 57P: operator intervention (shutdown, terminate), 57014:
+        // query cancelled (statement_timeout or a cancel request), 55P03: lock not available
+        // (lock_timeout), 40001/40P01: serialization failure and deadlock, 53300: too many
+        // connections.
+        return sqlState.hasPrefix("08") || sqlState.hasPrefix("57P") || sqlState == "57014" || sqlState == "55P03"
+            || sqlState == "40001" || sqlState == "40P01" || sqlState == "53300"
     }
+
+    /// SQLSTATE 57014 (`statement_timeout`, or a cancel request) or 55P03 (`lock_timeout`).
+    public var isTimeout: Bool { sqlState == "57014" || sqlState == "55P03" }
 
     /// SQLSTATE 23505.
     public var isUniqueViolation: Bool { sqlState == "23505" }

@@ -11,6 +11,9 @@ import Synchronization
 /// terminated, the listener reconnects with backoff (100 ms doubling to 5 s) and says so with
 /// ``Event/connected(reconnected:)``: notifications sent meanwhile were lost, so the consumer
 /// should rescan whatever they were about.
+///
+/// Use it through ``withListener(conninfo:channels:logger:_:)``, which starts the thread and
+/// stops it (and closes the connection) when the body ends.
 public final class PostgresListener: Sendable {
     public enum Event: Sendable, Equatable {
         /// LISTEN is in place. `reconnected` is true after an outage: rescan.
@@ -28,8 +31,9 @@ public final class PostgresListener: Sendable {
     private let stopped = Atomic<Bool>(false)
     private let connected = Atomic<Bool>(false)
     private let started = Atomic<Bool>(false)
-    private let finished = Mutex<CheckedContinuation<Void, Never>?>(nil)
-    private let done = Atomic<Bool>(false)
+    /// Finished by the thread as it ends; ``stop()`` waits for that.
+    private let threadDone: AsyncStream<Void>
+    private let threadDoneContinuation: AsyncStream<Void>.Continuation
     /// Receives the listening connection's notices, so that none reach standard error.
     private let notices: NoticeSink
 
@@ -43,6 +47,23 @@ public final class PostgresListener: Sendable {
         self.logger = logger
         self.notices = NoticeSink(logger: logger)
         (events, continuation) = AsyncStream.makeStream(of: Event.self, bufferingPolicy: .bufferingNewest(1024))
+        (threadDone, threadDoneContinuation) = AsyncStream.makeStream(of: Void.self)
+    }
+
+    /// Listens while `body` runs, then stops the thread and closes the connection.
+    public static func withListener<T>(
+        conninfo: String?, channels: [String], logger: Logger, _ body: (PostgresListener) async throws -> T
+    ) async rethrows -> T {
+        let listener = PostgresListener(conninfo: conninfo, channels: channels, logger: logger)
+        listener.start()
+        do {
+            let value = try await body(listener)
+            await listener.stop()
+            return value
+        } catch {
+            await listener.stop()
+            throw error
+        }
     }
 
     /// True while LISTEN is in place (for readiness checks).
@@ -54,11 +75,7 @@ public final class PostgresListener: Sendable {
         let thread = Thread { [self] in
             self.loop()
             self.continuation.finish()
-            self.done.store(true, ordering: .sequentiallyConsistent)
-            self.finished.withLock { waiter in
-                waiter?.resume()
-                waiter = nil
-            }
+            self.threadDoneContinuation.finish()
         }
         thread.name = "webhook-worker.listen"
         thread.start()
@@ -71,14 +88,8 @@ public final class PostgresListener: Sendable {
             continuation.finish()
             return
         }
-        await withCheckedContinuation { (waiter: CheckedContinuation<Void, Never>) in
-            let resumeNow = finished.withLock { slot -> Bool in
-                if done.load(ordering: .sequentiallyConsistent) { return true }
-                slot = waiter
-                return false
-            }
-            if resumeNow { waiter.resume() }
-        }
+        // Ends when the thread finishes the stream (it checks `stopped` every 200 ms at most).
+        for await _ in threadDone {}
     }
 
     private var isStopped: Bool { stopped.load(ordering: .relaxed) }
@@ -93,15 +104,24 @@ public final class PostgresListener: Sendable {
         while !isStopped {
             guard let live = conn else {
                 do {
-                    let opened = try PostgresConnection.openHandle(conninfo, applicationName: "webhook-worker-listen")
+                    let opened = try PostgresConnection.openHandle(
+                        conninfo, applicationName: "webhook-worker-listen", isCancelled: { self.isStopped })
                     // `notices` lives as long as the listener, which outlives this connection.
                     PQsetNoticeReceiver(opened, noticeReceiver, Unmanaged.passUnretained(notices).toOpaque())
                     for channel in channels {
-                        let result = PQexec(opened, "LISTEN \(channel)")
+                        guard let result = PQexec(opened, "LISTEN \(channel)") else {
+                            let error = PostgresError(
+                                code: .connectionLost, message: PostgresConnection.errorMessage(opened), statement: "listen")
+                            PQfinish(opened)
+                            throw error
+                        }
                         let ok = PQresultStatus(result) == PGRES_COMMAND_OK
-                        let error = ok ? nil : PostgresConnection.error(from: result!, handle: opened, name: "listen")
+                        let error = ok ? nil : PostgresConnection.error(from: result, handle: opened, name: "listen")
                         PQclear(result)
-                        if let error { PQfinish(opened); throw error }
+                        if let error {
+                            PQfinish(opened)
+                            throw error
+                        }
                     }
                     conn = opened
                     connected.store(true, ordering: .relaxed)

@@ -1,5 +1,6 @@
 import Foundation
 import NIOCore
+import Synchronization
 
 /// Which destinations a webhook may be sent to. On by default: HTTPS only, and no host that
 /// resolves to an internal address (see ``IPAddressClass``).
@@ -12,6 +13,10 @@ import NIOCore
 public struct NetworkPolicy: Sendable {
     public var allowHTTP: Bool
     public var allowPrivateNetworks: Bool
+
+    /// Resolves a host before the request; the system's resolver unless a test replaces it (to
+    /// stage a name that resolves differently for the check and for the connection).
+    var resolver: @Sendable (_ host: String, _ port: Int) async throws -> [ResolvedAddress] = Self.resolve
 
     public init(allowHTTP: Bool, allowPrivateNetworks: Bool) {
         self.allowHTTP = allowHTTP
@@ -48,7 +53,7 @@ public struct NetworkPolicy: Sendable {
     /// and rethrows resolution failures (which may be transient) as ``ResolutionFailure``.
     public func checkDestination(host: String, port: Int) async throws -> [String] {
         if allowPrivateNetworks { return [] }
-        let addresses = try await Self.resolve(host: host, port: port)
+        let addresses = try await resolver(host, port)
         for address in addresses {
             let kind = IPAddressClass.of(address.bytes)
             if kind.isInternal {
@@ -83,17 +88,25 @@ public struct NetworkPolicy: Sendable {
         public let description: String
     }
 
-    struct ResolvedAddress {
+    struct ResolvedAddress: Sendable {
         let bytes: [UInt8]
         let text: String
     }
 
-    /// getaddrinfo blocks, so it runs on a dispatch thread, not on a cooperative one.
+    /// getaddrinfo blocks, so it runs on a dispatch thread, not on a cooperative one. It cannot be
+    /// interrupted, so cancelling the task (the request's deadline) releases the caller at once
+    /// with `CancellationError` and the lookup's late answer is dropped.
     static func resolve(host: String, port: Int) async throws -> [ResolvedAddress] {
-        try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global().async {
-                continuation.resume(with: Result { try resolveBlocking(host: host, port: port) })
+        let answer = OneAnswer<[ResolvedAddress]>()
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                guard answer.wait(continuation) else { return }
+                DispatchQueue.global().async {
+                    answer.give(Result { try resolveBlocking(host: host, port: port) })
+                }
             }
+        } onCancel: {
+            answer.give(.failure(CancellationError()))
         }
     }
 
@@ -128,5 +141,41 @@ public struct NetworkPolicy: Sendable {
         }
         guard !addresses.isEmpty else { throw ResolutionFailure(description: "\(host) has no addresses") }
         return addresses
+    }
+}
+
+/// The first of two racing answers (a blocking lookup and cancellation) resumes the caller; the
+/// other is dropped.
+final class OneAnswer<T: Sendable>: Sendable {
+    private struct State {
+        var continuation: CheckedContinuation<T, any Error>?
+        var early: Result<T, any Error>?
+        var answered = false
+    }
+    private let state = Mutex(State())
+
+    /// Returns false when an answer (cancellation) came first: the caller is resumed already.
+    func wait(_ continuation: CheckedContinuation<T, any Error>) -> Bool {
+        let early = state.withLock { state -> Result<T, any Error>? in
+            if let early = state.early { return early }
+            state.continuation = continuation
+            return nil
+        }
+        if let early { continuation.resume(with: early) }
+        return early == nil
+    }
+
+    func give(_ result: Result<T, any Error>) {
+        let continuation = state.withLock { state -> CheckedContinuation<T, any Error>? in
+            guard !state.answered else { return nil }
+            state.answered = true
+            guard let continuation = state.continuation else {
+                state.early = result
+                return nil
+            }
+            state.continuation = nil
+            return continuation
+        }
+        continuation?.resume(with: result)
     }
 }

@@ -79,8 +79,10 @@ public struct WebhookDeliverHandler: JobHandler {
             timestamp: Int64(Date().timeIntervalSince1970))
 
         let result = await sender.post(url: url, headers: headers, body: body, logger: logger)
-        // Cut off by shutdown: the worker releases the job and this does not count as an attempt.
-        try Task.checkCancellation()
+        // Cut off by shutdown or a lost lease: the worker releases the job and this does not count
+        // as an attempt. A response that did arrive is recorded whatever happens next: a 2xx
+        // thrown away here would be sent again.
+        if Task.isCancelled && result.status == nil { throw CancellationError() }
         let newStatus: String
         let outcome: JobOutcome.Decision
         if result.succeeded {

@@ -34,10 +34,17 @@ public final class WebhookSender: Sendable {
     let policy: NetworkPolicy
     private let client: HTTPClient
 
-    public init(configuration: WebhookDeliveryConfiguration, eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
+    public convenience init(
+        configuration: WebhookDeliveryConfiguration, eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) {
+        self.init(
+            configuration: configuration,
+            policy: NetworkPolicy(allowHTTP: configuration.allowHTTP, allowPrivateNetworks: configuration.allowPrivateNetworks),
+            eventLoopGroup: eventLoopGroup)
+    }
+
+    init(configuration: WebhookDeliveryConfiguration, policy: NetworkPolicy, eventLoopGroup: any EventLoopGroup) {
         self.configuration = configuration
-        let policy = NetworkPolicy(
-            allowHTTP: configuration.allowHTTP, allowPrivateNetworks: configuration.allowPrivateNetworks)
         self.policy = policy
         var clientConfiguration = HTTPClient.Configuration(
             redirectConfiguration: .disallow,
@@ -45,6 +52,9 @@ public final class WebhookSender: Sendable {
             decompression: .disabled)
         clientConfiguration.connectionPool = .init(
             idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: configuration.connectionsPerHost)
+        // A connection the policy refuses (below) must end the attempt as the refusal it is; with
+        // retries on, the client would try again until the connect timeout and report a timeout.
+        clientConfiguration.connectionPool.retryConnectionEstablishment = false
         // Checked on every connection the client opens, before any request is written on it.
         let check: @Sendable (Channel) -> EventLoopFuture<Void> = { channel in
             if let refusal = policy.refusal(forPeer: channel.remoteAddress) {
@@ -121,7 +131,7 @@ public final class WebhookSender: Sendable {
             }
             return result
         } catch let refusal as NetworkPolicy.Refusal {
-            return failure("policy_refused", refusal.description)
+            return failure(refusal.errorClass, refusal.description)
         } catch let failed as NetworkPolicy.ResolutionFailure {
             return failure("dns", failed.description)
         } catch {
@@ -165,6 +175,7 @@ public final class WebhookSender: Sendable {
             default: break
             }
         }
+        if let refusal = error as? NetworkPolicy.Refusal { return (refusal.errorClass, refusal.description) }
         if error is CancellationError { return ("timeout", "timed out") }
         if typeName.contains("SSL") || typeName.contains("TLS") || text.contains("handshake") {
             return ("tls", "TLS failed: \(text)")

@@ -114,6 +114,7 @@ struct DeliveriesCommand: AsyncParsableCommand {
                 INSERT INTO webhook_worker.jobs (kind, payload, unique_key)
                 SELECT 'webhook.deliver', jsonb_build_object('delivery_id', delivery_id), 'webhook.deliver:' || delivery_id
                 FROM delivery
+                ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
                 RETURNING id
                 """, [id.lowercased()])
             guard let job: Int64 = try result.first?.decode("id") else {

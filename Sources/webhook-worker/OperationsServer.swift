@@ -55,6 +55,9 @@ enum OperationsServer {
 }
 
 /// Samples queue depth and the oldest waiting job into gauges every `interval`.
+///
+/// These describe the whole queue, not this replica: every replica exports the same values, so
+/// dashboards read them with `max()` across replicas (a `sum()` would multiply them).
 struct QueueSampler: Service {
     let database: PostgresConnectionPool
     let kinds: Set<String>
@@ -73,18 +76,22 @@ struct QueueSampler: Service {
                             SELECT kind, state, jobs, coalesce(extract(epoch FROM oldest_age), 0)::float8 AS oldest
                             FROM webhook_worker.queue_depth
                             """))
-                    var seen = Set<[String]>()
+                    var depth: [[String]: Int] = [:]
                     var oldest: [String: Double] = [:]
                     for row in rows.rows {
-                        // Kinds this replica does not know are folded into "other": label values stay bounded.
+                        // Kinds this replica does not know are folded into "other" (their counts
+                        // summed): label values stay bounded.
                         let kind = try row.decode("kind", as: String.self)
                         let label = kinds.contains(kind) ? kind : "other"
                         let state: String = try row.decode("state")
-                        seen.insert([label, state])
-                        Gauge(label: "webhook_worker_queue_depth", dimensions: [("kind", label), ("state", state)])
-                            .record(try row.decode("jobs", as: Int.self))
+                        depth[[label, state], default: 0] += try row.decode("jobs", as: Int.self)
                         if state == "available" { oldest[label] = max(oldest[label] ?? 0, try row.decode("oldest")) }
                     }
+                    for (labels, jobs) in depth {
+                        Gauge(label: "webhook_worker_queue_depth", dimensions: [("kind", labels[0]), ("state", labels[1])])
+                            .record(jobs)
+                    }
+                    let seen = Set(depth.keys)
                     for gone in reported.subtracting(seen) {
                         Gauge(label: "webhook_worker_queue_depth", dimensions: [("kind", gone[0]), ("state", gone[1])]).record(0)
                     }

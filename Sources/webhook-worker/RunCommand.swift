@@ -48,6 +48,10 @@ struct RunCommand: AsyncParsableCommand {
     var httpPort: String?
     @Option(name: .customLong("http-host"), help: "Address for --http-port. Env: WORKER_HTTP_HOST. Default: 0.0.0.0.")
     var httpHost: String?
+    @Option(name: .customLong("statement-timeout"), help: "The longest one statement of the worker may run; a job whose statement times out is released and retried later without spending an attempt. Env: WORKER_STATEMENT_TIMEOUT. Default: 10s.")
+    var statementTimeout: String?
+    @Option(name: .customLong("lock-timeout"), help: "The longest a statement waits for a lock (a table the web app locked); then the job is released and retried later without spending an attempt. Env: WORKER_LOCK_TIMEOUT. Default: 2s.")
+    var lockTimeout: String?
     @Option(name: .customLong("database-pool-size"), help: "Connections shared by this replica's jobs (plus four of its own: LISTEN, claiming, two writing outcomes). Env: WORKER_DB_POOL_SIZE. Default: 8.")
     var poolSize: String?
 
@@ -104,7 +108,11 @@ struct RunCommand: AsyncParsableCommand {
                 .duration(default: .seconds(2), minimum: .milliseconds(10)),
             shutdownTimeout: try source("shutdown-timeout", "WORKER_SHUTDOWN_TIMEOUT", shutdownTimeout)
                 .duration(default: .seconds(30), minimum: .zero),
-            retryPolicy: policy)
+            retryPolicy: policy,
+            statementTimeout: try source("statement-timeout", "WORKER_STATEMENT_TIMEOUT", statementTimeout)
+                .duration(default: .seconds(10), minimum: .milliseconds(100)),
+            lockTimeout: try source("lock-timeout", "WORKER_LOCK_TIMEOUT", lockTimeout)
+                .duration(default: .seconds(2), minimum: .milliseconds(10)))
         var delivery = WebhookDeliveryConfiguration(
             retryPolicy: policy,
             requestTimeout: requestTimeoutValue,
@@ -133,6 +141,8 @@ struct RunCommand: AsyncParsableCommand {
                 "lease": "\(DurationText.format(settings.queue.lease))",
                 "poll_interval": "\(DurationText.format(settings.queue.pollInterval))",
                 "shutdown_timeout": "\(DurationText.format(settings.queue.shutdownTimeout))",
+                "statement_timeout": "\(DurationText.format(settings.queue.statementTimeout))",
+                "lock_timeout": "\(DurationText.format(settings.queue.lockTimeout))",
                 "retry_schedule": "\(settings.delivery.retryPolicy)",
                 "request_timeout": "\(DurationText.format(settings.delivery.requestTimeout))",
                 "allow_http": "\(settings.delivery.allowHTTP)",
@@ -158,8 +168,12 @@ struct RunCommand: AsyncParsableCommand {
         try await WebhookWorkerSchema.migrator.migrate(connection, logger: logger)
         await connection.close()
 
+        // Handlers' statements run under the same timeouts as the worker's own.
         let pool = PostgresConnectionPool(
-            configuration: .init(conninfo: settings.queue.conninfo, maxConnections: settings.poolSize), logger: logger)
+            configuration: .init(
+                conninfo: settings.queue.conninfo, maxConnections: settings.poolSize,
+                sessionSetup: settings.queue.sessionSettings),
+            logger: logger)
         let sender = WebhookSender(configuration: settings.delivery)
         let worker = JobWorker(
             configuration: settings.queue,
@@ -186,8 +200,22 @@ struct RunCommand: AsyncParsableCommand {
                 services: services,
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
-        try await group.run()
-        try await sender.shutdown()
+        // The HTTP client and the pool are closed however the services end (a port in use
+        // throws), before the error reaches the exit handling.
+        let outcome = await Result { try await group.run() }
+        try? await sender.shutdown()
         await pool.close()
+        try outcome.get()
+    }
+}
+
+extension Result where Failure == any Error {
+    /// The value or the error of an async body.
+    init(_ body: () async throws -> Success) async {
+        do {
+            self = .success(try await body())
+        } catch {
+            self = .failure(error)
+        }
     }
 }

@@ -37,21 +37,32 @@ struct LibPQTests {
         }
     }
 
-    @Test("server errors carry SQLSTATE, message, detail and the statement's name")
+    @Test("server errors carry SQLSTATE, message and the statement's name, but never the row values of DETAIL")
     func serverErrors() async throws {
         try await withTestDatabase { database in
             let connection = try await database.connect()
-            try await connection.execute(script: "CREATE TABLE t (id int PRIMARY KEY)", name: "create")
-            try await connection.query(PostgresQuery("insertT", "INSERT INTO t VALUES ($1)"), [1])
+            try await connection.execute(
+                script: "CREATE TABLE t (id int PRIMARY KEY, secret text CHECK (secret <> 'payload-7f3a'))", name: "create")
+            try await connection.query(PostgresQuery("insertT", "INSERT INTO t VALUES ($1, $2)"), [1, "x"])
             do {
-                try await connection.query(PostgresQuery("insertT", "INSERT INTO t VALUES ($1)"), [1])
+                try await connection.query(PostgresQuery("insertT", "INSERT INTO t VALUES ($1, $2)"), [13579, "x"])
                 Issue.record("a duplicate key must fail")
             } catch let error as PostgresError {
                 #expect(error.sqlState == "23505")
                 #expect(error.isUniqueViolation)
                 #expect(error.statement == "insertT")
-                #expect(error.detail?.contains("already exists") == true)
                 #expect("\(error)".contains("insertT"))
+                // The server's DETAIL says "Key (id)=(13579) already exists": a row value.
+                #expect(error.detail == nil)
+                #expect(!"\(error)".contains("13579"), "\(error)")
+            }
+            do {
+                try await connection.query(PostgresQuery("insertT", "INSERT INTO t VALUES ($1, $2)"), [2, "payload-7f3a"])
+                Issue.record("a check violation must fail")
+            } catch let error as PostgresError {
+                // DETAIL would be "Failing row contains (2, payload-7f3a)".
+                #expect(error.sqlState == "23514")
+                #expect(!"\(error)".contains("payload-7f3a"), "\(error)")
             }
             // A decoding error names the column, not the value.
             await #expect(throws: PostgresError.self) {

@@ -5,6 +5,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import Synchronization
 
 /// What one HTTP attempt came to.
 public struct SendResult: Sendable {
@@ -94,6 +95,9 @@ public final class WebhookSender: Sendable {
         let prepared = request
         let timeout = configuration.requestTimeout
         let limit = configuration.maxResponseBytes
+        // The status line decides the attempt; the body is only an excerpt. Once a 2xx status has
+        // arrived, the receiver has the webhook, whatever happens to the rest of the exchange.
+        let answered = AnsweredSoFar()
         do {
             // The deadline bounds the whole exchange, name resolution and body included: a receiver
             // that trickles an endless body is cut off like one that never answers.
@@ -104,9 +108,12 @@ public final class WebhookSender: Sendable {
                     _ = try await self.policy.checkDestination(host: target.host, port: target.port)
                     let response = try await self.client.execute(
                         prepared, timeout: .milliseconds(DurationText.milliseconds(timeout)), logger: logger)
+                    let status = Int(response.status.code)
+                    answered.value.withLock { $0 = (status, []) }
                     var collected: [UInt8] = []
                     for try await chunk in response.body {
                         collected.append(contentsOf: chunk.readableBytesView.prefix(limit - collected.count))
+                        answered.value.withLock { $0 = (status, collected) }
                         if collected.count >= limit { break }
                     }
                     return (Int(response.status.code), response.headers, collected)
@@ -132,6 +139,12 @@ public final class WebhookSender: Sendable {
             return result
         } catch let refusal as NetworkPolicy.Refusal {
             return failure(refusal.errorClass, refusal.description)
+        } catch where answered.value.withLock({ $0.map { (200...299).contains($0.status) } ?? false }) {
+            // A 2xx whose body was cut off (the deadline, a reset, shutdown): delivered.
+            let (status, bytes) = answered.value.withLock { $0! }
+            return SendResult(
+                status: status, errorClass: nil, error: nil, excerpt: Self.excerpt(bytes, max: configuration.excerptBytes),
+                duration: clock.now - started)
         } catch let failed as NetworkPolicy.ResolutionFailure {
             return failure("dns", failed.description)
         } catch {
@@ -191,4 +204,10 @@ public final class WebhookSender: Sendable {
         if typeName.contains("Timeout") || text.lowercased().contains("timeout") { return ("timeout", text) }
         return ("error", text)
     }
+}
+
+/// The status and the body read so far, kept outside the request's task so that a 2xx survives
+/// the request being cut off.
+final class AnsweredSoFar: Sendable {
+    let value = Mutex<(status: Int, bytes: [UInt8])?>(nil)
 }

@@ -32,6 +32,8 @@ public indirect enum ReceiverResponse: Sendable {
     case reset
     /// Never answers.
     case hang
+    /// Sends the status line and part of the body, then nothing more.
+    case stallAfterHead(Int)
 
     public static let ok = ReceiverResponse.status(200, body: "ok")
 }
@@ -176,6 +178,12 @@ private final class RequestHandler: ChannelInboundHandler {
             socket.setSoLinger(linger(l_onoff: 1, l_linger: 0)).whenComplete { _ in bound.value.1.close(promise: nil) }
         case .hang:
             break
+        case .stallAfterHead(let code):
+            // The status line and a first part of a longer body, then nothing.
+            var head = HTTPResponseHead(version: .http1_1, status: .init(statusCode: code))
+            head.headers.add(name: "content-length", value: "1000")
+            context.write(wrapOutboundOut(.head(head)), promise: nil)
+            context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: "accepted, more to come")))), promise: nil)
         }
     }
 }

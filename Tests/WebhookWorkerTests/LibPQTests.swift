@@ -43,7 +43,7 @@ struct LibPQTests {
             let connection = try await database.connect()
             try await connection.execute(
                 script: "CREATE TABLE t (id int PRIMARY KEY, secret text CHECK (secret <> 'payload-7f3a'))", name: "create")
-            try await connection.query(PostgresQuery("insertT", "INSERT INTO t VALUES ($1, $2)"), [1, "x"])
+            try await connection.query(PostgresQuery("insertT", "INSERT INTO t VALUES ($1, $2)"), [13579, "x"])
             do {
                 try await connection.query(PostgresQuery("insertT", "INSERT INTO t VALUES ($1, $2)"), [13579, "x"])
                 Issue.record("a duplicate key must fail")

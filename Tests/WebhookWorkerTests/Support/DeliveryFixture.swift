@@ -58,7 +58,7 @@ struct DeliveryFixture {
     func startWorker(
         schedule: [Duration] = [.milliseconds(100), .milliseconds(100), .milliseconds(100)],
         requestTimeout: Duration = .seconds(2), allowHTTP: Bool = true, allowPrivateNetworks: Bool = true,
-        concurrency: Int = 16
+        concurrency: Int = 16, configure: (inout JobWorkerConfiguration) -> Void = { _ in }
     ) -> (RunningWorker, WebhookSender) {
         let configuration = WebhookDeliveryConfiguration(
             // The connect timeout stays below the request timeout, as in production (5 s and 15 s):
@@ -75,6 +75,7 @@ struct DeliveryFixture {
             $0.pollInterval = .milliseconds(50)
             $0.lease = .seconds(30)
             $0.retryPolicy = RetryPolicy(schedule: schedule)
+            configure(&$0)
         }
         return (worker, sender)
     }

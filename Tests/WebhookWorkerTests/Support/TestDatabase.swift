@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import JobQueue
 import LibPQ
 import Logging
@@ -140,14 +141,21 @@ final class RunningWorker: Sendable {
     let task: Task<Void, any Error>
     let pool: PostgresConnectionPool
 
+    /// - Parameter conninfo: where the worker and its handlers connect; the test database unless
+    ///   given (a ``TCPProxy`` in front of it).
     init(
-        _ database: TestDatabase, handlers: [any JobHandler], configure: (inout JobWorkerConfiguration) -> Void = { _ in }
+        _ database: TestDatabase, handlers: [any JobHandler], conninfo: String? = nil,
+        configure: (inout JobWorkerConfiguration) -> Void = { _ in }
     ) {
         var configuration = JobWorkerConfiguration(
-            conninfo: database.conninfo, workerID: "test-\(UUID().uuidString.prefix(8))", pollInterval: .seconds(1),
-            shutdownTimeout: .seconds(5))
+            conninfo: conninfo ?? database.conninfo, workerID: "test-\(UUID().uuidString.prefix(8))",
+            pollInterval: .seconds(1), shutdownTimeout: .seconds(5))
         configure(&configuration)
-        pool = database.pool()
+        // The handlers' pool runs under the worker's timeouts, as `run` sets it up.
+        pool = PostgresConnectionPool(
+            configuration: .init(
+                conninfo: configuration.conninfo, maxConnections: 4, sessionSetup: configuration.sessionSettings),
+            logger: TestDatabase.logger)
         worker = JobWorker(configuration: configuration, handlers: handlers, database: pool, logger: TestDatabase.logger)
         let worker = self.worker
         task = Task { try await worker.run() }
@@ -158,4 +166,17 @@ final class RunningWorker: Sendable {
         try await task.value
         await pool.close()
     }
+}
+
+/// True when `body` ends within `limit`. The body runs in a task of its own that is not awaited
+/// after the limit, so code that never returns fails the test instead of hanging it.
+func finishes(within limit: Duration, _ body: @escaping @Sendable () async throws -> Void) async -> Bool {
+    let done = Atomic<Bool>(false)
+    let task = Task {
+        try? await body()
+        done.store(true, ordering: .sequentiallyConsistent)
+    }
+    let finished = await eventually(timeout: limit, every: .milliseconds(20)) { done.load(ordering: .sequentiallyConsistent) }
+    if !finished { task.cancel() }
+    return finished
 }

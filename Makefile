@@ -7,7 +7,7 @@ export PATH := $(PATH):/opt/swift/usr/bin
 SWIFT ?= swift
 BIN := .build/debug/webhook-worker
 
-.PHONY: all deps server-deps build test demo run bench soak chaos clean
+.PHONY: all deps server-deps build test check-deploy demo run bench soak chaos clean
 
 all: build
 
@@ -28,7 +28,13 @@ test: server-deps
 	@scripts/embed-sql
 	$(SWIFT) build --build-tests
 	scripts/with-postgres $(SWIFT) test --skip-build
+	scripts/check-deploy
 	CHAOS_SECONDS=20 WEBHOOK_WORKER_BIN=.build/debug/webhook-worker scripts/chaos
+
+# Dashboards, alert rules (with their unit tests), Kubernetes manifests and the compose file,
+# checked offline; installs promtool (Debian's prometheus) and a pinned Python validator.
+check-deploy:
+	scripts/check-deploy
 
 demo: build
 	scripts/with-postgres scripts/demo

@@ -18,8 +18,9 @@ final class Finisher: Sendable {
         let job: Job
         let resolution: Resolution
         let statements: [BoundStatement]
-        /// The handler's duration; `finished_at` is the claim time plus this.
-        let elapsed: Duration
+        /// When the handler returned; `finished_at` is the database's clock at the write, less the
+        /// time since.
+        let ended: ContinuousClock.Instant
     }
 
     /// What became of an entry.
@@ -258,7 +259,7 @@ final class Finisher: Sendable {
                 resolution: entry.job.isLastAttempt
                     ? .deadLetter(reason: .attemptsExhausted, error: message)
                     : .retry(error: message, wait: .seconds(5)),
-                statements: [], elapsed: entry.elapsed)
+                statements: [], ended: entry.ended)
             return try await apply([failure], on: connection)
         }
     }
@@ -291,12 +292,12 @@ final class Finisher: Sendable {
         var statements: [PostgresStatement] = []
         let worker = store.workerID
         if !complete.isEmpty {
-            statements.append(PostgresStatement(JobStore.complete, [ids(complete), attempts(complete), worker, elapsed(complete)]))
+            statements.append(PostgresStatement(JobStore.complete, [ids(complete), attempts(complete), worker, sinceEnded(complete)]))
         }
         if !cancel.isEmpty {
             let e = cancel.map(\.0)
             statements.append(
-                PostgresStatement(JobStore.cancel, [ids(e), attempts(e), worker, elapsed(e), PostgresArray(cancel.map(\.1))]))
+                PostgresStatement(JobStore.cancel, [ids(e), attempts(e), worker, sinceEnded(e), PostgresArray(cancel.map(\.1))]))
         }
         if !retry.isEmpty {
             let e = retry.map(\.0)
@@ -304,7 +305,7 @@ final class Finisher: Sendable {
                 PostgresStatement(
                     JobStore.retry,
                     [
-                        ids(e), attempts(e), worker, elapsed(e), PostgresArray(retry.map(\.1)),
+                        ids(e), attempts(e), worker, sinceEnded(e), PostgresArray(retry.map(\.1)),
                         PostgresArray(retry.map { PostgresInterval($0.2) }),
                     ]))
         }
@@ -314,7 +315,7 @@ final class Finisher: Sendable {
                 PostgresStatement(
                     JobStore.deadLetter,
                     [
-                        ids(e), attempts(e), worker, elapsed(e), PostgresArray(dead.map(\.2)),
+                        ids(e), attempts(e), worker, sinceEnded(e), PostgresArray(dead.map(\.2)),
                         PostgresArray(dead.map(\.1.rawValue)), PostgresArray(e.map(\.job.maxAttempts)),
                     ]))
         }
@@ -324,15 +325,17 @@ final class Finisher: Sendable {
                 PostgresStatement(
                     JobStore.release,
                     [
-                        ids(e), attempts(e), worker, elapsed(e), PostgresArray(release.map(\.1)),
+                        ids(e), attempts(e), worker, sinceEnded(e), PostgresArray(release.map(\.1)),
                         PostgresArray(release.map { $0.2.map(PostgresInterval.init) }),
                     ]))
         }
         return statements
     }
 
-    private func elapsed(_ entries: [Entry]) -> PostgresArray<PostgresInterval> {
-        PostgresArray(entries.map { PostgresInterval($0.elapsed) })
+    /// How long ago each entry's handler returned.
+    private func sinceEnded(_ entries: [Entry]) -> PostgresArray<PostgresInterval> {
+        let now = ContinuousClock.now
+        return PostgresArray(entries.map { PostgresInterval(now - $0.ended) })
     }
     private func ids(_ entries: [Entry]) -> PostgresArray<Int64> { PostgresArray(entries.map(\.job.id)) }
     private func attempts(_ entries: [Entry]) -> PostgresArray<Int> { PostgresArray(entries.map(\.job.attempt)) }

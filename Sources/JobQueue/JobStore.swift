@@ -125,18 +125,19 @@ struct JobStore: Sendable {
     // MARK: Finishing
     //
     // Every time is the database's: `started_at` is the claim's `attempted_at`, `finished_at` is
-    // that plus the handler's duration as the worker measured it (never later than now), and a
+    // the database's clock when the outcome is written less `f.ago`, how long ago the handler
+    // returned as the worker measured it (outcomes wait a little to be written together), and a
     // retry's `run_at` is now() plus the wait. Leases use the same clock, so a replica whose
     // clock is off cannot schedule early or late.
 
-    /// `finished_at` of an attempt, from its claim time and the handler's duration `f.elapsed`.
-    private static let finishedAt = "least(clock_timestamp(), coalesce(j.attempted_at, now()) + f.elapsed)"
+    /// `finished_at` of an attempt: when its handler returned, on the database's clock.
+    private static let finishedAt = "greatest(coalesce(j.attempted_at, now()), clock_timestamp() - f.ago)"
 
     static let complete = PostgresQuery(
         "completeJobs",
         """
         WITH f AS (
-            SELECT * FROM unnest($1::bigint[], $2::int[], $4::interval[]) AS f(id, attempt, elapsed)
+            SELECT * FROM unnest($1::bigint[], $2::int[], $4::interval[]) AS f(id, attempt, ago)
         ), done AS (
             DELETE FROM webhook_worker.jobs j USING f
             WHERE j.id = f.id AND j.attempt = f.attempt AND j.locked_by = $3
@@ -151,7 +152,7 @@ struct JobStore: Sendable {
         "cancelJobs",
         """
         WITH f AS (
-            SELECT * FROM unnest($1::bigint[], $2::int[], $4::interval[], $5::text[]) AS f(id, attempt, elapsed, error)
+            SELECT * FROM unnest($1::bigint[], $2::int[], $4::interval[], $5::text[]) AS f(id, attempt, ago, error)
         ), done AS (
             DELETE FROM webhook_worker.jobs j USING f
             WHERE j.id = f.id AND j.attempt = f.attempt AND j.locked_by = $3
@@ -167,7 +168,7 @@ struct JobStore: Sendable {
         """
         WITH f AS (
             SELECT * FROM unnest($1::bigint[], $2::int[], $4::interval[], $5::text[], $6::interval[])
-                AS f(id, attempt, elapsed, error, wait)
+                AS f(id, attempt, ago, error, wait)
         ), back AS (
             UPDATE webhook_worker.jobs j
             SET state = 'available', locked_by = NULL, locked_until = NULL, run_at = now() + f.wait, last_error = f.error
@@ -188,7 +189,7 @@ struct JobStore: Sendable {
         """
         WITH f AS (
             SELECT * FROM unnest($1::bigint[], $2::int[], $4::interval[], $5::text[], $6::interval[])
-                AS f(id, attempt, elapsed, error, wait)
+                AS f(id, attempt, ago, error, wait)
         ), back AS (
             UPDATE webhook_worker.jobs j
             SET state = 'available', locked_by = NULL, locked_until = NULL, attempt = j.attempt - 1,
@@ -209,7 +210,7 @@ struct JobStore: Sendable {
         """
         WITH f AS (
             SELECT * FROM unnest($1::bigint[], $2::int[], $4::interval[], $5::text[], $6::text[], $7::int[])
-                AS f(id, attempt, elapsed, error, reason, max_attempts)
+                AS f(id, attempt, ago, error, reason, max_attempts)
         ), dead AS (
             DELETE FROM webhook_worker.jobs j USING f
             WHERE j.id = f.id AND j.attempt = f.attempt AND j.locked_by = $3

@@ -223,7 +223,9 @@ public final class JobWorker: Service, Sendable {
             metadata: ["job.id": "\(job.id)", "job.kind": "\(job.kind)", "error": "\(reason)"])
         state.withLock { $0.writing[AttemptKey(id: job.id, attempt: job.attempt)] = job }
         finisher.submit(
-            .init(job: job, resolution: .deadLetter(reason: .permanentFailure, error: reason), statements: [], elapsed: .zero))
+            .init(
+                job: job, resolution: .deadLetter(reason: .permanentFailure, error: reason), statements: [],
+                ended: .now))
     }
 
     // MARK: - Running one job
@@ -289,7 +291,7 @@ public final class JobWorker: Service, Sendable {
             return deadline
         }
         wakeUps.ring()
-        finisher.submit(.init(job: job, resolution: resolution, statements: statements, elapsed: elapsed))
+        finisher.submit(.init(job: job, resolution: resolution, statements: statements, ended: clock.now))
         if let stopFinisher { finisher.stop(deadline: stopFinisher) }
     }
 
@@ -397,18 +399,21 @@ public final class JobWorker: Service, Sendable {
         while inFlightCount > 0 && clock.now < deadline {
             if await wakeUps.next() == nil { break }
         }
-        let (toStop, stopFinisherNow) = state.withLock { state in
+        // Outcomes still unwritten at the shutdown timeout (a database that is down) are given up
+        // then; only the releases of handlers cancelled now get the grace.
+        let (toStop, finisherDeadline) = state.withLock { state in
             for key in state.running.keys { state.stopped[key] = .shutdown }
-            state.finisherDeadline = max(deadline, clock.now) + configuration.shutdownGrace
-            let stopNow = state.running.isEmpty
-            state.finisherStopped = stopNow
-            return (Array(state.running.values), stopNow)
+            let finisherDeadline = state.running.isEmpty ? deadline : max(deadline, clock.now) + configuration.shutdownGrace
+            state.finisherDeadline = finisherDeadline
+            state.finisherStopped = state.running.isEmpty
+            return (Array(state.running.values), finisherDeadline)
         }
         if !toStop.isEmpty {
             logger.warning("shutdown timeout reached; cancelling unfinished jobs", metadata: ["jobs": "\(toStop.count)"])
             for running in toStop { running.stop.yield(.shutdown) }
+        } else {
+            finisher.stop(deadline: finisherDeadline)
         }
-        if stopFinisherNow { finisher.stop(deadline: max(deadline, clock.now) + configuration.shutdownGrace) }
     }
 
     // MARK: - Notifications, polling and leases

@@ -57,7 +57,7 @@ public struct JobWorkerConfiguration: Sendable {
         renewsLeases: Bool = true,
         statementTimeout: Duration = .seconds(10),
         lockTimeout: Duration = .seconds(2),
-        shutdownGrace: Duration = .seconds(5),
+        shutdownGrace: Duration = .seconds(3),
         maxUncountedReleases: Int = 10,
         releaseBackoff: RetryPolicy = RetryPolicy(
             schedule: [.seconds(1), .seconds(2), .seconds(4), .seconds(8), .seconds(16), .seconds(30), .seconds(60)])

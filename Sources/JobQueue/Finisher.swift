@@ -280,6 +280,7 @@ final class Finisher: Sendable {
         guard !entries.isEmpty else { return [] }
         var complete: [Entry] = [], cancel: [(Entry, String)] = [], retry: [(Entry, String, Duration)] = []
         var dead: [(Entry, DeadLetterReason, String)] = [], release: [(Entry, String, Duration?)] = []
+        var snooze: [(Entry, String, Duration)] = []
         for entry in entries {
             switch entry.resolution {
             case .complete: complete.append(entry)
@@ -287,6 +288,7 @@ final class Finisher: Sendable {
             case .retry(let error, let wait): retry.append((entry, Self.clean(error), wait))
             case .deadLetter(let reason, let error): dead.append((entry, reason, Self.clean(error)))
             case .release(let reason, let wait): release.append((entry, Self.clean(reason), wait))
+            case .snooze(let reason, let wait): snooze.append((entry, Self.clean(reason), wait))
             }
         }
         var statements: [PostgresStatement] = []
@@ -328,6 +330,13 @@ final class Finisher: Sendable {
                         ids(e), attempts(e), worker, sinceEnded(e), PostgresArray(release.map(\.1)),
                         PostgresArray(release.map { $0.2.map(PostgresInterval.init) }),
                     ]))
+        }
+        if !snooze.isEmpty {
+            let e = snooze.map(\.0)
+            statements.append(
+                PostgresStatement(
+                    JobStore.snooze,
+                    [ids(e), attempts(e), worker, PostgresArray(snooze.map(\.1)), PostgresArray(snooze.map { PostgresInterval($0.2) })]))
         }
         return statements
     }

@@ -16,12 +16,15 @@ public struct Job: Sendable {
     public let runAt: Date
     /// Times the job was put back without spending an attempt because the database failed.
     public let released: Int
+    /// Jobs of one kind sharing a key share that kind's per-key limit (``JobHandler/concurrencyLimit``).
+    public let concurrencyKey: String?
 
     public init(
         id: Int64, kind: String, payload: PostgresJSON, priority: Int = 0, attempt: Int, maxAttempts: Int,
-        createdAt: Date, runAt: Date, released: Int = 0
+        createdAt: Date, runAt: Date, released: Int = 0, concurrencyKey: String? = nil
     ) {
         self.released = released
+        self.concurrencyKey = concurrencyKey
         self.id = id
         self.kind = kind
         self.payload = payload

@@ -11,11 +11,15 @@ public protocol JobHandler: Sendable {
     var kind: String { get }
     /// The retry schedule; nil uses the worker's.
     var retryPolicy: RetryPolicy? { get }
+    /// The most jobs of this kind sharing one `concurrency_key` that may run at once, across all
+    /// replicas; nil for no limit. Jobs without a key are never limited.
+    var concurrencyLimit: Int? { get }
     func handle(_ job: Job, context: JobContext) async throws -> JobOutcome
 }
 
 extension JobHandler {
     public var retryPolicy: RetryPolicy? { nil }
+    public var concurrencyLimit: Int? { nil }
 }
 
 /// What a handler may use while it works.

@@ -15,10 +15,14 @@ public struct JobOutcome: Sendable {
         case complete
         /// Try again after `after`, or on the retry policy's schedule when nil.
         case retry(error: String, after: Duration?)
-        /// Retrying cannot help: straight to the dead letters.
-        case fail(reason: String)
+        /// Retrying cannot help: straight to the dead letters, with `code` in their `reason`
+        /// column and `reason` in `last_error`.
+        case fail(reason: String, code: DeadLetterReason = .permanentFailure)
         /// The job no longer needs doing: it leaves the queue without a dead letter.
         case cancel(reason: String)
+        /// Not now: the job waits `after` without spending an attempt (nothing was tried), with
+        /// `reason` in its `last_error`.
+        case snooze(after: Duration, reason: String)
     }
 
     public var decision: Decision
@@ -41,8 +45,15 @@ public struct JobOutcome: Sendable {
         JobOutcome(.retry(error: error, after: after), statements: statements)
     }
 
-    public static func fail(_ reason: String, statements: [BoundStatement] = []) -> JobOutcome {
-        JobOutcome(.fail(reason: reason), statements: statements)
+    public static func fail(
+        _ reason: String, code: DeadLetterReason = .permanentFailure, statements: [BoundStatement] = []
+    ) -> JobOutcome {
+        JobOutcome(.fail(reason: reason, code: code), statements: statements)
+    }
+
+    /// Waits `after` without spending an attempt; statements are not run (nothing happened).
+    public static func snooze(_ after: Duration, reason: String) -> JobOutcome {
+        JobOutcome(.snooze(after: after, reason: reason))
     }
 
     public static func cancel(_ reason: String, statements: [BoundStatement] = []) -> JobOutcome {

@@ -16,26 +16,21 @@ struct JobStore: Sendable {
     /// Settings of the claiming connection. A queue table's statistics are always stale (it
     /// goes from empty to a backlog between two ANALYZEs), and with stale statistics the planner
     /// may read every runnable job and sort them to take the first few: a cost that grows with the
-    /// backlog. Without sorts and bitmap scans, the claim walks `jobs_claim_idx` in order and stops
-    /// after LIMIT rows, whatever the statistics say.
+    /// backlog. Without sorts and bitmap scans, the claim walks its index in order and stops after
+    /// LIMIT rows, whatever the statistics say. (`claim_jobs` sets the same for itself.)
     static let claimSessionSetup = "SET enable_sort = off; SET enable_bitmapscan = off"
 
+    /// One claim, in one round trip: `webhook_worker.claim_jobs` (sql/004) takes up to the batch
+    /// of runnable jobs of the kinds this replica runs and no operator paused, in (priority,
+    /// run_at, id) order, within the per-key limits of the kinds that have one. Why it is built
+    /// as it is (per-key heads, SKIP LOCKED on keys, running jobs counted in a new snapshot) is in
+    /// the migration's comment.
     static let claim = PostgresQuery(
         "claimJobs",
         """
-        WITH picked AS (
-            SELECT id FROM webhook_worker.jobs
-            WHERE state = 'available' AND run_at <= now() AND kind = ANY($1::text[])
-            ORDER BY priority, run_at, id
-            LIMIT $2
-            FOR UPDATE SKIP LOCKED
-        )
-        UPDATE webhook_worker.jobs j
-        SET state = 'running', attempt = j.attempt + 1, locked_by = $3,
-            locked_until = now() + $4::interval, attempted_at = now()
-        FROM picked
-        WHERE j.id = picked.id
-        RETURNING j.id, j.kind, j.payload, j.priority, j.attempt, j.max_attempts, j.released, j.created_at, j.run_at
+        SELECT * FROM webhook_worker.claim_jobs(
+            ARRAY(SELECT unnest($1::text[]) EXCEPT SELECT kind FROM webhook_worker.paused_kinds),
+            $5::text[], $6::int[], $2, $3, $4::interval)
         """)
 
     /// What one claim took: the jobs to run, and rows that could not be read as jobs (each is
@@ -48,12 +43,19 @@ struct JobStore: Sendable {
 
     /// Claims up to `limit` runnable jobs of `kinds`, in priority order. Rows are decoded one by
     /// one: a row that cannot be read does not hold up the rest of its batch.
+    /// - Parameter keyLimits: per kind, the most jobs with one `concurrency_key` running at once
+    ///   across all replicas; kinds not listed have no limit.
     func claim(
-        _ connection: PostgresConnection, kinds: [String], limit: Int, lease: Duration,
+        _ connection: PostgresConnection, kinds: [String], keyLimits: [String: Int], limit: Int, lease: Duration,
         maxAttempts: (String) -> Int
     ) async throws -> Claimed {
+        let keyed = keyLimits.sorted { $0.key < $1.key }
         let result = try await connection.query(
-            Self.claim, [PostgresArray(kinds), limit, workerID, PostgresInterval(lease)])
+            Self.claim,
+            [
+                PostgresArray(kinds), limit, workerID, PostgresInterval(lease), PostgresArray(keyed.map(\.key)),
+                PostgresArray(keyed.map(\.value)),
+            ])
         var claimed = Claimed()
         claimed.jobs.reserveCapacity(result.count)
         for row in result.rows {
@@ -66,7 +68,7 @@ struct JobStore: Sendable {
                         id: id, kind: kind, payload: try row.decode("payload"), priority: try row.decode("priority"),
                         attempt: attempt, maxAttempts: try row.decodeIfPresent("max_attempts") ?? maxAttempts(kind),
                         createdAt: try row.decode("created_at"), runAt: try row.decode("run_at"),
-                        released: try row.decode("released")))
+                        released: try row.decode("released"), concurrencyKey: try row.decodeIfPresent("concurrency_key")))
             } catch {
                 let placeholder = Job(
                     id: id, kind: kind, payload: PostgresJSON("{}"), attempt: attempt, maxAttempts: attempt,
@@ -205,6 +207,20 @@ struct JobStore: Sendable {
         RETURNING job_id
         """)
 
+    static let snooze = PostgresQuery(
+        "snoozeJobs",
+        """
+        WITH f AS (
+            SELECT * FROM unnest($1::bigint[], $2::int[], $4::text[], $5::interval[]) AS f(id, attempt, reason, wait)
+        )
+        UPDATE webhook_worker.jobs j
+        SET state = 'available', locked_by = NULL, locked_until = NULL, attempt = j.attempt - 1,
+            run_at = now() + f.wait, last_error = f.reason
+        FROM f
+        WHERE j.id = f.id AND j.attempt = f.attempt AND j.locked_by = $3
+        RETURNING j.id AS job_id
+        """)
+
     static let deadLetter = PostgresQuery(
         "deadLetterJobs",
         """
@@ -237,6 +253,10 @@ enum Resolution: Sendable {
     /// Back to the queue, the attempt not counted: at shutdown (`wait` nil: it keeps its place),
     /// or after `wait` when the database, not the job, failed.
     case release(reason: String, wait: Duration?)
+    /// Not attempted: the handler chose to wait (e.g. for a receiver's circuit to close). Back
+    /// to the queue after `wait`, nothing counted and no attempt row written; `reason` goes to
+    /// `last_error`.
+    case snooze(reason: String, wait: Duration)
 
     var outcomeLabel: String {
         switch self {
@@ -245,12 +265,23 @@ enum Resolution: Sendable {
         case .retry: "retried"
         case .deadLetter: "dead_lettered"
         case .release: "released"
+        case .snooze: "snoozed"
         }
     }
 }
 
-/// Why a job went to the dead letters: the `reason` column.
-enum DeadLetterReason: String, Sendable {
-    case attemptsExhausted = "attempts_exhausted"
-    case permanentFailure = "permanent_failure"
+/// Why a job went to the dead letters: the `reason` column, a short code DBAs filter on.
+///
+/// A struct, not an enum, so that a module with handlers of its own can add reasons (the
+/// `reason` column's check constraint lists them all).
+public struct DeadLetterReason: Hashable, Sendable, CustomStringConvertible {
+    public let rawValue: String
+    public init(_ rawValue: String) { self.rawValue = rawValue }
+
+    /// Every attempt failed.
+    public static let attemptsExhausted = DeadLetterReason("attempts_exhausted")
+    /// The handler said retrying cannot help.
+    public static let permanentFailure = DeadLetterReason("permanent_failure")
+
+    public var description: String { rawValue }
 }

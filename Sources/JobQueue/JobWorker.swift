@@ -174,6 +174,7 @@ public final class JobWorker: Service, Sendable {
     ) async {
         var failing = false
         let kinds = self.kinds
+        let keyLimits = handlers.compactMapValues(\.concurrencyLimit)
         while !isShuttingDown && !Task.isCancelled {
             let free = freeSlots
             var claimedAll = false
@@ -182,7 +183,7 @@ public final class JobWorker: Service, Sendable {
                 do {
                     let claimed = try await connections.withConnection { connection in
                         try await store.claim(
-                            connection, kinds: kinds, limit: limit, lease: configuration.lease,
+                            connection, kinds: kinds, keyLimits: keyLimits, limit: limit, lease: configuration.lease,
                             maxAttempts: { self.policy(for: $0).maxAttempts })
                     }
                     if failing { logger.info("claiming jobs again") }
@@ -302,8 +303,10 @@ public final class JobWorker: Service, Sendable {
             return .complete
         case .cancel(let reason):
             return .cancel(reason: reason)
-        case .fail(let reason):
-            return .deadLetter(reason: .permanentFailure, error: reason)
+        case .fail(let reason, let code):
+            return .deadLetter(reason: code, error: reason)
+        case .snooze(let after, let reason):
+            return .snooze(reason: reason, wait: max(after, .zero))
         case .retry(let error, let after):
             if job.isLastAttempt {
                 return .deadLetter(
@@ -345,7 +348,9 @@ public final class JobWorker: Service, Sendable {
     private func recorded(_ results: [(Finisher.Entry, Finisher.Result)]) {
         for (entry, result) in results {
             let job = entry.job
-            let metadata: Logger.Metadata = ["job.id": "\(job.id)", "job.kind": "\(job.kind)", "job.attempt": "\(job.attempt)"]
+            var metadata: Logger.Metadata {
+                ["job.id": "\(job.id)", "job.kind": "\(job.kind)", "job.attempt": "\(job.attempt)"]
+            }
             switch result {
             case .applied:
                 Counter(

@@ -88,7 +88,8 @@ public struct JobWorkerConfiguration: Sendable {
     }
 
     public static func sessionSettings(statementTimeout: Duration, lockTimeout: Duration) -> String {
-        "SET statement_timeout = \(milliseconds(statementTimeout)); SET lock_timeout = \(milliseconds(lockTimeout))"
+        // jit off: the queue's statements are short, and compiling one costs far more than running it.
+        "SET statement_timeout = \(milliseconds(statementTimeout)); SET lock_timeout = \(milliseconds(lockTimeout)); SET jit = off"
     }
 
     /// The claiming connection's settings: the timeouts, and a plan that cannot sort the backlog

@@ -33,10 +33,10 @@ public struct IntegrationConnectedHandler: JobHandler {
             SELECT t.delivery_id, 'integration.connected', $1, $2, $3, t.client_id, $6
             FROM unnest($4::text[], $5::uuid[]) AS t(client_id, delivery_id)
             ON CONFLICT ON CONSTRAINT webhook_deliveries_once_per_client DO NOTHING
-            RETURNING delivery_id
+            RETURNING delivery_id, oauth_client_id
         )
-        INSERT INTO webhook_worker.jobs (kind, payload)
-        SELECT 'webhook.deliver', jsonb_build_object('delivery_id', delivery_id)
+        INSERT INTO webhook_worker.jobs (kind, payload, concurrency_key)
+        SELECT 'webhook.deliver', jsonb_build_object('delivery_id', delivery_id), 'client:' || oauth_client_id
         FROM created
         """)
 

@@ -35,7 +35,8 @@ enum Recipients {
         ORDER BY c.id
         """)
 
-    /// The client's current eligibility for one delivery, with the reason when it no longer is.
+    /// The client's current eligibility for one delivery, with the reason when it no longer is,
+    /// and its endpoint's circuit (no row: never failed).
     static let recheck = PostgresQuery(
         "recheckDelivery",
         """
@@ -45,9 +46,11 @@ enum Recipients {
                \(trimmedURL) AS url,
                c."webhookSecret" AS secret,
                coalesce(\(hasScope), false) AS has_scope,
-               \(hasGrant(client: "d.oauth_client_id", user: "d.user_id")) AS has_grant
+               \(hasGrant(client: "d.oauth_client_id", user: "d.user_id")) AS has_grant,
+               e.state AS endpoint_state, e.consecutive_failures AS endpoint_failures
         FROM webhook_worker.webhook_deliveries d
         LEFT JOIN "OAuthClient" c ON c.id = d.oauth_client_id
+        LEFT JOIN webhook_worker.endpoints e ON e.key = 'client:' || d.oauth_client_id
         WHERE d.delivery_id = $1
         """)
 }

@@ -10,6 +10,8 @@ public struct WebhookDeliverHandler: JobHandler {
     public static let kind = "webhook.deliver"
     public var kind: String { Self.kind }
     public var retryPolicy: RetryPolicy? { sender.configuration.retryPolicy }
+    /// Deliveries carry their endpoint (`client:<OAuth client id>`) as their concurrency key.
+    public var concurrencyLimit: Int? { sender.configuration.endpointConcurrency }
     let sender: WebhookSender
 
     public init(sender: WebhookSender) {
@@ -26,7 +28,8 @@ public struct WebhookDeliverHandler: JobHandler {
             FROM webhook_worker.webhook_deliveries WHERE delivery_id = $1
         )
         UPDATE webhook_worker.webhook_deliveries
-        SET attempts = attempts + 1, status = $10, last_http_status = $5, last_error = $7, updated_at = now(),
+        SET attempts = attempts + 1, status = CASE WHEN status = 'cancelled' THEN status ELSE $10 END,
+            last_http_status = $5, last_error = $7, updated_at = now(),
             delivered_at = CASE WHEN $10 = 'delivered' THEN now() ELSE delivered_at END
         WHERE delivery_id = $1
         """)
@@ -70,6 +73,26 @@ public struct WebhookDeliverHandler: JobHandler {
             return .cancel(reason, statements: [BoundStatement(Self.markCancelled, [deliveryID, reason])])
         }
 
+        // The endpoint's circuit: a healthy endpoint (no row, or closed) costs no statement here.
+        let endpoint = EndpointCircuit.key(client: clientID)
+        let endpointState: String? = try row.decodeIfPresent("endpoint_state")
+        let endpointFailures: Int = try row.decodeIfPresent("endpoint_failures") ?? 0
+        if let endpointState, endpointState != "closed" {
+            switch try await EndpointCircuit.permit(key: endpoint, configuration: sender.configuration, database: context.database) {
+            case .send:
+                break
+            case .probe:
+                logger.info("sending a probe to an endpoint whose circuit is open")
+            case .wait(let wait):
+                return .snooze(wait, reason: "waiting: the endpoint's circuit is open (\(endpointState))")
+            case .disabled:
+                logger.info("endpoint is disabled; delivery not sent")
+                return .fail(
+                    "not sent: the endpoint (OAuth client \(clientID)) is disabled; enable it with `webhook-worker endpoints enable \(clientID)`",
+                    code: .endpointDisabled)
+            }
+        }
+
         let url: String = try row.decode("url")
         let secret: String? = try row.decodeIfPresent("secret").flatMap { $0.isEmpty ? nil : $0 }
         let body = Array(try row.decode("payload", as: String.self).utf8)
@@ -83,6 +106,23 @@ public struct WebhookDeliverHandler: JobHandler {
         // as an attempt. A response that did arrive is recorded whatever happens next: a 2xx
         // thrown away here would be sent again.
         if Task.isCancelled && result.status == nil { throw CancellationError() }
+        let failedHere = !result.succeeded && EndpointCircuit.countsAsFailure(result)
+        if failedHere || (result.succeeded && endpointState != nil && (endpointState != "closed" || endpointFailures > 0)) {
+            do {
+                let state = try await EndpointCircuit.record(
+                    key: endpoint, succeeded: result.succeeded, error: result.error, configuration: sender.configuration,
+                    database: context.database)
+                if state != (endpointState ?? "closed") {
+                    logger.log(
+                        level: state == "closed" ? .info : .warning, "endpoint circuit is now \(state)",
+                        metadata: ["endpoint.key": "\(endpoint)"])
+                    Counter(label: "webhook_worker_endpoint_transitions_total", dimensions: [("to", state)]).increment()
+                }
+            } catch {
+                // The attempt stands; the circuit catches up with the next result.
+                logger.debug("could not record the endpoint's result", metadata: ["error": "\(error)"])
+            }
+        }
         let newStatus: String
         let outcome: JobOutcome.Decision
         if result.succeeded {
@@ -90,7 +130,9 @@ public struct WebhookDeliverHandler: JobHandler {
             outcome = .complete
         } else if result.isPermanent {
             newStatus = "failed"
-            outcome = .fail(reason: "permanent failure delivering to \(Self.redacted(url)): \(result.error ?? "unknown")")
+            outcome = .fail(
+                reason: "permanent failure delivering to \(Self.redacted(url)): \(result.error ?? "unknown")",
+                code: .permanentFailure)
         } else {
             newStatus = job.isLastAttempt ? "failed" : "pending"
             outcome = .retry(error: "\(Self.redacted(url)): \(result.error ?? "unknown")", after: result.retryAfter)

@@ -21,6 +21,16 @@ public struct WebhookDeliveryConfiguration: Sendable {
     /// Keep-alive HTTP/1.1 connections to one receiver host at most; set it to the replica's
     /// concurrency so that one busy receiver can use every slot.
     public var connectionsPerHost: Int
+    /// Deliveries to one endpoint (one OAuth client) in flight at once, across all replicas.
+    public var endpointConcurrency: Int
+    /// The endpoint's circuit opens after this many failures in a row (timeouts, connection
+    /// errors, 5xx).
+    public var failureThreshold: Int
+    /// The first cool-down of an open circuit; it doubles with each trip up to ``maxCooldown``.
+    public var cooldown: Duration
+    public var maxCooldown: Duration
+    /// An endpoint failing for this long without a single success is disabled.
+    public var disableAfter: Duration
 
     public init(
         retryPolicy: RetryPolicy = .standard,
@@ -32,7 +42,12 @@ public struct WebhookDeliveryConfiguration: Sendable {
         userAgent: String = "Echo-OAuth-Webhooks/1.0",
         maxResponseBytes: Int = 64 * 1024,
         excerptBytes: Int = 1024,
-        connectionsPerHost: Int = 32
+        connectionsPerHost: Int = 32,
+        endpointConcurrency: Int = 4,
+        failureThreshold: Int = 5,
+        cooldown: Duration = .seconds(30),
+        maxCooldown: Duration = .seconds(15 * 60),
+        disableAfter: Duration = .seconds(5 * 86_400)
     ) {
         self.retryPolicy = retryPolicy
         self.requestTimeout = requestTimeout
@@ -44,5 +59,14 @@ public struct WebhookDeliveryConfiguration: Sendable {
         self.maxResponseBytes = maxResponseBytes
         self.excerptBytes = excerptBytes
         self.connectionsPerHost = max(1, connectionsPerHost)
+        self.endpointConcurrency = max(1, endpointConcurrency)
+        self.failureThreshold = max(1, failureThreshold)
+        self.cooldown = cooldown
+        self.maxCooldown = max(cooldown, maxCooldown)
+        self.disableAfter = disableAfter
     }
+
+    /// How long a probe may take before another delivery may probe instead (its replica may
+    /// have died mid-probe).
+    var probeTimeout: Duration { requestTimeout + .seconds(5) }
 }

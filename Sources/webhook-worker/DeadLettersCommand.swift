@@ -79,20 +79,36 @@ struct DeadLettersCommand: AsyncParsableCommand {
     struct Retry: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Put dead letters back in the queue with fresh attempts.",
-            discussion: "Give one dead letter's id, or --all (optionally narrowed by --kind and --since). Runs in batches.")
+            discussion:
+                "Give one dead letter's id, --all (optionally narrowed by --kind and --since), or --client for one receiver's failed deliveries. Runs in batches.")
         @Argument(help: "The dead letter's id.") var id: Int64?
         @Flag(help: "Requeue every dead letter not yet requeued (narrow with --kind, --since).") var all = false
         @Option(help: "With --all: only this kind.") var kind: String?
         @Option(help: "With --all: only those that died since (1h, 2d, or an ISO 8601 time).") var since: Since?
+        @Option(help: "Only the webhook.deliver dead letters of this OAuth client (its \"OAuthClient\".id); implies --all.")
+        var client: String?
         @Option(help: "Dead letters per transaction.") var batchSize: Int = 500
         @Flag(help: "Print JSON.") var json = false
         @OptionGroup var database: DatabaseOptions
 
         func validate() throws {
-            if id != nil && all { throw ValidationError("give a dead letter id or --all, not both") }
-            if id == nil && !all { throw ValidationError("give a dead letter id, or --all") }
-            if id != nil && (kind != nil || since != nil) { throw ValidationError("--kind and --since go with --all") }
+            if id != nil && (all || client != nil) { throw ValidationError("give a dead letter id, or --all / --client, not both") }
+            if id == nil && !all && client == nil { throw ValidationError("give a dead letter id, --all, or --client") }
+            if id != nil && (kind != nil || since != nil) { throw ValidationError("--kind and --since go with --all or --client") }
             guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
+        }
+
+        /// A dead letter of the OAuth client named by `parameter` (or any, when it is NULL): a
+        /// webhook.deliver job whose delivery belongs to that client.
+        static func ofClient(_ parameter: String) -> String {
+            """
+            (\(parameter)::text IS NULL OR (dead_letter_jobs.kind = 'webhook.deliver' AND EXISTS (
+                SELECT 1 FROM webhook_worker.webhook_deliveries d
+                WHERE d.delivery_id = CASE WHEN dead_letter_jobs.payload ->> 'delivery_id'
+                                                ~* '^[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}$'
+                                           THEN (dead_letter_jobs.payload ->> 'delivery_id')::uuid END
+                  AND d.oauth_client_id = \(parameter))))
+            """
         }
 
         func run() async throws {
@@ -115,8 +131,8 @@ struct DeadLettersCommand: AsyncParsableCommand {
             }
             let total: Int = try await db.execute(
                 "countRequeueable",
-                "SELECT count(*) AS n FROM webhook_worker.dead_letter_jobs WHERE requeued_at IS NULL AND ($1::text IS NULL OR kind = $1) AND ($2::timestamptz IS NULL OR dead_at >= $2)",
-                [kind, since?.date]
+                "SELECT count(*) AS n FROM webhook_worker.dead_letter_jobs WHERE requeued_at IS NULL AND ($1::text IS NULL OR kind = $1) AND ($2::timestamptz IS NULL OR dead_at >= $2) AND \(Self.ofClient("$3"))",
+                [kind, since?.date, client]
             ).first?.decode("n") ?? 0
             guard total > 0 else { throw notFound("no dead letters to requeue") }
             var done = 0
@@ -131,7 +147,7 @@ struct DeadLettersCommand: AsyncParsableCommand {
                     WITH batch AS (
                         SELECT id, unique_key FROM webhook_worker.dead_letter_jobs
                         WHERE requeued_at IS NULL AND id > $1 AND ($2::text IS NULL OR kind = $2)
-                          AND ($3::timestamptz IS NULL OR dead_at >= $3)
+                          AND ($3::timestamptz IS NULL OR dead_at >= $3) AND \(Self.ofClient("$5"))
                         ORDER BY id LIMIT $4
                     )
                     SELECT id,
@@ -139,7 +155,7 @@ struct DeadLettersCommand: AsyncParsableCommand {
                                      AND EXISTS (SELECT 1 FROM webhook_worker.jobs j WHERE j.unique_key = batch.unique_key)
                                 THEN NULL ELSE webhook_worker.requeue_dead_letter(id) END AS job_id
                     FROM batch ORDER BY id
-                    """, [lastID, kind, since?.date, batchSize])
+                    """, [lastID, kind, since?.date, batchSize, client])
                 if result.isEmpty { break }
                 for row in result.rows {
                     lastID = try row.decode("id")

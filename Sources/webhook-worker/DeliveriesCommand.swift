@@ -6,7 +6,7 @@ struct DeliveriesCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "deliveries",
         abstract: "Delivery history (webhook_worker.webhook_deliveries and delivery_attempts).",
-        subcommands: [List.self, Show.self, Resend.self])
+        subcommands: [List.self, Show.self, Resend.self, Cancel.self])
 
     static let columns = """
         delivery_id, event, status, attempts, last_http_status, last_error, oauth_client_id,
@@ -109,10 +109,11 @@ struct DeliveriesCommand: AsyncParsableCommand {
                       AND NOT EXISTS (
                           SELECT 1 FROM webhook_worker.jobs
                           WHERE kind = 'webhook.deliver' AND payload ->> 'delivery_id' = $1::uuid::text)
-                    RETURNING delivery_id
+                    RETURNING delivery_id, oauth_client_id
                 )
-                INSERT INTO webhook_worker.jobs (kind, payload, unique_key)
-                SELECT 'webhook.deliver', jsonb_build_object('delivery_id', delivery_id), 'webhook.deliver:' || delivery_id
+                INSERT INTO webhook_worker.jobs (kind, payload, unique_key, concurrency_key)
+                SELECT 'webhook.deliver', jsonb_build_object('delivery_id', delivery_id), 'webhook.deliver:' || delivery_id,
+                       'client:' || oauth_client_id
                 FROM delivery
                 ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
                 RETURNING id
@@ -123,6 +124,59 @@ struct DeliveriesCommand: AsyncParsableCommand {
                 throw notFound(exists.isEmpty ? "no delivery with id \(id)" : "delivery \(id) already has a job queued")
             }
             print("queued delivery \(id.lowercased()) again as job \(job)")
+        }
+    }
+
+    struct Cancel: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Cancel pending deliveries, one by id or all of one OAuth client's: nothing more is sent for them.",
+            discussion: """
+                Each becomes `cancelled` and its waiting job leaves the queue (recorded as a cancelled \
+                attempt). An attempt already in flight finishes, but the delivery stays cancelled.
+                """)
+        @Argument(help: "The delivery id.") var id: String?
+        @Option(help: "Every pending delivery of this OAuth client (its \"OAuthClient\".id).") var client: String?
+        @Flag(help: "Print JSON.") var json = false
+        @OptionGroup var database: DatabaseOptions
+
+        func validate() throws {
+            if (id == nil) == (client == nil) { throw ValidationError("give a delivery id or --client, one of them") }
+            if let id, UUID(uuidString: id) == nil { throw ValidationError("'\(id)' is not a delivery id (a UUID)") }
+        }
+
+        func run() async throws {
+            let db = try await OperatorDatabase.open(database)
+            let row = try await db.execute(
+                "cancelDeliveries",
+                """
+                WITH cancelled AS (
+                    UPDATE webhook_worker.webhook_deliveries
+                    SET status = 'cancelled', last_error = 'cancelled by an operator', updated_at = now()
+                    WHERE status = 'pending' AND ($1::uuid IS NULL OR delivery_id = $1::uuid)
+                      AND ($2::text IS NULL OR oauth_client_id = $2)
+                    RETURNING delivery_id
+                ), removed AS (
+                    DELETE FROM webhook_worker.jobs j USING cancelled c
+                    WHERE j.kind = 'webhook.deliver' AND j.state = 'available'
+                      AND j.payload ->> 'delivery_id' = c.delivery_id::text
+                    RETURNING j.id, j.kind, j.attempt
+                ), recorded AS (
+                    INSERT INTO webhook_worker.job_attempts (job_id, kind, attempt, worker_id, started_at, finished_at, outcome, error)
+                    SELECT id, kind, attempt, 'operator', now(), now(), 'cancelled', 'cancelled by an operator' FROM removed
+                )
+                SELECT (SELECT count(*) FROM cancelled) AS cancelled, (SELECT count(*) FROM removed) AS jobs_removed
+                """, [id?.lowercased(), client]
+            ).first
+            await db.close()
+            let cancelled: Int = try row?.decode("cancelled") ?? 0
+            guard cancelled > 0 else {
+                throw notFound(id.map { "delivery \($0) is not pending (or does not exist)" } ?? "no pending delivery for client \(client ?? "")")
+            }
+            if json {
+                Output(json: true).printJSON(["cancelled": cancelled, "jobs_removed": try row?.decode("jobs_removed", as: Int.self) ?? 0])
+            } else {
+                print("cancelled \(cancelled) deliver\(cancelled == 1 ? "y" : "ies")")
+            }
         }
     }
 }

@@ -52,6 +52,14 @@ struct RunCommand: AsyncParsableCommand {
     var statementTimeout: String?
     @Option(name: .customLong("lock-timeout"), help: "The longest a statement waits for a lock (a table the web app locked); then the job is released and retried later without spending an attempt. Env: WORKER_LOCK_TIMEOUT. Default: 2s.")
     var lockTimeout: String?
+    @Option(name: .customLong("endpoint-concurrency"), help: "Deliveries to one endpoint (one OAuth client) in flight at once, across all replicas. Env: WEBHOOK_ENDPOINT_CONCURRENCY. Default: 4.")
+    var endpointConcurrency: String?
+    @Option(name: .customLong("endpoint-failure-threshold"), help: "Failures in a row (timeouts, connection errors, 5xx) that open an endpoint's circuit. Env: WEBHOOK_ENDPOINT_FAILURE_THRESHOLD. Default: 5.")
+    var endpointFailureThreshold: String?
+    @Option(name: .customLong("endpoint-cooldown"), help: "How long an open circuit waits before one probe delivery; doubles with each trip, up to 32 times. Env: WEBHOOK_ENDPOINT_COOLDOWN. Default: 30s.")
+    var endpointCooldown: String?
+    @Option(name: .customLong("endpoint-disable-after"), help: "An endpoint failing this long without a single success is disabled until an operator enables it. Env: WEBHOOK_ENDPOINT_DISABLE_AFTER. Default: 5d.")
+    var endpointDisableAfter: String?
     @Option(name: .customLong("database-pool-size"), help: "Connections shared by this replica's jobs (plus four of its own: LISTEN, claiming, two writing outcomes). Env: WORKER_DB_POOL_SIZE. Default: 8.")
     var poolSize: String?
 
@@ -122,6 +130,16 @@ struct RunCommand: AsyncParsableCommand {
             mcpEndpointBase: mcpBase.value ?? "mcp://core.ai",
             userAgent: agent.value ?? "Echo-OAuth-Webhooks/1.0")
         delivery.connectionsPerHost = queue.concurrency
+        delivery.endpointConcurrency = try source("endpoint-concurrency", "WEBHOOK_ENDPOINT_CONCURRENCY", endpointConcurrency)
+            .integer(default: 4, range: 1...10_000)
+        delivery.failureThreshold = try source(
+            "endpoint-failure-threshold", "WEBHOOK_ENDPOINT_FAILURE_THRESHOLD", endpointFailureThreshold
+        ).integer(default: 5, range: 1...1_000_000)
+        delivery.cooldown = try source("endpoint-cooldown", "WEBHOOK_ENDPOINT_COOLDOWN", endpointCooldown)
+            .duration(default: .seconds(30), minimum: .milliseconds(10))
+        delivery.maxCooldown = delivery.cooldown * 32
+        delivery.disableAfter = try source("endpoint-disable-after", "WEBHOOK_ENDPOINT_DISABLE_AFTER", endpointDisableAfter)
+            .duration(default: .seconds(5 * 86_400), minimum: .seconds(1))
         let pool = try source("database-pool-size", "WORKER_DB_POOL_SIZE", poolSize).integer(default: 8, range: 1...500)
         let portSource = source("http-port", "WORKER_HTTP_PORT", httpPort)
         let port: Int? = portSource.value == nil ? nil : try portSource.integer(default: 0, range: 1...65535)
@@ -150,6 +168,10 @@ struct RunCommand: AsyncParsableCommand {
                 "mcp_endpoint_base": "\(settings.delivery.mcpEndpointBase)",
                 "user_agent": "\(settings.delivery.userAgent)",
                 "database_pool_size": "\(settings.poolSize)",
+                "endpoint_concurrency": "\(settings.delivery.endpointConcurrency)",
+                "endpoint_failure_threshold": "\(settings.delivery.failureThreshold)",
+                "endpoint_cooldown": "\(DurationText.format(settings.delivery.cooldown))",
+                "endpoint_disable_after": "\(DurationText.format(settings.delivery.disableAfter))",
                 "http_port": "\(settings.httpPort.map(String.init) ?? "off")",
             ])
 

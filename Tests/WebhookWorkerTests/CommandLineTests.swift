@@ -44,6 +44,20 @@ struct CommandLineTests {
         #expect(!output.contains("pa55word"))
     }
 
+    @Test("run exits 1 with a readable error when its HTTP port is taken, after closing what it opened")
+    func httpPortInUse() async throws {
+        try await withTestDatabase(appTables: true) { database in
+            let occupant = try await WebhookReceiverServer.start { _ in .ok }
+            let (output, status) = try Self.run(
+                "timeout 60 $BIN run --http-port \(occupant.port) --http-host 127.0.0.1 --log-level error",
+                environment: ["DATABASE_URL": database.conninfo])
+            await occupant.stop()
+            // Not a crash (a signal's status) and not the timeout's 124.
+            #expect(status == 1, "\(output)")
+            #expect(output.localizedCaseInsensitiveContains("address already in use"), "\(output)")
+        }
+    }
+
     @Test("run delivers, logs JSON lines without secrets, and exits 0 on SIGTERM")
     func runAndStop() async throws {
         try await withTestDatabase(appTables: true) { database in

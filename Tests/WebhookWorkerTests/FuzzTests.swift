@@ -85,7 +85,7 @@ struct FuzzTests {
                 let outcome = try await handler.handle(Self.job(kind: "integration.connected", payload: payload), context: context)
                 switch outcome.decision {
                 case .complete: break
-                case .fail(let reason): #expect(!reason.isEmpty && reason.count < 500)
+                case .fail(let reason, _): #expect(!reason.isEmpty && reason.count < 500)
                 default: Issue.record("unexpected \(outcome.decision) for \(String(decoding: payload, as: UTF8.self))")
                 }
             }
@@ -105,7 +105,7 @@ struct FuzzTests {
             let context = JobContext(logger: TestDatabase.logger, database: pool, workerID: "fuzz")
             await propertyCheck(count: 300, input: Fuzz.json) { text in
                 let outcome = try await handler.handle(Self.job(kind: "webhook.deliver", payload: Array(text.utf8)), context: context)
-                guard case .fail(let reason) = outcome.decision else {
+                guard case .fail(let reason, _) = outcome.decision else {
                     Issue.record("\(text) gave \(outcome.decision)")
                     return
                 }

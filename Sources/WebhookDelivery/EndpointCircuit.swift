@@ -1,0 +1,87 @@
+import JobQueue
+import LibPQ
+
+/// One receiving endpoint's circuit breaker, kept in `webhook_worker.endpoints`.
+///
+/// An endpoint is one OAuth client (key `client:<id>`), not a URL or a host: two clients that
+/// share a host keep separate budgets and separate circuits, so one's trouble never holds the
+/// other's deliveries. The same key is the deliveries' `concurrency_key`, which bounds the
+/// deliveries in flight to one endpoint across all replicas.
+///
+/// Closed, it sends. After `failureThreshold` failures in a row (timeouts, connection errors,
+/// 5xx) it opens: deliveries wait (snoozed, no attempt spent) until the cool-down ends, which
+/// doubles with each trip up to a cap. Then one delivery goes through as a probe (half-open): a
+/// success closes the circuit and wakes the waiting deliveries in their order; a failure opens it
+/// again. An endpoint failing without a single success for `disableAfter` is disabled until an
+/// operator enables it; its deliveries end in the dead letters as `endpoint_disabled`.
+///
+/// The transitions are SQL functions (`sql/`), so that replicas racing on one endpoint agree.
+/// A healthy endpoint costs nothing: the state comes with the delivery's re-check, and a success
+/// is written only when the endpoint had failures to forget.
+enum EndpointCircuit {
+    static func key(client: String) -> String { "client:\(client)" }
+
+    enum Permit: Equatable {
+        case send
+        /// Send; the result decides the circuit.
+        case probe
+        case wait(Duration)
+        case disabled
+    }
+
+    static let permitQuery = PostgresQuery(
+        "endpointPermit", "SELECT decision, extract(epoch FROM wait)::float8 AS wait FROM webhook_worker.endpoint_permit($1, $2::interval)")
+
+    static func permit(key: String, configuration: WebhookDeliveryConfiguration, database: PostgresConnectionPool)
+        async throws -> Permit
+    {
+        guard
+            let row = try await database.query(permitQuery, [key, PostgresInterval(configuration.probeTimeout)]).first
+        else { return .send }
+        switch try row.decode("decision", as: String.self) {
+        case "probe": return .probe
+        case "disabled": return .disabled
+        case "wait":
+            let seconds = max(0.05, try row.decodeIfPresent("wait", as: Double.self) ?? 1)
+            return .wait(.milliseconds(Int64(seconds * 1000)))
+        default: return .send
+        }
+    }
+
+    static let recordQuery = PostgresQuery(
+        "endpointRecord",
+        "SELECT webhook_worker.endpoint_record($1, $2, $3, $4, $5::interval, $6::interval, $7::interval) AS state")
+
+    /// Records an attempt's result; returns the endpoint's new state.
+    @discardableResult
+    static func record(
+        key: String, succeeded: Bool, error: String?, configuration: WebhookDeliveryConfiguration,
+        database: PostgresConnectionPool
+    ) async throws -> String {
+        let row = try await database.query(
+            recordQuery,
+            [
+                key, succeeded, error.map { String($0.prefix(500)) }, configuration.failureThreshold,
+                PostgresInterval(configuration.cooldown), PostgresInterval(configuration.maxCooldown),
+                PostgresInterval(configuration.disableAfter),
+            ]
+        ).first
+        return try row?.decodeIfPresent("state", as: String.self) ?? "closed"
+    }
+
+    /// Whether an attempt's result counts against the endpoint: the endpoint did not answer, or
+    /// answered 5xx. A 4xx is the receiver's own answer and says nothing of its health; a URL the
+    /// policy refuses is a configuration matter.
+    static func countsAsFailure(_ result: SendResult) -> Bool {
+        if let status = result.status { return status >= 500 }
+        switch result.errorClass {
+        case "policy_refused", "invalid_url": return false
+        default: return true
+        }
+    }
+}
+
+extension DeadLetterReason {
+    /// The endpoint was disabled (automatically after failing for days, or by an operator).
+    public static let endpointDisabled = DeadLetterReason("endpoint_disabled")
+}

@@ -58,14 +58,16 @@ struct DeliveryFixture {
     func startWorker(
         schedule: [Duration] = [.milliseconds(100), .milliseconds(100), .milliseconds(100)],
         requestTimeout: Duration = .seconds(2), allowHTTP: Bool = true, allowPrivateNetworks: Bool = true,
-        concurrency: Int = 16, configure: (inout JobWorkerConfiguration) -> Void = { _ in }
+        concurrency: Int = 16, configure: (inout JobWorkerConfiguration) -> Void = { _ in },
+        endpoint: (inout WebhookDeliveryConfiguration) -> Void = { _ in }
     ) -> (RunningWorker, WebhookSender) {
-        let configuration = WebhookDeliveryConfiguration(
+        var configuration = WebhookDeliveryConfiguration(
             // The connect timeout stays below the request timeout, as in production (5 s and 15 s):
             // a failing handshake is retried until the connect timeout, then reported as itself.
             retryPolicy: RetryPolicy(schedule: schedule), requestTimeout: requestTimeout,
             connectTimeout: min(.seconds(1), requestTimeout / 2), allowHTTP: allowHTTP,
             allowPrivateNetworks: allowPrivateNetworks)
+        endpoint(&configuration)
         let sender = WebhookSender(configuration: configuration)
         let worker = RunningWorker(
             database,

@@ -6,11 +6,16 @@ import Synchronization
 struct ClosureHandler: JobHandler {
     let kind: String
     let retryPolicy: RetryPolicy?
+    let concurrencyLimit: Int?
     let body: @Sendable (Job) async throws -> JobOutcome
 
-    init(kind: String = "test.job", retryPolicy: RetryPolicy? = nil, _ body: @escaping @Sendable (Job) async throws -> JobOutcome) {
+    init(
+        kind: String = "test.job", retryPolicy: RetryPolicy? = nil, concurrencyLimit: Int? = nil,
+        _ body: @escaping @Sendable (Job) async throws -> JobOutcome
+    ) {
         self.kind = kind
         self.retryPolicy = retryPolicy
+        self.concurrencyLimit = concurrencyLimit
         self.body = body
     }
 

@@ -54,6 +54,45 @@ enum OperationsServer {
     }
 }
 
+extension QueueSampler {
+    /// Endpoints by circuit state, and the circuit of each endpoint that is not closed. The
+    /// `endpoint` label is the OAuth client's id (no URL, so no credential or query can reach a
+    /// label), and only troubled endpoints are listed, so the label set stays small; an endpoint
+    /// that recovers is reported closed (0) once, then left out.
+    func sampleEndpoints(reported: Set<String>) async throws -> Set<String> {
+        let rows = try await database.query(
+            PostgresQuery(
+                "sampleEndpoints",
+                """
+                SELECT substr(key, 8) AS client, state, consecutive_failures FROM webhook_worker.endpoints
+                WHERE state <> 'closed' ORDER BY consecutive_failures DESC LIMIT 200
+                """))
+        var byState = ["closed": 0, "open": 0, "half_open": 0, "disabled": 0]
+        var seen = Set<String>()
+        for row in rows.rows {
+            let client: String = try row.decode("client")
+            let state: String = try row.decode("state")
+            byState[state, default: 0] += 1
+            seen.insert(client)
+            Gauge(label: "webhook_worker_endpoint_circuit_state", dimensions: [("endpoint", client)])
+                .record(Self.stateValue[state] ?? 0)
+            Gauge(label: "webhook_worker_endpoint_consecutive_failures", dimensions: [("endpoint", client)])
+                .record(try row.decode("consecutive_failures", as: Int.self))
+        }
+        for client in reported.subtracting(seen) {
+            Gauge(label: "webhook_worker_endpoint_circuit_state", dimensions: [("endpoint", client)]).record(0)
+            Gauge(label: "webhook_worker_endpoint_consecutive_failures", dimensions: [("endpoint", client)]).record(0)
+        }
+        for (state, count) in byState where state != "closed" {
+            Gauge(label: "webhook_worker_endpoints", dimensions: [("state", state)]).record(count)
+        }
+        return seen
+    }
+
+    /// 0 closed, 1 half-open, 2 open, 3 disabled.
+    static let stateValue = ["closed": 0, "half_open": 1, "open": 2, "disabled": 3]
+}
+
 /// Samples queue depth and the oldest waiting job into gauges every `interval`.
 ///
 /// These describe the whole queue, not this replica: every replica exports the same values, so
@@ -67,6 +106,7 @@ struct QueueSampler: Service {
     func run() async throws {
         await cancelWhenGracefulShutdown {
             var reported = Set<[String]>()
+            var reportedEndpoints = Set<String>()
             while !Task.isCancelled {
                 do {
                     let rows = try await database.query(
@@ -99,6 +139,7 @@ struct QueueSampler: Service {
                     for kind in kinds.union(["other"]) {
                         Gauge(label: "webhook_worker_queue_oldest_age_seconds", dimensions: [("kind", kind)]).record(oldest[kind] ?? 0)
                     }
+                    reportedEndpoints = try await sampleEndpoints(reported: reportedEndpoints)
                 } catch {
                     logger.debug("could not sample the queue", metadata: ["error": "\(error)"])
                 }

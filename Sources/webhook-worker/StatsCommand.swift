@@ -32,12 +32,22 @@ struct StatsCommand: AsyncParsableCommand {
             """)
         let dead = try await db.rows(
             "statsDead", "SELECT kind, reason, dead_letters, last_dead_at FROM webhook_worker.dead_letters_by_reason ORDER BY kind, reason")
+        let endpoints = try await db.rows(
+            "statsEndpoints",
+            """
+            SELECT substr(key, 8) AS oauth_client_id, state, consecutive_failures, next_probe_at, last_error
+            FROM webhook_worker.endpoints WHERE state <> 'closed'
+            ORDER BY CASE state WHEN 'disabled' THEN 0 WHEN 'open' THEN 1 ELSE 2 END, key
+            """)
+        let paused = try await db.rows(
+            "statsPaused", "SELECT kind, paused_at, paused_by FROM webhook_worker.paused_kinds ORDER BY kind")
         await db.close()
 
         let output = Output(json: json)
         if json {
             output.printJSON([
                 "queue": depth, "oldest_waiting": waiting, "replicas": replicas, "throughput": throughput, "dead_letters": dead,
+                "endpoints_not_closed": endpoints, "paused_kinds": paused,
             ])
             return
         }
@@ -51,6 +61,10 @@ struct StatsCommand: AsyncParsableCommand {
         output.list(throughput, columns: ["kind", "succeeded_1m", "failed_1m", "succeeded_1h", "failed_1h"])
         print("\ndead letters not requeued")
         output.list(dead, columns: ["kind", "reason", "dead_letters", "last_dead_at"])
+        print("\nendpoints not sending normally (open, half_open, disabled)")
+        output.list(endpoints, columns: ["oauth_client_id", "state", "consecutive_failures", "next_probe_at", "last_error"])
+        print("\npaused kinds")
+        output.list(paused, columns: ["kind", "paused_at", "paused_by"])
     }
 }
 

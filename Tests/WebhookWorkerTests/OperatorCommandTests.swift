@@ -182,4 +182,58 @@ struct OperatorCommandTests {
         #expect(await eventually(timeout: .seconds(30)) { await get("/readyz").0 == 200 })
         _ = try shell("kill -TERM \(pid); for i in $(seq 100); do kill -0 \(pid) 2>/dev/null || break; sleep 0.1; done")
     }
+
+    @Test("endpoints list/show/enable/disable, deliveries cancel by id and by client, jobs pause/resume, and stats")
+    func endpointControls() async throws {
+        try await withTestDatabase(appTables: true) { database in
+            try await database.script(
+                """
+                INSERT INTO "OAuthClient" (id, "clientId", name, "allowedScopes", "webhookUrl", "isActive")
+                VALUES ('client-a', 'pub-a', 'Alpha', 'integration', 'https://a.example/hook', true),
+                       ('client-b', 'pub-b', 'Beta', 'integration', 'https://b.example/hook', true);
+                INSERT INTO webhook_worker.endpoints (key, state, consecutive_failures, failing_since, last_error)
+                VALUES ('client:client-a', 'open', 7, now() - interval '1 hour', 'HTTP 503');
+                INSERT INTO webhook_worker.webhook_deliveries
+                    (delivery_id, event, source_job_id, integration_account_id, user_id, oauth_client_id, payload)
+                VALUES ('33333333-3333-4333-8333-333333333333', 'integration.connected', 1, 'acct-1', 'user-1', 'client-a', '{}'),
+                       ('44444444-4444-4444-8444-444444444444', 'integration.connected', 1, 'acct-1', 'user-1', 'client-b', '{}'),
+                       ('55555555-5555-4555-8555-555555555555', 'integration.connected', 2, 'acct-1', 'user-1', 'client-b', '{}');
+                INSERT INTO webhook_worker.jobs (kind, payload, concurrency_key)
+                SELECT 'webhook.deliver', jsonb_build_object('delivery_id', delivery_id), 'client:' || oauth_client_id
+                FROM webhook_worker.webhook_deliveries;
+                """)
+            let list = try #require(try Self.json("endpoints list", database) as? [[String: Any]])
+            #expect(list.count == 1)
+            #expect(list.first?["state"] as? String == "open")
+            #expect(list.first?["pending_deliveries"] as? Int == 1)
+            // By public clientId as well as by id.
+            let shown = try #require(try Self.json("endpoints show pub-a", database) as? [String: Any])
+            #expect(shown["consecutive_failures"] as? Int == 7)
+            #expect(try Self.cli("endpoints show client-b", database).status == 1, "never failed: nothing to show")
+
+            #expect(try Self.cli("endpoints disable client-b", database).status == 0)
+            #expect(try await database.scalar("SELECT state FROM webhook_worker.endpoints WHERE key = 'client:client-b'", as: String.self) == "disabled")
+            #expect(try Self.cli("endpoints enable client-a", database).status == 0)
+            #expect(try await database.scalar("SELECT state FROM webhook_worker.endpoints WHERE key = 'client:client-a'", as: String.self) == "closed")
+            #expect(try await database.scalar("SELECT consecutive_failures FROM webhook_worker.endpoints WHERE key = 'client:client-a'", as: Int.self) == 0)
+
+            let stats = try #require(try Self.json("stats", database) as? [String: Any])
+            #expect((stats["endpoints_not_closed"] as? [[String: Any]])?.first?["oauth_client_id"] as? String == "client-b")
+
+            #expect(try Self.cli("deliveries cancel 33333333-3333-4333-8333-333333333333", database).status == 0)
+            #expect(try Self.cli("deliveries cancel 33333333-3333-4333-8333-333333333333", database).status == 1, "not pending any more")
+            let byClient = try #require(try Self.json("deliveries cancel --client client-b", database) as? [String: Any])
+            #expect(byClient["cancelled"] as? Int == 2)
+            #expect(byClient["jobs_removed"] as? Int == 2)
+            #expect(try await database.count("SELECT count(*) FROM webhook_worker.webhook_deliveries WHERE status = 'cancelled'") == 3)
+            #expect(try await database.count("SELECT count(*) FROM webhook_worker.jobs") == 0, "nothing left pending")
+            #expect(try await database.count("SELECT count(*) FROM webhook_worker.job_attempts WHERE outcome = 'cancelled'") == 3)
+            #expect(try Self.cli("deliveries cancel", database).status == 2)
+
+            #expect(try Self.cli("jobs pause webhook.deliver", database).status == 0)
+            #expect(try await database.count("SELECT count(*) FROM webhook_worker.paused_kinds WHERE kind = 'webhook.deliver'") == 1)
+            #expect(try Self.cli("jobs resume webhook.deliver", database).status == 0)
+            #expect(try Self.cli("jobs resume webhook.deliver", database).status == 1, "was not paused")
+        }
+    }
 }

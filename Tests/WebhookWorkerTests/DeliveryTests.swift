@@ -93,7 +93,7 @@ struct DeliveryTests {
         }
     }
 
-    @Test("Standard Webhooks test vector from DESIGN.md")
+    @Test("Standard Webhooks test vector from docs/receiving-webhooks.md")
     func standardWebhooksVector() {
         let signature = WebhookSignature.standard(
             secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", id: "msg_p5jXN8AQM9LWM0D4loKWxJek", timestamp: 1_614_265_330,

@@ -41,6 +41,10 @@ public struct JobWorkerConfiguration: Sendable {
     public var maxUncountedReleases: Int
     /// The waits before a job released after a database error runs again (growing, jittered).
     public var releaseBackoff: RetryPolicy
+    /// Commit the worker's own transactions without waiting for the WAL flush
+    /// (`synchronous_commit = off`). Faster; a PostgreSQL crash may then forget the last fraction
+    /// of a second of outcomes, whose jobs run again (at least once still holds).
+    public var asynchronousCommit: Bool
 
     public init(
         conninfo: String?,
@@ -60,7 +64,8 @@ public struct JobWorkerConfiguration: Sendable {
         shutdownGrace: Duration = .seconds(3),
         maxUncountedReleases: Int = 10,
         releaseBackoff: RetryPolicy = RetryPolicy(
-            schedule: [.seconds(1), .seconds(2), .seconds(4), .seconds(8), .seconds(16), .seconds(30), .seconds(60)])
+            schedule: [.seconds(1), .seconds(2), .seconds(4), .seconds(8), .seconds(16), .seconds(30), .seconds(60)]),
+        asynchronousCommit: Bool = false
     ) {
         self.conninfo = conninfo
         self.workerID = workerID
@@ -79,17 +84,17 @@ public struct JobWorkerConfiguration: Sendable {
         self.shutdownGrace = shutdownGrace
         self.maxUncountedReleases = max(0, maxUncountedReleases)
         self.releaseBackoff = releaseBackoff
+        self.asynchronousCommit = asynchronousCommit
     }
 
     /// `SET` statements for a connection that runs handlers' or the worker's statements: the
     /// statement and lock timeouts. Hand them to the handlers' pool as its `sessionSetup`.
     public var sessionSettings: String {
-        Self.sessionSettings(statementTimeout: statementTimeout, lockTimeout: lockTimeout)
-    }
-
-    public static func sessionSettings(statementTimeout: Duration, lockTimeout: Duration) -> String {
         // jit off: the queue's statements are short, and compiling one costs far more than running it.
-        "SET statement_timeout = \(milliseconds(statementTimeout)); SET lock_timeout = \(milliseconds(lockTimeout)); SET jit = off"
+        var settings =
+            "SET statement_timeout = \(Self.milliseconds(statementTimeout)); SET lock_timeout = \(Self.milliseconds(lockTimeout)); SET jit = off"
+        if asynchronousCommit { settings += "; SET synchronous_commit = off" }
+        return settings
     }
 
     /// The claiming connection's settings: the timeouts, and a plan that cannot sort the backlog

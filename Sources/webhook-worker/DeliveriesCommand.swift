@@ -162,7 +162,8 @@ struct DeliveriesCommand: AsyncParsableCommand {
                     RETURNING j.id, j.kind, j.attempt
                 ), recorded AS (
                     INSERT INTO webhook_worker.job_attempts (job_id, kind, attempt, worker_id, started_at, finished_at, outcome, error)
-                    SELECT id, kind, attempt, 'operator', now(), now(), 'cancelled', 'cancelled by an operator' FROM removed
+                    -- The attempt that would have run next: the job's earlier numbers are taken.
+                    SELECT id, kind, attempt + 1, 'operator', now(), now(), 'cancelled', 'cancelled by an operator' FROM removed
                 )
                 SELECT (SELECT count(*) FROM cancelled) AS cancelled, (SELECT count(*) FROM removed) AS jobs_removed
                 """, [id?.lowercased(), client]

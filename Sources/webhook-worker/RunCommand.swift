@@ -52,6 +52,8 @@ struct RunCommand: AsyncParsableCommand {
     var statementTimeout: String?
     @Option(name: .customLong("lock-timeout"), help: "The longest a statement waits for a lock (a table the web app locked); then the job is released and retried later without spending an attempt. Env: WORKER_LOCK_TIMEOUT. Default: 2s.")
     var lockTimeout: String?
+    @Option(name: .customLong("synchronous-commit"), help: "on: every outcome is durable before the next job (the default). off: the worker's own commits do not wait for the disk; faster, and a PostgreSQL crash may forget the last moment's outcomes, whose jobs then run again. Env: WORKER_SYNCHRONOUS_COMMIT. Default: on.")
+    var synchronousCommit: String?
     @Option(name: .customLong("endpoint-concurrency"), help: "Deliveries to one endpoint (one OAuth client) in flight at once, across all replicas. Env: WEBHOOK_ENDPOINT_CONCURRENCY. Default: 4.")
     var endpointConcurrency: String?
     @Option(name: .customLong("endpoint-failure-threshold"), help: "Failures in a row (timeouts, connection errors, 5xx) that open an endpoint's circuit. Env: WEBHOOK_ENDPOINT_FAILURE_THRESHOLD. Default: 5.")
@@ -120,7 +122,9 @@ struct RunCommand: AsyncParsableCommand {
             statementTimeout: try source("statement-timeout", "WORKER_STATEMENT_TIMEOUT", statementTimeout)
                 .duration(default: .seconds(10), minimum: .milliseconds(100)),
             lockTimeout: try source("lock-timeout", "WORKER_LOCK_TIMEOUT", lockTimeout)
-                .duration(default: .seconds(2), minimum: .milliseconds(10)))
+                .duration(default: .seconds(2), minimum: .milliseconds(10)),
+            asynchronousCommit: !(try source("synchronous-commit", "WORKER_SYNCHRONOUS_COMMIT", synchronousCommit)
+                .onOff(default: true)))
         var delivery = WebhookDeliveryConfiguration(
             retryPolicy: policy,
             requestTimeout: requestTimeoutValue,
@@ -161,6 +165,7 @@ struct RunCommand: AsyncParsableCommand {
                 "shutdown_timeout": "\(DurationText.format(settings.queue.shutdownTimeout))",
                 "statement_timeout": "\(DurationText.format(settings.queue.statementTimeout))",
                 "lock_timeout": "\(DurationText.format(settings.queue.lockTimeout))",
+                "synchronous_commit": "\(settings.queue.asynchronousCommit ? "off" : "on")",
                 "retry_schedule": "\(settings.delivery.retryPolicy)",
                 "request_timeout": "\(DurationText.format(settings.delivery.requestTimeout))",
                 "allow_http": "\(settings.delivery.allowHTTP)",

@@ -42,6 +42,16 @@ struct SettingSource {
         return parsed
     }
 
+    /// `on` or `off` (also 1/0, true/false, yes/no).
+    func onOff(default fallback: Bool) throws -> Bool {
+        guard let value else { return fallback }
+        switch value.lowercased() {
+        case "on", "1", "true", "yes": return true
+        case "off", "0", "false", "no": return false
+        default: throw SettingError(description: "invalid \(name) '\(value)': expected on or off")
+        }
+    }
+
     func boolean(flagSet: Bool) throws -> Bool {
         if flagSet { return true }
         guard let value else { return false }

@@ -1,26 +1,24 @@
 -- Concurrency keys: a job may carry a key (an endpoint, a tenant), and a worker may cap how many
 -- jobs of a kind run at once per key, summed over every replica.
 --
--- Why this shape (River Pro, Oban Pro, graphile-worker and Hatchet were read first):
--- graphile-worker's named queues lock one job_queues row per queue, but only as a mutex (limit
--- 1), and its claim lists every unlocked queue. Hatchet keeps a slot row per queued task and
--- fills slots round-robin per key in a scheduler loop that visits every key of a strategy. Oban
--- Pro and River Pro keep the limits in the engine: each fetch takes a lock for the queue, counts
--- running jobs per partition, then fetches with per-partition limits, and jobs over a limit are
--- skipped by the query. All are exact because one transaction at a time decides for a queue or a
--- key, and none promises a cost that ignores idle keys and one key's backlog. Here the claim walks
--- a small table with one row per key that may have work, ordered by the key's first waiting job
--- (its "head"), in (priority, run_at, id) order; a key whose head is in the future is never read,
--- and a saturated key costs one row and one count, not its backlog. Each key row is locked with
--- SKIP LOCKED and its running jobs are counted in a later statement (a new snapshot), so claims
--- for a key are serialized and each sees the others' commits: the limit is exact. A head is only a
--- lower bound: writers never lock or update it (no contention on a busy key, any isolation
--- level); they append a wake-up row, which claims fold in. Running jobs are counted, never kept
--- in a counter, so finishing, reaping or deleting jobs cannot make anything drift.
+-- Why this shape. graphile-worker locks a job_queues row per named queue (SKIP LOCKED): exact, but
+-- only a mutex (limit 1), and its claim lists every unlocked queue. Hatchet keeps a slot row per
+-- queued task; under an advisory lock, a scheduler pass fills slots key by key, visiting every key
+-- of a strategy. River Pro and Oban Pro (closed; by their docs) coordinate global limits through
+-- producer records and skip jobs that would exceed a partition's limit. None bounds a claim's cost
+-- by the work it returns when thousands of keys sit idle or full. Here a claim walks a small table,
+-- one row per key and priority that may have work, by its first waiting job (the "head"): heads in
+-- the future are never read, a full key is parked (head beyond any date) until one of its running
+-- jobs ends, and a backlog is never read past the jobs taken. Each row is locked SKIP LOCKED and its
+-- key with an advisory lock, then running jobs are counted in a new statement (a new snapshot):
+-- claims for a key are serialized and each sees the others' commits, so the limit is exact. A head
+-- is a lower bound that writers never touch (no lock on a busy key, any isolation level): they
+-- append wake-ups that claims fold in. Running jobs are counted, never kept in a counter, so
+-- nothing can drift; the bookkeeping can be rebuilt from jobs.
 --
 -- Unkeyed jobs keep today's claim: an ordered walk of an index that holds only them, stopping
--- after LIMIT rows. Keys are scoped by kind: a limit is configured per kind, and the same key on
--- another kind is another partition.
+-- after LIMIT rows. Keys are scoped by kind: limits are set per kind, and the same key on another
+-- kind is another partition. Every replica must pass the same limits.
 
 ALTER TABLE webhook_worker.jobs
     ADD COLUMN concurrency_key text CHECK (concurrency_key <> '' AND length(concurrency_key) <= 500);
@@ -41,37 +39,41 @@ CREATE INDEX jobs_running_key_idx ON webhook_worker.jobs (kind, concurrency_key)
 -- jobs_claim_idx stays for replicas still running the previous claim during a rolling upgrade;
 -- a later migration can drop it once every replica calls claim_jobs.
 
--- One row per (kind, key) that may have waiting jobs. head_* is a lower bound of the key's first
--- waiting job in claim order: it may be too early (the job was deleted or moved later, and the
--- next claim that visits the key corrects it or deletes the row) but never later than a waiting
--- job, because whatever makes a job wait appends a wake-up that lowers the head.
+-- One row per (kind, key, priority) that may have waiting jobs. head_* is a lower bound of the
+-- first of them in (run_at, id) order: it may be too early (the job was deleted or moved later;
+-- the next claim that visits the row corrects it or deletes it) but never later than a waiting
+-- job, because whatever makes a job wait appends a wake-up that lowers the head. Heads are per
+-- priority so that a key whose first job in claim order is scheduled later still shows its
+-- runnable jobs of a later priority. head_run_at = 'infinity': parked, the key was full when last
+-- looked at; '-infinity': one of its running jobs ended since, look again.
 CREATE TABLE webhook_worker.concurrency_keys (
     kind             text        NOT NULL,
     concurrency_key  text        NOT NULL,
-    head_priority    smallint    NOT NULL,
+    priority         smallint    NOT NULL,
     head_run_at      timestamptz NOT NULL,
     head_id          bigint      NOT NULL,
-    PRIMARY KEY (kind, concurrency_key)
+    PRIMARY KEY (kind, concurrency_key, priority)
 );
 COMMENT ON TABLE webhook_worker.concurrency_keys IS
-    'Claim bookkeeping: keys that may have waiting jobs, by their first one. Derived from jobs; rebuild with webhook_worker.rebuild_concurrency_keys().';
+    'Claim bookkeeping: keys that may have waiting jobs, by their first one per priority (infinity: parked while full). Rebuild with webhook_worker.rebuild_concurrency_keys().';
 -- The claim reads, per kind and priority, the keys whose head is due, in head order.
-CREATE INDEX concurrency_keys_head_idx ON webhook_worker.concurrency_keys (kind, head_priority, head_run_at, head_id);
+CREATE INDEX concurrency_keys_head_idx ON webhook_worker.concurrency_keys (kind, priority, head_run_at, head_id);
 
--- Appended by the triggers below whenever a keyed job becomes waiting (inserted, retried, released,
--- reaped) or moves earlier; claims delete them and lower the key's head. Appending never waits on
--- a lock, and a wake-up commits with its job, so a claim that could not yet see the job will see
--- the wake-up later. The claim never advances a head past a job it could not see without one.
+-- Appended by the triggers below; every claim deletes up to 1000 and folds them into heads. A row
+-- with a priority: a keyed job became waiting (inserted, retried, released, reaped) or moved
+-- earlier; it lowers that head. A row without: a running job of the key stopped running; it lowers
+-- every row of the key to '-infinity', unparking it. Appending never waits on a lock, and a
+-- wake-up commits with its change, so whatever a claim could not see yet arrives as a wake-up.
 CREATE TABLE webhook_worker.concurrency_key_wakeups (
     id               bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     kind             text        NOT NULL,
     concurrency_key  text        NOT NULL,
-    priority         smallint    NOT NULL,
-    run_at           timestamptz NOT NULL,
-    job_id           bigint      NOT NULL
+    priority         smallint,
+    run_at           timestamptz,
+    job_id           bigint
 );
 COMMENT ON TABLE webhook_worker.concurrency_key_wakeups IS
-    'Claim bookkeeping: keyed jobs that became waiting since the last claim. Emptied by every claim.';
+    'Claim bookkeeping: keyed jobs that became waiting, or stopped running, since the last claims.';
 
 -- Both tables are small and churn with every claim.
 ALTER TABLE webhook_worker.concurrency_keys SET (
@@ -82,12 +84,12 @@ ALTER TABLE webhook_worker.concurrency_key_wakeups SET (
     autovacuum_vacuum_insert_scale_factor = 0.0, autovacuum_vacuum_insert_threshold = 5000,
     autovacuum_vacuum_cost_delay = 0);
 
--- One wake-up per key per inserting statement: a bulk insert of a key's backlog costs one row.
+-- One wake-up per key and priority per inserting statement: a bulk insert of a backlog costs one row.
 CREATE FUNCTION webhook_worker.wake_inserted_concurrency_keys() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO webhook_worker.concurrency_key_wakeups (kind, concurrency_key, priority, run_at, job_id)
-    SELECT DISTINCT ON (kind, concurrency_key) kind, concurrency_key, priority, run_at, id
+    SELECT DISTINCT ON (kind, concurrency_key, priority) kind, concurrency_key, priority, run_at, id
     FROM inserted_jobs
     WHERE state = 'available' AND concurrency_key IS NOT NULL
     ORDER BY kind, concurrency_key, priority, run_at, id;
@@ -100,13 +102,19 @@ CREATE TRIGGER jobs_wake_concurrency_keys_insert
     REFERENCING NEW TABLE AS inserted_jobs
     FOR EACH STATEMENT EXECUTE FUNCTION webhook_worker.wake_inserted_concurrency_keys();
 
--- Retries, releases, reaped leases, and a DBA moving a job earlier or changing its key. The WHEN
--- clause keeps the claim, lease renewals and every other update free of any call.
+-- Retries, releases, reaped leases (a job waits again, and its key has one running job less), and a
+-- DBA moving a job earlier or changing its key. The WHEN clause keeps the claim, lease renewals
+-- and unkeyed jobs free of any call.
 CREATE FUNCTION webhook_worker.wake_updated_concurrency_key() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO webhook_worker.concurrency_key_wakeups (kind, concurrency_key, priority, run_at, job_id)
-    VALUES (NEW.kind, NEW.concurrency_key, NEW.priority, NEW.run_at, NEW.id);
+    IF NEW.state = 'available' AND NEW.concurrency_key IS NOT NULL THEN
+        INSERT INTO webhook_worker.concurrency_key_wakeups (kind, concurrency_key, priority, run_at, job_id)
+        VALUES (NEW.kind, NEW.concurrency_key, NEW.priority, NEW.run_at, NEW.id);
+    END IF;
+    IF OLD.state = 'running' AND OLD.concurrency_key IS NOT NULL THEN
+        INSERT INTO webhook_worker.concurrency_key_wakeups (kind, concurrency_key) VALUES (OLD.kind, OLD.concurrency_key);
+    END IF;
     RETURN NULL;
 END;
 $$;
@@ -114,11 +122,30 @@ $$;
 CREATE TRIGGER jobs_wake_concurrency_keys_update
     AFTER UPDATE ON webhook_worker.jobs
     FOR EACH ROW
-    WHEN (NEW.state = 'available' AND NEW.concurrency_key IS NOT NULL
-          AND (OLD.state <> 'available' OR OLD.kind <> NEW.kind
-               OR OLD.concurrency_key IS DISTINCT FROM NEW.concurrency_key
-               OR (NEW.priority, NEW.run_at) < (OLD.priority, OLD.run_at)))
+    WHEN ((NEW.state = 'available' AND NEW.concurrency_key IS NOT NULL
+           AND (OLD.state <> 'available' OR OLD.kind <> NEW.kind OR OLD.priority <> NEW.priority
+                OR OLD.concurrency_key IS DISTINCT FROM NEW.concurrency_key OR NEW.run_at < OLD.run_at))
+          OR (OLD.state = 'running' AND OLD.concurrency_key IS NOT NULL
+              AND (NEW.state <> 'running' OR OLD.kind <> NEW.kind OR OLD.concurrency_key IS DISTINCT FROM NEW.concurrency_key)))
     EXECUTE FUNCTION webhook_worker.wake_updated_concurrency_key();
+
+-- Completed, cancelled, dead-lettered, or deleted by a DBA while running: the key has room again.
+CREATE FUNCTION webhook_worker.wake_deleted_concurrency_key() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO webhook_worker.concurrency_key_wakeups (kind, concurrency_key) VALUES (OLD.kind, OLD.concurrency_key);
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER jobs_wake_concurrency_keys_delete
+    AFTER DELETE ON webhook_worker.jobs
+    FOR EACH ROW
+    WHEN (OLD.state = 'running' AND OLD.concurrency_key IS NOT NULL)
+    EXECUTE FUNCTION webhook_worker.wake_deleted_concurrency_key();
+
+-- A job's place in claim order; composite values compare field by field.
+CREATE TYPE webhook_worker.claim_position AS (priority smallint, run_at timestamptz, id bigint);
 
 -- Claims up to `batch` runnable jobs of `kinds` in (priority, run_at, id) order, among what the
 -- limits allow: a keyed job of a kind in `keyed_kinds` is taken only while fewer than the matching
@@ -127,13 +154,19 @@ CREATE TRIGGER jobs_wake_concurrency_keys_update
 --
 -- 1. Fold committed wake-ups into the heads (at most 1000 a claim; others are left for the next).
 -- 2. Unkeyed jobs: the ordered walk of jobs_claim_unkeyed_idx, FOR UPDATE SKIP LOCKED, LIMIT batch.
--- 3. Keyed jobs: per kind and priority, the keys whose head is due, in head order. Each key row is
---    locked (SKIP LOCKED: another claim is deciding for it); then, in new statements, its running
---    jobs are counted and its first (limit - running) waiting jobs locked. The walk stops at the
---    first key whose head comes after the batch-th candidate found so far.
+-- 3. Keyed jobs: per kind and priority, the key rows whose head is due, in head order, each locked
+--    with SKIP LOCKED; then the key itself, with a transaction advisory lock (try, never wait),
+--    so one claim at a time decides for a key across its priorities. In new statements (new
+--    snapshots, which see every claim committed for the key before the lock was taken) its
+--    running jobs are counted and its first (limit - running - taken by this claim) runnable jobs
+--    of that priority locked. The walk stops at the first row whose head comes after the
+--    batch-th candidate: a key's backlog is read only as far as the jobs taken, and rows whose
+--    head is in the future, or parked, are never read.
 -- 4. The first `batch` candidates in order are leased and returned.
--- 5. The heads of the keys taken from are moved to their next waiting job, or the rows deleted.
--- Claims never wait for a lock, except briefly in step 1 for a key row another claim holds.
+-- 5. The rows visited move to their next waiting job, are parked if their key is now full (and had
+--    a limit above 0), or are deleted if nothing waits.
+-- Claims wait for no lock except in step 1, for key rows another claim holds, taken in key order
+-- by one statement; a claim past step 1 never waits, so claims cannot deadlock.
 CREATE FUNCTION webhook_worker.claim_jobs(
     kinds text[],
     keyed_kinds text[],
@@ -147,30 +180,39 @@ CREATE FUNCTION webhook_worker.claim_jobs(
 )
 LANGUAGE plpgsql
 -- Stale statistics must not turn an index walk into reading and sorting a backlog (see JobStore).
+-- The few sorts left (of candidates, in memory) then cost "disabled", which would start the JIT
+-- compiler (100 ms a call): it is off. Generic plans: the statements run once per key visited,
+-- and planning each call cost more than running it; the generic plans use the indexes above.
 SET enable_sort = off
 SET enable_bitmapscan = off
--- With sorts priced out, every statement here looks expensive enough to compile with JIT, which
--- costs far more (100+ ms) than the statements themselves (well under a millisecond).
 SET jit = off
+SET plan_cache_mode = force_generic_plan
 AS $$
 #variable_conflict use_column
 DECLARE
-    c_ids bigint[];
-    c_pri smallint[];
-    c_run timestamptz[];
-    has_cut boolean := false;
-    cut_p smallint;
-    cut_r timestamptz;
-    cut_i bigint;
+    -- Jobs locked so far.
+    cands webhook_worker.claim_position[];
+    added webhook_worker.claim_position[];
+    -- Once there are `batch` candidates, the batch-th at the last count: nothing after it can be
+    -- claimed. Recounted only when candidates reach twice `batch`, so it may be late, never early.
+    cut webhook_worker.claim_position;
     k text;
     lim integer;
     p smallint;
     keys_cur refcursor;
     h record;
+    key_name text;
+    pos integer;
     running integer;
     allowance integer;
+    -- Keys this claim decided for, and the jobs it took of each.
+    seen_keys text[] := '{}';
+    seen_taken integer[] := '{}';
+    -- Rows visited, for step 5, with their kind's limit.
     t_kinds text[] := '{}';
     t_keys text[] := '{}';
+    t_pris smallint[] := '{}';
+    t_lims integer[] := '{}';
 BEGIN
     IF batch IS NULL OR batch < 1 OR kinds IS NULL THEN
         RETURN;
@@ -178,129 +220,151 @@ BEGIN
     IF cardinality(coalesce(keyed_kinds, '{}')) <> cardinality(coalesce(key_limits, '{}')) THEN
         RAISE EXCEPTION 'keyed_kinds and key_limits differ in length' USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    -- Counting a key's running jobs must see claims committed after this transaction began.
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'claim_jobs needs READ COMMITTED, not %', current_setting('transaction_isolation')
+            USING ERRCODE = 'invalid_transaction_state';
+    END IF;
 
-    -- 1.
+    -- 1. A released slot proposes '-infinity' for every row of its key visible now; a row parked
+    --    since by a claim still holding it is locked, so the upsert waits and then unparks it.
     WITH w AS (
         DELETE FROM webhook_worker.concurrency_key_wakeups w
         WHERE w.id IN (SELECT w2.id FROM webhook_worker.concurrency_key_wakeups w2
                        ORDER BY w2.id LIMIT 1000 FOR UPDATE SKIP LOCKED)
         RETURNING w.kind, w.concurrency_key, w.priority, w.run_at, w.job_id
+    ), proposed AS (
+        SELECT w.kind, w.concurrency_key, w.priority, w.run_at, w.job_id FROM w WHERE w.priority IS NOT NULL
+        UNION ALL
+        SELECT c.kind, c.concurrency_key, c.priority, '-infinity'::timestamptz, 0::bigint
+        FROM webhook_worker.concurrency_keys c
+        WHERE (c.kind, c.concurrency_key) IN (SELECT w.kind, w.concurrency_key FROM w WHERE w.priority IS NULL)
     ), firsts AS (
-        SELECT DISTINCT ON (w.kind, w.concurrency_key) w.kind, w.concurrency_key, w.priority, w.run_at, w.job_id
-        FROM w
-        ORDER BY w.kind, w.concurrency_key, w.priority, w.run_at, w.job_id
+        SELECT DISTINCT ON (o.kind, o.concurrency_key, o.priority)
+               o.kind, o.concurrency_key, o.priority, o.run_at, o.job_id
+        FROM proposed o
+        ORDER BY o.kind, o.concurrency_key, o.priority, o.run_at, o.job_id
     )
-    INSERT INTO webhook_worker.concurrency_keys AS c (kind, concurrency_key, head_priority, head_run_at, head_id)
+    INSERT INTO webhook_worker.concurrency_keys AS c (kind, concurrency_key, priority, head_run_at, head_id)
     SELECT f.kind, f.concurrency_key, f.priority, f.run_at, f.job_id FROM firsts f
-    ORDER BY f.kind, f.concurrency_key
+    ORDER BY f.kind, f.concurrency_key, f.priority
     ON CONFLICT ON CONSTRAINT concurrency_keys_pkey DO UPDATE
-    SET head_priority = excluded.head_priority, head_run_at = excluded.head_run_at, head_id = excluded.head_id
-    WHERE (excluded.head_priority, excluded.head_run_at, excluded.head_id) < (c.head_priority, c.head_run_at, c.head_id);
+    SET head_run_at = excluded.head_run_at, head_id = excluded.head_id
+    WHERE (excluded.head_run_at, excluded.head_id) < (c.head_run_at, c.head_id);
 
     -- 2.
-    SELECT coalesce(array_agg(u.id), '{}'), coalesce(array_agg(u.priority), '{}'), coalesce(array_agg(u.run_at), '{}')
-    INTO c_ids, c_pri, c_run
-    FROM (
-        SELECT j.id, j.priority, j.run_at
+    cands := ARRAY(
+        SELECT ROW(j.priority, j.run_at, j.id)::webhook_worker.claim_position
         FROM webhook_worker.jobs j
         WHERE j.state = 'available' AND j.run_at <= now() AND j.kind = ANY(kinds) AND j.concurrency_key IS NULL
         ORDER BY j.priority, j.run_at, j.id
         LIMIT batch
-        FOR UPDATE SKIP LOCKED
-    ) u;
-    IF cardinality(c_ids) >= batch THEN
-        SELECT u.p, u.r, u.i INTO cut_p, cut_r, cut_i
-        FROM unnest(c_pri, c_run, c_ids) AS u(p, r, i) ORDER BY u.p, u.r, u.i OFFSET batch - 1 LIMIT 1;
-        has_cut := true;
+        FOR UPDATE SKIP LOCKED);
+    IF cardinality(cands) >= batch THEN
+        cut := cands[batch];
     END IF;
 
     -- 3.
     FOR k IN SELECT DISTINCT x FROM unnest(kinds) AS x WHERE x IS NOT NULL LOOP
         lim := key_limits[array_position(keyed_kinds, k)];
-        SELECT min(c.head_priority) INTO p FROM webhook_worker.concurrency_keys c WHERE c.kind = k;
-        WHILE p IS NOT NULL AND NOT (has_cut AND p > cut_p) LOOP
-            -- FETCH takes one row at a time: a FOR loop would lock ten keys ahead of need.
+        SELECT min(c.priority) INTO p FROM webhook_worker.concurrency_keys c WHERE c.kind = k;
+        WHILE p IS NOT NULL AND (cut IS NULL OR p <= cut.priority) LOOP
+            -- FETCH takes one row at a time: a FOR loop would lock ten rows ahead of need.
             OPEN keys_cur FOR
                 SELECT c.concurrency_key, c.head_run_at, c.head_id
                 FROM webhook_worker.concurrency_keys c
-                WHERE c.kind = k AND c.head_priority = p AND c.head_run_at <= now()
+                WHERE c.kind = k AND c.priority = p AND c.head_run_at <= now()
                 ORDER BY c.head_run_at, c.head_id
                 FOR UPDATE SKIP LOCKED;
             LOOP
                 FETCH keys_cur INTO h;
                 EXIT WHEN NOT FOUND;
-                EXIT WHEN has_cut AND (p, h.head_run_at, h.head_id) >= (cut_p, cut_r, cut_i);
+                EXIT WHEN cut IS NOT NULL AND ROW(p, h.head_run_at, h.head_id)::webhook_worker.claim_position >= cut;
+                key_name := k || E'\x1f' || h.concurrency_key;
+                -- Another claim is deciding for this key (at another priority): skip it.
+                CONTINUE WHEN NOT pg_try_advisory_xact_lock(1466458907, hashtext(key_name));
                 IF lim IS NULL THEN
-                    allowance := batch;
+                    running := 0;
                 ELSE
-                    -- A new statement, so a new snapshot: it sees every claim committed for this key
-                    -- before this one locked the key row.
                     SELECT count(*) INTO running FROM (
                         SELECT 1 FROM webhook_worker.jobs j
                         WHERE j.kind = k AND j.concurrency_key = h.concurrency_key AND j.state = 'running'
                         LIMIT greatest(lim, 0)) r;
-                    allowance := least(lim - running, batch);
                 END IF;
-                CONTINUE WHEN allowance <= 0;
-                SELECT c_ids || coalesce(array_agg(u.id), '{}'), c_pri || coalesce(array_agg(u.priority), '{}'),
-                       c_run || coalesce(array_agg(u.run_at), '{}')
-                INTO c_ids, c_pri, c_run
-                FROM (
-                    SELECT j.id, j.priority, j.run_at
-                    FROM webhook_worker.jobs j
-                    WHERE j.kind = k AND j.concurrency_key = h.concurrency_key
-                      AND j.state = 'available' AND j.run_at <= now()
-                    ORDER BY j.priority, j.run_at, j.id
-                    LIMIT allowance
-                    FOR UPDATE SKIP LOCKED
-                ) u;
+                pos := array_position(seen_keys, key_name);
+                IF pos IS NULL THEN
+                    seen_keys := seen_keys || key_name;
+                    seen_taken := seen_taken || 0;
+                    pos := cardinality(seen_keys);
+                END IF;
                 t_kinds := t_kinds || k;
                 t_keys := t_keys || h.concurrency_key;
-                IF cardinality(c_ids) >= batch THEN
-                    -- Keep the first `batch` candidates (the others stay locked until commit, unused).
-                    SELECT array_agg(u.i ORDER BY u.p, u.r, u.i), array_agg(u.p ORDER BY u.p, u.r, u.i),
-                           array_agg(u.r ORDER BY u.p, u.r, u.i)
-                    INTO c_ids, c_pri, c_run
-                    FROM (SELECT * FROM unnest(c_pri, c_run, c_ids) AS u(p, r, i) ORDER BY u.p, u.r, u.i LIMIT batch) u;
-                    cut_p := c_pri[batch];
-                    cut_r := c_run[batch];
-                    cut_i := c_ids[batch];
-                    has_cut := true;
+                t_pris := t_pris || p;
+                t_lims := t_lims || lim;
+                allowance := CASE WHEN lim IS NULL THEN batch ELSE least(lim - running - seen_taken[pos], batch) END;
+                CONTINUE WHEN allowance <= 0;
+                added := ARRAY(
+                    SELECT ROW(j.priority, j.run_at, j.id)::webhook_worker.claim_position
+                    FROM webhook_worker.jobs j
+                    WHERE j.kind = k AND j.concurrency_key = h.concurrency_key AND j.priority = p
+                      AND j.state = 'available' AND j.run_at <= now()
+                      AND (cut IS NULL OR p < cut.priority OR (j.run_at, j.id) < (cut.run_at, cut.id))
+                    ORDER BY j.run_at, j.id
+                    LIMIT allowance
+                    FOR UPDATE SKIP LOCKED);
+                seen_taken[pos] := seen_taken[pos] + cardinality(added);
+                IF cardinality(added) > 0 THEN
+                    cands := cands || added;
+                    IF cardinality(cands) >= batch * (CASE WHEN cut IS NULL THEN 1 ELSE 2 END) THEN
+                        -- Keep the first `batch` (the others stay locked until commit, unused).
+                        cands := ARRAY(SELECT ROW(u.priority, u.run_at, u.id)::webhook_worker.claim_position
+                                       FROM unnest(cands) AS u ORDER BY u.priority, u.run_at, u.id LIMIT batch);
+                        cut := cands[batch];
+                    END IF;
                 END IF;
             END LOOP;
             CLOSE keys_cur;
-            SELECT min(c.head_priority) INTO p FROM webhook_worker.concurrency_keys c
-            WHERE c.kind = k AND c.head_priority > p;
+            SELECT min(c.priority) INTO p FROM webhook_worker.concurrency_keys c WHERE c.kind = k AND c.priority > p;
         END LOOP;
     END LOOP;
 
-    -- 4. By primary key, whatever the table's statistics say.
-    SELECT coalesce(array_agg(u.i), '{}') INTO c_ids
-    FROM (SELECT u.i FROM unnest(c_pri, c_run, c_ids) AS u(p, r, i) ORDER BY u.p, u.r, u.i LIMIT batch) u;
+    -- 4. By primary key, whatever the table's statistics say (a join could be planned as a scan
+    --    of the whole queue when the statistics predate the backlog).
     RETURN QUERY
     UPDATE webhook_worker.jobs j
     SET state = 'running', attempt = j.attempt + 1, locked_by = worker,
         locked_until = now() + lease, attempted_at = now()
-    WHERE j.id = ANY(c_ids)
+    WHERE j.id = ANY (ARRAY(SELECT u.id FROM unnest(cands) AS u ORDER BY u.priority, u.run_at, u.id LIMIT batch))
     RETURNING j.id, j.kind, j.payload, j.priority, j.attempt, j.max_attempts, j.released, j.created_at,
               j.run_at, j.concurrency_key;
 
-    -- 5. These key rows are locked by this claim, and the jobs it just took are no longer waiting.
+    -- 5. These rows are locked by this claim, and the jobs it just took are running now. A key
+    --    is full if, counted again (a new snapshot: this claim's jobs and every committed one), it
+    --    has `limit` running jobs; it is parked only if that limit is above 0, so that one of
+    --    them must end, and wake it, before anything more could run.
     IF cardinality(t_kinds) > 0 THEN
         UPDATE webhook_worker.concurrency_keys c
-        SET head_priority = n.priority, head_run_at = n.run_at, head_id = n.id
-        FROM unnest(t_kinds, t_keys) AS t(kind, concurrency_key)
+        SET head_run_at = CASE WHEN t.lim > 0 AND r.running >= t.lim THEN 'infinity' ELSE n.run_at END,
+            head_id = n.id
+        FROM unnest(t_kinds, t_keys, t_pris, t_lims) AS t(kind, concurrency_key, priority, lim)
         CROSS JOIN LATERAL (
-            SELECT j.priority, j.run_at, j.id FROM webhook_worker.jobs j
-            WHERE j.kind = t.kind AND j.concurrency_key = t.concurrency_key AND j.state = 'available'
-            ORDER BY j.priority, j.run_at, j.id
+            SELECT j.run_at, j.id FROM webhook_worker.jobs j
+            WHERE j.kind = t.kind AND j.concurrency_key = t.concurrency_key AND j.priority = t.priority
+              AND j.state = 'available'
+            ORDER BY j.run_at, j.id
             LIMIT 1) n
-        WHERE c.kind = t.kind AND c.concurrency_key = t.concurrency_key;
+        CROSS JOIN LATERAL (
+            SELECT count(*) AS running FROM (
+                SELECT 1 FROM webhook_worker.jobs j
+                WHERE j.kind = t.kind AND j.concurrency_key = t.concurrency_key AND j.state = 'running'
+                LIMIT greatest(t.lim, 0)) x) r
+        WHERE c.kind = t.kind AND c.concurrency_key = t.concurrency_key AND c.priority = t.priority;
         DELETE FROM webhook_worker.concurrency_keys c
-        USING unnest(t_kinds, t_keys) AS t(kind, concurrency_key)
-        WHERE c.kind = t.kind AND c.concurrency_key = t.concurrency_key
+        USING unnest(t_kinds, t_keys, t_pris) AS t(kind, concurrency_key, priority)
+        WHERE c.kind = t.kind AND c.concurrency_key = t.concurrency_key AND c.priority = t.priority
           AND NOT EXISTS (SELECT 1 FROM webhook_worker.jobs j
-                          WHERE j.kind = t.kind AND j.concurrency_key = t.concurrency_key AND j.state = 'available');
+                          WHERE j.kind = t.kind AND j.concurrency_key = t.concurrency_key
+                            AND j.priority = t.priority AND j.state = 'available');
     END IF;
 END;
 $$;
@@ -308,13 +372,15 @@ $$;
 COMMENT ON FUNCTION webhook_worker.claim_jobs(text[], text[], integer[], integer, text, interval) IS
     'The claim. kinds: kinds this replica runs; keyed_kinds/key_limits: per-key limits by kind (same length); batch: free slots; worker: locked_by; lease: locked_until - now().';
 
--- For DBAs, and after restoring or truncating the bookkeeping tables: wakes every key that has
--- waiting jobs, so the next claims rebuild their heads. Reads every keyed waiting job once.
+-- For DBAs, after restoring or truncating the bookkeeping, or running with triggers disabled:
+-- forgets every key row and wakes every key that has waiting jobs, in one transaction, so the next
+-- claims rebuild the heads from jobs. Reads every keyed waiting job once. Returns the wake-ups.
 CREATE FUNCTION webhook_worker.rebuild_concurrency_keys() RETURNS integer
 LANGUAGE sql AS $$
+    DELETE FROM webhook_worker.concurrency_keys;
     WITH w AS (
         INSERT INTO webhook_worker.concurrency_key_wakeups (kind, concurrency_key, priority, run_at, job_id)
-        SELECT DISTINCT ON (kind, concurrency_key) kind, concurrency_key, priority, run_at, id
+        SELECT DISTINCT ON (kind, concurrency_key, priority) kind, concurrency_key, priority, run_at, id
         FROM webhook_worker.jobs
         WHERE state = 'available' AND concurrency_key IS NOT NULL
         ORDER BY kind, concurrency_key, priority, run_at, id

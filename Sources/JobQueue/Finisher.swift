@@ -36,7 +36,14 @@ final class Finisher: Sendable {
     private struct Pending {
         var entries: [Entry] = []
         var stopping = false
+        /// Writes in flight.
+        var writing = 0
     }
+
+    /// While one write is in flight, outcomes gather for the next; another writer starts a
+    /// second transaction only for a backlog at least this big. Each commit waits for the disk,
+    /// so two half-empty commits cost nearly twice one full one.
+    static let helpThreshold = 32
 
     private let store: JobStore
     private let database: PostgresConnectionPool
@@ -115,10 +122,14 @@ final class Finisher: Sendable {
                 giveUp()
                 return
             }
-            let (batch, stopping) = pending.withLock { state in
+            let (batch, stopping) = pending.withLock { state -> ([Entry], Bool) in
+                guard state.writing == 0 || state.entries.count >= Self.helpThreshold || state.stopping else {
+                    return ([], false)
+                }
                 let count = min(state.entries.count, maxBatch)
                 let batch = Array(state.entries.prefix(count))
                 state.entries.removeFirst(count)
+                if !batch.isEmpty { state.writing += 1 }
                 return (batch, state.stopping)
             }
             if batch.isEmpty {
@@ -126,6 +137,7 @@ final class Finisher: Sendable {
                 _ = await wakeUps.next()
                 continue
             }
+            defer { pending.withLock { $0.writing -= 1 } }
             do {
                 let applied = try await write(batch)
                 if reported { logger.info("recording job outcomes again") }

@@ -233,8 +233,10 @@ struct JobStore: Sendable {
             RETURNING j.*, \(finishedAt) AS finished_at, f.error, f.reason, f.max_attempts AS effective_max_attempts
         ), letters AS (
             INSERT INTO webhook_worker.dead_letter_jobs
-                (job_id, kind, payload, priority, attempts, max_attempts, reason, last_error, unique_key, created_at, dead_at)
-            SELECT id, kind, payload, priority, attempt, effective_max_attempts, reason, error, unique_key, created_at, finished_at
+                (job_id, kind, payload, priority, attempts, max_attempts, reason, last_error, unique_key, concurrency_key,
+                 created_at, dead_at)
+            SELECT id, kind, payload, priority, attempt, effective_max_attempts, reason, error, unique_key, concurrency_key,
+                   created_at, finished_at
             FROM dead
         )
         INSERT INTO webhook_worker.job_attempts (job_id, kind, attempt, worker_id, started_at, finished_at, outcome, error)

@@ -36,7 +36,8 @@ enum Recipients {
         """)
 
     /// The client's current eligibility for one delivery, with the reason when it no longer is,
-    /// and its endpoint's circuit (no row: never failed).
+    /// its endpoint's circuit (no row: never failed), and its secrets retired less than `$2` ago
+    /// (a JSON array, newest first), which sign alongside the current one.
     static let recheck = PostgresQuery(
         "recheckDelivery",
         """
@@ -47,7 +48,11 @@ enum Recipients {
                c."webhookSecret" AS secret,
                coalesce(\(hasScope), false) AS has_scope,
                \(hasGrant(client: "d.oauth_client_id", user: "d.user_id")) AS has_grant,
-               e.state AS endpoint_state, e.consecutive_failures AS endpoint_failures
+               e.state AS endpoint_state, e.consecutive_failures AS endpoint_failures,
+               (SELECT array_to_json(array_agg(r.secret ORDER BY r.retired_at DESC))::text
+                FROM webhook_worker.retired_secrets r
+                WHERE r.oauth_client_id = d.oauth_client_id AND r.retired_at > now() - $2::interval
+                  AND r.secret <> '' AND r.secret IS DISTINCT FROM c."webhookSecret") AS retired_secrets
         FROM webhook_worker.webhook_deliveries d
         LEFT JOIN "OAuthClient" c ON c.id = d.oauth_client_id
         LEFT JOIN webhook_worker.endpoints e ON e.key = 'client:' || d.oauth_client_id

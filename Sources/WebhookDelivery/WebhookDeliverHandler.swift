@@ -56,7 +56,9 @@ public struct WebhookDeliverHandler: JobHandler {
         var logger = context.logger
         logger[metadataKey: "delivery.id"] = "\(deliveryID.uuidString.lowercased())"
 
-        guard let row = try await context.database.query(Recipients.recheck, [deliveryID]).first else {
+        guard let row = try await context.database.query(
+            Recipients.recheck, [deliveryID, PostgresInterval(sender.configuration.secretOverlap)]
+        ).first else {
             return .fail("delivery \(deliveryID.uuidString.lowercased()) does not exist")
         }
         let clientID: String = try row.decode("oauth_client_id")
@@ -95,10 +97,13 @@ public struct WebhookDeliverHandler: JobHandler {
 
         let url: String = try row.decode("url")
         let secret: String? = try row.decodeIfPresent("secret").flatMap { $0.isEmpty ? nil : $0 }
+        let retired: [String] = try row.decodeIfPresent("retired_secrets", as: String.self).flatMap {
+            try? JSONDecoder().decode([String].self, from: Data($0.utf8))
+        } ?? []
         let body = Array(try row.decode("payload", as: String.self).utf8)
         let id = deliveryID.uuidString.lowercased()
         let headers = Self.headers(
-            deliveryID: id, body: body, secret: secret, userAgent: sender.configuration.userAgent,
+            deliveryID: id, body: body, secret: secret, retiredSecrets: retired, userAgent: sender.configuration.userAgent,
             timestamp: Int64(Date().timeIntervalSince1970))
 
         let result = await sender.post(url: url, headers: headers, body: body, logger: logger)
@@ -159,9 +164,13 @@ public struct WebhookDeliverHandler: JobHandler {
         return JobOutcome(outcome, statements: [record])
     }
 
-    /// The headers of one attempt, signatures included when the client has a secret.
+    /// The headers of one attempt, signatures included when the client has a secret. During a
+    /// rotation's overlap, `webhook-signature` carries one `v1,` signature per secret, the current
+    /// one first (Standard Webhooks receivers accept any that verifies); `X-Webhook-Secret` is
+    /// the current secret's only.
     public static func headers(
-        deliveryID: String, body: [UInt8], secret: String?, userAgent: String, timestamp: Int64
+        deliveryID: String, body: [UInt8], secret: String?, retiredSecrets: [String] = [], userAgent: String,
+        timestamp: Int64
     ) -> [(String, String)] {
         var headers = [
             ("Content-Type", "application/json"),
@@ -174,7 +183,12 @@ public struct WebhookDeliverHandler: JobHandler {
             headers.append(("webhook-id", deliveryID))
             headers.append(("webhook-timestamp", String(timestamp)))
             headers.append(
-                ("webhook-signature", WebhookSignature.standard(secret: secret, id: deliveryID, timestamp: timestamp, body: body)))
+                (
+                    "webhook-signature",
+                    ([secret] + retiredSecrets).map {
+                        WebhookSignature.standard(secret: $0, id: deliveryID, timestamp: timestamp, body: body)
+                    }.joined(separator: " ")
+                ))
         }
         return headers
     }

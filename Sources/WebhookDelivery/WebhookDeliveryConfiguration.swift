@@ -31,6 +31,8 @@ public struct WebhookDeliveryConfiguration: Sendable {
     public var maxCooldown: Duration
     /// An endpoint failing for this long without a single success is disabled.
     public var disableAfter: Duration
+    /// How long a client's previous secret keeps signing after it was retired.
+    public var secretOverlap: Duration
 
     public init(
         retryPolicy: RetryPolicy = .standard,
@@ -47,7 +49,8 @@ public struct WebhookDeliveryConfiguration: Sendable {
         failureThreshold: Int = 5,
         cooldown: Duration = .seconds(30),
         maxCooldown: Duration = .seconds(15 * 60),
-        disableAfter: Duration = .seconds(5 * 86_400)
+        disableAfter: Duration = .seconds(5 * 86_400),
+        secretOverlap: Duration = .seconds(86_400)
     ) {
         self.retryPolicy = retryPolicy
         self.requestTimeout = requestTimeout
@@ -64,6 +67,7 @@ public struct WebhookDeliveryConfiguration: Sendable {
         self.cooldown = cooldown
         self.maxCooldown = max(cooldown, maxCooldown)
         self.disableAfter = disableAfter
+        self.secretOverlap = secretOverlap
     }
 
     /// How long a probe may take before another delivery may probe instead (its replica may

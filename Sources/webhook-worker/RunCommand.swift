@@ -54,6 +54,8 @@ struct RunCommand: AsyncParsableCommand {
     var lockTimeout: String?
     @Option(name: .customLong("synchronous-commit"), help: "on: every outcome is durable before the next job (the default). off: the worker's own commits do not wait for the disk; faster, and a PostgreSQL crash may forget the last moment's outcomes, whose jobs then run again. Env: WORKER_SYNCHRONOUS_COMMIT. Default: on.")
     var synchronousCommit: String?
+    @Option(name: .customLong("secret-overlap"), help: "How long a client's previous webhook secret (retired by the optional trigger or `secrets retire`) keeps signing beside the new one. Env: WEBHOOK_SECRET_OVERLAP. Default: 24h.")
+    var secretOverlap: String?
     @Option(name: .customLong("endpoint-concurrency"), help: "Deliveries to one endpoint (one OAuth client) in flight at once, across all replicas. Env: WEBHOOK_ENDPOINT_CONCURRENCY. Default: 4.")
     var endpointConcurrency: String?
     @Option(name: .customLong("endpoint-failure-threshold"), help: "Failures in a row (timeouts, connection errors, 5xx) that open an endpoint's circuit. Env: WEBHOOK_ENDPOINT_FAILURE_THRESHOLD. Default: 5.")
@@ -62,7 +64,7 @@ struct RunCommand: AsyncParsableCommand {
     var endpointCooldown: String?
     @Option(name: .customLong("endpoint-disable-after"), help: "An endpoint failing this long without a single success is disabled until an operator enables it. Env: WEBHOOK_ENDPOINT_DISABLE_AFTER. Default: 5d.")
     var endpointDisableAfter: String?
-    @Option(name: .customLong("database-pool-size"), help: "Connections shared by this replica's jobs (plus four of its own: LISTEN, claiming, two writing outcomes). Env: WORKER_DB_POOL_SIZE. Default: 8.")
+    @Option(name: .customLong("database-pool-size"), help: "Connections shared by this replica's jobs (plus five of its own: LISTEN, claiming, lease upkeep, two writing outcomes). Env: WORKER_DB_POOL_SIZE. Default: 8.")
     var poolSize: String?
 
     struct Settings {
@@ -134,6 +136,8 @@ struct RunCommand: AsyncParsableCommand {
             mcpEndpointBase: mcpBase.value ?? "mcp://core.ai",
             userAgent: agent.value ?? "Echo-OAuth-Webhooks/1.0")
         delivery.connectionsPerHost = queue.concurrency
+        delivery.secretOverlap = try source("secret-overlap", "WEBHOOK_SECRET_OVERLAP", secretOverlap)
+            .duration(default: .seconds(86_400), minimum: .zero)
         delivery.endpointConcurrency = try source("endpoint-concurrency", "WEBHOOK_ENDPOINT_CONCURRENCY", endpointConcurrency)
             .integer(default: 4, range: 1...10_000)
         delivery.failureThreshold = try source(
@@ -174,6 +178,7 @@ struct RunCommand: AsyncParsableCommand {
                 "user_agent": "\(settings.delivery.userAgent)",
                 "database_pool_size": "\(settings.poolSize)",
                 "endpoint_concurrency": "\(settings.delivery.endpointConcurrency)",
+                "secret_overlap": "\(DurationText.format(settings.delivery.secretOverlap))",
                 "endpoint_failure_threshold": "\(settings.delivery.failureThreshold)",
                 "endpoint_cooldown": "\(DurationText.format(settings.delivery.cooldown))",
                 "endpoint_disable_after": "\(DurationText.format(settings.delivery.disableAfter))",

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LibPQ
 
 struct StatsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -75,10 +76,15 @@ struct PruneCommand: AsyncParsableCommand {
         discussion: """
             Removes job_attempts and delivery_attempts older than the age, and deliveries that \
             ended (delivered, failed, cancelled) longer ago, with their attempts. Pending \
-            deliveries and dead letters are kept (see dead-letters purge).
+            deliveries and dead letters are kept (see dead-letters purge). Retired webhook secrets \
+            older than the secret overlap are deleted too.
             """)
 
     @Option(help: "Age beyond which rows go (e.g. 30d).") var olderThan: Age
+    @Option(
+        name: .customLong("secret-overlap"),
+        help: "Retired webhook secrets older than this are deleted. Env: WEBHOOK_SECRET_OVERLAP. Default: 24h.")
+    var secretOverlap: String?
     @Option(help: "Rows per batch.") var batchSize: Int = 5000
     @OptionGroup var database: DatabaseOptions
 
@@ -87,6 +93,10 @@ struct PruneCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        let overlap: Duration = try orExit {
+            try SettingSource("secret-overlap", "WEBHOOK_SECRET_OVERLAP", secretOverlap, env: ProcessInfo.processInfo.environment)
+                .duration(default: .seconds(86_400), minimum: .zero)
+        }
         let db = try await OperatorDatabase.open(database)
         let cutoff = olderThan.cutoff
         let jobAttempts = try await deleteInBatches(
@@ -104,7 +114,12 @@ struct PruneCommand: AsyncParsableCommand {
                 SELECT delivery_id FROM webhook_worker.webhook_deliveries
                 WHERE created_at < $1 AND status <> 'pending' AND updated_at < $1 LIMIT $2)
             """, [cutoff], batchSize: batchSize, label: "deliveries")
+        let secrets = try await db.execute(
+            "pruneRetiredSecrets", "DELETE FROM webhook_worker.retired_secrets WHERE retired_at < now() - $1::interval",
+            [PostgresInterval(overlap)]
+        ).affectedRows
         await db.close()
-        print("\rdeleted \(jobAttempts) job attempt(s), \(deliveryAttempts) delivery attempt(s), \(deliveries) finished deliveries")
+        print(
+            "\rdeleted \(jobAttempts) job attempt(s), \(deliveryAttempts) delivery attempt(s), \(deliveries) finished deliveries, \(secrets) expired secret(s)")
     }
 }

@@ -222,6 +222,10 @@ struct EndpointIsolationTests {
                         "SELECT count(*) FROM webhook_worker.dead_letter_jobs WHERE reason = 'endpoint_disabled'") == 3
                 })
             #expect(try await database.scalar("SELECT state FROM webhook_worker.endpoints", as: String.self) == "disabled")
+            #expect(
+                try await database.count(
+                    "SELECT count(*) FROM webhook_worker.dead_letter_jobs WHERE concurrency_key = 'client:doomed'") == 3,
+                "dead letters keep their endpoint, so a requeue is limited like the original")
             let sent = fixture.requests(to: "doomed").count
             try await fixture.connectIntegration()
             #expect(

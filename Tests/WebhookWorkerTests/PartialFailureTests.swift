@@ -232,18 +232,22 @@ struct PartialFailureTests {
         }
     }
 
-    @Test("requeueing a dead letter keeps the job's attempt limit")
+    @Test("requeueing a dead letter keeps the job's attempt limit and concurrency key")
     func requeueKeepsMaxAttempts() async throws {
         try await withTestDatabase { database in
             try await database.script(
                 """
-                INSERT INTO webhook_worker.dead_letter_jobs (job_id, kind, payload, priority, attempts, max_attempts, reason, created_at)
-                VALUES (1, 'test.job', '{}', 0, 3, 3, 'attempts_exhausted', now())
+                INSERT INTO webhook_worker.dead_letter_jobs
+                    (job_id, kind, payload, priority, attempts, max_attempts, reason, created_at, concurrency_key)
+                VALUES (1, 'test.job', '{}', 0, 3, 3, 'attempts_exhausted', now(), 'client:c1')
                 """)
             let dead = try #require(try await database.scalar("SELECT id FROM webhook_worker.dead_letter_jobs", as: Int64.self))
             let job = try #require(
                 try await database.scalar("SELECT webhook_worker.requeue_dead_letter($1) AS id", [dead], as: Int64.self))
             #expect(try await database.scalar("SELECT max_attempts FROM webhook_worker.jobs WHERE id = $1", [job], as: Int.self) == 3)
+            #expect(
+                try await database.scalar("SELECT concurrency_key FROM webhook_worker.jobs WHERE id = $1", [job], as: String.self)
+                    == "client:c1")
         }
     }
 

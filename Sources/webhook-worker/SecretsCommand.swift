@@ -1,0 +1,42 @@
+import ArgumentParser
+import Foundation
+
+/// `secrets retire --client ID`: keeps a client's previous webhook secret signing during the
+/// overlap, for web apps that do not install the optional trigger.
+struct SecretsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "secrets",
+        abstract: "Webhook secret rotation: keep a client's previous secret signing for the overlap.",
+        subcommands: [Retire.self])
+
+    struct Retire: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Record a client's previous webhook secret, read from standard input (never an argument).",
+            discussion: """
+                Run it when the web app changes "OAuthClient"."webhookSecret" (or install \\
+                sql/optional/keep_retired_webhook_secrets.sql, which does it in the database). Until the \\
+                overlap passes (--secret-overlap of run, 24 h by default), webhook-signature carries a \\
+                signature with the old secret beside the new one. The secret is read up to the end of \\
+                input; one trailing line break is dropped. It is never printed or logged.
+                """)
+        @Option(help: "The OAuth client (its \"OAuthClient\".id).") var client: String
+        @OptionGroup var database: DatabaseOptions
+
+        func run() async throws {
+            var secret = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
+            if secret.hasSuffix("\r\n") {
+                secret.removeLast(2)
+            } else if secret.hasSuffix("\n") {
+                secret.removeLast()
+            }
+            guard !secret.isEmpty, !secret.contains("\0") else {
+                throw ValidationError("no secret on standard input: pipe the previous secret in, e.g. printf '%s' \"$OLD\" | webhook-worker secrets retire --client ID")
+            }
+            let db = try await OperatorDatabase.open(database)
+            try await db.execute(
+                "retireSecret", "INSERT INTO webhook_worker.retired_secrets (oauth_client_id, secret) VALUES ($1, $2)", [client, secret])
+            await db.close()
+            print("kept the previous secret of client \(client); it signs beside the current one for the overlap")
+        }
+    }
+}

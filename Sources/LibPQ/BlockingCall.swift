@@ -46,7 +46,7 @@ final class BlockingCall<T: Sendable>: Sendable {
             DispatchQueue.global().asyncAfter(
                 deadline: .now() + .milliseconds(Int(PostgresConnection.cancellationGrace.components.seconds * 1000))
             ) {
-                if call.abandonIfRunning() { whenAbandoned() }
+                call.abandonIfRunning(whenAbandoned)
             }
         }
     }
@@ -107,16 +107,18 @@ final class BlockingCall<T: Sendable>: Sendable {
         return running
     }
 
-    /// Releases the caller of a call still running after the grace period.
-    private func abandonIfRunning() -> Bool {
+    /// Releases the caller of a call still running after the grace period; `whenAbandoned` runs
+    /// first, so the connection is marked unusable before its caller can hand it back.
+    private func abandonIfRunning(_ whenAbandoned: () -> Void) {
         let continuation = state.withLock { state -> CheckedContinuation<T, any Error>? in
             guard state.phase == .running else { return nil }
             state.phase = .abandoned
             defer { state.continuation = nil }
             return state.continuation
         }
-        continuation?.resume(throwing: CancellationError())
-        return continuation != nil
+        guard let continuation else { return }
+        whenAbandoned()
+        continuation.resume(throwing: CancellationError())
     }
 }
 

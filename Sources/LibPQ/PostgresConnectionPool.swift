@@ -126,7 +126,7 @@ public final class PostgresConnectionPool: Sendable {
             }
             switch step {
             case .use(let connection):
-                if await connection.isReusable { return connection }
+                if connection.isReusable { return connection }
                 await discard(connection)
             case .open:
                 do {
@@ -173,7 +173,7 @@ public final class PostgresConnectionPool: Sendable {
     }
 
     private func give(back connection: PostgresConnection) async {
-        guard await connection.isReusable else {
+        guard connection.isReusable else {
             await discard(connection)
             return
         }

@@ -55,7 +55,7 @@ struct PartialFailureTests {
             }
             #expect(returned, "a 300 ms deadline around a 30 s statement must hold")
             #expect(clock.now - started < .seconds(5))
-            #expect(await connection.isReusable)
+            #expect(connection.isReusable)
             #expect(try await connection.query(PostgresQuery("", "SELECT 2 AS two")).first?.decode("two", as: Int.self) == 2)
             await connection.close()
         }

@@ -161,6 +161,7 @@ struct RunCommand: AsyncParsableCommand {
         logger.info(
             "effective settings",
             metadata: [
+                "version": "\(BuildInfo.version)",
                 "database_url": "\(redactedConninfo(settings.queue.conninfo))",
                 "worker_id": "\(settings.queue.workerID)",
                 "concurrency": "\(settings.queue.concurrency)",
@@ -194,6 +195,7 @@ struct RunCommand: AsyncParsableCommand {
                 .seconds(30),
             ]
             MetricsSystem.bootstrap(factory)
+            Gauge(label: "webhook_worker_build_info", dimensions: [("version", BuildInfo.version)]).record(1)
         }
 
         let connection = try await connectOrExit(settings.queue.conninfo)

@@ -6,6 +6,7 @@ struct WebhookWorker: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "webhook-worker",
         abstract: "Delivers OAuth integration webhooks out of PostgreSQL.",
+        version: BuildInfo.version,
         discussion: """
             The web app inserts a row into webhook_worker.jobs; replicas of this worker claim it, \
             POST a signed integration.connected webhook to every OAuth application entitled to it, \

@@ -36,6 +36,13 @@ struct CommandLineTests {
         #expect(output.contains(names), "\(output)")
     }
 
+    @Test("--version prints the version and exits 0")
+    func version() throws {
+        let (output, status) = try Self.run("$BIN --version")
+        #expect(status == 0)
+        #expect(output.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ".").count == 3, "\(output)")
+    }
+
     @Test("an unreachable database is one clear line without the password, exit 1")
     func unreachableDatabase() throws {
         let (output, status) = try Self.run("$BIN migrate --database-url postgresql://ops:pa55word@127.0.0.1:1/app")

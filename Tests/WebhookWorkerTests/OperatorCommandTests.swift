@@ -171,6 +171,7 @@ struct OperatorCommandTests {
         #expect(await eventually { counter(await get("/metrics").1, completed) == 25 })
         try await database.query("INSERT INTO webhook_worker.jobs (kind) SELECT 'noop' FROM generate_series(1, 5)")
         #expect(await eventually { counter(await get("/metrics").1, completed) == 30 })
+        #expect(await get("/metrics").1.contains(#"webhook_worker_build_info{version=""#))
         let metrics = await get("/metrics").1
         #expect(metrics.contains("webhook_worker_listen_connected 1"))
         #expect(metrics.contains("webhook_worker_job_duration_seconds_bucket"))

@@ -6,7 +6,6 @@ struct WebhookWorker: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "webhook-worker",
         abstract: "Delivers OAuth integration webhooks out of PostgreSQL.",
-        version: BuildInfo.version,
         discussion: """
             The web app inserts a row into webhook_worker.jobs; replicas of this worker claim it, \
             POST a signed integration.connected webhook to every OAuth application entitled to it, \
@@ -15,6 +14,7 @@ struct WebhookWorker: AsyncParsableCommand {
             Exit status: 0 success, 1 nothing found where something was asked for (or the \
             database is unreachable), 2 bad usage or a bad setting.
             """,
+        version: BuildInfo.version,
         subcommands: [
             RunCommand.self, MigrateCommand.self, EnqueueCommand.self, DeadLettersCommand.self, DeliveriesCommand.self,
             StatsCommand.self, PruneCommand.self, ReceiveCommand.self, EndpointsCommand.self, JobsCommand.self, SecretsCommand.self,

@@ -239,8 +239,11 @@ struct JobQueueTests {
                 (try? await database.count("SELECT count(*) FROM webhook_worker.job_attempts")) == 100
             })
             try await worker.stop()
-            #expect(try await database.count("SELECT count(*) FROM webhook_worker.job_attempts WHERE outcome = 'succeeded'") == 80)
-            #expect(try await database.count("SELECT count(*) FROM webhook_worker.job_attempts WHERE outcome = 'failed'") == 20)
+            let outcomes = try await database.query(
+                "SELECT outcome || ': ' || count(*) || ' ' || string_agg(DISTINCT left(coalesce(error, ''), 80), ' | ') AS o FROM webhook_worker.job_attempts GROUP BY outcome"
+            ).rows.map { try $0.decode("o", as: String.self) }
+            #expect(try await database.count("SELECT count(*) FROM webhook_worker.job_attempts WHERE outcome = 'succeeded'") == 80, "\(outcomes)")
+            #expect(try await database.count("SELECT count(*) FROM webhook_worker.job_attempts WHERE outcome = 'failed'") == 20, "\(outcomes)")
             #expect(try await database.count(
                 "SELECT count(*) FROM webhook_worker.jobs WHERE attempt = 1 AND state = 'available' AND last_error LIKE '%cannot read%'") == 10)
             #expect(try await database.count(

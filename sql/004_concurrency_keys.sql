@@ -433,7 +433,9 @@ LANGUAGE sql AS $$
     RETURNING id;
 $$;
 
--- A dead letter keeps its key, so a requeued job is limited like the original.
+-- A dead letter keeps its key, so a requeued job is limited like the original. Requeueing also
+-- keeps the attempt limit it died with (its own, or the retry policy's at the time) instead of
+-- whatever the policy says now, and skips a unique key that is queued again meanwhile.
 ALTER TABLE webhook_worker.dead_letter_jobs ADD COLUMN concurrency_key text;
 
 CREATE OR REPLACE FUNCTION webhook_worker.requeue_dead_letter(dead_letter_id bigint)

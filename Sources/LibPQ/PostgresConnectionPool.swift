@@ -58,14 +58,7 @@ public final class PostgresConnectionPool: Sendable {
         configuration: Configuration, logger: Logger, _ body: (PostgresConnectionPool) async throws -> T
     ) async rethrows -> T {
         let pool = PostgresConnectionPool(configuration: configuration, logger: logger)
-        do {
-            let value = try await body(pool)
-            await pool.close()
-            return value
-        } catch {
-            await pool.close()
-            throw error
-        }
+        return try await withTeardown { try await body(pool) } teardown: { await pool.close() }
     }
 
     /// Lends `body` a connection for its duration.

@@ -56,14 +56,7 @@ public final class PostgresListener: Sendable {
     ) async rethrows -> T {
         let listener = PostgresListener(conninfo: conninfo, channels: channels, logger: logger)
         listener.start()
-        do {
-            let value = try await body(listener)
-            await listener.stop()
-            return value
-        } catch {
-            await listener.stop()
-            throw error
-        }
+        return try await withTeardown { try await body(listener) } teardown: { await listener.stop() }
     }
 
     /// True while LISTEN is in place (for readiness checks).

@@ -111,14 +111,7 @@ struct TestDatabase: Sendable {
 /// Runs `body` with a fresh database and drops it afterwards, whatever happens.
 func withTestDatabase<T>(appTables: Bool = false, _ body: (TestDatabase) async throws -> T) async throws -> T {
     let database = try await TestDatabase.create(appTables: appTables)
-    do {
-        let value = try await body(database)
-        await database.drop()
-        return value
-    } catch {
-        await database.drop()
-        throw error
-    }
+    return try await withTeardown { try await body(database) } teardown: { await database.drop() }
 }
 
 /// Polls `condition` until it holds or `timeout` passes; returns whether it held.

@@ -89,9 +89,20 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // Test-only behaviour (receivers that misbehave on purpose), kept out of the product.
+        .target(
+            name: "TestSupport",
+            dependencies: [
+                "WebhookReceiver",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            path: "Tests/TestSupport"
+        ),
         .testTarget(
             name: "WebhookWorkerTests",
             dependencies: [
+                "TestSupport",
                 "LibPQ",
                 "JobQueue",
                 "WebhookDelivery",

@@ -21,21 +21,23 @@ public struct ReceivedWebhook: Sendable {
     }
 }
 
-/// How the receiver answers: normally, or in one of the ways real receivers misbehave.
+/// How the receiver answers: a status (the `receive` command's choice), after a wait or not.
+/// Tests that need a receiver that misbehaves on purpose (endless bodies, resets, hangs) bring
+/// their own ``RawAnswer``s; the shipped receiver has none.
 public indirect enum ReceiverResponse: Sendable {
     case status(Int, headers: [(String, String)] = [], body: String = "")
     /// Waits, then answers.
     case delay(Duration, then: ReceiverResponse)
-    /// 200 with a chunked body that never ends.
-    case endlessBody
-    /// Closes the connection with a TCP reset instead of answering.
-    case reset
-    /// Never answers.
-    case hang
-    /// Sends the status line and part of the body, then nothing more.
-    case stallAfterHead(Int)
+    /// Writes to the connection itself.
+    case raw(any RawAnswer)
 
     public static let ok = ReceiverResponse.status(200, body: "ok")
+}
+
+/// An answer that writes HTTP response parts (or nothing, or a reset) to the connection itself,
+/// on its event loop.
+public protocol RawAnswer: Sendable {
+    func answer(on context: ChannelHandlerContext, keepAlive: Bool)
 }
 
 /// A small HTTP/1.1 server on loopback that records webhooks and answers as told; for
@@ -156,34 +158,8 @@ private final class RequestHandler: ChannelInboundHandler {
                 guard context.channel.isActive else { return }
                 handler.answer(next, keepAlive: keepAlive, context: context)
             }
-        case .endlessBody:
-            var head = HTTPResponseHead(version: .http1_1, status: .ok)
-            head.headers.add(name: "transfer-encoding", value: "chunked")
-            context.writeAndFlush(wrapOutboundOut(.head(head)), promise: nil)
-            let chunk = ByteBuffer(repeating: UInt8(ascii: "x"), count: 16 * 1024)
-            loop.scheduleRepeatedTask(initialDelay: .zero, delay: .milliseconds(5)) { task in
-                let (handler, context) = bound.value
-                guard context.channel.isActive else {
-                    task.cancel()
-                    return
-                }
-                context.writeAndFlush(handler.wrapOutboundOut(.body(.byteBuffer(chunk))), promise: nil)
-            }
-        case .reset:
-            // SO_LINGER 0 makes close() send RST instead of FIN.
-            guard let socket = context.channel as? any SocketOptionProvider else {
-                context.close(promise: nil)
-                return
-            }
-            socket.setSoLinger(linger(l_onoff: 1, l_linger: 0)).whenComplete { _ in bound.value.1.close(promise: nil) }
-        case .hang:
-            break
-        case .stallAfterHead(let code):
-            // The status line and a first part of a longer body, then nothing.
-            var head = HTTPResponseHead(version: .http1_1, status: .init(statusCode: code))
-            head.headers.add(name: "content-length", value: "1000")
-            context.write(wrapOutboundOut(.head(head)), promise: nil)
-            context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: "accepted, more to come")))), promise: nil)
+        case .raw(let raw):
+            raw.answer(on: context, keepAlive: keepAlive)
         }
     }
 }

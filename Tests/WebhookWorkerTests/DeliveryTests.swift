@@ -4,6 +4,7 @@ import Synchronization
 import JobQueue
 import NIOSSL
 import LibPQ
+import TestSupport
 import Testing
 import WebhookDelivery
 import WebhookReceiver

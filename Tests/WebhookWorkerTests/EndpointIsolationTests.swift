@@ -2,6 +2,7 @@ import Foundation
 import JobQueue
 import LibPQ
 import Synchronization
+import TestSupport
 import Testing
 import WebhookDelivery
 import WebhookReceiver

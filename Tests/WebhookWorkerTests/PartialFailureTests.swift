@@ -4,6 +4,7 @@ import JobQueue
 import LibPQ
 import Logging
 import Synchronization
+import TestSupport
 import Testing
 @testable import WebhookDelivery
 import WebhookReceiver

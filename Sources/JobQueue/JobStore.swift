@@ -13,18 +13,13 @@ struct JobStore: Sendable {
 
     // MARK: Claiming
 
-    /// Settings of the claiming connection. A queue table's statistics are always stale (it
-    /// goes from empty to a backlog between two ANALYZEs), and with stale statistics the planner
-    /// may read every runnable job and sort them to take the first few: a cost that grows with the
-    /// backlog. Without sorts and bitmap scans, the claim walks its index in order and stops after
-    /// LIMIT rows, whatever the statistics say. (`claim_jobs` sets the same for itself.)
-    static let claimSessionSetup = "SET enable_sort = off; SET enable_bitmapscan = off"
-
     /// One claim, in one round trip: `webhook_worker.claim_jobs` (sql/004) takes up to the batch
     /// of runnable jobs of the kinds this replica runs and no operator paused, in (priority,
     /// run_at, id) order, within the per-key limits of the kinds that have one. Why it is built
     /// as it is (per-key heads, SKIP LOCKED on keys, running jobs counted in a new snapshot) is in
-    /// the migration's comment.
+    /// the migration's comment. The function carries its own planner settings (no sorts, bitmap or
+    /// sequential scans, no JIT): a queue table's statistics are always stale, and these keep its
+    /// plans walking the claim indexes in order whatever the statistics say.
     static let claim = PostgresQuery(
         "claimJobs",
         """

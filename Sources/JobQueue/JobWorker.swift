@@ -119,7 +119,7 @@ public final class JobWorker: Service, Sendable {
         }
         try await withTaskCancellationOrGracefulShutdownHandler {
             try await PostgresConnectionPool.withPool(
-                configuration: pool(1, configuration.claimSessionSettings), logger: logger
+                configuration: pool(1, configuration.sessionSettings), logger: logger
             ) { claiming in
                 try await PostgresConnectionPool.withPool(
                     configuration: pool(1, configuration.sessionSettings), logger: logger

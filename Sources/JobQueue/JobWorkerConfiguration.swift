@@ -97,10 +97,6 @@ public struct JobWorkerConfiguration: Sendable {
         return settings
     }
 
-    /// The claiming connection's settings: the timeouts, and a plan that cannot sort the backlog
-    /// (see ``JobStore/claimSessionSetup``).
-    var claimSessionSettings: String { sessionSettings + "; " + JobStore.claimSessionSetup }
-
     private static func milliseconds(_ duration: Duration) -> Int64 {
         let (seconds, attoseconds) = duration.components
         return seconds * 1000 + attoseconds / 1_000_000_000_000_000

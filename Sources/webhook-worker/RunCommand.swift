@@ -236,20 +236,9 @@ struct RunCommand: AsyncParsableCommand {
                 logger: logger))
         // The HTTP client and the pool are closed however the services end (a port in use
         // throws), before the error reaches the exit handling.
-        let outcome = await Result { try await group.run() }
-        try? await sender.shutdown()
-        await pool.close()
-        try outcome.get()
-    }
-}
-
-extension Result where Failure == any Error {
-    /// The value or the error of an async body.
-    init(_ body: () async throws -> Success) async {
-        do {
-            self = .success(try await body())
-        } catch {
-            self = .failure(error)
+        try await withTeardown { try await group.run() } teardown: {
+            try? await sender.shutdown()
+            await pool.close()
         }
     }
 }

@@ -225,7 +225,7 @@ final class Finisher: Sendable {
             throw error
         }
         guard hasSideEffects else { return applied }
-        let side = entries.filter { applied.contains($0.job.id) }.flatMap(\.statements)
+        let side = BoundStatement.merged(entries.filter { applied.contains($0.job.id) }.flatMap(\.statements))
         let second: [Swift.Result<PostgresResult, PostgresError>]
         do {
             second = try await connection.pipeline(side + [PostgresStatement(Self.commit)])
@@ -254,7 +254,7 @@ final class Finisher: Sendable {
         do {
             let applied = try await apply([entry], on: connection)
             if applied.contains(entry.job.id) {
-                for statement in entry.statements {
+                for statement in BoundStatement.merged(entry.statements) {
                     try await connection.query(statement.query, statement.bindings)
                 }
             }

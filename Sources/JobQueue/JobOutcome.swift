@@ -2,7 +2,65 @@ import Foundation
 import LibPQ
 
 /// A statement with its parameters, run in the transaction that records a job's outcome.
-public typealias BoundStatement = PostgresStatement
+///
+/// Two forms. `BoundStatement(query, bindings)` runs as it is, once per outcome. A row,
+/// `BoundStatement.row(of: query, values)`, is one row of a set-based statement: `query` takes one
+/// array parameter per column (`unnest($1::uuid[], $2::int[], ...)`), and the outcomes written
+/// together run it once, with every row's values in those arrays. A batch of outcomes then costs
+/// one statement instead of one per outcome; per-statement work in PostgreSQL (parse, plan,
+/// executor start-up, trigger and index setup) is paid once. Rows of one query run where the
+/// first of them stands among the batch's statements.
+public struct BoundStatement: Sendable {
+    public let query: PostgresQuery
+    /// A plain statement's parameters, or a row's values (one per column).
+    public let bindings: [any PostgresEncodable]
+    /// A row of a set-based statement, to be run with other rows of the same query.
+    public let isRow: Bool
+
+    public init(_ query: PostgresQuery, _ bindings: [any PostgresEncodable] = []) {
+        self.query = query
+        self.bindings = bindings
+        self.isRow = false
+    }
+
+    private init(row query: PostgresQuery, _ values: [any PostgresEncodable]) {
+        self.query = query
+        self.bindings = values
+        self.isRow = true
+    }
+
+    /// One row of `query`, a statement whose parameters are arrays, one per column: `$n` receives
+    /// the `n`-th value of every row written with it, in the order of the outcomes.
+    public static func row(of query: PostgresQuery, _ values: [any PostgresEncodable]) -> BoundStatement {
+        BoundStatement(row: query, values)
+    }
+
+    /// The statements to run for `statements`: plain ones as they are, rows merged into one
+    /// statement per query (at the first row's place), each column an array of its rows' values.
+    static func merged(_ statements: [BoundStatement]) -> [PostgresStatement] {
+        var merged: [PostgresStatement?] = []
+        var rows: [PostgresQuery: (index: Int, columns: [[String?]])] = [:]
+        for statement in statements {
+            guard statement.isRow else {
+                merged.append(PostgresStatement(statement.query, statement.bindings))
+                continue
+            }
+            let values = statement.bindings.map(\.postgresText)
+            if var group = rows[statement.query] {
+                precondition(group.columns.count == values.count, "rows of \(statement.query) differ in width")
+                for (column, value) in values.enumerated() { group.columns[column].append(value) }
+                rows[statement.query] = group
+            } else {
+                rows[statement.query] = (merged.count, values.map { [$0] })
+                merged.append(nil)
+            }
+        }
+        for (query, group) in rows {
+            merged[group.index] = PostgresStatement(query, group.columns.map { PostgresArray($0) })
+        }
+        return merged.compactMap { $0 }
+    }
+}
 
 /// What a handler decided about one attempt.
 ///

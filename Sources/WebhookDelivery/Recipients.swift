@@ -35,11 +35,12 @@ enum Recipients {
         ORDER BY c.id
         """)
 
-    /// The client's current eligibility for one delivery, with the reason when it no longer is,
-    /// its endpoint's circuit (no row: never failed), and its secrets retired less than `$2` ago
-    /// (a JSON array, newest first), which sign alongside the current one.
+    /// For each delivery of `$1` (an array), its client's current eligibility, with the reason
+    /// when it no longer is, its endpoint's circuit (no row: never failed), and its secrets
+    /// retired less than `$2` ago (a JSON array, newest first), which sign alongside the current
+    /// one. Read through ``RecheckReader``, many deliveries at a time.
     static let recheck = PostgresQuery(
-        "recheckDelivery",
+        "recheckDeliveries",
         """
         SELECT d.delivery_id, d.status, d.payload, d.oauth_client_id, d.attempts,
                c.id IS NOT NULL AS client_exists,
@@ -56,6 +57,6 @@ enum Recipients {
         FROM webhook_worker.webhook_deliveries d
         LEFT JOIN "OAuthClient" c ON c.id = d.oauth_client_id
         LEFT JOIN webhook_worker.endpoints e ON e.key = 'client:' || d.oauth_client_id
-        WHERE d.delivery_id = $1
+        WHERE d.delivery_id = ANY ($1::uuid[])
         """)
 }

@@ -13,25 +13,35 @@ public struct WebhookDeliverHandler: JobHandler {
     /// Deliveries carry their endpoint (`client:<OAuth client id>`) as their concurrency key.
     public var concurrencyLimit: Int? { sender.configuration.endpointConcurrency }
     let sender: WebhookSender
+    private let recheck = RecheckReader()
 
     public init(sender: WebhookSender) {
         self.sender = sender
     }
 
+    /// One row per attempt (``BoundStatement/row(of:_:)``): the attempts of a batch of outcomes
+    /// are recorded by one statement.
     static let recordAttempt = PostgresQuery(
-        "recordDeliveryAttempt",
+        "recordDeliveryAttempts",
         """
-        WITH attempt AS (
+        WITH r AS (
+            SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::int[], $6::text[], $7::text[],
+                                 $8::int[], $9::text[], $10::text[])
+                AS r(delivery_id, job_id, worker_id, url, http_status, error_class, error, duration_ms, response_excerpt,
+                     status)
+        ), attempt AS (
             INSERT INTO webhook_worker.delivery_attempts
                 (delivery_id, attempt, job_id, worker_id, url, http_status, error_class, error, duration_ms, response_excerpt)
-            SELECT delivery_id, attempts + 1, $2, $3, $4, $5, $6, $7, $8, $9
-            FROM webhook_worker.webhook_deliveries WHERE delivery_id = $1
+            SELECT d.delivery_id, d.attempts + 1, r.job_id, r.worker_id, r.url, r.http_status, r.error_class, r.error,
+                   r.duration_ms, r.response_excerpt
+            FROM r JOIN webhook_worker.webhook_deliveries d ON d.delivery_id = r.delivery_id
         )
-        UPDATE webhook_worker.webhook_deliveries
-        SET attempts = attempts + 1, status = CASE WHEN status = 'cancelled' THEN status ELSE $10 END,
-            last_http_status = $5, last_error = $7, updated_at = now(),
-            delivered_at = CASE WHEN $10 = 'delivered' THEN now() ELSE delivered_at END
-        WHERE delivery_id = $1
+        UPDATE webhook_worker.webhook_deliveries d
+        SET attempts = d.attempts + 1, status = CASE WHEN d.status = 'cancelled' THEN d.status ELSE r.status END,
+            last_http_status = r.http_status, last_error = r.error, updated_at = now(),
+            delivered_at = CASE WHEN r.status = 'delivered' THEN now() ELSE d.delivered_at END
+        FROM r
+        WHERE d.delivery_id = r.delivery_id
         """)
 
     static let markCancelled = PostgresQuery(
@@ -56,9 +66,10 @@ public struct WebhookDeliverHandler: JobHandler {
         var logger = context.logger
         logger[metadataKey: "delivery.id"] = "\(deliveryID.uuidString.lowercased())"
 
-        guard let row = try await context.database.query(
-            Recipients.recheck, [deliveryID, PostgresInterval(sender.configuration.secretOverlap)]
-        ).first else {
+        guard
+            let row = try await recheck.row(
+                for: deliveryID, overlap: sender.configuration.secretOverlap, database: context.database)
+        else {
             return .fail("delivery \(deliveryID.uuidString.lowercased()) does not exist")
         }
         let clientID: String = try row.decode("oauth_client_id")
@@ -155,8 +166,8 @@ public struct WebhookDeliverHandler: JobHandler {
                 "http.status": "\(result.status.map(String.init) ?? "none")",
                 "error.class": "\(result.errorClass ?? "none")", "duration_ms": "\(milliseconds)",
             ])
-        let record = BoundStatement(
-            Self.recordAttempt,
+        let record = BoundStatement.row(
+            of: Self.recordAttempt,
             [
                 deliveryID, job.id, context.workerID, Self.redacted(url), result.status, result.errorClass,
                 result.error, milliseconds, result.excerpt, newStatus,

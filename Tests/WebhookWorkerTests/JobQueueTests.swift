@@ -251,6 +251,45 @@ struct JobQueueTests {
         }
     }
 
+    @Test("row statements of outcomes written together run as one statement; a refused row fails only its job")
+    func rowStatementsRunTogether() async throws {
+        try await withTestDatabase { database in
+            try await database.script("""
+                CREATE TABLE public.row_sink (job_id bigint PRIMARY KEY, label text NOT NULL CHECK (label <> 'refused'));
+                CREATE TABLE public.row_sink_statements (n int);
+                CREATE FUNCTION public.count_row_sink_statement() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN INSERT INTO public.row_sink_statements VALUES (1); RETURN NULL; END $$;
+                CREATE TRIGGER row_sink_statement AFTER INSERT ON public.row_sink
+                    FOR EACH STATEMENT EXECUTE FUNCTION public.count_row_sink_statement();
+                """)
+            let insert = PostgresQuery(
+                "insertRowSink",
+                "INSERT INTO public.row_sink (job_id, label) SELECT * FROM unnest($1::bigint[], $2::text[])")
+            let handler = ClosureHandler(retryPolicy: RetryPolicy(schedule: [.seconds(3600)])) { job in
+                // Handlers return at once, so outcomes pile up while a write is in flight.
+                .complete(statements: [.row(of: insert, [job.id, job.payload.text.contains("refused") ? "refused" : "ok"])])
+            }
+            try await database.query("""
+                INSERT INTO webhook_worker.jobs (kind, payload)
+                SELECT 'test.job', CASE WHEN n = 250 THEN '"refused"'::jsonb ELSE to_jsonb(n) END
+                FROM generate_series(1, 400) n
+                """)
+            let worker = RunningWorker(database, handlers: [handler]) { $0.concurrency = 64 }
+            #expect(await eventually {
+                (try? await database.count("SELECT count(*) FROM webhook_worker.job_attempts")) == 400
+            })
+            try await worker.stop()
+            #expect(try await database.count("SELECT count(*) FROM public.row_sink WHERE label = 'ok'") == 399)
+            #expect(try await database.count(
+                "SELECT count(*) FROM webhook_worker.job_attempts WHERE outcome = 'succeeded'") == 399)
+            #expect(try await database.count(
+                "SELECT count(*) FROM webhook_worker.jobs WHERE last_error LIKE '%row_sink_label_check%'") == 1)
+            // One statement per write of many outcomes, not one per outcome.
+            let statements = try await database.count("SELECT count(*) FROM public.row_sink_statements")
+            #expect(statements > 0 && statements < 200, "\(statements) INSERT statements for 399 rows")
+        }
+    }
+
     @Test("a worker claims only the kinds it handles")
     func claimsOnlyItsKinds() async throws {
         try await withTestDatabase { database in

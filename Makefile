@@ -64,7 +64,9 @@ chaos: server-deps
 
 # Resource bounds under a steady load (10 minutes by default; not part of make test): prints the
 # worker's memory, open files and database connections every 30 s and fails if they grow.
+# The receiver is nginx, as in the benchmark.
 soak: deps
+	@NEED_NGINX=1 scripts/ensure-deps
 	@scripts/embed-sql
 	$(SWIFT) build -c release --product webhook-worker
 	BENCH_SOAK_SECONDS=$${SOAK_SECONDS:-600} WEBHOOK_WORKER_BIN=.build/release/webhook-worker scripts/with-postgres scripts/bench

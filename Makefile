@@ -7,7 +7,7 @@ export PATH := $(PATH):/opt/swift/usr/bin
 SWIFT ?= swift
 BIN := .build/debug/webhook-worker
 
-.PHONY: all deps server-deps build test check-deploy demo run bench soak chaos clean
+.PHONY: all deps server-deps bench-deps build test check-deploy demo run bench soak chaos clean
 
 all: build
 
@@ -18,6 +18,10 @@ deps:
 # DATABASE_URL is set, so they need the server package either way.
 server-deps:
 	@NEED_PG_SERVER=1 scripts/ensure-deps
+
+# The benchmark also needs nginx: its throughput receiver (started by scripts/bench, not as a service).
+bench-deps:
+	@NEED_PG_SERVER=1 NEED_NGINX=1 scripts/ensure-deps
 
 # The schema is compiled into the binary; regenerate it from sql/ before every build.
 build: deps
@@ -43,8 +47,9 @@ run: build
 	scripts/with-postgres $(BIN) run --allow-http --allow-private-networks
 
 # Figures, not pass/fail: a release build on a throwaway PostgreSQL with fsync and
-# synchronous_commit on. Prints a table and writes .bench/results-*.json.
-bench: server-deps
+# synchronous_commit on (and pg_stat_statements loaded), nginx as the throughput receiver.
+# Prints a table with the targets beside the figures and writes .bench/results-*.json.
+bench: bench-deps
 	@scripts/embed-sql
 	$(SWIFT) build -c release --product webhook-worker
 	PG_TUNING=durable WEBHOOK_WORKER_BIN=.build/release/webhook-worker scripts/with-postgres scripts/bench
@@ -59,7 +64,9 @@ chaos: server-deps
 
 # Resource bounds under a steady load (10 minutes by default; not part of make test): prints the
 # worker's memory, open files and database connections every 30 s and fails if they grow.
+# The receiver is nginx, as in the benchmark.
 soak: deps
+	@NEED_NGINX=1 scripts/ensure-deps
 	@scripts/embed-sql
 	$(SWIFT) build -c release --product webhook-worker
 	BENCH_SOAK_SECONDS=$${SOAK_SECONDS:-600} WEBHOOK_WORKER_BIN=.build/release/webhook-worker scripts/with-postgres scripts/bench

@@ -49,7 +49,7 @@ public struct JobWorkerConfiguration: Sendable {
     public init(
         conninfo: String?,
         workerID: String = JobWorkerConfiguration.defaultWorkerID(),
-        concurrency: Int = 32,
+        concurrency: Int = 128,
         lease: Duration = .seconds(60),
         pollInterval: Duration = .seconds(2),
         shutdownTimeout: Duration = .seconds(30),

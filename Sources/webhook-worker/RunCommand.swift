@@ -22,7 +22,7 @@ struct RunCommand: AsyncParsableCommand {
     @OptionGroup var database: DatabaseOptions
     @OptionGroup var logging: LoggingOptions
 
-    @Option(help: "Jobs in flight per replica. Env: WORKER_CONCURRENCY. Default: 32.")
+    @Option(help: "Jobs in flight per replica. Env: WORKER_CONCURRENCY. Default: 128.")
     var concurrency: String?
     @Option(help: "How long a claim holds a job before other replicas may take it back; renewed while the job runs. Env: WORKER_LEASE. Default: 60s.")
     var lease: String?
@@ -114,7 +114,7 @@ struct RunCommand: AsyncParsableCommand {
         let queue = JobWorkerConfiguration(
             conninfo: database.conninfo,
             workerID: worker.value ?? JobWorkerConfiguration.defaultWorkerID(),
-            concurrency: try source("concurrency", "WORKER_CONCURRENCY", concurrency).integer(default: 32, range: 1...10_000),
+            concurrency: try source("concurrency", "WORKER_CONCURRENCY", concurrency).integer(default: 128, range: 1...10_000),
             lease: leaseValue,
             pollInterval: try source("poll-interval", "WORKER_POLL_INTERVAL", pollInterval)
                 .duration(default: .seconds(2), minimum: .milliseconds(10)),

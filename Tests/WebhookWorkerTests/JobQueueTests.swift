@@ -244,8 +244,12 @@ struct JobQueueTests {
             ).rows.map { try $0.decode("o", as: String.self) }
             #expect(try await database.count("SELECT count(*) FROM webhook_worker.job_attempts WHERE outcome = 'succeeded'") == 80, "\(outcomes)")
             #expect(try await database.count("SELECT count(*) FROM webhook_worker.job_attempts WHERE outcome = 'failed'") == 20, "\(outcomes)")
+            let waiting = try await database.query(
+                "SELECT state || '/' || attempt || '/' || left(coalesce(last_error, ''), 60) AS j FROM webhook_worker.jobs ORDER BY id"
+            ).rows.map { try $0.decode("j", as: String.self) }
             #expect(try await database.count(
-                "SELECT count(*) FROM webhook_worker.jobs WHERE attempt = 1 AND state = 'available' AND last_error LIKE '%cannot read%'") == 10)
+                "SELECT count(*) FROM webhook_worker.jobs WHERE attempt = 1 AND state = 'available' AND last_error LIKE '%cannot read%'") == 10,
+                "\(outcomes) \(waiting)")
             #expect(try await database.count(
                 "SELECT count(*) FROM webhook_worker.jobs WHERE last_error LIKE '%no_such_table%'") == 10)
         }

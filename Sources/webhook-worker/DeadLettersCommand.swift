@@ -1,17 +1,14 @@
 import ArgumentParser
 import Foundation
+import JobQueue
 import LibPQ
+import WebhookDelivery
 
 struct DeadLettersCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dead-letters",
         abstract: "Inspect, requeue and purge jobs that gave up (webhook_worker.dead_letter_jobs).",
         subcommands: [List.self, Show.self, Retry.self, Purge.self])
-
-    static let columns = """
-        id, job_id, kind, reason, attempts, max_attempts, last_error, payload, created_at, dead_at,
-        requeued_at, requeued_job_id, payload ->> 'delivery_id' AS delivery_id
-        """
 
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List dead letters, newest first.")
@@ -27,17 +24,12 @@ struct DeadLettersCommand: AsyncParsableCommand {
         }
 
         func run() async throws {
-            let db = try await OperatorDatabase.open(database)
-            let rows = try await db.rows(
-                "listDeadLetters",
-                """
-                SELECT \(DeadLettersCommand.columns) FROM webhook_worker.dead_letter_jobs
-                WHERE ($1::text IS NULL OR kind = $1) AND ($2::timestamptz IS NULL OR dead_at >= $2)
-                  AND ($3 OR requeued_at IS NULL)
-                ORDER BY dead_at DESC, id DESC LIMIT $4
-                """, [kind, since?.date, includeRequeued, limit])
-            await db.close()
-            Output(json: json).list(rows, columns: ["id", "job_id", "kind", "reason", "attempts", "dead_at", "last_error"])
+            let letters = try await withOperatorConnection(database) { connection in
+                try await DeadLetters(connection).list(
+                    DeadLetters.Filter(kind: kind, diedSince: since?.date), includeRequeued: includeRequeued, limit: limit)
+            }
+            Output(json: json).list(
+                letters.map(\.fields), columns: ["id", "job_id", "kind", "reason", "attempts", "dead_at", "last_error"])
         }
     }
 
@@ -48,30 +40,24 @@ struct DeadLettersCommand: AsyncParsableCommand {
         @OptionGroup var database: DatabaseOptions
 
         func run() async throws {
-            let db = try await OperatorDatabase.open(database)
-            guard var letter = try await db.rows(
-                "showDeadLetter", "SELECT \(DeadLettersCommand.columns) FROM webhook_worker.dead_letter_jobs WHERE id = $1", [id]
-            ).first else {
-                await db.close()
-                throw notFound("no dead letter with id \(id)")
+            let (letter, attempts) = try await withOperatorConnection(database) { connection in
+                let deadLetters = DeadLetters(connection)
+                guard let letter = try await deadLetters.get(id: id) else { throw notFound("no dead letter with id \(id)") }
+                return (letter, try await deadLetters.attempts(ofJob: letter.jobID))
             }
-            let attempts = try await db.rows(
-                "deadLetterAttempts",
-                "SELECT attempt, outcome, worker_id, started_at, finished_at, error FROM webhook_worker.job_attempts WHERE job_id = $1 ORDER BY attempt, finished_at",
-                [(letter["job_id"] as? NSNumber)?.int64Value ?? 0])
-            await db.close()
             let output = Output(json: json)
             if json {
-                letter["attempts_history"] = attempts
-                output.printJSON(letter)
+                var fields = letter.fields
+                fields["attempts_history"] = attempts.map { Output.present($0.fields) }
+                output.object(fields, keys: [])
             } else {
                 output.object(
-                    letter,
+                    letter.fields,
                     keys: ["id", "job_id", "kind", "reason", "attempts", "max_attempts", "last_error", "delivery_id", "created_at",
                         "dead_at", "requeued_at", "requeued_job_id"])
-                print("payload       " + Output.text((try? JSONSerialization.data(withJSONObject: letter["payload"] ?? [:], options: [.sortedKeys, .fragmentsAllowed])).map { String(decoding: $0, as: UTF8.self) }))
+                print("payload       " + Output.text(letter.payload))
                 print("")
-                output.list(attempts, columns: ["attempt", "outcome", "worker_id", "finished_at", "error"])
+                output.list(attempts.map(\.fields), columns: ["attempt", "outcome", "worker_id", "finished_at", "error"])
             }
         }
     }
@@ -98,75 +84,33 @@ struct DeadLettersCommand: AsyncParsableCommand {
             guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
         }
 
-        /// A dead letter of the OAuth client named by `parameter` (or any, when it is NULL): a
-        /// webhook.deliver job whose delivery belongs to that client.
-        static func ofClient(_ parameter: String) -> String {
-            """
-            (\(parameter)::text IS NULL OR (dead_letter_jobs.kind = 'webhook.deliver' AND EXISTS (
-                SELECT 1 FROM webhook_worker.webhook_deliveries d
-                WHERE d.delivery_id = CASE WHEN dead_letter_jobs.payload ->> 'delivery_id'
-                                                ~* '^[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}$'
-                                           THEN (dead_letter_jobs.payload ->> 'delivery_id')::uuid END
-                  AND d.oauth_client_id = \(parameter))))
-            """
-        }
-
         func run() async throws {
-            let db = try await OperatorDatabase.open(database)
-            defer { Task { await db.close() } }
-            if let id {
-                do {
-                    let newID: Int64 = try await db.execute(
-                        "requeueDeadLetter", "SELECT webhook_worker.requeue_dead_letter($1) AS id", [id]
-                    ).first?.decode("id") ?? 0
+            try await withOperatorConnection(database) { connection in
+                let deadLetters = DeadLetters(connection)
+                if let id {
+                    let newID: Int64
+                    do {
+                        newID = try await deadLetters.requeue(id: id)
+                    } catch let error as DeadLetters.RequeueError {
+                        throw notFound(error.description)
+                    }
                     if json { Output(json: true).printJSON(["dead_letter_id": id, "job_id": newID]) } else {
                         print("requeued dead letter \(id) as job \(newID)")
                     }
-                } catch let error as PostgresError where error.sqlState == "P0002" {
-                    throw notFound("no dead letter with id \(id)")
-                } catch let error as PostgresError where error.sqlState == "23505" {
-                    throw notFound(error.message)
+                    return
                 }
-                return
-            }
-            let total: Int = try await db.execute(
-                "countRequeueable",
-                "SELECT count(*) AS n FROM webhook_worker.dead_letter_jobs WHERE requeued_at IS NULL AND ($1::text IS NULL OR kind = $1) AND ($2::timestamptz IS NULL OR dead_at >= $2) AND \(Self.ofClient("$3"))",
-                [kind, since?.date, client]
-            ).first?.decode("n") ?? 0
-            guard total > 0 else { throw notFound("no dead letters to requeue") }
-            var done = 0
-            var skipped = 0
-            var lastID: Int64 = 0
-            while true {
-                // One batch per statement, in id order; a dead letter whose unique key is already
-                // queued again is skipped instead of failing the batch.
-                let result = try await db.execute(
-                    "requeueBatch",
-                    """
-                    WITH batch AS (
-                        SELECT id, unique_key FROM webhook_worker.dead_letter_jobs
-                        WHERE requeued_at IS NULL AND id > $1 AND ($2::text IS NULL OR kind = $2)
-                          AND ($3::timestamptz IS NULL OR dead_at >= $3) AND \(Self.ofClient("$5"))
-                        ORDER BY id LIMIT $4
-                    )
-                    SELECT id,
-                           CASE WHEN unique_key IS NOT NULL
-                                     AND EXISTS (SELECT 1 FROM webhook_worker.jobs j WHERE j.unique_key = batch.unique_key)
-                                THEN NULL ELSE webhook_worker.requeue_dead_letter(id) END AS job_id
-                    FROM batch ORDER BY id
-                    """, [lastID, kind, since?.date, batchSize, client])
-                if result.isEmpty { break }
-                for row in result.rows {
-                    lastID = try row.decode("id")
-                    if try row.decodeIfPresent("job_id", as: Int64.self) == nil { skipped += 1 } else { done += 1 }
+                var filter = DeadLetters.Filter(kind: kind, diedSince: since?.date)
+                if let client { filter.ids = try await Deliveries(connection).deadLetterIDs(ofClient: client) }
+                let summary = try await deadLetters.requeueAll(filter, batchSize: batchSize) { done, total in
+                    if !json { progress("requeued \(done) of \(total)") }
                 }
-                if !json { progress("requeued \(done) of \(total)") }
-            }
-            if json {
-                Output(json: true).printJSON(["requeued": done, "skipped_already_queued": skipped])
-            } else {
-                print("\rrequeued \(done) dead letter(s)" + (skipped > 0 ? ", skipped \(skipped) whose job is already queued" : ""))
+                guard summary.matched > 0 else { throw notFound("no dead letters to requeue") }
+                let (done, skipped) = (summary.requeued, summary.skippedAlreadyQueued)
+                if json {
+                    Output(json: true).printJSON(["requeued": done, "skipped_already_queued": skipped])
+                } else {
+                    print("\rrequeued \(done) dead letter(s)" + (skipped > 0 ? ", skipped \(skipped) whose job is already queued" : ""))
+                }
             }
         }
     }
@@ -179,30 +123,12 @@ struct DeadLettersCommand: AsyncParsableCommand {
         @OptionGroup var database: DatabaseOptions
 
         func run() async throws {
-            let db = try await OperatorDatabase.open(database)
-            let deleted = try await deleteInBatches(
-                db, name: "purgeDeadLetters",
-                """
-                DELETE FROM webhook_worker.dead_letter_jobs WHERE id IN (
-                    SELECT id FROM webhook_worker.dead_letter_jobs
-                    WHERE dead_at < $1 AND ($2::text IS NULL OR kind = $2) LIMIT $3)
-                """, [olderThan.cutoff, kind], batchSize: batchSize, label: "dead letters")
-            await db.close()
+            let deleted = try await withOperatorConnection(database) { connection in
+                try await DeadLetters(connection).purge(diedBefore: olderThan.cutoff, kind: kind, batchSize: batchSize) {
+                    progress("deleted \($0) dead letters")
+                }
+            }
             print("\rdeleted \(deleted) dead letter(s)")
         }
-    }
-}
-
-/// Repeats a `DELETE ... LIMIT`-style statement (its last parameter is the batch size) until it
-/// deletes nothing, each batch its own transaction, so no delete holds locks for long.
-func deleteInBatches(
-    _ db: OperatorDatabase, name: String, _ sql: String, _ bindings: [any PostgresEncodable], batchSize: Int, label: String
-) async throws -> Int {
-    var total = 0
-    while true {
-        let deleted = try await db.execute(name, sql, bindings + [batchSize]).affectedRows
-        total += deleted
-        if deleted == 0 { return total }
-        progress("deleted \(total) \(label)")
     }
 }

@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
+import JobQueue
 import LibPQ
+import WebhookDelivery
 
 /// `endpoints`: the receivers' circuit breakers (webhook_worker.endpoints), for operators.
 struct EndpointsCommand: AsyncParsableCommand {
@@ -14,28 +16,6 @@ struct EndpointsCommand: AsyncParsableCommand {
             """,
         subcommands: [List.self, Show.self, Enable.self, Disable.self])
 
-    /// The endpoint's key from what an operator typed.
-    static func key(_ text: String, db: OperatorDatabase) async throws -> String {
-        if text.hasPrefix("client:") { return text }
-        let rows = try await db.rows(
-            "resolveEndpoint", #"SELECT id FROM "OAuthClient" WHERE id = $1 OR "clientId" = $1 ORDER BY id = $1 DESC LIMIT 1"#,
-            [text])
-        return "client:" + ((rows.first?["id"] as? String) ?? text)
-    }
-
-    static let health = """
-        SELECT e.key, substr(e.key, 8) AS oauth_client_id, c.name AS client_name, c."clientId" AS client_public_id,
-               e.state, e.consecutive_failures, e.failing_since, e.trips, e.next_probe_at, e.disabled_at, e.disabled_by,
-               e.last_error, e.last_failure_at, e.last_success_at, e.failures, e.recoveries,
-               (SELECT count(*) FROM webhook_worker.webhook_deliveries d
-                WHERE d.oauth_client_id = substr(e.key, 8) AND d.status = 'pending') AS pending_deliveries,
-               (SELECT round(100.0 * count(*) FILTER (WHERE a.http_status BETWEEN 200 AND 299) / nullif(count(*), 0), 1)
-                FROM webhook_worker.delivery_attempts a JOIN webhook_worker.webhook_deliveries d USING (delivery_id)
-                WHERE d.oauth_client_id = substr(e.key, 8) AND a.attempted_at > now() - interval '24 hours') AS success_rate_24h
-        FROM webhook_worker.endpoints e
-        LEFT JOIN "OAuthClient" c ON 'client:' || c.id = e.key
-        """
-
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List endpoints that failed or were disabled, worst first.")
         @Option(help: "Only this state: closed, open, half_open or disabled.") var state: String?
@@ -43,24 +23,17 @@ struct EndpointsCommand: AsyncParsableCommand {
         @OptionGroup var database: DatabaseOptions
 
         func validate() throws {
-            if let state, !["closed", "open", "half_open", "disabled"].contains(state) {
+            if let state, Endpoints.State(rawValue: state) == nil {
                 throw ValidationError("--state must be closed, open, half_open or disabled")
             }
         }
 
         func run() async throws {
-            let db = try await OperatorDatabase.open(database)
-            let rows = try await db.rows(
-                "listEndpoints",
-                """
-                \(EndpointsCommand.health)
-                WHERE ($1::text IS NULL OR e.state = $1)
-                ORDER BY CASE e.state WHEN 'disabled' THEN 0 WHEN 'open' THEN 1 WHEN 'half_open' THEN 2 ELSE 3 END,
-                         e.consecutive_failures DESC, e.key
-                """, [state])
-            await db.close()
+            let endpoints = try await withOperatorConnection(database) { connection in
+                try await Endpoints(connection).list(state: state.flatMap(Endpoints.State.init(rawValue:)))
+            }
             Output(json: json).list(
-                rows,
+                endpoints.map(\.fields),
                 columns: ["oauth_client_id", "client_name", "state", "consecutive_failures", "pending_deliveries",
                     "success_rate_24h", "next_probe_at", "last_error"])
         }
@@ -73,19 +46,20 @@ struct EndpointsCommand: AsyncParsableCommand {
         @OptionGroup var database: DatabaseOptions
 
         func run() async throws {
-            let db = try await OperatorDatabase.open(database)
-            let key = try await EndpointsCommand.key(endpoint, db: db)
-            let rows = try await db.rows("showEndpoint", "\(EndpointsCommand.health) WHERE e.key = $1", [key])
-            await db.close()
-            guard let row = rows.first else {
-                throw notFound("endpoint \(key) has never failed and was never disabled: it is healthy (closed)")
+            let health = try await withOperatorConnection(database) { connection in
+                let endpoints = Endpoints(connection)
+                let key = try await endpoints.key(for: endpoint)
+                guard let health = try await endpoints.get(key: key) else {
+                    throw notFound("endpoint \(key) has never failed and was never disabled: it is healthy (closed)")
+                }
+                return health
             }
             let output = Output(json: json)
             if json {
-                output.printJSON(row)
+                output.object(health.fields, keys: [])
             } else {
                 output.object(
-                    row,
+                    health.fields,
                     keys: ["key", "oauth_client_id", "client_name", "client_public_id", "state", "consecutive_failures",
                         "failing_since", "trips", "next_probe_at", "disabled_at", "disabled_by", "last_error",
                         "last_failure_at", "last_success_at", "failures", "recoveries", "pending_deliveries",
@@ -118,13 +92,11 @@ struct EndpointsCommand: AsyncParsableCommand {
     }
 
     static func setEnabled(_ endpoint: String, _ enabled: Bool, database: DatabaseOptions) async throws {
-        let db = try await OperatorDatabase.open(database)
-        let key = try await EndpointsCommand.key(endpoint, db: db)
-        let actor = "operator (\(ProcessInfo.processInfo.environment["USER"] ?? "unknown user"))"
-        let state: String? = try await db.execute(
-            "setEndpointEnabled", "SELECT (webhook_worker.set_endpoint_enabled($1, $2, $3)).state AS state", [key, enabled, actor]
-        ).first?.decodeIfPresent("state")
-        await db.close()
+        let (key, state) = try await withOperatorConnection(database) { connection in
+            let endpoints = Endpoints(connection)
+            let key = try await endpoints.key(for: endpoint)
+            return (key, try await endpoints.setEnabled(key: key, enabled, by: "operator (\(operatorName))"))
+        }
         print("endpoint \(key) is now \(state ?? "?")")
     }
 }
@@ -143,12 +115,7 @@ struct JobsCommand: AsyncParsableCommand {
         @OptionGroup var database: DatabaseOptions
 
         func run() async throws {
-            let db = try await OperatorDatabase.open(database)
-            let actor = ProcessInfo.processInfo.environment["USER"] ?? "unknown user"
-            try await db.execute(
-                "pauseKind", "INSERT INTO webhook_worker.paused_kinds (kind, paused_by) VALUES ($1, $2) ON CONFLICT (kind) DO NOTHING",
-                [kind, actor])
-            await db.close()
+            try await withOperatorConnection(database) { try await PausedKinds($0).pause(kind, by: operatorName) }
             print("paused \(kind): replicas stop claiming it")
         }
     }
@@ -159,11 +126,8 @@ struct JobsCommand: AsyncParsableCommand {
         @OptionGroup var database: DatabaseOptions
 
         func run() async throws {
-            let db = try await OperatorDatabase.open(database)
-            let removed = try await db.execute("resumeKind", "DELETE FROM webhook_worker.paused_kinds WHERE kind = $1", [kind])
-                .affectedRows
-            await db.close()
-            guard removed > 0 else { throw notFound("\(kind) was not paused") }
+            let resumed = try await withOperatorConnection(database) { try await PausedKinds($0).resume(kind) }
+            guard resumed else { throw notFound("\(kind) was not paused") }
             print("resumed \(kind)")
         }
     }

@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
+import JobQueue
 import LibPQ
+import WebhookDelivery
 
 struct EnqueueCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -18,11 +20,9 @@ struct EnqueueCommand: AsyncParsableCommand {
         @OptionGroup var database: DatabaseOptions
 
         func run() async throws {
-            let payload = try JSONSerialization.data(
-                withJSONObject: ["integration_account_id": account, "user_id": user], options: [.sortedKeys])
-            let id = try await enqueue(
-                kind: "integration.connected", payload: PostgresJSON(bytes: Array(payload)), conninfo: database.conninfo)
-            print("enqueued job \(id)")
+            let job = try IntegrationConnectedPayload(integrationAccountID: account, userID: user).job
+            let id = try await withOperatorConnection(database) { try await JobEnqueuer($0).enqueue(job) }
+            print("enqueued job \(id ?? 0)")
         }
     }
 
@@ -37,23 +37,10 @@ struct EnqueueCommand: AsyncParsableCommand {
                 printError("invalid --count \(count): expected 1 to 1000000")
                 throw ExitCode(2)
             }
-            let connection = try await connectOrExit(database.conninfo)
-            let result = try await connection.query(
-                PostgresQuery(
-                    "enqueueNoop",
-                    "INSERT INTO webhook_worker.jobs (kind) SELECT 'noop' FROM generate_series(1, $1)"),
-                [count])
-            await connection.close()
-            print("enqueued \(result.affectedRows) noop job(s)")
+            let inserted = try await withOperatorConnection(database) {
+                try await JobEnqueuer($0).enqueue(NewJob(kind: "noop"), copies: count)
+            }
+            print("enqueued \(inserted) noop job(s)")
         }
     }
-}
-
-func enqueue(kind: String, payload: PostgresJSON, conninfo: String?) async throws -> Int64 {
-    let connection = try await connectOrExit(conninfo)
-    defer { Task { await connection.close() } }
-    let row = try await connection.query(
-        PostgresQuery("enqueue", "SELECT webhook_worker.enqueue($1, $2::jsonb) AS id"), [kind, payload]
-    ).first
-    return try row?.decode("id") ?? 0
 }

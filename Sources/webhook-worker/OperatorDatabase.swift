@@ -3,29 +3,15 @@ import Foundation
 import JobQueue
 import LibPQ
 
-/// The database as operator commands use it: statements whose rows come back as JSON objects
-/// (PostgreSQL does the typing), shown as a table or printed as JSON.
-struct OperatorDatabase {
-    let connection: PostgresConnection
-
-    static func open(_ options: DatabaseOptions) async throws -> OperatorDatabase {
-        OperatorDatabase(connection: try await connectOrExit(options.conninfo))
-    }
-
-    func close() async { await connection.close() }
-
-    /// Runs a SELECT and returns its rows as JSON objects, keys being the column names.
-    func rows(_ name: String, _ select: String, _ bindings: [any PostgresEncodable] = []) async throws -> [[String: Any]] {
-        let wrapped = PostgresQuery(name, "SELECT coalesce(json_agg(r), '[]'::json)::text AS rows FROM (\(select)) r")
-        let text: String = try await connection.query(wrapped, bindings).first?.decode("rows") ?? "[]"
-        return (try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [[String: Any]]) ?? []
-    }
-
-    @discardableResult
-    func execute(_ name: String, _ sql: String, _ bindings: [any PostgresEncodable] = []) async throws -> PostgresResult {
-        try await connection.query(PostgresQuery(name, sql), bindings)
-    }
+/// Runs `body` on a new connection for an operator command and closes it afterwards, however
+/// `body` ends. An unreachable database prints one line and exits 1.
+func withOperatorConnection<T>(_ options: DatabaseOptions, _ body: (PostgresConnection) async throws -> T) async throws -> T {
+    let connection = try await connectOrExit(options.conninfo)
+    return try await withTeardown { try await body(connection) } teardown: { await connection.close() }
 }
+
+/// Who an operator command acts as, recorded beside what it changes.
+var operatorName: String { ProcessInfo.processInfo.environment["USER"] ?? "unknown user" }
 
 /// `--since`: a duration ago (`1h`, `2d`) or an ISO 8601 time.
 struct Since: ExpressibleByArgument {

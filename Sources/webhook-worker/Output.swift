@@ -1,28 +1,56 @@
 import Foundation
+import LibPQ
+
+/// A record as commands print it: column names and values (nil prints as `-`, or JSON `null`).
+typealias Fields = [String: Any?]
 
 /// Prints rows as a table sized to the terminal, or as JSON for scripts.
+///
+/// Values print as PostgreSQL writes them in JSON, so that output reads the same whether a
+/// record came from a domain type or straight from SQL: times in UTC with up to microseconds
+/// (`2024-01-15T10:30:00.12+00:00`), UUIDs in lower case, JSON payloads as JSON.
 struct Output {
     var json: Bool
 
     /// Prints `rows` (objects with the same keys) under `columns`; in JSON, an array of objects.
-    func list(_ rows: [[String: Any]], columns: [String]) {
+    func list(_ rows: [Fields], columns: [String]) {
         if json {
-            printJSON(rows)
+            printJSON(rows.map(Self.present))
         } else {
-            print(Table(columns: columns, rows: rows.map { row in columns.map { Self.text(row[$0]) } }).render(width: Self.terminalWidth))
+            print(Table(columns: columns, rows: rows.map { row in columns.map { Self.text(row[$0] ?? nil) } }).render(width: Self.terminalWidth))
         }
     }
 
     /// Prints one object: `key: value` lines, or a JSON object.
-    func object(_ object: [String: Any], keys: [String]) {
+    func object(_ object: Fields, keys: [String]) {
         if json {
-            printJSON(object)
+            printJSON(Self.present(object))
         } else {
             let width = keys.map(\.count).max() ?? 0
             for key in keys {
-                print(key.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + Self.text(object[key]))
+                print(key.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + Self.text(object[key] ?? nil))
             }
         }
+    }
+
+    /// `fields` with nil as `NSNull`, for JSON.
+    static func present(_ fields: Fields) -> [String: Any] {
+        fields.mapValues { $0 ?? NSNull() }
+    }
+
+    /// A time as PostgreSQL writes a `timestamptz` in JSON, the session being in UTC.
+    static func timestamp(_ date: Date) -> String {
+        // `postgresText` is `2024-01-15T10:30:00.120000Z`: drop the fraction's trailing zeros.
+        var text = date.postgresText ?? ""
+        text.removeLast()
+        while text.hasSuffix("0") { text.removeLast() }
+        if text.hasSuffix(".") { text.removeLast() }
+        return text + "+00:00"
+    }
+
+    /// A JSON document as a value `JSONSerialization` writes, or its text when it does not parse.
+    static func document(_ json: PostgresJSON) -> Any {
+        (try? JSONSerialization.jsonObject(with: Data(json.bytes), options: [.fragmentsAllowed])) ?? json.text
     }
 
     func printJSON(_ value: Any) {
@@ -34,7 +62,10 @@ struct Output {
 
     static func jsonSafe(_ value: Any) -> Any {
         switch value {
-        case let date as Date: return date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
+        case let date as Date: return timestamp(date)
+        case let uuid as UUID: return uuid.uuidString.lowercased()
+        case let json as PostgresJSON: return document(json)
+        case let number as Double: return NSNumber(value: number)
         case let array as [Any]: return array.map(jsonSafe)
         case let object as [String: Any]: return object.mapValues(jsonSafe)
         case Optional<Any>.none: return NSNull()
@@ -45,8 +76,12 @@ struct Output {
     static func text(_ value: Any?) -> String {
         switch value {
         case nil, is NSNull: return "-"
-        case let date as Date:
-            return date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: false))
+        case let date as Date: return timestamp(date)
+        case let uuid as UUID: return uuid.uuidString.lowercased()
+        case let number as Double: return NSNumber(value: number).description
+        case let json as PostgresJSON:
+            let data = try? JSONSerialization.data(withJSONObject: document(json), options: [.sortedKeys, .fragmentsAllowed])
+            return data.map { String(decoding: $0, as: UTF8.self) } ?? json.text
         case let text as String: return text.replacingOccurrences(of: "\n", with: " ")
         default: return "\(value!)"
         }

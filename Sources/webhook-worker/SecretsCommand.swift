@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import WebhookDelivery
 
 /// `secrets retire --client ID`: keeps a client's previous webhook secret signing during the
 /// overlap, for web apps that do not install the optional trigger.
@@ -32,10 +33,7 @@ struct SecretsCommand: AsyncParsableCommand {
             guard !secret.isEmpty, !secret.contains("\0") else {
                 throw ValidationError("no secret on standard input: pipe the previous secret in, e.g. printf '%s' \"$OLD\" | webhook-worker secrets retire --client ID")
             }
-            let db = try await OperatorDatabase.open(database)
-            try await db.execute(
-                "retireSecret", "INSERT INTO webhook_worker.retired_secrets (oauth_client_id, secret) VALUES ($1, $2)", [client, secret])
-            await db.close()
+            try await withOperatorConnection(database) { try await RetiredSecrets($0).retire(secret, client: client) }
             print("kept the previous secret of client \(client); it signs beside the current one for the overlap")
         }
     }

@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
+import JobQueue
 import LibPQ
+import WebhookDelivery
 
 struct StatsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -11,45 +13,24 @@ struct StatsCommand: AsyncParsableCommand {
     @OptionGroup var database: DatabaseOptions
 
     func run() async throws {
-        let db = try await OperatorDatabase.open(database)
-        let depth = try await db.rows(
-            "statsDepth", "SELECT kind, state, jobs, extract(epoch FROM oldest_age)::float8 AS oldest_age_seconds FROM webhook_worker.queue_depth ORDER BY kind, state")
-        let waiting = try await db.rows(
-            "statsWaiting",
-            "SELECT kind, waiting, round(extract(epoch FROM wait)::numeric, 3)::float8 AS oldest_wait_seconds FROM webhook_worker.oldest_waiting ORDER BY kind")
-        let replicas = try await db.rows(
-            "statsReplicas",
-            "SELECT locked_by AS worker_id, count(*) AS running, min(locked_until) AS next_lease_expiry FROM webhook_worker.jobs WHERE state = 'running' GROUP BY locked_by ORDER BY locked_by")
-        let throughput = try await db.rows(
-            "statsThroughput",
-            """
-            SELECT kind,
-                   count(*) FILTER (WHERE outcome = 'succeeded' AND finished_at > now() - interval '1 minute') AS succeeded_1m,
-                   count(*) FILTER (WHERE outcome <> 'succeeded' AND finished_at > now() - interval '1 minute') AS failed_1m,
-                   count(*) FILTER (WHERE outcome = 'succeeded') AS succeeded_1h,
-                   count(*) FILTER (WHERE outcome <> 'succeeded') AS failed_1h
-            FROM webhook_worker.job_attempts WHERE finished_at > now() - interval '1 hour'
-            GROUP BY kind ORDER BY kind
-            """)
-        let dead = try await db.rows(
-            "statsDead", "SELECT kind, reason, dead_letters, last_dead_at FROM webhook_worker.dead_letters_by_reason ORDER BY kind, reason")
-        let endpoints = try await db.rows(
-            "statsEndpoints",
-            """
-            SELECT substr(key, 8) AS oauth_client_id, state, consecutive_failures, next_probe_at, last_error
-            FROM webhook_worker.endpoints WHERE state <> 'closed'
-            ORDER BY CASE state WHEN 'disabled' THEN 0 WHEN 'open' THEN 1 ELSE 2 END, key
-            """)
-        let paused = try await db.rows(
-            "statsPaused", "SELECT kind, paused_at, paused_by FROM webhook_worker.paused_kinds ORDER BY kind")
-        await db.close()
+        let (queue, endpointRecords) = try await withOperatorConnection(database) { connection in
+            (try await QueueStatistics.read(connection), try await Endpoints(connection).notClosed())
+        }
+        let depth = queue.depth.map(\.fields)
+        let waiting = queue.waiting.map(\.fields)
+        let replicas = queue.replicas.map(\.fields)
+        let throughput = queue.throughput.map(\.fields)
+        let dead = queue.deadLetters.map(\.fields)
+        let endpoints = endpointRecords.map(\.fields)
+        let paused = queue.pausedKinds.map(\.fields)
 
         let output = Output(json: json)
         if json {
-            output.printJSON([
-                "queue": depth, "oldest_waiting": waiting, "replicas": replicas, "throughput": throughput, "dead_letters": dead,
-                "endpoints_not_closed": endpoints, "paused_kinds": paused,
-            ])
+            let sections: [String: [Fields]] = [
+                "queue": depth, "oldest_waiting": waiting, "replicas": replicas, "throughput": throughput,
+                "dead_letters": dead, "endpoints_not_closed": endpoints, "paused_kinds": paused,
+            ]
+            output.printJSON(sections.mapValues { $0.map(Output.present) })
             return
         }
         print("queue depth")
@@ -97,29 +78,17 @@ struct PruneCommand: AsyncParsableCommand {
             try SettingSource("secret-overlap", "WEBHOOK_SECRET_OVERLAP", secretOverlap, env: ProcessInfo.processInfo.environment)
                 .duration(default: .seconds(86_400), minimum: .zero)
         }
-        let db = try await OperatorDatabase.open(database)
         let cutoff = olderThan.cutoff
-        let jobAttempts = try await deleteInBatches(
-            db, name: "pruneJobAttempts",
-            "DELETE FROM webhook_worker.job_attempts WHERE id IN (SELECT id FROM webhook_worker.job_attempts WHERE finished_at < $1 LIMIT $2)",
-            [cutoff], batchSize: batchSize, label: "job attempts")
-        let deliveryAttempts = try await deleteInBatches(
-            db, name: "pruneDeliveryAttempts",
-            "DELETE FROM webhook_worker.delivery_attempts WHERE id IN (SELECT id FROM webhook_worker.delivery_attempts WHERE attempted_at < $1 LIMIT $2)",
-            [cutoff], batchSize: batchSize, label: "delivery attempts")
-        let deliveries = try await deleteInBatches(
-            db, name: "pruneDeliveries",
-            """
-            DELETE FROM webhook_worker.webhook_deliveries WHERE delivery_id IN (
-                SELECT delivery_id FROM webhook_worker.webhook_deliveries
-                WHERE created_at < $1 AND status <> 'pending' AND updated_at < $1 LIMIT $2)
-            """, [cutoff], batchSize: batchSize, label: "deliveries")
-        let secrets = try await db.execute(
-            "pruneRetiredSecrets", "DELETE FROM webhook_worker.retired_secrets WHERE retired_at < now() - $1::interval",
-            [PostgresInterval(overlap)]
-        ).affectedRows
-        await db.close()
+        let (jobAttempts, deliveries, secrets) = try await withOperatorConnection(database) { connection in
+            let jobAttempts = try await JobAttemptHistory(connection).prune(finishedBefore: cutoff, batchSize: batchSize) {
+                progress("deleted \($0) job attempts")
+            }
+            let deliveries = try await Deliveries(connection).prune(olderThan: cutoff, batchSize: batchSize) { label, deleted in
+                progress("deleted \(deleted) \(label)")
+            }
+            return (jobAttempts, deliveries, try await RetiredSecrets(connection).prune(olderThan: overlap))
+        }
         print(
-            "\rdeleted \(jobAttempts) job attempt(s), \(deliveryAttempts) delivery attempt(s), \(deliveries) finished deliveries, \(secrets) expired secret(s)")
+            "\rdeleted \(jobAttempts) job attempt(s), \(deliveries.attempts) delivery attempt(s), \(deliveries.deliveries) finished deliveries, \(secrets) expired secret(s)")
     }
 }

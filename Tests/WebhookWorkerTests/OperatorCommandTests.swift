@@ -99,6 +99,15 @@ struct OperatorCommandTests {
             let shown = try #require(try Self.json("deliveries show 11111111-1111-4111-8111-111111111111", database) as? [String: Any])
             #expect(shown["payload"] as? String == #"{"a":1}"#)
             #expect((shown["attempt_history"] as? [[String: Any]])?.first?["url"] as? String == "https://a.example/hook")
+            // Times print as PostgreSQL writes a timestamptz in JSON (UTC, microseconds, no trailing zeros).
+            let createdAt = try await database.scalar(
+                "SELECT to_json(created_at)::text FROM webhook_worker.webhook_deliveries WHERE delivery_id = '11111111-1111-4111-8111-111111111111'",
+                as: String.self)
+            #expect("\"\(shown["created_at"] as? String ?? "")\"" == createdAt)
+            let attemptedAt = try await database.scalar(
+                "SELECT to_json(attempted_at)::text FROM webhook_worker.delivery_attempts WHERE delivery_id = '11111111-1111-4111-8111-111111111111'",
+                as: String.self)
+            #expect("\"\((shown["attempt_history"] as? [[String: Any]])?.first?["attempted_at"] as? String ?? "")\"" == attemptedAt)
             #expect(try Self.cli("deliveries show 33333333-3333-4333-8333-333333333333", database).status == 1)
             #expect(try Self.cli("deliveries show not-a-uuid", database).status == 2)
 

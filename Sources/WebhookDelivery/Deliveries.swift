@@ -1,0 +1,203 @@
+import Foundation
+import JobQueue
+import LibPQ
+
+/// The delivery history's operations: list, show, resend, cancel and prune, for operators and
+/// consoles.
+public struct Deliveries: Sendable {
+    public let connection: PostgresConnection
+
+    public init(_ connection: PostgresConnection) {
+        self.connection = connection
+    }
+
+    /// Which deliveries to list; nil fields match everything.
+    public struct Filter: Sendable, Equatable {
+        /// Only this OAuth client (`"OAuthClient".id`).
+        public var client: String?
+        public var status: Delivery.Status?
+        /// Only those created at or after this time.
+        public var createdSince: Date?
+
+        public init(client: String? = nil, status: Delivery.Status? = nil, createdSince: Date? = nil) {
+            self.client = client
+            self.status = status
+            self.createdSince = createdSince
+        }
+    }
+
+    static let list = PostgresQuery(
+        "listDeliveries",
+        """
+        SELECT \(Delivery.columns) FROM webhook_worker.webhook_deliveries
+        WHERE ($1::text IS NULL OR oauth_client_id = $1) AND ($2::text IS NULL OR status = $2)
+          AND ($3::timestamptz IS NULL OR created_at >= $3)
+        ORDER BY created_at DESC, delivery_id LIMIT $4
+        """)
+
+    /// Deliveries matching `filter`, newest first, without their payloads.
+    public func list(_ filter: Filter = Filter(), limit: Int = 100) async throws -> [Delivery] {
+        try await connection.query(Self.list, [filter.client, filter.status?.rawValue, filter.createdSince, limit]).rows
+            .map { try Delivery($0, withPayload: false) }
+    }
+
+    static let get = PostgresQuery(
+        "showDelivery",
+        "SELECT \(Delivery.columns), payload FROM webhook_worker.webhook_deliveries WHERE delivery_id = $1::uuid")
+
+    /// The delivery with this id, with its payload, or nil.
+    public func get(_ id: UUID) async throws -> Delivery? {
+        try await connection.query(Self.get, [id]).rows.first.map { try Delivery($0, withPayload: true) }
+    }
+
+    static let attempts = PostgresQuery(
+        "deliveryAttempts",
+        """
+        SELECT attempt, attempted_at, url, http_status, error_class, error, duration_ms, response_excerpt, worker_id, job_id
+        FROM webhook_worker.delivery_attempts WHERE delivery_id = $1::uuid ORDER BY attempt, id
+        """)
+
+    /// The HTTP attempts of delivery `id`, in order.
+    public func attempts(of id: UUID) async throws -> [DeliveryAttemptRecord] {
+        try await connection.query(Self.attempts, [id]).rows.map(DeliveryAttemptRecord.init)
+    }
+
+    /// Why a delivery could not be sent again.
+    public enum ResendError: Error, Sendable, Equatable, CustomStringConvertible {
+        case notFound(UUID)
+        /// A job for it is in the queue already.
+        case alreadyQueued(UUID)
+
+        public var description: String {
+            switch self {
+            case .notFound(let id): "no delivery with id \(id.uuidString.lowercased())"
+            case .alreadyQueued(let id): "delivery \(id.uuidString.lowercased()) already has a job queued"
+            }
+        }
+    }
+
+    static let markPending = PostgresQuery(
+        "resendDelivery",
+        """
+        UPDATE webhook_worker.webhook_deliveries SET status = 'pending', updated_at = now()
+        WHERE delivery_id = $1::uuid
+          AND NOT EXISTS (
+              SELECT 1 FROM webhook_worker.jobs
+              WHERE kind = 'webhook.deliver' AND payload ->> 'delivery_id' = $1::uuid::text)
+        RETURNING oauth_client_id
+        """)
+
+    static let exists = PostgresQuery(
+        "deliveryExists", "SELECT 1 AS one FROM webhook_worker.webhook_deliveries WHERE delivery_id = $1::uuid")
+
+    /// Sends delivery `id` again: same id, same bytes, a fresh chain of attempts. The recipient is
+    /// checked again before sending, as for any attempt.
+    /// - Returns: the id of the job that sends it.
+    /// - Throws: ``ResendError`` when there is no such delivery or a job for it is queued.
+    public func resend(_ id: UUID) async throws -> Int64 {
+        let job: Int64? = try await connection.transaction { connection in
+            guard let client: String = try await connection.query(Self.markPending, [id]).first?.decode("oauth_client_id")
+            else { return nil }
+            guard let job = try await JobEnqueuer(connection).enqueue(try DeliverPayload(deliveryID: id).job(clientID: client))
+            else { throw ResendError.alreadyQueued(id) }
+            return job
+        }
+        if let job { return job }
+        let exists = try await connection.query(Self.exists, [id])
+        throw exists.isEmpty ? ResendError.notFound(id) : ResendError.alreadyQueued(id)
+    }
+
+    /// What a cancel did.
+    public struct Cancelled: Sendable, Equatable {
+        /// Deliveries that were pending and are now `cancelled`.
+        public var deliveries: Int
+        /// Their waiting jobs taken out of the queue.
+        public var jobsRemoved: Int
+    }
+
+    static let cancel = PostgresQuery(
+        "cancelDeliveries",
+        """
+        WITH cancelled AS (
+            UPDATE webhook_worker.webhook_deliveries
+            SET status = 'cancelled', last_error = 'cancelled by an operator', updated_at = now()
+            WHERE status = 'pending' AND ($1::uuid IS NULL OR delivery_id = $1::uuid)
+              AND ($2::text IS NULL OR oauth_client_id = $2)
+            RETURNING delivery_id
+        ), removed AS (
+            DELETE FROM webhook_worker.jobs j USING cancelled c
+            WHERE j.kind = 'webhook.deliver' AND j.state = 'available'
+              AND j.payload ->> 'delivery_id' = c.delivery_id::text
+            RETURNING j.id, j.kind, j.attempt
+        ), recorded AS (
+            INSERT INTO webhook_worker.job_attempts (job_id, kind, attempt, worker_id, started_at, finished_at, outcome, error)
+            -- The attempt that would have run next: the job's earlier numbers are taken.
+            SELECT id, kind, attempt + 1, 'operator', now(), now(), 'cancelled', 'cancelled by an operator' FROM removed
+        )
+        SELECT (SELECT count(*) FROM cancelled) AS cancelled, (SELECT count(*) FROM removed) AS jobs_removed
+        """)
+
+    /// Cancels pending deliveries, delivery `id` or every one of OAuth client `client`: each
+    /// becomes `cancelled` and its waiting job leaves the queue (recorded as a cancelled
+    /// attempt). An attempt already in flight finishes, but the delivery stays cancelled.
+    public func cancel(id: UUID? = nil, client: String? = nil) async throws -> Cancelled {
+        precondition(id != nil || client != nil, "cancel needs a delivery or a client")
+        let row = try await connection.query(Self.cancel, [id, client]).first
+        return Cancelled(deliveries: try row?.decode("cancelled") ?? 0, jobsRemoved: try row?.decode("jobs_removed") ?? 0)
+    }
+
+    static let deadLettersOfClient = PostgresQuery(
+        "deadLettersOfClient",
+        """
+        SELECT id FROM webhook_worker.dead_letter_jobs
+        WHERE requeued_at IS NULL AND kind = 'webhook.deliver' AND EXISTS (
+            SELECT 1 FROM webhook_worker.webhook_deliveries d
+            WHERE d.delivery_id = CASE WHEN dead_letter_jobs.payload ->> 'delivery_id'
+                                            ~* '^[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}$'
+                                       THEN (dead_letter_jobs.payload ->> 'delivery_id')::uuid END
+              AND d.oauth_client_id = $1)
+        ORDER BY id
+        """)
+
+    /// The dead letters (not requeued) of OAuth client `client`'s deliveries: pass them to
+    /// ``DeadLetters/requeueAll(_:batchSize:progress:)`` as ``DeadLetters/Filter/ids``.
+    public func deadLetterIDs(ofClient client: String) async throws -> [Int64] {
+        try await connection.query(Self.deadLettersOfClient, [client]).rows.map { try $0.decode("id") }
+    }
+
+    /// What ``prune(olderThan:batchSize:progress:)`` deleted.
+    public struct Pruned: Sendable, Equatable {
+        public var attempts: Int
+        public var deliveries: Int
+    }
+
+    static let pruneAttempts = PostgresQuery(
+        "pruneDeliveryAttempts",
+        """
+        DELETE FROM webhook_worker.delivery_attempts WHERE id IN (
+            SELECT id FROM webhook_worker.delivery_attempts WHERE attempted_at < $1 LIMIT $2)
+        """)
+
+    static let pruneDeliveries = PostgresQuery(
+        "pruneDeliveries",
+        """
+        DELETE FROM webhook_worker.webhook_deliveries WHERE delivery_id IN (
+            SELECT delivery_id FROM webhook_worker.webhook_deliveries
+            WHERE created_at < $1 AND status <> 'pending' AND updated_at < $1 LIMIT $2)
+        """)
+
+    /// Deletes delivery attempts made before `cutoff`, then deliveries that ended (delivered,
+    /// failed, cancelled) before it, with their attempts, in batches. Pending deliveries stay.
+    /// - Parameter progress: called after each batch with a label and the rows deleted so far.
+    public func prune(
+        olderThan cutoff: Date, batchSize: Int = 5000, progress: (_ label: String, _ deleted: Int) -> Void = { _, _ in }
+    ) async throws -> Pruned {
+        let attempts = try await connection.deleteInBatches(Self.pruneAttempts, [cutoff], batchSize: batchSize) {
+            progress("delivery attempts", $0)
+        }
+        let deliveries = try await connection.deleteInBatches(Self.pruneDeliveries, [cutoff], batchSize: batchSize) {
+            progress("deliveries", $0)
+        }
+        return Pruned(attempts: attempts, deliveries: deliveries)
+    }
+}

@@ -103,6 +103,8 @@ let package = Package(
             name: "WebhookWorkerTests",
             dependencies: [
                 "TestSupport",
+                // For the command line's own parsing (durations, schedules).
+                "webhook-worker",
                 "LibPQ",
                 "JobQueue",
                 "WebhookDelivery",

@@ -3,14 +3,14 @@ import LibPQ
 
 /// Works jobs of one kind.
 ///
-/// A thrown error is a failed attempt, retried on the policy's schedule with the error's text
+/// A thrown error is a failed attempt, retried as its ``retryStrategy`` says with the error's text
 /// recorded; it never stops the worker. Return ``JobOutcome/fail(_:statements:)`` for failures
 /// that retrying cannot fix.
 public protocol JobHandler: Sendable {
     /// The `kind` column value this handler claims.
     var kind: String { get }
-    /// The retry schedule; nil uses the worker's.
-    var retryPolicy: RetryPolicy? { get }
+    /// How failed attempts are retried; nil uses the worker's.
+    var retryStrategy: (any RetryStrategy)? { get }
     /// The most jobs of this kind sharing one `concurrency_key` that may run at once, across all
     /// replicas; nil for no limit. Jobs without a key are never limited.
     var concurrencyLimit: Int? { get }
@@ -18,7 +18,7 @@ public protocol JobHandler: Sendable {
 }
 
 extension JobHandler {
-    public var retryPolicy: RetryPolicy? { nil }
+    public var retryStrategy: (any RetryStrategy)? { nil }
     public var concurrencyLimit: Int? { nil }
 }
 

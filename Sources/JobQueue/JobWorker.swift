@@ -231,8 +231,8 @@ public final class JobWorker: Service, Sendable {
 
     // MARK: - Running one job
 
-    private func policy(for kind: String) -> RetryPolicy {
-        handlers[kind]?.retryPolicy ?? configuration.retryPolicy
+    private func policy(for kind: String) -> any RetryStrategy {
+        handlers[kind]?.retryStrategy ?? configuration.retryStrategy
     }
 
     private enum HandlerResult: Sendable {
@@ -331,7 +331,7 @@ public final class JobWorker: Service, Sendable {
                 let wait = configuration.releaseBackoff.delay(afterAttempt: job.released + 1)
                 logger.info(
                     "job released after a database error",
-                    metadata: ["error": "\(error)", "job.retry_in": "\(DurationText.format(wait))"])
+                    metadata: ["error": "\(error)", "job.retry_in": "\(wait.compactDescription)"])
                 return .release(
                     reason: "released after a database error; this attempt does not count: \(error)", wait: wait)
             }
@@ -365,7 +365,7 @@ public final class JobWorker: Service, Sendable {
                 case .retry(let error, let wait):
                     logger.info(
                         "job will be retried",
-                        metadata: metadata.merging(["error": "\(error)", "job.retry_in": "\(DurationText.format(wait))"]) { $1 })
+                        metadata: metadata.merging(["error": "\(error)", "job.retry_in": "\(wait.compactDescription)"]) { $1 })
                 default:
                     logger.debug("job finished", metadata: metadata.merging(["job.outcome": "\(entry.resolution.outcomeLabel)"]) { $1 })
                 }
@@ -481,7 +481,7 @@ public final class JobWorker: Service, Sendable {
     private func reap(_ connections: PostgresConnectionPool) async {
         do {
             let reaped = try await connections.withConnection { connection in
-                try await store.reapExpiredLeases(connection, defaultMaxAttempts: configuration.retryPolicy.maxAttempts)
+                try await store.reapExpiredLeases(connection, defaultMaxAttempts: configuration.retryStrategy.maxAttempts)
             }
             guard !reaped.isEmpty else { return }
             for (kind, count) in reaped {

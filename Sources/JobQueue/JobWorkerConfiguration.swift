@@ -15,8 +15,8 @@ public struct JobWorkerConfiguration: Sendable {
     public var pollInterval: Duration
     /// How long in-flight jobs may take to finish after SIGTERM before they are released.
     public var shutdownTimeout: Duration
-    /// The schedule for handlers that do not bring their own.
-    public var retryPolicy: RetryPolicy
+    /// How failed attempts are retried, for handlers that do not bring their own strategy.
+    public var retryStrategy: any RetryStrategy
     /// The most jobs one claim statement takes.
     public var claimBatchSize: Int
     /// The most outcomes one transaction records.
@@ -40,7 +40,7 @@ public struct JobWorkerConfiguration: Sendable {
     /// database error counts as a failed attempt.
     public var maxUncountedReleases: Int
     /// The waits before a job released after a database error runs again (growing, jittered).
-    public var releaseBackoff: RetryPolicy
+    public var releaseBackoff: any RetryStrategy
     /// Commit the worker's own transactions without waiting for the WAL flush
     /// (`synchronous_commit = off`). Faster; a PostgreSQL crash may then forget the last fraction
     /// of a second of outcomes, whose jobs run again (at least once still holds).
@@ -53,7 +53,7 @@ public struct JobWorkerConfiguration: Sendable {
         lease: Duration = .seconds(60),
         pollInterval: Duration = .seconds(2),
         shutdownTimeout: Duration = .seconds(30),
-        retryPolicy: RetryPolicy = .standard,
+        retryStrategy: any RetryStrategy = .standard,
         claimBatchSize: Int = 100,
         finishBatchSize: Int = 500,
         outcomeWriters: Int = 2,
@@ -63,8 +63,9 @@ public struct JobWorkerConfiguration: Sendable {
         lockTimeout: Duration = .seconds(2),
         shutdownGrace: Duration = .seconds(3),
         maxUncountedReleases: Int = 10,
-        releaseBackoff: RetryPolicy = RetryPolicy(
-            schedule: [.seconds(1), .seconds(2), .seconds(4), .seconds(8), .seconds(16), .seconds(30), .seconds(60)]),
+        releaseBackoff: any RetryStrategy = .schedule([
+            .seconds(1), .seconds(2), .seconds(4), .seconds(8), .seconds(16), .seconds(30), .seconds(60),
+        ]),
         asynchronousCommit: Bool = false
     ) {
         self.conninfo = conninfo
@@ -73,7 +74,7 @@ public struct JobWorkerConfiguration: Sendable {
         self.lease = lease
         self.pollInterval = pollInterval
         self.shutdownTimeout = shutdownTimeout
-        self.retryPolicy = retryPolicy
+        self.retryStrategy = retryStrategy
         self.claimBatchSize = max(1, claimBatchSize)
         self.finishBatchSize = max(1, finishBatchSize)
         self.outcomeWriters = max(1, outcomeWriters)
@@ -97,10 +98,7 @@ public struct JobWorkerConfiguration: Sendable {
         return settings
     }
 
-    private static func milliseconds(_ duration: Duration) -> Int64 {
-        let (seconds, attoseconds) = duration.components
-        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
-    }
+    private static func milliseconds(_ duration: Duration) -> Int64 { duration.totalMilliseconds }
 
     /// `host-pid-xxxx`: readable in `locked_by`, unique across restarts.
     public static func defaultWorkerID() -> String {

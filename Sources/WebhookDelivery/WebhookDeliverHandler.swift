@@ -9,7 +9,7 @@ import Metrics
 public struct WebhookDeliverHandler: JobHandler {
     public static let kind = "webhook.deliver"
     public var kind: String { Self.kind }
-    public var retryPolicy: RetryPolicy? { sender.configuration.retryPolicy }
+    public var retryStrategy: (any RetryStrategy)? { sender.configuration.retryStrategy }
     /// Deliveries carry their endpoint (`client:<OAuth client id>`) as their concurrency key.
     public var concurrencyLimit: Int? { sender.configuration.endpointConcurrency }
     let sender: WebhookSender
@@ -153,7 +153,7 @@ public struct WebhookDeliverHandler: JobHandler {
             newStatus = job.isLastAttempt ? "failed" : "pending"
             outcome = .retry(error: "\(Self.redacted(url)): \(result.error ?? "unknown")", after: result.retryAfter)
         }
-        let milliseconds = Int(DurationText.milliseconds(result.duration))
+        let milliseconds = Int(result.duration.totalMilliseconds)
         Counter(
             label: "webhook_worker_delivery_attempts_total",
             dimensions: [("outcome", newStatus == "delivered" ? "delivered" : "failed"), ("status_class", Self.statusClass(result))]

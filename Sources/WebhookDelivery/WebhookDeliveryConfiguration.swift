@@ -2,8 +2,8 @@ import JobQueue
 
 /// How webhooks are built and sent.
 public struct WebhookDeliveryConfiguration: Sendable {
-    /// Waits between attempts of one delivery; its step count sets the attempts.
-    public var retryPolicy: RetryPolicy
+    /// Waits between attempts of one delivery, and how many attempts it gets.
+    public var retryStrategy: any RetryStrategy
     /// The whole request, connection to last byte read.
     public var requestTimeout: Duration
     public var connectTimeout: Duration
@@ -35,7 +35,7 @@ public struct WebhookDeliveryConfiguration: Sendable {
     public var secretOverlap: Duration
 
     public init(
-        retryPolicy: RetryPolicy = .standard,
+        retryStrategy: any RetryStrategy = .standard,
         requestTimeout: Duration = .seconds(15),
         connectTimeout: Duration = .seconds(5),
         allowHTTP: Bool = false,
@@ -52,7 +52,7 @@ public struct WebhookDeliveryConfiguration: Sendable {
         disableAfter: Duration = .seconds(5 * 86_400),
         secretOverlap: Duration = .seconds(86_400)
     ) {
-        self.retryPolicy = retryPolicy
+        self.retryStrategy = retryStrategy
         self.requestTimeout = requestTimeout
         self.connectTimeout = connectTimeout
         self.allowHTTP = allowHTTP

@@ -49,7 +49,7 @@ public final class WebhookSender: Sendable {
         self.policy = policy
         var clientConfiguration = HTTPClient.Configuration(
             redirectConfiguration: .disallow,
-            timeout: .init(connect: .milliseconds(DurationText.milliseconds(configuration.connectTimeout))),
+            timeout: .init(connect: .milliseconds(configuration.connectTimeout.totalMilliseconds)),
             decompression: .disabled)
         clientConfiguration.connectionPool = .init(
             idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: configuration.connectionsPerHost)
@@ -107,7 +107,7 @@ public final class WebhookSender: Sendable {
                 group.addTask {
                     _ = try await self.policy.checkDestination(host: target.host, port: target.port)
                     let response = try await self.client.execute(
-                        prepared, timeout: .milliseconds(DurationText.milliseconds(timeout)), logger: logger)
+                        prepared, timeout: .milliseconds(timeout.totalMilliseconds), logger: logger)
                     let status = Int(response.status.code)
                     answered.value.withLock { $0 = (status, []) }
                     var collected: [UInt8] = []

@@ -5,6 +5,7 @@ import LibPQ
 
 /// Runs `body` on a new connection for an operator command and closes it afterwards, however
 /// `body` ends. An unreachable database prints one line and exits 1.
+@discardableResult
 func withOperatorConnection<T>(_ options: DatabaseOptions, _ body: (PostgresConnection) async throws -> T) async throws -> T {
     let connection = try await connectOrExit(options.conninfo)
     return try await withTeardown { try await body(connection) } teardown: { await connection.close() }
@@ -19,7 +20,7 @@ struct Since: ExpressibleByArgument {
 
     init?(argument: String) {
         if let duration = DurationText.parse(argument) {
-            date = Date().addingTimeInterval(-DurationText.seconds(duration))
+            date = Date().addingTimeInterval(-duration.totalSeconds)
         } else if let parsed = try? Date(argument, strategy: .iso8601) {
             date = parsed
         } else if let parsed = try? Date(argument + "T00:00:00Z", strategy: .iso8601) {
@@ -39,7 +40,7 @@ struct Age: ExpressibleByArgument {
         guard let duration = DurationText.parse(argument) else { return nil }
         self.duration = duration
     }
-    var cutoff: Date { Date().addingTimeInterval(-DurationText.seconds(duration)) }
+    var cutoff: Date { Date().addingTimeInterval(-duration.totalSeconds) }
 }
 
 /// Ends a command with exit status 1: nothing found where something was asked for.

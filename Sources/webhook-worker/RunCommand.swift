@@ -80,9 +80,9 @@ struct RunCommand: AsyncParsableCommand {
             SettingSource(flag, variable, value, env: env)
         }
         let scheduleSource = source("retry-schedule", "WEBHOOK_RETRY_SCHEDULE", retrySchedule)
-        var policy = RetryPolicy.standard
+        var policy = ScheduleRetryStrategy.standard
         if let text = scheduleSource.value {
-            guard let parsed = RetryPolicy(parsing: text) else {
+            guard let parsed = DurationText.schedule(text) else {
                 throw SettingError(
                     description:
                         "invalid \(scheduleSource.name) '\(text)': expected comma-separated durations like 5s,5m,30m,2h")
@@ -120,7 +120,7 @@ struct RunCommand: AsyncParsableCommand {
                 .duration(default: .seconds(2), minimum: .milliseconds(10)),
             shutdownTimeout: try source("shutdown-timeout", "WORKER_SHUTDOWN_TIMEOUT", shutdownTimeout)
                 .duration(default: .seconds(30), minimum: .zero),
-            retryPolicy: policy,
+            retryStrategy: policy,
             statementTimeout: try source("statement-timeout", "WORKER_STATEMENT_TIMEOUT", statementTimeout)
                 .duration(default: .seconds(10), minimum: .milliseconds(100)),
             lockTimeout: try source("lock-timeout", "WORKER_LOCK_TIMEOUT", lockTimeout)
@@ -128,7 +128,7 @@ struct RunCommand: AsyncParsableCommand {
             asynchronousCommit: !(try source("synchronous-commit", "WORKER_SYNCHRONOUS_COMMIT", synchronousCommit)
                 .onOff(default: true)))
         var delivery = WebhookDeliveryConfiguration(
-            retryPolicy: policy,
+            retryStrategy: policy,
             requestTimeout: requestTimeoutValue,
             allowHTTP: try source("allow-http", "WEBHOOK_ALLOW_HTTP", nil).boolean(flagSet: allowHTTP),
             allowPrivateNetworks: try source("allow-private-networks", "WEBHOOK_ALLOW_PRIVATE_NETWORKS", nil)
@@ -171,7 +171,7 @@ struct RunCommand: AsyncParsableCommand {
                 "statement_timeout": "\(DurationText.format(settings.queue.statementTimeout))",
                 "lock_timeout": "\(DurationText.format(settings.queue.lockTimeout))",
                 "synchronous_commit": "\(settings.queue.asynchronousCommit ? "off" : "on")",
-                "retry_schedule": "\(settings.delivery.retryPolicy)",
+                "retry_schedule": "\(settings.delivery.retryStrategy)",
                 "request_timeout": "\(DurationText.format(settings.delivery.requestTimeout))",
                 "allow_http": "\(settings.delivery.allowHTTP)",
                 "allow_private_networks": "\(settings.delivery.allowPrivateNetworks)",

@@ -4,6 +4,7 @@ import LibPQ
 import PropertyBased
 import Testing
 @testable import WebhookDelivery
+@testable import webhook_worker
 
 /// Generators of the awkward inputs the worker reads: job payloads, the web app's rows, settings.
 enum Fuzz {
@@ -204,7 +205,7 @@ struct FuzzTests {
     func settingsText() async {
         await propertyCheck(count: 500, input: Fuzz.text(pieces: 0...6)) { text in
             _ = DurationText.parse(text)
-            _ = RetryPolicy(parsing: text)
+            _ = DurationText.schedule(text)
         }
         await propertyCheck(count: 500, input: Gen.int(in: 0...(86_400_000 * 30))) { milliseconds in
             let duration = Duration.milliseconds(milliseconds)

@@ -110,8 +110,8 @@ struct JobQueueTests {
             let recorder = Recorder()
             let succeed = Gate()
             let succeedFlag = Flag()
-            let policy = RetryPolicy(schedule: [.milliseconds(300), .milliseconds(600)])
-            let handler = ClosureHandler(retryPolicy: policy) { job in
+            let policy = ScheduleRetryStrategy.schedule([.milliseconds(300), .milliseconds(600)])
+            let handler = ClosureHandler(retryStrategy: policy) { job in
                 recorder.record(job)
                 if succeedFlag.isSet { return .complete }
                 throw TestFailure(message: "receiver said no (attempt \(job.attempt))")
@@ -221,7 +221,7 @@ struct JobQueueTests {
     @Test("a handler that throws, or whose statements fail, fails that job alone")
     func badRowsFailAlone() async throws {
         try await withTestDatabase { database in
-            let handler = ClosureHandler(retryPolicy: RetryPolicy(schedule: [.seconds(3600)])) { job in
+            let handler = ClosureHandler(retryStrategy: .schedule([.seconds(3600)])) { job in
                 let text = job.payload.text
                 if text.contains("throw") { throw TestFailure(message: "cannot read \u{0}payload") }
                 if text.contains("badsql") {
@@ -269,7 +269,7 @@ struct JobQueueTests {
             let insert = PostgresQuery(
                 "insertRowSink",
                 "INSERT INTO public.row_sink (job_id, label) SELECT * FROM unnest($1::bigint[], $2::text[])")
-            let handler = ClosureHandler(retryPolicy: RetryPolicy(schedule: [.seconds(3600)])) { job in
+            let handler = ClosureHandler(retryStrategy: .schedule([.seconds(3600)])) { job in
                 // Handlers return at once, so outcomes pile up while a write is in flight.
                 .complete(statements: [.row(of: insert, [job.id, job.payload.text.contains("refused") ? "refused" : "ok"])])
             }

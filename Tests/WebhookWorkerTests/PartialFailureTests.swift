@@ -116,8 +116,8 @@ struct PartialFailureTests {
             let worker = RunningWorker(database, handlers: [handler]) {
                 $0.pollInterval = .milliseconds(50)
                 $0.maxUncountedReleases = 2
-                $0.releaseBackoff = RetryPolicy(schedule: [.milliseconds(300), .milliseconds(600)], jitter: 0)
-                $0.retryPolicy = RetryPolicy(schedule: [.milliseconds(50)])
+                $0.releaseBackoff = .schedule([.milliseconds(300), .milliseconds(600)], jitter: 0)
+                $0.retryStrategy = .schedule([.milliseconds(50)])
             }
             let dead = try await eventually(timeout: .seconds(15)) {
                 try await database.count("SELECT count(*) FROM webhook_worker.dead_letter_jobs") == 1

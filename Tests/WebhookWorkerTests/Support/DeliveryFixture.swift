@@ -64,7 +64,7 @@ struct DeliveryFixture {
         var configuration = WebhookDeliveryConfiguration(
             // The connect timeout stays below the request timeout, as in production (5 s and 15 s):
             // a failing handshake is retried until the connect timeout, then reported as itself.
-            retryPolicy: RetryPolicy(schedule: schedule), requestTimeout: requestTimeout,
+            retryStrategy: .schedule(schedule), requestTimeout: requestTimeout,
             connectTimeout: min(.seconds(1), requestTimeout / 2), allowHTTP: allowHTTP,
             allowPrivateNetworks: allowPrivateNetworks)
         endpoint(&configuration)
@@ -76,7 +76,7 @@ struct DeliveryFixture {
             $0.concurrency = concurrency
             $0.pollInterval = .milliseconds(50)
             $0.lease = .seconds(30)
-            $0.retryPolicy = RetryPolicy(schedule: schedule)
+            $0.retryStrategy = .schedule(schedule)
             configure(&$0)
         }
         return (worker, sender)

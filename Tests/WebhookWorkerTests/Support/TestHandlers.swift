@@ -5,16 +5,16 @@ import Synchronization
 /// A handler whose behaviour each test writes as a closure.
 struct ClosureHandler: JobHandler {
     let kind: String
-    let retryPolicy: RetryPolicy?
+    let retryStrategy: (any RetryStrategy)?
     let concurrencyLimit: Int?
     let body: @Sendable (Job) async throws -> JobOutcome
 
     init(
-        kind: String = "test.job", retryPolicy: RetryPolicy? = nil, concurrencyLimit: Int? = nil,
+        kind: String = "test.job", retryStrategy: (any RetryStrategy)? = nil, concurrencyLimit: Int? = nil,
         _ body: @escaping @Sendable (Job) async throws -> JobOutcome
     ) {
         self.kind = kind
-        self.retryPolicy = retryPolicy
+        self.retryStrategy = retryStrategy
         self.concurrencyLimit = concurrencyLimit
         self.body = body
     }

@@ -1,7 +1,10 @@
-/// Durations as operators write them: `250ms`, `5s`, `5m`, `2h`, `1d` (a number and a unit).
-public enum DurationText {
+import JobQueue
+
+/// Durations as operators write them in flags and environment variables: `250ms`, `5s`, `5m`,
+/// `2h`, `1d` (a number and a unit). Printed back with `Duration.compactDescription`.
+enum DurationText {
     /// Parses one duration; nil when the text is not a positive-or-zero number with a unit.
-    public static func parse(_ text: String) -> Duration? {
+    static func parse(_ text: String) -> Duration? {
         let trimmed = text.trimmingCharacters(in: .whitespaces)
         let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86_400)]
         for (unit, seconds) in units where trimmed.hasSuffix(unit) {
@@ -16,23 +19,13 @@ public enum DurationText {
     }
 
     /// Formats a duration in the largest unit that keeps it whole: `90s`, `5m`, `250ms`.
-    public static func format(_ duration: Duration) -> String {
-        let ms = milliseconds(duration)
-        for (unit, size) in [("d", Int64(86_400_000)), ("h", 3_600_000), ("m", 60_000), ("s", 1000)]
-        where ms >= size && ms % size == 0 {
-            return "\(ms / size)\(unit)"
-        }
-        return "\(ms)ms"
-    }
+    static func format(_ duration: Duration) -> String { duration.compactDescription }
 
-    public static func milliseconds(_ duration: Duration) -> Int64 {
-        let (seconds, attoseconds) = duration.components
-        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
-    }
-
-    public static func seconds(_ duration: Duration) -> Double {
-        let (seconds, attoseconds) = duration.components
-        return Double(seconds) + Double(attoseconds) / 1e18
+    /// A retry schedule's comma-separated form (`5s,5m,30m`); nil when any step is not a duration.
+    static func schedule(_ text: String, jitter: Double = 0.2) -> ScheduleRetryStrategy? {
+        let steps = text.split(separator: ",", omittingEmptySubsequences: false).map { parse(String($0)) }
+        guard !steps.isEmpty, steps.allSatisfy({ $0 != nil }) else { return nil }
+        return .schedule(steps.map { $0! }, jitter: jitter)
     }
 }
 

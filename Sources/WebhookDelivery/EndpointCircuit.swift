@@ -74,10 +74,7 @@ enum EndpointCircuit {
     /// policy refuses is a configuration matter.
     static func countsAsFailure(_ result: SendResult) -> Bool {
         if let status = result.status { return status >= 500 }
-        switch result.errorClass {
-        case "policy_refused", "invalid_url": return false
-        default: return true
-        }
+        return result.errorClass?.isPermanent != true
     }
 }
 

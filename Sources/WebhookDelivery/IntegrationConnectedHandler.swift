@@ -44,9 +44,9 @@ public struct IntegrationConnectedHandler: JobHandler {
         let accountID: String
         let userID: String
         do {
-            let payload = try JobPayload(job.payload, kind: kind)
-            accountID = try payload.string("integration_account_id", kind: kind)
-            userID = try payload.string("user_id", kind: kind)
+            let payload = try IntegrationConnectedPayload(job.payload, kind: kind)
+            accountID = payload.integrationAccountID
+            userID = payload.userID
         } catch {
             return .fail(error.description)
         }

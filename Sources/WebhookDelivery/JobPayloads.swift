@@ -2,8 +2,60 @@ import Foundation
 import JobQueue
 import LibPQ
 
+/// A job payload a handler reads: decoded from the job's JSON, or refused with a reason a DBA
+/// can read in the dead letter (`the webhook.deliver payload's "delivery_id" is not a UUID`).
+public protocol JobPayloadDecodable: Decodable {}
+
+extension JobPayloadDecodable {
+    /// Decodes `json`, the payload of a job of `kind`.
+    public init(_ json: PostgresJSON, kind: String) throws(PayloadError) {
+        do {
+            self = try JSONDecoder().decode(Self.self, from: Data(json.bytes))
+        } catch let problem as PayloadProblem {
+            throw PayloadError(description: "the \(kind) payload's \"\(problem.key)\" \(problem.problem)")
+        } catch let missing as PayloadMissingKey {
+            throw PayloadError(description: "the \(kind) payload has no \"\(missing.key)\"")
+        } catch {
+            // Not JSON, or JSON but not an object.
+            throw PayloadError(description: "the \(kind) payload must be a JSON object")
+        }
+    }
+}
+
+/// Why a job's payload cannot be read; the description is what the dead letter records.
+public struct PayloadError: Error, CustomStringConvertible {
+    public let description: String
+}
+
+/// A field that is there but unusable, thrown while decoding and worded by ``JobPayloadDecodable``.
+struct PayloadProblem: Error {
+    let key: String
+    let problem: String
+}
+
+struct PayloadMissingKey: Error {
+    let key: String
+}
+
+extension KeyedDecodingContainer {
+    /// An id field: a non-empty string of at most 1 KiB without NUL.
+    func id(_ key: Key) throws -> String {
+        guard contains(key) else { throw PayloadMissingKey(key: key.stringValue) }
+        guard let text = try? decode(String.self, forKey: key) else {
+            throw PayloadProblem(key: key.stringValue, problem: "must be a string")
+        }
+        guard !text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+            throw PayloadProblem(key: key.stringValue, problem: "is empty")
+        }
+        guard text.utf8.count <= 1024, !text.contains("\u{0}") else {
+            throw PayloadProblem(key: key.stringValue, problem: "is not a plausible id")
+        }
+        return text
+    }
+}
+
 /// The payload of an `integration.connected` job: `{"integration_account_id", "user_id"}`.
-public struct IntegrationConnectedPayload: Codable, Sendable, Equatable {
+public struct IntegrationConnectedPayload: Codable, JobPayloadDecodable, Sendable, Equatable {
     /// The `"IntegrationAccount".id` that was connected.
     public var integrationAccountID: String
     /// The user who connected it.
@@ -19,6 +71,13 @@ public struct IntegrationConnectedPayload: Codable, Sendable, Equatable {
         case userID = "user_id"
     }
 
+    /// Reads the fields in order, so a payload wrong in several ways is described by its first.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        integrationAccountID = try container.id(.integrationAccountID)
+        userID = try container.id(.userID)
+    }
+
     /// The job the web app inserts for this event.
     public var job: NewJob {
         get throws { try NewJob(kind: IntegrationConnectedHandler.kind, encoding: self) }
@@ -26,7 +85,7 @@ public struct IntegrationConnectedPayload: Codable, Sendable, Equatable {
 }
 
 /// The payload of a `webhook.deliver` job: `{"delivery_id"}`.
-public struct DeliverPayload: Codable, Sendable, Equatable {
+public struct DeliverPayload: Codable, JobPayloadDecodable, Sendable, Equatable {
     /// The `webhook_deliveries` row to send.
     public var deliveryID: UUID
 
@@ -36,6 +95,14 @@ public struct DeliverPayload: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case deliveryID = "delivery_id"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        guard let id = UUID(uuidString: try container.id(.deliveryID)) else {
+            throw PayloadProblem(key: CodingKeys.deliveryID.stringValue, problem: "is not a UUID")
+        }
+        deliveryID = id
     }
 
     public func encode(to encoder: any Encoder) throws {

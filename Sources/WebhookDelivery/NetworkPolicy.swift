@@ -27,23 +27,23 @@ public struct NetworkPolicy: Sendable {
     public struct Refusal: Error, Sendable, Equatable, CustomStringConvertible {
         public let description: String
         /// `invalid_url` for a URL that is not an http(s) URL with a host, else `policy_refused`.
-        public var errorClass = "policy_refused"
+        public var errorClass = DeliveryErrorClass.policyRefused
     }
 
     /// Checks a URL's scheme and shape (no network access). Returns the host and port.
     public func checkURL(_ url: String) throws(Refusal) -> (scheme: String, host: String, port: Int) {
         guard let components = URLComponents(string: url), let scheme = components.scheme?.lowercased() else {
-            throw Refusal(description: "the webhook URL is not a valid URL", errorClass: "invalid_url")
+            throw Refusal(description: "the webhook URL is not a valid URL", errorClass: .invalidURL)
         }
         guard scheme == "https" || scheme == "http" else {
             throw Refusal(
-                description: "the webhook URL's scheme '\(scheme)' is not http or https", errorClass: "invalid_url")
+                description: "the webhook URL's scheme '\(scheme)' is not http or https", errorClass: .invalidURL)
         }
         if scheme == "http" && !allowHTTP {
             throw Refusal(description: "the webhook URL is http://; only https:// is allowed (see --allow-http)")
         }
         guard var host = components.host, !host.isEmpty else {
-            throw Refusal(description: "the webhook URL has no host", errorClass: "invalid_url")
+            throw Refusal(description: "the webhook URL has no host", errorClass: .invalidURL)
         }
         if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
         return (scheme, host, components.port ?? (scheme == "https" ? 443 : 80))

@@ -55,11 +55,7 @@ public struct WebhookDeliverHandler: JobHandler {
     public func handle(_ job: Job, context: JobContext) async throws -> JobOutcome {
         let deliveryID: UUID
         do {
-            let text = try JobPayload(job.payload, kind: kind).string("delivery_id", kind: kind)
-            guard let parsed = UUID(uuidString: text) else {
-                return .fail("the webhook.deliver payload's \"delivery_id\" is not a UUID")
-            }
-            deliveryID = parsed
+            deliveryID = try DeliverPayload(job.payload, kind: kind).deliveryID
         } catch {
             return .fail(error.description)
         }
@@ -164,7 +160,7 @@ public struct WebhookDeliverHandler: JobHandler {
             result.succeeded ? "webhook delivered" : "webhook attempt failed",
             metadata: [
                 "http.status": "\(result.status.map(String.init) ?? "none")",
-                "error.class": "\(result.errorClass ?? "none")", "duration_ms": "\(milliseconds)",
+                "error.class": "\(result.errorClass?.rawValue ?? "none")", "duration_ms": "\(milliseconds)",
             ])
         let record = BoundStatement.row(
             of: Self.recordAttempt,

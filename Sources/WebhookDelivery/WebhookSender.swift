@@ -5,15 +5,15 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import Synchronization
 
 /// What one HTTP attempt came to.
 public struct SendResult: Sendable {
     /// The response status, nil when no response arrived.
     public var status: Int?
-    /// When no response arrived: `timeout`, `connect_failed`, `dns`, `tls`, `connection_reset`,
-    /// `policy_refused`, `invalid_url` or `error`.
-    public var errorClass: String?
+    /// When no response arrived: why.
+    public var errorClass: DeliveryErrorClass?
     /// A readable account of the failure; nil on success.
     public var error: String?
     /// The receiver's `Retry-After`, when it sent a usable one with a 429 or 503.
@@ -24,7 +24,7 @@ public struct SendResult: Sendable {
 
     public var succeeded: Bool { status.map { (200...299).contains($0) } ?? false }
     /// A failure that retrying cannot fix: `410 Gone`, or a destination the policy refuses.
-    public var isPermanent: Bool { status == 410 || errorClass == "policy_refused" || errorClass == "invalid_url" }
+    public var isPermanent: Bool { status == 410 || errorClass?.isPermanent == true }
 }
 
 /// Sends webhooks with one shared HTTP client: connect timeout, whole-request timeout, no
@@ -77,7 +77,7 @@ public final class WebhookSender: Sendable {
     public func post(url: String, headers: [(String, String)], body: [UInt8], logger: Logger) async -> SendResult {
         let clock = ContinuousClock()
         let started = clock.now
-        func failure(_ errorClass: String, _ message: String) -> SendResult {
+        func failure(_ errorClass: DeliveryErrorClass, _ message: String) -> SendResult {
             SendResult(status: nil, errorClass: errorClass, error: message, duration: clock.now - started)
         }
 
@@ -146,7 +146,7 @@ public final class WebhookSender: Sendable {
                 status: status, errorClass: nil, error: nil, excerpt: Self.excerpt(bytes, max: configuration.excerptBytes),
                 duration: clock.now - started)
         } catch let failed as NetworkPolicy.ResolutionFailure {
-            return failure("dns", failed.description)
+            return failure(.dns, failed.description)
         } catch {
             let (errorClass, message) = Self.classify(error)
             return failure(errorClass, message)
@@ -176,33 +176,53 @@ public final class WebhookSender: Sendable {
         return nil
     }
 
-    static func classify(_ error: any Error) -> (String, String) {
+    /// Names what went wrong by the error's type (AsyncHTTPClient's, NIO's, NIOSSL's, the
+    /// policy's), never by words in its message.
+    static func classify(_ error: any Error) -> (DeliveryErrorClass, String) {
         let text = "\(error)"
-        let typeName = String(describing: type(of: error))
-        if let error = error as? HTTPClientError {
+        switch error {
+        case let error as HTTPClientError:
             switch error {
-            case .deadlineExceeded, .readTimeout, .writeTimeout: return ("timeout", "timed out")
-            case .connectTimeout: return ("timeout", "connect timed out")
-            case .remoteConnectionClosed: return ("connection_reset", "the receiver closed the connection")
-            case .cancelled: return ("timeout", "timed out")
-            default: break
+            case .deadlineExceeded, .readTimeout, .writeTimeout, .cancelled: return (.timeout, "timed out")
+            case .connectTimeout: return (.timeout, "connect timed out")
+            case .tlsHandshakeTimeout: return (.timeout, "TLS handshake timed out")
+            case .remoteConnectionClosed: return (.connectionReset, "the receiver closed the connection")
+            default: return (.error, text)
             }
+        case let refusal as NetworkPolicy.Refusal:
+            return (refusal.errorClass, refusal.description)
+        case is CancellationError:
+            return (.timeout, "timed out")
+        case is NIOSSLError, is NIOSSLExtraError, is BoringSSLError:
+            return (.tls, "TLS failed: \(text)")
+        case is NIOConnectionError:
+            return (.connectFailed, "connection refused or unreachable: \(text)")
+        case let error as IOError:
+            switch error.errnoCode {
+            case ECONNREFUSED, ENETUNREACH, EHOSTUNREACH, EADDRNOTAVAIL:
+                return (.connectFailed, "connection refused or unreachable: \(text)")
+            case ECONNRESET, EPIPE, ECONNABORTED:
+                return (.connectionReset, "the connection was reset: \(text)")
+            case ETIMEDOUT:
+                return (.timeout, text)
+            default:
+                return (.error, text)
+            }
+        case let error as ChannelError:
+            switch error {
+            case .ioOnClosedChannel, .alreadyClosed, .outputClosed, .inputClosed, .eof:
+                return (.connectionReset, "the connection was reset: \(text)")
+            case .connectTimeout:
+                return (.timeout, text)
+            default:
+                return (.error, text)
+            }
+        case HTTPParserError.invalidEOFState:
+            // The connection ended in the middle of a response.
+            return (.connectionReset, "the connection was reset: \(text)")
+        default:
+            return (.error, text)
         }
-        if let refusal = error as? NetworkPolicy.Refusal { return (refusal.errorClass, refusal.description) }
-        if error is CancellationError { return ("timeout", "timed out") }
-        if typeName.contains("SSL") || typeName.contains("TLS") || text.contains("handshake") {
-            return ("tls", "TLS failed: \(text)")
-        }
-        if text.contains("ECONNREFUSED") || text.contains("Connection refused") || typeName == "NIOConnectionError" {
-            return ("connect_failed", "connection refused or unreachable: \(text)")
-        }
-        if text.contains("ECONNRESET") || text.contains("reset by peer") || text.contains("EPIPE")
-            || text.contains("ioOnClosedChannel") || text.contains("outputClosed") || text.contains("eof")
-        {
-            return ("connection_reset", "the connection was reset: \(text)")
-        }
-        if typeName.contains("Timeout") || text.lowercased().contains("timeout") { return ("timeout", text) }
-        return ("error", text)
     }
 }
 

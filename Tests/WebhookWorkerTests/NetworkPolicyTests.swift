@@ -50,14 +50,14 @@ struct NetworkPolicyTests {
             "http://[::ffff:127.0.0.1]:\(receiver.port)/", "http://0.0.0.0:\(receiver.port)/",
         ] {
             let result = await strict.post(url: url, headers: [], body: [], logger: logger)
-            #expect(result.errorClass == "policy_refused", "\(url): \(result.error ?? "")")
+            #expect(result.errorClass == .policyRefused, "\(url): \(result.error ?? "")")
             #expect(result.isPermanent)
         }
         #expect(receiver.connectionCount == 0)
 
         let httpsOnly = WebhookSender(configuration: .init(allowHTTP: false, allowPrivateNetworks: true))
         let plain = await httpsOnly.post(url: "http://127.0.0.1:\(receiver.port)/", headers: [], body: [], logger: logger)
-        #expect(plain.errorClass == "policy_refused" && plain.error?.contains("https") == true)
+        #expect(plain.errorClass == .policyRefused && plain.error?.contains("https") == true)
         for bad in ["ftp://example.com/x", "not a url", "file:///etc/passwd", "https://"] {
             let result = await httpsOnly.post(url: bad, headers: [], body: [], logger: logger)
             #expect(result.isPermanent, "\(bad) should be refused for good")

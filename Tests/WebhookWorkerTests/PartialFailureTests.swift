@@ -306,7 +306,7 @@ struct DeliveryPartialFailureTests {
             url: "http://localhost:\(receiver.port)/rebound", headers: [], body: Array("{}".utf8), logger: TestDatabase.logger)
         try await sender.shutdown()
         await receiver.stop()
-        #expect(result.errorClass == "policy_refused", "\(result)")
+        #expect(result.errorClass == .policyRefused, "\(result)")
         #expect(result.isPermanent)
         #expect(result.duration < .seconds(2))
         #expect(receiver.received.isEmpty)

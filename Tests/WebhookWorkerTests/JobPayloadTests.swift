@@ -1,0 +1,53 @@
+import Foundation
+import LibPQ
+import Testing
+import WebhookDelivery
+
+/// Payloads are decoded into types; a bad one is described by its first wrong field, in the
+/// words the dead letters have always used.
+@Suite("Job payloads")
+struct JobPayloadTests {
+    static func reason(_ text: String) -> String? {
+        do {
+            _ = try IntegrationConnectedPayload(PostgresJSON(text), kind: "integration.connected")
+            return nil
+        } catch {
+            return error.description
+        }
+    }
+
+    @Test(
+        "integration.connected payloads that cannot be read say why",
+        arguments: [
+            ("not json", "payload must be a JSON object"),
+            (#"[1, 2]"#, "payload must be a JSON object"),
+            (#""acct""#, "payload must be a JSON object"),
+            ("{}", #"payload has no "integration_account_id""#),
+            (#"{"integration_account_id": ""}"#, #"payload's "integration_account_id" is empty"#),
+            (#"{"integration_account_id": " \n\t", "user_id": "u"}"#, #"payload's "integration_account_id" is empty"#),
+            (#"{"integration_account_id": 5, "user_id": "u"}"#, #"payload's "integration_account_id" must be a string"#),
+            (#"{"integration_account_id": null, "user_id": "u"}"#, #"payload's "integration_account_id" must be a string"#),
+            (#"{"integration_account_id": "a"}"#, #"payload has no "user_id""#),
+            (#"{"integration_account_id": "a", "user_id": ["u"]}"#, #"payload's "user_id" must be a string"#),
+            (#"{"integration_account_id": "a\u0000b", "user_id": "u"}"#, #"payload's "integration_account_id" is not a plausible id"#),
+            (#"{"integration_account_id": "a", "user_id": "\#(String(repeating: "u", count: 1025))"}"#, #"payload's "user_id" is not a plausible id"#),
+        ])
+    func unreadable(payload: String, reason: String) {
+        #expect(Self.reason(payload) == "the integration.connected " + reason)
+    }
+
+    @Test("a good payload decodes, extra fields ignored; a delivery id must be a UUID")
+    func readable() throws {
+        let payload = try IntegrationConnectedPayload(
+            PostgresJSON(#"{"user_id": "u1", "integration_account_id": "a1", "extra": {"x": 1}}"#), kind: "integration.connected")
+        #expect(payload == IntegrationConnectedPayload(integrationAccountID: "a1", userID: "u1"))
+        let id = UUID()
+        #expect(try DeliverPayload(PostgresJSON(#"{"delivery_id": "\#(id.uuidString)"}"#), kind: "webhook.deliver").deliveryID == id)
+        #expect(throws: PayloadError.self) { try DeliverPayload(PostgresJSON(#"{"delivery_id": "nope"}"#), kind: "webhook.deliver") }
+        do {
+            _ = try DeliverPayload(PostgresJSON(#"{"delivery_id": "nope"}"#), kind: "webhook.deliver")
+        } catch {
+            #expect(error.description == #"the webhook.deliver payload's "delivery_id" is not a UUID"#)
+        }
+    }
+}

@@ -34,6 +34,48 @@ struct NetworkPolicyTests {
     }
 
     @Test(
+        "documentation and other special-purpose blocks are refused in both families, as IANA lists them",
+        arguments: [
+            ("192.0.2.1", IPAddressClass.documentation), ("198.51.100.7", .documentation), ("203.0.113.255", .documentation),
+            ("2001:db8::1", .documentation), ("3fff:fff::1", .documentation), ("::ffff:192.0.2.1", .documentation),
+            ("2002:c000:201::", .documentation), ("192.0.0.8", .reserved), ("192.88.99.1", .reserved),
+            ("198.19.255.255", .reserved), ("2001:2::5", .reserved), ("2001:100::1", .reserved), ("5f00::1", .reserved),
+            ("100::1", .reserved), ("64:ff9b:1::1", .privateNetwork), ("fec0::1", .privateNetwork),
+        ])
+    func specialPurpose(literal: String, expected: IPAddressClass) {
+        #expect(IPAddressClass.of(Self.bytes(literal)) == expected)
+    }
+
+    @Test(
+        "blocks IANA marks globally reachable are allowed, even inside a refused block",
+        arguments: [
+            "192.0.0.9", "192.0.0.10", "192.31.196.1", "192.175.48.1", "2001:1::1", "2001:1::3", "2001:3::1",
+            "2001:20::1", "2620:4f:8000::1", "192.0.3.1", "198.51.99.255", "203.0.114.0", "2001:db9::1", "4000::1",
+        ])
+    func globalInsideSpecial(literal: String) {
+        #expect(IPAddressClass.of(Self.bytes(literal)) == .global)
+    }
+
+    @Test("the special-purpose tables are well formed: family sizes, no host bits, no duplicate blocks")
+    func tables() {
+        for (table, size) in [(SpecialPurposeRange.ipv4, 4), (SpecialPurposeRange.ipv6, 16)] {
+            var seen: Set<String> = []
+            for range in table {
+                #expect(range.prefix.count == size, "\(range)")
+                // The block's own address with everything past the prefix cleared is itself.
+                var bits = range.length
+                for byte in range.prefix {
+                    let mask: UInt8 = bits >= 8 ? 0xff : (bits <= 0 ? 0 : ~(0xff >> UInt8(bits)))
+                    #expect(byte & ~mask == 0, "host bits set in \(range)")
+                    bits -= 8
+                }
+                #expect(range.contains(range.prefix))
+                #expect(seen.insert("\(range.prefix)/\(range.length)").inserted, "duplicate \(range)")
+            }
+        }
+    }
+
+    @Test(
         "public addresses are allowed",
         arguments: ["93.184.216.34", "8.8.8.8", "172.32.0.1", "100.128.0.1", "2606:4700::1111", "::ffff:8.8.8.8", "64:ff9b::808:808"])
     func allowed(literal: String) {

@@ -34,8 +34,7 @@ struct EnqueueCommand: AsyncParsableCommand {
 
         func run() async throws {
             guard (1...1_000_000).contains(count) else {
-                printError("invalid --count \(count): expected 1 to 1000000")
-                throw ExitCode(2)
+                throw CommandFailure.usage("invalid --count \(count): expected 1 to 1000000")
             }
             let inserted = try await withOperatorConnection(database) {
                 try await JobEnqueuer($0).enqueue(NewJob(kind: "noop"), copies: count)

@@ -19,23 +19,11 @@ struct MigrateCommand: AsyncParsableCommand {
     }
 }
 
-/// Connects, or prints one line naming the server (never the password) and exits 1.
+/// Connects, or ends the command with one line naming the server (never the password), exit 1.
 func connectOrExit(_ conninfo: String?) async throws -> PostgresConnection {
     do {
         return try await PostgresConnection.connect(conninfo, logger: .init(label: "webhook-worker.db"))
     } catch {
-        printError("\(error)")
-        throw ExitCode(1)
-    }
-}
-
-func printError(_ line: String) {
-    var standardError = StandardError()
-    print("webhook-worker: \(line)", to: &standardError)
-}
-
-struct StandardError: TextOutputStream {
-    mutating func write(_ string: String) {
-        FileHandleOutput.write(string)
+        throw CommandFailure.unreachable("\(error)")
     }
 }

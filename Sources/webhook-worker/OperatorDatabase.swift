@@ -44,10 +44,7 @@ struct Age: ExpressibleByArgument {
 }
 
 /// Ends a command with exit status 1: nothing found where something was asked for.
-func notFound(_ message: String) -> ExitCode {
-    printError(message)
-    return ExitCode(1)
-}
+func notFound(_ message: String) -> CommandFailure { .notFound(message) }
 
 /// Progress on standard error for long batch work, so standard output stays parseable.
 func progress(_ text: String) {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Synchronization
+import UnixSignals
 import WebhookDelivery
 import WebhookReceiver
 
@@ -57,7 +58,7 @@ struct ReceiveCommand: AsyncParsableCommand {
         await server.stop()
         if printer.failures > 0 {
             FileHandleOutput.write("\(printer.failures) signature check(s) failed\n")
-            throw ExitCode(1)
+            throw CommandFailure.alreadyReported
         }
     }
 }
@@ -125,20 +126,9 @@ final class WebhookPrinter: Sendable {
     }
 }
 
-/// Returns when SIGINT or SIGTERM arrives.
+/// Returns when SIGINT or SIGTERM arrives, or when the task is cancelled. The signals' default
+/// handlers are off from the first call on (ServiceLifecycle's UnixSignals ignores them and
+/// watches with dispatch sources), so the process is not killed before it can finish.
 func waitForTerminationSignal() async {
-    let (stream, continuation) = AsyncStream.makeStream(of: Int32.self)
-    let sources = [SIGINT, SIGTERM].map { number -> DispatchSourceSignal in
-        signal(number, SIG_IGN)
-        let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-        source.setEventHandler { continuation.yield(number) }
-        source.resume()
-        return source
-    }
-    await withTaskCancellationHandler {
-        for await _ in stream { break }
-    } onCancel: {
-        continuation.finish()
-    }
-    sources.forEach { $0.cancel() }
+    for await _ in await UnixSignalsSequence(trapping: .sigint, .sigterm) { return }
 }

@@ -157,7 +157,7 @@ struct RunCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = try logging.bootstrap()
-        let settings: Settings = try orExit { try self.settings(environment: ProcessInfo.processInfo.environment) }
+        let settings = try self.settings(environment: ProcessInfo.processInfo.environment)
         logger.info(
             "effective settings",
             metadata: [

@@ -74,10 +74,8 @@ struct PruneCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let overlap: Duration = try orExit {
-            try SettingSource("secret-overlap", "WEBHOOK_SECRET_OVERLAP", secretOverlap, env: ProcessInfo.processInfo.environment)
-                .duration(default: .seconds(86_400), minimum: .zero)
-        }
+        let overlap = try SettingSource("secret-overlap", "WEBHOOK_SECRET_OVERLAP", secretOverlap, env: ProcessInfo.processInfo.environment)
+            .duration(default: .seconds(86_400), minimum: .zero)
         let cutoff = olderThan.cutoff
         let (jobAttempts, deliveries, secrets) = try await withOperatorConnection(database) { connection in
             let jobAttempts = try await JobAttemptHistory(connection).prune(finishedBefore: cutoff, batchSize: batchSize) {

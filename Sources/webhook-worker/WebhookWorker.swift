@@ -21,7 +21,7 @@ struct WebhookWorker: AsyncParsableCommand {
         ]
     )
 
-    /// Like ArgumentParser's own, except that bad usage exits 2 (its default is 64).
+    /// Like ArgumentParser's own, except that every failure ends in ``CommandFailure/exit(for:command:)``.
     static func main() async {
         do {
             var command = try parseAsRoot()
@@ -31,12 +31,7 @@ struct WebhookWorker: AsyncParsableCommand {
                 try command.run()
             }
         } catch {
-            let code = exitCode(for: error)
-            if code == .validationFailure {
-                FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
-                Foundation.exit(2)
-            }
-            exit(withError: error)
+            CommandFailure.exit(for: error, command: self)
         }
     }
 }

@@ -40,18 +40,8 @@ struct LoggingOptions: ParsableArguments {
 
     /// Sets up swift-log once; a bad value exits 2 with one line.
     func bootstrap() throws -> Logger {
-        let (level, format) = try orExit { try resolve() }
+        let (level, format) = try resolve()
         LogSetup.bootstrap(level: level, format: format)
         return Logger(label: "webhook-worker")
-    }
-}
-
-/// Runs `body`; a ``SettingError`` prints its one line and exits with status 2.
-func orExit<T>(_ body: () throws -> T) throws -> T {
-    do {
-        return try body()
-    } catch let error as SettingError {
-        FileHandle.standardError.write(Data("webhook-worker: \(error.description)\n".utf8))
-        throw ExitCode(2)
     }
 }

@@ -43,6 +43,21 @@ struct CommandLineTests {
         #expect(output.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ".").count == 3, "\(output)")
     }
 
+    @Test("receive ends on SIGTERM and on SIGINT with status 0, not killed by the signal")
+    func receiveStopsOnSignals() throws {
+        for signal in ["TERM", "INT"] {
+            let (output, status) = try Self.run(
+                """
+                $BIN receive --port 0 2>&1 & pid=$!
+                sleep 1
+                kill -\(signal) $pid
+                wait $pid
+                """)
+            #expect(status == 0, "SIG\(signal): \(output)")
+            #expect(output.contains("receiving webhooks on"), "\(output)")
+        }
+    }
+
     @Test("an unreachable database is one clear line without the password, exit 1")
     func unreachableDatabase() throws {
         let (output, status) = try Self.run("$BIN migrate --database-url postgresql://ops:pa55word@127.0.0.1:1/app")

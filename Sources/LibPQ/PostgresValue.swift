@@ -95,9 +95,11 @@ extension UUID: PostgresEncodable, PostgresDecodable {
 
 extension Date: PostgresEncodable, PostgresDecodable {
     /// Sent as an ISO 8601 instant in UTC with microseconds, which `timestamptz` parses exactly.
-    public var postgresText: String? { PostgresTimestamp.format(self) }
+    /// Read as the connection's session settings (`DateStyle=ISO`, `TimeZone=UTC`) write it,
+    /// e.g. `2024-01-15 10:30:00.123456+00`.
+    public var postgresText: String? { UTCTime.iso8601(self, fractionDigits: 6) }
     public init(postgresText text: String) throws {
-        guard let value = PostgresTimestamp.parse(text) else { throw PostgresError.decoding(text, as: "Date") }
+        guard let value = UTCTime.parseISO8601(text) else { throw PostgresError.decoding(text, as: "Date") }
         self = value
     }
 }
@@ -152,100 +154,5 @@ extension PostgresError {
     static func decoding(_ text: String, as type: String) -> PostgresError {
         // The value itself is left out: it may be a secret or a payload.
         PostgresError(code: .decoding, message: "a \(text.utf8.count)-byte value is not a valid \(type)")
-    }
-}
-
-/// Formats and parses `timestamptz` text with the session settings the connection fixes
-/// (`DateStyle=ISO`, `TimeZone=UTC`), e.g. `2024-01-15 10:30:00.123456+00`.
-enum PostgresTimestamp {
-    static func format(_ date: Date) -> String {
-        let micros = (date.timeIntervalSince1970 * 1_000_000).rounded()
-        let seconds = Int64((micros / 1_000_000).rounded(.down))
-        let fraction = Int64(micros) - seconds * 1_000_000
-        let civil = civilFromDays(seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400)
-        let secondOfDay = seconds - (seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400) * 86_400
-        let h = secondOfDay / 3600, m = (secondOfDay % 3600) / 60, s = secondOfDay % 60
-        return String(
-            format: "%04lld-%02lld-%02lldT%02lld:%02lld:%02lld.%06lldZ",
-            civil.year, civil.month, civil.day, h, m, s, fraction)
-    }
-
-    static func parse(_ text: String) -> Date? {
-        let bytes = Array(text.utf8)
-        var index = 0
-        func number(_ digits: Int) -> Int64? {
-            guard index + digits <= bytes.count else { return nil }
-            var value: Int64 = 0
-            for _ in 0..<digits {
-                let byte = bytes[index]
-                guard byte >= 48, byte <= 57 else { return nil }
-                value = value * 10 + Int64(byte - 48)
-                index += 1
-            }
-            return value
-        }
-        func expect(_ characters: String) -> Bool {
-            guard index < bytes.count, characters.utf8.contains(bytes[index]) else { return false }
-            index += 1
-            return true
-        }
-        guard let year = number(4), expect("-"), let month = number(2), expect("-"),
-            let day = number(2), expect(" T"), let hour = number(2), expect(":"),
-            let minute = number(2), expect(":"), let second = number(2)
-        else { return nil }
-        var micros: Int64 = 0
-        if index < bytes.count, bytes[index] == UInt8(ascii: ".") {
-            index += 1
-            var scale: Int64 = 100_000
-            while index < bytes.count, bytes[index] >= 48, bytes[index] <= 57 {
-                micros += Int64(bytes[index] - 48) * scale
-                scale /= 10
-                index += 1
-            }
-        }
-        var offsetSeconds: Int64 = 0
-        if index < bytes.count {
-            let sign: Int64
-            switch bytes[index] {
-            case UInt8(ascii: "Z"): sign = 0; index += 1
-            case UInt8(ascii: "+"): sign = 1; index += 1
-            case UInt8(ascii: "-"): sign = -1; index += 1
-            default: return nil
-            }
-            if sign != 0 {
-                guard let oh = number(2) else { return nil }
-                var om: Int64 = 0, os: Int64 = 0
-                if expect(":") { om = number(2) ?? 0 }
-                if expect(":") { os = number(2) ?? 0 }
-                offsetSeconds = sign * (oh * 3600 + om * 60 + os)
-            }
-        }
-        guard index == bytes.count else { return nil }
-        let days = daysFromCivil(year: year, month: month, day: day)
-        let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offsetSeconds
-        return Date(timeIntervalSince1970: Double(seconds) + Double(micros) / 1_000_000)
-    }
-
-    // Howard Hinnant's days-from-civil algorithms, proleptic Gregorian calendar.
-    static func daysFromCivil(year: Int64, month: Int64, day: Int64) -> Int64 {
-        let y = month <= 2 ? year - 1 : year
-        let era = (y >= 0 ? y : y - 399) / 400
-        let yoe = y - era * 400
-        let doy = (153 * (month > 2 ? month - 3 : month + 9) + 2) / 5 + day - 1
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
-        return era * 146_097 + doe - 719_468
-    }
-
-    static func civilFromDays(_ days: Int64) -> (year: Int64, month: Int64, day: Int64) {
-        let z = days + 719_468
-        let era = (z >= 0 ? z : z - 146_096) / 146_097
-        let doe = z - era * 146_097
-        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365
-        let y = yoe + era * 400
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
-        let mp = (5 * doy + 2) / 153
-        let d = doy - (153 * mp + 2) / 5 + 1
-        let m = mp < 10 ? mp + 3 : mp - 9
-        return (m <= 2 ? y + 1 : y, m, d)
     }
 }

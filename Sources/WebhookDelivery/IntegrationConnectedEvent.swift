@@ -1,4 +1,5 @@
 import Foundation
+import LibPQ
 
 /// The body of an `integration.connected` webhook, serialized once at fan-out.
 ///
@@ -39,14 +40,7 @@ struct IntegrationConnectedEvent: Sendable {
 
     /// UTC with milliseconds, truncated like JavaScript's `toISOString()`: `2024-01-15T10:30:00.000Z`.
     static func timestamp(_ date: Date) -> String {
-        // Half a microsecond of slack keeps a stored .225000 from reading as .224999….
-        let milliseconds = Int64((date.timeIntervalSince1970 * 1000 + 0.0005).rounded(.down))
-        var seconds = time_t(milliseconds / 1000)
-        var parts = tm()
-        gmtime_r(&seconds, &parts)
-        return String(
-            format: "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", parts.tm_year + 1900, parts.tm_mon + 1, parts.tm_mday, parts.tm_hour,
-            parts.tm_min, parts.tm_sec, Int32(milliseconds % 1000))
+        UTCTime.iso8601(date, fractionDigits: 3)
     }
 }
 

@@ -163,17 +163,9 @@ public final class WebhookSender: Sendable {
     public static func parseRetryAfter(_ value: String, now: Date = Date()) -> Duration? {
         let trimmed = value.trimmingCharacters(in: .whitespaces)
         if let seconds = Int64(trimmed), seconds >= 0 { return .seconds(min(seconds, 86_400 * 30)) }
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "GMT")
-        for format in ["EEE, dd MMM yyyy HH:mm:ss zzz", "EEEE, dd-MMM-yy HH:mm:ss zzz", "EEE MMM d HH:mm:ss yyyy"] {
-            formatter.dateFormat = format
-            if let date = formatter.date(from: trimmed) {
-                let seconds = max(0, date.timeIntervalSince(now))
-                return .milliseconds(Int64(min(seconds, 86_400 * 30) * 1000))
-            }
-        }
-        return nil
+        guard let date = HTTPDate.parse(trimmed, now: now) else { return nil }
+        let seconds = max(0, date.timeIntervalSince(now))
+        return .milliseconds(Int64(min(seconds, 86_400 * 30) * 1000))
     }
 
     /// Names what went wrong by the error's type (AsyncHTTPClient's, NIO's, NIOSSL's, the

@@ -1,4 +1,5 @@
 import Foundation
+import LibPQ
 import Logging
 import Synchronization
 
@@ -81,7 +82,7 @@ struct JSONLogHandler: LogHandler {
         if let provided = metadataProvider?.get() { merged.merge(provided) { _, new in new } }
         if let extra = event.metadata { merged.merge(extra) { _, new in new } }
         var object: [String: Any] = [
-            "timestamp": Date().formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true)),
+            "timestamp": UTCTime.iso8601(Date(), fractionDigits: 3),
             "level": event.level.rawValue,
             "message": "\(event.message)",
             "label": label,

@@ -21,9 +21,9 @@ struct Since: ExpressibleByArgument {
     init?(argument: String) {
         if let duration = DurationText.parse(argument) {
             date = Date().addingTimeInterval(-duration.totalSeconds)
-        } else if let parsed = try? Date(argument, strategy: .iso8601) {
+        } else if let parsed = UTCTime.parseISO8601(argument) {
             date = parsed
-        } else if let parsed = try? Date(argument + "T00:00:00Z", strategy: .iso8601) {
+        } else if let parsed = UTCTime.parseISO8601(argument + "T00:00:00Z") {
             date = parsed
         } else {
             return nil

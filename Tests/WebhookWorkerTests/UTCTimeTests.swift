@@ -1,0 +1,59 @@
+import Foundation
+import LibPQ
+import PropertyBased
+import Testing
+@testable import WebhookDelivery
+
+/// The one way dates are read and written: PostgreSQL text, ISO 8601, the webhook, HTTP dates.
+@Suite("Dates as text")
+struct UTCTimeTests {
+    @Test("ISO 8601 with 0, 3 and 6 digits; milliseconds are truncated, not rounded")
+    func formatting() {
+        let date = Date(timeIntervalSince1970: 1_705_314_600.123_9)
+        #expect(UTCTime.iso8601(date, fractionDigits: 0) == "2024-01-15T10:30:00Z")
+        #expect(UTCTime.iso8601(date) == "2024-01-15T10:30:00.123Z")
+        #expect(UTCTime.iso8601(date, fractionDigits: 6) == "2024-01-15T10:30:00.123900Z")
+        #expect(UTCTime.iso8601(Date(timeIntervalSince1970: -1.5), fractionDigits: 3) == "1969-12-31T23:59:58.500Z")
+        #expect(UTCTime.iso8601(Date(timeIntervalSince1970: 951_782_400)) == "2000-02-29T00:00:00.000Z")
+        // The webhook's timestamp: a stored .225 must not read as .224.
+        #expect(IntegrationConnectedEvent.timestamp(Date(timeIntervalSince1970: 1_705_314_600.225)) == "2024-01-15T10:30:00.225Z")
+    }
+
+    @Test(
+        "PostgreSQL's and ISO 8601's forms parse to the same instant",
+        arguments: [
+            "2024-01-15 10:30:00.5+00", "2024-01-15T10:30:00.500Z", "2024-01-15T12:30:00.5+02:00", "2024-01-15T12:30:00.5+0200",
+            "2024-01-15 05:00:00.5-05:30", "2024-01-15T10:30:00.500000", "2024-01-15 10:30:00.5+00:00:00",
+        ])
+    func parsing(text: String) {
+        #expect(UTCTime.parseISO8601(text) == Date(timeIntervalSince1970: 1_705_314_600.5), "\(text)")
+    }
+
+    @Test("junk does not parse", arguments: ["", "2024-01-15", "2024-13-01T00:00:00Z", "2024-01-15T10:30:00.Z", "2024-01-15T10:30Z", "2024-01-15T10:30:00+1", "2024-01-15T10:30:00Zjunk", "infinity"])
+    func junk(text: String) {
+        #expect(UTCTime.parseISO8601(text) == nil, "\(text)")
+    }
+
+    @Test("any instant round-trips through the microsecond form, as PostgreSQL binds it")
+    func roundTrip() async {
+        await propertyCheck(count: 500, input: Gen.int(in: -4_000_000_000_000_000...8_000_000_000_000_000)) { micros in
+            let date = Date(timeIntervalSince1970: Double(micros) / 1_000_000)
+            let text = UTCTime.iso8601(date, fractionDigits: 6)
+            #expect(UTCTime.parseISO8601(text).map { abs($0.timeIntervalSince(date)) < 0.000_001 } == true, "\(text)")
+        }
+    }
+
+    @Test("HTTP dates in all three forms; two-digit years in the nearest century")
+    func httpDates() {
+        let expected = Date(timeIntervalSince1970: 784_111_777)  // 1994-11-06T08:49:37Z
+        let now = Date(timeIntervalSince1970: 1_705_314_600)  // 2024
+        #expect(HTTPDate.parse("Sun, 06 Nov 1994 08:49:37 GMT", now: now) == expected)
+        #expect(HTTPDate.parse("Sunday, 06-Nov-94 08:49:37 GMT", now: now) == expected)
+        #expect(HTTPDate.parse("Sun Nov  6 08:49:37 1994", now: now) == expected)
+        #expect(HTTPDate.parse("Monday, 06-Nov-30 08:49:37 GMT", now: now).map(UTCTime.fields)?.year == 2030)
+        for junk in ["", "soon", "Sun, 06 Nov 1994 08:49:37 CET", "Sun, 06 Foo 1994 08:49:37 GMT", "Sun, 06 Nov 1994 8:49:37 GMT"] {
+            #expect(HTTPDate.parse(junk, now: now) == nil, "\(junk)")
+        }
+        #expect(WebhookSender.parseRetryAfter("Sun, 06 Nov 1994 08:49:37 GMT", now: expected.addingTimeInterval(-90)) == .seconds(90))
+    }
+}

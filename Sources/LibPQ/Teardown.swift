@@ -1,3 +1,5 @@
+import Logging
+
 /// Runs `body`, then `teardown`, whether `body` returned or threw: the shape of every scoped
 /// `with...` helper here (a pool, a listener), since `defer` cannot await.
 public func withTeardown<T>(_ body: () async throws -> T, teardown: () async -> Void) async rethrows -> T {
@@ -10,4 +12,17 @@ public func withTeardown<T>(_ body: () async throws -> T, teardown: () async -> 
     }
     await teardown()
     return value
+}
+
+extension PostgresConnection {
+    /// Opens a connection, runs `body` on it, and closes it however `body` ends: for work that
+    /// needs one connection for a while (an operator command, a script), where a pool is too much.
+    public static func withConnection<T>(
+        _ conninfo: String?, applicationName: String = "webhook-worker", sessionSettings: String? = nil,
+        logger: Logger, _ body: (PostgresConnection) async throws -> T
+    ) async throws -> T {
+        let connection = try await connect(
+            conninfo, applicationName: applicationName, sessionSettings: sessionSettings, logger: logger)
+        return try await withTeardown { try await body(connection) } teardown: { await connection.close() }
+    }
 }

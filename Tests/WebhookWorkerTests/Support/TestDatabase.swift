@@ -54,19 +54,20 @@ struct TestDatabase: Sendable {
         PostgresConnectionPool(configuration: .init(conninfo: conninfo, maxConnections: size), logger: Self.logger)
     }
 
+    /// Runs `body` on a connection of its own, closed however `body` ends.
+    func withConnection<T>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+        try await PostgresConnection.withConnection(conninfo, logger: Self.logger, body)
+    }
+
     /// Runs one statement on a short-lived connection.
     @discardableResult
     func query(_ sql: String, _ bindings: [any PostgresEncodable] = []) async throws -> PostgresResult {
-        let connection = try await connect()
-        defer { Task { await connection.close() } }
-        return try await connection.query(PostgresQuery("", sql), bindings)
+        try await withConnection { try await $0.query(PostgresQuery("", sql), bindings) }
     }
 
     /// Runs several statements without parameters.
     func script(_ sql: String) async throws {
-        let connection = try await connect()
-        defer { Task { await connection.close() } }
-        try await connection.execute(script: sql, name: "script")
+        try await withConnection { try await $0.execute(script: sql, name: "script") }
     }
 
     func scalar<T: PostgresDecodable>(_ sql: String, _ bindings: [any PostgresEncodable] = [], as: T.Type = T.self)

@@ -3,6 +3,32 @@ import LibPQ
 
 /// Works jobs of one kind.
 ///
+/// A program with a kind of its own enqueues it with ``JobEnqueuer`` and runs a ``JobWorker``
+/// with a handler for it:
+///
+/// ```swift
+/// struct WelcomeEmail: Codable { var userID: String }
+///
+/// struct WelcomeEmailHandler: JobHandler {
+///     let kind = "email.welcome"
+///     var retryStrategy: (any RetryStrategy)? { ExponentialJitterRetryStrategy(
+///         maxAttempts: 5, initialDelay: .seconds(10), maxDelay: .seconds(600)) }
+///
+///     func handle(_ job: Job, context: JobContext) async throws -> JobOutcome {
+///         guard let email = try? JSONDecoder().decode(WelcomeEmail.self, from: Data(job.payload.bytes)) else {
+///             return .fail("the email.welcome payload is not {\"userID\": ...}")
+///         }
+///         try await send(to: email.userID)  // a thrown error is a failed attempt, retried
+///         return .complete
+///     }
+/// }
+///
+/// let worker = JobWorker(
+///     configuration: JobWorkerConfiguration(conninfo: url), handlers: [WelcomeEmailHandler()],
+///     database: pool, logger: logger)
+/// try await ServiceGroup(services: [worker], gracefulShutdownSignals: [.sigterm], logger: logger).run()
+/// ```
+///
 /// A thrown error is a failed attempt, retried as its ``retryStrategy`` says with the error's text
 /// recorded; it never stops the worker. Return ``JobOutcome/fail(_:statements:)`` for failures
 /// that retrying cannot fix.

@@ -112,20 +112,18 @@ public final class JobWorker: Service, Sendable {
             metadata: [
                 "worker.kinds": "\(kinds.joined(separator: ","))", "worker.concurrency": "\(configuration.concurrency)",
             ])
-        func pool(_ connections: Int, _ settings: String) -> PostgresConnectionPool.Configuration {
-            .init(
-                conninfo: configuration.conninfo, maxConnections: connections, applicationName: "webhook-worker",
-                sessionSetup: settings)
+        func pool(_ connections: Int) -> PostgresConnectionPool.Configuration {
+            configuration.databasePool(maxConnections: connections)
         }
         try await withTaskCancellationOrGracefulShutdownHandler {
             try await PostgresConnectionPool.withPool(
-                configuration: pool(1, configuration.sessionSettings), logger: logger
+                configuration: pool(1), logger: logger
             ) { claiming in
                 try await PostgresConnectionPool.withPool(
-                    configuration: pool(1, configuration.sessionSettings), logger: logger
+                    configuration: pool(1), logger: logger
                 ) { upkeep in
                     try await PostgresConnectionPool.withPool(
-                        configuration: pool(configuration.outcomeWriters, configuration.sessionSettings),
+                        configuration: pool(configuration.outcomeWriters),
                         logger: logger
                     ) { outcomes in
                         await self.work(claiming: claiming, upkeep: upkeep, outcomes: outcomes)
@@ -149,7 +147,8 @@ public final class JobWorker: Service, Sendable {
         // handlers finished), so the finisher runs in a task that cancellation does not reach. It
         // is awaited below and ends at its own deadline, set when claiming stops.
         let finishing = Task { await finisher.run() }
-        await PostgresListener.withListener(conninfo: configuration.conninfo, channels: [Self.channel], logger: logger) {
+        await PostgresListener.withListener(
+            conninfo: configuration.listenConninfo ?? configuration.conninfo, channels: [Self.channel], logger: logger) {
             listener in
             await withDiscardingTaskGroup { group in
                 group.addTask { await self.consumeNotifications(listener) }

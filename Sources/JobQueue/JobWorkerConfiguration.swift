@@ -1,9 +1,19 @@
 import Foundation
+import LibPQ
 
 /// How a replica works the queue.
 public struct JobWorkerConfiguration: Sendable {
     /// A `postgresql://` URI or `key=value` string; nil uses libpq's defaults.
     public var conninfo: String?
+    /// Where the LISTEN connection goes; nil: ``conninfo``. Behind a transaction pooler this must
+    /// reach PostgreSQL directly (LISTEN is session state), while ``conninfo`` names the pooler.
+    public var listenConninfo: String?
+    /// Prepare statements by name and keep settings in the session (a direct connection, or a
+    /// session-pooling pooler). False for a transaction pooler (PgBouncer `pool_mode =
+    /// transaction`): statements are sent unnamed, and the settings of ``sessionSettings`` are
+    /// made per transaction instead (``transactionSettings``), so nothing the worker sets
+    /// reaches the pooler's other clients.
+    public var preparedStatements: Bool
     /// Names this replica in `locked_by` and `job_attempts.worker_id`.
     public var workerID: String
     /// Jobs in flight at once.
@@ -66,9 +76,13 @@ public struct JobWorkerConfiguration: Sendable {
         releaseBackoff: any RetryStrategy = .schedule([
             .seconds(1), .seconds(2), .seconds(4), .seconds(8), .seconds(16), .seconds(30), .seconds(60),
         ]),
-        asynchronousCommit: Bool = false
+        asynchronousCommit: Bool = false,
+        listenConninfo: String? = nil,
+        preparedStatements: Bool = true
     ) {
         self.conninfo = conninfo
+        self.listenConninfo = listenConninfo
+        self.preparedStatements = preparedStatements
         self.workerID = workerID
         self.concurrency = max(1, concurrency)
         self.lease = lease
@@ -96,6 +110,28 @@ public struct JobWorkerConfiguration: Sendable {
             "SET statement_timeout = \(Self.milliseconds(statementTimeout)); SET lock_timeout = \(Self.milliseconds(lockTimeout)); SET jit = off"
         if asynchronousCommit { settings += "; SET synchronous_commit = off" }
         return settings
+    }
+
+    /// The same settings as ``sessionSettings``, for one transaction: one statement of
+    /// `set_config(name, value, true)` (SET LOCAL), which ends with its transaction.
+    public var transactionSettings: String {
+        var settings = [
+            ("statement_timeout", "\(Self.milliseconds(statementTimeout))"),
+            ("lock_timeout", "\(Self.milliseconds(lockTimeout))"), ("jit", "off"),
+        ]
+        if asynchronousCommit { settings.append(("synchronous_commit", "off")) }
+        return "SELECT " + settings.map { "set_config('\($0.0)', '\($0.1)', true)" }.joined(separator: ", ")
+    }
+
+    /// A pool for the worker's or its handlers' statements: prepared statements and settings as
+    /// ``preparedStatements`` says (in the session, or at the start of every transaction).
+    public func databasePool(maxConnections: Int, applicationName: String = "webhook-worker")
+        -> PostgresConnectionPool.Configuration
+    {
+        .init(
+            conninfo: conninfo, maxConnections: maxConnections, applicationName: applicationName,
+            sessionSetup: preparedStatements ? sessionSettings : nil, preparedStatements: preparedStatements,
+            transactionSetup: preparedStatements ? nil : transactionSettings)
     }
 
     private static func milliseconds(_ duration: Duration) -> Int64 { duration.totalMilliseconds }

@@ -23,8 +23,11 @@ public struct Migration: Sendable, Hashable {
     }
 }
 
-/// Applies migrations in order, each in its own transaction, under a session advisory lock so that
-/// replicas starting together take turns. Applied versions are recorded in
+/// Applies migrations in order, each in its own transaction under a transaction-level advisory
+/// lock (`pg_advisory_xact_lock`), so that replicas starting together take turns: each one
+/// re-reads what is applied once it holds the lock. No session state, so it is correct through a
+/// transaction pooler too (a session lock could be taken on one server connection and released
+/// on another). Applied versions are recorded in
 /// `<schema>.schema_migrations`; applying them again changes nothing.
 public struct Migrator: Sendable {
     public let schema: String
@@ -45,18 +48,10 @@ public struct Migrator: Sendable {
         // in the database starts fine once the schema exists.
         let present = try await appliedVersions(connection)
         if migrations.allSatisfy({ present[$0.version] != nil }) { return [] }
-        let lock = PostgresQuery("migrationLock", "SELECT pg_advisory_lock($1::bigint)")
-        let unlock = PostgresQuery("migrationUnlock", "SELECT pg_advisory_unlock($1::bigint)")
-        try await connection.query(lock, [Self.lockKey])
-        do {
-            let applied = try await apply(connection, logger: logger)
-            try await connection.query(unlock, [Self.lockKey])
-            return applied
-        } catch {
-            _ = try? await connection.query(unlock, [Self.lockKey])
-            throw error
-        }
+        return try await apply(connection, logger: logger)
     }
+
+    static let lock = PostgresQuery("migrationLock", "SELECT pg_advisory_xact_lock($1::bigint)")
 
     /// The versions already recorded, with their checksums.
     public func appliedVersions(_ connection: PostgresConnection) async throws -> [Int: String] {
@@ -72,7 +67,9 @@ public struct Migrator: Sendable {
     }
 
     private func apply(_ connection: PostgresConnection, logger: Logger) async throws -> [Int] {
-        try await connection.execute(
+        try await connection.transaction { connection in
+            try await connection.query(Self.lock, [Self.lockKey])
+            try await connection.execute(
             script: """
                 CREATE SCHEMA IF NOT EXISTS \(schema);
                 CREATE TABLE IF NOT EXISTS \(schema).schema_migrations (
@@ -82,25 +79,28 @@ public struct Migrator: Sendable {
                     applied_at timestamptz NOT NULL DEFAULT now()
                 );
                 """, name: "migrationBootstrap")
-        let applied = try await appliedVersions(connection)
+        }
         var newlyApplied: [Int] = []
         for migration in migrations {
-            if let checksum = applied[migration.version] {
-                if checksum != migration.checksum {
-                    logger.warning(
-                        "an applied migration has changed since it was applied; it is not run again",
-                        metadata: ["migration": "\(migration.name)"])
+            let ran = try await connection.transaction { connection -> Bool in
+                try await connection.query(Self.lock, [Self.lockKey])
+                if let checksum = try await appliedVersions(connection)[migration.version] {
+                    if checksum != migration.checksum {
+                        logger.warning(
+                            "an applied migration has changed since it was applied; it is not run again",
+                            metadata: ["migration": "\(migration.name)"])
+                    }
+                    return false
                 }
-                continue
-            }
-            try await connection.transaction { connection in
                 try await connection.execute(script: migration.sql, name: "migration \(migration.name)")
                 try await connection.query(
                     PostgresQuery(
                         "migrationRecord",
                         "INSERT INTO \(schema).schema_migrations (version, name, checksum) VALUES ($1, $2, $3)"),
                     [migration.version, migration.name, migration.checksum])
+                return true
             }
+            guard ran else { continue }
             logger.info("applied migration", metadata: ["migration": "\(migration.name)"])
             newlyApplied.append(migration.version)
         }

@@ -19,6 +19,10 @@ import Synchronization
 /// A connection is used by one task at a time (take it from ``PostgresConnectionPool`` or own
 /// it); statements from two tasks would interleave inside each other's transactions.
 ///
+/// Behind a transaction pooler (PgBouncer's `pool_mode = transaction`) a connection's session
+/// does not survive its transaction: connect with `preparedStatements: false` (unnamed
+/// statements only) and put settings in `transactionSetup` rather than `sessionSettings`.
+///
 /// `@unchecked Sendable`: the only mutable state (`handle`, `prepared`) is read and written on
 /// `queue` alone; `broken` is atomic, and the cancel handle has a lock of its own.
 public final class PostgresConnection: @unchecked Sendable {
@@ -33,18 +37,37 @@ public final class PostgresConnection: @unchecked Sendable {
     public let logger: Logger
     /// `host:port` of the server, for messages (never the password).
     public let endpoint: String
+    /// False: every statement is sent unnamed (`PQexecParams`, `PQsendQueryParams`), never
+    /// prepared by name, because a transaction pooler before PgBouncer 1.21 hands the next
+    /// statement to a server connection that never saw the PREPARE.
+    public let preparedStatements: Bool
+    /// One statement (no parameters) that runs first in every transaction this connection opens:
+    /// after `BEGIN` in ``transaction(_:)``, and before a statement or pipeline sent outside a
+    /// transaction, in the same round trip (the pipeline's implicit transaction). Settings made
+    /// here with `set_config(name, value, true)` (SET LOCAL) hold for that transaction alone, so
+    /// they never reach other clients of a pooler's server connection.
+    public let transactionSetup: String?
 
     /// How long a cancelled call waits for the server to acknowledge the cancel before the caller
     /// is released anyway.
     public static let cancellationGrace: Duration = .seconds(2)
 
-    /// The session settings every connection gets: timestamps and intervals are read and written
-    /// in UTC and ISO forms (``PostgresValue`` relies on them).
-    static let baseSessionSettings = "SET TIME ZONE 'UTC'; SET DateStyle = 'ISO'; SET IntervalStyle = 'iso_8601'"
+    /// The session settings every connection gets: timestamps are read and written in UTC and
+    /// ISO form (``PostgresValue`` relies on them). Only parameters that PgBouncer tracks per
+    /// client (`TimeZone` and `DateStyle`, with `client_encoding`, `standard_conforming_strings`
+    /// and `application_name`): in transaction pooling it restores each client's own values on
+    /// every server connection it lends, so they are correct behind it and do not reach its other
+    /// clients. (`IntervalStyle` is not tracked by 1.18: nothing here reads an interval as text;
+    /// statements turn intervals into seconds themselves.)
+    static let baseSessionSettings = "SET TIME ZONE 'UTC'; SET DateStyle = 'ISO'"
 
-    private init(handle: OpaquePointer, queue: DispatchQueue, logger: Logger) {
+    private init(
+        handle: OpaquePointer, queue: DispatchQueue, logger: Logger, preparedStatements: Bool, transactionSetup: String?
+    ) {
         self.handle = handle
         self.queue = queue
+        self.preparedStatements = preparedStatements
+        self.transactionSetup = transactionSetup
         self.notices = Unmanaged.passRetained(NoticeSink(logger: logger))
         self.canceller = Canceller(PQgetCancel(handle))
         self.logger = logger
@@ -64,9 +87,12 @@ public final class PostgresConnection: @unchecked Sendable {
     ///   - conninfo: a `postgresql://` URI or `key=value` string; nil or empty uses libpq's
     ///     defaults and `PG*` environment variables.
     ///   - sessionSettings: `SET ...` statements run once the connection is open (fixed text,
-    ///     never built from values), e.g. timeouts.
+    ///     never built from values), e.g. timeouts. Session state: not behind a transaction pooler.
+    ///   - preparedStatements: false sends every statement unnamed (transaction poolers).
+    ///   - transactionSetup: see ``transactionSetup``.
     public static func connect(
         _ conninfo: String?, applicationName: String = "webhook-worker", sessionSettings: String? = nil,
+        preparedStatements: Bool = true, transactionSetup: String? = nil,
         connectTimeout: Duration = .seconds(10), logger: Logger
     ) async throws -> PostgresConnection {
         let queue = DispatchQueue(label: "libpq.connection")
@@ -79,7 +105,9 @@ public final class PostgresConnection: @unchecked Sendable {
         }
         // From here on the connection object owns the handle and the notice sink: a failure
         // closes it once, through `deinit`.
-        let connection = PostgresConnection(handle: handle.pointer, queue: queue, logger: logger)
+        let connection = PostgresConnection(
+            handle: handle.pointer, queue: queue, logger: logger, preparedStatements: preparedStatements,
+            transactionSetup: transactionSetup)
         let settings = [baseSessionSettings, sessionSettings].compactMap { $0 }.joined(separator: "; ")
         try await connection.execute(script: settings, name: "sessionSettings")
         return connection
@@ -232,7 +260,12 @@ public final class PostgresConnection: @unchecked Sendable {
     /// results are failures saying so.
     public func pipeline(_ statements: [PostgresStatement]) async throws -> [Result<PostgresResult, PostgresError>] {
         let prepared = statements.map { ($0.query, $0.bindings.map(\.postgresText)) }
-        return try await onQueue("pipeline") { _ in try self.runPipeline(prepared) }
+        return try await onQueue("pipeline") { _ in
+            guard let setup = try self.setupOutsideTransaction("pipeline") else { return try self.runPipeline(prepared) }
+            let results = try self.runPipeline([(setup, [])] + prepared)
+            if case .failure(let error) = results[0] { throw error }
+            return Array(results.dropFirst())
+        }
     }
 
     /// Runs fixed SQL text that may hold several statements and takes no parameters: for
@@ -245,7 +278,7 @@ public final class PostgresConnection: @unchecked Sendable {
     public func transaction<T: Sendable>(
         _ body: (PostgresConnection) async throws -> T
     ) async throws -> T {
-        try await execute(script: "BEGIN", name: "begin")
+        try await execute(script: transactionSetup.map { "BEGIN; \($0)" } ?? "BEGIN", name: "begin")
         let value: T
         do {
             value = try await body(self)
@@ -288,7 +321,21 @@ public final class PostgresConnection: @unchecked Sendable {
         return try consume(PQexec(handle, sql), handle: handle, name: name)
     }
 
+    /// The ``transactionSetup`` statement when the connection is outside a transaction (it must
+    /// then precede the statements sent, in the same pipeline), or nil.
+    private func setupOutsideTransaction(_ name: String) throws -> PostgresQuery? {
+        guard let transactionSetup else { return nil }
+        let handle = try liveHandle(name)
+        return PQtransactionStatus(handle) == PQTRANS_IDLE ? PostgresQuery("", transactionSetup) : nil
+    }
+
     private func runParams(_ query: PostgresQuery, _ texts: [String?]) throws -> PostgresResult {
+        if let setup = try setupOutsideTransaction(query.name) {
+            // One round trip: the setup and the statement, one implicit transaction.
+            let results = try runPipeline([(setup, []), (query, texts)])
+            if case .failure(let error) = results[0] { throw error }
+            return try results[1].get()
+        }
         let handle = try liveHandle(query.name)
         let cStrings: [UnsafeMutablePointer<CChar>?] = texts.map { $0.flatMap { strdup($0) } }
         defer { cStrings.forEach { free($0) } }
@@ -296,7 +343,9 @@ public final class PostgresConnection: @unchecked Sendable {
         let count = Int32(pointers.count)
 
         // A statement without a name is a one-off: sent with its parameters, not prepared.
-        let usePrepared = !query.name.isEmpty && (prepared[query.name] == query.sql || prepared[query.name] == nil)
+        let usePrepared =
+            preparedStatements && !query.name.isEmpty
+            && (prepared[query.name] == query.sql || prepared[query.name] == nil)
         if usePrepared && prepared[query.name] == nil {
             _ = try consume(PQprepare(handle, query.name, query.sql, count, nil), handle: handle, name: query.name)
             prepared[query.name] = query.sql
@@ -333,7 +382,7 @@ public final class PostgresConnection: @unchecked Sendable {
             let pointers: [UnsafePointer<CChar>?] = cStrings.map { $0.map { UnsafePointer($0) } }
             let count = Int32(pointers.count)
             let known = prepared[query.name] ?? preparing[query.name]
-            let usePrepared = !query.name.isEmpty && (known == nil || known == query.sql)
+            let usePrepared = preparedStatements && !query.name.isEmpty && (known == nil || known == query.sql)
             if usePrepared && known == nil {
                 guard PQsendPrepare(handle, query.name, query.sql, count, nil) == 1 else { throw lost(query.name) }
                 preparing[query.name] = query.sql

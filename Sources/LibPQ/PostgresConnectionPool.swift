@@ -19,15 +19,24 @@ public final class PostgresConnectionPool: Sendable {
         public var conninfo: String?
         public var maxConnections: Int
         public var applicationName: String
-        /// Fixed session settings run on every new connection (`SET ...`), or nil.
+        /// Fixed session settings run on every new connection (`SET ...`), or nil. Session state:
+        /// not for a connection through a transaction pooler (use `transactionSetup`).
         public var sessionSetup: String?
+        /// False: statements are sent unnamed, never prepared (a transaction pooler such as
+        /// PgBouncer before 1.21). See ``PostgresConnection/preparedStatements``.
+        public var preparedStatements: Bool
+        /// One statement run first in every transaction, e.g. `SELECT set_config(..., true)`.
+        /// See ``PostgresConnection/transactionSetup``.
+        public var transactionSetup: String?
         /// How long opening one connection may take.
         public var connectTimeout: Duration
 
         public init(
             conninfo: String?, maxConnections: Int = 8, applicationName: String = "webhook-worker", sessionSetup: String? = nil,
-            connectTimeout: Duration = .seconds(10)
+            connectTimeout: Duration = .seconds(10), preparedStatements: Bool = true, transactionSetup: String? = nil
         ) {
+            self.preparedStatements = preparedStatements
+            self.transactionSetup = transactionSetup
             self.conninfo = conninfo
             self.maxConnections = max(1, maxConnections)
             self.applicationName = applicationName
@@ -125,7 +134,8 @@ public final class PostgresConnectionPool: Sendable {
                 do {
                     return try await PostgresConnection.connect(
                         configuration.conninfo, applicationName: configuration.applicationName,
-                        sessionSettings: configuration.sessionSetup, connectTimeout: configuration.connectTimeout,
+                        sessionSettings: configuration.sessionSetup, preparedStatements: configuration.preparedStatements,
+                        transactionSetup: configuration.transactionSetup, connectTimeout: configuration.connectTimeout,
                         logger: logger)
                 } catch {
                     state.withLock { $0.open -= 1 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import LibPQ
 import WebhookWorkerSchema
 
@@ -20,9 +21,17 @@ struct MigrateCommand: AsyncParsableCommand {
 }
 
 /// Connects, or ends the command with one line naming the server (never the password), exit 1.
-func connectOrExit(_ conninfo: String?) async throws -> PostgresConnection {
+/// Statements are sent unnamed when `preparedStatements` is false; by default as
+/// WORKER_PREPARED_STATEMENTS says (off for a transaction pooler), so operator commands work
+/// through one too.
+func connectOrExit(_ conninfo: String?, preparedStatements: Bool? = nil) async throws -> PostgresConnection {
+    let prepared =
+        preparedStatements
+        ?? !["off", "0", "false", "no"].contains(
+            ProcessInfo.processInfo.environment["WORKER_PREPARED_STATEMENTS"]?.lowercased() ?? "")
     do {
-        return try await PostgresConnection.connect(conninfo, logger: .init(label: "webhook-worker.db"))
+        return try await PostgresConnection.connect(
+            conninfo, preparedStatements: prepared, logger: .init(label: "webhook-worker.db"))
     } catch {
         throw CommandFailure.unreachable("\(error)")
     }

@@ -64,6 +64,10 @@ struct RunCommand: AsyncParsableCommand {
     var endpointCooldown: String?
     @Option(name: .customLong("endpoint-disable-after"), help: "An endpoint failing this long without a single success is disabled until an operator enables it. Env: WEBHOOK_ENDPOINT_DISABLE_AFTER. Default: 5d.")
     var endpointDisableAfter: String?
+    @Option(name: .customLong("listen-database-url"), help: "Where the LISTEN connection goes, when --database-url is a transaction pooler (PgBouncer): PostgreSQL itself. Env: WORKER_LISTEN_DATABASE_URL. Default: --database-url.")
+    var listenDatabaseURL: String?
+    @Option(name: .customLong("prepared-statements"), help: "on: statements are prepared by name and settings kept in the session. off: for a transaction pooler (PgBouncer before 1.21): unnamed statements, settings per transaction. Env: WORKER_PREPARED_STATEMENTS. Default: on.")
+    var preparedStatements: String?
     @Option(name: .customLong("database-pool-size"), help: "Connections shared by this replica's jobs (plus five of its own: LISTEN, claiming, lease upkeep, two writing outcomes). Env: WORKER_DB_POOL_SIZE. Default: 8.")
     var poolSize: String?
 
@@ -126,7 +130,10 @@ struct RunCommand: AsyncParsableCommand {
             lockTimeout: try source("lock-timeout", "WORKER_LOCK_TIMEOUT", lockTimeout)
                 .duration(default: .seconds(2), minimum: .milliseconds(10)),
             asynchronousCommit: !(try source("synchronous-commit", "WORKER_SYNCHRONOUS_COMMIT", synchronousCommit)
-                .onOff(default: true)))
+                .onOff(default: true)),
+            listenConninfo: source("listen-database-url", "WORKER_LISTEN_DATABASE_URL", listenDatabaseURL).value,
+            preparedStatements: try source("prepared-statements", "WORKER_PREPARED_STATEMENTS", preparedStatements)
+                .onOff(default: true))
         var delivery = WebhookDeliveryConfiguration(
             retryStrategy: policy,
             requestTimeout: requestTimeoutValue,
@@ -163,6 +170,8 @@ struct RunCommand: AsyncParsableCommand {
             metadata: [
                 "version": "\(BuildInfo.version)",
                 "database_url": "\(redactedConninfo(settings.queue.conninfo))",
+                "listen_database_url": "\(redactedConninfo(settings.queue.listenConninfo ?? settings.queue.conninfo))",
+                "prepared_statements": "\(settings.queue.preparedStatements ? "on" : "off")",
                 "worker_id": "\(settings.queue.workerID)",
                 "concurrency": "\(settings.queue.concurrency)",
                 "lease": "\(DurationText.format(settings.queue.lease))",
@@ -198,16 +207,14 @@ struct RunCommand: AsyncParsableCommand {
             Gauge(label: "webhook_worker_build_info", dimensions: [("version", BuildInfo.version)]).record(1)
         }
 
-        let connection = try await connectOrExit(settings.queue.conninfo)
+        let connection = try await connectOrExit(
+            settings.queue.conninfo, preparedStatements: settings.queue.preparedStatements)
         try await WebhookWorkerSchema.migrator.migrate(connection, logger: logger)
         await connection.close()
 
         // Handlers' statements run under the same timeouts as the worker's own.
         let pool = PostgresConnectionPool(
-            configuration: .init(
-                conninfo: settings.queue.conninfo, maxConnections: settings.poolSize,
-                sessionSetup: settings.queue.sessionSettings),
-            logger: logger)
+            configuration: settings.queue.databasePool(maxConnections: settings.poolSize), logger: logger)
         let sender = WebhookSender(configuration: settings.delivery)
         let worker = JobWorker(
             configuration: settings.queue,

@@ -147,9 +147,7 @@ final class RunningWorker: Sendable {
         configure(&configuration)
         // The handlers' pool runs under the worker's timeouts, as `run` sets it up.
         pool = PostgresConnectionPool(
-            configuration: .init(
-                conninfo: configuration.conninfo, maxConnections: 4, sessionSetup: configuration.sessionSettings),
-            logger: TestDatabase.logger)
+            configuration: configuration.databasePool(maxConnections: 4), logger: TestDatabase.logger)
         worker = JobWorker(configuration: configuration, handlers: handlers, database: pool, logger: TestDatabase.logger)
         let worker = self.worker
         task = Task { try await worker.run() }

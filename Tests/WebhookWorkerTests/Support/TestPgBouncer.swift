@@ -1,0 +1,41 @@
+import Foundation
+import JobQueue
+import LibPQ
+
+/// A PgBouncer in transaction pooling mode in front of the test PostgreSQL (`DATABASE_URL`),
+/// started by `scripts/pgbouncer` on first use and stopped when the test process exits. Every
+/// database of the server is reachable through it by name.
+enum TestPgBouncer {
+    static let directory = TestDatabase.repoRoot + "/.pg/pgbouncer-\(getpid())"
+
+    /// The pooler's URL (database `postgres`).
+    static let serverURL: String = {
+        let url: String
+        do {
+            url = try shell(
+                "'\(TestDatabase.repoRoot)/scripts/pgbouncer' start '\(directory)' '\(TestDatabase.serverURL)'"
+            ).trimmingCharacters(in: .whitespacesAndNewlines)
+        } catch {
+            fatalError("could not start PgBouncer (NEED_PGBOUNCER=1 scripts/ensure-deps installs it): \(error)")
+        }
+        atexit {
+            _ = try? shell("'\(TestDatabase.repoRoot)/scripts/pgbouncer' destroy '\(TestPgBouncer.directory)' >/dev/null 2>&1")
+        }
+        return url
+    }()
+
+    /// `database` reached through the pooler.
+    static func conninfo(_ database: TestDatabase) -> String {
+        TestDatabase.withDatabase(serverURL, database.name)
+    }
+}
+
+extension JobWorkerConfiguration {
+    /// As a deployment behind PgBouncer (transaction pooling, before 1.21) is configured: the
+    /// statements through the pooler, unnamed; LISTEN directly to PostgreSQL.
+    mutating func throughPgBouncer(_ database: TestDatabase) {
+        conninfo = TestPgBouncer.conninfo(database)
+        listenConninfo = database.conninfo
+        preparedStatements = false
+    }
+}

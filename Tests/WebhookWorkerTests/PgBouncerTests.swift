@@ -73,7 +73,7 @@ struct PgBouncerTests {
                 let shown = try await pool.query(PostgresQuery("showTimeout", "SHOW statement_timeout"))
                 #expect(try shown.first?.decode("statement_timeout", as: String.self) == "300ms")
                 let inTransaction = try await pool.transaction { connection in
-                    try await connection.query(PostgresQuery("showTimeout", "SHOW lock_timeout")).first?
+                    try await connection.query(PostgresQuery("showLockTimeout", "SHOW lock_timeout")).first?
                         .decode("lock_timeout", as: String.self)
                 }
                 #expect(inTransaction == "2s")

@@ -21,6 +21,9 @@ final class Finisher: Sendable {
         /// When the handler returned; `finished_at` is the database's clock at the write, less the
         /// time since.
         let ended: ContinuousClock.Instant
+        /// The wait before the next attempt if the handler's statements fail and this attempt is
+        /// recorded as failed instead: the kind's retry strategy's wait after this attempt.
+        var retryWait: Duration = .seconds(5)
     }
 
     /// What became of an entry.
@@ -270,8 +273,8 @@ final class Finisher: Sendable {
                 job: entry.job,
                 resolution: entry.job.isLastAttempt
                     ? .deadLetter(reason: .attemptsExhausted, error: message)
-                    : .retry(error: message, wait: .seconds(5)),
-                statements: [], ended: entry.ended)
+                    : .retry(error: message, wait: entry.retryWait),
+                statements: [], ended: entry.ended, retryWait: entry.retryWait)
             return try await apply([failure], on: connection)
         }
     }

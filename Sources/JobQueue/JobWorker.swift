@@ -291,7 +291,10 @@ public final class JobWorker: Service, Sendable {
             return deadline
         }
         wakeUps.ring()
-        finisher.submit(.init(job: job, resolution: resolution, statements: statements, ended: clock.now))
+        finisher.submit(
+            .init(
+                job: job, resolution: resolution, statements: statements, ended: clock.now,
+                retryWait: policy(for: job.kind).delay(afterAttempt: job.attempt)))
         if let stopFinisher { finisher.stop(deadline: stopFinisher) }
     }
 

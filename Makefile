@@ -29,7 +29,17 @@ build: deps
 	@scripts/embed-sql
 	$(SWIFT) build
 
-test: server-deps
+# The Swift sources as swift-format (shipped with the toolchain) wants them, per .swift-format;
+# the generated schema file is left out. `make format` rewrites them in place.
+SWIFT_FILES = $(shell git ls-files 'Sources/*.swift' 'Tests/*.swift' Package.swift | grep -v EmbeddedMigrations.swift)
+
+lint:
+	@$(SWIFT) format lint --strict --parallel $(SWIFT_FILES) && echo "swift format lint: clean"
+
+format:
+	$(SWIFT) format format --in-place --parallel $(SWIFT_FILES)
+
+test: server-deps lint
 	@scripts/embed-sql
 	$(SWIFT) build --build-tests
 	scripts/with-postgres $(SWIFT) test --skip-build

@@ -45,7 +45,9 @@ public struct DeadLetters: Sendable {
 
     /// Dead letters matching `filter`, newest first.
     /// - Parameter includeRequeued: also those already put back in the queue.
-    public func list(_ filter: Filter = Filter(), includeRequeued: Bool = false, limit: Int = 100) async throws
+    public func list(
+        _ filter: Filter = Filter(), includeRequeued: Bool = false, limit: Int = 100
+    ) async throws
         -> [DeadLetter]
     {
         try await connection.query(Self.list, filter.bindings + [includeRequeued, limit]).rows.map(DeadLetter.init)
@@ -168,7 +170,9 @@ public struct DeadLetters: Sendable {
 
     /// Deletes dead letters that died before `cutoff` (of `kind`, when given), in batches.
     /// - Returns: the dead letters deleted.
-    public func purge(diedBefore cutoff: Date, kind: String? = nil, batchSize: Int = 5000, progress: (Int) -> Void = { _ in })
+    public func purge(
+        diedBefore cutoff: Date, kind: String? = nil, batchSize: Int = 5000, progress: (Int) -> Void = { _ in }
+    )
         async throws -> Int
     {
         try await connection.deleteInBatches(Self.purge, [cutoff, kind], batchSize: batchSize, progress: progress)

@@ -109,7 +109,8 @@ final class Finisher: Sendable {
                     if writing == 0 { group.cancelAll() }
                 } else if writing > 0 {
                     // The deadline passed: cancel the writers' statements and give up what is left.
-                    logger.warning("shutdown deadline reached while recording job outcomes; leaving the rest to their leases")
+                    logger.warning(
+                        "shutdown deadline reached while recording job outcomes; leaving the rest to their leases")
                     group.cancelAll()
                 }
             }
@@ -150,7 +151,8 @@ final class Finisher: Sendable {
             } catch let error as PostgresError where error.isTransient {
                 if !reported {
                     logger.warning(
-                        "could not record job outcomes, retrying", metadata: ["error": "\(error)", "jobs": "\(batch.count)"])
+                        "could not record job outcomes, retrying",
+                        metadata: ["error": "\(error)", "jobs": "\(batch.count)"])
                 }
                 reported = true
                 pending.withLock { $0.entries.insert(contentsOf: batch, at: 0) }
@@ -250,7 +252,9 @@ final class Finisher: Sendable {
 
     /// One guarded state change plus the handler's statements, inside a savepoint: if the
     /// statements fail, the attempt is recorded as failed instead and the batch goes on.
-    private func applyWithStatements(_ entry: Entry, savepoint: Int, on connection: PostgresConnection) async throws
+    private func applyWithStatements(
+        _ entry: Entry, savepoint: Int, on connection: PostgresConnection
+    ) async throws
         -> Set<Int64>
     {
         try await connection.execute(script: "SAVEPOINT outcome_\(savepoint)", name: "savepoint")
@@ -264,7 +268,8 @@ final class Finisher: Sendable {
             try await connection.execute(script: "RELEASE SAVEPOINT outcome_\(savepoint)", name: "releaseSavepoint")
             return applied
         } catch let error as PostgresError where !error.isTransient {
-            try await connection.execute(script: "ROLLBACK TO SAVEPOINT outcome_\(savepoint)", name: "rollbackSavepoint")
+            try await connection.execute(
+                script: "ROLLBACK TO SAVEPOINT outcome_\(savepoint)", name: "rollbackSavepoint")
             logger.error(
                 "a job handler's statements failed; recording the attempt as failed",
                 metadata: ["job.id": "\(entry.job.id)", "job.kind": "\(entry.job.kind)", "error": "\(error)"])
@@ -309,12 +314,14 @@ final class Finisher: Sendable {
         var statements: [PostgresStatement] = []
         let worker = store.workerID
         if !complete.isEmpty {
-            statements.append(PostgresStatement(JobStore.complete, [ids(complete), attempts(complete), worker, sinceEnded(complete)]))
+            statements.append(
+                PostgresStatement(JobStore.complete, [ids(complete), attempts(complete), worker, sinceEnded(complete)]))
         }
         if !cancel.isEmpty {
             let e = cancel.map(\.0)
             statements.append(
-                PostgresStatement(JobStore.cancel, [ids(e), attempts(e), worker, sinceEnded(e), PostgresArray(cancel.map(\.1))]))
+                PostgresStatement(
+                    JobStore.cancel, [ids(e), attempts(e), worker, sinceEnded(e), PostgresArray(cancel.map(\.1))]))
         }
         if !retry.isEmpty {
             let e = retry.map(\.0)
@@ -351,7 +358,10 @@ final class Finisher: Sendable {
             statements.append(
                 PostgresStatement(
                     JobStore.snooze,
-                    [ids(e), attempts(e), worker, PostgresArray(snooze.map(\.1)), PostgresArray(snooze.map { PostgresInterval($0.2) })]))
+                    [
+                        ids(e), attempts(e), worker, PostgresArray(snooze.map(\.1)),
+                        PostgresArray(snooze.map { PostgresInterval($0.2) }),
+                    ]))
         }
         return statements
     }

@@ -18,7 +18,9 @@ public struct JobAttemptHistory: Sendable {
 
     /// Deletes attempts that finished before `cutoff`, in batches.
     /// - Returns: the attempts deleted.
-    public func prune(finishedBefore cutoff: Date, batchSize: Int = 5000, progress: (Int) -> Void = { _ in }) async throws
+    public func prune(
+        finishedBefore cutoff: Date, batchSize: Int = 5000, progress: (Int) -> Void = { _ in }
+    ) async throws
         -> Int
     {
         try await connection.deleteInBatches(Self.prune, [cutoff], batchSize: batchSize, progress: progress)

@@ -63,7 +63,8 @@ struct JobStore: Sendable {
                         id: id, kind: kind, payload: try row.decode("payload"), priority: try row.decode("priority"),
                         attempt: attempt, maxAttempts: try row.decodeIfPresent("max_attempts") ?? maxAttempts(kind),
                         createdAt: try row.decode("created_at"), runAt: try row.decode("run_at"),
-                        released: try row.decode("released"), concurrencyKey: try row.decodeIfPresent("concurrency_key")))
+                        released: try row.decode("released"), concurrencyKey: try row.decodeIfPresent("concurrency_key")
+                    ))
             } catch {
                 let placeholder = Job(
                     id: id, kind: kind, payload: PostgresJSON("{}"), attempt: attempt, maxAttempts: attempt,
@@ -106,10 +107,13 @@ struct JobStore: Sendable {
         return try lost.rows.map { try $0.decode("id", as: Int64.self) }
     }
 
-    static let reap = PostgresQuery("reapExpiredLeases", "SELECT kind, jobs FROM webhook_worker.reap_expired_leases($1, $2)")
+    static let reap = PostgresQuery(
+        "reapExpiredLeases", "SELECT kind, jobs FROM webhook_worker.reap_expired_leases($1, $2)")
 
     /// Returns expired leases of any replica to the queue; the jobs reaped, by kind.
-    func reapExpiredLeases(_ connection: PostgresConnection, defaultMaxAttempts: Int, batch: Int = 500) async throws
+    func reapExpiredLeases(
+        _ connection: PostgresConnection, defaultMaxAttempts: Int, batch: Int = 500
+    ) async throws
         -> [String: Int]
     {
         var reaped: [String: Int] = [:]

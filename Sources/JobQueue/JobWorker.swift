@@ -148,7 +148,8 @@ public final class JobWorker: Service, Sendable {
         // is awaited below and ends at its own deadline, set when claiming stops.
         let finishing = Task { await finisher.run() }
         await PostgresListener.withListener(
-            conninfo: configuration.listenConninfo ?? configuration.conninfo, channels: [Self.channel], logger: logger) {
+            conninfo: configuration.listenConninfo ?? configuration.conninfo, channels: [Self.channel], logger: logger
+        ) {
             listener in
             await withDiscardingTaskGroup { group in
                 group.addTask { await self.consumeNotifications(listener) }
@@ -188,7 +189,9 @@ public final class JobWorker: Service, Sendable {
                     if failing { logger.info("claiming jobs again") }
                     failing = false
                     for job in claimed.jobs { start(job, finisher: finisher, group: &group) }
-                    for (job, reason) in claimed.unreadable { deadLetterUnreadable(job, reason: reason, finisher: finisher) }
+                    for (job, reason) in claimed.unreadable {
+                        deadLetterUnreadable(job, reason: reason, finisher: finisher)
+                    }
                     claimedAll = claimed.count == limit
                 } catch {
                     if !failing {
@@ -270,7 +273,8 @@ public final class JobWorker: Service, Sendable {
         }
         let elapsed = clock.now - started
         Timer(label: "webhook_worker_job_duration_seconds", dimensions: [("kind", job.kind)])
-            .recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
+            .recordNanoseconds(
+                elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
         let stopReason = state.withLock { $0.stopped[key] }
         let resolution: Resolution
         var statements: [BoundStatement] = []
@@ -286,7 +290,9 @@ public final class JobWorker: Service, Sendable {
         let stopFinisher = state.withLock { state -> ContinuousClock.Instant? in
             state.running[key] = nil
             state.writing[key] = job
-            guard state.running.isEmpty, let deadline = state.finisherDeadline, !state.finisherStopped else { return nil }
+            guard state.running.isEmpty, let deadline = state.finisherDeadline, !state.finisherStopped else {
+                return nil
+            }
             state.finisherStopped = true
             return deadline
         }
@@ -367,12 +373,16 @@ public final class JobWorker: Service, Sendable {
                 case .retry(let error, let wait):
                     logger.info(
                         "job will be retried",
-                        metadata: metadata.merging(["error": "\(error)", "job.retry_in": "\(wait.compactDescription)"]) { $1 })
+                        metadata: metadata.merging(["error": "\(error)", "job.retry_in": "\(wait.compactDescription)"])
+                        { $1 })
                 default:
-                    logger.debug("job finished", metadata: metadata.merging(["job.outcome": "\(entry.resolution.outcomeLabel)"]) { $1 })
+                    logger.debug(
+                        "job finished",
+                        metadata: metadata.merging(["job.outcome": "\(entry.resolution.outcomeLabel)"]) { $1 })
                 }
             case .notHeld:
-                logger.warning("job's lease was lost before its outcome was recorded; the outcome was dropped", metadata: metadata)
+                logger.warning(
+                    "job's lease was lost before its outcome was recorded; the outcome was dropped", metadata: metadata)
             case .abandoned:
                 logger.warning(
                     "job's outcome could not be recorded before shutdown; its lease will return it to the queue",
@@ -410,13 +420,15 @@ public final class JobWorker: Service, Sendable {
         // then; only the releases of handlers cancelled now get the grace.
         let (toStop, finisherDeadline) = state.withLock { state in
             for key in state.running.keys { state.stopped[key] = .shutdown }
-            let finisherDeadline = state.running.isEmpty ? deadline : max(deadline, clock.now) + configuration.shutdownGrace
+            let finisherDeadline =
+                state.running.isEmpty ? deadline : max(deadline, clock.now) + configuration.shutdownGrace
             state.finisherDeadline = finisherDeadline
             state.finisherStopped = state.running.isEmpty
             return (Array(state.running.values), finisherDeadline)
         }
         if !toStop.isEmpty {
-            logger.warning("shutdown timeout reached; cancelling unfinished jobs", metadata: ["jobs": "\(toStop.count)"])
+            logger.warning(
+                "shutdown timeout reached; cancelling unfinished jobs", metadata: ["jobs": "\(toStop.count)"])
             for running in toStop { running.stop.yield(.shutdown) }
         } else {
             finisher.stop(deadline: finisherDeadline)
@@ -483,13 +495,15 @@ public final class JobWorker: Service, Sendable {
     private func reap(_ connections: PostgresConnectionPool) async {
         do {
             let reaped = try await connections.withConnection { connection in
-                try await store.reapExpiredLeases(connection, defaultMaxAttempts: configuration.retryStrategy.maxAttempts)
+                try await store.reapExpiredLeases(
+                    connection, defaultMaxAttempts: configuration.retryStrategy.maxAttempts)
             }
             guard !reaped.isEmpty else { return }
             for (kind, count) in reaped {
                 Counter(label: "webhook_worker_jobs_lost_total", dimensions: [("kind", kind)]).increment(by: count)
             }
-            logger.warning("returned jobs with expired leases to the queue", metadata: ["jobs": "\(reaped.values.reduce(0, +))"])
+            logger.warning(
+                "returned jobs with expired leases to the queue", metadata: ["jobs": "\(reaped.values.reduce(0, +))"])
             wakeUps.ring()
         } catch {
             logger.debug("could not reap expired leases", metadata: ["error": "\(error)"])
@@ -497,7 +511,8 @@ public final class JobWorker: Service, Sendable {
     }
 
     private func renew(_ connections: PostgresConnectionPool) async {
-        let ids = state.withLock { state in Array(Set(state.running.keys.map(\.id)).union(state.writing.keys.map(\.id))) }
+        let ids = state.withLock { state in Array(Set(state.running.keys.map(\.id)).union(state.writing.keys.map(\.id)))
+        }
         guard !ids.isEmpty else { return }
         do {
             let lost = Set(

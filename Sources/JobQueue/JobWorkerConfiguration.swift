@@ -125,7 +125,9 @@ public struct JobWorkerConfiguration: Sendable {
 
     /// A pool for the worker's or its handlers' statements: prepared statements and settings as
     /// ``preparedStatements`` says (in the session, or at the start of every transaction).
-    public func databasePool(maxConnections: Int, applicationName: String = "webhook-worker")
+    public func databasePool(
+        maxConnections: Int, applicationName: String = "webhook-worker"
+    )
         -> PostgresConnectionPool.Configuration
     {
         .init(

@@ -41,7 +41,8 @@ public struct NewJob: Sendable, Equatable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         self.init(
-            kind: kind, payload: PostgresJSON(bytes: Array(try encoder.encode(payload))), runAt: runAt, priority: priority,
+            kind: kind, payload: PostgresJSON(bytes: Array(try encoder.encode(payload))), runAt: runAt,
+            priority: priority,
             maxAttempts: maxAttempts, uniqueKey: uniqueKey, concurrencyKey: concurrencyKey)
     }
 }

@@ -18,7 +18,8 @@ public struct PausedKinds: Sendable {
     }
 
     static let pause = PostgresQuery(
-        "pauseKind", "INSERT INTO webhook_worker.paused_kinds (kind, paused_by) VALUES ($1, $2) ON CONFLICT (kind) DO NOTHING")
+        "pauseKind",
+        "INSERT INTO webhook_worker.paused_kinds (kind, paused_by) VALUES ($1, $2) ON CONFLICT (kind) DO NOTHING")
 
     /// Pauses `kind`, recording `actor` as who did it.
     /// - Returns: false when it was paused already (the first pause is kept).
@@ -42,7 +43,9 @@ public struct PausedKinds: Sendable {
     /// The kinds paused now, by kind.
     public func list() async throws -> [Pause] {
         try await connection.query(Self.list).rows.map { row in
-            Pause(kind: try row.decode("kind"), pausedAt: try row.decode("paused_at"), pausedBy: try row.decodeIfPresent("paused_by"))
+            Pause(
+                kind: try row.decode("kind"), pausedAt: try row.decode("paused_at"),
+                pausedBy: try row.decodeIfPresent("paused_by"))
         }
     }
 }

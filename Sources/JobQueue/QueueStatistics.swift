@@ -113,7 +113,8 @@ public struct QueueStatistics: Sendable, Equatable {
         }
         let dead = try await connection.query(deadQuery).rows.map { row in
             DeadLetterCount(
-                kind: try row.decode("kind"), reason: try row.decode("reason"), deadLetters: try row.decode("dead_letters"),
+                kind: try row.decode("kind"), reason: try row.decode("reason"),
+                deadLetters: try row.decode("dead_letters"),
                 lastDeadAt: try row.decodeIfPresent("last_dead_at"))
         }
         return QueueStatistics(

@@ -106,7 +106,8 @@ extension RetryStrategy where Self == ScheduleRetryStrategy {
     /// `5s,5m,30m,2h,5h,10h,10h` with ±20 %: 8 attempts over about a day.
     public static var standard: ScheduleRetryStrategy {
         .schedule([
-            .seconds(5), .seconds(300), .seconds(1800), .seconds(7200), .seconds(18_000), .seconds(36_000), .seconds(36_000),
+            .seconds(5), .seconds(300), .seconds(1800), .seconds(7200), .seconds(18_000), .seconds(36_000),
+            .seconds(36_000),
         ])
     }
 }
@@ -116,7 +117,8 @@ extension RetryStrategy where Self == ExponentialJitterRetryStrategy {
     public static func exponentialJitter(
         maxAttempts: Int, initialDelay: Duration, maxDelay: Duration, jitter: Double = 0.2
     ) -> ExponentialJitterRetryStrategy {
-        ExponentialJitterRetryStrategy(maxAttempts: maxAttempts, initialDelay: initialDelay, maxDelay: maxDelay, jitter: jitter)
+        ExponentialJitterRetryStrategy(
+            maxAttempts: maxAttempts, initialDelay: initialDelay, maxDelay: maxDelay, jitter: jitter)
     }
 }
 

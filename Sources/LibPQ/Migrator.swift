@@ -70,15 +70,15 @@ public struct Migrator: Sendable {
         try await connection.transaction { connection in
             try await connection.query(Self.lock, [Self.lockKey])
             try await connection.execute(
-            script: """
-                CREATE SCHEMA IF NOT EXISTS \(schema);
-                CREATE TABLE IF NOT EXISTS \(schema).schema_migrations (
-                    version integer PRIMARY KEY,
-                    name text NOT NULL,
-                    checksum text NOT NULL,
-                    applied_at timestamptz NOT NULL DEFAULT now()
-                );
-                """, name: "migrationBootstrap")
+                script: """
+                    CREATE SCHEMA IF NOT EXISTS \(schema);
+                    CREATE TABLE IF NOT EXISTS \(schema).schema_migrations (
+                        version integer PRIMARY KEY,
+                        name text NOT NULL,
+                        checksum text NOT NULL,
+                        applied_at timestamptz NOT NULL DEFAULT now()
+                    );
+                    """, name: "migrationBootstrap")
         }
         var newlyApplied: [Int] = []
         for migration in migrations {

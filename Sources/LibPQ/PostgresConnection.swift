@@ -261,7 +261,9 @@ public final class PostgresConnection: @unchecked Sendable {
     public func pipeline(_ statements: [PostgresStatement]) async throws -> [Result<PostgresResult, PostgresError>] {
         let prepared = statements.map { ($0.query, $0.bindings.map(\.postgresText)) }
         return try await onQueue("pipeline") { _ in
-            guard let setup = try self.setupOutsideTransaction("pipeline") else { return try self.runPipeline(prepared) }
+            guard let setup = try self.setupOutsideTransaction("pipeline") else {
+                return try self.runPipeline(prepared)
+            }
             let results = try self.runPipeline([(setup, [])] + prepared)
             if case .failure(let error) = results[0] { throw error }
             return Array(results.dropFirst())
@@ -358,7 +360,9 @@ public final class PostgresConnection: @unchecked Sendable {
         return try consume(raw, handle: handle, name: query.name)
     }
 
-    private func runPipeline(_ statements: [(PostgresQuery, [String?])]) throws -> [Result<PostgresResult, PostgresError>] {
+    private func runPipeline(
+        _ statements: [(PostgresQuery, [String?])]
+    ) throws -> [Result<PostgresResult, PostgresError>] {
         let handle = try liveHandle("pipeline")
         guard PQenterPipelineMode(handle) == 1 else {
             throw PostgresError(code: .client, message: Self.errorMessage(handle), statement: "pipeline")

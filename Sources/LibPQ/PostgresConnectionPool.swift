@@ -32,7 +32,8 @@ public final class PostgresConnectionPool: Sendable {
         public var connectTimeout: Duration
 
         public init(
-            conninfo: String?, maxConnections: Int = 8, applicationName: String = "webhook-worker", sessionSetup: String? = nil,
+            conninfo: String?, maxConnections: Int = 8, applicationName: String = "webhook-worker",
+            sessionSetup: String? = nil,
             connectTimeout: Duration = .seconds(10), preparedStatements: Bool = true, transactionSetup: String? = nil
         ) {
             self.preparedStatements = preparedStatements
@@ -67,7 +68,11 @@ public final class PostgresConnectionPool: Sendable {
         configuration: Configuration, logger: Logger, _ body: (PostgresConnectionPool) async throws -> T
     ) async rethrows -> T {
         let pool = PostgresConnectionPool(configuration: configuration, logger: logger)
-        return try await withTeardown { try await body(pool) } teardown: { await pool.close() }
+        return try await withTeardown {
+            try await body(pool)
+        } teardown: {
+            await pool.close()
+        }
     }
 
     /// Lends `body` a connection for its duration.
@@ -134,7 +139,8 @@ public final class PostgresConnectionPool: Sendable {
                 do {
                     return try await PostgresConnection.connect(
                         configuration.conninfo, applicationName: configuration.applicationName,
-                        sessionSettings: configuration.sessionSetup, preparedStatements: configuration.preparedStatements,
+                        sessionSettings: configuration.sessionSetup,
+                        preparedStatements: configuration.preparedStatements,
                         transactionSetup: configuration.transactionSetup, connectTimeout: configuration.connectTimeout,
                         logger: logger)
                 } catch {
@@ -198,7 +204,8 @@ public final class PostgresConnectionPool: Sendable {
     private func discard(_ connection: PostgresConnection) async {
         state.withLock { $0.open -= 1 }
         logger.debug(
-            "dropping a database connection that is broken or not idle", metadata: ["db.endpoint": "\(connection.endpoint)"])
+            "dropping a database connection that is broken or not idle",
+            metadata: ["db.endpoint": "\(connection.endpoint)"])
         wakeOne()
         // Not awaited: an abandoned call may still hold the connection's queue.
         connection.closeWhenIdle()

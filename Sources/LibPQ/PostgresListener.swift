@@ -56,7 +56,11 @@ public final class PostgresListener: Sendable {
     ) async rethrows -> T {
         let listener = PostgresListener(conninfo: conninfo, channels: channels, logger: logger)
         listener.start()
-        return try await withTeardown { try await body(listener) } teardown: { await listener.stop() }
+        return try await withTeardown {
+            try await body(listener)
+        } teardown: {
+            await listener.stop()
+        }
     }
 
     /// True while LISTEN is in place (for readiness checks).
@@ -104,7 +108,8 @@ public final class PostgresListener: Sendable {
                     for channel in channels {
                         guard let result = PQexec(opened, "LISTEN \(channel)") else {
                             let error = PostgresError(
-                                code: .connectionLost, message: PostgresConnection.errorMessage(opened), statement: "listen")
+                                code: .connectionLost, message: PostgresConnection.errorMessage(opened),
+                                statement: "listen")
                             PQfinish(opened)
                             throw error
                         }

@@ -23,6 +23,10 @@ extension PostgresConnection {
     ) async throws -> T {
         let connection = try await connect(
             conninfo, applicationName: applicationName, sessionSettings: sessionSettings, logger: logger)
-        return try await withTeardown { try await body(connection) } teardown: { await connection.close() }
+        return try await withTeardown {
+            try await body(connection)
+        } teardown: {
+            await connection.close()
+        }
     }
 }

@@ -96,9 +96,12 @@ public struct Deliveries: Sendable {
     /// - Throws: ``ResendError`` when there is no such delivery or a job for it is queued.
     public func resend(_ id: UUID) async throws -> Int64 {
         let job: Int64? = try await connection.transaction { connection in
-            guard let client: String = try await connection.query(Self.markPending, [id]).first?.decode("oauth_client_id")
+            guard
+                let client: String = try await connection.query(Self.markPending, [id]).first?.decode("oauth_client_id")
             else { return nil }
-            guard let job = try await JobEnqueuer(connection).enqueue(try DeliverPayload(deliveryID: id).job(clientID: client))
+            guard
+                let job = try await JobEnqueuer(connection).enqueue(
+                    try DeliverPayload(deliveryID: id).job(clientID: client))
             else { throw ResendError.alreadyQueued(id) }
             return job
         }
@@ -143,7 +146,8 @@ public struct Deliveries: Sendable {
     public func cancel(id: UUID? = nil, client: String? = nil) async throws -> Cancelled {
         precondition(id != nil || client != nil, "cancel needs a delivery or a client")
         let row = try await connection.query(Self.cancel, [id, client]).first
-        return Cancelled(deliveries: try row?.decode("cancelled") ?? 0, jobsRemoved: try row?.decode("jobs_removed") ?? 0)
+        return Cancelled(
+            deliveries: try row?.decode("cancelled") ?? 0, jobsRemoved: try row?.decode("jobs_removed") ?? 0)
     }
 
     static let deadLettersOfClient = PostgresQuery(

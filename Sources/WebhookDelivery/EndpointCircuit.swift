@@ -30,9 +30,13 @@ enum EndpointCircuit {
     }
 
     static let permitQuery = PostgresQuery(
-        "endpointPermit", "SELECT decision, extract(epoch FROM wait)::float8 AS wait FROM webhook_worker.endpoint_permit($1, $2::interval)")
+        "endpointPermit",
+        "SELECT decision, extract(epoch FROM wait)::float8 AS wait FROM webhook_worker.endpoint_permit($1, $2::interval)"
+    )
 
-    static func permit(key: String, configuration: WebhookDeliveryConfiguration, database: PostgresConnectionPool)
+    static func permit(
+        key: String, configuration: WebhookDeliveryConfiguration, database: PostgresConnectionPool
+    )
         async throws -> Permit
     {
         guard

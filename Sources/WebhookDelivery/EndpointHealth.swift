@@ -72,7 +72,8 @@ public struct Endpoints: Sendable {
     }
 
     static let resolve = PostgresQuery(
-        "resolveEndpoint", #"SELECT id FROM "OAuthClient" WHERE id = $1 OR "clientId" = $1 ORDER BY id = $1 DESC LIMIT 1"#)
+        "resolveEndpoint",
+        #"SELECT id FROM "OAuthClient" WHERE id = $1 OR "clientId" = $1 ORDER BY id = $1 DESC LIMIT 1"#)
 
     /// The endpoint key (`client:<id>`) for what an operator typed: a key, an OAuth client's id,
     /// or its public `clientId`. An unknown client's text is taken as its id.

@@ -14,7 +14,9 @@ enum HTTPDate {
         let day: Int64?, month: Int64?, year: Int64?, time: String
         switch words.count {
         case 6 where words[0].hasSuffix(",") && ["GMT", "UTC"].contains(words[5]):  // IMF-fixdate
-            (day, month, year, time) = (number(words[1], digits: 1...2), monthNumber(words[2]), number(words[3], digits: 4...4), words[4])
+            (day, month, year, time) = (
+                number(words[1], digits: 1...2), monthNumber(words[2]), number(words[3], digits: 4...4), words[4]
+            )
         case 4 where words[0].hasSuffix(",") && ["GMT", "UTC"].contains(words[3]):  // RFC 850
             let parts = words[1].split(separator: "-").map(String.init)
             guard parts.count == 3, let short = number(parts[2], digits: 2...2) else { return nil }
@@ -24,12 +26,17 @@ enum HTTPDate {
             let candidate = current - current % 100 + short
             year = candidate > current + 50 ? candidate - 100 : candidate
         case 5:  // asctime
-            (day, month, year, time) = (number(words[2], digits: 1...2), monthNumber(words[1]), number(words[4], digits: 4...4), words[3])
+            (day, month, year, time) = (
+                number(words[2], digits: 1...2), monthNumber(words[1]), number(words[4], digits: 4...4), words[3]
+            )
         default:
             return nil
         }
-        let clock = time.split(separator: ":", omittingEmptySubsequences: false).map { number(String($0), digits: 2...2) }
-        guard let day, let month, let year, clock.count == 3, let hour = clock[0], let minute = clock[1], let second = clock[2],
+        let clock = time.split(separator: ":", omittingEmptySubsequences: false).map {
+            number(String($0), digits: 2...2)
+        }
+        guard let day, let month, let year, clock.count == 3, let hour = clock[0], let minute = clock[1],
+            let second = clock[2],
             (1...31).contains(day), hour < 24, minute < 60, second < 61
         else { return nil }
         return UTCTime.date(.init(year: year, month: month, day: day, hour: hour, minute: minute, second: second))

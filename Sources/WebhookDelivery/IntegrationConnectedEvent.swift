@@ -16,7 +16,9 @@ struct IntegrationConnectedEvent: Sendable {
     var timestamp: Date
 
     var mcpEndpoint: String? {
-        providerAccountID.map { "\(mcpEndpointBase.hasSuffix("/") ? String(mcpEndpointBase.dropLast()) : mcpEndpointBase)/\(provider)/\($0)" }
+        providerAccountID.map {
+            "\(mcpEndpointBase.hasSuffix("/") ? String(mcpEndpointBase.dropLast()) : mcpEndpointBase)/\(provider)/\($0)"
+        }
     }
 
     func body() -> [UInt8] {

@@ -130,7 +130,9 @@ public struct NetworkPolicy: Sendable {
                     let bytes = withUnsafeBytes(of: address) { Array($0) }
                     addresses.append(.init(bytes: bytes, text: bytes.map(String.init).joined(separator: ".")))
                 } else if entry.pointee.ai_family == AF_INET6 {
-                    var address = sockaddr.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { $0.pointee.sin6_addr }
+                    var address = sockaddr.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) {
+                        $0.pointee.sin6_addr
+                    }
                     let bytes = withUnsafeBytes(of: address) { Array($0) }
                     var buffer = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
                     inet_ntop(AF_INET6, &address, &buffer, socklen_t(buffer.count))

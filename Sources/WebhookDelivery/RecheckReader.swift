@@ -30,7 +30,8 @@ final class RecheckReader: Sendable {
     /// The row of `delivery`, or nil when it does not exist.
     /// - Parameter overlap: how long retired secrets still sign (`$2` of the statement).
     func row(for delivery: UUID, overlap: Duration, database: PostgresConnectionPool) async throws -> PostgresRow? {
-        let signal = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Signal, any Error>) in
+        let signal = try await withCheckedThrowingContinuation {
+            (continuation: CheckedContinuation<Signal, any Error>) in
             let leads = state.withLock { state -> Bool in
                 if state.reading {
                     state.waiting.append((delivery, continuation))

@@ -77,8 +77,11 @@ public struct WebhookDeliverHandler: JobHandler {
         }
         if let reason = try Self.ineligibility(row, clientID: clientID) {
             logger.info("recipient no longer qualifies; delivery cancelled", metadata: ["reason": "\(reason)"])
-            Counter(label: "webhook_worker_delivery_attempts_total", dimensions: [("outcome", "cancelled"), ("status_class", "none")])
-                .increment()
+            Counter(
+                label: "webhook_worker_delivery_attempts_total",
+                dimensions: [("outcome", "cancelled"), ("status_class", "none")]
+            )
+            .increment()
             return .cancel(reason, statements: [BoundStatement(Self.markCancelled, [deliveryID, reason])])
         }
 
@@ -87,7 +90,9 @@ public struct WebhookDeliverHandler: JobHandler {
         let endpointState: String? = try row.decodeIfPresent("endpoint_state")
         let endpointFailures: Int = try row.decodeIfPresent("endpoint_failures") ?? 0
         if let endpointState, endpointState != "closed" {
-            switch try await EndpointCircuit.permit(key: endpoint, configuration: sender.configuration, database: context.database) {
+            switch try await EndpointCircuit.permit(
+                key: endpoint, configuration: sender.configuration, database: context.database)
+            {
             case .send:
                 break
             case .probe:
@@ -104,13 +109,15 @@ public struct WebhookDeliverHandler: JobHandler {
 
         let url: String = try row.decode("url")
         let secret: String? = try row.decodeIfPresent("secret").flatMap { $0.isEmpty ? nil : $0 }
-        let retired: [String] = try row.decodeIfPresent("retired_secrets", as: String.self).flatMap {
-            try? JSONDecoder().decode([String].self, from: Data($0.utf8))
-        } ?? []
+        let retired: [String] =
+            try row.decodeIfPresent("retired_secrets", as: String.self).flatMap {
+                try? JSONDecoder().decode([String].self, from: Data($0.utf8))
+            } ?? []
         let body = Array(try row.decode("payload", as: String.self).utf8)
         let id = deliveryID.uuidString.lowercased()
         let headers = Self.headers(
-            deliveryID: id, body: body, secret: secret, retiredSecrets: retired, userAgent: sender.configuration.userAgent,
+            deliveryID: id, body: body, secret: secret, retiredSecrets: retired,
+            userAgent: sender.configuration.userAgent,
             timestamp: Int64(Date().timeIntervalSince1970))
 
         let result = await sender.post(url: url, headers: headers, body: body, logger: logger)
@@ -119,10 +126,13 @@ public struct WebhookDeliverHandler: JobHandler {
         // thrown away here would be sent again.
         if Task.isCancelled && result.status == nil { throw CancellationError() }
         let failedHere = !result.succeeded && EndpointCircuit.countsAsFailure(result)
-        if failedHere || (result.succeeded && endpointState != nil && (endpointState != "closed" || endpointFailures > 0)) {
+        if failedHere
+            || (result.succeeded && endpointState != nil && (endpointState != "closed" || endpointFailures > 0))
+        {
             do {
                 let state = try await EndpointCircuit.record(
-                    key: endpoint, succeeded: result.succeeded, error: result.error, configuration: sender.configuration,
+                    key: endpoint, succeeded: result.succeeded, error: result.error,
+                    configuration: sender.configuration,
                     database: context.database)
                 if state != (endpointState ?? "closed") {
                     logger.log(
@@ -152,7 +162,10 @@ public struct WebhookDeliverHandler: JobHandler {
         let milliseconds = Int(result.duration.totalMilliseconds)
         Counter(
             label: "webhook_worker_delivery_attempts_total",
-            dimensions: [("outcome", newStatus == "delivered" ? "delivered" : "failed"), ("status_class", Self.statusClass(result))]
+            dimensions: [
+                ("outcome", newStatus == "delivered" ? "delivered" : "failed"),
+                ("status_class", Self.statusClass(result)),
+            ]
         ).increment()
         Timer(label: "webhook_worker_delivery_duration_seconds").recordMilliseconds(milliseconds)
         logger.log(

@@ -36,11 +36,13 @@ public final class WebhookSender: Sendable {
     private let client: HTTPClient
 
     public convenience init(
-        configuration: WebhookDeliveryConfiguration, eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+        configuration: WebhookDeliveryConfiguration,
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) {
         self.init(
             configuration: configuration,
-            policy: NetworkPolicy(allowHTTP: configuration.allowHTTP, allowPrivateNetworks: configuration.allowPrivateNetworks),
+            policy: NetworkPolicy(
+                allowHTTP: configuration.allowHTTP, allowPrivateNetworks: configuration.allowPrivateNetworks),
             eventLoopGroup: eventLoopGroup)
     }
 
@@ -139,11 +141,12 @@ public final class WebhookSender: Sendable {
             return result
         } catch let refusal as NetworkPolicy.Refusal {
             return failure(refusal.errorClass, refusal.description)
-        } catch where answered.value.withLock({ $0.map { (200...299).contains($0.status) } ?? false }) {
+        } catch  where answered.value.withLock({ $0.map { (200...299).contains($0.status) } ?? false }) {
             // A 2xx whose body was cut off (the deadline, a reset, shutdown): delivered.
             let (status, bytes) = answered.value.withLock { $0! }
             return SendResult(
-                status: status, errorClass: nil, error: nil, excerpt: Self.excerpt(bytes, max: configuration.excerptBytes),
+                status: status, errorClass: nil, error: nil,
+                excerpt: Self.excerpt(bytes, max: configuration.excerptBytes),
                 duration: clock.now - started)
         } catch let failed as NetworkPolicy.ResolutionFailure {
             return failure(.dns, failed.description)

@@ -73,10 +73,12 @@ public final class WebhookReceiverServer: Sendable {
                     }
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(
-                        RequestHandler(connection: number, respond: respond, record: { request in
-                            box.received.withLock { $0.append(request) }
-                            onReceive(request)
-                        }))
+                        RequestHandler(
+                            connection: number, respond: respond,
+                            record: { request in
+                                box.received.withLock { $0.append(request) }
+                                onReceive(request)
+                            }))
                 }
             }
             .bind(host: host, port: port).get()
@@ -128,7 +130,8 @@ private final class RequestHandler: ChannelInboundHandler {
         case .end:
             guard let head else { return }
             let request = ReceivedWebhook(
-                method: head.method.rawValue, uri: head.uri, headers: head.headers.map { ($0.name, $0.value) }, body: body,
+                method: head.method.rawValue, uri: head.uri, headers: head.headers.map { ($0.name, $0.value) },
+                body: body,
                 receivedAt: Date(), connection: connection)
             record(request)
             answer(respond(request), keepAlive: head.isKeepAlive, context: context)

@@ -26,7 +26,8 @@ struct DeadLettersCommand: AsyncParsableCommand {
         func run() async throws {
             let letters = try await withOperatorConnection(database) { connection in
                 try await DeadLetters(connection).list(
-                    DeadLetters.Filter(kind: kind, diedSince: since?.date), includeRequeued: includeRequeued, limit: limit)
+                    DeadLetters.Filter(kind: kind, diedSince: since?.date), includeRequeued: includeRequeued,
+                    limit: limit)
             }
             Output(json: json).list(
                 letters.map(\.fields), columns: ["id", "job_id", "kind", "reason", "attempts", "dead_at", "last_error"])
@@ -42,7 +43,9 @@ struct DeadLettersCommand: AsyncParsableCommand {
         func run() async throws {
             let (letter, attempts) = try await withOperatorConnection(database) { connection in
                 let deadLetters = DeadLetters(connection)
-                guard let letter = try await deadLetters.get(id: id) else { throw notFound("no dead letter with id \(id)") }
+                guard let letter = try await deadLetters.get(id: id) else {
+                    throw notFound("no dead letter with id \(id)")
+                }
                 return (letter, try await deadLetters.attempts(ofJob: letter.jobID))
             }
             let output = Output(json: json)
@@ -53,11 +56,15 @@ struct DeadLettersCommand: AsyncParsableCommand {
             } else {
                 output.object(
                     letter.fields,
-                    keys: ["id", "job_id", "kind", "reason", "attempts", "max_attempts", "last_error", "delivery_id", "created_at",
-                        "dead_at", "requeued_at", "requeued_job_id"])
+                    keys: [
+                        "id", "job_id", "kind", "reason", "attempts", "max_attempts", "last_error", "delivery_id",
+                        "created_at",
+                        "dead_at", "requeued_at", "requeued_job_id",
+                    ])
                 print("payload       " + Output.text(letter.payload))
                 print("")
-                output.list(attempts.map(\.fields), columns: ["attempt", "outcome", "worker_id", "finished_at", "error"])
+                output.list(
+                    attempts.map(\.fields), columns: ["attempt", "outcome", "worker_id", "finished_at", "error"])
             }
         }
     }
@@ -66,21 +73,27 @@ struct DeadLettersCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Put dead letters back in the queue with fresh attempts.",
             discussion:
-                "Give one dead letter's id, --all (optionally narrowed by --kind and --since), or --client for one receiver's failed deliveries. Runs in batches.")
+                "Give one dead letter's id, --all (optionally narrowed by --kind and --since), or --client for one receiver's failed deliveries. Runs in batches."
+        )
         @Argument(help: "The dead letter's id.") var id: Int64?
         @Flag(help: "Requeue every dead letter not yet requeued (narrow with --kind, --since).") var all = false
         @Option(help: "With --all: only this kind.") var kind: String?
         @Option(help: "With --all: only those that died since (1h, 2d, or an ISO 8601 time).") var since: Since?
-        @Option(help: "Only the webhook.deliver dead letters of this OAuth client (its \"OAuthClient\".id); implies --all.")
+        @Option(
+            help: "Only the webhook.deliver dead letters of this OAuth client (its \"OAuthClient\".id); implies --all.")
         var client: String?
         @Option(help: "Dead letters per transaction.") var batchSize: Int = 500
         @Flag(help: "Print JSON.") var json = false
         @OptionGroup var database: DatabaseOptions
 
         func validate() throws {
-            if id != nil && (all || client != nil) { throw ValidationError("give a dead letter id, or --all / --client, not both") }
+            if id != nil && (all || client != nil) {
+                throw ValidationError("give a dead letter id, or --all / --client, not both")
+            }
             if id == nil && !all && client == nil { throw ValidationError("give a dead letter id, --all, or --client") }
-            if id != nil && (kind != nil || since != nil) { throw ValidationError("--kind and --since go with --all or --client") }
+            if id != nil && (kind != nil || since != nil) {
+                throw ValidationError("--kind and --since go with --all or --client")
+            }
             guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
         }
 
@@ -94,7 +107,9 @@ struct DeadLettersCommand: AsyncParsableCommand {
                     } catch let error as DeadLetters.RequeueError {
                         throw notFound(error.description)
                     }
-                    if json { Output(json: true).printJSON(["dead_letter_id": id, "job_id": newID]) } else {
+                    if json {
+                        Output(json: true).printJSON(["dead_letter_id": id, "job_id": newID])
+                    } else {
                         print("requeued dead letter \(id) as job \(newID)")
                     }
                     return
@@ -109,7 +124,9 @@ struct DeadLettersCommand: AsyncParsableCommand {
                 if json {
                     Output(json: true).printJSON(["requeued": done, "skipped_already_queued": skipped])
                 } else {
-                    print("\rrequeued \(done) dead letter(s)" + (skipped > 0 ? ", skipped \(skipped) whose job is already queued" : ""))
+                    print(
+                        "\rrequeued \(done) dead letter(s)"
+                            + (skipped > 0 ? ", skipped \(skipped) whose job is already queued" : ""))
                 }
             }
         }
@@ -124,7 +141,8 @@ struct DeadLettersCommand: AsyncParsableCommand {
 
         func run() async throws {
             let deleted = try await withOperatorConnection(database) { connection in
-                try await DeadLetters(connection).purge(diedBefore: olderThan.cutoff, kind: kind, batchSize: batchSize) {
+                try await DeadLetters(connection).purge(diedBefore: olderThan.cutoff, kind: kind, batchSize: batchSize)
+                {
                     progress("deleted \($0) dead letters")
                 }
             }

@@ -26,11 +26,17 @@ struct DeliveriesCommand: AsyncParsableCommand {
         }
 
         func run() async throws {
-            let filter = Deliveries.Filter(client: client, status: status.flatMap(Delivery.Status.init(rawValue:)), createdSince: since?.date)
-            let deliveries = try await withOperatorConnection(database) { try await Deliveries($0).list(filter, limit: limit) }
+            let filter = Deliveries.Filter(
+                client: client, status: status.flatMap(Delivery.Status.init(rawValue:)), createdSince: since?.date)
+            let deliveries = try await withOperatorConnection(database) {
+                try await Deliveries($0).list(filter, limit: limit)
+            }
             Output(json: json).list(
                 deliveries.map(\.fields),
-                columns: ["delivery_id", "oauth_client_id", "status", "attempts", "last_http_status", "created_at", "last_error"])
+                columns: [
+                    "delivery_id", "oauth_client_id", "status", "attempts", "last_http_status", "created_at",
+                    "last_error",
+                ])
         }
     }
 
@@ -48,7 +54,9 @@ struct DeliveriesCommand: AsyncParsableCommand {
             let deliveryID = UUID(uuidString: id)!
             let (delivery, attempts) = try await withOperatorConnection(database) { connection in
                 let deliveries = Deliveries(connection)
-                guard let delivery = try await deliveries.get(deliveryID) else { throw notFound("no delivery with id \(id)") }
+                guard let delivery = try await deliveries.get(deliveryID) else {
+                    throw notFound("no delivery with id \(id)")
+                }
                 return (delivery, try await deliveries.attempts(of: deliveryID))
             }
             let output = Output(json: json)
@@ -59,10 +67,15 @@ struct DeliveriesCommand: AsyncParsableCommand {
             } else {
                 output.object(
                     delivery.fields,
-                    keys: ["delivery_id", "event", "status", "attempts", "last_http_status", "last_error", "oauth_client_id",
-                        "integration_account_id", "user_id", "source_job_id", "created_at", "delivered_at", "payload"])
+                    keys: [
+                        "delivery_id", "event", "status", "attempts", "last_http_status", "last_error",
+                        "oauth_client_id",
+                        "integration_account_id", "user_id", "source_job_id", "created_at", "delivered_at", "payload",
+                    ])
                 print("")
-                output.list(attempts.map(\.fields), columns: ["attempt", "attempted_at", "http_status", "error_class", "duration_ms", "error"])
+                output.list(
+                    attempts.map(\.fields),
+                    columns: ["attempt", "attempted_at", "http_status", "error_class", "duration_ms", "error"])
             }
         }
     }
@@ -94,7 +107,8 @@ struct DeliveriesCommand: AsyncParsableCommand {
 
     struct Cancel: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Cancel pending deliveries, one by id or all of one OAuth client's: nothing more is sent for them.",
+            abstract:
+                "Cancel pending deliveries, one by id or all of one OAuth client's: nothing more is sent for them.",
             discussion: """
                 Each becomes `cancelled` and its waiting job leaves the queue (recorded as a cancelled \
                 attempt). An attempt already in flight finishes, but the delivery stays cancelled.
@@ -114,7 +128,9 @@ struct DeliveriesCommand: AsyncParsableCommand {
                 try await Deliveries(connection).cancel(id: id.flatMap(UUID.init(uuidString:)), client: client)
             }
             guard cancelled.deliveries > 0 else {
-                throw notFound(id.map { "delivery \($0) is not pending (or does not exist)" } ?? "no pending delivery for client \(client ?? "")")
+                throw notFound(
+                    id.map { "delivery \($0) is not pending (or does not exist)" }
+                        ?? "no pending delivery for client \(client ?? "")")
             }
             if json {
                 Output(json: true).printJSON(["cancelled": cancelled.deliveries, "jobs_removed": cancelled.jobsRemoved])

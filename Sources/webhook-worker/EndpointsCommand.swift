@@ -17,7 +17,8 @@ struct EndpointsCommand: AsyncParsableCommand {
         subcommands: [List.self, Show.self, Enable.self, Disable.self])
 
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List endpoints that failed or were disabled, worst first.")
+        static let configuration = CommandConfiguration(
+            abstract: "List endpoints that failed or were disabled, worst first.")
         @Option(help: "Only this state: closed, open, half_open or disabled.") var state: String?
         @Flag(help: "Print JSON.") var json = false
         @OptionGroup var database: DatabaseOptions
@@ -34,8 +35,10 @@ struct EndpointsCommand: AsyncParsableCommand {
             }
             Output(json: json).list(
                 endpoints.map(\.fields),
-                columns: ["oauth_client_id", "client_name", "state", "consecutive_failures", "pending_deliveries",
-                    "success_rate_24h", "next_probe_at", "last_error"])
+                columns: [
+                    "oauth_client_id", "client_name", "state", "consecutive_failures", "pending_deliveries",
+                    "success_rate_24h", "next_probe_at", "last_error",
+                ])
         }
     }
 
@@ -60,18 +63,23 @@ struct EndpointsCommand: AsyncParsableCommand {
             } else {
                 output.object(
                     health.fields,
-                    keys: ["key", "oauth_client_id", "client_name", "client_public_id", "state", "consecutive_failures",
+                    keys: [
+                        "key", "oauth_client_id", "client_name", "client_public_id", "state", "consecutive_failures",
                         "failing_since", "trips", "next_probe_at", "disabled_at", "disabled_by", "last_error",
                         "last_failure_at", "last_success_at", "failures", "recoveries", "pending_deliveries",
-                        "success_rate_24h"])
+                        "success_rate_24h",
+                    ])
             }
         }
     }
 
     struct Enable: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Enable an endpoint: close its circuit, forget its failures, and send its waiting deliveries now.",
-            discussion: "Deliveries that ended as endpoint_disabled stay in the dead letters: requeue them with `dead-letters retry --client ID`.")
+            abstract:
+                "Enable an endpoint: close its circuit, forget its failures, and send its waiting deliveries now.",
+            discussion:
+                "Deliveries that ended as endpoint_disabled stay in the dead letters: requeue them with `dead-letters retry --client ID`."
+        )
         @Argument(help: "The endpoint: OAuth client id, public clientId, or key.") var endpoint: String
         @OptionGroup var database: DatabaseOptions
 
@@ -82,7 +90,8 @@ struct EndpointsCommand: AsyncParsableCommand {
 
     struct Disable: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Disable an endpoint: nothing is sent to it; its waiting and new deliveries end as endpoint_disabled.")
+            abstract:
+                "Disable an endpoint: nothing is sent to it; its waiting and new deliveries end as endpoint_disabled.")
         @Argument(help: "The endpoint: OAuth client id, public clientId, or key.") var endpoint: String
         @OptionGroup var database: DatabaseOptions
 

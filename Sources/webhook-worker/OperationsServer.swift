@@ -11,7 +11,8 @@ import ServiceLifecycle
 /// database answers and the LISTEN connection is up) on `--http-port`.
 enum OperationsServer {
     static func make(
-        host: String, port: Int, registry: PrometheusCollectorRegistry, worker: JobWorker, database: PostgresConnectionPool,
+        host: String, port: Int, registry: PrometheusCollectorRegistry, worker: JobWorker,
+        database: PostgresConnectionPool,
         logger: Logger
     ) -> some Service {
         let router = Router()
@@ -29,7 +30,9 @@ enum OperationsServer {
             let problems = await readinessProblems(worker: worker, database: database)
             return Response(
                 status: problems.isEmpty ? .ok : .serviceUnavailable,
-                body: .init(byteBuffer: ByteBuffer(string: (problems.isEmpty ? "ready" : problems.joined(separator: "; ")) + "\n")))
+                body: .init(
+                    byteBuffer: ByteBuffer(
+                        string: (problems.isEmpty ? "ready" : problems.joined(separator: "; ")) + "\n")))
         }
         return Application(router: router, configuration: .init(address: .hostname(host, port: port)), logger: logger)
     }
@@ -128,16 +131,21 @@ struct QueueSampler: Service {
                         if state == "available" { oldest[label] = max(oldest[label] ?? 0, try row.decode("oldest")) }
                     }
                     for (labels, jobs) in depth {
-                        Gauge(label: "webhook_worker_queue_depth", dimensions: [("kind", labels[0]), ("state", labels[1])])
-                            .record(jobs)
+                        Gauge(
+                            label: "webhook_worker_queue_depth",
+                            dimensions: [("kind", labels[0]), ("state", labels[1])]
+                        )
+                        .record(jobs)
                     }
                     let seen = Set(depth.keys)
                     for gone in reported.subtracting(seen) {
-                        Gauge(label: "webhook_worker_queue_depth", dimensions: [("kind", gone[0]), ("state", gone[1])]).record(0)
+                        Gauge(label: "webhook_worker_queue_depth", dimensions: [("kind", gone[0]), ("state", gone[1])])
+                            .record(0)
                     }
                     reported = seen
                     for kind in kinds.union(["other"]) {
-                        Gauge(label: "webhook_worker_queue_oldest_age_seconds", dimensions: [("kind", kind)]).record(oldest[kind] ?? 0)
+                        Gauge(label: "webhook_worker_queue_oldest_age_seconds", dimensions: [("kind", kind)]).record(
+                            oldest[kind] ?? 0)
                     }
                     reportedEndpoints = try await sampleEndpoints(reported: reportedEndpoints)
                 } catch {

@@ -6,9 +6,15 @@ import LibPQ
 /// Runs `body` on a new connection for an operator command and closes it afterwards, however
 /// `body` ends. An unreachable database prints one line and exits 1.
 @discardableResult
-func withOperatorConnection<T>(_ options: DatabaseOptions, _ body: (PostgresConnection) async throws -> T) async throws -> T {
+func withOperatorConnection<T>(
+    _ options: DatabaseOptions, _ body: (PostgresConnection) async throws -> T
+) async throws -> T {
     let connection = try await connectOrExit(options.conninfo)
-    return try await withTeardown { try await body(connection) } teardown: { await connection.close() }
+    return try await withTeardown {
+        try await body(connection)
+    } teardown: {
+        await connection.close()
+    }
 }
 
 /// Who an operator command acts as, recorded beside what it changes.

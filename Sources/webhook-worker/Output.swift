@@ -17,7 +17,9 @@ struct Output {
         if json {
             printJSON(rows.map(Self.present))
         } else {
-            print(Table(columns: columns, rows: rows.map { row in columns.map { Self.text(row[$0] ?? nil) } }).render(width: Self.terminalWidth))
+            print(
+                Table(columns: columns, rows: rows.map { row in columns.map { Self.text(row[$0] ?? nil) } }).render(
+                    width: Self.terminalWidth))
         }
     }
 
@@ -54,8 +56,9 @@ struct Output {
     }
 
     func printJSON(_ value: Any) {
-        let data = (try? JSONSerialization.data(
-            withJSONObject: Self.jsonSafe(value), options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]))
+        let data =
+            (try? JSONSerialization.data(
+                withJSONObject: Self.jsonSafe(value), options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]))
             ?? Data("null".utf8)
         print(String(decoding: data, as: UTF8.self))
     }
@@ -80,7 +83,8 @@ struct Output {
         case let uuid as UUID: return uuid.uuidString.lowercased()
         case let number as Double: return NSNumber(value: number).description
         case let json as PostgresJSON:
-            let data = try? JSONSerialization.data(withJSONObject: document(json), options: [.sortedKeys, .fragmentsAllowed])
+            let data = try? JSONSerialization.data(
+                withJSONObject: document(json), options: [.sortedKeys, .fragmentsAllowed])
             return data.map { String(decoding: $0, as: UTF8.self) } ?? json.text
         case let text as String: return text.replacingOccurrences(of: "\n", with: " ")
         default: return "\(value!)"
@@ -88,7 +92,9 @@ struct Output {
     }
 
     static var terminalWidth: Int {
-        if let columns = ProcessInfo.processInfo.environment["COLUMNS"].flatMap(Int.init), columns > 20 { return columns }
+        if let columns = ProcessInfo.processInfo.environment["COLUMNS"].flatMap(Int.init), columns > 20 {
+            return columns
+        }
         var size = winsize()
         if ioctl(STDOUT_FILENO, UInt(TIOCGWINSZ), &size) == 0, size.ws_col > 20 { return Int(size.ws_col) }
         return 120
@@ -105,7 +111,8 @@ struct Table {
             max(columns[index].count, rows.map { $0[index].count }.max() ?? 0)
         }
         let separators = 2 * (columns.count - 1)
-        while widths.reduce(0, +) + separators > width, let widest = widths.indices.max(by: { widths[$0] < widths[$1] }),
+        while widths.reduce(0, +) + separators > width,
+            let widest = widths.indices.max(by: { widths[$0] < widths[$1] }),
             widths[widest] > 8
         {
             widths[widest] -= 1
@@ -114,7 +121,8 @@ struct Table {
             cells.indices.map { index in
                 let cell = cells[index]
                 let cut = cell.count > widths[index] ? String(cell.prefix(widths[index] - 1)) + "…" : cell
-                return index == cells.count - 1 ? cut : cut.padding(toLength: widths[index], withPad: " ", startingAt: 0)
+                return index == cells.count - 1
+                    ? cut : cut.padding(toLength: widths[index], withPad: " ", startingAt: 0)
             }.joined(separator: "  ")
         }
         return ([line(columns), line(widths.map { String(repeating: "-", count: $0) })] + rows.map(line))

@@ -24,7 +24,10 @@ struct ReceiveCommand: AsyncParsableCommand {
     var status: Int = 200
     @Option(help: "Exit after this many webhooks (0: run until interrupted).")
     var count: Int = 0
-    @Flag(help: "One line per webhook instead of the full request: arrival time (Unix seconds), delivery id, connection number.")
+    @Flag(
+        help:
+            "One line per webhook instead of the full request: arrival time (Unix seconds), delivery id, connection number."
+    )
     var quiet = false
 
     func validate() throws {
@@ -34,7 +37,8 @@ struct ReceiveCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let secret = self.secret ?? ProcessInfo.processInfo.environment["WEBHOOK_SECRET"].flatMap { $0.isEmpty ? nil : $0 }
+        let secret =
+            self.secret ?? ProcessInfo.processInfo.environment["WEBHOOK_SECRET"].flatMap { $0.isEmpty ? nil : $0 }
         let printer = WebhookPrinter(secret: secret, quiet: quiet)
         let (done, finish) = AsyncStream.makeStream(of: Void.self)
         let status = self.status
@@ -84,7 +88,8 @@ final class WebhookPrinter: Sendable {
             return state.seen
         }
         if quiet {
-            let line = String(format: "%.6f", request.receivedAt.timeIntervalSince1970)
+            let line =
+                String(format: "%.6f", request.receivedAt.timeIntervalSince1970)
                 + " \(request.header("X-Webhook-Delivery") ?? "-") \(request.connection)\n"
             FileHandle.standardOutput.write(Data(line.utf8))
             return number
@@ -108,7 +113,8 @@ final class WebhookPrinter: Sendable {
             if let signature = request.header("webhook-signature"), let id = request.header("webhook-id"),
                 let timestamp = request.header("webhook-timestamp")
             {
-                let ok = WebhookSignature.verifyStandard(signature, secret: secret, id: id, timestamp: timestamp, body: request.body)
+                let ok = WebhookSignature.verifyStandard(
+                    signature, secret: secret, id: id, timestamp: timestamp, body: request.body)
                 lines.append("webhook-signature (Standard Webhooks): \(ok ? "valid" : "INVALID")")
                 if !ok { failed += 1 }
             } else {

@@ -9,7 +9,8 @@ import WebhookDelivery
 extension DeadLetter {
     var fields: Fields {
         [
-            "id": id, "job_id": jobID, "kind": kind, "reason": reason, "attempts": attempts, "max_attempts": maxAttempts,
+            "id": id, "job_id": jobID, "kind": kind, "reason": reason, "attempts": attempts,
+            "max_attempts": maxAttempts,
             "last_error": lastError, "payload": payload, "created_at": createdAt, "dead_at": deadAt,
             "requeued_at": requeuedAt, "requeued_job_id": requeuedJobID, "delivery_id": deliveryID,
         ]

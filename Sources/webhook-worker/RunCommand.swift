@@ -24,51 +24,124 @@ struct RunCommand: AsyncParsableCommand {
 
     @Option(help: "Jobs in flight per replica. Env: WORKER_CONCURRENCY. Default: 128.")
     var concurrency: String?
-    @Option(help: "How long a claim holds a job before other replicas may take it back; renewed while the job runs. Env: WORKER_LEASE. Default: 60s.")
+    @Option(
+        help:
+            "How long a claim holds a job before other replicas may take it back; renewed while the job runs. Env: WORKER_LEASE. Default: 60s."
+    )
     var lease: String?
-    @Option(name: .customLong("poll-interval"), help: "Fallback rescan when no notification arrives. Env: WORKER_POLL_INTERVAL. Default: 2s.")
+    @Option(
+        name: .customLong("poll-interval"),
+        help: "Fallback rescan when no notification arrives. Env: WORKER_POLL_INTERVAL. Default: 2s.")
     var pollInterval: String?
-    @Option(name: .customLong("shutdown-timeout"), help: "Time in-flight jobs get to finish on SIGTERM before they are released. Env: WORKER_SHUTDOWN_TIMEOUT. Default: 30s.")
+    @Option(
+        name: .customLong("shutdown-timeout"),
+        help:
+            "Time in-flight jobs get to finish on SIGTERM before they are released. Env: WORKER_SHUTDOWN_TIMEOUT. Default: 30s."
+    )
     var shutdownTimeout: String?
-    @Option(name: .customLong("retry-schedule"), help: "Waits between delivery attempts, comma-separated, ±20% jitter. Env: WEBHOOK_RETRY_SCHEDULE. Default: 5s,5m,30m,2h,5h,10h,10h.")
+    @Option(
+        name: .customLong("retry-schedule"),
+        help:
+            "Waits between delivery attempts, comma-separated, ±20% jitter. Env: WEBHOOK_RETRY_SCHEDULE. Default: 5s,5m,30m,2h,5h,10h,10h."
+    )
     var retrySchedule: String?
-    @Option(name: .customLong("request-timeout"), help: "Whole-request timeout of one delivery attempt. Env: WEBHOOK_REQUEST_TIMEOUT. Default: 15s.")
+    @Option(
+        name: .customLong("request-timeout"),
+        help: "Whole-request timeout of one delivery attempt. Env: WEBHOOK_REQUEST_TIMEOUT. Default: 15s.")
     var requestTimeout: String?
-    @Flag(name: .customLong("allow-http"), help: "Allow http:// webhook URLs (development). Env: WEBHOOK_ALLOW_HTTP=1. Default: off.")
+    @Flag(
+        name: .customLong("allow-http"),
+        help: "Allow http:// webhook URLs (development). Env: WEBHOOK_ALLOW_HTTP=1. Default: off.")
     var allowHTTP = false
-    @Flag(name: .customLong("allow-private-networks"), help: "Allow loopback, private and link-local destinations (development). Env: WEBHOOK_ALLOW_PRIVATE_NETWORKS=1. Default: off.")
+    @Flag(
+        name: .customLong("allow-private-networks"),
+        help:
+            "Allow loopback, private and link-local destinations (development). Env: WEBHOOK_ALLOW_PRIVATE_NETWORKS=1. Default: off."
+    )
     var allowPrivateNetworks = false
-    @Option(name: .customLong("mcp-endpoint-base"), help: "Base of the payload's mcp_endpoint. Env: MCP_ENDPOINT_BASE. Default: mcp://core.ai.")
+    @Option(
+        name: .customLong("mcp-endpoint-base"),
+        help: "Base of the payload's mcp_endpoint. Env: MCP_ENDPOINT_BASE. Default: mcp://core.ai.")
     var mcpEndpointBase: String?
-    @Option(name: .customLong("user-agent"), help: "User-Agent of webhook requests. Env: WEBHOOK_USER_AGENT. Default: Echo-OAuth-Webhooks/1.0.")
+    @Option(
+        name: .customLong("user-agent"),
+        help: "User-Agent of webhook requests. Env: WEBHOOK_USER_AGENT. Default: Echo-OAuth-Webhooks/1.0.")
     var userAgent: String?
-    @Option(name: .customLong("worker-id"), help: "This replica's name in locked_by and attempt rows. Env: WORKER_ID. Default: host-pid-random.")
+    @Option(
+        name: .customLong("worker-id"),
+        help: "This replica's name in locked_by and attempt rows. Env: WORKER_ID. Default: host-pid-random.")
     var workerID: String?
-    @Option(name: .customLong("http-port"), help: "Serve /metrics, /healthz and /readyz on this port. Env: WORKER_HTTP_PORT. Default: off.")
+    @Option(
+        name: .customLong("http-port"),
+        help: "Serve /metrics, /healthz and /readyz on this port. Env: WORKER_HTTP_PORT. Default: off.")
     var httpPort: String?
     @Option(name: .customLong("http-host"), help: "Address for --http-port. Env: WORKER_HTTP_HOST. Default: 0.0.0.0.")
     var httpHost: String?
-    @Option(name: .customLong("statement-timeout"), help: "The longest one statement of the worker may run; a job whose statement times out is released and retried later without spending an attempt. Env: WORKER_STATEMENT_TIMEOUT. Default: 10s.")
+    @Option(
+        name: .customLong("statement-timeout"),
+        help:
+            "The longest one statement of the worker may run; a job whose statement times out is released and retried later without spending an attempt. Env: WORKER_STATEMENT_TIMEOUT. Default: 10s."
+    )
     var statementTimeout: String?
-    @Option(name: .customLong("lock-timeout"), help: "The longest a statement waits for a lock (a table the web app locked); then the job is released and retried later without spending an attempt. Env: WORKER_LOCK_TIMEOUT. Default: 2s.")
+    @Option(
+        name: .customLong("lock-timeout"),
+        help:
+            "The longest a statement waits for a lock (a table the web app locked); then the job is released and retried later without spending an attempt. Env: WORKER_LOCK_TIMEOUT. Default: 2s."
+    )
     var lockTimeout: String?
-    @Option(name: .customLong("synchronous-commit"), help: "on: every outcome is durable before the next job (the default). off: the worker's own commits do not wait for the disk; faster, and a PostgreSQL crash may forget the last moment's outcomes, whose jobs then run again. Env: WORKER_SYNCHRONOUS_COMMIT. Default: on.")
+    @Option(
+        name: .customLong("synchronous-commit"),
+        help:
+            "on: every outcome is durable before the next job (the default). off: the worker's own commits do not wait for the disk; faster, and a PostgreSQL crash may forget the last moment's outcomes, whose jobs then run again. Env: WORKER_SYNCHRONOUS_COMMIT. Default: on."
+    )
     var synchronousCommit: String?
-    @Option(name: .customLong("secret-overlap"), help: "How long a client's previous webhook secret (retired by the optional trigger or `secrets retire`) keeps signing beside the new one. Env: WEBHOOK_SECRET_OVERLAP. Default: 24h.")
+    @Option(
+        name: .customLong("secret-overlap"),
+        help:
+            "How long a client's previous webhook secret (retired by the optional trigger or `secrets retire`) keeps signing beside the new one. Env: WEBHOOK_SECRET_OVERLAP. Default: 24h."
+    )
     var secretOverlap: String?
-    @Option(name: .customLong("endpoint-concurrency"), help: "Deliveries to one endpoint (one OAuth client) in flight at once, across all replicas. Env: WEBHOOK_ENDPOINT_CONCURRENCY. Default: 4.")
+    @Option(
+        name: .customLong("endpoint-concurrency"),
+        help:
+            "Deliveries to one endpoint (one OAuth client) in flight at once, across all replicas. Env: WEBHOOK_ENDPOINT_CONCURRENCY. Default: 4."
+    )
     var endpointConcurrency: String?
-    @Option(name: .customLong("endpoint-failure-threshold"), help: "Failures in a row (timeouts, connection errors, 5xx) that open an endpoint's circuit. Env: WEBHOOK_ENDPOINT_FAILURE_THRESHOLD. Default: 5.")
+    @Option(
+        name: .customLong("endpoint-failure-threshold"),
+        help:
+            "Failures in a row (timeouts, connection errors, 5xx) that open an endpoint's circuit. Env: WEBHOOK_ENDPOINT_FAILURE_THRESHOLD. Default: 5."
+    )
     var endpointFailureThreshold: String?
-    @Option(name: .customLong("endpoint-cooldown"), help: "How long an open circuit waits before one probe delivery; doubles with each trip, up to 32 times. Env: WEBHOOK_ENDPOINT_COOLDOWN. Default: 30s.")
+    @Option(
+        name: .customLong("endpoint-cooldown"),
+        help:
+            "How long an open circuit waits before one probe delivery; doubles with each trip, up to 32 times. Env: WEBHOOK_ENDPOINT_COOLDOWN. Default: 30s."
+    )
     var endpointCooldown: String?
-    @Option(name: .customLong("endpoint-disable-after"), help: "An endpoint failing this long without a single success is disabled until an operator enables it. Env: WEBHOOK_ENDPOINT_DISABLE_AFTER. Default: 5d.")
+    @Option(
+        name: .customLong("endpoint-disable-after"),
+        help:
+            "An endpoint failing this long without a single success is disabled until an operator enables it. Env: WEBHOOK_ENDPOINT_DISABLE_AFTER. Default: 5d."
+    )
     var endpointDisableAfter: String?
-    @Option(name: .customLong("listen-database-url"), help: "Where the LISTEN connection goes, when --database-url is a transaction pooler (PgBouncer): PostgreSQL itself. Env: WORKER_LISTEN_DATABASE_URL. Default: --database-url.")
+    @Option(
+        name: .customLong("listen-database-url"),
+        help:
+            "Where the LISTEN connection goes, when --database-url is a transaction pooler (PgBouncer): PostgreSQL itself. Env: WORKER_LISTEN_DATABASE_URL. Default: --database-url."
+    )
     var listenDatabaseURL: String?
-    @Option(name: .customLong("prepared-statements"), help: "on: statements are prepared by name and settings kept in the session. off: for a transaction pooler (PgBouncer before 1.21): unnamed statements, settings per transaction. Env: WORKER_PREPARED_STATEMENTS. Default: on.")
+    @Option(
+        name: .customLong("prepared-statements"),
+        help:
+            "on: statements are prepared by name and settings kept in the session. off: for a transaction pooler (PgBouncer before 1.21): unnamed statements, settings per transaction. Env: WORKER_PREPARED_STATEMENTS. Default: on."
+    )
     var preparedStatements: String?
-    @Option(name: .customLong("database-pool-size"), help: "Connections shared by this replica's jobs (plus five of its own: LISTEN, claiming, lease upkeep, two writing outcomes). Env: WORKER_DB_POOL_SIZE. Default: 8.")
+    @Option(
+        name: .customLong("database-pool-size"),
+        help:
+            "Connections shared by this replica's jobs (plus five of its own: LISTEN, claiming, lease upkeep, two writing outcomes). Env: WORKER_DB_POOL_SIZE. Default: 8."
+    )
     var poolSize: String?
 
     struct Settings {
@@ -89,11 +162,13 @@ struct RunCommand: AsyncParsableCommand {
             guard let parsed = DurationText.schedule(text) else {
                 throw SettingError(
                     description:
-                        "invalid \(scheduleSource.name) '\(text)': expected comma-separated durations like 5s,5m,30m,2h")
+                        "invalid \(scheduleSource.name) '\(text)': expected comma-separated durations like 5s,5m,30m,2h"
+                )
             }
             policy = parsed
         }
-        let leaseValue = try source("lease", "WORKER_LEASE", lease).duration(default: .seconds(60), minimum: .seconds(1))
+        let leaseValue = try source("lease", "WORKER_LEASE", lease).duration(
+            default: .seconds(60), minimum: .seconds(1))
         let requestTimeoutValue = try source("request-timeout", "WEBHOOK_REQUEST_TIMEOUT", requestTimeout)
             .duration(default: .seconds(15), minimum: .milliseconds(100))
         guard leaseValue > requestTimeoutValue + .seconds(1) else {
@@ -118,7 +193,8 @@ struct RunCommand: AsyncParsableCommand {
         let queue = JobWorkerConfiguration(
             conninfo: database.conninfo,
             workerID: worker.value ?? JobWorkerConfiguration.defaultWorkerID(),
-            concurrency: try source("concurrency", "WORKER_CONCURRENCY", concurrency).integer(default: 128, range: 1...10_000),
+            concurrency: try source("concurrency", "WORKER_CONCURRENCY", concurrency).integer(
+                default: 128, range: 1...10_000),
             lease: leaseValue,
             pollInterval: try source("poll-interval", "WORKER_POLL_INTERVAL", pollInterval)
                 .duration(default: .seconds(2), minimum: .milliseconds(10)),
@@ -129,7 +205,8 @@ struct RunCommand: AsyncParsableCommand {
                 .duration(default: .seconds(10), minimum: .milliseconds(100)),
             lockTimeout: try source("lock-timeout", "WORKER_LOCK_TIMEOUT", lockTimeout)
                 .duration(default: .seconds(2), minimum: .milliseconds(10)),
-            asynchronousCommit: !(try source("synchronous-commit", "WORKER_SYNCHRONOUS_COMMIT", synchronousCommit)
+            asynchronousCommit:
+                !(try source("synchronous-commit", "WORKER_SYNCHRONOUS_COMMIT", synchronousCommit)
                 .onOff(default: true)),
             listenConninfo: source("listen-database-url", "WORKER_LISTEN_DATABASE_URL", listenDatabaseURL).value,
             preparedStatements: try source("prepared-statements", "WORKER_PREPARED_STATEMENTS", preparedStatements)
@@ -145,16 +222,20 @@ struct RunCommand: AsyncParsableCommand {
         delivery.connectionsPerHost = queue.concurrency
         delivery.secretOverlap = try source("secret-overlap", "WEBHOOK_SECRET_OVERLAP", secretOverlap)
             .duration(default: .seconds(86_400), minimum: .zero)
-        delivery.endpointConcurrency = try source("endpoint-concurrency", "WEBHOOK_ENDPOINT_CONCURRENCY", endpointConcurrency)
-            .integer(default: 4, range: 1...10_000)
+        delivery.endpointConcurrency = try source(
+            "endpoint-concurrency", "WEBHOOK_ENDPOINT_CONCURRENCY", endpointConcurrency
+        )
+        .integer(default: 4, range: 1...10_000)
         delivery.failureThreshold = try source(
             "endpoint-failure-threshold", "WEBHOOK_ENDPOINT_FAILURE_THRESHOLD", endpointFailureThreshold
         ).integer(default: 5, range: 1...1_000_000)
         delivery.cooldown = try source("endpoint-cooldown", "WEBHOOK_ENDPOINT_COOLDOWN", endpointCooldown)
             .duration(default: .seconds(30), minimum: .milliseconds(10))
         delivery.maxCooldown = delivery.cooldown * 32
-        delivery.disableAfter = try source("endpoint-disable-after", "WEBHOOK_ENDPOINT_DISABLE_AFTER", endpointDisableAfter)
-            .duration(default: .seconds(5 * 86_400), minimum: .seconds(1))
+        delivery.disableAfter = try source(
+            "endpoint-disable-after", "WEBHOOK_ENDPOINT_DISABLE_AFTER", endpointDisableAfter
+        )
+        .duration(default: .seconds(5 * 86_400), minimum: .seconds(1))
         let pool = try source("database-pool-size", "WORKER_DB_POOL_SIZE", poolSize).integer(default: 8, range: 1...500)
         let portSource = source("http-port", "WORKER_HTTP_PORT", httpPort)
         let port: Int? = portSource.value == nil ? nil : try portSource.integer(default: 0, range: 1...65535)
@@ -200,7 +281,8 @@ struct RunCommand: AsyncParsableCommand {
             var factory = PrometheusMetricsFactory(registry: registry)
             factory.defaultDurationHistogramBuckets = [
                 .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100),
-                .milliseconds(250), .milliseconds(500), .seconds(1), .milliseconds(2500), .seconds(5), .seconds(10), .seconds(15),
+                .milliseconds(250), .milliseconds(500), .seconds(1), .milliseconds(2500), .seconds(5), .seconds(10),
+                .seconds(15),
                 .seconds(30),
             ]
             MetricsSystem.bootstrap(factory)
@@ -233,7 +315,9 @@ struct RunCommand: AsyncParsableCommand {
                         host: settings.httpHost, port: port, registry: registry, worker: worker, database: pool,
                         logger: logger)))
             services.append(
-                .init(service: QueueSampler(database: pool, kinds: Set(worker.kinds), interval: .seconds(10), logger: logger)))
+                .init(
+                    service: QueueSampler(
+                        database: pool, kinds: Set(worker.kinds), interval: .seconds(10), logger: logger)))
         }
         services.append(.init(service: worker))
         let group = ServiceGroup(
@@ -243,7 +327,9 @@ struct RunCommand: AsyncParsableCommand {
                 logger: logger))
         // The HTTP client and the pool are closed however the services end (a port in use
         // throws), before the error reaches the exit handling.
-        try await withTeardown { try await group.run() } teardown: {
+        try await withTeardown {
+            try await group.run()
+        } teardown: {
             try? await sender.shutdown()
             await pool.close()
         }

@@ -31,7 +31,9 @@ struct SecretsCommand: AsyncParsableCommand {
                 secret.removeLast()
             }
             guard !secret.isEmpty, !secret.contains("\0") else {
-                throw ValidationError("no secret on standard input: pipe the previous secret in, e.g. printf '%s' \"$OLD\" | webhook-worker secrets retire --client ID")
+                throw ValidationError(
+                    "no secret on standard input: pipe the previous secret in, e.g. printf '%s' \"$OLD\" | webhook-worker secrets retire --client ID"
+                )
             }
             try await withOperatorConnection(database) { try await RetiredSecrets($0).retire(secret, client: client) }
             print("kept the previous secret of client \(client); it signs beside the current one for the overlap")

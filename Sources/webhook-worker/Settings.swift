@@ -37,7 +37,9 @@ struct SettingSource {
         guard let value else { return fallback }
         guard let parsed = Int(value), range.contains(parsed) else {
             throw SettingError(
-                description: "invalid \(name) '\(value)': expected a whole number from \(range.lowerBound) to \(range.upperBound)")
+                description:
+                    "invalid \(name) '\(value)': expected a whole number from \(range.lowerBound) to \(range.upperBound)"
+            )
         }
         return parsed
     }

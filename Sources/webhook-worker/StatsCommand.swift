@@ -44,7 +44,8 @@ struct StatsCommand: AsyncParsableCommand {
         print("\ndead letters not requeued")
         output.list(dead, columns: ["kind", "reason", "dead_letters", "last_dead_at"])
         print("\nendpoints not sending normally (open, half_open, disabled)")
-        output.list(endpoints, columns: ["oauth_client_id", "state", "consecutive_failures", "next_probe_at", "last_error"])
+        output.list(
+            endpoints, columns: ["oauth_client_id", "state", "consecutive_failures", "next_probe_at", "last_error"])
         print("\npaused kinds")
         output.list(paused, columns: ["kind", "paused_at", "paused_by"])
     }
@@ -74,19 +75,25 @@ struct PruneCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let overlap = try SettingSource("secret-overlap", "WEBHOOK_SECRET_OVERLAP", secretOverlap, env: ProcessInfo.processInfo.environment)
-            .duration(default: .seconds(86_400), minimum: .zero)
+        let overlap = try SettingSource(
+            "secret-overlap", "WEBHOOK_SECRET_OVERLAP", secretOverlap, env: ProcessInfo.processInfo.environment
+        )
+        .duration(default: .seconds(86_400), minimum: .zero)
         let cutoff = olderThan.cutoff
         let (jobAttempts, deliveries, secrets) = try await withOperatorConnection(database) { connection in
-            let jobAttempts = try await JobAttemptHistory(connection).prune(finishedBefore: cutoff, batchSize: batchSize) {
+            let jobAttempts = try await JobAttemptHistory(connection).prune(
+                finishedBefore: cutoff, batchSize: batchSize
+            ) {
                 progress("deleted \($0) job attempts")
             }
-            let deliveries = try await Deliveries(connection).prune(olderThan: cutoff, batchSize: batchSize) { label, deleted in
+            let deliveries = try await Deliveries(connection).prune(olderThan: cutoff, batchSize: batchSize) {
+                label, deleted in
                 progress("deleted \(deleted) \(label)")
             }
             return (jobAttempts, deliveries, try await RetiredSecrets(connection).prune(olderThan: overlap))
         }
         print(
-            "\rdeleted \(jobAttempts) job attempt(s), \(deliveries.attempts) delivery attempt(s), \(deliveries.deliveries) finished deliveries, \(secrets) expired secret(s)")
+            "\rdeleted \(jobAttempts) job attempt(s), \(deliveries.attempts) delivery attempt(s), \(deliveries.deliveries) finished deliveries, \(secrets) expired secret(s)"
+        )
     }
 }

@@ -17,7 +17,8 @@ struct WebhookWorker: AsyncParsableCommand {
         version: BuildInfo.version,
         subcommands: [
             RunCommand.self, MigrateCommand.self, EnqueueCommand.self, DeadLettersCommand.self, DeliveriesCommand.self,
-            StatsCommand.self, PruneCommand.self, ReceiveCommand.self, EndpointsCommand.self, JobsCommand.self, SecretsCommand.self,
+            StatsCommand.self, PruneCommand.self, ReceiveCommand.self, EndpointsCommand.self, JobsCommand.self,
+            SecretsCommand.self,
         ]
     )
 

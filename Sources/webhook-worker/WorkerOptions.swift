@@ -17,10 +17,13 @@ struct DatabaseOptions: ParsableArguments {
 
 /// Logging flags, shared by every command.
 struct LoggingOptions: ParsableArguments {
-    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical. Env: LOG_LEVEL. Default: info.")
+    @Option(
+        name: .customLong("log-level"),
+        help: "trace, debug, info, notice, warning, error, critical. Env: LOG_LEVEL. Default: info.")
     var logLevel: String?
 
-    @Option(name: .customLong("log-format"), help: "text or json (one object per line). Env: LOG_FORMAT. Default: text.")
+    @Option(
+        name: .customLong("log-format"), help: "text or json (one object per line). Env: LOG_FORMAT. Default: text.")
     var logFormat: String?
 
     func resolve() throws -> (Logger.Level, LogFormat) {
@@ -30,7 +33,8 @@ struct LoggingOptions: ParsableArguments {
         guard let parsedLevel = Logger.Level(rawValue: (level.value ?? "info").lowercased()) else {
             throw SettingError(
                 description:
-                    "invalid \(level.name) '\(level.value ?? "")': expected trace, debug, info, notice, warning, error or critical")
+                    "invalid \(level.name) '\(level.value ?? "")': expected trace, debug, info, notice, warning, error or critical"
+            )
         }
         guard let parsedFormat = LogFormat(rawValue: (format.value ?? "text").lowercased()) else {
             throw SettingError(description: "invalid \(format.name) '\(format.value ?? "")': expected text or json")

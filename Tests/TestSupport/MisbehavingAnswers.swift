@@ -58,6 +58,7 @@ struct StallAfterHead: RawAnswer {
         head.headers.add(name: "content-length", value: "1000")
         context.write(NIOAny(HTTPServerResponsePart.head(head)), promise: nil)
         context.writeAndFlush(
-            NIOAny(HTTPServerResponsePart.body(.byteBuffer(ByteBuffer(string: "accepted, more to come")))), promise: nil)
+            NIOAny(HTTPServerResponsePart.body(.byteBuffer(ByteBuffer(string: "accepted, more to come")))), promise: nil
+        )
     }
 }

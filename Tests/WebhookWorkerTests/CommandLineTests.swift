@@ -10,7 +10,9 @@ struct CommandLineTests {
     /// Runs a shell snippet with `$BIN` set; returns its combined output and exit status.
     static func run(_ script: String, environment: [String: String] = [:]) throws -> (output: String, status: Int32) {
         let exports = environment.map { "export \($0.key)='\($0.value)'; " }.joined()
-        let output = try shell("bash -c '\(exports)BIN=\(binary); \(script.replacingOccurrences(of: "'", with: "'\\''")) 2>&1; echo \"exit=$?\"'")
+        let output = try shell(
+            "bash -c '\(exports)BIN=\(binary); \(script.replacingOccurrences(of: "'", with: "'\\''")) 2>&1; echo \"exit=$?\"'"
+        )
         let lines = output.split(separator: "\n", omittingEmptySubsequences: false)
         let statusLine = lines.last { $0.hasPrefix("exit=") } ?? "exit=-1"
         return (lines.filter { !$0.hasPrefix("exit=") }.joined(separator: "\n"), Int32(statusLine.dropFirst(5)) ?? -1)
@@ -29,7 +31,8 @@ struct CommandLineTests {
             ("$BIN run --poll-interval=-1s", "--poll-interval (WORKER_POLL_INTERVAL)"),
         ])
     func badSettings(command: String, names: String) throws {
-        let (output, status) = try Self.run(command, environment: ["DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"])
+        let (output, status) = try Self.run(
+            command, environment: ["DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"])
         #expect(status == 2, "\(output)")
         let lines = output.split(separator: "\n")
         #expect(lines.count == 1, "\(output)")
@@ -86,7 +89,8 @@ struct CommandLineTests {
             let fixture = try await DeliveryFixture.make(database: database)
             let secret = "super-secret-value-\(UUID().uuidString)"
             try await fixture.addClient("signed", secret: secret)
-            let log = FileManager.default.temporaryDirectory.appendingPathComponent("worker-\(UUID().uuidString).log").path
+            let log = FileManager.default.temporaryDirectory.appendingPathComponent("worker-\(UUID().uuidString).log")
+                .path
             defer { try? FileManager.default.removeItem(atPath: log) }
             try await fixture.connectIntegration()
             let (output, status) = try Self.run(

@@ -31,13 +31,18 @@ struct DeliveryTests {
 
             let (worker, sender) = fixture.startWorker()
             try await fixture.connectIntegration()
-            #expect(await eventually {
-                (try? await database.count("SELECT count(*) FROM webhook_worker.webhook_deliveries WHERE status = 'delivered'")) == 2
-            })
+            #expect(
+                await eventually {
+                    (try? await database.count(
+                        "SELECT count(*) FROM webhook_worker.webhook_deliveries WHERE status = 'delivered'")) == 2
+                })
             try await Task.sleep(for: .milliseconds(300))
             try await stopAll(worker, sender, fixture)
             #expect(fixture.receiver.received.map(\.uri).sorted() == ["/eligible-a", "/eligible-b"])
-            #expect(try await fixture.deliveries().map { try $0.decode("oauth_client_id", as: String.self) } == ["eligible-a", "eligible-b"])
+            #expect(
+                try await fixture.deliveries().map { try $0.decode("oauth_client_id", as: String.self) } == [
+                    "eligible-a", "eligible-b",
+                ])
         }
     }
 
@@ -51,9 +56,10 @@ struct DeliveryTests {
             let (worker, sender) = fixture.startWorker()
             let jobID = try await fixture.connectIntegration()
             // PostgreSQL formats the enqueue time itself: an independent reference.
-            let created = try #require(try await database.scalar(
-                #"SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') FROM webhook_worker.jobs WHERE id = $1"#,
-                [jobID], as: String.self))
+            let created = try #require(
+                try await database.scalar(
+                    #"SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') FROM webhook_worker.jobs WHERE id = $1"#,
+                    [jobID], as: String.self))
             #expect(await eventually { fixture.receiver.received.count == 2 })
             try await stopAll(worker, sender, fixture)
 
@@ -97,15 +103,20 @@ struct DeliveryTests {
     @Test("Standard Webhooks test vector from docs/receiving-webhooks.md")
     func standardWebhooksVector() {
         let signature = WebhookSignature.standard(
-            secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", id: "msg_p5jXN8AQM9LWM0D4loKWxJek", timestamp: 1_614_265_330,
+            secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", id: "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            timestamp: 1_614_265_330,
             body: Array(#"{"test": 2432232314}"#.utf8))
         #expect(signature == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=")
-        #expect(WebhookSignature.verifyStandard(
-            signature, secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", id: "msg_p5jXN8AQM9LWM0D4loKWxJek",
-            timestamp: "1614265330", body: Array(#"{"test": 2432232314}"#.utf8), now: Date(timeIntervalSince1970: 1_614_265_330)))
-        #expect(!WebhookSignature.verifyStandard(
-            signature, secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", id: "msg_p5jXN8AQM9LWM0D4loKWxJek",
-            timestamp: "1614265330", body: Array(#"{"test": 2432232315}"#.utf8), now: Date(timeIntervalSince1970: 1_614_265_330)))
+        #expect(
+            WebhookSignature.verifyStandard(
+                signature, secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", id: "msg_p5jXN8AQM9LWM0D4loKWxJek",
+                timestamp: "1614265330", body: Array(#"{"test": 2432232314}"#.utf8),
+                now: Date(timeIntervalSince1970: 1_614_265_330)))
+        #expect(
+            !WebhookSignature.verifyStandard(
+                signature, secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", id: "msg_p5jXN8AQM9LWM0D4loKWxJek",
+                timestamp: "1614265330", body: Array(#"{"test": 2432232315}"#.utf8),
+                now: Date(timeIntervalSince1970: 1_614_265_330)))
     }
 
     @Test("retries send identical bytes and the same delivery id; each attempt is a row")
@@ -142,8 +153,10 @@ struct DeliveryTests {
             #expect(await eventually { await fixture.status(client: "down") == "failed" })
             try await stopAll(worker, sender, fixture)
             #expect(fixture.requests(to: "down").count == 3)
-            let letter = try #require(try await database.query(
-                "SELECT reason, last_error, attempts FROM webhook_worker.dead_letter_jobs WHERE kind = 'webhook.deliver'").first)
+            let letter = try #require(
+                try await database.query(
+                    "SELECT reason, last_error, attempts FROM webhook_worker.dead_letter_jobs WHERE kind = 'webhook.deliver'"
+                ).first)
             #expect(try letter.decode("reason", as: String.self) == "attempts_exhausted")
             #expect(try letter.decode("attempts", as: Int.self) == 3)
             #expect(try letter.decode("last_error", as: String.self).contains("HTTP 503"))
@@ -177,17 +190,21 @@ struct DeliveryTests {
             try await fixture.connectIntegration()
             #expect(await eventually { await fixture.status(client: "fast") == "delivered" })
             #expect(ContinuousClock.now - started < .seconds(2), "a slow receiver must not hold up others")
-            #expect(await eventually(timeout: .seconds(30)) {
-                let attempts = (try? await database.count("SELECT count(*) FROM webhook_worker.delivery_attempts")) ?? 0
-                let busy = await fixture.status(client: "busy")
-                // slow, reset, redirect, badtls: 2 each within the 1 s step; endless, gone, fast: 1; busy: 2.
-                return attempts >= 13 && busy == "delivered"
-            })
+            #expect(
+                await eventually(timeout: .seconds(30)) {
+                    let attempts =
+                        (try? await database.count("SELECT count(*) FROM webhook_worker.delivery_attempts")) ?? 0
+                    let busy = await fixture.status(client: "busy")
+                    // slow, reset, redirect, badtls: 2 each within the 1 s step; endless, gone, fast: 1; busy: 2.
+                    return attempts >= 13 && busy == "delivered"
+                })
             try await stopAll(worker, sender, fixture)
             await untrusted.stop()
             #expect(untrusted.received.isEmpty, "no request is sent over an untrusted connection")
 
-            func first(_ client: String) async throws -> PostgresRow { try #require(try await fixture.attempts(client: client).first) }
+            func first(_ client: String) async throws -> PostgresRow {
+                try #require(try await fixture.attempts(client: client).first)
+            }
             #expect(try await first("slow").decodeIfPresent("error_class", as: String.self) == "timeout")
             #expect(try await first("slow").decode("duration_ms", as: Int.self) < 5000)
             #expect(try await first("reset").decodeIfPresent("error_class", as: String.self) == "connection_reset")
@@ -206,8 +223,10 @@ struct DeliveryTests {
             // 410: permanent, one attempt, a dead letter.
             #expect(await fixture.status(client: "gone") == "failed")
             #expect(fixture.requests(to: "gone").count == 1)
-            #expect(try await database.count(
-                "SELECT count(*) FROM webhook_worker.dead_letter_jobs WHERE reason = 'permanent_failure' AND last_error LIKE '%HTTP 410%'") == 1)
+            #expect(
+                try await database.count(
+                    "SELECT count(*) FROM webhook_worker.dead_letter_jobs WHERE reason = 'permanent_failure' AND last_error LIKE '%HTTP 410%'"
+                ) == 1)
             // 429 + Retry-After: 1 is honoured instead of the 1 s ± 20 % step... both are ~1 s,
             // so check the recorded wait is about a second, not the 60 s second step.
             let busy = fixture.requests(to: "busy")
@@ -220,20 +239,29 @@ struct DeliveryTests {
     @Test("Retry-After beyond the schedule's largest step is clamped to it")
     func retryAfterClamped() async throws {
         try await withTestDatabase(appTables: true) { database in
-            let fixture = try await DeliveryFixture.make(database: database) { _ in .status(503, headers: [("Retry-After", "86400")]) }
+            let fixture = try await DeliveryFixture.make(database: database) { _ in
+                .status(503, headers: [("Retry-After", "86400")])
+            }
             try await fixture.addClient("busy")
             let (worker, sender) = fixture.startWorker(schedule: [.seconds(1), .seconds(3)])
             try await fixture.connectIntegration()
             #expect(await eventually { fixture.requests(to: "busy").count == 1 })
-            #expect(await eventually {
-                (try? await database.count("SELECT count(*) FROM webhook_worker.jobs WHERE kind = 'webhook.deliver' AND state = 'available' AND attempt = 1")) == 1
-            })
-            let wait = try #require(try await database.scalar(
-                "SELECT extract(epoch FROM run_at - now())::float8 FROM webhook_worker.jobs WHERE kind = 'webhook.deliver'", as: Double.self))
+            #expect(
+                await eventually {
+                    (try? await database.count(
+                        "SELECT count(*) FROM webhook_worker.jobs WHERE kind = 'webhook.deliver' AND state = 'available' AND attempt = 1"
+                    )) == 1
+                })
+            let wait = try #require(
+                try await database.scalar(
+                    "SELECT extract(epoch FROM run_at - now())::float8 FROM webhook_worker.jobs WHERE kind = 'webhook.deliver'",
+                    as: Double.self))
             try await stopAll(worker, sender, fixture)
             #expect(wait > 1.5 && wait <= 3.0, "next attempt in \(wait)s, expected the largest step of 3s")
             #expect(WebhookSender.parseRetryAfter("120") == .seconds(120))
-            #expect(WebhookSender.parseRetryAfter("Wed, 21 Oct 2015 07:28:00 GMT", now: Date(timeIntervalSince1970: 1_445_412_420)) == .seconds(60))
+            #expect(
+                WebhookSender.parseRetryAfter(
+                    "Wed, 21 Oct 2015 07:28:00 GMT", now: Date(timeIntervalSince1970: 1_445_412_420)) == .seconds(60))
             #expect(WebhookSender.parseRetryAfter("soon") == nil)
         }
     }
@@ -246,16 +274,21 @@ struct DeliveryTests {
             let (worker, sender) = fixture.startWorker(schedule: [.seconds(1)])
             try await fixture.connectIntegration()
             #expect(await eventually { fixture.requests(to: "revocable").count == 1 })
-            try await database.query(#"UPDATE "OAuthIntegrationGrant" SET "revokedAt" = now() WHERE "clientId" = 'revocable'"#)
+            try await database.query(
+                #"UPDATE "OAuthIntegrationGrant" SET "revokedAt" = now() WHERE "clientId" = 'revocable'"#)
             #expect(await eventually { await fixture.status(client: "revocable") == "cancelled" })
             try await Task.sleep(for: .milliseconds(200))
             try await stopAll(worker, sender, fixture)
             #expect(fixture.requests(to: "revocable").count == 1)
-            #expect(try await fixture.delivery(client: "revocable")?.decode("last_error", as: String.self).contains("revoked") == true)
+            #expect(
+                try await fixture.delivery(client: "revocable")?.decode("last_error", as: String.self).contains(
+                    "revoked") == true)
             #expect(try await database.count("SELECT count(*) FROM webhook_worker.dead_letter_jobs") == 0)
-            #expect(try await database.scalar(
-                "SELECT outcome FROM webhook_worker.job_attempts WHERE kind = 'webhook.deliver' ORDER BY id DESC LIMIT 1", as: String.self)
-                == "cancelled")
+            #expect(
+                try await database.scalar(
+                    "SELECT outcome FROM webhook_worker.job_attempts WHERE kind = 'webhook.deliver' ORDER BY id DESC LIMIT 1",
+                    as: String.self)
+                    == "cancelled")
         }
     }
 
@@ -263,7 +296,8 @@ struct DeliveryTests {
     func badFanOutInput() async throws {
         try await withTestDatabase(appTables: true) { database in
             let fixture = try await DeliveryFixture.make(database: database)
-            try await database.script("""
+            try await database.script(
+                """
                 INSERT INTO "IntegrationAccount" (id, "accountId", "integrationDefinitionId", "integratedById", "isActive", deleted) VALUES
                   ('acct-off', 'x', 'def-linear', 'user-1', false, NULL),
                   ('acct-gone', 'y', 'def-linear', 'user-1', true, now());
@@ -275,21 +309,30 @@ struct DeliveryTests {
                 (#"{}"#, #"has no "integration_account_id""#),
                 (#"{"integration_account_id": 5, "user_id": "user-1"}"#, #""integration_account_id" must be a string"#),
                 (#"{"integration_account_id": "acct-1", "user_id": ""}"#, #""user_id" is empty"#),
-                (#"{"integration_account_id": "nope", "user_id": "user-1"}"#, "integration account nope does not exist"),
+                (
+                    #"{"integration_account_id": "nope", "user_id": "user-1"}"#,
+                    "integration account nope does not exist"
+                ),
                 (#"{"integration_account_id": "acct-off", "user_id": "user-1"}"#, "is inactive"),
                 (#"{"integration_account_id": "acct-gone", "user_id": "user-1"}"#, "is deleted"),
-                (#"{"integration_account_id": "\#(String(repeating: "😀", count: 2000))", "user_id": "user-1"}"#, "not a plausible id"),
+                (
+                    #"{"integration_account_id": "\#(String(repeating: "😀", count: 2000))", "user_id": "user-1"}"#,
+                    "not a plausible id"
+                ),
             ]
             for (payload, _) in cases {
                 try await database.query(
-                    "INSERT INTO webhook_worker.jobs (kind, payload) VALUES ('integration.connected', $1::jsonb)", [payload])
+                    "INSERT INTO webhook_worker.jobs (kind, payload) VALUES ('integration.connected', $1::jsonb)",
+                    [payload])
             }
-            #expect(await eventually {
-                (try? await database.count("SELECT count(*) FROM webhook_worker.dead_letter_jobs")) == cases.count
-            })
+            #expect(
+                await eventually {
+                    (try? await database.count("SELECT count(*) FROM webhook_worker.dead_letter_jobs")) == cases.count
+                })
             try await stopAll(worker, sender, fixture)
             let letters = try await database.query(
-                "SELECT payload::text AS payload, reason, last_error FROM webhook_worker.dead_letter_jobs ORDER BY job_id").rows
+                "SELECT payload::text AS payload, reason, last_error FROM webhook_worker.dead_letter_jobs ORDER BY job_id"
+            ).rows
             for ((_, expected), letter) in zip(cases, letters) {
                 #expect(try letter.decode("reason", as: String.self) == "permanent_failure")
                 let error: String = try letter.decode("last_error")
@@ -319,7 +362,9 @@ struct DeliveryTests {
             await pool.close()
             await fixture.receiver.stop()
             #expect(try await database.count("SELECT count(*) FROM webhook_worker.webhook_deliveries") == 2)
-            #expect(try await database.count("SELECT count(*) FROM webhook_worker.jobs WHERE kind = 'webhook.deliver'") == 2)
+            #expect(
+                try await database.count("SELECT count(*) FROM webhook_worker.jobs WHERE kind = 'webhook.deliver'") == 2
+            )
         }
     }
 }
@@ -327,7 +372,11 @@ struct DeliveryTests {
 /// A thread-safe call counter for receivers.
 final class Counter: Sendable {
     private let value = Mutex(0)
-    func next() -> Int { value.withLock { $0 += 1; return $0 } }
+    func next() -> Int {
+        value.withLock {
+            $0 += 1; return $0
+        }
+    }
 }
 
 /// A TLS configuration with a fresh self-signed certificate (from the openssl command).
@@ -336,7 +385,8 @@ func selfSignedTLS() throws -> TLSConfiguration {
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: directory) }
     _ = try shell(
-        "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost -keyout '\(directory)/key.pem' -out '\(directory)/cert.pem' 2>/dev/null")
+        "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost -keyout '\(directory)/key.pem' -out '\(directory)/cert.pem' 2>/dev/null"
+    )
     return TLSConfiguration.makeServerConfiguration(
         certificateChain: try NIOSSLCertificate.fromPEMFile(directory + "/cert.pem").map { .certificate($0) },
         privateKey: .privateKey(try NIOSSLPrivateKey(file: directory + "/key.pem", format: .pem)))

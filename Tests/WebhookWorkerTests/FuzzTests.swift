@@ -14,7 +14,8 @@ enum Fuzz {
     /// characters, right-to-left marks, emoji, JSON-looking text, control characters.
     static let pieces = [
         "", "a", "Z", "0", "integration", "integrations", "Integration", ",", " ", "\t", "\n", "\r\n", "\"", "\\", "'",
-        "é", "e\u{0301}", "日本", "😀", "👩‍👩‍👧", "\u{200B}", "\u{FEFF}", "\u{202E}", "\u{2028}", "%", "%00", "{", "}", "[", "]",
+        "é", "e\u{0301}", "日本", "😀", "👩‍👩‍👧", "\u{200B}", "\u{FEFF}", "\u{202E}", "\u{2028}", "%", "%00", "{", "}", "[",
+        "]",
         ":", "null", "true", "-1", "1e309", "\u{7F}", "\u{1}", "\u{1B}[31m", "<script>", "../", "=", "&", "?", "#", "@",
     ]
 
@@ -36,8 +37,11 @@ enum Fuzz {
         case 3: return String(Double.random(in: -1e6...1e6, using: &rng))
         case 4:
             let choices = ["acct-1", "user-1", UUID().uuidString, String(repeating: "x", count: 3000)]
-            let raw = Bool.random(using: &rng) ? choices.randomElement(using: &rng)! : (0..<Int.random(in: 0...8, using: &rng))
-                .map { _ in pieces.randomElement(using: &rng)! }.joined()
+            let raw =
+                Bool.random(using: &rng)
+                ? choices.randomElement(using: &rng)!
+                : (0..<Int.random(in: 0...8, using: &rng))
+                    .map { _ in pieces.randomElement(using: &rng)! }.joined()
             return quoted(raw)
         case 5:
             let items = (0..<Int.random(in: 0...3, using: &rng)).map { _ in value(depth: depth + 1, rng: &rng) }
@@ -70,7 +74,8 @@ enum Fuzz {
 struct FuzzTests {
     static func job(kind: String, payload: [UInt8], attempt: Int = 1) -> Job {
         Job(
-            id: Int64.random(in: 1...1_000_000_000), kind: kind, payload: PostgresJSON(bytes: payload), attempt: attempt,
+            id: Int64.random(in: 1...1_000_000_000), kind: kind, payload: PostgresJSON(bytes: payload),
+            attempt: attempt,
             maxAttempts: 8, createdAt: Date(), runAt: Date())
     }
 
@@ -83,7 +88,8 @@ struct FuzzTests {
             let handler = IntegrationConnectedHandler(configuration: .init())
             let context = JobContext(logger: TestDatabase.logger, database: pool, workerID: "fuzz")
             func check(_ payload: [UInt8]) async throws {
-                let outcome = try await handler.handle(Self.job(kind: "integration.connected", payload: payload), context: context)
+                let outcome = try await handler.handle(
+                    Self.job(kind: "integration.connected", payload: payload), context: context)
                 switch outcome.decision {
                 case .complete: break
                 case .fail(let reason, _): #expect(!reason.isEmpty && reason.count < 500)
@@ -105,7 +111,8 @@ struct FuzzTests {
             let handler = WebhookDeliverHandler(sender: sender)
             let context = JobContext(logger: TestDatabase.logger, database: pool, workerID: "fuzz")
             await propertyCheck(count: 300, input: Fuzz.json) { text in
-                let outcome = try await handler.handle(Self.job(kind: "webhook.deliver", payload: Array(text.utf8)), context: context)
+                let outcome = try await handler.handle(
+                    Self.job(kind: "webhook.deliver", payload: Array(text.utf8)), context: context)
                 guard case .fail(let reason, _) = outcome.decision else {
                     Issue.record("\(text) gave \(outcome.decision)")
                     return
@@ -126,7 +133,8 @@ struct FuzzTests {
             var inserted = 0
             await propertyCheck(count: 150, input: Fuzz.json) { (text: String) async throws in
                 let kind = ["integration.connected", "webhook.deliver"][inserted % 2]
-                try await database.query("INSERT INTO webhook_worker.jobs (kind, payload) VALUES ($1, $2::jsonb)", [kind, text])
+                try await database.query(
+                    "INSERT INTO webhook_worker.jobs (kind, payload) VALUES ($1, $2::jsonb)", [kind, text])
                 inserted += 1
             }
             let drained = await eventually(timeout: .seconds(60)) {
@@ -138,7 +146,8 @@ struct FuzzTests {
             try await stopAll(worker, sender, fixture)
             #expect(drained)
             // Each fuzzed job has at least one attempt row and sits in no half-finished state.
-            let unrecorded = try await database.count("""
+            let unrecorded = try await database.count(
+                """
                 SELECT count(*) FROM generate_series(1, $1) AS n
                 WHERE NOT EXISTS (SELECT 1 FROM webhook_worker.job_attempts a WHERE a.job_id = n)
                 """, [inserted])
@@ -174,18 +183,23 @@ struct FuzzTests {
             let port = fixture.receiver.port
             let urls = [
                 "http://127.0.0.1:\(port)/ok", "http://user:hunter2@127.0.0.1:\(port)/creds", "http://[::1]:\(port)/v6",
-                "http://[::ffff:127.0.0.1]:\(port)/mapped", "http://bücher.invalid/idn", "http://xn--bcher-kva.invalid/",
-                "https://127.0.0.1:\(port)/" + String(repeating: "a", count: 5000), "javascript:alert(1)", "ftp://127.0.0.1/",
-                " http://127.0.0.1:\(port)/space", "http://127.0.0.1:\(port)/q?token=s3cr3t&x", "http://[fe80::1%25eth0]:\(port)/",
+                "http://[::ffff:127.0.0.1]:\(port)/mapped", "http://bücher.invalid/idn",
+                "http://xn--bcher-kva.invalid/",
+                "https://127.0.0.1:\(port)/" + String(repeating: "a", count: 5000), "javascript:alert(1)",
+                "ftp://127.0.0.1/",
+                " http://127.0.0.1:\(port)/space", "http://127.0.0.1:\(port)/q?token=s3cr3t&x",
+                "http://[fe80::1%25eth0]:\(port)/",
                 "http://127.1:\(port)/short", "http://0x7f000001:\(port)/hex", "http://:\(port)/", "%%%", "http://a b/",
             ]
             var index = 0
             await propertyCheck(count: 40, input: Fuzz.text(pieces: 0...10)) { (secret: String) async throws in
                 index += 1
-                try await fixture.addClient("odd-\(index)", url: urls[index % urls.count], secret: secret.isEmpty ? nil : secret)
+                try await fixture.addClient(
+                    "odd-\(index)", url: urls[index % urls.count], secret: secret.isEmpty ? nil : secret)
             }
             let (worker, sender) = fixture.startWorker(
-                schedule: [.milliseconds(50)], requestTimeout: .seconds(2), allowHTTP: true, allowPrivateNetworks: false)
+                schedule: [.milliseconds(50)], requestTimeout: .seconds(2), allowHTTP: true, allowPrivateNetworks: false
+            )
             try await fixture.connectIntegration()
             let settled = await eventually(timeout: .seconds(60)) {
                 let jobs = try? await database.count("SELECT count(*) FROM webhook_worker.jobs")
@@ -194,8 +208,13 @@ struct FuzzTests {
             }
             try await stopAll(worker, sender, fixture)
             #expect(settled)
-            #expect(try await database.count("SELECT count(*) FROM webhook_worker.webhook_deliveries WHERE status = 'pending'") == 0)
-            #expect(try await database.count("SELECT count(*) FROM webhook_worker.delivery_attempts WHERE url LIKE '%hunter2%' OR url LIKE '%s3cr3t%'") == 0)
+            #expect(
+                try await database.count(
+                    "SELECT count(*) FROM webhook_worker.webhook_deliveries WHERE status = 'pending'") == 0)
+            #expect(
+                try await database.count(
+                    "SELECT count(*) FROM webhook_worker.delivery_attempts WHERE url LIKE '%hunter2%' OR url LIKE '%s3cr3t%'"
+                ) == 0)
             // Loopback is refused by the policy here: nothing reached the receiver.
             #expect(fixture.receiver.received.isEmpty)
         }
@@ -217,10 +236,12 @@ struct FuzzTests {
     func textRoundTrip() async throws {
         try await withTestDatabase { database in
             let connection = try await database.connect()
-            let query = PostgresQuery("roundTripText", "SELECT $1::text AS t, $2::text[] = $3::text[] AS same, cardinality($2::text[]) AS n")
+            let query = PostgresQuery(
+                "roundTripText", "SELECT $1::text AS t, $2::text[] = $3::text[] AS same, cardinality($2::text[]) AS n")
             await propertyCheck(count: 300, input: Fuzz.text(pieces: 0...20)) { text in
                 let list = text.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
-                let row = try #require(try await connection.query(query, [text, PostgresArray(list), PostgresArray(list)]).first)
+                let row = try #require(
+                    try await connection.query(query, [text, PostgresArray(list), PostgresArray(list)]).first)
                 #expect(try row.decode("t", as: String.self) == text)
                 #expect(try row.decode("same", as: Bool.self))
                 #expect(try row.decode("n", as: Int.self) == list.count)
@@ -235,7 +256,8 @@ struct FuzzTests {
             let bytes = [UInt8(value >> 24), UInt8(value >> 16 & 0xff), UInt8(value >> 8 & 0xff), UInt8(value & 0xff)]
             func inRange(_ base: UInt32, _ bits: UInt32) -> Bool { value >> (32 - bits) == base >> (32 - bits) }
             let internalRanges: [(UInt32, UInt32)] = [
-                (0x0000_0000, 8), (0x7F00_0000, 8), (0x0A00_0000, 8), (0xAC10_0000, 12), (0xC0A8_0000, 16), (0xA9FE_0000, 16),
+                (0x0000_0000, 8), (0x7F00_0000, 8), (0x0A00_0000, 8), (0xAC10_0000, 12), (0xC0A8_0000, 16),
+                (0xA9FE_0000, 16),
                 (0x6440_0000, 10), (0xE000_0000, 4), (0xF000_0000, 4), (0xC000_0000, 24), (0xC612_0000, 15),
             ]
             let expectedInternal = internalRanges.contains { inRange($0.0, $0.1) }

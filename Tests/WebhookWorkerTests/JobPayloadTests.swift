@@ -25,12 +25,24 @@ struct JobPayloadTests {
             ("{}", #"payload has no "integration_account_id""#),
             (#"{"integration_account_id": ""}"#, #"payload's "integration_account_id" is empty"#),
             (#"{"integration_account_id": " \n\t", "user_id": "u"}"#, #"payload's "integration_account_id" is empty"#),
-            (#"{"integration_account_id": 5, "user_id": "u"}"#, #"payload's "integration_account_id" must be a string"#),
-            (#"{"integration_account_id": null, "user_id": "u"}"#, #"payload's "integration_account_id" must be a string"#),
+            (
+                #"{"integration_account_id": 5, "user_id": "u"}"#,
+                #"payload's "integration_account_id" must be a string"#
+            ),
+            (
+                #"{"integration_account_id": null, "user_id": "u"}"#,
+                #"payload's "integration_account_id" must be a string"#
+            ),
             (#"{"integration_account_id": "a"}"#, #"payload has no "user_id""#),
             (#"{"integration_account_id": "a", "user_id": ["u"]}"#, #"payload's "user_id" must be a string"#),
-            (#"{"integration_account_id": "a\u0000b", "user_id": "u"}"#, #"payload's "integration_account_id" is not a plausible id"#),
-            (#"{"integration_account_id": "a", "user_id": "\#(String(repeating: "u", count: 1025))"}"#, #"payload's "user_id" is not a plausible id"#),
+            (
+                #"{"integration_account_id": "a\u0000b", "user_id": "u"}"#,
+                #"payload's "integration_account_id" is not a plausible id"#
+            ),
+            (
+                #"{"integration_account_id": "a", "user_id": "\#(String(repeating: "u", count: 1025))"}"#,
+                #"payload's "user_id" is not a plausible id"#
+            ),
         ])
     func unreadable(payload: String, reason: String) {
         #expect(Self.reason(payload) == "the integration.connected " + reason)
@@ -39,11 +51,16 @@ struct JobPayloadTests {
     @Test("a good payload decodes, extra fields ignored; a delivery id must be a UUID")
     func readable() throws {
         let payload = try IntegrationConnectedPayload(
-            PostgresJSON(#"{"user_id": "u1", "integration_account_id": "a1", "extra": {"x": 1}}"#), kind: "integration.connected")
+            PostgresJSON(#"{"user_id": "u1", "integration_account_id": "a1", "extra": {"x": 1}}"#),
+            kind: "integration.connected")
         #expect(payload == IntegrationConnectedPayload(integrationAccountID: "a1", userID: "u1"))
         let id = UUID()
-        #expect(try DeliverPayload(PostgresJSON(#"{"delivery_id": "\#(id.uuidString)"}"#), kind: "webhook.deliver").deliveryID == id)
-        #expect(throws: PayloadError.self) { try DeliverPayload(PostgresJSON(#"{"delivery_id": "nope"}"#), kind: "webhook.deliver") }
+        #expect(
+            try DeliverPayload(PostgresJSON(#"{"delivery_id": "\#(id.uuidString)"}"#), kind: "webhook.deliver")
+                .deliveryID == id)
+        #expect(throws: PayloadError.self) {
+            try DeliverPayload(PostgresJSON(#"{"delivery_id": "nope"}"#), kind: "webhook.deliver")
+        }
         do {
             _ = try DeliverPayload(PostgresJSON(#"{"delivery_id": "nope"}"#), kind: "webhook.deliver")
         } catch {

@@ -10,7 +10,8 @@ struct JobQueueTests {
     func claimExclusivity() async throws {
         try await withTestDatabase { database in
             try await database.query(
-                "INSERT INTO webhook_worker.jobs (kind, payload) SELECT 'test.job', jsonb_build_object('n', n) FROM generate_series(1, 3000) n")
+                "INSERT INTO webhook_worker.jobs (kind, payload) SELECT 'test.job', jsonb_build_object('n', n) FROM generate_series(1, 3000) n"
+            )
             let recorder = Recorder()
             let handler = ClosureHandler { job in
                 recorder.record(job)
@@ -18,7 +19,9 @@ struct JobQueueTests {
                 return .complete
             }
             let workers = (0..<3).map { _ in
-                RunningWorker(database, handlers: [handler]) { $0.concurrency = 16; $0.claimBatchSize = 25 }
+                RunningWorker(database, handlers: [handler]) {
+                    $0.concurrency = 16; $0.claimBatchSize = 25
+                }
             }
             let drained = try await eventually(timeout: .seconds(90)) {
                 try await database.count("SELECT count(*) FROM webhook_worker.jobs") == 0
@@ -28,7 +31,9 @@ struct JobQueueTests {
             #expect(recorder.handledIDs.count == 3000)
             #expect(recorder.duplicates.isEmpty)
             #expect(recorder.totalCalls == 3000)
-            #expect(try await database.count("SELECT count(*) FROM webhook_worker.job_attempts WHERE outcome = 'succeeded'") == 3000)
+            #expect(
+                try await database.count("SELECT count(*) FROM webhook_worker.job_attempts WHERE outcome = 'succeeded'")
+                    == 3000)
             let byWorker = try await database.count("SELECT count(DISTINCT worker_id) FROM webhook_worker.job_attempts")
             #expect(byWorker >= 2, "the work should be shared between replicas")
         }
@@ -38,7 +43,14 @@ struct JobQueueTests {
     func wakeUpOnNotify() async throws {
         try await withTestDatabase { database in
             let recorder = Recorder()
-            let worker = RunningWorker(database, handlers: [ClosureHandler { recorder.record($0); return .complete }]) {
+            let worker = RunningWorker(
+                database,
+                handlers: [
+                    ClosureHandler {
+                        recorder.record($0); return .complete
+                    }
+                ]
+            ) {
                 $0.pollInterval = .seconds(30)
             }
             #expect(await eventually { worker.worker.isListening })
@@ -57,7 +69,8 @@ struct JobQueueTests {
         }
     }
 
-    @Test("a job claimed by a stalled replica is reaped as lost, run elsewhere, and the stale completion changes nothing")
+    @Test(
+        "a job claimed by a stalled replica is reaped as lost, run elsewhere, and the stale completion changes nothing")
     func leaseExpiry() async throws {
         try await withTestDatabase { database in
             let stalledGate = Gate()
@@ -78,25 +91,35 @@ struct JobQueueTests {
                 $0.renewsLeases = false
                 $0.reapInterval = .seconds(3600)
             }
-            let id = try #require(try await database.scalar("SELECT webhook_worker.enqueue('test.job') AS id", as: Int64.self))
+            let id = try #require(
+                try await database.scalar("SELECT webhook_worker.enqueue('test.job') AS id", as: Int64.self))
             await stalledStarted.wait()
 
             let recorder = Recorder()
-            let healthy = RunningWorker(database, handlers: [ClosureHandler { recorder.record($0); return .complete }]) {
+            let healthy = RunningWorker(
+                database,
+                handlers: [
+                    ClosureHandler {
+                        recorder.record($0); return .complete
+                    }
+                ]
+            ) {
                 $0.workerID = "healthy"
                 $0.reapInterval = .milliseconds(500)
             }
             #expect(await eventually { recorder.calls(id) == 1 })
-            #expect(await eventually {
-                (try? await database.count("SELECT count(*) FROM webhook_worker.jobs WHERE id = $1", [id])) == 0
-            })
+            #expect(
+                await eventually {
+                    (try? await database.count("SELECT count(*) FROM webhook_worker.jobs WHERE id = $1", [id])) == 0
+                })
             stalledGate.open()
             try await Task.sleep(for: .milliseconds(500))
             try await stalled.stop()
             try await healthy.stop()
 
             let attempts = try await database.query(
-                "SELECT attempt, worker_id, outcome FROM webhook_worker.job_attempts WHERE job_id = $1 ORDER BY attempt, id", [id])
+                "SELECT attempt, worker_id, outcome FROM webhook_worker.job_attempts WHERE job_id = $1 ORDER BY attempt, id",
+                [id])
             let summary = try attempts.rows.map {
                 "\(try $0.decode("attempt", as: Int.self)):\(try $0.decode("worker_id", as: String.self)):\(try $0.decode("outcome", as: String.self))"
             }
@@ -118,10 +141,14 @@ struct JobQueueTests {
             }
             _ = succeed
             let worker = RunningWorker(database, handlers: [handler]) { $0.pollInterval = .milliseconds(50) }
-            let id = try #require(try await database.scalar("SELECT webhook_worker.enqueue('test.job', '{\"x\":1}') AS id", as: Int64.self))
-            #expect(await eventually {
-                (try? await database.count("SELECT count(*) FROM webhook_worker.dead_letter_jobs WHERE job_id = $1", [id])) == 1
-            })
+            let id = try #require(
+                try await database.scalar(
+                    "SELECT webhook_worker.enqueue('test.job', '{\"x\":1}') AS id", as: Int64.self))
+            #expect(
+                await eventually {
+                    (try? await database.count(
+                        "SELECT count(*) FROM webhook_worker.dead_letter_jobs WHERE job_id = $1", [id])) == 1
+                })
             #expect(recorder.calls(id) == 3)
             // No attempt starts before its scheduled time (the step less 20 % jitter), and none
             // long after it (the step plus 20 %, with slack for polling on a busy machine).
@@ -148,16 +175,21 @@ struct JobQueueTests {
             #expect(try letter.decode("max_attempts", as: Int.self) == 3)
             #expect(try letter.decode("last_error", as: String.self).contains("receiver said no (attempt 3)"))
             #expect(try letter.decode("payload", as: String.self) == #"{"x": 1}"#)
-            #expect(try await database.count(
-                "SELECT count(*) FROM webhook_worker.job_attempts WHERE job_id = $1 AND outcome = 'failed'", [id]) == 3)
+            #expect(
+                try await database.count(
+                    "SELECT count(*) FROM webhook_worker.job_attempts WHERE job_id = $1 AND outcome = 'failed'", [id])
+                    == 3)
 
             succeedFlag.set()
             let letterID: Int64 = try letter.decode("id")
             let newID = try #require(
-                try await database.scalar("SELECT webhook_worker.requeue_dead_letter($1) AS id", [letterID], as: Int64.self))
+                try await database.scalar(
+                    "SELECT webhook_worker.requeue_dead_letter($1) AS id", [letterID], as: Int64.self))
             #expect(await eventually { recorder.calls(newID) == 1 })
-            #expect(try await database.scalar(
-                "SELECT requeued_job_id FROM webhook_worker.dead_letter_jobs WHERE id = $1", [letterID], as: Int64.self) == newID)
+            #expect(
+                try await database.scalar(
+                    "SELECT requeued_job_id FROM webhook_worker.dead_letter_jobs WHERE id = $1", [letterID],
+                    as: Int64.self) == newID)
             // Requeuing twice is refused with a clear error.
             await #expect(throws: PostgresError.self) {
                 try await database.query("SELECT webhook_worker.requeue_dead_letter($1)", [letterID])
@@ -170,21 +202,33 @@ struct JobQueueTests {
     func permanentFailureAndCancel() async throws {
         try await withTestDatabase { database in
             let handler = ClosureHandler { job in
-                job.payload.text.contains("cancel") ? .cancel("not needed any more") : .fail("account 42 does not exist")
+                job.payload.text.contains("cancel")
+                    ? .cancel("not needed any more") : .fail("account 42 does not exist")
             }
             let worker = RunningWorker(database, handlers: [handler])
-            let failed = try #require(try await database.scalar("SELECT webhook_worker.enqueue('test.job', '{\"a\":\"fail\"}') AS id", as: Int64.self))
-            let cancelled = try #require(try await database.scalar("SELECT webhook_worker.enqueue('test.job', '{\"a\":\"cancel\"}') AS id", as: Int64.self))
+            let failed = try #require(
+                try await database.scalar(
+                    "SELECT webhook_worker.enqueue('test.job', '{\"a\":\"fail\"}') AS id", as: Int64.self))
+            let cancelled = try #require(
+                try await database.scalar(
+                    "SELECT webhook_worker.enqueue('test.job', '{\"a\":\"cancel\"}') AS id", as: Int64.self))
             #expect(await eventually { (try? await database.count("SELECT count(*) FROM webhook_worker.jobs")) == 0 })
             try await worker.stop()
-            let letter = try #require(try await database.query(
-                "SELECT reason, last_error, attempts FROM webhook_worker.dead_letter_jobs WHERE job_id = $1", [failed]).first)
+            let letter = try #require(
+                try await database.query(
+                    "SELECT reason, last_error, attempts FROM webhook_worker.dead_letter_jobs WHERE job_id = $1",
+                    [failed]
+                ).first)
             #expect(try letter.decode("reason", as: String.self) == "permanent_failure")
             #expect(try letter.decode("last_error", as: String.self) == "account 42 does not exist")
             #expect(try letter.decode("attempts", as: Int.self) == 1)
-            #expect(try await database.count("SELECT count(*) FROM webhook_worker.dead_letter_jobs WHERE job_id = $1", [cancelled]) == 0)
-            #expect(try await database.scalar(
-                "SELECT outcome FROM webhook_worker.job_attempts WHERE job_id = $1", [cancelled], as: String.self) == "cancelled")
+            #expect(
+                try await database.count(
+                    "SELECT count(*) FROM webhook_worker.dead_letter_jobs WHERE job_id = $1", [cancelled]) == 0)
+            #expect(
+                try await database.scalar(
+                    "SELECT outcome FROM webhook_worker.job_attempts WHERE job_id = $1", [cancelled], as: String.self)
+                    == "cancelled")
         }
     }
 
@@ -199,8 +243,12 @@ struct JobQueueTests {
                 return .complete
             }
             let worker = RunningWorker(database, handlers: [handler]) { $0.shutdownTimeout = .seconds(2) }
-            let quick = try #require(try await database.scalar("SELECT webhook_worker.enqueue('test.job', '{\"s\":\"quick\"}') AS id", as: Int64.self))
-            let slow = try #require(try await database.scalar("SELECT webhook_worker.enqueue('test.job', '{\"s\":\"slow\"}') AS id", as: Int64.self))
+            let quick = try #require(
+                try await database.scalar(
+                    "SELECT webhook_worker.enqueue('test.job', '{\"s\":\"quick\"}') AS id", as: Int64.self))
+            let slow = try #require(
+                try await database.scalar(
+                    "SELECT webhook_worker.enqueue('test.job', '{\"s\":\"slow\"}') AS id", as: Int64.self))
             #expect(await eventually { started.calls(quick) == 1 && started.calls(slow) == 1 })
             let clock = ContinuousClock()
             let stopping = clock.now
@@ -208,13 +256,17 @@ struct JobQueueTests {
             #expect(clock.now - stopping < .seconds(10))
 
             #expect(try await database.count("SELECT count(*) FROM webhook_worker.jobs WHERE id = $1", [quick]) == 0)
-            let row = try #require(try await database.query(
-                "SELECT state, attempt, locked_by FROM webhook_worker.jobs WHERE id = $1", [slow]).first)
+            let row = try #require(
+                try await database.query(
+                    "SELECT state, attempt, locked_by FROM webhook_worker.jobs WHERE id = $1", [slow]
+                ).first)
             #expect(try row.decode("state", as: String.self) == "available")
             #expect(try row.decode("attempt", as: Int.self) == 0, "a released attempt does not count")
             #expect(try row.decodeIfPresent("locked_by", as: String.self) == nil)
-            #expect(try await database.scalar(
-                "SELECT outcome FROM webhook_worker.job_attempts WHERE job_id = $1", [slow], as: String.self) == "released")
+            #expect(
+                try await database.scalar(
+                    "SELECT outcome FROM webhook_worker.job_attempts WHERE job_id = $1", [slow], as: String.self)
+                    == "released")
         }
     }
 
@@ -225,40 +277,52 @@ struct JobQueueTests {
                 let text = job.payload.text
                 if text.contains("throw") { throw TestFailure(message: "cannot read \u{0}payload") }
                 if text.contains("badsql") {
-                    return .complete(statements: [BoundStatement(PostgresQuery("bad", "INSERT INTO no_such_table VALUES (1)"))])
+                    return .complete(statements: [
+                        BoundStatement(PostgresQuery("bad", "INSERT INTO no_such_table VALUES (1)"))
+                    ])
                 }
                 return .complete
             }
             let worker = RunningWorker(database, handlers: [handler])
-            try await database.query("""
+            try await database.query(
+                """
                 INSERT INTO webhook_worker.jobs (kind, payload)
                 SELECT 'test.job', CASE WHEN n % 10 = 3 THEN '"throw"'::jsonb WHEN n % 10 = 7 THEN '"badsql"'::jsonb ELSE to_jsonb(n) END
                 FROM generate_series(1, 100) n
                 """)
-            #expect(await eventually {
-                (try? await database.count("SELECT count(*) FROM webhook_worker.job_attempts")) == 100
-            })
+            #expect(
+                await eventually {
+                    (try? await database.count("SELECT count(*) FROM webhook_worker.job_attempts")) == 100
+                })
             try await worker.stop()
             let outcomes = try await database.query(
                 "SELECT outcome || ': ' || count(*) || ' ' || string_agg(DISTINCT left(coalesce(error, ''), 80), ' | ') AS o FROM webhook_worker.job_attempts GROUP BY outcome"
             ).rows.map { try $0.decode("o", as: String.self) }
-            #expect(try await database.count("SELECT count(*) FROM webhook_worker.job_attempts WHERE outcome = 'succeeded'") == 80, "\(outcomes)")
-            #expect(try await database.count("SELECT count(*) FROM webhook_worker.job_attempts WHERE outcome = 'failed'") == 20, "\(outcomes)")
+            #expect(
+                try await database.count("SELECT count(*) FROM webhook_worker.job_attempts WHERE outcome = 'succeeded'")
+                    == 80, "\(outcomes)")
+            #expect(
+                try await database.count("SELECT count(*) FROM webhook_worker.job_attempts WHERE outcome = 'failed'")
+                    == 20, "\(outcomes)")
             let waiting = try await database.query(
                 "SELECT state || '/' || attempt || '/' || left(coalesce(last_error, ''), 60) AS j FROM webhook_worker.jobs ORDER BY id"
             ).rows.map { try $0.decode("j", as: String.self) }
-            #expect(try await database.count(
-                "SELECT count(*) FROM webhook_worker.jobs WHERE attempt = 1 AND state = 'available' AND last_error LIKE '%cannot read%'") == 10,
+            #expect(
+                try await database.count(
+                    "SELECT count(*) FROM webhook_worker.jobs WHERE attempt = 1 AND state = 'available' AND last_error LIKE '%cannot read%'"
+                ) == 10,
                 "\(outcomes) \(waiting)")
-            #expect(try await database.count(
-                "SELECT count(*) FROM webhook_worker.jobs WHERE last_error LIKE '%no_such_table%'") == 10)
+            #expect(
+                try await database.count(
+                    "SELECT count(*) FROM webhook_worker.jobs WHERE last_error LIKE '%no_such_table%'") == 10)
         }
     }
 
     @Test("row statements of outcomes written together run as one statement; a refused row fails only its job")
     func rowStatementsRunTogether() async throws {
         try await withTestDatabase { database in
-            try await database.script("""
+            try await database.script(
+                """
                 CREATE TABLE public.row_sink (job_id bigint PRIMARY KEY, label text NOT NULL CHECK (label <> 'refused'));
                 CREATE TABLE public.row_sink_statements (n int);
                 CREATE FUNCTION public.count_row_sink_statement() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -271,23 +335,29 @@ struct JobQueueTests {
                 "INSERT INTO public.row_sink (job_id, label) SELECT * FROM unnest($1::bigint[], $2::text[])")
             let handler = ClosureHandler(retryStrategy: .schedule([.seconds(3600)])) { job in
                 // Handlers return at once, so outcomes pile up while a write is in flight.
-                .complete(statements: [.row(of: insert, [job.id, job.payload.text.contains("refused") ? "refused" : "ok"])])
+                .complete(statements: [
+                    .row(of: insert, [job.id, job.payload.text.contains("refused") ? "refused" : "ok"])
+                ])
             }
-            try await database.query("""
+            try await database.query(
+                """
                 INSERT INTO webhook_worker.jobs (kind, payload)
                 SELECT 'test.job', CASE WHEN n = 250 THEN '"refused"'::jsonb ELSE to_jsonb(n) END
                 FROM generate_series(1, 400) n
                 """)
             let worker = RunningWorker(database, handlers: [handler]) { $0.concurrency = 64 }
-            #expect(await eventually {
-                (try? await database.count("SELECT count(*) FROM webhook_worker.job_attempts")) == 400
-            })
+            #expect(
+                await eventually {
+                    (try? await database.count("SELECT count(*) FROM webhook_worker.job_attempts")) == 400
+                })
             try await worker.stop()
             #expect(try await database.count("SELECT count(*) FROM public.row_sink WHERE label = 'ok'") == 399)
-            #expect(try await database.count(
-                "SELECT count(*) FROM webhook_worker.job_attempts WHERE outcome = 'succeeded'") == 399)
-            #expect(try await database.count(
-                "SELECT count(*) FROM webhook_worker.jobs WHERE last_error LIKE '%row_sink_label_check%'") == 1)
+            #expect(
+                try await database.count(
+                    "SELECT count(*) FROM webhook_worker.job_attempts WHERE outcome = 'succeeded'") == 399)
+            #expect(
+                try await database.count(
+                    "SELECT count(*) FROM webhook_worker.jobs WHERE last_error LIKE '%row_sink_label_check%'") == 1)
             // One statement per write of many outcomes, not one per outcome.
             let statements = try await database.count("SELECT count(*) FROM public.row_sink_statements")
             #expect(statements > 0 && statements < 200, "\(statements) INSERT statements for 399 rows")
@@ -302,7 +372,9 @@ struct JobQueueTests {
             #expect(await eventually { (try? await database.count("SELECT count(*) FROM webhook_worker.jobs")) == 1 })
             try await Task.sleep(for: .milliseconds(300))
             try await worker.stop()
-            #expect(try await database.scalar("SELECT kind FROM webhook_worker.jobs", as: String.self) == "kind.from.the.future")
+            #expect(
+                try await database.scalar("SELECT kind FROM webhook_worker.jobs", as: String.self)
+                    == "kind.from.the.future")
             #expect(try await database.scalar("SELECT attempt FROM webhook_worker.jobs", as: Int.self) == 0)
         }
     }
@@ -322,14 +394,20 @@ struct JobQueueTests {
     @Test("the DBA views report depth by state and dead letters by reason")
     func views() async throws {
         try await withTestDatabase { database in
-            try await database.script("""
+            try await database.script(
+                """
                 INSERT INTO webhook_worker.jobs (kind, run_at) VALUES ('a', now() - interval '1 minute'), ('a', now() + interval '1 hour');
                 """)
-            let depth = try await database.query("SELECT kind, state, jobs FROM webhook_worker.queue_depth ORDER BY state")
-            let states = try depth.rows.map { "\(try $0.decode("kind", as: String.self))/\(try $0.decode("state", as: String.self))/\(try $0.decode("jobs", as: Int.self))" }
+            let depth = try await database.query(
+                "SELECT kind, state, jobs FROM webhook_worker.queue_depth ORDER BY state")
+            let states = try depth.rows.map {
+                "\(try $0.decode("kind", as: String.self))/\(try $0.decode("state", as: String.self))/\(try $0.decode("jobs", as: Int.self))"
+            }
             #expect(states == ["a/available/1", "a/scheduled/1"])
-            let wait = try #require(try await database.scalar(
-                "SELECT extract(epoch FROM wait)::float8 FROM webhook_worker.oldest_waiting WHERE kind = 'a'", as: Double.self))
+            let wait = try #require(
+                try await database.scalar(
+                    "SELECT extract(epoch FROM wait)::float8 FROM webhook_worker.oldest_waiting WHERE kind = 'a'",
+                    as: Double.self))
             #expect(wait >= 59)
         }
     }

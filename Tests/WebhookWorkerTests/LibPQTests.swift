@@ -43,7 +43,8 @@ struct LibPQTests {
         try await withTestDatabase { database in
             let connection = try await database.connect()
             try await connection.execute(
-                script: "CREATE TABLE t (id int PRIMARY KEY, secret text CHECK (secret <> 'payload-7f3a'))", name: "create")
+                script: "CREATE TABLE t (id int PRIMARY KEY, secret text CHECK (secret <> 'payload-7f3a'))",
+                name: "create")
             try await connection.query(PostgresQuery("insertT", "INSERT INTO t VALUES ($1, $2)"), [13579, "x"])
             do {
                 try await connection.query(PostgresQuery("insertT", "INSERT INTO t VALUES ($1, $2)"), [13579, "x"])
@@ -58,7 +59,8 @@ struct LibPQTests {
                 #expect(!"\(error)".contains("13579"), "\(error)")
             }
             do {
-                try await connection.query(PostgresQuery("insertT", "INSERT INTO t VALUES ($1, $2)"), [2, "payload-7f3a"])
+                try await connection.query(
+                    PostgresQuery("insertT", "INSERT INTO t VALUES ($1, $2)"), [2, "payload-7f3a"])
                 Issue.record("a check violation must fail")
             } catch let error as PostgresError {
                 // DETAIL would be "Failing row contains (2, payload-7f3a)".
@@ -67,7 +69,8 @@ struct LibPQTests {
             }
             // A decoding error names the column, not the value.
             await #expect(throws: PostgresError.self) {
-                try await connection.query(PostgresQuery("", "SELECT 'secret-value' AS x")).first?.decode("x", as: Int.self)
+                try await connection.query(PostgresQuery("", "SELECT 'secret-value' AS x")).first?.decode(
+                    "x", as: Int.self)
             }
             await connection.close()
         }
@@ -106,7 +109,8 @@ struct LibPQTests {
     @Test("the listener delivers notifications, and reconnects after its backend is terminated")
     func listenerReconnects() async throws {
         try await withTestDatabase { database in
-            let listener = PostgresListener(conninfo: database.conninfo, channels: ["test_channel"], logger: TestDatabase.logger)
+            let listener = PostgresListener(
+                conninfo: database.conninfo, channels: ["test_channel"], logger: TestDatabase.logger)
             listener.start()
             var events = listener.events.makeAsyncIterator()
             #expect(await events.next() == .connected(reconnected: false))
@@ -114,7 +118,8 @@ struct LibPQTests {
             #expect(await events.next() == .notification(channel: "test_channel", payload: "one"))
 
             try await database.query(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'webhook-worker-listen' AND datname = current_database()")
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'webhook-worker-listen' AND datname = current_database()"
+            )
             var sawDisconnect = false
             var reconnected = false
             while let event = await events.next() {
@@ -153,7 +158,8 @@ struct LibPQTests {
             for _ in 0..<6 {
                 group.addTask {
                     let connection = try await PostgresConnection.connect(conninfo, logger: TestDatabase.logger)
-                    let applied = try await WebhookWorkerSchema.migrator.migrate(connection, logger: TestDatabase.logger)
+                    let applied = try await WebhookWorkerSchema.migrator.migrate(
+                        connection, logger: TestDatabase.logger)
                     await connection.close()
                     return applied
                 }
@@ -163,7 +169,8 @@ struct LibPQTests {
         #expect(applied.flatMap { $0 }.sorted() == WebhookWorkerSchema.migrations.map(\.version))
         let connection = try await PostgresConnection.connect(conninfo, logger: TestDatabase.logger)
         #expect(try await WebhookWorkerSchema.migrator.migrate(connection, logger: TestDatabase.logger).isEmpty)
-        let count = try await connection.query(PostgresQuery("", "SELECT count(*) AS n FROM webhook_worker.schema_migrations"))
+        let count = try await connection.query(
+            PostgresQuery("", "SELECT count(*) AS n FROM webhook_worker.schema_migrations"))
         #expect(try count.first?.decode("n", as: Int.self) == WebhookWorkerSchema.migrations.count)
         await connection.close()
         try await admin.execute(script: "DROP DATABASE \(name) WITH (FORCE)", name: "drop")
@@ -212,10 +219,13 @@ struct SettingsTests {
     func otherStrategies() {
         let exponential: any RetryStrategy = .exponentialJitter(
             maxAttempts: 10, initialDelay: .seconds(1), maxDelay: .seconds(60), jitter: 0)
-        #expect((1...9).map { exponential.delay(afterAttempt: $0) } == [1, 2, 4, 8, 16, 32, 60, 60, 60].map(Duration.seconds))
+        #expect(
+            (1...9).map { exponential.delay(afterAttempt: $0) }
+                == [1, 2, 4, 8, 16, 32, 60, 60, 60].map(Duration.seconds))
         #expect(exponential.delay(afterAttempt: 500) == .seconds(60))
         #expect(exponential.maxAttempts == 10 && exponential.clamp(.seconds(3600)) == .seconds(60))
-        let jittered = ExponentialJitterRetryStrategy(maxAttempts: 3, initialDelay: .seconds(10), maxDelay: .seconds(100))
+        let jittered = ExponentialJitterRetryStrategy(
+            maxAttempts: 3, initialDelay: .seconds(10), maxDelay: .seconds(100))
         for _ in 0..<200 {
             let delay = jittered.delay(afterAttempt: 2).totalSeconds
             #expect(delay >= 16 - 0.001 && delay <= 24 + 0.001)

@@ -36,7 +36,8 @@ struct NetworkPolicyTests {
     @Test(
         "documentation and other special-purpose blocks are refused in both families, as IANA lists them",
         arguments: [
-            ("192.0.2.1", IPAddressClass.documentation), ("198.51.100.7", .documentation), ("203.0.113.255", .documentation),
+            ("192.0.2.1", IPAddressClass.documentation), ("198.51.100.7", .documentation),
+            ("203.0.113.255", .documentation),
             ("2001:db8::1", .documentation), ("3fff:fff::1", .documentation), ("::ffff:192.0.2.1", .documentation),
             ("2002:c000:201::", .documentation), ("192.0.0.8", .reserved), ("192.88.99.1", .reserved),
             ("198.19.255.255", .reserved), ("2001:2::5", .reserved), ("2001:100::1", .reserved), ("5f00::1", .reserved),
@@ -77,7 +78,10 @@ struct NetworkPolicyTests {
 
     @Test(
         "public addresses are allowed",
-        arguments: ["93.184.216.34", "8.8.8.8", "172.32.0.1", "100.128.0.1", "2606:4700::1111", "::ffff:8.8.8.8", "64:ff9b::808:808"])
+        arguments: [
+            "93.184.216.34", "8.8.8.8", "172.32.0.1", "100.128.0.1", "2606:4700::1111", "::ffff:8.8.8.8",
+            "64:ff9b::808:808",
+        ])
     func allowed(literal: String) {
         #expect(IPAddressClass.of(Self.bytes(literal)) == .global)
     }
@@ -88,7 +92,8 @@ struct NetworkPolicyTests {
         let strict = WebhookSender(configuration: .init(allowHTTP: true, allowPrivateNetworks: false))
         let logger = Logger(label: "test")
         for url in [
-            "http://127.0.0.1:\(receiver.port)/", "http://localhost:\(receiver.port)/", "http://[::1]:\(receiver.port)/",
+            "http://127.0.0.1:\(receiver.port)/", "http://localhost:\(receiver.port)/",
+            "http://[::1]:\(receiver.port)/",
             "http://[::ffff:127.0.0.1]:\(receiver.port)/", "http://0.0.0.0:\(receiver.port)/",
         ] {
             let result = await strict.post(url: url, headers: [], body: [], logger: logger)
@@ -98,7 +103,8 @@ struct NetworkPolicyTests {
         #expect(receiver.connectionCount == 0)
 
         let httpsOnly = WebhookSender(configuration: .init(allowHTTP: false, allowPrivateNetworks: true))
-        let plain = await httpsOnly.post(url: "http://127.0.0.1:\(receiver.port)/", headers: [], body: [], logger: logger)
+        let plain = await httpsOnly.post(
+            url: "http://127.0.0.1:\(receiver.port)/", headers: [], body: [], logger: logger)
         #expect(plain.errorClass == .policyRefused && plain.error?.contains("https") == true)
         for bad in ["ftp://example.com/x", "not a url", "file:///etc/passwd", "https://"] {
             let result = await httpsOnly.post(url: bad, headers: [], body: [], logger: logger)
@@ -107,7 +113,8 @@ struct NetworkPolicyTests {
         #expect(receiver.connectionCount == 0)
 
         let relaxed = WebhookSender(configuration: .init(allowHTTP: true, allowPrivateNetworks: true))
-        let ok = await relaxed.post(url: "http://127.0.0.1:\(receiver.port)/", headers: [], body: Array("{}".utf8), logger: logger)
+        let ok = await relaxed.post(
+            url: "http://127.0.0.1:\(receiver.port)/", headers: [], body: Array("{}".utf8), logger: logger)
         #expect(ok.status == 200)
         #expect(receiver.connectionCount == 1)
 
@@ -123,6 +130,8 @@ struct NetworkPolicyTests {
         #expect(policy.refusal(forPeer: try .init(ipAddress: "127.0.0.1", port: 80)) != nil)
         #expect(policy.refusal(forPeer: try .init(ipAddress: "::ffff:10.0.0.1", port: 443)) != nil)
         #expect(policy.refusal(forPeer: try .init(ipAddress: "93.184.216.34", port: 443)) == nil)
-        #expect(NetworkPolicy(allowHTTP: true, allowPrivateNetworks: true).refusal(forPeer: try .init(ipAddress: "127.0.0.1", port: 80)) == nil)
+        #expect(
+            NetworkPolicy(allowHTTP: true, allowPrivateNetworks: true).refusal(
+                forPeer: try .init(ipAddress: "127.0.0.1", port: 80)) == nil)
     }
 }

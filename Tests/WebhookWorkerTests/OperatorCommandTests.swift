@@ -18,7 +18,8 @@ struct OperatorCommandTests {
 
     /// Two dead letters of different kinds (one 40 days old) with attempts, and two deliveries.
     static func seed(_ database: TestDatabase) async throws {
-        try await database.script("""
+        try await database.script(
+            """
             INSERT INTO webhook_worker.webhook_deliveries
                 (delivery_id, event, source_job_id, integration_account_id, user_id, oauth_client_id, payload, status, attempts, last_http_status, last_error, created_at, updated_at)
             VALUES ('11111111-1111-4111-8111-111111111111', 'integration.connected', 1, 'acct-1', 'user-1', 'client-a', '{"a":1}', 'failed', 8, 500, 'HTTP 500', now(), now()),
@@ -41,8 +42,10 @@ struct OperatorCommandTests {
             try await Self.seed(database)
             let all = try #require(try Self.json("dead-letters list", database) as? [[String: Any]])
             #expect(all.count == 2)
-            let deliver = try #require(try Self.json("dead-letters list --kind webhook.deliver", database) as? [[String: Any]])
-            #expect(deliver.count == 1 && deliver[0]["delivery_id"] as? String == "11111111-1111-4111-8111-111111111111")
+            let deliver = try #require(
+                try Self.json("dead-letters list --kind webhook.deliver", database) as? [[String: Any]])
+            #expect(
+                deliver.count == 1 && deliver[0]["delivery_id"] as? String == "11111111-1111-4111-8111-111111111111")
             #expect((try Self.json("dead-letters list --since 1d", database) as? [[String: Any]])?.count == 1)
             let id = try #require(deliver[0]["id"] as? Int)
 
@@ -57,12 +60,15 @@ struct OperatorCommandTests {
 
             let (text, status) = try Self.cli("dead-letters retry \(id)", database)
             #expect(status == 0 && text.contains("requeued dead letter \(id) as job"))
-            #expect(try await database.count("SELECT count(*) FROM webhook_worker.jobs WHERE kind = 'webhook.deliver'") == 1)
+            #expect(
+                try await database.count("SELECT count(*) FROM webhook_worker.jobs WHERE kind = 'webhook.deliver'") == 1
+            )
             #expect(try Self.cli("dead-letters retry \(id)", database).status == 1, "already requeued")
             #expect((try Self.json("dead-letters list", database) as? [[String: Any]])?.count == 1)
             #expect((try Self.json("dead-letters list --include-requeued", database) as? [[String: Any]])?.count == 2)
 
-            let retried = try #require(try Self.json("dead-letters retry --all --kind integration.connected", database) as? [String: Any])
+            let retried = try #require(
+                try Self.json("dead-letters retry --all --kind integration.connected", database) as? [String: Any])
             #expect(retried["requeued"] as? Int == 1)
             #expect(try Self.cli("dead-letters retry --all", database).status == 1, "nothing left to requeue")
 
@@ -75,14 +81,18 @@ struct OperatorCommandTests {
     @Test("retry --all works through many dead letters in batches")
     func retryAllInBatches() async throws {
         try await withTestDatabase { database in
-            try await database.query("""
+            try await database.query(
+                """
                 INSERT INTO webhook_worker.dead_letter_jobs (job_id, kind, payload, priority, attempts, max_attempts, reason, created_at)
                 SELECT n, 'noop', '{}', 0, 8, 8, 'attempts_exhausted', now() FROM generate_series(1, 1234) n
                 """)
-            let result = try #require(try Self.json("dead-letters retry --all --batch-size 100", database) as? [String: Any])
+            let result = try #require(
+                try Self.json("dead-letters retry --all --batch-size 100", database) as? [String: Any])
             #expect(result["requeued"] as? Int == 1234)
             #expect(try await database.count("SELECT count(*) FROM webhook_worker.jobs") == 1234)
-            #expect(try await database.count("SELECT count(*) FROM webhook_worker.dead_letter_jobs WHERE requeued_at IS NULL") == 0)
+            #expect(
+                try await database.count(
+                    "SELECT count(*) FROM webhook_worker.dead_letter_jobs WHERE requeued_at IS NULL") == 0)
         }
     }
 
@@ -91,14 +101,17 @@ struct OperatorCommandTests {
         try await withTestDatabase { database in
             try await Self.seed(database)
             #expect((try Self.json("deliveries list", database) as? [[String: Any]])?.count == 2)
-            let failed = try #require(try Self.json("deliveries list --status failed --client client-a", database) as? [[String: Any]])
+            let failed = try #require(
+                try Self.json("deliveries list --status failed --client client-a", database) as? [[String: Any]])
             #expect(failed.count == 1 && failed[0]["last_http_status"] as? Int == 500)
             #expect((try Self.json("deliveries list --client nobody", database) as? [[String: Any]])?.isEmpty == true)
             #expect(try Self.cli("deliveries list --status lost", database).status == 2)
 
-            let shown = try #require(try Self.json("deliveries show 11111111-1111-4111-8111-111111111111", database) as? [String: Any])
+            let shown = try #require(
+                try Self.json("deliveries show 11111111-1111-4111-8111-111111111111", database) as? [String: Any])
             #expect(shown["payload"] as? String == #"{"a":1}"#)
-            #expect((shown["attempt_history"] as? [[String: Any]])?.first?["url"] as? String == "https://a.example/hook")
+            #expect(
+                (shown["attempt_history"] as? [[String: Any]])?.first?["url"] as? String == "https://a.example/hook")
             // Times print as PostgreSQL writes a timestamptz in JSON (UTC, microseconds, no trailing zeros).
             let createdAt = try await database.scalar(
                 "SELECT to_json(created_at)::text FROM webhook_worker.webhook_deliveries WHERE delivery_id = '11111111-1111-4111-8111-111111111111'",
@@ -107,19 +120,26 @@ struct OperatorCommandTests {
             let attemptedAt = try await database.scalar(
                 "SELECT to_json(attempted_at)::text FROM webhook_worker.delivery_attempts WHERE delivery_id = '11111111-1111-4111-8111-111111111111'",
                 as: String.self)
-            #expect("\"\((shown["attempt_history"] as? [[String: Any]])?.first?["attempted_at"] as? String ?? "")\"" == attemptedAt)
+            #expect(
+                "\"\((shown["attempt_history"] as? [[String: Any]])?.first?["attempted_at"] as? String ?? "")\""
+                    == attemptedAt)
             #expect(try Self.cli("deliveries show 33333333-3333-4333-8333-333333333333", database).status == 1)
             #expect(try Self.cli("deliveries show not-a-uuid", database).status == 2)
 
             let (text, status) = try Self.cli("deliveries resend 11111111-1111-4111-8111-111111111111", database)
             #expect(status == 0, "\(text)")
-            #expect(try await database.scalar(
-                "SELECT payload->>'delivery_id' FROM webhook_worker.jobs WHERE kind = 'webhook.deliver'", as: String.self)
-                == "11111111-1111-4111-8111-111111111111")
-            #expect(try await database.scalar(
-                "SELECT status FROM webhook_worker.webhook_deliveries WHERE delivery_id = '11111111-1111-4111-8111-111111111111'",
-                as: String.self) == "pending")
-            #expect(try Self.cli("deliveries resend 11111111-1111-4111-8111-111111111111", database).status == 1, "already queued")
+            #expect(
+                try await database.scalar(
+                    "SELECT payload->>'delivery_id' FROM webhook_worker.jobs WHERE kind = 'webhook.deliver'",
+                    as: String.self)
+                    == "11111111-1111-4111-8111-111111111111")
+            #expect(
+                try await database.scalar(
+                    "SELECT status FROM webhook_worker.webhook_deliveries WHERE delivery_id = '11111111-1111-4111-8111-111111111111'",
+                    as: String.self) == "pending")
+            #expect(
+                try Self.cli("deliveries resend 11111111-1111-4111-8111-111111111111", database).status == 1,
+                "already queued")
         }
     }
 
@@ -129,12 +149,15 @@ struct OperatorCommandTests {
             try await Self.seed(database)
             try await database.query("INSERT INTO webhook_worker.jobs (kind) SELECT 'noop' FROM generate_series(1, 3)")
             try await database.query(
-                "UPDATE webhook_worker.jobs SET state = 'running', locked_by = 'replica-x', locked_until = now() + interval '1 minute' WHERE id = (SELECT min(id) FROM webhook_worker.jobs)")
+                "UPDATE webhook_worker.jobs SET state = 'running', locked_by = 'replica-x', locked_until = now() + interval '1 minute' WHERE id = (SELECT min(id) FROM webhook_worker.jobs)"
+            )
             let stats = try #require(try Self.json("stats", database) as? [String: Any])
             let queue = try #require(stats["queue"] as? [[String: Any]])
             #expect(queue.contains { $0["state"] as? String == "available" && $0["jobs"] as? Int == 2 })
             #expect((stats["replicas"] as? [[String: Any]])?.first?["worker_id"] as? String == "replica-x")
-            #expect((stats["throughput"] as? [[String: Any]])?.contains { $0["kind"] as? String == "webhook.deliver" } == true)
+            #expect(
+                (stats["throughput"] as? [[String: Any]])?.contains { $0["kind"] as? String == "webhook.deliver" }
+                    == true)
             #expect((stats["dead_letters"] as? [[String: Any]])?.count == 2)
             let (table, status) = try Self.cli("stats", database)
             #expect(status == 0 && table.contains("replica-x") && table.contains("queue depth"))
@@ -170,7 +193,9 @@ struct OperatorCommandTests {
             return (Int(response.status.code), String(buffer: body))
         }
         func counter(_ text: String, _ name: String) -> Double {
-            text.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Double($0.split(separator: " ").last!) } ?? 0
+            text.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap {
+                Double($0.split(separator: " ").last!)
+            } ?? 0
         }
 
         #expect(await eventually { await get("/readyz").0 == 200 })
@@ -222,26 +247,45 @@ struct OperatorCommandTests {
             #expect(try Self.cli("endpoints show client-b", database).status == 1, "never failed: nothing to show")
 
             #expect(try Self.cli("endpoints disable client-b", database).status == 0)
-            #expect(try await database.scalar("SELECT state FROM webhook_worker.endpoints WHERE key = 'client:client-b'", as: String.self) == "disabled")
+            #expect(
+                try await database.scalar(
+                    "SELECT state FROM webhook_worker.endpoints WHERE key = 'client:client-b'", as: String.self)
+                    == "disabled")
             #expect(try Self.cli("endpoints enable client-a", database).status == 0)
-            #expect(try await database.scalar("SELECT state FROM webhook_worker.endpoints WHERE key = 'client:client-a'", as: String.self) == "closed")
-            #expect(try await database.scalar("SELECT consecutive_failures FROM webhook_worker.endpoints WHERE key = 'client:client-a'", as: Int.self) == 0)
+            #expect(
+                try await database.scalar(
+                    "SELECT state FROM webhook_worker.endpoints WHERE key = 'client:client-a'", as: String.self)
+                    == "closed")
+            #expect(
+                try await database.scalar(
+                    "SELECT consecutive_failures FROM webhook_worker.endpoints WHERE key = 'client:client-a'",
+                    as: Int.self) == 0)
 
             let stats = try #require(try Self.json("stats", database) as? [String: Any])
-            #expect((stats["endpoints_not_closed"] as? [[String: Any]])?.first?["oauth_client_id"] as? String == "client-b")
+            #expect(
+                (stats["endpoints_not_closed"] as? [[String: Any]])?.first?["oauth_client_id"] as? String == "client-b")
 
             #expect(try Self.cli("deliveries cancel 33333333-3333-4333-8333-333333333333", database).status == 0)
-            #expect(try Self.cli("deliveries cancel 33333333-3333-4333-8333-333333333333", database).status == 1, "not pending any more")
-            let byClient = try #require(try Self.json("deliveries cancel --client client-b", database) as? [String: Any])
+            #expect(
+                try Self.cli("deliveries cancel 33333333-3333-4333-8333-333333333333", database).status == 1,
+                "not pending any more")
+            let byClient = try #require(
+                try Self.json("deliveries cancel --client client-b", database) as? [String: Any])
             #expect(byClient["cancelled"] as? Int == 2)
             #expect(byClient["jobs_removed"] as? Int == 2)
-            #expect(try await database.count("SELECT count(*) FROM webhook_worker.webhook_deliveries WHERE status = 'cancelled'") == 3)
+            #expect(
+                try await database.count(
+                    "SELECT count(*) FROM webhook_worker.webhook_deliveries WHERE status = 'cancelled'") == 3)
             #expect(try await database.count("SELECT count(*) FROM webhook_worker.jobs") == 0, "nothing left pending")
-            #expect(try await database.count("SELECT count(*) FROM webhook_worker.job_attempts WHERE outcome = 'cancelled'") == 3)
+            #expect(
+                try await database.count("SELECT count(*) FROM webhook_worker.job_attempts WHERE outcome = 'cancelled'")
+                    == 3)
             #expect(try Self.cli("deliveries cancel", database).status == 2)
 
             #expect(try Self.cli("jobs pause webhook.deliver", database).status == 0)
-            #expect(try await database.count("SELECT count(*) FROM webhook_worker.paused_kinds WHERE kind = 'webhook.deliver'") == 1)
+            #expect(
+                try await database.count(
+                    "SELECT count(*) FROM webhook_worker.paused_kinds WHERE kind = 'webhook.deliver'") == 1)
             #expect(try Self.cli("jobs resume webhook.deliver", database).status == 0)
             #expect(try Self.cli("jobs resume webhook.deliver", database).status == 1, "was not paused")
         }

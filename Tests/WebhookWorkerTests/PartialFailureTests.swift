@@ -34,7 +34,9 @@ struct PartialFailureTests {
             // The same proxy forwarding again: connections work.
             proxy.setMode(.forward)
             let connection = try await PostgresConnection.connect(conninfo, logger: TestDatabase.logger)
-            #expect(try await connection.query(PostgresQuery("", "SELECT 1 AS one")).first?.decode("one", as: Int.self) == 1)
+            #expect(
+                try await connection.query(PostgresQuery("", "SELECT 1 AS one")).first?.decode("one", as: Int.self) == 1
+            )
             await connection.close()
         }
     }
@@ -57,7 +59,9 @@ struct PartialFailureTests {
             #expect(returned, "a 300 ms deadline around a 30 s statement must hold")
             #expect(clock.now - started < .seconds(5))
             #expect(connection.isReusable)
-            #expect(try await connection.query(PostgresQuery("", "SELECT 2 AS two")).first?.decode("two", as: Int.self) == 2)
+            #expect(
+                try await connection.query(PostgresQuery("", "SELECT 2 AS two")).first?.decode("two", as: Int.self) == 2
+            )
             await connection.close()
         }
     }
@@ -88,7 +92,14 @@ struct PartialFailureTests {
                 INSERT INTO webhook_worker.jobs (kind, payload, created_at) VALUES ('test.job', '{"n": 3}', 'infinity');
                 """)
             let recorder = Recorder()
-            let worker = RunningWorker(database, handlers: [ClosureHandler { recorder.record($0); return .complete }]) {
+            let worker = RunningWorker(
+                database,
+                handlers: [
+                    ClosureHandler {
+                        recorder.record($0); return .complete
+                    }
+                ]
+            ) {
                 $0.lease = .seconds(60)
             }
             let settled = try await eventually(timeout: .seconds(10)) {
@@ -109,9 +120,11 @@ struct PartialFailureTests {
         try await withTestDatabase { database in
             let id = try #require(
                 try await database.scalar(
-                    "INSERT INTO webhook_worker.jobs (kind, max_attempts) VALUES ('test.job', 2) RETURNING id", as: Int64.self))
+                    "INSERT INTO webhook_worker.jobs (kind, max_attempts) VALUES ('test.job', 2) RETURNING id",
+                    as: Int64.self))
             let handler = ClosureHandler { _ in
-                throw PostgresError(code: .server, message: "canceling statement due to statement timeout", sqlState: "57014")
+                throw PostgresError(
+                    code: .server, message: "canceling statement due to statement timeout", sqlState: "57014")
             }
             let worker = RunningWorker(database, handlers: [handler]) {
                 $0.pollInterval = .milliseconds(50)
@@ -125,25 +138,34 @@ struct PartialFailureTests {
             try await worker.stop()
             #expect(dead)
             let attempts = try await database.query(
-                "SELECT outcome, started_at, finished_at FROM webhook_worker.job_attempts WHERE job_id = $1 ORDER BY id", [id]
+                "SELECT outcome, started_at, finished_at FROM webhook_worker.job_attempts WHERE job_id = $1 ORDER BY id",
+                [id]
             ).rows
-            #expect(try attempts.map { try $0.decode("outcome", as: String.self) } == ["released", "released", "failed", "failed"])
+            #expect(
+                try attempts.map { try $0.decode("outcome", as: String.self) } == [
+                    "released", "released", "failed", "failed",
+                ])
             // The releases waited 300 ms, then 600 ms, on the database's clock.
             let starts = try attempts.map { try $0.decode("started_at", as: Date.self) }
             let ends = try attempts.map { try $0.decode("finished_at", as: Date.self) }
             #expect(starts[1].timeIntervalSince(ends[0]) >= 0.28)
             #expect(starts[2].timeIntervalSince(ends[1]) >= 0.58)
-            #expect(try await database.scalar("SELECT reason FROM webhook_worker.dead_letter_jobs", as: String.self) == "attempts_exhausted")
+            #expect(
+                try await database.scalar("SELECT reason FROM webhook_worker.dead_letter_jobs", as: String.self)
+                    == "attempts_exhausted")
         }
     }
 
-    @Test("SIGTERM while the database is down ends within the shutdown timeout; the unwritten outcomes wait for their leases")
+    @Test(
+        "SIGTERM while the database is down ends within the shutdown timeout; the unwritten outcomes wait for their leases"
+    )
     func shutdownDuringOutage() async throws {
         try await withTestDatabase { database in
             let proxy = try TCPProxy(upstreamPort: TCPProxy.serverPort)
             defer { proxy.stop() }
             let conninfo = TCPProxy.conninfo(of: TestDatabase.serverURL, database: database.name, port: proxy.port)
-            try await database.query("INSERT INTO webhook_worker.jobs (kind) SELECT 'test.job' FROM generate_series(1, 3)")
+            try await database.query(
+                "INSERT INTO webhook_worker.jobs (kind) SELECT 'test.job' FROM generate_series(1, 3)")
             let gate = Gate()
             let started = Recorder()
             let worker = RunningWorker(
@@ -176,7 +198,8 @@ struct PartialFailureTests {
     @Test("a handler whose lease is taken away is cancelled")
     func lostLeaseCancelsHandler() async throws {
         try await withTestDatabase { database in
-            let id = try #require(try await database.scalar("SELECT webhook_worker.enqueue('test.job') AS id", as: Int64.self))
+            let id = try #require(
+                try await database.scalar("SELECT webhook_worker.enqueue('test.job') AS id", as: Int64.self))
             let cancelled = Atomic<Bool>(false)
             let started = Recorder()
             let worker = RunningWorker(
@@ -242,12 +265,17 @@ struct PartialFailureTests {
                     (job_id, kind, payload, priority, attempts, max_attempts, reason, created_at, concurrency_key)
                 VALUES (1, 'test.job', '{}', 0, 3, 3, 'attempts_exhausted', now(), 'client:c1')
                 """)
-            let dead = try #require(try await database.scalar("SELECT id FROM webhook_worker.dead_letter_jobs", as: Int64.self))
+            let dead = try #require(
+                try await database.scalar("SELECT id FROM webhook_worker.dead_letter_jobs", as: Int64.self))
             let job = try #require(
-                try await database.scalar("SELECT webhook_worker.requeue_dead_letter($1) AS id", [dead], as: Int64.self))
-            #expect(try await database.scalar("SELECT max_attempts FROM webhook_worker.jobs WHERE id = $1", [job], as: Int.self) == 3)
+                try await database.scalar("SELECT webhook_worker.requeue_dead_letter($1) AS id", [dead], as: Int64.self)
+            )
             #expect(
-                try await database.scalar("SELECT concurrency_key FROM webhook_worker.jobs WHERE id = $1", [job], as: String.self)
+                try await database.scalar(
+                    "SELECT max_attempts FROM webhook_worker.jobs WHERE id = $1", [job], as: Int.self) == 3)
+            #expect(
+                try await database.scalar(
+                    "SELECT concurrency_key FROM webhook_worker.jobs WHERE id = $1", [job], as: String.self)
                     == "client:c1")
         }
     }
@@ -258,10 +286,12 @@ struct PartialFailureTests {
             let one = try await database.connect()
             let two = try await database.connect()
             try await one.execute(script: "BEGIN", name: "begin")
-            let first = try await one.query(PostgresQuery("", "SELECT webhook_worker.enqueue('test.job', unique_key => 'k') AS id"))
+            let first = try await one.query(
+                PostgresQuery("", "SELECT webhook_worker.enqueue('test.job', unique_key => 'k') AS id"))
             #expect(try first.first?.decodeIfPresent("id", as: Int64.self) != nil)
             // The second waits for the first transaction, then finds the key taken.
-            async let second = two.query(PostgresQuery("", "SELECT webhook_worker.enqueue('test.job', unique_key => 'k') AS id"))
+            async let second = two.query(
+                PostgresQuery("", "SELECT webhook_worker.enqueue('test.job', unique_key => 'k') AS id"))
             try await Task.sleep(for: .milliseconds(200))
             try await one.execute(script: "COMMIT", name: "commit")
             #expect(try await second.first?.decodeIfPresent("id", as: Int64.self) == nil)
@@ -289,7 +319,8 @@ struct DeliveryPartialFailureTests {
             #expect(await fixture.status(client: "stalls") == "delivered")
             #expect(
                 try await database.count(
-                    "SELECT count(*) FROM webhook_worker.job_attempts WHERE kind = 'webhook.deliver' AND outcome = 'succeeded'") == 1)
+                    "SELECT count(*) FROM webhook_worker.job_attempts WHERE kind = 'webhook.deliver' AND outcome = 'succeeded'"
+                ) == 1)
         }
     }
 
@@ -301,9 +332,11 @@ struct DeliveryPartialFailureTests {
         policy.resolver = { _, _ in [.init(bytes: [93, 184, 216, 34], text: "93.184.216.34")] }
         let configuration = WebhookDeliveryConfiguration(
             requestTimeout: .seconds(8), connectTimeout: .seconds(4), allowHTTP: true, allowPrivateNetworks: false)
-        let sender = WebhookSender(configuration: configuration, policy: policy, eventLoopGroup: HTTPClient.defaultEventLoopGroup)
+        let sender = WebhookSender(
+            configuration: configuration, policy: policy, eventLoopGroup: HTTPClient.defaultEventLoopGroup)
         let result = await sender.post(
-            url: "http://localhost:\(receiver.port)/rebound", headers: [], body: Array("{}".utf8), logger: TestDatabase.logger)
+            url: "http://localhost:\(receiver.port)/rebound", headers: [], body: Array("{}".utf8),
+            logger: TestDatabase.logger)
         try await sender.shutdown()
         await receiver.stop()
         #expect(result.errorClass == .policyRefused, "\(result)")
@@ -337,7 +370,8 @@ struct DeliveryPartialFailureTests {
             try await locker.execute(script: "COMMIT", name: "unlock")
             await locker.close()
             let delivered = try await eventually(timeout: .seconds(60), every: .milliseconds(200)) {
-                try await database.count("SELECT count(*) FROM webhook_worker.webhook_deliveries WHERE status = 'delivered'") == 60
+                try await database.count(
+                    "SELECT count(*) FROM webhook_worker.webhook_deliveries WHERE status = 'delivered'") == 60
             }
             for (worker, sender) in replicas { try await worker.stop(); try await sender.shutdown() }
             await fixture.receiver.stop()
@@ -345,8 +379,12 @@ struct DeliveryPartialFailureTests {
             let ids = fixture.receiver.received.compactMap { $0.header("X-Webhook-Delivery") }
             #expect(ids.count == 60, "each delivery sent once")
             #expect(Set(ids).count == ids.count, "no delivery sent twice")
-            #expect(try await database.count("SELECT count(*) FROM webhook_worker.job_attempts WHERE outcome = 'lost'") == 0)
-            #expect(try await database.count("SELECT count(*) FROM webhook_worker.job_attempts WHERE outcome = 'released'") > 0)
+            #expect(
+                try await database.count("SELECT count(*) FROM webhook_worker.job_attempts WHERE outcome = 'lost'") == 0
+            )
+            #expect(
+                try await database.count("SELECT count(*) FROM webhook_worker.job_attempts WHERE outcome = 'released'")
+                    > 0)
         }
     }
 }

@@ -19,7 +19,8 @@ struct PgBouncerTests {
             let (worker, sender) = fixture.startWorker { $0.throughPgBouncer(database) }
             for _ in 0..<50 { try await fixture.connectIntegration() }
             let delivered = await eventually(timeout: .seconds(60)) {
-                (try? await database.count("SELECT count(*) FROM webhook_worker.webhook_deliveries WHERE status = 'delivered'")) == 100
+                (try? await database.count(
+                    "SELECT count(*) FROM webhook_worker.webhook_deliveries WHERE status = 'delivered'")) == 100
             }
             try await Task.sleep(for: .milliseconds(300))
             try await stopAll(worker, sender, fixture)
@@ -36,7 +37,8 @@ struct PgBouncerTests {
     func replicas() async throws {
         try await withTestDatabase { database in
             try await database.query(
-                "INSERT INTO webhook_worker.jobs (kind, payload) SELECT 'test.job', jsonb_build_object('n', n) FROM generate_series(1, 3000) n")
+                "INSERT INTO webhook_worker.jobs (kind, payload) SELECT 'test.job', jsonb_build_object('n', n) FROM generate_series(1, 3000) n"
+            )
             let recorder = Recorder()
             let handler = ClosureHandler { job in
                 recorder.record(job)
@@ -57,7 +59,9 @@ struct PgBouncerTests {
             #expect(drained)
             #expect(recorder.handledIDs.count == 3000)
             #expect(recorder.duplicates.isEmpty)
-            #expect(try await database.count("SELECT count(*) FROM webhook_worker.job_attempts WHERE outcome = 'succeeded'") == 3000)
+            #expect(
+                try await database.count("SELECT count(*) FROM webhook_worker.job_attempts WHERE outcome = 'succeeded'")
+                    == 3000)
             #expect(try await database.count("SELECT count(DISTINCT worker_id) FROM webhook_worker.job_attempts") >= 2)
         }
     }
@@ -85,12 +89,15 @@ struct PgBouncerTests {
             }
             // A plain client of the pooler: PgBouncer lends it the server connection the worker
             // used last (the only one of this fresh database). None of the worker's settings.
-            let other = try await PostgresConnection.connect(TestPgBouncer.conninfo(database), logger: TestDatabase.logger)
+            let other = try await PostgresConnection.connect(
+                TestPgBouncer.conninfo(database), logger: TestDatabase.logger)
             defer { Task { await other.close() } }
             let row = try await other.query(
                 PostgresQuery(
-                    "", "SELECT current_setting('statement_timeout') AS st, current_setting('lock_timeout') AS lt, "
-                        + "current_setting('IntervalStyle') AS style, current_setting('TimeZone') AS tz, pg_backend_pid() AS pid")
+                    "",
+                    "SELECT current_setting('statement_timeout') AS st, current_setting('lock_timeout') AS lt, "
+                        + "current_setting('IntervalStyle') AS style, current_setting('TimeZone') AS tz, pg_backend_pid() AS pid"
+                )
             ).first
             #expect(try row?.decode("st", as: String.self) == "0")
             #expect(try row?.decode("lt", as: String.self) == "0")
@@ -105,7 +112,8 @@ struct PgBouncerTests {
         try await TestDatabase(name: "postgres", conninfo: TestDatabase.serverURL, admin: TestDatabase.serverURL)
             .script("CREATE DATABASE \(name)")
         let database = TestDatabase(
-            name: name, conninfo: TestDatabase.withDatabase(TestDatabase.serverURL, name), admin: TestDatabase.serverURL)
+            name: name, conninfo: TestDatabase.withDatabase(TestDatabase.serverURL, name), admin: TestDatabase.serverURL
+        )
         try await withTeardown {
             try await withThrowingTaskGroup(of: [Int].self) { group in
                 for _ in 0..<3 {

@@ -17,7 +17,8 @@ struct QueueOperationsTests {
                     kind: "test.kind", payload: PostgresJSON(#"{"n": 1}"#), runAt: runAt, priority: -2, maxAttempts: 3,
                     uniqueKey: "test:1", concurrencyKey: "key-a")
                 let id = try #require(try await enqueuer.enqueue(job))
-                let row = try #require(try await database.query("SELECT * FROM webhook_worker.jobs WHERE id = $1", [id]).first)
+                let row = try #require(
+                    try await database.query("SELECT * FROM webhook_worker.jobs WHERE id = $1", [id]).first)
                 #expect(try row.decode("kind", as: String.self) == "test.kind")
                 #expect(try row.decode("payload", as: String.self) == #"{"n": 1}"#)
                 #expect(try row.decode("run_at", as: Date.self) == runAt)
@@ -27,12 +28,15 @@ struct QueueOperationsTests {
                 #expect(try await enqueuer.enqueue(job) == nil, "the unique key is live")
 
                 #expect(try await enqueuer.enqueue(NewJob(kind: "noop"), copies: 250) == 250)
-                #expect(try await database.count("SELECT count(*) FROM webhook_worker.jobs WHERE kind = 'noop' AND payload = '{}'") == 250)
+                #expect(
+                    try await database.count(
+                        "SELECT count(*) FROM webhook_worker.jobs WHERE kind = 'noop' AND payload = '{}'") == 250)
 
                 let event = try IntegrationConnectedPayload(integrationAccountID: "acct-1", userID: "user-1").job
                 let eventID = try #require(try await enqueuer.enqueue(event))
                 #expect(
-                    try await database.scalar("SELECT payload::text FROM webhook_worker.jobs WHERE id = $1", [eventID], as: String.self)
+                    try await database.scalar(
+                        "SELECT payload::text FROM webhook_worker.jobs WHERE id = $1", [eventID], as: String.self)
                         == #"{"user_id": "user-1", "integration_account_id": "acct-1"}"#)
             }
         }
@@ -41,7 +45,8 @@ struct QueueOperationsTests {
     @Test("dead letters: filters, one requeue with its errors, requeue of chosen ids in batches, purge")
     func deadLetters() async throws {
         try await withTestDatabase { database in
-            try await database.query("""
+            try await database.query(
+                """
                 INSERT INTO webhook_worker.dead_letter_jobs (job_id, kind, payload, priority, attempts, max_attempts, reason, last_error, unique_key, created_at, dead_at)
                 SELECT n, CASE WHEN n % 2 = 0 THEN 'even' ELSE 'odd' END, jsonb_build_object('n', n), 0, 8, 8,
                        'attempts_exhausted', 'boom', CASE WHEN n = 1 THEN 'unique-1' END, now(),
@@ -52,7 +57,8 @@ struct QueueOperationsTests {
                 let deadLetters = DeadLetters(connection)
                 #expect(try await deadLetters.list().count == 10)
                 #expect(try await deadLetters.list(.init(kind: "even")).allSatisfy { $0.kind == "even" })
-                #expect(try await deadLetters.list(.init(diedSince: Date().addingTimeInterval(-3.5 * 86_400))).count == 3)
+                #expect(
+                    try await deadLetters.list(.init(diedSince: Date().addingTimeInterval(-3.5 * 86_400))).count == 3)
                 let newest = try #require(try await deadLetters.list(limit: 1).first)
                 #expect(newest.jobID == 1 && newest.lastError == "boom" && newest.requeuedAt == nil)
                 #expect(try await deadLetters.get(id: newest.id) == newest)
@@ -61,7 +67,9 @@ struct QueueOperationsTests {
                 // A job with the dead letter's unique key is queued: requeueing it must not duplicate it.
                 try await JobEnqueuer(connection).enqueue(NewJob(kind: "odd", uniqueKey: "unique-1"))
                 await #expect(throws: DeadLetters.RequeueError.self) { try await deadLetters.requeue(id: newest.id) }
-                await #expect(throws: DeadLetters.RequeueError.notFound(id: -1)) { try await deadLetters.requeue(id: -1) }
+                await #expect(throws: DeadLetters.RequeueError.notFound(id: -1)) {
+                    try await deadLetters.requeue(id: -1)
+                }
 
                 let second = try #require(try await deadLetters.list(.init(kind: "even"), limit: 1).first)
                 let job = try await deadLetters.requeue(id: second.id)
@@ -77,10 +85,14 @@ struct QueueOperationsTests {
                 #expect((summary.matched, summary.requeued, summary.skippedAlreadyQueued) == (5, 4, 1))
                 #expect(batches == 3)
                 let again = try await deadLetters.requeueAll(.init(ids: odd))
-                #expect((again.matched, again.requeued, again.skippedAlreadyQueued) == (1, 0, 1), "only the one still blocked is left")
+                #expect(
+                    (again.matched, again.requeued, again.skippedAlreadyQueued) == (1, 0, 1),
+                    "only the one still blocked is left")
                 #expect(try await deadLetters.list(includeRequeued: false).count == 5)
 
-                #expect(try await deadLetters.purge(diedBefore: Date().addingTimeInterval(-5.5 * 86_400), kind: "even", batchSize: 1) == 3)
+                #expect(
+                    try await deadLetters.purge(
+                        diedBefore: Date().addingTimeInterval(-5.5 * 86_400), kind: "even", batchSize: 1) == 3)
                 #expect(try await database.count("SELECT count(*) FROM webhook_worker.dead_letter_jobs") == 7)
             }
         }
@@ -109,7 +121,8 @@ struct QueueOperationsTests {
     func resend() async throws {
         try await withTestDatabase { database in
             let id = UUID()
-            try await database.query("""
+            try await database.query(
+                """
                 INSERT INTO webhook_worker.webhook_deliveries
                     (delivery_id, event, source_job_id, integration_account_id, user_id, oauth_client_id, payload, status)
                 VALUES ($1, 'integration.connected', 1, 'acct-1', 'user-1', 'client-a', '{}', 'failed')
@@ -117,10 +130,13 @@ struct QueueOperationsTests {
             try await database.withConnection { connection in
                 let deliveries = Deliveries(connection)
                 let job = try await deliveries.resend(id)
-                let row = try #require(try await database.query("SELECT * FROM webhook_worker.jobs WHERE id = $1", [job]).first)
+                let row = try #require(
+                    try await database.query("SELECT * FROM webhook_worker.jobs WHERE id = $1", [job]).first)
                 #expect(try row.decode("kind", as: String.self) == "webhook.deliver")
-                #expect(try row.decode("payload", as: String.self) == #"{"delivery_id": "\#(id.uuidString.lowercased())"}"#)
-                #expect(try row.decode("unique_key", as: String.self) == "webhook.deliver:\(id.uuidString.lowercased())")
+                #expect(
+                    try row.decode("payload", as: String.self) == #"{"delivery_id": "\#(id.uuidString.lowercased())"}"#)
+                #expect(
+                    try row.decode("unique_key", as: String.self) == "webhook.deliver:\(id.uuidString.lowercased())")
                 #expect(try row.decode("concurrency_key", as: String.self) == "client:client-a")
                 #expect(try await deliveries.get(id)?.status == "pending")
                 await #expect(throws: Deliveries.ResendError.alreadyQueued(id)) { try await deliveries.resend(id) }

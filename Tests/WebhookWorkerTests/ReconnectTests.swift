@@ -16,14 +16,17 @@ struct ReconnectTests {
                 return .complete
             }
             let worker = RunningWorker(database, handlers: [handler]) { $0.pollInterval = .milliseconds(500) }
-            try await database.query("INSERT INTO webhook_worker.jobs (kind) SELECT 'test.job' FROM generate_series(1, 500)")
+            try await database.query(
+                "INSERT INTO webhook_worker.jobs (kind) SELECT 'test.job' FROM generate_series(1, 500)")
             #expect(await eventually { recorder.handledIDs.count >= 100 })
             for _ in 0..<3 {
                 try await database.query(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
                 try await Task.sleep(for: .milliseconds(200))
             }
-            try await database.query("INSERT INTO webhook_worker.jobs (kind) SELECT 'test.job' FROM generate_series(1, 500)")
+            try await database.query(
+                "INSERT INTO webhook_worker.jobs (kind) SELECT 'test.job' FROM generate_series(1, 500)")
             let drained = await eventually(timeout: .seconds(60)) {
                 (try? await database.count("SELECT count(*) FROM webhook_worker.jobs")) == 0
             }
@@ -31,8 +34,10 @@ struct ReconnectTests {
             #expect(drained)
             #expect(recorder.handledIDs.count == 1000)
             // Every job finished with exactly one recorded success.
-            #expect(try await database.count(
-                "SELECT count(DISTINCT job_id) FROM webhook_worker.job_attempts WHERE outcome = 'succeeded'") == 1000)
+            #expect(
+                try await database.count(
+                    "SELECT count(DISTINCT job_id) FROM webhook_worker.job_attempts WHERE outcome = 'succeeded'")
+                    == 1000)
         }
     }
 
@@ -49,19 +54,22 @@ struct ReconnectTests {
             return .complete
         }
         let worker = RunningWorker(database, handlers: [handler]) { $0.pollInterval = .milliseconds(500) }
-        try await database.query("INSERT INTO webhook_worker.jobs (kind) SELECT 'test.job' FROM generate_series(1, 400)")
+        try await database.query(
+            "INSERT INTO webhook_worker.jobs (kind) SELECT 'test.job' FROM generate_series(1, 400)")
         #expect(await eventually { recorder.handledIDs.count >= 50 })
         _ = try runScript("restart", directory)
         #expect(await eventually { (try? await database.count("SELECT 1")) == 1 })
-        try await database.query("INSERT INTO webhook_worker.jobs (kind) SELECT 'test.job' FROM generate_series(1, 400)")
+        try await database.query(
+            "INSERT INTO webhook_worker.jobs (kind) SELECT 'test.job' FROM generate_series(1, 400)")
         let drained = await eventually(timeout: .seconds(90)) {
             (try? await database.count("SELECT count(*) FROM webhook_worker.jobs")) == 0
         }
         try await worker.stop()
         #expect(drained)
         #expect(recorder.handledIDs.count == 800)
-        #expect(try await database.count(
-            "SELECT count(DISTINCT job_id) FROM webhook_worker.job_attempts WHERE outcome = 'succeeded'") == 800)
+        #expect(
+            try await database.count(
+                "SELECT count(DISTINCT job_id) FROM webhook_worker.job_attempts WHERE outcome = 'succeeded'") == 800)
     }
 }
 

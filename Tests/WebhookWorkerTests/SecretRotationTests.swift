@@ -7,7 +7,9 @@ import WebhookReceiver
 
 @Suite("Secret rotation")
 struct SecretRotationTests {
-    @Test("during the overlap webhook-signature carries the new and the retired secret's signatures; after it, only the new")
+    @Test(
+        "during the overlap webhook-signature carries the new and the retired secret's signatures; after it, only the new"
+    )
     func overlap() async throws {
         try await withTestDatabase(appTables: true) { database in
             let fixture = try await DeliveryFixture.make(database: database)
@@ -15,7 +17,8 @@ struct SecretRotationTests {
             let new = "rotated-secret-\(UUID().uuidString)"
             try await fixture.addClient("rotating", secret: old)
             let trigger = try String(
-                contentsOfFile: TestDatabase.repoRoot + "/sql/optional/keep_retired_webhook_secrets.sql", encoding: .utf8)
+                contentsOfFile: TestDatabase.repoRoot + "/sql/optional/keep_retired_webhook_secrets.sql",
+                encoding: .utf8)
             try await database.script(trigger)
             try await database.query(#"UPDATE "OAuthClient" SET "webhookSecret" = $1 WHERE id = 'rotating'"#, [new])
             #expect(try await database.count("SELECT count(*) FROM webhook_worker.retired_secrets") == 1)
@@ -28,13 +31,20 @@ struct SecretRotationTests {
             let timestamp = try #require(first.header("webhook-timestamp"))
             let signatures = try #require(first.header("webhook-signature"))
             #expect(signatures.split(separator: " ").count == 2)
-            #expect(WebhookSignature.verifyStandard(signatures, secret: new, id: id, timestamp: timestamp, body: first.body))
-            #expect(WebhookSignature.verifyStandard(signatures, secret: old, id: id, timestamp: timestamp, body: first.body))
+            #expect(
+                WebhookSignature.verifyStandard(signatures, secret: new, id: id, timestamp: timestamp, body: first.body)
+            )
+            #expect(
+                WebhookSignature.verifyStandard(signatures, secret: old, id: id, timestamp: timestamp, body: first.body)
+            )
             // The seed's header stays on the current secret only.
-            #expect(WebhookSignature.verifyHex(try #require(first.header("X-Webhook-Secret")), secret: new, body: first.body))
+            #expect(
+                WebhookSignature.verifyHex(
+                    try #require(first.header("X-Webhook-Secret")), secret: new, body: first.body))
 
             // Past the overlap (24 h by default), the old secret signs no more, and prune deletes it.
-            try await database.query("UPDATE webhook_worker.retired_secrets SET retired_at = now() - interval '25 hours'")
+            try await database.query(
+                "UPDATE webhook_worker.retired_secrets SET retired_at = now() - interval '25 hours'")
             try await fixture.connectIntegration()
             #expect(await eventually { fixture.requests(to: "rotating").count >= 2 })
             try await stopAll(worker, sender, fixture)
@@ -58,10 +68,13 @@ struct SecretRotationTests {
         try await withTestDatabase(appTables: true) { database in
             let secret = "old-secret-\(UUID().uuidString)"
             let (output, status) = try CommandLineTests.run(
-                "printf '%s\\n' '\(secret)' | $BIN secrets retire --client c1", environment: ["DATABASE_URL": database.conninfo])
+                "printf '%s\\n' '\(secret)' | $BIN secrets retire --client c1",
+                environment: ["DATABASE_URL": database.conninfo])
             #expect(status == 0, "\(output)")
             #expect(!output.contains(secret))
-            #expect(try await database.scalar("SELECT secret FROM webhook_worker.retired_secrets", as: String.self) == secret)
+            #expect(
+                try await database.scalar("SELECT secret FROM webhook_worker.retired_secrets", as: String.self)
+                    == secret)
             let (empty, emptyStatus) = try CommandLineTests.run(
                 "$BIN secrets retire --client c1 </dev/null", environment: ["DATABASE_URL": database.conninfo])
             #expect(emptyStatus == 2, "\(empty)")

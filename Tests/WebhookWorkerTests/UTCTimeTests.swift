@@ -16,20 +16,28 @@ struct UTCTimeTests {
         #expect(UTCTime.iso8601(Date(timeIntervalSince1970: -1.5), fractionDigits: 3) == "1969-12-31T23:59:58.500Z")
         #expect(UTCTime.iso8601(Date(timeIntervalSince1970: 951_782_400)) == "2000-02-29T00:00:00.000Z")
         // The webhook's timestamp: a stored .225 must not read as .224.
-        #expect(IntegrationConnectedEvent.timestamp(Date(timeIntervalSince1970: 1_705_314_600.225)) == "2024-01-15T10:30:00.225Z")
+        #expect(
+            IntegrationConnectedEvent.timestamp(Date(timeIntervalSince1970: 1_705_314_600.225))
+                == "2024-01-15T10:30:00.225Z")
     }
 
     @Test(
         "PostgreSQL's and ISO 8601's forms parse to the same instant",
         arguments: [
-            "2024-01-15 10:30:00.5+00", "2024-01-15T10:30:00.500Z", "2024-01-15T12:30:00.5+02:00", "2024-01-15T12:30:00.5+0200",
+            "2024-01-15 10:30:00.5+00", "2024-01-15T10:30:00.500Z", "2024-01-15T12:30:00.5+02:00",
+            "2024-01-15T12:30:00.5+0200",
             "2024-01-15 05:00:00.5-05:30", "2024-01-15T10:30:00.500000", "2024-01-15 10:30:00.5+00:00:00",
         ])
     func parsing(text: String) {
         #expect(UTCTime.parseISO8601(text) == Date(timeIntervalSince1970: 1_705_314_600.5), "\(text)")
     }
 
-    @Test("junk does not parse", arguments: ["", "2024-01-15", "2024-13-01T00:00:00Z", "2024-01-15T10:30:00.Z", "2024-01-15T10:30Z", "2024-01-15T10:30:00+1", "2024-01-15T10:30:00Zjunk", "infinity"])
+    @Test(
+        "junk does not parse",
+        arguments: [
+            "", "2024-01-15", "2024-13-01T00:00:00Z", "2024-01-15T10:30:00.Z", "2024-01-15T10:30Z",
+            "2024-01-15T10:30:00+1", "2024-01-15T10:30:00Zjunk", "infinity",
+        ])
     func junk(text: String) {
         #expect(UTCTime.parseISO8601(text) == nil, "\(text)")
     }
@@ -51,9 +59,14 @@ struct UTCTimeTests {
         #expect(HTTPDate.parse("Sunday, 06-Nov-94 08:49:37 GMT", now: now) == expected)
         #expect(HTTPDate.parse("Sun Nov  6 08:49:37 1994", now: now) == expected)
         #expect(HTTPDate.parse("Monday, 06-Nov-30 08:49:37 GMT", now: now).map(UTCTime.fields)?.year == 2030)
-        for junk in ["", "soon", "Sun, 06 Nov 1994 08:49:37 CET", "Sun, 06 Foo 1994 08:49:37 GMT", "Sun, 06 Nov 1994 8:49:37 GMT"] {
+        for junk in [
+            "", "soon", "Sun, 06 Nov 1994 08:49:37 CET", "Sun, 06 Foo 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 8:49:37 GMT",
+        ] {
             #expect(HTTPDate.parse(junk, now: now) == nil, "\(junk)")
         }
-        #expect(WebhookSender.parseRetryAfter("Sun, 06 Nov 1994 08:49:37 GMT", now: expected.addingTimeInterval(-90)) == .seconds(90))
+        #expect(
+            WebhookSender.parseRetryAfter("Sun, 06 Nov 1994 08:49:37 GMT", now: expected.addingTimeInterval(-90))
+                == .seconds(90))
     }
 }

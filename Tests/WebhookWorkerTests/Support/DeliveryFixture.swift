@@ -17,7 +17,8 @@ struct DeliveryFixture {
     ) async throws -> DeliveryFixture {
         let receiver = try await WebhookReceiverServer.start(respond: respond)
         let fixture = DeliveryFixture(database: database, receiver: receiver)
-        try await database.script("""
+        try await database.script(
+            """
             INSERT INTO "User" (id, email) VALUES ('user-1', 'one@example.com'), ('user-2', 'two@example.com');
             INSERT INTO "IntegrationDefinitionV2" (id, name, slug, icon) VALUES ('def-linear', 'Linear', 'linear', 'https://example.com/linear-icon.png');
             INSERT INTO "IntegrationAccount" (id, "accountId", "integrationDefinitionId", "integratedById") VALUES ('acct-1', 'ext-42', 'def-linear', 'user-1');
@@ -71,7 +72,9 @@ struct DeliveryFixture {
         let sender = WebhookSender(configuration: configuration)
         let worker = RunningWorker(
             database,
-            handlers: [IntegrationConnectedHandler(configuration: configuration), WebhookDeliverHandler(sender: sender)]
+            handlers: [
+                IntegrationConnectedHandler(configuration: configuration), WebhookDeliverHandler(sender: sender),
+            ]
         ) {
             $0.concurrency = concurrency
             $0.pollInterval = .milliseconds(50)
@@ -87,7 +90,8 @@ struct DeliveryFixture {
     }
 
     func delivery(client: String) async throws -> PostgresRow? {
-        try await database.query("SELECT * FROM webhook_worker.webhook_deliveries WHERE oauth_client_id = $1", [client]).first
+        try await database.query("SELECT * FROM webhook_worker.webhook_deliveries WHERE oauth_client_id = $1", [client])
+            .first
     }
 
     func status(client: String) async -> String? {

@@ -30,7 +30,9 @@ final class TCPProxy: Sendable {
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, socklen_t(MemoryLayout<Int32>.size))
         var address = Self.loopback(port: 0)
         let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard bound == 0, listen(fd, 64) == 0 else { throw POSIXError(.EADDRINUSE) }
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
@@ -142,8 +144,10 @@ final class TCPProxy: Sendable {
                 while true {
                     if startup {
                         guard pending.count >= 8 else { break }
-                        let length = Int(pending[0]) << 24 | Int(pending[1]) << 16 | Int(pending[2]) << 8 | Int(pending[3])
-                        let code = Int(pending[4]) << 24 | Int(pending[5]) << 16 | Int(pending[6]) << 8 | Int(pending[7])
+                        let length =
+                            Int(pending[0]) << 24 | Int(pending[1]) << 16 | Int(pending[2]) << 8 | Int(pending[3])
+                        let code =
+                            Int(pending[4]) << 24 | Int(pending[5]) << 16 | Int(pending[6]) << 8 | Int(pending[7])
                         guard pending.count >= length else { break }
                         pending.removeFirst(length)
                         // SSLRequest and GSSENCRequest come before the real startup packet.
@@ -151,7 +155,8 @@ final class TCPProxy: Sendable {
                     } else {
                         guard pending.count >= 5 else { break }
                         if pending[0] == UInt8(ascii: "Q") || pending[0] == UInt8(ascii: "P") { break outer }
-                        let length = Int(pending[1]) << 24 | Int(pending[2]) << 16 | Int(pending[3]) << 8 | Int(pending[4])
+                        let length =
+                            Int(pending[1]) << 24 | Int(pending[2]) << 16 | Int(pending[3]) << 8 | Int(pending[4])
                         guard pending.count >= length + 1 else { break }
                         pending.removeFirst(length + 1)
                     }

@@ -22,7 +22,8 @@ struct TestDatabase: Sendable {
 
     static let logger: Logger = {
         var logger = Logger(label: "test")
-        logger.logLevel = ProcessInfo.processInfo.environment["TEST_LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0) } ?? .critical
+        logger.logLevel =
+            ProcessInfo.processInfo.environment["TEST_LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0) } ?? .critical
         return logger
     }()
 
@@ -70,7 +71,9 @@ struct TestDatabase: Sendable {
         try await withConnection { try await $0.execute(script: sql, name: "script") }
     }
 
-    func scalar<T: PostgresDecodable>(_ sql: String, _ bindings: [any PostgresEncodable] = [], as: T.Type = T.self)
+    func scalar<T: PostgresDecodable>(
+        _ sql: String, _ bindings: [any PostgresEncodable] = [], as: T.Type = T.self
+    )
         async throws -> T?
     {
         let result = try await query(sql, bindings)
@@ -103,7 +106,9 @@ struct TestDatabase: Sendable {
         var url = URL(fileURLWithPath: #filePath)
         while url.path != "/" {
             url.deleteLastPathComponent()
-            if FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) { return url.path }
+            if FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) {
+                return url.path
+            }
         }
         fatalError("no Package.swift above \(#filePath)")
     }()
@@ -112,7 +117,11 @@ struct TestDatabase: Sendable {
 /// Runs `body` with a fresh database and drops it afterwards, whatever happens.
 func withTestDatabase<T>(appTables: Bool = false, _ body: (TestDatabase) async throws -> T) async throws -> T {
     let database = try await TestDatabase.create(appTables: appTables)
-    return try await withTeardown { try await body(database) } teardown: { await database.drop() }
+    return try await withTeardown {
+        try await body(database)
+    } teardown: {
+        await database.drop()
+    }
 }
 
 /// Polls `condition` until it holds or `timeout` passes; returns whether it held.
@@ -148,7 +157,8 @@ final class RunningWorker: Sendable {
         // The handlers' pool runs under the worker's timeouts, as `run` sets it up.
         pool = PostgresConnectionPool(
             configuration: configuration.databasePool(maxConnections: 4), logger: TestDatabase.logger)
-        worker = JobWorker(configuration: configuration, handlers: handlers, database: pool, logger: TestDatabase.logger)
+        worker = JobWorker(
+            configuration: configuration, handlers: handlers, database: pool, logger: TestDatabase.logger)
         let worker = self.worker
         task = Task { try await worker.run() }
     }
@@ -168,7 +178,9 @@ func finishes(within limit: Duration, _ body: @escaping @Sendable () async throw
         try? await body()
         done.store(true, ordering: .sequentiallyConsistent)
     }
-    let finished = await eventually(timeout: limit, every: .milliseconds(20)) { done.load(ordering: .sequentiallyConsistent) }
+    let finished = await eventually(timeout: limit, every: .milliseconds(20)) {
+        done.load(ordering: .sequentiallyConsistent)
+    }
     if !finished { task.cancel() }
     return finished
 }

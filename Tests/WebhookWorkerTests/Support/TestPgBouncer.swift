@@ -19,7 +19,8 @@ enum TestPgBouncer {
             fatalError("could not start PgBouncer (NEED_PGBOUNCER=1 scripts/ensure-deps installs it): \(error)")
         }
         atexit {
-            _ = try? shell("'\(TestDatabase.repoRoot)/scripts/pgbouncer' destroy '\(TestPgBouncer.directory)' >/dev/null 2>&1")
+            _ = try? shell(
+                "'\(TestDatabase.repoRoot)/scripts/pgbouncer' destroy '\(TestPgBouncer.directory)' >/dev/null 2>&1")
         }
         return url
     }()

@@ -22,79 +22,76 @@ enum LogSetup {
     }
 }
 
-/// swift-log's `StreamLogHandler` line on standard error (`<time> <level> <label>: <metadata>
-/// [<source>] <message>`), with the metadata formatted when a line is written. The stream
-/// handler formats it whenever a key is set: each job sets several, and at full speed that cost
-/// about 5 % of the worker's CPU even with nothing logged.
-struct TextLogHandler: LogHandler {
-    let label: String
-    var logLevel: Logger.Level = .info
-    var metadata: Logger.Metadata = [:]
-    var metadataProvider: Logger.MetadataProvider?
+/// What both handlers share: the level, the metadata (set without formatting anything), and
+/// one line at a time on standard error.
+protocol LineLogHandler: LogHandler {}
 
-    private static let output = Mutex(())
+private let standardErrorLines = Mutex(())
 
-    init(label: String) { self.label = label }
-
+extension LineLogHandler {
     subscript(metadataKey key: String) -> Logger.Metadata.Value? {
         get { metadata[key] }
         set { metadata[key] = newValue }
     }
 
-    func log(event: LogEvent) {
+    /// The handler's metadata, then the provider's, then the event's: later keys win.
+    func merged(with event: LogEvent) -> Logger.Metadata {
         var merged = metadata
         if let provided = metadataProvider?.get() { merged.merge(provided) { _, new in new } }
         if let extra = event.metadata { merged.merge(extra) { _, new in new } }
-        let pretty = merged.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-        let line =
-            "\(Self.timestamp()) \(event.level) \(label):\(pretty.isEmpty ? "" : " " + pretty) [\(event.source)] \(event.message)\n"
-        Self.output.withLock { _ in FileHandle.standardError.write(Data(line.utf8)) }
+        return merged
     }
 
-    private static func timestamp() -> String {
-        var now = time(nil)
-        var parts = tm()
-        localtime_r(&now, &parts)
-        var buffer = [Int8](repeating: 0, count: 64)
-        let count = strftime(&buffer, buffer.count, "%Y-%m-%dT%H:%M:%S%z", &parts)
-        return String(decoding: buffer.prefix(count).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    func write(_ line: Data) {
+        standardErrorLines.withLock { _ in FileHandle.standardError.write(line) }
+    }
+}
+
+/// swift-log's `StreamLogHandler` line on standard error (`<time> <level> <label>: <metadata>
+/// [<source>] <message>`, the time in UTC), with the metadata formatted when a line is written.
+/// The stream handler formats it whenever a key is set: each job sets several, and at full speed
+/// that cost about 5 % of the worker's CPU even with nothing logged.
+struct TextLogHandler: LineLogHandler {
+    let label: String
+    var logLevel: Logger.Level = .info
+    var metadata: Logger.Metadata = [:]
+    var metadataProvider: Logger.MetadataProvider?
+
+    init(label: String) { self.label = label }
+
+    func log(event: LogEvent) {
+        let pretty = merged(with: event).sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+            .joined(separator: " ")
+        let time = UTCTime.iso8601(Date(), fractionDigits: 0)
+        let metadata = pretty.isEmpty ? "" : " " + pretty
+        write(Data("\(time) \(event.level) \(label):\(metadata) [\(event.source)] \(event.message)\n".utf8))
     }
 }
 
 /// One JSON object per line on standard error: `timestamp`, `level`, `message`, `label`, and
 /// the metadata's keys at the top level (`job.id`, `delivery.id`, ...).
-struct JSONLogHandler: LogHandler {
+struct JSONLogHandler: LineLogHandler {
     let label: String
     var logLevel: Logger.Level = .info
     var metadata: Logger.Metadata = [:]
     var metadataProvider: Logger.MetadataProvider?
 
-    private static let output = Mutex(())
-
     init(label: String) { self.label = label }
 
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-
     func log(event: LogEvent) {
-        var merged = metadata
-        if let provided = metadataProvider?.get() { merged.merge(provided) { _, new in new } }
-        if let extra = event.metadata { merged.merge(extra) { _, new in new } }
         var object: [String: Any] = [
             "timestamp": UTCTime.iso8601(Date(), fractionDigits: 3),
             "level": event.level.rawValue,
             "message": "\(event.message)",
             "label": label,
         ]
-        for (key, value) in merged where object[key] == nil { object[key] = Self.plain(value) }
+        for (key, value) in merged(with: event) where object[key] == nil { object[key] = Self.plain(value) }
         guard
             var line = try? JSONSerialization.data(
                 withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
         else { return }
         line.append(0x0A)
-        Self.output.withLock { _ in FileHandle.standardError.write(line) }
+        write(line)
     }
 
     private static func plain(_ value: Logger.Metadata.Value) -> Any {

@@ -159,7 +159,8 @@ struct JobStore: Sendable {
             WHERE j.id = f.id AND j.attempt = f.attempt AND j.locked_by = $3
             RETURNING j.id, j.kind, j.attempt, j.attempted_at, \(finishedAt) AS finished_at, f.error
         )
-        INSERT INTO webhook_worker.job_attempts (job_id, kind, attempt, worker_id, started_at, finished_at, outcome, error)
+        INSERT INTO webhook_worker.job_attempts (job_id, kind, attempt, worker_id, started_at, finished_at, outcome, \
+        error)
         SELECT id, kind, attempt, $3, coalesce(attempted_at, finished_at), finished_at, 'cancelled', error FROM done
         RETURNING job_id
         """)
@@ -172,12 +173,14 @@ struct JobStore: Sendable {
                 AS f(id, attempt, ago, error, wait)
         ), back AS (
             UPDATE webhook_worker.jobs j
-            SET state = 'available', locked_by = NULL, locked_until = NULL, run_at = now() + f.wait, last_error = f.error
+            SET state = 'available', locked_by = NULL, locked_until = NULL, run_at = now() + f.wait, last_error = \
+        f.error
             FROM f
             WHERE j.id = f.id AND j.attempt = f.attempt AND j.locked_by = $3
             RETURNING j.id, j.kind, j.attempt, j.attempted_at, \(finishedAt) AS finished_at, f.error
         )
-        INSERT INTO webhook_worker.job_attempts (job_id, kind, attempt, worker_id, started_at, finished_at, outcome, error)
+        INSERT INTO webhook_worker.job_attempts (job_id, kind, attempt, worker_id, started_at, finished_at, outcome, \
+        error)
         SELECT id, kind, attempt, $3, coalesce(attempted_at, finished_at), finished_at, 'failed', error FROM back
         RETURNING job_id
         """)
@@ -200,7 +203,8 @@ struct JobStore: Sendable {
             WHERE j.id = f.id AND j.attempt = f.attempt AND j.locked_by = $3
             RETURNING j.id, j.kind, f.attempt, j.attempted_at, \(finishedAt) AS finished_at, f.error
         )
-        INSERT INTO webhook_worker.job_attempts (job_id, kind, attempt, worker_id, started_at, finished_at, outcome, error)
+        INSERT INTO webhook_worker.job_attempts (job_id, kind, attempt, worker_id, started_at, finished_at, outcome, \
+        error)
         SELECT id, kind, attempt, $3, coalesce(attempted_at, finished_at), finished_at, 'released', error
         FROM back
         RETURNING job_id
@@ -232,13 +236,16 @@ struct JobStore: Sendable {
             RETURNING j.*, \(finishedAt) AS finished_at, f.error, f.reason, f.max_attempts AS effective_max_attempts
         ), letters AS (
             INSERT INTO webhook_worker.dead_letter_jobs
-                (job_id, kind, payload, priority, attempts, max_attempts, reason, last_error, unique_key, concurrency_key,
+                (job_id, kind, payload, priority, attempts, max_attempts, reason, last_error, unique_key, \
+        concurrency_key,
                  created_at, dead_at)
-            SELECT id, kind, payload, priority, attempt, effective_max_attempts, reason, error, unique_key, concurrency_key,
+            SELECT id, kind, payload, priority, attempt, effective_max_attempts, reason, error, unique_key, \
+        concurrency_key,
                    created_at, finished_at
             FROM dead
         )
-        INSERT INTO webhook_worker.job_attempts (job_id, kind, attempt, worker_id, started_at, finished_at, outcome, error)
+        INSERT INTO webhook_worker.job_attempts (job_id, kind, attempt, worker_id, started_at, finished_at, outcome, \
+        error)
         SELECT id, kind, attempt, $3, coalesce(attempted_at, finished_at), finished_at, 'failed', error FROM dead
         RETURNING job_id
         """)

@@ -107,7 +107,10 @@ public struct JobWorkerConfiguration: Sendable {
     public var sessionSettings: String {
         // jit off: the queue's statements are short, and compiling one costs far more than running it.
         var settings =
-            "SET statement_timeout = \(Self.milliseconds(statementTimeout)); SET lock_timeout = \(Self.milliseconds(lockTimeout)); SET jit = off"
+            """
+            SET statement_timeout = \(Self.milliseconds(statementTimeout)); SET lock_timeout = \
+            \(Self.milliseconds(lockTimeout)); SET jit = off
+            """
         if asynchronousCommit { settings += "; SET synchronous_commit = off" }
         return settings
     }

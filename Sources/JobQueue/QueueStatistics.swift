@@ -74,8 +74,10 @@ public struct QueueStatistics: Sendable, Equatable {
         "statsThroughput",
         """
         SELECT kind,
-               count(*) FILTER (WHERE outcome = 'succeeded' AND finished_at > now() - interval '1 minute') AS succeeded_1m,
-               count(*) FILTER (WHERE outcome <> 'succeeded' AND finished_at > now() - interval '1 minute') AS failed_1m,
+               count(*) FILTER (WHERE outcome = 'succeeded' AND finished_at > now() - interval '1 minute') AS \
+        succeeded_1m,
+               count(*) FILTER (WHERE outcome <> 'succeeded' AND finished_at > now() - interval '1 minute') AS \
+        failed_1m,
                count(*) FILTER (WHERE outcome = 'succeeded') AS succeeded_1h,
                count(*) FILTER (WHERE outcome <> 'succeeded') AS failed_1h
         FROM webhook_worker.job_attempts WHERE finished_at > now() - interval '1 hour'

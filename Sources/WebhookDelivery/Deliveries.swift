@@ -53,7 +53,8 @@ public struct Deliveries: Sendable {
     static let attempts = PostgresQuery(
         "deliveryAttempts",
         """
-        SELECT attempt, attempted_at, url, http_status, error_class, error, duration_ms, response_excerpt, worker_id, job_id
+        SELECT attempt, attempted_at, url, http_status, error_class, error, duration_ms, response_excerpt, \
+        worker_id, job_id
         FROM webhook_worker.delivery_attempts WHERE delivery_id = $1::uuid ORDER BY attempt, id
         """)
 
@@ -133,7 +134,8 @@ public struct Deliveries: Sendable {
               AND j.payload ->> 'delivery_id' = c.delivery_id::text
             RETURNING j.id, j.kind, j.attempt
         ), recorded AS (
-            INSERT INTO webhook_worker.job_attempts (job_id, kind, attempt, worker_id, started_at, finished_at, outcome, error)
+            INSERT INTO webhook_worker.job_attempts (job_id, kind, attempt, worker_id, started_at, finished_at, \
+        outcome, error)
             -- The attempt that would have run next: the job's earlier numbers are taken.
             SELECT id, kind, attempt + 1, 'operator', now(), now(), 'cancelled', 'cancelled by an operator' FROM removed
         )

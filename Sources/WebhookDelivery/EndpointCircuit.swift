@@ -31,7 +31,10 @@ enum EndpointCircuit {
 
     static let permitQuery = PostgresQuery(
         "endpointPermit",
-        "SELECT decision, extract(epoch FROM wait)::float8 AS wait FROM webhook_worker.endpoint_permit($1, $2::interval)"
+        """
+        SELECT decision, extract(epoch FROM wait)::float8 AS wait FROM webhook_worker.endpoint_permit($1, \
+        $2::interval)
+        """
     )
 
     static func permit(

@@ -36,7 +36,8 @@ public struct EndpointHealth: Sendable, Equatable {
                 WHERE d.oauth_client_id = substr(e.key, 8) AND d.status = 'pending') AS pending_deliveries,
                (SELECT round(100.0 * count(*) FILTER (WHERE a.http_status BETWEEN 200 AND 299) / nullif(count(*), 0), 1)
                 FROM webhook_worker.delivery_attempts a JOIN webhook_worker.webhook_deliveries d USING (delivery_id)
-                WHERE d.oauth_client_id = substr(e.key, 8) AND a.attempted_at > now() - interval '24 hours') AS success_rate_24h
+                WHERE d.oauth_client_id = substr(e.key, 8) AND a.attempted_at > now() - interval '24 hours') AS \
+        success_rate_24h
         FROM webhook_worker.endpoints e
         LEFT JOIN "OAuthClient" c ON 'client:' || c.id = e.key
         """

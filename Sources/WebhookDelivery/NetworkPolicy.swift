@@ -59,7 +59,10 @@ public struct NetworkPolicy: Sendable {
             if kind.isInternal {
                 throw Refusal(
                     description:
-                        "the webhook host \(host) resolves to \(address.text), a \(kind.rawValue) address; internal destinations are refused (see --allow-private-networks)"
+                        """
+                        the webhook host \(host) resolves to \(address.text), a \(kind.rawValue) address; internal \
+                        destinations are refused (see --allow-private-networks)
+                        """
                 )
             }
         }

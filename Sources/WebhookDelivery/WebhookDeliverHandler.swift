@@ -27,11 +27,13 @@ public struct WebhookDeliverHandler: JobHandler {
         WITH r AS (
             SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::int[], $6::text[], $7::text[],
                                  $8::int[], $9::text[], $10::text[])
-                AS r(delivery_id, job_id, worker_id, url, http_status, error_class, error, duration_ms, response_excerpt,
+                AS r(delivery_id, job_id, worker_id, url, http_status, error_class, error, duration_ms, \
+        response_excerpt,
                      status)
         ), attempt AS (
             INSERT INTO webhook_worker.delivery_attempts
-                (delivery_id, attempt, job_id, worker_id, url, http_status, error_class, error, duration_ms, response_excerpt)
+                (delivery_id, attempt, job_id, worker_id, url, http_status, error_class, error, duration_ms, \
+        response_excerpt)
             SELECT d.delivery_id, d.attempts + 1, r.job_id, r.worker_id, r.url, r.http_status, r.error_class, r.error,
                    r.duration_ms, r.response_excerpt
             FROM r JOIN webhook_worker.webhook_deliveries d ON d.delivery_id = r.delivery_id
@@ -102,7 +104,10 @@ public struct WebhookDeliverHandler: JobHandler {
             case .disabled:
                 logger.info("endpoint is disabled; delivery not sent")
                 return .fail(
-                    "not sent: the endpoint (OAuth client \(clientID)) is disabled; enable it with `webhook-worker endpoints enable \(clientID)`",
+                    """
+                    not sent: the endpoint (OAuth client \(clientID)) is disabled; enable it with `webhook-worker \
+                    endpoints enable \(clientID)`
+                    """,
                     code: .endpointDisabled)
             }
         }

@@ -73,7 +73,10 @@ struct DeadLettersCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Put dead letters back in the queue with fresh attempts.",
             discussion:
-                "Give one dead letter's id, --all (optionally narrowed by --kind and --since), or --client for one receiver's failed deliveries. Runs in batches."
+                """
+                Give one dead letter's id, --all (optionally narrowed by --kind and --since), or --client for one \
+                receiver's failed deliveries. Runs in batches.
+                """
         )
         @Argument(help: "The dead letter's id.") var id: Int64?
         @Flag(help: "Requeue every dead letter not yet requeued (narrow with --kind, --since).") var all = false

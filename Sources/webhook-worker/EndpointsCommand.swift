@@ -78,7 +78,10 @@ struct EndpointsCommand: AsyncParsableCommand {
             abstract:
                 "Enable an endpoint: close its circuit, forget its failures, and send its waiting deliveries now.",
             discussion:
-                "Deliveries that ended as endpoint_disabled stay in the dead letters: requeue them with `dead-letters retry --client ID`."
+                """
+                Deliveries that ended as endpoint_disabled stay in the dead letters: requeue them with `dead-letters \
+                retry --client ID`.
+                """
         )
         @Argument(help: "The endpoint: OAuth client id, public clientId, or key.") var endpoint: String
         @OptionGroup var database: DatabaseOptions

@@ -26,7 +26,10 @@ struct ReceiveCommand: AsyncParsableCommand {
     var count: Int = 0
     @Flag(
         help:
-            "One line per webhook instead of the full request: arrival time (Unix seconds), delivery id, connection number."
+            """
+            One line per webhook instead of the full request: arrival time (Unix seconds), delivery id, connection \
+            number.
+            """
     )
     var quiet = false
 

@@ -26,7 +26,10 @@ struct RunCommand: AsyncParsableCommand {
     var concurrency: String?
     @Option(
         help:
-            "How long a claim holds a job before other replicas may take it back; renewed while the job runs. Env: WORKER_LEASE. Default: 60s."
+            """
+            How long a claim holds a job before other replicas may take it back; renewed while the job runs. Env: \
+            WORKER_LEASE. Default: 60s.
+            """
     )
     var lease: String?
     @Option(
@@ -36,13 +39,19 @@ struct RunCommand: AsyncParsableCommand {
     @Option(
         name: .customLong("shutdown-timeout"),
         help:
-            "Time in-flight jobs get to finish on SIGTERM before they are released. Env: WORKER_SHUTDOWN_TIMEOUT. Default: 30s."
+            """
+            Time in-flight jobs get to finish on SIGTERM before they are released. Env: WORKER_SHUTDOWN_TIMEOUT. \
+            Default: 30s.
+            """
     )
     var shutdownTimeout: String?
     @Option(
         name: .customLong("retry-schedule"),
         help:
-            "Waits between delivery attempts, comma-separated, ±20% jitter. Env: WEBHOOK_RETRY_SCHEDULE. Default: 5s,5m,30m,2h,5h,10h,10h."
+            """
+            Waits between delivery attempts, comma-separated, ±20% jitter. Env: WEBHOOK_RETRY_SCHEDULE. Default: \
+            5s,5m,30m,2h,5h,10h,10h.
+            """
     )
     var retrySchedule: String?
     @Option(
@@ -56,7 +65,10 @@ struct RunCommand: AsyncParsableCommand {
     @Flag(
         name: .customLong("allow-private-networks"),
         help:
-            "Allow loopback, private and link-local destinations (development). Env: WEBHOOK_ALLOW_PRIVATE_NETWORKS=1. Default: off."
+            """
+            Allow loopback, private and link-local destinations (development). Env: WEBHOOK_ALLOW_PRIVATE_NETWORKS=1. \
+            Default: off.
+            """
     )
     var allowPrivateNetworks = false
     @Option(
@@ -80,67 +92,102 @@ struct RunCommand: AsyncParsableCommand {
     @Option(
         name: .customLong("statement-timeout"),
         help:
-            "The longest one statement of the worker may run; a job whose statement times out is released and retried later without spending an attempt. Env: WORKER_STATEMENT_TIMEOUT. Default: 10s."
+            """
+            The longest one statement of the worker may run; a job whose statement times out is released and retried \
+            later without spending an attempt. Env: WORKER_STATEMENT_TIMEOUT. Default: 10s.
+            """
     )
     var statementTimeout: String?
     @Option(
         name: .customLong("lock-timeout"),
         help:
-            "The longest a statement waits for a lock (a table the web app locked); then the job is released and retried later without spending an attempt. Env: WORKER_LOCK_TIMEOUT. Default: 2s."
+            """
+            The longest a statement waits for a lock (a table the web app locked); then the job is released and \
+            retried later without spending an attempt. Env: WORKER_LOCK_TIMEOUT. Default: 2s.
+            """
     )
     var lockTimeout: String?
     @Option(
         name: .customLong("synchronous-commit"),
         help:
-            "on: every outcome is durable before the next job (the default). off: the worker's own commits do not wait for the disk; faster, and a PostgreSQL crash may forget the last moment's outcomes, whose jobs then run again. Env: WORKER_SYNCHRONOUS_COMMIT. Default: on."
+            """
+            on: every outcome is durable before the next job (the default). off: the worker's own commits do not wait \
+            for the disk; faster, and a PostgreSQL crash may forget the last moment's outcomes, whose jobs then run \
+            again. Env: WORKER_SYNCHRONOUS_COMMIT. Default: on.
+            """
     )
     var synchronousCommit: String?
     @Option(
         name: .customLong("secret-overlap"),
         help:
-            "How long a client's previous webhook secret (retired by the optional trigger or `secrets retire`) keeps signing beside the new one. Env: WEBHOOK_SECRET_OVERLAP. Default: 24h."
+            """
+            How long a client's previous webhook secret (retired by the optional trigger or `secrets retire`) keeps \
+            signing beside the new one. Env: WEBHOOK_SECRET_OVERLAP. Default: 24h.
+            """
     )
     var secretOverlap: String?
     @Option(
         name: .customLong("endpoint-concurrency"),
         help:
-            "Deliveries to one endpoint (one OAuth client) in flight at once, across all replicas. Env: WEBHOOK_ENDPOINT_CONCURRENCY. Default: 4."
+            """
+            Deliveries to one endpoint (one OAuth client) in flight at once, across all replicas. Env: \
+            WEBHOOK_ENDPOINT_CONCURRENCY. Default: 4.
+            """
     )
     var endpointConcurrency: String?
     @Option(
         name: .customLong("endpoint-failure-threshold"),
         help:
-            "Failures in a row (timeouts, connection errors, 5xx) that open an endpoint's circuit. Env: WEBHOOK_ENDPOINT_FAILURE_THRESHOLD. Default: 5."
+            """
+            Failures in a row (timeouts, connection errors, 5xx) that open an endpoint's circuit. Env: \
+            WEBHOOK_ENDPOINT_FAILURE_THRESHOLD. Default: 5.
+            """
     )
     var endpointFailureThreshold: String?
     @Option(
         name: .customLong("endpoint-cooldown"),
         help:
-            "How long an open circuit waits before one probe delivery; doubles with each trip, up to 32 times. Env: WEBHOOK_ENDPOINT_COOLDOWN. Default: 30s."
+            """
+            How long an open circuit waits before one probe delivery; doubles with each trip, up to 32 times. Env: \
+            WEBHOOK_ENDPOINT_COOLDOWN. Default: 30s.
+            """
     )
     var endpointCooldown: String?
     @Option(
         name: .customLong("endpoint-disable-after"),
         help:
-            "An endpoint failing this long without a single success is disabled until an operator enables it. Env: WEBHOOK_ENDPOINT_DISABLE_AFTER. Default: 5d."
+            """
+            An endpoint failing this long without a single success is disabled until an operator enables it. Env: \
+            WEBHOOK_ENDPOINT_DISABLE_AFTER. Default: 5d.
+            """
     )
     var endpointDisableAfter: String?
     @Option(
         name: .customLong("listen-database-url"),
         help:
-            "Where the LISTEN connection goes, when --database-url is a transaction pooler (PgBouncer): PostgreSQL itself. Env: WORKER_LISTEN_DATABASE_URL. Default: --database-url."
+            """
+            Where the LISTEN connection goes, when --database-url is a transaction pooler (PgBouncer): PostgreSQL \
+            itself. Env: WORKER_LISTEN_DATABASE_URL. Default: --database-url.
+            """
     )
     var listenDatabaseURL: String?
     @Option(
         name: .customLong("prepared-statements"),
         help:
-            "on: statements are prepared by name and settings kept in the session. off: for a transaction pooler (PgBouncer before 1.21): unnamed statements, settings per transaction. Env: WORKER_PREPARED_STATEMENTS. Default: on."
+            """
+            on: statements are prepared by name and settings kept in the session. off: for a transaction pooler \
+            (PgBouncer before 1.21): unnamed statements, settings per transaction. Env: WORKER_PREPARED_STATEMENTS. \
+            Default: on.
+            """
     )
     var preparedStatements: String?
     @Option(
         name: .customLong("database-pool-size"),
         help:
-            "Connections shared by this replica's jobs (plus five of its own: LISTEN, claiming, lease upkeep, two writing outcomes). Env: WORKER_DB_POOL_SIZE. Default: 8."
+            """
+            Connections shared by this replica's jobs (plus five of its own: LISTEN, claiming, lease upkeep, two \
+            writing outcomes). Env: WORKER_DB_POOL_SIZE. Default: 8.
+            """
     )
     var poolSize: String?
 
@@ -174,7 +221,11 @@ struct RunCommand: AsyncParsableCommand {
         guard leaseValue > requestTimeoutValue + .seconds(1) else {
             throw SettingError(
                 description:
-                    "invalid --lease (WORKER_LEASE) \(DurationText.format(leaseValue)): it must exceed --request-timeout (\(DurationText.format(requestTimeoutValue))) by more than 1s, or a job could lose its lease mid-request"
+                    """
+                    invalid --lease (WORKER_LEASE) \(DurationText.format(leaseValue)): it must exceed \
+                    --request-timeout (\(DurationText.format(requestTimeoutValue))) by more than 1s, or a job could \
+                    lose its lease mid-request
+                    """
             )
         }
         let mcpBase = source("mcp-endpoint-base", "MCP_ENDPOINT_BASE", mcpEndpointBase)

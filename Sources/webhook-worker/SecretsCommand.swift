@@ -32,7 +32,10 @@ struct SecretsCommand: AsyncParsableCommand {
             }
             guard !secret.isEmpty, !secret.contains("\0") else {
                 throw ValidationError(
-                    "no secret on standard input: pipe the previous secret in, e.g. printf '%s' \"$OLD\" | webhook-worker secrets retire --client ID"
+                    """
+                    no secret on standard input: pipe the previous secret in, e.g. printf '%s' \"$OLD\" | \
+                    webhook-worker secrets retire --client ID
+                    """
                 )
             }
             try await withOperatorConnection(database) { try await RetiredSecrets($0).retire(secret, client: client) }

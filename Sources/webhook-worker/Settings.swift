@@ -27,7 +27,10 @@ struct SettingSource {
         guard let parsed = DurationText.parse(value), parsed >= minimum else {
             throw SettingError(
                 description:
-                    "invalid \(name) '\(value)': expected a duration of at least \(DurationText.format(minimum)), like 250ms, 5s, 5m, 2h or 1d"
+                    """
+                    invalid \(name) '\(value)': expected a duration of at least \(DurationText.format(minimum)), like \
+                    250ms, 5s, 5m, 2h or 1d
+                    """
             )
         }
         return parsed
@@ -38,7 +41,10 @@ struct SettingSource {
         guard let parsed = Int(value), range.contains(parsed) else {
             throw SettingError(
                 description:
-                    "invalid \(name) '\(value)': expected a whole number from \(range.lowerBound) to \(range.upperBound)"
+                    """
+                    invalid \(name) '\(value)': expected a whole number from \(range.lowerBound) to \
+                    \(range.upperBound)
+                    """
             )
         }
         return parsed

@@ -93,7 +93,10 @@ struct PruneCommand: AsyncParsableCommand {
             return (jobAttempts, deliveries, try await RetiredSecrets(connection).prune(olderThan: overlap))
         }
         print(
-            "\rdeleted \(jobAttempts) job attempt(s), \(deliveries.attempts) delivery attempt(s), \(deliveries.deliveries) finished deliveries, \(secrets) expired secret(s)"
+            """
+            \rdeleted \(jobAttempts) job attempt(s), \(deliveries.attempts) delivery attempt(s), \
+            \(deliveries.deliveries) finished deliveries, \(secrets) expired secret(s)
+            """
         )
     }
 }

@@ -95,7 +95,8 @@ struct CommandLineTests {
             try await fixture.connectIntegration()
             let (output, status) = try Self.run(
                 """
-                $BIN run --allow-http --allow-private-networks --log-format json --log-level debug --poll-interval 200ms >\(log) 2>&1 &
+                $BIN run --allow-http --allow-private-networks --log-format json --log-level debug --poll-interval \
+                200ms >\(log) 2>&1 &
                 pid=$!
                 for i in $(seq 100); do grep -q '"webhook delivered"' \(log) && break; sleep 0.1; done
                 kill -TERM $pid

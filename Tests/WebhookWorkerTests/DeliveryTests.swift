@@ -155,7 +155,10 @@ struct DeliveryTests {
             #expect(fixture.requests(to: "down").count == 3)
             let letter = try #require(
                 try await database.query(
-                    "SELECT reason, last_error, attempts FROM webhook_worker.dead_letter_jobs WHERE kind = 'webhook.deliver'"
+                    """
+                    SELECT reason, last_error, attempts FROM webhook_worker.dead_letter_jobs WHERE kind = \
+                    'webhook.deliver'
+                    """
                 ).first)
             #expect(try letter.decode("reason", as: String.self) == "attempts_exhausted")
             #expect(try letter.decode("attempts", as: Int.self) == 3)
@@ -225,7 +228,10 @@ struct DeliveryTests {
             #expect(fixture.requests(to: "gone").count == 1)
             #expect(
                 try await database.count(
-                    "SELECT count(*) FROM webhook_worker.dead_letter_jobs WHERE reason = 'permanent_failure' AND last_error LIKE '%HTTP 410%'"
+                    """
+                    SELECT count(*) FROM webhook_worker.dead_letter_jobs WHERE reason = 'permanent_failure' AND \
+                    last_error LIKE '%HTTP 410%'
+                    """
                 ) == 1)
             // 429 + Retry-After: 1 is honoured instead of the 1 s ± 20 % step... both are ~1 s,
             // so check the recorded wait is about a second, not the 60 s second step.
@@ -249,12 +255,18 @@ struct DeliveryTests {
             #expect(
                 await eventually {
                     (try? await database.count(
-                        "SELECT count(*) FROM webhook_worker.jobs WHERE kind = 'webhook.deliver' AND state = 'available' AND attempt = 1"
+                        """
+                        SELECT count(*) FROM webhook_worker.jobs WHERE kind = 'webhook.deliver' AND state = \
+                        'available' AND attempt = 1
+                        """
                     )) == 1
                 })
             let wait = try #require(
                 try await database.scalar(
-                    "SELECT extract(epoch FROM run_at - now())::float8 FROM webhook_worker.jobs WHERE kind = 'webhook.deliver'",
+                    """
+                    SELECT extract(epoch FROM run_at - now())::float8 FROM webhook_worker.jobs WHERE kind = \
+                    'webhook.deliver'
+                    """,
                     as: Double.self))
             try await stopAll(worker, sender, fixture)
             #expect(wait > 1.5 && wait <= 3.0, "next attempt in \(wait)s, expected the largest step of 3s")
@@ -286,7 +298,10 @@ struct DeliveryTests {
             #expect(try await database.count("SELECT count(*) FROM webhook_worker.dead_letter_jobs") == 0)
             #expect(
                 try await database.scalar(
-                    "SELECT outcome FROM webhook_worker.job_attempts WHERE kind = 'webhook.deliver' ORDER BY id DESC LIMIT 1",
+                    """
+                    SELECT outcome FROM webhook_worker.job_attempts WHERE kind = 'webhook.deliver' ORDER BY id DESC \
+                    LIMIT 1
+                    """,
                     as: String.self)
                     == "cancelled")
         }
@@ -298,7 +313,8 @@ struct DeliveryTests {
             let fixture = try await DeliveryFixture.make(database: database)
             try await database.script(
                 """
-                INSERT INTO "IntegrationAccount" (id, "accountId", "integrationDefinitionId", "integratedById", "isActive", deleted) VALUES
+                INSERT INTO "IntegrationAccount" (id, "accountId", "integrationDefinitionId", "integratedById", \
+                "isActive", deleted) VALUES
                   ('acct-off', 'x', 'def-linear', 'user-1', false, NULL),
                   ('acct-gone', 'y', 'def-linear', 'user-1', true, now());
                 """)
@@ -331,7 +347,10 @@ struct DeliveryTests {
                 })
             try await stopAll(worker, sender, fixture)
             let letters = try await database.query(
-                "SELECT payload::text AS payload, reason, last_error FROM webhook_worker.dead_letter_jobs ORDER BY job_id"
+                """
+                SELECT payload::text AS payload, reason, last_error FROM webhook_worker.dead_letter_jobs ORDER BY \
+                job_id
+                """
             ).rows
             for ((_, expected), letter) in zip(cases, letters) {
                 #expect(try letter.decode("reason", as: String.self) == "permanent_failure")
@@ -385,7 +404,10 @@ func selfSignedTLS() throws -> TLSConfiguration {
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: directory) }
     _ = try shell(
-        "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost -keyout '\(directory)/key.pem' -out '\(directory)/cert.pem' 2>/dev/null"
+        """
+        openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost -keyout '\(directory)/key.pem' -out \
+        '\(directory)/cert.pem' 2>/dev/null
+        """
     )
     return TLSConfiguration.makeServerConfiguration(
         certificateChain: try NIOSSLCertificate.fromPEMFile(directory + "/cert.pem").map { .certificate($0) },

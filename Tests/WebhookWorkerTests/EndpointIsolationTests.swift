@@ -63,7 +63,10 @@ struct ConcurrencyKeyTests {
     func saturatedKeyDoesNotBlock() async throws {
         try await withTestDatabase { database in
             try await database.query(
-                "INSERT INTO webhook_worker.jobs (kind, concurrency_key, run_at) SELECT 'test.job', 'busy', now() - interval '1 hour' FROM generate_series(1, 2000)"
+                """
+                INSERT INTO webhook_worker.jobs (kind, concurrency_key, run_at) SELECT 'test.job', 'busy', now() - \
+                interval '1 hour' FROM generate_series(1, 2000)
+                """
             )
             let gate = Gate()
             let others = Recorder()
@@ -78,7 +81,10 @@ struct ConcurrencyKeyTests {
             let worker = RunningWorker(database, handlers: [handler]) { $0.pollInterval = .milliseconds(50) }
             #expect(await eventually { worker.worker.inFlightCount == 2 })
             try await database.query(
-                "INSERT INTO webhook_worker.jobs (kind, concurrency_key) SELECT 'test.job', 'quiet-' || n FROM generate_series(1, 10) n"
+                """
+                INSERT INTO webhook_worker.jobs (kind, concurrency_key) SELECT 'test.job', 'quiet-' || n FROM \
+                generate_series(1, 10) n
+                """
             )
             try await database.query(
                 "INSERT INTO webhook_worker.jobs (kind) SELECT 'test.job' FROM generate_series(1, 10)")
@@ -152,7 +158,10 @@ struct EndpointIsolationTests {
                 while !Task.isCancelled {
                     let running =
                         (try? await database.count(
-                            "SELECT count(*) FROM webhook_worker.jobs WHERE concurrency_key = 'client:hanging' AND state = 'running'"
+                            """
+                            SELECT count(*) FROM webhook_worker.jobs WHERE concurrency_key = 'client:hanging' AND \
+                            state = 'running'
+                            """
                         )) ?? 0
                     peak.max(running, ordering: .relaxed)
                     try? await Task.sleep(for: .milliseconds(20))
@@ -230,7 +239,10 @@ struct EndpointIsolationTests {
     }
 
     @Test(
-        "an endpoint failing past disable-after is disabled: waiting and new deliveries end endpoint_disabled, unsent; enabling and retrying by client delivers them"
+        """
+        an endpoint failing past disable-after is disabled: waiting and new deliveries end endpoint_disabled, unsent; \
+        enabling and retrying by client delivers them
+        """
     )
     func disabledEndpoint() async throws {
         try await withTestDatabase(appTables: true) { database in

@@ -213,7 +213,10 @@ struct FuzzTests {
                     "SELECT count(*) FROM webhook_worker.webhook_deliveries WHERE status = 'pending'") == 0)
             #expect(
                 try await database.count(
-                    "SELECT count(*) FROM webhook_worker.delivery_attempts WHERE url LIKE '%hunter2%' OR url LIKE '%s3cr3t%'"
+                    """
+                    SELECT count(*) FROM webhook_worker.delivery_attempts WHERE url LIKE '%hunter2%' OR url LIKE \
+                    '%s3cr3t%'
+                    """
                 ) == 0)
             // Loopback is refused by the policy here: nothing reached the receiver.
             #expect(fixture.receiver.received.isEmpty)

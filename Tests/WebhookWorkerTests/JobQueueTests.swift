@@ -10,7 +10,10 @@ struct JobQueueTests {
     func claimExclusivity() async throws {
         try await withTestDatabase { database in
             try await database.query(
-                "INSERT INTO webhook_worker.jobs (kind, payload) SELECT 'test.job', jsonb_build_object('n', n) FROM generate_series(1, 3000) n"
+                """
+                INSERT INTO webhook_worker.jobs (kind, payload) SELECT 'test.job', jsonb_build_object('n', n) FROM \
+                generate_series(1, 3000) n
+                """
             )
             let recorder = Recorder()
             let handler = ClosureHandler { job in
@@ -118,7 +121,10 @@ struct JobQueueTests {
             try await healthy.stop()
 
             let attempts = try await database.query(
-                "SELECT attempt, worker_id, outcome FROM webhook_worker.job_attempts WHERE job_id = $1 ORDER BY attempt, id",
+                """
+                SELECT attempt, worker_id, outcome FROM webhook_worker.job_attempts WHERE job_id = $1 ORDER BY \
+                attempt, id
+                """,
                 [id])
             let summary = try attempts.rows.map {
                 "\(try $0.decode("attempt", as: Int.self)):\(try $0.decode("worker_id", as: String.self)):\(try $0.decode("outcome", as: String.self))"
@@ -167,7 +173,10 @@ struct JobQueueTests {
 
             let letter = try #require(
                 try await database.query(
-                    "SELECT id, reason, attempts, max_attempts, last_error, payload::text AS payload FROM webhook_worker.dead_letter_jobs WHERE job_id = $1",
+                    """
+                    SELECT id, reason, attempts, max_attempts, last_error, payload::text AS payload FROM \
+                    webhook_worker.dead_letter_jobs WHERE job_id = $1
+                    """,
                     [id]
                 ).first)
             #expect(try letter.decode("reason", as: String.self) == "attempts_exhausted")
@@ -287,7 +296,8 @@ struct JobQueueTests {
             try await database.query(
                 """
                 INSERT INTO webhook_worker.jobs (kind, payload)
-                SELECT 'test.job', CASE WHEN n % 10 = 3 THEN '"throw"'::jsonb WHEN n % 10 = 7 THEN '"badsql"'::jsonb ELSE to_jsonb(n) END
+                SELECT 'test.job', CASE WHEN n % 10 = 3 THEN '"throw"'::jsonb WHEN n % 10 = 7 THEN '"badsql"'::jsonb \
+                ELSE to_jsonb(n) END
                 FROM generate_series(1, 100) n
                 """)
             #expect(
@@ -296,7 +306,10 @@ struct JobQueueTests {
                 })
             try await worker.stop()
             let outcomes = try await database.query(
-                "SELECT outcome || ': ' || count(*) || ' ' || string_agg(DISTINCT left(coalesce(error, ''), 80), ' | ') AS o FROM webhook_worker.job_attempts GROUP BY outcome"
+                """
+                SELECT outcome || ': ' || count(*) || ' ' || string_agg(DISTINCT left(coalesce(error, ''), 80), ' | \
+                ') AS o FROM webhook_worker.job_attempts GROUP BY outcome
+                """
             ).rows.map { try $0.decode("o", as: String.self) }
             #expect(
                 try await database.count("SELECT count(*) FROM webhook_worker.job_attempts WHERE outcome = 'succeeded'")
@@ -305,11 +318,17 @@ struct JobQueueTests {
                 try await database.count("SELECT count(*) FROM webhook_worker.job_attempts WHERE outcome = 'failed'")
                     == 20, "\(outcomes)")
             let waiting = try await database.query(
-                "SELECT state || '/' || attempt || '/' || left(coalesce(last_error, ''), 60) AS j FROM webhook_worker.jobs ORDER BY id"
+                """
+                SELECT state || '/' || attempt || '/' || left(coalesce(last_error, ''), 60) AS j FROM \
+                webhook_worker.jobs ORDER BY id
+                """
             ).rows.map { try $0.decode("j", as: String.self) }
             #expect(
                 try await database.count(
-                    "SELECT count(*) FROM webhook_worker.jobs WHERE attempt = 1 AND state = 'available' AND last_error LIKE '%cannot read%'"
+                    """
+                    SELECT count(*) FROM webhook_worker.jobs WHERE attempt = 1 AND state = 'available' AND last_error \
+                    LIKE '%cannot read%'
+                    """
                 ) == 10,
                 "\(outcomes) \(waiting)")
             #expect(
@@ -323,7 +342,8 @@ struct JobQueueTests {
         try await withTestDatabase { database in
             try await database.script(
                 """
-                CREATE TABLE public.row_sink (job_id bigint PRIMARY KEY, label text NOT NULL CHECK (label <> 'refused'));
+                CREATE TABLE public.row_sink (job_id bigint PRIMARY KEY, label text NOT NULL CHECK (label <> \
+                'refused'));
                 CREATE TABLE public.row_sink_statements (n int);
                 CREATE FUNCTION public.count_row_sink_statement() RETURNS trigger LANGUAGE plpgsql AS $$
                 BEGIN INSERT INTO public.row_sink_statements VALUES (1); RETURN NULL; END $$;
@@ -396,7 +416,8 @@ struct JobQueueTests {
         try await withTestDatabase { database in
             try await database.script(
                 """
-                INSERT INTO webhook_worker.jobs (kind, run_at) VALUES ('a', now() - interval '1 minute'), ('a', now() + interval '1 hour');
+                INSERT INTO webhook_worker.jobs (kind, run_at) VALUES ('a', now() - interval '1 minute'), ('a', \
+                now() + interval '1 hour');
                 """)
             let depth = try await database.query(
                 "SELECT kind, state, jobs FROM webhook_worker.queue_depth ORDER BY state")

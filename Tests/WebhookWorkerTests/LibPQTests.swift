@@ -18,7 +18,10 @@ struct LibPQTests {
                 try await connection.query(
                     PostgresQuery(
                         "roundTrip",
-                        "SELECT $1::bigint AS i, $2::text AS s, $3::bool AS b, $4::float8 AS d, $5::timestamptz AS t, $6::uuid AS u, $7::jsonb AS j, $8::text AS n, $9::text[] AS a"
+                        """
+                        SELECT $1::bigint AS i, $2::text AS s, $3::bool AS b, $4::float8 AS d, $5::timestamptz AS t, \
+                        $6::uuid AS u, $7::jsonb AS j, $8::text AS n, $9::text[] AS a
+                        """
                     ),
                     [
                         Int64.max, "quote ' and \"double\" and \\ and 日本語", true, 2.5, date, id,
@@ -118,7 +121,10 @@ struct LibPQTests {
             #expect(await events.next() == .notification(channel: "test_channel", payload: "one"))
 
             try await database.query(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'webhook-worker-listen' AND datname = current_database()"
+                """
+                SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = \
+                'webhook-worker-listen' AND datname = current_database()
+                """
             )
             var sawDisconnect = false
             var reconnected = false

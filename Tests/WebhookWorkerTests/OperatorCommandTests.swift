@@ -21,18 +21,29 @@ struct OperatorCommandTests {
         try await database.script(
             """
             INSERT INTO webhook_worker.webhook_deliveries
-                (delivery_id, event, source_job_id, integration_account_id, user_id, oauth_client_id, payload, status, attempts, last_http_status, last_error, created_at, updated_at)
-            VALUES ('11111111-1111-4111-8111-111111111111', 'integration.connected', 1, 'acct-1', 'user-1', 'client-a', '{"a":1}', 'failed', 8, 500, 'HTTP 500', now(), now()),
-                   ('22222222-2222-4222-8222-222222222222', 'integration.connected', 1, 'acct-1', 'user-1', 'client-b', '{"a":1}', 'delivered', 1, 200, NULL, now() - interval '40 days', now() - interval '40 days');
-            INSERT INTO webhook_worker.delivery_attempts (delivery_id, attempt, url, http_status, duration_ms, attempted_at)
+                (delivery_id, event, source_job_id, integration_account_id, user_id, oauth_client_id, payload, \
+            status, attempts, last_http_status, last_error, created_at, updated_at)
+            VALUES ('11111111-1111-4111-8111-111111111111', 'integration.connected', 1, 'acct-1', 'user-1', \
+            'client-a', '{"a":1}', 'failed', 8, 500, 'HTTP 500', now(), now()),
+                   ('22222222-2222-4222-8222-222222222222', 'integration.connected', 1, 'acct-1', 'user-1', \
+            'client-b', '{"a":1}', 'delivered', 1, 200, NULL, now() - interval '40 days', now() - interval '40 days');
+            INSERT INTO webhook_worker.delivery_attempts (delivery_id, attempt, url, http_status, duration_ms, \
+            attempted_at)
             VALUES ('11111111-1111-4111-8111-111111111111', 1, 'https://a.example/hook', 500, 12, now()),
-                   ('22222222-2222-4222-8222-222222222222', 1, 'https://b.example/hook', 200, 7, now() - interval '40 days');
-            INSERT INTO webhook_worker.dead_letter_jobs (job_id, kind, payload, priority, attempts, max_attempts, reason, last_error, created_at, dead_at)
-            VALUES (101, 'webhook.deliver', '{"delivery_id": "11111111-1111-4111-8111-111111111111"}', 0, 8, 8, 'attempts_exhausted', 'HTTP 500', now(), now()),
-                   (102, 'integration.connected', '{"integration_account_id": "gone", "user_id": "u"}', 0, 1, 8, 'permanent_failure', 'integration account gone does not exist', now() - interval '40 days', now() - interval '40 days');
-            INSERT INTO webhook_worker.job_attempts (job_id, kind, attempt, worker_id, started_at, finished_at, outcome, error)
+                   ('22222222-2222-4222-8222-222222222222', 1, 'https://b.example/hook', 200, 7, now() - interval \
+            '40 days');
+            INSERT INTO webhook_worker.dead_letter_jobs (job_id, kind, payload, priority, attempts, max_attempts, \
+            reason, last_error, created_at, dead_at)
+            VALUES (101, 'webhook.deliver', '{"delivery_id": "11111111-1111-4111-8111-111111111111"}', 0, 8, 8, \
+            'attempts_exhausted', 'HTTP 500', now(), now()),
+                   (102, 'integration.connected', '{"integration_account_id": "gone", "user_id": "u"}', 0, 1, 8, \
+            'permanent_failure', 'integration account gone does not exist', now() - interval '40 days', now() - interval '40 \
+            days');
+            INSERT INTO webhook_worker.job_attempts (job_id, kind, attempt, worker_id, started_at, finished_at, \
+            outcome, error)
             VALUES (101, 'webhook.deliver', 8, 'w1', now(), now(), 'failed', 'HTTP 500'),
-                   (102, 'integration.connected', 1, 'w1', now() - interval '40 days', now() - interval '40 days', 'failed', 'gone');
+                   (102, 'integration.connected', 1, 'w1', now() - interval '40 days', now() - interval '40 days', \
+            'failed', 'gone');
             """)
     }
 
@@ -83,7 +94,8 @@ struct OperatorCommandTests {
         try await withTestDatabase { database in
             try await database.query(
                 """
-                INSERT INTO webhook_worker.dead_letter_jobs (job_id, kind, payload, priority, attempts, max_attempts, reason, created_at)
+                INSERT INTO webhook_worker.dead_letter_jobs (job_id, kind, payload, priority, attempts, \
+                max_attempts, reason, created_at)
                 SELECT n, 'noop', '{}', 0, 8, 8, 'attempts_exhausted', now() FROM generate_series(1, 1234) n
                 """)
             let result = try #require(
@@ -114,11 +126,17 @@ struct OperatorCommandTests {
                 (shown["attempt_history"] as? [[String: Any]])?.first?["url"] as? String == "https://a.example/hook")
             // Times print as PostgreSQL writes a timestamptz in JSON (UTC, microseconds, no trailing zeros).
             let createdAt = try await database.scalar(
-                "SELECT to_json(created_at)::text FROM webhook_worker.webhook_deliveries WHERE delivery_id = '11111111-1111-4111-8111-111111111111'",
+                """
+                SELECT to_json(created_at)::text FROM webhook_worker.webhook_deliveries WHERE delivery_id = \
+                '11111111-1111-4111-8111-111111111111'
+                """,
                 as: String.self)
             #expect("\"\(shown["created_at"] as? String ?? "")\"" == createdAt)
             let attemptedAt = try await database.scalar(
-                "SELECT to_json(attempted_at)::text FROM webhook_worker.delivery_attempts WHERE delivery_id = '11111111-1111-4111-8111-111111111111'",
+                """
+                SELECT to_json(attempted_at)::text FROM webhook_worker.delivery_attempts WHERE delivery_id = \
+                '11111111-1111-4111-8111-111111111111'
+                """,
                 as: String.self)
             #expect(
                 "\"\((shown["attempt_history"] as? [[String: Any]])?.first?["attempted_at"] as? String ?? "")\""
@@ -135,7 +153,10 @@ struct OperatorCommandTests {
                     == "11111111-1111-4111-8111-111111111111")
             #expect(
                 try await database.scalar(
-                    "SELECT status FROM webhook_worker.webhook_deliveries WHERE delivery_id = '11111111-1111-4111-8111-111111111111'",
+                    """
+                    SELECT status FROM webhook_worker.webhook_deliveries WHERE delivery_id = \
+                    '11111111-1111-4111-8111-111111111111'
+                    """,
                     as: String.self) == "pending")
             #expect(
                 try Self.cli("deliveries resend 11111111-1111-4111-8111-111111111111", database).status == 1,
@@ -149,7 +170,10 @@ struct OperatorCommandTests {
             try await Self.seed(database)
             try await database.query("INSERT INTO webhook_worker.jobs (kind) SELECT 'noop' FROM generate_series(1, 3)")
             try await database.query(
-                "UPDATE webhook_worker.jobs SET state = 'running', locked_by = 'replica-x', locked_until = now() + interval '1 minute' WHERE id = (SELECT min(id) FROM webhook_worker.jobs)"
+                """
+                UPDATE webhook_worker.jobs SET state = 'running', locked_by = 'replica-x', locked_until = now() + \
+                interval '1 minute' WHERE id = (SELECT min(id) FROM webhook_worker.jobs)
+                """
             )
             let stats = try #require(try Self.json("stats", database) as? [String: Any])
             let queue = try #require(stats["queue"] as? [[String: Any]])
@@ -180,7 +204,10 @@ struct OperatorCommandTests {
         let port = Int.random(in: 30000...60000)
         let log = directory + "/worker.log"
         let pid = try shell(
-            "DATABASE_URL='\(database.conninfo)' \(CommandLineTests.binary) run --http-port \(port) --http-host 127.0.0.1 --poll-interval 200ms >\(log) 2>&1 & echo $!"
+            """
+            DATABASE_URL='\(database.conninfo)' \(CommandLineTests.binary) run --http-port \(port) --http-host \
+            127.0.0.1 --poll-interval 200ms >\(log) 2>&1 & echo $!
+            """
         ).trimmingCharacters(in: .whitespacesAndNewlines)
         defer { _ = try? shell("kill -TERM \(pid) 2>/dev/null; true") }
 
@@ -230,9 +257,12 @@ struct OperatorCommandTests {
                 VALUES ('client:client-a', 'open', 7, now() - interval '1 hour', 'HTTP 503');
                 INSERT INTO webhook_worker.webhook_deliveries
                     (delivery_id, event, source_job_id, integration_account_id, user_id, oauth_client_id, payload)
-                VALUES ('33333333-3333-4333-8333-333333333333', 'integration.connected', 1, 'acct-1', 'user-1', 'client-a', '{}'),
-                       ('44444444-4444-4444-8444-444444444444', 'integration.connected', 1, 'acct-1', 'user-1', 'client-b', '{}'),
-                       ('55555555-5555-4555-8555-555555555555', 'integration.connected', 2, 'acct-1', 'user-1', 'client-b', '{}');
+                VALUES ('33333333-3333-4333-8333-333333333333', 'integration.connected', 1, 'acct-1', 'user-1', \
+                'client-a', '{}'),
+                       ('44444444-4444-4444-8444-444444444444', 'integration.connected', 1, 'acct-1', 'user-1', \
+                'client-b', '{}'),
+                       ('55555555-5555-4555-8555-555555555555', 'integration.connected', 2, 'acct-1', 'user-1', \
+                'client-b', '{}');
                 INSERT INTO webhook_worker.jobs (kind, payload, concurrency_key)
                 SELECT 'webhook.deliver', jsonb_build_object('delivery_id', delivery_id), 'client:' || oauth_client_id
                 FROM webhook_worker.webhook_deliveries;

@@ -88,7 +88,8 @@ struct PartialFailureTests {
         try await withTestDatabase { database in
             try await database.script(
                 """
-                INSERT INTO webhook_worker.jobs (kind, payload) VALUES ('test.job', '{"n": 1}'), ('test.job', '{"n": 2}');
+                INSERT INTO webhook_worker.jobs (kind, payload) VALUES ('test.job', '{"n": 1}'), ('test.job', '{"n": \
+                2}');
                 INSERT INTO webhook_worker.jobs (kind, payload, created_at) VALUES ('test.job', '{"n": 3}', 'infinity');
                 """)
             let recorder = Recorder()
@@ -157,7 +158,10 @@ struct PartialFailureTests {
     }
 
     @Test(
-        "SIGTERM while the database is down ends within the shutdown timeout; the unwritten outcomes wait for their leases"
+        """
+        SIGTERM while the database is down ends within the shutdown timeout; the unwritten outcomes wait for their \
+        leases
+        """
     )
     func shutdownDuringOutage() async throws {
         try await withTestDatabase { database in
@@ -319,7 +323,10 @@ struct DeliveryPartialFailureTests {
             #expect(await fixture.status(client: "stalls") == "delivered")
             #expect(
                 try await database.count(
-                    "SELECT count(*) FROM webhook_worker.job_attempts WHERE kind = 'webhook.deliver' AND outcome = 'succeeded'"
+                    """
+                    SELECT count(*) FROM webhook_worker.job_attempts WHERE kind = 'webhook.deliver' AND outcome = \
+                    'succeeded'
+                    """
                 ) == 1)
         }
     }

@@ -37,7 +37,10 @@ struct PgBouncerTests {
     func replicas() async throws {
         try await withTestDatabase { database in
             try await database.query(
-                "INSERT INTO webhook_worker.jobs (kind, payload) SELECT 'test.job', jsonb_build_object('n', n) FROM generate_series(1, 3000) n"
+                """
+                INSERT INTO webhook_worker.jobs (kind, payload) SELECT 'test.job', jsonb_build_object('n', n) FROM \
+                generate_series(1, 3000) n
+                """
             )
             let recorder = Recorder()
             let handler = ClosureHandler { job in

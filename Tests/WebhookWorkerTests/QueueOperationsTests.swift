@@ -47,7 +47,8 @@ struct QueueOperationsTests {
         try await withTestDatabase { database in
             try await database.query(
                 """
-                INSERT INTO webhook_worker.dead_letter_jobs (job_id, kind, payload, priority, attempts, max_attempts, reason, last_error, unique_key, created_at, dead_at)
+                INSERT INTO webhook_worker.dead_letter_jobs (job_id, kind, payload, priority, attempts, \
+                max_attempts, reason, last_error, unique_key, created_at, dead_at)
                 SELECT n, CASE WHEN n % 2 = 0 THEN 'even' ELSE 'odd' END, jsonb_build_object('n', n), 0, 8, 8,
                        'attempts_exhausted', 'boom', CASE WHEN n = 1 THEN 'unique-1' END, now(),
                        now() - make_interval(days => n)
@@ -124,7 +125,8 @@ struct QueueOperationsTests {
             try await database.query(
                 """
                 INSERT INTO webhook_worker.webhook_deliveries
-                    (delivery_id, event, source_job_id, integration_account_id, user_id, oauth_client_id, payload, status)
+                    (delivery_id, event, source_job_id, integration_account_id, user_id, oauth_client_id, payload, \
+                status)
                 VALUES ($1, 'integration.connected', 1, 'acct-1', 'user-1', 'client-a', '{}', 'failed')
                 """, [id])
             try await database.withConnection { connection in

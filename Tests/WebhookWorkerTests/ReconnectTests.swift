@@ -21,7 +21,10 @@ struct ReconnectTests {
             #expect(await eventually { recorder.handledIDs.count >= 100 })
             for _ in 0..<3 {
                 try await database.query(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    """
+                    SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid \
+                    <> pg_backend_pid()
+                    """
                 )
                 try await Task.sleep(for: .milliseconds(200))
             }

@@ -8,7 +8,10 @@ import WebhookReceiver
 @Suite("Secret rotation")
 struct SecretRotationTests {
     @Test(
-        "during the overlap webhook-signature carries the new and the retired secret's signatures; after it, only the new"
+        """
+        during the overlap webhook-signature carries the new and the retired secret's signatures; after it, only the \
+        new
+        """
     )
     func overlap() async throws {
         try await withTestDatabase(appTables: true) { database in

@@ -20,8 +20,10 @@ struct DeliveryFixture {
         try await database.script(
             """
             INSERT INTO "User" (id, email) VALUES ('user-1', 'one@example.com'), ('user-2', 'two@example.com');
-            INSERT INTO "IntegrationDefinitionV2" (id, name, slug, icon) VALUES ('def-linear', 'Linear', 'linear', 'https://example.com/linear-icon.png');
-            INSERT INTO "IntegrationAccount" (id, "accountId", "integrationDefinitionId", "integratedById") VALUES ('acct-1', 'ext-42', 'def-linear', 'user-1');
+            INSERT INTO "IntegrationDefinitionV2" (id, name, slug, icon) VALUES ('def-linear', 'Linear', 'linear', \
+            'https://example.com/linear-icon.png');
+            INSERT INTO "IntegrationAccount" (id, "accountId", "integrationDefinitionId", "integratedById") VALUES \
+            ('acct-1', 'ext-42', 'def-linear', 'user-1');
             """)
         return fixture
     }
@@ -41,7 +43,8 @@ struct DeliveryFixture {
         if let grantUser {
             try await database.query(
                 """
-                INSERT INTO "OAuthIntegrationGrant" (id, "clientId", "userId", "integrationAccountId", "isActive", "revokedAt")
+                INSERT INTO "OAuthIntegrationGrant" (id, "clientId", "userId", "integrationAccountId", "isActive", \
+                "revokedAt")
                 VALUES ('grant-' || $1, $1, $2, 'acct-1', $3, CASE WHEN $4 THEN now() END)
                 """, [id, grantUser, grantActive, grantRevoked])
         }
@@ -51,7 +54,10 @@ struct DeliveryFixture {
     @discardableResult
     func connectIntegration(account: String = "acct-1", user: String = "user-1") async throws -> Int64 {
         try await database.scalar(
-            "INSERT INTO webhook_worker.jobs (kind, payload) VALUES ('integration.connected', jsonb_build_object('integration_account_id', $1::text, 'user_id', $2::text)) RETURNING id",
+            """
+            INSERT INTO webhook_worker.jobs (kind, payload) VALUES ('integration.connected', \
+            jsonb_build_object('integration_account_id', $1::text, 'user_id', $2::text)) RETURNING id
+            """,
             [account, user], as: Int64.self)!
     }
 

@@ -35,6 +35,7 @@ SWIFT_FILES = $(shell git ls-files 'Sources/*.swift' 'Tests/*.swift' Package.swi
 
 lint:
 	@$(SWIFT) format lint --strict --parallel $(SWIFT_FILES) && echo "swift format lint: clean"
+	@scripts/check-lines
 
 format:
 	$(SWIFT) format format --in-place --parallel $(SWIFT_FILES)

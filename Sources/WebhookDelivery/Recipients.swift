@@ -4,13 +4,15 @@ import LibPQ
 ///
 /// A client qualifies when its `"allowedScopes"` has the exact token `integration` (split on
 /// commas, trimmed of spaces, tabs and line breaks, case-sensitive), it is active with a
-/// non-empty `"webhookUrl"`, and the user has an active, unrevoked `"OAuthIntegrationGrant"` for it. Tables are named without a schema
-/// so that the connection's `search_path` decides where the web app's tables live.
+/// non-empty `"webhookUrl"`, and the user has an active, unrevoked `"OAuthIntegrationGrant"` for
+/// it. Tables are named without a schema so that the connection's `search_path` decides where the
+/// web app's tables live.
 enum Recipients {
     /// Each condition once, shared by the fan-out's selection and the re-check before each attempt.
     static let trimmedURL = #"btrim(c."webhookUrl", E' \t\n\r')"#
     static let hasScope =
-        #"'integration' = ANY (SELECT btrim(scope, E' \t\n\r') FROM unnest(string_to_array(c."allowedScopes", ',')) AS scope)"#
+        #"'integration' = ANY (SELECT btrim(scope, E' \t\n\r') "#
+        + #"FROM unnest(string_to_array(c."allowedScopes", ',')) AS scope)"#
     static func hasGrant(client: String, user: String) -> String {
         """
         EXISTS (

@@ -33,7 +33,8 @@ struct LoggingOptions: ParsableArguments {
         guard let parsedLevel = Logger.Level(rawValue: (level.value ?? "info").lowercased()) else {
             throw SettingError(
                 description:
-                    "invalid \(level.name) '\(level.value ?? "")': expected trace, debug, info, notice, warning, error or critical"
+                    "invalid \(level.name) '\(level.value ?? "")': "
+                    + "expected trace, debug, info, notice, warning, error or critical"
             )
         }
         guard let parsedFormat = LogFormat(rawValue: (format.value ?? "text").lowercased()) else {

@@ -58,14 +58,17 @@ struct DeliveryTests {
             // PostgreSQL formats the enqueue time itself: an independent reference.
             let created = try #require(
                 try await database.scalar(
-                    #"SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') FROM webhook_worker.jobs WHERE id = $1"#,
+                    #"SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') "#
+                        + "FROM webhook_worker.jobs WHERE id = $1",
                     [jobID], as: String.self))
             #expect(await eventually { fixture.receiver.received.count == 2 })
             try await stopAll(worker, sender, fixture)
 
             let expectedBody =
-                #"{"event":"integration.connected","user_id":"user-1","integration":{"id":"acct-1","provider":"linear","account_id":"ext-42","mcp_endpoint":"mcp://core.ai/linear/ext-42","name":"Linear","icon":"https://example.com/linear-icon.png"},"timestamp":""#
-                + created + #""}"#
+                #"{"event":"integration.connected","user_id":"user-1","#
+                + #""integration":{"id":"acct-1","provider":"linear","#
+                + #""account_id":"ext-42","mcp_endpoint":"mcp://core.ai/linear/ext-42","name":"Linear","#
+                + #""icon":"https://example.com/linear-icon.png"},"timestamp":""# + created + #""}"#
 
             let signed = try #require(fixture.requests(to: "signed").first)
             let plain = try #require(fixture.requests(to: "plain").first)

@@ -184,7 +184,9 @@ struct EndpointIsolationTests {
             let latencies = Self.latencies(inserts, fixture.requests(to: "healthy")).sorted()
             let p50 = latencies[latencies.count / 2]
             print(
-                "isolation: healthy insert-to-POST p50 \(Int(p50)) ms, max \(Int(latencies.last!)) ms; hanging endpoint peak in flight \(peak.load(ordering: .relaxed)), requests \(fixture.requests(to: "hanging").count)"
+                "isolation: healthy insert-to-POST p50 \(Int(p50)) ms, max \(Int(latencies.last!)) ms; "
+                    + "hanging endpoint peak in flight \(peak.load(ordering: .relaxed)), "
+                    + "requests \(fixture.requests(to: "hanging").count)"
             )
             #expect(p50 < 250, "healthy p50 \(p50) ms of \(latencies)")
             #expect(latencies.last! < 1000, "healthy max \(latencies.last!) ms")

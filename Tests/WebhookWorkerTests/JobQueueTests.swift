@@ -127,7 +127,9 @@ struct JobQueueTests {
                 """,
                 [id])
             let summary = try attempts.rows.map {
-                "\(try $0.decode("attempt", as: Int.self)):\(try $0.decode("worker_id", as: String.self)):\(try $0.decode("outcome", as: String.self))"
+                let attempt = try $0.decode("attempt", as: Int.self)
+                let worker = try $0.decode("worker_id", as: String.self)
+                return "\(attempt):\(worker):\(try $0.decode("outcome", as: String.self))"
             }
             #expect(summary == ["1:stalled:lost", "2:healthy:succeeded"])
         }
@@ -422,7 +424,8 @@ struct JobQueueTests {
             let depth = try await database.query(
                 "SELECT kind, state, jobs FROM webhook_worker.queue_depth ORDER BY state")
             let states = try depth.rows.map {
-                "\(try $0.decode("kind", as: String.self))/\(try $0.decode("state", as: String.self))/\(try $0.decode("jobs", as: Int.self))"
+                let kind = try $0.decode("kind", as: String.self)
+                return "\(kind)/\(try $0.decode("state", as: String.self))/\(try $0.decode("jobs", as: Int.self))"
             }
             #expect(states == ["a/available/1", "a/scheduled/1"])
             let wait = try #require(

@@ -37,8 +37,8 @@ struct OperatorCommandTests {
             VALUES (101, 'webhook.deliver', '{"delivery_id": "11111111-1111-4111-8111-111111111111"}', 0, 8, 8, \
             'attempts_exhausted', 'HTTP 500', now(), now()),
                    (102, 'integration.connected', '{"integration_account_id": "gone", "user_id": "u"}', 0, 1, 8, \
-            'permanent_failure', 'integration account gone does not exist', now() - interval '40 days', now() - interval '40 \
-            days');
+            'permanent_failure', 'integration account gone does not exist', now() - interval '40 days', \
+            now() - interval '40 days');
             INSERT INTO webhook_worker.job_attempts (job_id, kind, attempt, worker_id, started_at, finished_at, \
             outcome, error)
             VALUES (101, 'webhook.deliver', 8, 'w1', now(), now(), 'failed', 'HTTP 500'),

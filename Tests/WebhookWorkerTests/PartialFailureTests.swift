@@ -139,7 +139,8 @@ struct PartialFailureTests {
             try await worker.stop()
             #expect(dead)
             let attempts = try await database.query(
-                "SELECT outcome, started_at, finished_at FROM webhook_worker.job_attempts WHERE job_id = $1 ORDER BY id",
+                "SELECT outcome, started_at, finished_at FROM webhook_worker.job_attempts WHERE job_id = $1 "
+                    + "ORDER BY id",
                 [id]
             ).rows
             #expect(

@@ -99,7 +99,8 @@ struct PgBouncerTests {
                 PostgresQuery(
                     "",
                     "SELECT current_setting('statement_timeout') AS st, current_setting('lock_timeout') AS lt, "
-                        + "current_setting('IntervalStyle') AS style, current_setting('TimeZone') AS tz, pg_backend_pid() AS pid"
+                        + "current_setting('IntervalStyle') AS style, current_setting('TimeZone') AS tz, "
+                        + "pg_backend_pid() AS pid"
                 )
             ).first
             #expect(try row?.decode("st", as: String.self) == "0")

@@ -3,7 +3,7 @@ import Testing
 import WebhookReceiver
 
 /// The built `webhook-worker` binary, run as operators run it.
-@Suite("webhook-worker command line")
+@Suite("webhook-worker command line", .timeLimit(.minutes(2)))
 struct CommandLineTests {
     static let binary = TestDatabase.repoRoot + "/.build/debug/webhook-worker"
 

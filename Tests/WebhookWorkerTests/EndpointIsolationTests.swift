@@ -21,7 +21,7 @@ final class KeyConcurrency: Sendable {
     var peaks: [String: Int] { state.withLock { $0.peak } }
 }
 
-@Suite("Concurrency keys")
+@Suite("Concurrency keys", .timeLimit(.minutes(2)))
 struct ConcurrencyKeyTests {
     @Test("two replicas never run more than the limit per key, and every job runs once")
     func limitAcrossReplicas() async throws {
@@ -124,7 +124,7 @@ struct ConcurrencyKeyTests {
     }
 }
 
-@Suite("Endpoint isolation")
+@Suite("Endpoint isolation", .timeLimit(.minutes(2)))
 struct EndpointIsolationTests {
     /// Milliseconds from each healthy insert to its POST arriving.
     static func latencies(_ inserts: [Date], _ received: [ReceivedWebhook]) -> [Double] {

@@ -9,7 +9,7 @@ import Testing
 @testable import WebhookDelivery
 
 /// An attempt without a response is classified by the error's type, never by its message.
-@Suite("Failure classification")
+@Suite("Failure classification", .timeLimit(.minutes(2)))
 struct FailureClassificationTests {
     @Test(
         "NIO, NIOSSL and AsyncHTTPClient errors map to their classes",

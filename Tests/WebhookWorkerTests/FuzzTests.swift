@@ -70,7 +70,7 @@ enum Fuzz {
     }
 }
 
-@Suite("Fuzzing what the worker reads")
+@Suite("Fuzzing what the worker reads", .timeLimit(.minutes(2)))
 struct FuzzTests {
     static func job(kind: String, payload: [UInt8], attempt: Int = 1) -> Job {
         Job(

@@ -4,7 +4,7 @@ import LibPQ
 import Synchronization
 import Testing
 
-@Suite("Job queue against PostgreSQL")
+@Suite("Job queue against PostgreSQL", .timeLimit(.minutes(2)))
 struct JobQueueTests {
     @Test("several replicas claim thousands of jobs; each job is handled exactly once")
     func claimExclusivity() async throws {

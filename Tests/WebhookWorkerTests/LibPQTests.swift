@@ -6,7 +6,7 @@ import Testing
 @testable import webhook_worker
 import WebhookWorkerSchema
 
-@Suite("LibPQ over a real server")
+@Suite("LibPQ over a real server", .timeLimit(.minutes(2)))
 struct LibPQTests {
     @Test("values round-trip through parameters in text format")
     func roundTrip() async throws {
@@ -184,7 +184,7 @@ struct LibPQTests {
     }
 }
 
-@Suite("Settings and schedules")
+@Suite("Settings and schedules", .timeLimit(.minutes(2)))
 struct SettingsTests {
     @Test("durations parse in every unit and reject junk")
     func durations() {

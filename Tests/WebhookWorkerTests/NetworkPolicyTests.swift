@@ -5,7 +5,7 @@ import Testing
 import WebhookDelivery
 import WebhookReceiver
 
-@Suite("Network policy")
+@Suite("Network policy", .timeLimit(.minutes(2)))
 struct NetworkPolicyTests {
     static func bytes(_ literal: String) -> [UInt8] {
         var v4 = in_addr()

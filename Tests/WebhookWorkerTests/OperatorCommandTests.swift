@@ -4,7 +4,7 @@ import LibPQ
 import Testing
 
 /// The operator and DBA commands, run as the built binary against a real database.
-@Suite("Operator commands")
+@Suite("Operator commands", .timeLimit(.minutes(2)))
 struct OperatorCommandTests {
     static func cli(_ arguments: String, _ database: TestDatabase) throws -> (output: String, status: Int32) {
         try CommandLineTests.run("$BIN \(arguments) 2>/dev/null", environment: ["DATABASE_URL": database.conninfo])

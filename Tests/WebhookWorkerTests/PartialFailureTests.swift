@@ -12,7 +12,7 @@ import WebhookReceiver
 /// The half-broken world: connections that die at the wrong moment, statements that block,
 /// leases taken away, shutdowns during outages. Each test here failed on the worker before the
 /// hardening that fixed it.
-@Suite("Partial failure")
+@Suite("Partial failure", .timeLimit(.minutes(2)))
 struct PartialFailureTests {
     @Test("a backend that dies between connect and the first statement is an error, not a crash")
     func dropBeforeFirstStatement() async throws {
@@ -307,7 +307,7 @@ struct PartialFailureTests {
     }
 }
 
-@Suite("Partial failure: deliveries")
+@Suite("Partial failure: deliveries", .timeLimit(.minutes(2)))
 struct DeliveryPartialFailureTests {
     @Test("a 2xx that arrived before a forced shutdown is recorded as delivered, not sent again")
     func successAtForcedShutdown() async throws {

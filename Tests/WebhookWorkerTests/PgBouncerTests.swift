@@ -7,7 +7,7 @@ import WebhookWorkerSchema
 
 /// The worker behind PgBouncer 1.18 in transaction pooling mode (Debian's), configured as
 /// docs/operations.md says: `--prepared-statements off`, `--listen-database-url` direct.
-@Suite("Behind PgBouncer (transaction pooling)")
+@Suite("Behind PgBouncer (transaction pooling)", .timeLimit(.minutes(2)))
 struct PgBouncerTests {
     @Test("end to end: every event reaches exactly the eligible clients, once each")
     func deliveries() async throws {

@@ -5,7 +5,7 @@ import Testing
 import WebhookDelivery
 
 /// The queue's and the deliveries' operations as a program (the CLI, a console) calls them.
-@Suite("Queue and delivery operations")
+@Suite("Queue and delivery operations", .timeLimit(.minutes(2)))
 struct QueueOperationsTests {
     @Test("enqueue inserts one job with its options, skips a live unique key, and inserts copies")
     func enqueue() async throws {

@@ -4,7 +4,7 @@ import LibPQ
 import Testing
 import WebhookWorkerSchema
 
-@Suite("Recovery from lost connections")
+@Suite("Recovery from lost connections", .timeLimit(.minutes(2)))
 struct ReconnectTests {
     @Test("the worker recovers by itself when its backends are terminated")
     func terminatedBackends() async throws {

@@ -5,7 +5,7 @@ import Testing
 import WebhookDelivery
 import WebhookReceiver
 
-@Suite("Secret rotation")
+@Suite("Secret rotation", .timeLimit(.minutes(2)))
 struct SecretRotationTests {
     @Test(
         """

@@ -36,36 +36,7 @@ struct PgBouncerTests {
     @Test("several replicas claim thousands of jobs through the pooler; each job is handled exactly once")
     func replicas() async throws {
         try await withTestDatabase { database in
-            try await database.query(
-                """
-                INSERT INTO webhook_worker.jobs (kind, payload) SELECT 'test.job', jsonb_build_object('n', n) FROM \
-                generate_series(1, 3000) n
-                """
-            )
-            let recorder = Recorder()
-            let handler = ClosureHandler { job in
-                recorder.record(job)
-                if job.id % 7 == 0 { await Task.yield() }
-                return .complete
-            }
-            let workers = (0..<3).map { _ in
-                RunningWorker(database, handlers: [handler]) {
-                    $0.concurrency = 16
-                    $0.claimBatchSize = 25
-                    $0.throughPgBouncer(database)
-                }
-            }
-            let drained = try await eventually(timeout: .seconds(90)) {
-                try await database.count("SELECT count(*) FROM webhook_worker.jobs") == 0
-            }
-            for worker in workers { try await worker.stop() }
-            #expect(drained)
-            #expect(recorder.handledIDs.count == 3000)
-            #expect(recorder.duplicates.isEmpty)
-            #expect(
-                try await database.count("SELECT count(*) FROM webhook_worker.job_attempts WHERE outcome = 'succeeded'")
-                    == 3000)
-            #expect(try await database.count("SELECT count(DISTINCT worker_id) FROM webhook_worker.job_attempts") >= 2)
+            try await expectReplicasHandleEachJobOnce(database) { $0.throughPgBouncer(database) }
         }
     }
 

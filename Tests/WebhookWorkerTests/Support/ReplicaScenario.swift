@@ -1,0 +1,42 @@
+import JobQueue
+import Testing
+
+/// Three replicas (16 slots, claims of 25) work off 3,000 jobs inserted at once: each job is
+/// handled exactly once, every attempt is recorded as succeeded, and the work is shared.
+/// `configure` adjusts each replica (e.g. to go through PgBouncer).
+func expectReplicasHandleEachJobOnce(
+    _ database: TestDatabase, configure: @escaping (inout JobWorkerConfiguration) -> Void = { _ in }
+) async throws {
+    try await database.query(
+        """
+        INSERT INTO webhook_worker.jobs (kind, payload) SELECT 'test.job', jsonb_build_object('n', n) \
+        FROM generate_series(1, 3000) n
+        """
+    )
+    let recorder = Recorder()
+    let handler = ClosureHandler { job in
+        recorder.record(job)
+        if job.id % 7 == 0 { await Task.yield() }
+        return .complete
+    }
+    let workers = (0..<3).map { _ in
+        RunningWorker(database, handlers: [handler]) {
+            $0.concurrency = 16
+            $0.claimBatchSize = 25
+            configure(&$0)
+        }
+    }
+    let drained = try await eventually(timeout: .seconds(90)) {
+        try await database.count("SELECT count(*) FROM webhook_worker.jobs") == 0
+    }
+    for worker in workers { try await worker.stop() }
+    #expect(drained)
+    #expect(recorder.handledIDs.count == 3000)
+    #expect(recorder.duplicates.isEmpty)
+    #expect(recorder.totalCalls == 3000)
+    #expect(
+        try await database.count("SELECT count(*) FROM webhook_worker.job_attempts WHERE outcome = 'succeeded'")
+            == 3000)
+    let byWorker = try await database.count("SELECT count(DISTINCT worker_id) FROM webhook_worker.job_attempts")
+    #expect(byWorker >= 2, "the work should be shared between replicas")
+}

@@ -150,6 +150,8 @@ public struct WebhookDeliverHandler: JobHandler {
                 logger.debug("could not record the endpoint's result", metadata: ["error": "\(error)"])
             }
         }
+        // Parsed once: it goes into the stored attempt and, on failure, the job's error.
+        let redactedURL = Self.redacted(url)
         let newStatus: String
         let outcome: JobOutcome.Decision
         if result.succeeded {
@@ -158,11 +160,11 @@ public struct WebhookDeliverHandler: JobHandler {
         } else if result.isPermanent {
             newStatus = "failed"
             outcome = .fail(
-                reason: "permanent failure delivering to \(Self.redacted(url)): \(result.error ?? "unknown")",
+                reason: "permanent failure delivering to \(redactedURL): \(result.error ?? "unknown")",
                 code: .permanentFailure)
         } else {
             newStatus = job.isLastAttempt ? "failed" : "pending"
-            outcome = .retry(error: "\(Self.redacted(url)): \(result.error ?? "unknown")", after: result.retryAfter)
+            outcome = .retry(error: "\(redactedURL): \(result.error ?? "unknown")", after: result.retryAfter)
         }
         let milliseconds = Int(result.duration.totalMilliseconds)
         Counter(
@@ -183,7 +185,7 @@ public struct WebhookDeliverHandler: JobHandler {
         let record = BoundStatement.row(
             of: Self.recordAttempt,
             [
-                deliveryID, job.id, context.workerID, Self.redacted(url), result.status, result.errorClass,
+                deliveryID, job.id, context.workerID, redactedURL, result.status, result.errorClass,
                 result.error, milliseconds, result.excerpt, newStatus,
             ])
         return JobOutcome(outcome, statements: [record])

@@ -23,12 +23,13 @@ struct MigrateCommand: AsyncParsableCommand {
 /// Connects, or ends the command with one line naming the server (never the password), exit 1.
 /// Statements are sent unnamed when `preparedStatements` is false; by default as
 /// WORKER_PREPARED_STATEMENTS says (off for a transaction pooler), so operator commands work
-/// through one too.
+/// through one too, read by the same rule as `run`'s `--prepared-statements`.
 func connectOrExit(_ conninfo: String?, preparedStatements: Bool? = nil) async throws -> PostgresConnection {
     let prepared =
-        preparedStatements
-        ?? !["off", "0", "false", "no"].contains(
-            ProcessInfo.processInfo.environment["WORKER_PREPARED_STATEMENTS"]?.lowercased() ?? "")
+        try preparedStatements
+        ?? SettingSource(
+            "prepared-statements", "WORKER_PREPARED_STATEMENTS", nil, env: ProcessInfo.processInfo.environment
+        ).onOff(default: true)
     do {
         return try await PostgresConnection.connect(
             conninfo, preparedStatements: prepared, logger: .init(label: "webhook-worker.db"))

@@ -38,7 +38,7 @@ let package = Package(
         ),
         .target(
             name: "WebhookWorkerSchema",
-            dependencies: ["LibPQ"]
+            dependencies: ["LibPQ", "JobQueue", "WebhookDelivery"]
         ),
         .target(
             name: "JobQueue",

@@ -24,6 +24,8 @@ public struct JobQueueSchema: Sendable, Hashable, CustomStringConvertible {
     public let channel: String
     /// The start of every metric's name: `<prefix>_jobs_total`, `<prefix>_job_duration_seconds`, ...
     public let metricPrefix: String
+    /// The queue's statements in this schema, built once.
+    let statements: QueueStatements
 
     /// Why a name was refused.
     public struct InvalidName: Error, Sendable, Equatable, CustomStringConvertible {
@@ -52,6 +54,7 @@ public struct JobQueueSchema: Sendable, Hashable, CustomStringConvertible {
         self.name = name
         self.channel = channel
         self.metricPrefix = metricPrefix
+        self.statements = QueueStatements(schema: name)
     }
 
     /// Schema `job_queue`, channel `job_queue_jobs`, metrics `job_queue_*`.
@@ -70,7 +73,7 @@ public struct JobQueueSchema: Sendable, Hashable, CustomStringConvertible {
     /// The queue's migrations for this schema and channel: the files of `sql/job_queue/` with
     /// `{{schema}}` and `{{channel}}` filled in. Versions are those of the files; a program whose
     /// own migrations share the ledger keeps to other versions, or joins its part of a version to
-    /// the queue's (as webhook-worker does for two of them).
+    /// the queue's in one migration.
     public var migrations: [Migration] {
         Self.templates.map { template in
             Migration(version: template.version, name: template.name, sql: render(template.sql))

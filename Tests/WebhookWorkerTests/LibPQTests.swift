@@ -114,7 +114,8 @@ struct LibPQTests {
     func listenerReconnects() async throws {
         try await withTestDatabase { database in
             let listener = PostgresListener(
-                conninfo: database.conninfo, channels: ["test_channel"], logger: TestDatabase.logger)
+                conninfo: database.conninfo, channels: ["test_channel"], applicationName: "test-listen",
+                logger: TestDatabase.logger)
             listener.start()
             var events = listener.events.makeAsyncIterator()
             #expect(await events.next() == .connected(reconnected: false))
@@ -124,7 +125,7 @@ struct LibPQTests {
             try await database.query(
                 """
                 SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = \
-                'webhook-worker-listen' AND datname = current_database()
+                'test-listen' AND datname = current_database()
                 """
             )
             var sawDisconnect = false

@@ -3,6 +3,7 @@ import JobQueue
 import LibPQ
 import Testing
 import WebhookDelivery
+import WebhookWorkerSchema
 
 /// The queue's and the deliveries' operations as a program (the CLI, a console) calls them.
 @Suite("Queue and delivery operations", .timeLimit(.minutes(2)))
@@ -11,7 +12,7 @@ struct QueueOperationsTests {
     func enqueue() async throws {
         try await withTestDatabase { database in
             try await database.withConnection { connection in
-                let enqueuer = JobEnqueuer(connection)
+                let enqueuer = JobEnqueuer(connection, schema: WebhookWorkerSchema.queue)
                 let runAt = Date(timeIntervalSince1970: 2_000_000_000.25)
                 let job = NewJob(
                     kind: "test.kind", payload: PostgresJSON(#"{"n": 1}"#), runAt: runAt, priority: -2, maxAttempts: 3,
@@ -55,7 +56,7 @@ struct QueueOperationsTests {
                 FROM generate_series(1, 10) n
                 """)
             try await database.withConnection { connection in
-                let deadLetters = DeadLetters(connection)
+                let deadLetters = DeadLetters(connection, schema: WebhookWorkerSchema.queue)
                 #expect(try await deadLetters.list().count == 10)
                 #expect(try await deadLetters.list(.init(kind: "even")).allSatisfy { $0.kind == "even" })
                 #expect(
@@ -66,7 +67,7 @@ struct QueueOperationsTests {
                 #expect(try await deadLetters.get(id: -1) == nil)
 
                 // A job with the dead letter's unique key is queued: requeueing it must not duplicate it.
-                try await JobEnqueuer(connection).enqueue(NewJob(kind: "odd", uniqueKey: "unique-1"))
+                try await JobEnqueuer(connection, schema: WebhookWorkerSchema.queue).enqueue(NewJob(kind: "odd", uniqueKey: "unique-1"))
                 await #expect(throws: DeadLetters.RequeueError.self) { try await deadLetters.requeue(id: newest.id) }
                 await #expect(throws: DeadLetters.RequeueError.notFound(id: -1)) {
                     try await deadLetters.requeue(id: -1)
@@ -103,11 +104,11 @@ struct QueueOperationsTests {
     func pauseAndStatistics() async throws {
         try await withTestDatabase { database in
             try await database.withConnection { connection in
-                let paused = PausedKinds(connection)
+                let paused = PausedKinds(connection, schema: WebhookWorkerSchema.queue)
                 #expect(try await paused.pause("noop", by: "tester"))
                 #expect(try await paused.pause("noop", by: "someone else") == false)
-                try await JobEnqueuer(connection).enqueue(NewJob(kind: "noop"), copies: 3)
-                let statistics = try await QueueStatistics.read(connection)
+                try await JobEnqueuer(connection, schema: WebhookWorkerSchema.queue).enqueue(NewJob(kind: "noop"), copies: 3)
+                let statistics = try await QueueStatistics.read(connection, schema: WebhookWorkerSchema.queue)
                 #expect(statistics.pausedKinds.map(\.kind) == ["noop"])
                 #expect(statistics.pausedKinds.first?.pausedBy == "tester")
                 #expect(statistics.depth.map { "\($0.kind) \($0.state) \($0.jobs)" } == ["noop available 3"])

@@ -151,7 +151,7 @@ final class RunningWorker: Sendable {
         configure: (inout JobWorkerConfiguration) -> Void = { _ in }
     ) {
         var configuration = JobWorkerConfiguration(
-            conninfo: conninfo ?? database.conninfo, workerID: "test-\(UUID().uuidString.prefix(8))",
+            conninfo: conninfo ?? database.conninfo, schema: WebhookWorkerSchema.queue, workerID: "test-\(UUID().uuidString.prefix(8))",
             pollInterval: .seconds(1), shutdownTimeout: .seconds(5))
         configure(&configuration)
         // The handlers' pool runs under the worker's timeouts, as `run` sets it up.

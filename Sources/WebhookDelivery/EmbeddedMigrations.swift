@@ -6,6 +6,14 @@ extension WebhookDeliverySchema {
     /// The numbered files of sql/webhook_delivery/, in order.
     public static let migrations: [Migration] = [
         Migration(
+            version: 1, name: "001_job_attempts_comment",
+            sql: #"""
+-- The queue's attempts table (JobQueue's 001) tells a DBA how this program prunes it, as it did
+-- when 001 was one file.
+COMMENT ON TABLE webhook_worker.job_attempts IS
+    'One row per attempt of any job, written when the attempt ends. Pruned by age (webhook-worker prune).';
+"""#),
+        Migration(
             version: 2, name: "002_deliveries",
             sql: #"""
 -- Webhook deliveries: one row per (event, OAuth client), and one row per HTTP attempt.

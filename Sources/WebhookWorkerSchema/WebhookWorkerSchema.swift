@@ -8,18 +8,19 @@ import WebhookDelivery
 ///
 /// The two folders were one (`sql/NNN_*.sql`) until the queue became a library of its own, and
 /// databases have recorded those files' names and checksums. So the versions are the files' own:
-/// the queue has 001, 003 and 004, the delivery 002 and 006, and 005 and 007 had statements of
-/// both. A version both have is one migration here, the queue's part first, under the old file's
-/// name. Where the text differs from the old file (001's comments no longer name this program;
-/// 005's statements are grouped by owner), the old file's checksum is accepted as well, so a
-/// database migrated by an earlier release sees nothing to apply and no changed migration.
+/// the queue has 003 and 004, the delivery 002 and 006, and 005 and 007 had statements of both.
+/// A version both have is one migration here, the queue's part first, under the old file's name;
+/// the delivery's part of 001 is the comment on `job_attempts` that names this program's prune
+/// command, which the queue's own 001 leaves out. Where the text differs from the old file (001's
+/// comments; 005's statements grouped by owner), the old file's checksum is accepted as well, so
+/// a database migrated by an earlier release sees nothing to apply and no changed migration.
 public enum WebhookWorkerSchema {
     public static let name = WebhookDeliverySchema.name
 
     public static let queue = WebhookDeliverySchema.queue
 
     /// The names of the versions both folders have: the old single file's.
-    static let joinedNames = [5: "005_endpoints", 7: "007_cheaper_keyed_claim"]
+    static let joinedNames = [1: "001_jobs", 5: "005_endpoints", 7: "007_cheaper_keyed_claim"]
 
     /// FNV checksums (``Migration/checksum``) of the old `sql/001_jobs.sql` and
     /// `sql/005_endpoints.sql`, as databases migrated before the split recorded them. The other

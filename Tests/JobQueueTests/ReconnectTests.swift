@@ -1,14 +1,14 @@
 import Foundation
 import JobQueue
 import LibPQ
+@testable import TestSupport
 import Testing
-import WebhookWorkerSchema
 
 @Suite("Recovery from lost connections", .timeLimit(.minutes(2)))
 struct ReconnectTests {
     @Test("the worker recovers by itself when its backends are terminated")
     func terminatedBackends() async throws {
-        try await withTestDatabase { database in
+        try await withQueueDatabase { database in
             let recorder = Recorder()
             let handler = ClosureHandler { job in
                 recorder.record(job)
@@ -17,7 +17,7 @@ struct ReconnectTests {
             }
             let worker = RunningWorker(database, handlers: [handler]) { $0.pollInterval = .milliseconds(500) }
             try await database.query(
-                "INSERT INTO webhook_worker.jobs (kind) SELECT 'test.job' FROM generate_series(1, 500)")
+                "INSERT INTO \(database.queue.name).jobs (kind) SELECT 'test.job' FROM generate_series(1, 500)")
             #expect(await eventually { recorder.handledIDs.count >= 100 })
             for _ in 0..<3 {
                 try await database.query(
@@ -29,9 +29,9 @@ struct ReconnectTests {
                 try await Task.sleep(for: .milliseconds(200))
             }
             try await database.query(
-                "INSERT INTO webhook_worker.jobs (kind) SELECT 'test.job' FROM generate_series(1, 500)")
+                "INSERT INTO \(database.queue.name).jobs (kind) SELECT 'test.job' FROM generate_series(1, 500)")
             let drained = await eventually(timeout: .seconds(60)) {
-                (try? await database.count("SELECT count(*) FROM webhook_worker.jobs")) == 0
+                (try? await database.count("SELECT count(*) FROM \(database.queue.name).jobs")) == 0
             }
             try await worker.stop()
             #expect(drained)
@@ -39,7 +39,7 @@ struct ReconnectTests {
             // Every job finished with exactly one recorded success.
             #expect(
                 try await database.count(
-                    "SELECT count(DISTINCT job_id) FROM webhook_worker.job_attempts WHERE outcome = 'succeeded'")
+                    "SELECT count(DISTINCT job_id) FROM \(database.queue.name).job_attempts WHERE outcome = 'succeeded'")
                     == 1000)
         }
     }
@@ -58,41 +58,20 @@ struct ReconnectTests {
         }
         let worker = RunningWorker(database, handlers: [handler]) { $0.pollInterval = .milliseconds(500) }
         try await database.query(
-            "INSERT INTO webhook_worker.jobs (kind) SELECT 'test.job' FROM generate_series(1, 400)")
+            "INSERT INTO \(database.queue.name).jobs (kind) SELECT 'test.job' FROM generate_series(1, 400)")
         #expect(await eventually { recorder.handledIDs.count >= 50 })
         _ = try runScript("restart", directory)
         #expect(await eventually { (try? await database.count("SELECT 1")) == 1 })
         try await database.query(
-            "INSERT INTO webhook_worker.jobs (kind) SELECT 'test.job' FROM generate_series(1, 400)")
+            "INSERT INTO \(database.queue.name).jobs (kind) SELECT 'test.job' FROM generate_series(1, 400)")
         let drained = await eventually(timeout: .seconds(90)) {
-            (try? await database.count("SELECT count(*) FROM webhook_worker.jobs")) == 0
+            (try? await database.count("SELECT count(*) FROM \(database.queue.name).jobs")) == 0
         }
         try await worker.stop()
         #expect(drained)
         #expect(recorder.handledIDs.count == 800)
         #expect(
             try await database.count(
-                "SELECT count(DISTINCT job_id) FROM webhook_worker.job_attempts WHERE outcome = 'succeeded'") == 800)
+                "SELECT count(DISTINCT job_id) FROM \(database.queue.name).job_attempts WHERE outcome = 'succeeded'") == 800)
     }
-}
-
-/// Runs `scripts/pg COMMAND DIR` and returns its output. (popen, not Foundation's Process, whose
-/// waitUntilExit can hang when called from a Swift concurrency thread on Linux.)
-func runScript(_ command: String, _ directory: String) throws -> String {
-    try shell("'\(TestDatabase.repoRoot)/scripts/pg' \(command) '\(directory)'")
-}
-
-/// Runs a shell command line, returning its standard output; throws on a non-zero exit.
-func shell(_ commandLine: String) throws -> String {
-    guard let pipe = popen(commandLine, "r") else { throw TestFailure(message: "popen failed: \(commandLine)") }
-    var output = [UInt8]()
-    var buffer = [UInt8](repeating: 0, count: 4096)
-    while true {
-        let count = fread(&buffer, 1, buffer.count, pipe)
-        if count <= 0 { break }
-        output.append(contentsOf: buffer[0..<count])
-    }
-    let status = pclose(pipe)
-    guard status == 0 else { throw TestFailure(message: "\(commandLine) exited with status \(status)") }
-    return String(decoding: output, as: UTF8.self)
 }

@@ -40,12 +40,12 @@ public struct DeadLetters: Sendable {
 
     static func list(_ schema: String) -> PostgresQuery {
         PostgresQuery(
-        "\(schema).listDeadLetters",
-        """
-        SELECT \(DeadLetter.columns) FROM \(schema).dead_letter_jobs
-        WHERE \(matches) AND ($4 OR requeued_at IS NULL)
-        ORDER BY dead_at DESC, id DESC LIMIT $5
-        """)
+            "\(schema).listDeadLetters",
+            """
+            SELECT \(DeadLetter.columns) FROM \(schema).dead_letter_jobs
+            WHERE \(matches) AND ($4 OR requeued_at IS NULL)
+            ORDER BY dead_at DESC, id DESC LIMIT $5
+            """)
     }
 
     /// Dead letters matching `filter`, newest first.
@@ -55,12 +55,13 @@ public struct DeadLetters: Sendable {
     ) async throws
         -> [DeadLetter]
     {
-        try await connection.query(schema.statements.listDeadLetters, filter.bindings + [includeRequeued, limit]).rows.map(DeadLetter.init)
+        try await connection.query(schema.statements.listDeadLetters, filter.bindings + [includeRequeued, limit]).rows
+            .map(DeadLetter.init)
     }
 
     static func get(_ schema: String) -> PostgresQuery {
         PostgresQuery(
-        "\(schema).showDeadLetter", "SELECT \(DeadLetter.columns) FROM \(schema).dead_letter_jobs WHERE id = $1")
+            "\(schema).showDeadLetter", "SELECT \(DeadLetter.columns) FROM \(schema).dead_letter_jobs WHERE id = $1")
     }
 
     /// The dead letter with this id (its own, not the job's), or nil.
@@ -70,11 +71,11 @@ public struct DeadLetters: Sendable {
 
     static func attempts(_ schema: String) -> PostgresQuery {
         PostgresQuery(
-        "\(schema).deadLetterAttempts",
-        """
-        SELECT attempt, outcome, worker_id, started_at, finished_at, error FROM \(schema).job_attempts
-        WHERE job_id = $1 ORDER BY attempt, finished_at
-        """)
+            "\(schema).deadLetterAttempts",
+            """
+            SELECT attempt, outcome, worker_id, started_at, finished_at, error FROM \(schema).job_attempts
+            WHERE job_id = $1 ORDER BY attempt, finished_at
+            """)
     }
 
     /// The recorded attempts of job `jobID` (a dead letter's ``DeadLetter/jobID``), in order.
@@ -126,27 +127,27 @@ public struct DeadLetters: Sendable {
 
     static func countRequeueable(_ schema: String) -> PostgresQuery {
         PostgresQuery(
-        "\(schema).countRequeueable",
-        "SELECT count(*) AS n FROM \(schema).dead_letter_jobs WHERE requeued_at IS NULL AND \(matches)")
+            "\(schema).countRequeueable",
+            "SELECT count(*) AS n FROM \(schema).dead_letter_jobs WHERE requeued_at IS NULL AND \(matches)")
     }
 
     // One batch per statement, in id order; a dead letter whose unique key is already queued
     // again is skipped instead of failing the batch.
     static func requeueBatch(_ schema: String) -> PostgresQuery {
         PostgresQuery(
-        "\(schema).requeueBatch",
-        """
-        WITH batch AS (
-            SELECT id, unique_key FROM \(schema).dead_letter_jobs
-            WHERE requeued_at IS NULL AND \(matches) AND id > $4
-            ORDER BY id LIMIT $5
-        )
-        SELECT id,
-               CASE WHEN unique_key IS NOT NULL
-                         AND EXISTS (SELECT 1 FROM \(schema).jobs j WHERE j.unique_key = batch.unique_key)
-                    THEN NULL ELSE \(schema).requeue_dead_letter(id) END AS job_id
-        FROM batch ORDER BY id
-        """)
+            "\(schema).requeueBatch",
+            """
+            WITH batch AS (
+                SELECT id, unique_key FROM \(schema).dead_letter_jobs
+                WHERE requeued_at IS NULL AND \(matches) AND id > $4
+                ORDER BY id LIMIT $5
+            )
+            SELECT id,
+                   CASE WHEN unique_key IS NOT NULL
+                             AND EXISTS (SELECT 1 FROM \(schema).jobs j WHERE j.unique_key = batch.unique_key)
+                        THEN NULL ELSE \(schema).requeue_dead_letter(id) END AS job_id
+            FROM batch ORDER BY id
+            """)
     }
 
     /// Requeues every dead letter matching `filter` that was not requeued yet, `batchSize` per
@@ -156,12 +157,14 @@ public struct DeadLetters: Sendable {
     public func requeueAll(
         _ filter: Filter, batchSize: Int = 500, progress: (_ requeued: Int, _ matched: Int) -> Void = { _, _ in }
     ) async throws -> RequeueSummary {
-        let matched: Int = try await connection.query(schema.statements.countRequeueable, filter.bindings).first?.decode("n") ?? 0
+        let matched: Int =
+            try await connection.query(schema.statements.countRequeueable, filter.bindings).first?.decode("n") ?? 0
         var summary = RequeueSummary(matched: matched, requeued: 0, skippedAlreadyQueued: 0)
         guard matched > 0 else { return summary }
         var lastID: Int64 = 0
         while true {
-            let result = try await connection.query(schema.statements.requeueBatch, filter.bindings + [lastID, batchSize])
+            let result = try await connection.query(
+                schema.statements.requeueBatch, filter.bindings + [lastID, batchSize])
             if result.isEmpty { return summary }
             for row in result.rows {
                 lastID = try row.decode("id")
@@ -177,12 +180,12 @@ public struct DeadLetters: Sendable {
 
     static func purge(_ schema: String) -> PostgresQuery {
         PostgresQuery(
-        "\(schema).purgeDeadLetters",
-        """
-        DELETE FROM \(schema).dead_letter_jobs WHERE id IN (
-            SELECT id FROM \(schema).dead_letter_jobs
-            WHERE dead_at < $1 AND ($2::text IS NULL OR kind = $2) LIMIT $3)
-        """)
+            "\(schema).purgeDeadLetters",
+            """
+            DELETE FROM \(schema).dead_letter_jobs WHERE id IN (
+                SELECT id FROM \(schema).dead_letter_jobs
+                WHERE dead_at < $1 AND ($2::text IS NULL OR kind = $2) LIMIT $3)
+            """)
     }
 
     /// Deletes dead letters that died before `cutoff` (of `kind`, when given), in batches.
@@ -192,6 +195,7 @@ public struct DeadLetters: Sendable {
     )
         async throws -> Int
     {
-        try await connection.deleteInBatches(schema.statements.purgeDeadLetters, [cutoff, kind], batchSize: batchSize, progress: progress)
+        try await connection.deleteInBatches(
+            schema.statements.purgeDeadLetters, [cutoff, kind], batchSize: batchSize, progress: progress)
     }
 }

@@ -315,13 +315,15 @@ final class Finisher: Sendable {
         let worker = store.workerID
         if !complete.isEmpty {
             statements.append(
-                PostgresStatement(store.statements.completeJobs, [ids(complete), attempts(complete), worker, sinceEnded(complete)]))
+                PostgresStatement(
+                    store.statements.completeJobs, [ids(complete), attempts(complete), worker, sinceEnded(complete)]))
         }
         if !cancel.isEmpty {
             let e = cancel.map(\.0)
             statements.append(
                 PostgresStatement(
-                    store.statements.cancelJobs, [ids(e), attempts(e), worker, sinceEnded(e), PostgresArray(cancel.map(\.1))]))
+                    store.statements.cancelJobs,
+                    [ids(e), attempts(e), worker, sinceEnded(e), PostgresArray(cancel.map(\.1))]))
         }
         if !retry.isEmpty {
             let e = retry.map(\.0)

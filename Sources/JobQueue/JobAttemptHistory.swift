@@ -14,11 +14,11 @@ public struct JobAttemptHistory: Sendable {
 
     static func prune(_ schema: String) -> PostgresQuery {
         PostgresQuery(
-        "\(schema).pruneJobAttempts",
-        """
-        DELETE FROM \(schema).job_attempts WHERE id IN (
-            SELECT id FROM \(schema).job_attempts WHERE finished_at < $1 LIMIT $2)
-        """)
+            "\(schema).pruneJobAttempts",
+            """
+            DELETE FROM \(schema).job_attempts WHERE id IN (
+                SELECT id FROM \(schema).job_attempts WHERE finished_at < $1 LIMIT $2)
+            """)
     }
 
     /// Deletes attempts that finished before `cutoff`, in batches.
@@ -28,6 +28,7 @@ public struct JobAttemptHistory: Sendable {
     ) async throws
         -> Int
     {
-        try await connection.deleteInBatches(schema.statements.pruneJobAttempts, [cutoff], batchSize: batchSize, progress: progress)
+        try await connection.deleteInBatches(
+            schema.statements.pruneJobAttempts, [cutoff], batchSize: batchSize, progress: progress)
     }
 }

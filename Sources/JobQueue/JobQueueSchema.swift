@@ -64,8 +64,8 @@ public struct JobQueueSchema: Sendable, Hashable, CustomStringConvertible {
 
     private static func isIdentifier(_ text: String) -> Bool {
         guard let first = text.unicodeScalars.first, text.utf8.count <= 63 else { return false }
-        let lower = "a"..."z" as ClosedRange<Unicode.Scalar>
-        let digits = "0"..."9" as ClosedRange<Unicode.Scalar>
+        let lower: ClosedRange<Unicode.Scalar> = "a"..."z"
+        let digits: ClosedRange<Unicode.Scalar> = "0"..."9"
         return (lower.contains(first) || first == "_")
             && text.unicodeScalars.allSatisfy { lower.contains($0) || digits.contains($0) || $0 == "_" }
     }

@@ -28,12 +28,12 @@ struct JobStore: Sendable {
     /// plans walking the claim indexes in order whatever the statistics say.
     static func claim(_ schema: String) -> PostgresQuery {
         PostgresQuery(
-        "\(schema).claimJobs",
-        """
-        SELECT * FROM \(schema).claim_jobs(
-            ARRAY(SELECT unnest($1::text[]) EXCEPT SELECT kind FROM \(schema).paused_kinds),
-            $5::text[], $6::int[], $2, $3, $4::interval)
-        """)
+            "\(schema).claimJobs",
+            """
+            SELECT * FROM \(schema).claim_jobs(
+                ARRAY(SELECT unnest($1::text[]) EXCEPT SELECT kind FROM \(schema).paused_kinds),
+                $5::text[], $6::int[], $2, $3, $4::interval)
+            """)
     }
 
     /// What one claim took: the jobs to run, and rows that could not be read as jobs (each is
@@ -91,25 +91,25 @@ struct JobStore: Sendable {
     /// row skipped now is renewed next time, long before its lease runs out.
     static func extendLeases(_ schema: String) -> PostgresQuery {
         PostgresQuery(
-        "\(schema).extendLeases",
-        """
-        UPDATE \(schema).jobs SET locked_until = now() + $3::interval
-        WHERE id IN (
-            SELECT id FROM \(schema).jobs
-            WHERE id = ANY($1::bigint[]) AND locked_by = $2
-            ORDER BY id
-            FOR UPDATE SKIP LOCKED)
-        """)
+            "\(schema).extendLeases",
+            """
+            UPDATE \(schema).jobs SET locked_until = now() + $3::interval
+            WHERE id IN (
+                SELECT id FROM \(schema).jobs
+                WHERE id = ANY($1::bigint[]) AND locked_by = $2
+                ORDER BY id
+                FOR UPDATE SKIP LOCKED)
+            """)
     }
 
     /// Jobs among `ids` that another replica holds now (the lease ran out and was taken back).
     static func leasesLost(_ schema: String) -> PostgresQuery {
         PostgresQuery(
-        "\(schema).leasesLost",
-        """
-        SELECT id FROM \(schema).jobs
-        WHERE id = ANY($1::bigint[]) AND locked_by IS DISTINCT FROM $2
-        """)
+            "\(schema).leasesLost",
+            """
+            SELECT id FROM \(schema).jobs
+            WHERE id = ANY($1::bigint[]) AND locked_by IS DISTINCT FROM $2
+            """)
     }
 
     /// Extends the leases of the jobs this replica holds; returns those it no longer holds.
@@ -121,7 +121,7 @@ struct JobStore: Sendable {
 
     static func reap(_ schema: String) -> PostgresQuery {
         PostgresQuery(
-        "\(schema).reapExpiredLeases", "SELECT kind, jobs FROM \(schema).reap_expired_leases($1, $2)")
+            "\(schema).reapExpiredLeases", "SELECT kind, jobs FROM \(schema).reap_expired_leases($1, $2)")
     }
 
     /// Returns expired leases of any replica to the queue; the jobs reaped, by kind.
@@ -150,59 +150,59 @@ struct JobStore: Sendable {
 
     static func complete(_ schema: String) -> PostgresQuery {
         PostgresQuery(
-        "\(schema).completeJobs",
-        """
-        WITH f AS (
-            SELECT * FROM unnest($1::bigint[], $2::int[], $4::interval[]) AS f(id, attempt, ago)
-        ), done AS (
-            DELETE FROM \(schema).jobs j USING f
-            WHERE j.id = f.id AND j.attempt = f.attempt AND j.locked_by = $3
-            RETURNING j.id, j.kind, j.attempt, j.attempted_at, \(finishedAt) AS finished_at
-        )
-        INSERT INTO \(schema).job_attempts (job_id, kind, attempt, worker_id, started_at, finished_at, outcome)
-        SELECT id, kind, attempt, $3, coalesce(attempted_at, finished_at), finished_at, 'succeeded' FROM done
-        RETURNING job_id
-        """)
+            "\(schema).completeJobs",
+            """
+            WITH f AS (
+                SELECT * FROM unnest($1::bigint[], $2::int[], $4::interval[]) AS f(id, attempt, ago)
+            ), done AS (
+                DELETE FROM \(schema).jobs j USING f
+                WHERE j.id = f.id AND j.attempt = f.attempt AND j.locked_by = $3
+                RETURNING j.id, j.kind, j.attempt, j.attempted_at, \(finishedAt) AS finished_at
+            )
+            INSERT INTO \(schema).job_attempts (job_id, kind, attempt, worker_id, started_at, finished_at, outcome)
+            SELECT id, kind, attempt, $3, coalesce(attempted_at, finished_at), finished_at, 'succeeded' FROM done
+            RETURNING job_id
+            """)
     }
 
     static func cancel(_ schema: String) -> PostgresQuery {
         PostgresQuery(
-        "\(schema).cancelJobs",
-        """
-        WITH f AS (
-            SELECT * FROM unnest($1::bigint[], $2::int[], $4::interval[], $5::text[]) AS f(id, attempt, ago, error)
-        ), done AS (
-            DELETE FROM \(schema).jobs j USING f
-            WHERE j.id = f.id AND j.attempt = f.attempt AND j.locked_by = $3
-            RETURNING j.id, j.kind, j.attempt, j.attempted_at, \(finishedAt) AS finished_at, f.error
-        )
-        INSERT INTO \(schema).job_attempts (job_id, kind, attempt, worker_id, started_at, finished_at, outcome, \
-        error)
-        SELECT id, kind, attempt, $3, coalesce(attempted_at, finished_at), finished_at, 'cancelled', error FROM done
-        RETURNING job_id
-        """)
+            "\(schema).cancelJobs",
+            """
+            WITH f AS (
+                SELECT * FROM unnest($1::bigint[], $2::int[], $4::interval[], $5::text[]) AS f(id, attempt, ago, error)
+            ), done AS (
+                DELETE FROM \(schema).jobs j USING f
+                WHERE j.id = f.id AND j.attempt = f.attempt AND j.locked_by = $3
+                RETURNING j.id, j.kind, j.attempt, j.attempted_at, \(finishedAt) AS finished_at, f.error
+            )
+            INSERT INTO \(schema).job_attempts (job_id, kind, attempt, worker_id, started_at, finished_at, outcome, \
+            error)
+            SELECT id, kind, attempt, $3, coalesce(attempted_at, finished_at), finished_at, 'cancelled', error FROM done
+            RETURNING job_id
+            """)
     }
 
     static func retry(_ schema: String) -> PostgresQuery {
         PostgresQuery(
-        "\(schema).retryJobs",
-        """
-        WITH f AS (
-            SELECT * FROM unnest($1::bigint[], $2::int[], $4::interval[], $5::text[], $6::interval[])
-                AS f(id, attempt, ago, error, wait)
-        ), back AS (
-            UPDATE \(schema).jobs j
-            SET state = 'available', locked_by = NULL, locked_until = NULL, run_at = now() + f.wait, last_error = \
-        f.error
-            FROM f
-            WHERE j.id = f.id AND j.attempt = f.attempt AND j.locked_by = $3
-            RETURNING j.id, j.kind, j.attempt, j.attempted_at, \(finishedAt) AS finished_at, f.error
-        )
-        INSERT INTO \(schema).job_attempts (job_id, kind, attempt, worker_id, started_at, finished_at, outcome, \
-        error)
-        SELECT id, kind, attempt, $3, coalesce(attempted_at, finished_at), finished_at, 'failed', error FROM back
-        RETURNING job_id
-        """)
+            "\(schema).retryJobs",
+            """
+            WITH f AS (
+                SELECT * FROM unnest($1::bigint[], $2::int[], $4::interval[], $5::text[], $6::interval[])
+                    AS f(id, attempt, ago, error, wait)
+            ), back AS (
+                UPDATE \(schema).jobs j
+                SET state = 'available', locked_by = NULL, locked_until = NULL, run_at = now() + f.wait, last_error = \
+            f.error
+                FROM f
+                WHERE j.id = f.id AND j.attempt = f.attempt AND j.locked_by = $3
+                RETURNING j.id, j.kind, j.attempt, j.attempted_at, \(finishedAt) AS finished_at, f.error
+            )
+            INSERT INTO \(schema).job_attempts (job_id, kind, attempt, worker_id, started_at, finished_at, outcome, \
+            error)
+            SELECT id, kind, attempt, $3, coalesce(attempted_at, finished_at), finished_at, 'failed', error FROM back
+            RETURNING job_id
+            """)
     }
 
     /// Back to the queue without spending the attempt. With a `wait` (a database failure), the
@@ -210,70 +210,71 @@ struct JobStore: Sendable {
     /// place in the queue.
     static func release(_ schema: String) -> PostgresQuery {
         PostgresQuery(
-        "\(schema).releaseJobs",
-        """
-        WITH f AS (
-            SELECT * FROM unnest($1::bigint[], $2::int[], $4::interval[], $5::text[], $6::interval[])
-                AS f(id, attempt, ago, error, wait)
-        ), back AS (
-            UPDATE \(schema).jobs j
-            SET state = 'available', locked_by = NULL, locked_until = NULL, attempt = j.attempt - 1,
-                run_at = CASE WHEN f.wait IS NULL THEN j.run_at ELSE now() + f.wait END,
-                released = j.released + CASE WHEN f.wait IS NULL THEN 0 ELSE 1 END
-            FROM f
-            WHERE j.id = f.id AND j.attempt = f.attempt AND j.locked_by = $3
-            RETURNING j.id, j.kind, f.attempt, j.attempted_at, \(finishedAt) AS finished_at, f.error
-        )
-        INSERT INTO \(schema).job_attempts (job_id, kind, attempt, worker_id, started_at, finished_at, outcome, \
-        error)
-        SELECT id, kind, attempt, $3, coalesce(attempted_at, finished_at), finished_at, 'released', error
-        FROM back
-        RETURNING job_id
-        """)
+            "\(schema).releaseJobs",
+            """
+            WITH f AS (
+                SELECT * FROM unnest($1::bigint[], $2::int[], $4::interval[], $5::text[], $6::interval[])
+                    AS f(id, attempt, ago, error, wait)
+            ), back AS (
+                UPDATE \(schema).jobs j
+                SET state = 'available', locked_by = NULL, locked_until = NULL, attempt = j.attempt - 1,
+                    run_at = CASE WHEN f.wait IS NULL THEN j.run_at ELSE now() + f.wait END,
+                    released = j.released + CASE WHEN f.wait IS NULL THEN 0 ELSE 1 END
+                FROM f
+                WHERE j.id = f.id AND j.attempt = f.attempt AND j.locked_by = $3
+                RETURNING j.id, j.kind, f.attempt, j.attempted_at, \(finishedAt) AS finished_at, f.error
+            )
+            INSERT INTO \(schema).job_attempts (job_id, kind, attempt, worker_id, started_at, finished_at, outcome, \
+            error)
+            SELECT id, kind, attempt, $3, coalesce(attempted_at, finished_at), finished_at, 'released', error
+            FROM back
+            RETURNING job_id
+            """)
     }
 
     static func snooze(_ schema: String) -> PostgresQuery {
         PostgresQuery(
-        "\(schema).snoozeJobs",
-        """
-        WITH f AS (
-            SELECT * FROM unnest($1::bigint[], $2::int[], $4::text[], $5::interval[]) AS f(id, attempt, reason, wait)
-        )
-        UPDATE \(schema).jobs j
-        SET state = 'available', locked_by = NULL, locked_until = NULL, attempt = j.attempt - 1,
-            run_at = now() + f.wait, last_error = f.reason
-        FROM f
-        WHERE j.id = f.id AND j.attempt = f.attempt AND j.locked_by = $3
-        RETURNING j.id AS job_id
-        """)
+            "\(schema).snoozeJobs",
+            """
+            WITH f AS (
+                SELECT * FROM unnest($1::bigint[], $2::int[], $4::text[], $5::interval[]) \
+            AS f(id, attempt, reason, wait)
+            )
+            UPDATE \(schema).jobs j
+            SET state = 'available', locked_by = NULL, locked_until = NULL, attempt = j.attempt - 1,
+                run_at = now() + f.wait, last_error = f.reason
+            FROM f
+            WHERE j.id = f.id AND j.attempt = f.attempt AND j.locked_by = $3
+            RETURNING j.id AS job_id
+            """)
     }
 
     static func deadLetter(_ schema: String) -> PostgresQuery {
         PostgresQuery(
-        "\(schema).deadLetterJobs",
-        """
-        WITH f AS (
-            SELECT * FROM unnest($1::bigint[], $2::int[], $4::interval[], $5::text[], $6::text[], $7::int[])
-                AS f(id, attempt, ago, error, reason, max_attempts)
-        ), dead AS (
-            DELETE FROM \(schema).jobs j USING f
-            WHERE j.id = f.id AND j.attempt = f.attempt AND j.locked_by = $3
-            RETURNING j.*, \(finishedAt) AS finished_at, f.error, f.reason, f.max_attempts AS effective_max_attempts
-        ), letters AS (
-            INSERT INTO \(schema).dead_letter_jobs
-                (job_id, kind, payload, priority, attempts, max_attempts, reason, last_error, unique_key, \
-        concurrency_key,
-                 created_at, dead_at)
-            SELECT id, kind, payload, priority, attempt, effective_max_attempts, reason, error, unique_key, \
-        concurrency_key,
-                   created_at, finished_at
-            FROM dead
-        )
-        INSERT INTO \(schema).job_attempts (job_id, kind, attempt, worker_id, started_at, finished_at, outcome, \
-        error)
-        SELECT id, kind, attempt, $3, coalesce(attempted_at, finished_at), finished_at, 'failed', error FROM dead
-        RETURNING job_id
-        """)
+            "\(schema).deadLetterJobs",
+            """
+            WITH f AS (
+                SELECT * FROM unnest($1::bigint[], $2::int[], $4::interval[], $5::text[], $6::text[], $7::int[])
+                    AS f(id, attempt, ago, error, reason, max_attempts)
+            ), dead AS (
+                DELETE FROM \(schema).jobs j USING f
+                WHERE j.id = f.id AND j.attempt = f.attempt AND j.locked_by = $3
+                RETURNING j.*, \(finishedAt) AS finished_at, f.error, f.reason, f.max_attempts AS effective_max_attempts
+            ), letters AS (
+                INSERT INTO \(schema).dead_letter_jobs
+                    (job_id, kind, payload, priority, attempts, max_attempts, reason, last_error, unique_key, \
+            concurrency_key,
+                     created_at, dead_at)
+                SELECT id, kind, payload, priority, attempt, effective_max_attempts, reason, error, unique_key, \
+            concurrency_key,
+                       created_at, finished_at
+                FROM dead
+            )
+            INSERT INTO \(schema).job_attempts (job_id, kind, attempt, worker_id, started_at, finished_at, outcome, \
+            error)
+            SELECT id, kind, attempt, $3, coalesce(attempted_at, finished_at), finished_at, 'failed', error FROM dead
+            RETURNING job_id
+            """)
     }
 }
 

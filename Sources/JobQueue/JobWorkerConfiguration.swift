@@ -144,7 +144,8 @@ public struct JobWorkerConfiguration: Sendable {
         -> PostgresConnectionPool.Configuration
     {
         .init(
-            conninfo: conninfo, maxConnections: maxConnections, applicationName: applicationName ?? self.applicationName,
+            conninfo: conninfo, maxConnections: maxConnections,
+            applicationName: applicationName ?? self.applicationName,
             sessionSetup: preparedStatements ? sessionSettings : nil, preparedStatements: preparedStatements,
             transactionSetup: preparedStatements ? nil : transactionSettings)
     }

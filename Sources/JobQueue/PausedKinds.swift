@@ -22,8 +22,8 @@ public struct PausedKinds: Sendable {
 
     static func pause(_ schema: String) -> PostgresQuery {
         PostgresQuery(
-        "\(schema).pauseKind",
-        "INSERT INTO \(schema).paused_kinds (kind, paused_by) VALUES ($1, $2) ON CONFLICT (kind) DO NOTHING")
+            "\(schema).pauseKind",
+            "INSERT INTO \(schema).paused_kinds (kind, paused_by) VALUES ($1, $2) ON CONFLICT (kind) DO NOTHING")
     }
 
     /// Pauses `kind`, recording `actor` as who did it.
@@ -46,7 +46,7 @@ public struct PausedKinds: Sendable {
 
     static func list(_ schema: String) -> PostgresQuery {
         PostgresQuery(
-        "\(schema).statsPaused", "SELECT kind, paused_at, paused_by FROM \(schema).paused_kinds ORDER BY kind")
+            "\(schema).statsPaused", "SELECT kind, paused_at, paused_by FROM \(schema).paused_kinds ORDER BY kind")
     }
 
     /// The kinds paused now, by kind.

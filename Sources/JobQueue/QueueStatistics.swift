@@ -54,50 +54,50 @@ public struct QueueStatistics: Sendable, Equatable {
 
     static func depthQuery(_ schema: String) -> PostgresQuery {
         PostgresQuery(
-        "\(schema).statsDepth",
-        """
-        SELECT kind, state, jobs, extract(epoch FROM oldest_age)::float8 AS oldest_age_seconds
-        FROM \(schema).queue_depth ORDER BY kind, state
-        """)
+            "\(schema).statsDepth",
+            """
+            SELECT kind, state, jobs, extract(epoch FROM oldest_age)::float8 AS oldest_age_seconds
+            FROM \(schema).queue_depth ORDER BY kind, state
+            """)
     }
     static func waitingQuery(_ schema: String) -> PostgresQuery {
         PostgresQuery(
-        "\(schema).statsWaiting",
-        """
-        SELECT kind, waiting, round(extract(epoch FROM wait)::numeric, 3)::float8 AS oldest_wait_seconds
-        FROM \(schema).oldest_waiting ORDER BY kind
-        """)
+            "\(schema).statsWaiting",
+            """
+            SELECT kind, waiting, round(extract(epoch FROM wait)::numeric, 3)::float8 AS oldest_wait_seconds
+            FROM \(schema).oldest_waiting ORDER BY kind
+            """)
     }
     static func replicasQuery(_ schema: String) -> PostgresQuery {
         PostgresQuery(
-        "\(schema).statsReplicas",
-        """
-        SELECT locked_by AS worker_id, count(*) AS running, min(locked_until) AS next_lease_expiry
-        FROM \(schema).jobs WHERE state = 'running' GROUP BY locked_by ORDER BY locked_by
-        """)
+            "\(schema).statsReplicas",
+            """
+            SELECT locked_by AS worker_id, count(*) AS running, min(locked_until) AS next_lease_expiry
+            FROM \(schema).jobs WHERE state = 'running' GROUP BY locked_by ORDER BY locked_by
+            """)
     }
     static func throughputQuery(_ schema: String) -> PostgresQuery {
         PostgresQuery(
-        "\(schema).statsThroughput",
-        """
-        SELECT kind,
-               count(*) FILTER (WHERE outcome = 'succeeded' AND finished_at > now() - interval '1 minute') AS \
-        succeeded_1m,
-               count(*) FILTER (WHERE outcome <> 'succeeded' AND finished_at > now() - interval '1 minute') AS \
-        failed_1m,
-               count(*) FILTER (WHERE outcome = 'succeeded') AS succeeded_1h,
-               count(*) FILTER (WHERE outcome <> 'succeeded') AS failed_1h
-        FROM \(schema).job_attempts WHERE finished_at > now() - interval '1 hour'
-        GROUP BY kind ORDER BY kind
-        """)
+            "\(schema).statsThroughput",
+            """
+            SELECT kind,
+                   count(*) FILTER (WHERE outcome = 'succeeded' AND finished_at > now() - interval '1 minute') AS \
+            succeeded_1m,
+                   count(*) FILTER (WHERE outcome <> 'succeeded' AND finished_at > now() - interval '1 minute') AS \
+            failed_1m,
+                   count(*) FILTER (WHERE outcome = 'succeeded') AS succeeded_1h,
+                   count(*) FILTER (WHERE outcome <> 'succeeded') AS failed_1h
+            FROM \(schema).job_attempts WHERE finished_at > now() - interval '1 hour'
+            GROUP BY kind ORDER BY kind
+            """)
     }
     static func deadQuery(_ schema: String) -> PostgresQuery {
         PostgresQuery(
-        "\(schema).statsDead",
-        """
-        SELECT kind, reason, dead_letters, last_dead_at FROM \(schema).dead_letters_by_reason
-        ORDER BY kind, reason
-        """)
+            "\(schema).statsDead",
+            """
+            SELECT kind, reason, dead_letters, last_dead_at FROM \(schema).dead_letters_by_reason
+            ORDER BY kind, reason
+            """)
     }
 
     /// Reads every figure, one statement each.

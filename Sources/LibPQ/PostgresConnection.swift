@@ -95,7 +95,8 @@ public final class PostgresConnection: @unchecked Sendable {
     public static let defaultApplicationName = ProcessInfo.processInfo.processName
 
     public static func connect(
-        _ conninfo: String?, applicationName: String = PostgresConnection.defaultApplicationName, sessionSettings: String? = nil,
+        _ conninfo: String?, applicationName: String = PostgresConnection.defaultApplicationName,
+        sessionSettings: String? = nil,
         preparedStatements: Bool = true, transactionSetup: String? = nil,
         connectTimeout: Duration = .seconds(10), logger: Logger
     ) async throws -> PostgresConnection {

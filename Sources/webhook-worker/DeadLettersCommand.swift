@@ -145,8 +145,9 @@ struct DeadLettersCommand: AsyncParsableCommand {
 
         func run() async throws {
             let deleted = try await withOperatorConnection(database) { connection in
-                try await DeadLetters(connection, schema: WebhookWorkerSchema.queue).purge(diedBefore: olderThan.cutoff, kind: kind, batchSize: batchSize)
-                {
+                try await DeadLetters(connection, schema: WebhookWorkerSchema.queue).purge(
+                    diedBefore: olderThan.cutoff, kind: kind, batchSize: batchSize
+                ) {
                     progress("deleted \($0) dead letters")
                 }
             }

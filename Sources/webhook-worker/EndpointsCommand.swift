@@ -128,7 +128,9 @@ struct JobsCommand: AsyncParsableCommand {
         @OptionGroup var database: DatabaseOptions
 
         func run() async throws {
-            try await withOperatorConnection(database) { try await PausedKinds($0, schema: WebhookWorkerSchema.queue).pause(kind, by: operatorName) }
+            try await withOperatorConnection(database) {
+                try await PausedKinds($0, schema: WebhookWorkerSchema.queue).pause(kind, by: operatorName)
+            }
             print("paused \(kind): replicas stop claiming it")
         }
     }
@@ -139,7 +141,9 @@ struct JobsCommand: AsyncParsableCommand {
         @OptionGroup var database: DatabaseOptions
 
         func run() async throws {
-            let resumed = try await withOperatorConnection(database) { try await PausedKinds($0, schema: WebhookWorkerSchema.queue).resume(kind) }
+            let resumed = try await withOperatorConnection(database) {
+                try await PausedKinds($0, schema: WebhookWorkerSchema.queue).resume(kind)
+            }
             guard resumed else { throw notFound("\(kind) was not paused") }
             print("resumed \(kind)")
         }

@@ -22,7 +22,9 @@ struct EnqueueCommand: AsyncParsableCommand {
 
         func run() async throws {
             let job = try IntegrationConnectedPayload(integrationAccountID: account, userID: user).job
-            let id = try await withOperatorConnection(database) { try await JobEnqueuer($0, schema: WebhookWorkerSchema.queue).enqueue(job) }
+            let id = try await withOperatorConnection(database) {
+                try await JobEnqueuer($0, schema: WebhookWorkerSchema.queue).enqueue(job)
+            }
             print("enqueued job \(id ?? 0)")
         }
     }
@@ -38,7 +40,8 @@ struct EnqueueCommand: AsyncParsableCommand {
                 throw CommandFailure.usage("invalid --count \(count): expected 1 to 1000000")
             }
             let inserted = try await withOperatorConnection(database) {
-                try await JobEnqueuer($0, schema: WebhookWorkerSchema.queue).enqueue(NewJob(kind: "noop"), copies: count)
+                try await JobEnqueuer($0, schema: WebhookWorkerSchema.queue).enqueue(
+                    NewJob(kind: "noop"), copies: count)
             }
             print("enqueued \(inserted) noop job(s)")
         }

@@ -15,7 +15,10 @@ struct StatsCommand: AsyncParsableCommand {
 
     func run() async throws {
         let (queue, endpointRecords) = try await withOperatorConnection(database) { connection in
-            (try await QueueStatistics.read(connection, schema: WebhookWorkerSchema.queue), try await Endpoints(connection).notClosed())
+            (
+                try await QueueStatistics.read(connection, schema: WebhookWorkerSchema.queue),
+                try await Endpoints(connection).notClosed()
+            )
         }
         let depth = queue.depth.map(\.fields)
         let waiting = queue.waiting.map(\.fields)

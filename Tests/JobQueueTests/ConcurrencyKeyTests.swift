@@ -26,7 +26,7 @@ struct ConcurrencyKeyTests {
         try await withQueueDatabase { database in
             try await database.query(
                 """
-                INSERT INTO \(database.queue.name).jobs (kind, concurrency_key)
+                INSERT INTO \(database.schema).jobs (kind, concurrency_key)
                 SELECT 'test.job', 'key-' || (n % 4) FROM generate_series(1, 120) n
                 """)
             let counter = KeyConcurrency()
@@ -46,7 +46,7 @@ struct ConcurrencyKeyTests {
                 }
             }
             let drained = try await eventually(timeout: .seconds(60)) {
-                try await database.count("SELECT count(*) FROM \(database.queue.name).jobs") == 0
+                try await database.count("SELECT count(*) FROM \(database.schema).jobs") == 0
             }
             for worker in workers { try await worker.stop() }
             #expect(drained)
@@ -62,7 +62,7 @@ struct ConcurrencyKeyTests {
         try await withQueueDatabase { database in
             try await database.query(
                 """
-                INSERT INTO \(database.queue.name).jobs (kind, concurrency_key, run_at) SELECT 'test.job', 'busy', now() - \
+                INSERT INTO \(database.schema).jobs (kind, concurrency_key, run_at) SELECT 'test.job', 'busy', now() - \
                 interval '1 hour' FROM generate_series(1, 2000)
                 """
             )
@@ -80,16 +80,17 @@ struct ConcurrencyKeyTests {
             #expect(await eventually { worker.worker.inFlightCount == 2 })
             try await database.query(
                 """
-                INSERT INTO \(database.queue.name).jobs (kind, concurrency_key) SELECT 'test.job', 'quiet-' || n FROM \
+                INSERT INTO \(database.schema).jobs (kind, concurrency_key) SELECT 'test.job', 'quiet-' || n FROM \
                 generate_series(1, 10) n
                 """
             )
             try await database.query(
-                "INSERT INTO \(database.queue.name).jobs (kind) SELECT 'test.job' FROM generate_series(1, 10)")
+                "INSERT INTO \(database.schema).jobs (kind) SELECT 'test.job' FROM generate_series(1, 10)")
             #expect(await eventually(timeout: .seconds(5)) { others.totalCalls == 20 })
             #expect(
                 try await database.count(
-                    "SELECT count(*) FROM \(database.queue.name).jobs WHERE concurrency_key = 'busy' AND state = 'running'")
+                    "SELECT count(*) FROM \(database.schema).jobs WHERE concurrency_key = 'busy' AND state = 'running'"
+                )
                     == 2)
             gate.open()
             try await worker.stop()
@@ -99,9 +100,9 @@ struct ConcurrencyKeyTests {
     @Test("a paused kind is not claimed until resumed; running jobs finish")
     func pauseAndResume() async throws {
         try await withQueueDatabase { database in
-            try await database.query("INSERT INTO \(database.queue.name).paused_kinds (kind) VALUES ('test.job')")
+            try await database.query("INSERT INTO \(database.schema).paused_kinds (kind) VALUES ('test.job')")
             try await database.query(
-                "INSERT INTO \(database.queue.name).jobs (kind) SELECT 'test.job' FROM generate_series(1, 5)")
+                "INSERT INTO \(database.schema).jobs (kind) SELECT 'test.job' FROM generate_series(1, 5)")
             let recorder = Recorder()
             let worker = RunningWorker(
                 database,
@@ -115,7 +116,7 @@ struct ConcurrencyKeyTests {
             }
             try await Task.sleep(for: .seconds(1))
             #expect(recorder.totalCalls == 0)
-            try await database.query("DELETE FROM \(database.queue.name).paused_kinds WHERE kind = 'test.job'")
+            try await database.query("DELETE FROM \(database.schema).paused_kinds WHERE kind = 'test.job'")
             #expect(await eventually(timeout: .seconds(5)) { recorder.totalCalls == 5 })
             try await worker.stop()
         }

@@ -85,9 +85,10 @@ struct PartialFailureTests {
         try await withQueueDatabase { database in
             try await database.script(
                 """
-                INSERT INTO \(database.queue.name).jobs (kind, payload) VALUES ('test.job', '{"n": 1}'), ('test.job', '{"n": \
-                2}');
-                INSERT INTO \(database.queue.name).jobs (kind, payload, created_at) VALUES ('test.job', '{"n": 3}', 'infinity');
+                INSERT INTO \(database.schema).jobs (kind, payload) VALUES ('test.job', '{"n": 1}'), \
+                ('test.job', '{"n": 2}');
+                INSERT INTO \(database.schema).jobs (kind, payload, created_at) \
+                VALUES ('test.job', '{"n": 3}', 'infinity');
                 """)
             let recorder = Recorder()
             let worker = RunningWorker(
@@ -101,12 +102,13 @@ struct PartialFailureTests {
                 $0.lease = .seconds(60)
             }
             let settled = try await eventually(timeout: .seconds(10)) {
-                try await database.count("SELECT count(*) FROM \(database.queue.name).jobs") == 0
+                try await database.count("SELECT count(*) FROM \(database.schema).jobs") == 0
             }
             try await worker.stop()
             #expect(settled, "the readable jobs must not wait for the unreadable one's lease")
             #expect(recorder.totalCalls == 2)
-            let dead = try #require(try await database.query("SELECT * FROM \(database.queue.name).dead_letter_jobs").first)
+            let dead = try #require(
+                try await database.query("SELECT * FROM \(database.schema).dead_letter_jobs").first)
             #expect(try dead.decode("reason", as: String.self) == "permanent_failure")
             #expect(try dead.decode("last_error", as: String.self).contains("could not be read"))
             #expect(try dead.decode("payload", as: String.self).contains("3"))
@@ -118,7 +120,7 @@ struct PartialFailureTests {
         try await withQueueDatabase { database in
             let id = try #require(
                 try await database.scalar(
-                    "INSERT INTO \(database.queue.name).jobs (kind, max_attempts) VALUES ('test.job', 2) RETURNING id",
+                    "INSERT INTO \(database.schema).jobs (kind, max_attempts) VALUES ('test.job', 2) RETURNING id",
                     as: Int64.self))
             let handler = ClosureHandler { _ in
                 throw PostgresError(
@@ -131,12 +133,12 @@ struct PartialFailureTests {
                 $0.retryStrategy = .schedule([.milliseconds(50)])
             }
             let dead = try await eventually(timeout: .seconds(15)) {
-                try await database.count("SELECT count(*) FROM \(database.queue.name).dead_letter_jobs") == 1
+                try await database.count("SELECT count(*) FROM \(database.schema).dead_letter_jobs") == 1
             }
             try await worker.stop()
             #expect(dead)
             let attempts = try await database.query(
-                "SELECT outcome, started_at, finished_at FROM \(database.queue.name).job_attempts WHERE job_id = $1 "
+                "SELECT outcome, started_at, finished_at FROM \(database.schema).job_attempts WHERE job_id = $1 "
                     + "ORDER BY id",
                 [id]
             ).rows
@@ -150,7 +152,7 @@ struct PartialFailureTests {
             #expect(starts[1].timeIntervalSince(ends[0]) >= 0.28)
             #expect(starts[2].timeIntervalSince(ends[1]) >= 0.58)
             #expect(
-                try await database.scalar("SELECT reason FROM \(database.queue.name).dead_letter_jobs", as: String.self)
+                try await database.scalar("SELECT reason FROM \(database.schema).dead_letter_jobs", as: String.self)
                     == "attempts_exhausted")
         }
     }
@@ -167,7 +169,7 @@ struct PartialFailureTests {
             defer { proxy.stop() }
             let conninfo = TCPProxy.conninfo(of: TestDatabase.serverURL, database: database.name, port: proxy.port)
             try await database.query(
-                "INSERT INTO \(database.queue.name).jobs (kind) SELECT 'test.job' FROM generate_series(1, 3)")
+                "INSERT INTO \(database.schema).jobs (kind) SELECT 'test.job' FROM generate_series(1, 3)")
             let gate = Gate()
             let started = Recorder()
             let worker = RunningWorker(
@@ -193,7 +195,9 @@ struct PartialFailureTests {
             #expect(stopped, "the worker must exit while the database is unreachable")
             #expect(clock.now - stopping < .seconds(6))
             // Nothing was lost: the jobs are still there, leased, for the reaper.
-            #expect(try await database.count("SELECT count(*) FROM \(database.queue.name).jobs WHERE state = 'running'") == 3)
+            #expect(
+                try await database.count("SELECT count(*) FROM \(database.schema).jobs WHERE state = 'running'")
+                    == 3)
         }
     }
 
@@ -201,7 +205,7 @@ struct PartialFailureTests {
     func lostLeaseCancelsHandler() async throws {
         try await withQueueDatabase { database in
             let id = try #require(
-                try await database.scalar("SELECT \(database.queue.name).enqueue('test.job') AS id", as: Int64.self))
+                try await database.scalar("SELECT \(database.schema).enqueue('test.job') AS id", as: Int64.self))
             let cancelled = Atomic<Bool>(false)
             let started = Recorder()
             let worker = RunningWorker(
@@ -220,7 +224,8 @@ struct PartialFailureTests {
                 ]
             ) { $0.lease = .seconds(3) }
             #expect(await eventually { started.totalCalls == 1 })
-            try await database.query("UPDATE \(database.queue.name).jobs SET locked_by = 'another-replica' WHERE id = $1", [id])
+            try await database.query(
+                "UPDATE \(database.schema).jobs SET locked_by = 'another-replica' WHERE id = $1", [id])
             #expect(await eventually(timeout: .seconds(6)) { cancelled.load(ordering: .sequentiallyConsistent) })
             try await worker.stop()
         }
@@ -229,7 +234,8 @@ struct PartialFailureTests {
     @Test("an old attempt of a re-claimed job finishing does not take the new attempt off the worker's books")
     func attemptsKeyedSeparately() async throws {
         try await withQueueDatabase { database in
-            try await database.query("INSERT INTO \(database.queue.name).jobs (kind, max_attempts) VALUES ('test.job', 2)")
+            try await database.query(
+                "INSERT INTO \(database.schema).jobs (kind, max_attempts) VALUES ('test.job', 2)")
             let first = Gate()
             let second = Gate()
             let recorder = Recorder()
@@ -263,21 +269,22 @@ struct PartialFailureTests {
         try await withQueueDatabase { database in
             try await database.script(
                 """
-                INSERT INTO \(database.queue.name).dead_letter_jobs
+                INSERT INTO \(database.schema).dead_letter_jobs
                     (job_id, kind, payload, priority, attempts, max_attempts, reason, created_at, concurrency_key)
                 VALUES (1, 'test.job', '{}', 0, 3, 3, 'attempts_exhausted', now(), 'client:c1')
                 """)
             let dead = try #require(
-                try await database.scalar("SELECT id FROM \(database.queue.name).dead_letter_jobs", as: Int64.self))
+                try await database.scalar("SELECT id FROM \(database.schema).dead_letter_jobs", as: Int64.self))
             let job = try #require(
-                try await database.scalar("SELECT \(database.queue.name).requeue_dead_letter($1) AS id", [dead], as: Int64.self)
+                try await database.scalar(
+                    "SELECT \(database.schema).requeue_dead_letter($1) AS id", [dead], as: Int64.self)
             )
             #expect(
                 try await database.scalar(
-                    "SELECT max_attempts FROM \(database.queue.name).jobs WHERE id = $1", [job], as: Int.self) == 3)
+                    "SELECT max_attempts FROM \(database.schema).jobs WHERE id = $1", [job], as: Int.self) == 3)
             #expect(
                 try await database.scalar(
-                    "SELECT concurrency_key FROM \(database.queue.name).jobs WHERE id = $1", [job], as: String.self)
+                    "SELECT concurrency_key FROM \(database.schema).jobs WHERE id = $1", [job], as: String.self)
                     == "client:c1")
         }
     }
@@ -289,15 +296,15 @@ struct PartialFailureTests {
             let two = try await database.connect()
             try await one.execute(script: "BEGIN", name: "begin")
             let first = try await one.query(
-                PostgresQuery("", "SELECT \(database.queue.name).enqueue('test.job', unique_key => 'k') AS id"))
+                PostgresQuery("", "SELECT \(database.schema).enqueue('test.job', unique_key => 'k') AS id"))
             #expect(try first.first?.decodeIfPresent("id", as: Int64.self) != nil)
             // The second waits for the first transaction, then finds the key taken.
             async let second = two.query(
-                PostgresQuery("", "SELECT \(database.queue.name).enqueue('test.job', unique_key => 'k') AS id"))
+                PostgresQuery("", "SELECT \(database.schema).enqueue('test.job', unique_key => 'k') AS id"))
             try await Task.sleep(for: .milliseconds(200))
             try await one.execute(script: "COMMIT", name: "commit")
             #expect(try await second.first?.decodeIfPresent("id", as: Int64.self) == nil)
-            #expect(try await database.count("SELECT count(*) FROM \(database.queue.name).jobs") == 1)
+            #expect(try await database.count("SELECT count(*) FROM \(database.schema).jobs") == 1)
             await one.close()
             await two.close()
         }

@@ -18,7 +18,7 @@ struct QueueOperationsTests {
                     uniqueKey: "test:1", concurrencyKey: "key-a")
                 let id = try #require(try await enqueuer.enqueue(job))
                 let row = try #require(
-                    try await database.query("SELECT * FROM \(database.queue.name).jobs WHERE id = $1", [id]).first)
+                    try await database.query("SELECT * FROM \(database.schema).jobs WHERE id = $1", [id]).first)
                 #expect(try row.decode("kind", as: String.self) == "test.kind")
                 #expect(try row.decode("payload", as: String.self) == #"{"n": 1}"#)
                 #expect(try row.decode("run_at", as: Date.self) == runAt)
@@ -30,7 +30,8 @@ struct QueueOperationsTests {
                 #expect(try await enqueuer.enqueue(NewJob(kind: "noop"), copies: 250) == 250)
                 #expect(
                     try await database.count(
-                        "SELECT count(*) FROM \(database.queue.name).jobs WHERE kind = 'noop' AND payload = '{}'") == 250)
+                        "SELECT count(*) FROM \(database.schema).jobs WHERE kind = 'noop' AND payload = '{}'")
+                        == 250)
 
                 struct Signup: Codable {
                     var userID: String
@@ -40,7 +41,8 @@ struct QueueOperationsTests {
                 let eventID = try #require(try await enqueuer.enqueue(event))
                 #expect(
                     try await database.scalar(
-                        "SELECT payload::text FROM \(database.queue.name).jobs WHERE id = $1", [eventID], as: String.self)
+                        "SELECT payload::text FROM \(database.schema).jobs WHERE id = $1", [eventID],
+                        as: String.self)
                         == #"{"userID": "user-1", "accountID": "acct-1"}"#)
             }
         }
@@ -51,7 +53,7 @@ struct QueueOperationsTests {
         try await withQueueDatabase { database in
             try await database.query(
                 """
-                INSERT INTO \(database.queue.name).dead_letter_jobs (job_id, kind, payload, priority, attempts, \
+                INSERT INTO \(database.schema).dead_letter_jobs (job_id, kind, payload, priority, attempts, \
                 max_attempts, reason, last_error, unique_key, created_at, dead_at)
                 SELECT n, CASE WHEN n % 2 = 0 THEN 'even' ELSE 'odd' END, jsonb_build_object('n', n), 0, 8, 8,
                        'attempts_exhausted', 'boom', CASE WHEN n = 1 THEN 'unique-1' END, now(),
@@ -70,7 +72,8 @@ struct QueueOperationsTests {
                 #expect(try await deadLetters.get(id: -1) == nil)
 
                 // A job with the dead letter's unique key is queued: requeueing it must not duplicate it.
-                try await JobEnqueuer(connection, schema: database.queue).enqueue(NewJob(kind: "odd", uniqueKey: "unique-1"))
+                try await JobEnqueuer(connection, schema: database.queue).enqueue(
+                    NewJob(kind: "odd", uniqueKey: "unique-1"))
                 await #expect(throws: DeadLetters.RequeueError.self) { try await deadLetters.requeue(id: newest.id) }
                 await #expect(throws: DeadLetters.RequeueError.notFound(id: -1)) {
                     try await deadLetters.requeue(id: -1)
@@ -78,7 +81,9 @@ struct QueueOperationsTests {
 
                 let second = try #require(try await deadLetters.list(.init(kind: "even"), limit: 1).first)
                 let job = try await deadLetters.requeue(id: second.id)
-                #expect(try await database.count("SELECT count(*) FROM \(database.queue.name).jobs WHERE id = $1", [job]) == 1)
+                #expect(
+                    try await database.count("SELECT count(*) FROM \(database.schema).jobs WHERE id = $1", [job])
+                        == 1)
                 #expect(try await deadLetters.get(id: second.id)?.requeuedJobID == job)
 
                 let odd = try await deadLetters.list(.init(kind: "odd")).map(\.id)
@@ -98,7 +103,7 @@ struct QueueOperationsTests {
                 #expect(
                     try await deadLetters.purge(
                         diedBefore: Date().addingTimeInterval(-5.5 * 86_400), kind: "even", batchSize: 1) == 3)
-                #expect(try await database.count("SELECT count(*) FROM \(database.queue.name).dead_letter_jobs") == 7)
+                #expect(try await database.count("SELECT count(*) FROM \(database.schema).dead_letter_jobs") == 7)
             }
         }
     }

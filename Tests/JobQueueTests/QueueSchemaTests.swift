@@ -13,7 +13,8 @@ struct QueueSchemaTests {
             let mine = database.queue
             let other = try testQueue()
             try await database.withConnection { connection in
-                #expect(try await other.migrate(connection, logger: TestDatabase.logger) == other.migrations.map(\.version))
+                #expect(
+                    try await other.migrate(connection, logger: TestDatabase.logger) == other.migrations.map(\.version))
                 #expect(try await other.migrate(connection, logger: TestDatabase.logger).isEmpty)
                 #expect(try await JobEnqueuer(connection, schema: mine).enqueue(NewJob(kind: "a")) != nil)
                 #expect(try await JobEnqueuer(connection, schema: other).enqueue(NewJob(kind: "b"), copies: 2) == 2)
@@ -53,7 +54,7 @@ struct QueueSchemaTests {
             listener.start()
             var events = listener.events.makeAsyncIterator()
             #expect(await events.next() == .connected(reconnected: false))
-            try await database.query("INSERT INTO \(database.queue.name).jobs (kind) VALUES ('hello')")
+            try await database.query("INSERT INTO \(database.schema).jobs (kind) VALUES ('hello')")
             #expect(await events.next() == .notification(channel: database.queue.channel, payload: "hello"))
             await listener.stop()
         }

@@ -15,10 +15,8 @@ struct UTCTimeTests {
         #expect(UTCTime.iso8601(date, fractionDigits: 6) == "2024-01-15T10:30:00.123900Z")
         #expect(UTCTime.iso8601(Date(timeIntervalSince1970: -1.5), fractionDigits: 3) == "1969-12-31T23:59:58.500Z")
         #expect(UTCTime.iso8601(Date(timeIntervalSince1970: 951_782_400)) == "2000-02-29T00:00:00.000Z")
-        // The webhook's timestamp: a stored .225 must not read as .224.
-        #expect(
-            IntegrationConnectedEvent.timestamp(Date(timeIntervalSince1970: 1_705_314_600.225))
-                == "2024-01-15T10:30:00.225Z")
+        // A stored .225 must not read as .224.
+        #expect(UTCTime.iso8601(Date(timeIntervalSince1970: 1_705_314_600.225)) == "2024-01-15T10:30:00.225Z")
     }
 
     @Test(

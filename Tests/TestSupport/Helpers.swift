@@ -59,3 +59,17 @@ func shell(_ commandLine: String) throws -> String {
     guard status == 0 else { throw TestFailure(message: "\(commandLine) exited with status \(status)") }
     return String(decoding: output, as: UTF8.self)
 }
+
+/// The built `webhook-worker` binary (`swift build` puts it there before the tests run).
+let workerBinary = TestDatabase.repoRoot + "/.build/debug/webhook-worker"
+
+/// Runs a shell snippet with `$BIN` set to ``workerBinary``; returns its combined output and exit
+/// status.
+func runWorkerCommand(_ script: String, environment: [String: String] = [:]) throws -> (output: String, status: Int32) {
+    let exports = environment.map { "export \($0.key)='\($0.value)'; " }.joined()
+    let quoted = script.replacingOccurrences(of: "'", with: "'\\''")
+    let output = try shell("bash -c '\(exports)BIN=\(workerBinary); \(quoted) 2>&1; echo \"exit=$?\"'")
+    let lines = output.split(separator: "\n", omittingEmptySubsequences: false)
+    let statusLine = lines.last { $0.hasPrefix("exit=") } ?? "exit=-1"
+    return (lines.filter { !$0.hasPrefix("exit=") }.joined(separator: "\n"), Int32(statusLine.dropFirst(5)) ?? -1)
+}

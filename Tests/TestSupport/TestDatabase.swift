@@ -13,7 +13,16 @@ struct TestDatabase: Sendable {
     let conninfo: String
     let admin: String
     /// The queue in it: the worker's (`webhook_worker`), or a schema of JobQueue's own.
-    var queue: JobQueueSchema = WebhookWorkerSchema.queue
+    let queue: JobQueueSchema
+    /// The queue's schema name, for statements written in tests.
+    var schema: String { queue.name }
+
+    init(name: String, conninfo: String, admin: String, queue: JobQueueSchema = WebhookWorkerSchema.queue) {
+        self.name = name
+        self.conninfo = conninfo
+        self.admin = admin
+        self.queue = queue
+    }
 
     static var serverURL: String {
         guard let url = ProcessInfo.processInfo.environment["DATABASE_URL"], !url.isEmpty else {
@@ -175,7 +184,8 @@ final class RunningWorker: Sendable {
         configure: (inout JobWorkerConfiguration) -> Void = { _ in }
     ) {
         var configuration = JobWorkerConfiguration(
-            conninfo: conninfo ?? database.conninfo, schema: database.queue, workerID: "test-\(UUID().uuidString.prefix(8))",
+            conninfo: conninfo ?? database.conninfo, schema: database.queue,
+            workerID: "test-\(UUID().uuidString.prefix(8))",
             pollInterval: .seconds(1), shutdownTimeout: .seconds(5))
         configure(&configuration)
         // The handlers' pool runs under the worker's timeouts, as `run` sets it up.

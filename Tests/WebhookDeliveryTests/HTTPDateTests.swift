@@ -6,8 +6,15 @@ import Testing
 @testable import WebhookDelivery
 
 /// The one way dates are read and written: PostgreSQL text, ISO 8601, the webhook, HTTP dates.
-@Suite("HTTP dates", .timeLimit(.minutes(2)))
+@Suite("Dates in webhooks", .timeLimit(.minutes(2)))
 struct HTTPDateTests {
+    @Test("the webhook's timestamp keeps the stored milliseconds: .225 does not read as .224")
+    func webhookTimestamp() {
+        #expect(
+            IntegrationConnectedEvent.timestamp(Date(timeIntervalSince1970: 1_705_314_600.225))
+                == "2024-01-15T10:30:00.225Z")
+    }
+
     @Test("HTTP dates in all three forms; two-digit years in the nearest century")
     func httpDates() {
         let expected = Date(timeIntervalSince1970: 784_111_777)  // 1994-11-06T08:49:37Z

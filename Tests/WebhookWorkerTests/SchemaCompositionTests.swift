@@ -44,7 +44,10 @@ struct SchemaCompositionTests {
     @Test("the queue's part of the composed schema is JobQueue's own migrations, rendered for webhook_worker")
     func queuePartIsJobQueues() {
         let queue = WebhookWorkerSchema.queue
-        #expect((queue.name, queue.channel, queue.metricPrefix) == ("webhook_worker", "webhook_worker_jobs", "webhook_worker"))
+        #expect(
+            (queue.name, queue.channel, queue.metricPrefix) == (
+                "webhook_worker", "webhook_worker_jobs", "webhook_worker"
+            ))
         for part in queue.migrations {
             let composed = WebhookWorkerSchema.migrations.first { $0.version == part.version }
             #expect(composed?.sql.hasPrefix(part.sql) == true, "\(part.name) is not the start of its version")
@@ -68,7 +71,8 @@ struct SchemaCompositionTests {
             let recorder = WarningRecorder()
             let logger = Logger(label: "test") { _ in recorder }
             try await database.withConnection { connection in
-                #expect(try await WebhookWorkerSchema.migrator.migrate(connection, logger: logger).isEmpty)
+                let applied = try await WebhookWorkerSchema.migrator.migrate(connection, logger: logger)
+                #expect(applied.isEmpty)
                 // A later version makes the migrator go through every recorded one under its lock,
                 // where a changed migration is reported: none is.
                 let next = (WebhookWorkerSchema.migrations.map(\.version).max() ?? 0) + 1
@@ -77,7 +81,8 @@ struct SchemaCompositionTests {
                     migrations: WebhookWorkerSchema.migrations + [
                         Migration(version: next, name: "later", sql: "SELECT 1")
                     ])
-                #expect(try await later.migrate(connection, logger: logger) == [next])
+                let appliedLater = try await later.migrate(connection, logger: logger)
+                #expect(appliedLater == [next])
             }
             #expect(recorder.warnings.isEmpty, "\(recorder.warnings)")
         }

@@ -38,7 +38,7 @@ let package = Package(
         ),
         .target(
             name: "WebhookWorkerSchema",
-            dependencies: ["LibPQ"]
+            dependencies: ["LibPQ", "JobQueue", "WebhookDelivery"]
         ),
         .target(
             name: "JobQueue",
@@ -91,21 +91,66 @@ let package = Package(
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]
         ),
-        // Test-only behaviour (receivers that misbehave on purpose), kept out of the product.
+        // The tests' shared fixtures, kept out of the product: a database per test, a worker running
+        // in the background, receivers that misbehave on purpose, PgBouncer, a TCP proxy.
         .target(
             name: "TestSupport",
             dependencies: [
+                "LibPQ",
+                "JobQueue",
+                "WebhookDelivery",
                 "WebhookReceiver",
+                "WebhookWorkerSchema",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
             path: "Tests/TestSupport"
         ),
         .testTarget(
+            name: "LibPQTests",
+            dependencies: [
+                "TestSupport",
+                "LibPQ",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ]
+        ),
+        // On a schema of JobQueue's own (not webhook_worker), with JobQueue and LibPQ alone.
+        .testTarget(
+            name: "JobQueueTests",
+            dependencies: [
+                "TestSupport",
+                "LibPQ",
+                "JobQueue",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "WebhookDeliveryTests",
+            dependencies: [
+                "TestSupport",
+                "LibPQ",
+                "JobQueue",
+                "WebhookDelivery",
+                "WebhookReceiver",
+                "WebhookWorkerSchema",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ]
+        ),
+        // The executable's commands, settings and composed schema.
+        .testTarget(
             name: "WebhookWorkerTests",
             dependencies: [
                 "TestSupport",
-                // For the command line's own parsing (durations, schedules).
                 "webhook-worker",
                 "LibPQ",
                 "JobQueue",
@@ -113,11 +158,7 @@ let package = Package(
                 "WebhookWorkerSchema",
                 "WebhookReceiver",
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ]

@@ -7,9 +7,12 @@ import LibPQ
 /// none holds a transaction open between calls.
 public struct DeadLetters: Sendable {
     public let connection: PostgresConnection
+    /// The queue worked on.
+    public let schema: JobQueueSchema
 
-    public init(_ connection: PostgresConnection) {
+    public init(_ connection: PostgresConnection, schema: JobQueueSchema) {
         self.connection = connection
+        self.schema = schema
     }
 
     /// Which dead letters an operation covers; nil fields match everything.
@@ -35,13 +38,15 @@ public struct DeadLetters: Sendable {
         AND ($3::bigint[] IS NULL OR id = ANY($3))
         """
 
-    static let list = PostgresQuery(
-        "listDeadLetters",
-        """
-        SELECT \(DeadLetter.columns) FROM webhook_worker.dead_letter_jobs
-        WHERE \(matches) AND ($4 OR requeued_at IS NULL)
-        ORDER BY dead_at DESC, id DESC LIMIT $5
-        """)
+    static func list(_ schema: String) -> PostgresQuery {
+        PostgresQuery(
+            "\(schema).listDeadLetters",
+            """
+            SELECT \(DeadLetter.columns) FROM \(schema).dead_letter_jobs
+            WHERE \(matches) AND ($4 OR requeued_at IS NULL)
+            ORDER BY dead_at DESC, id DESC LIMIT $5
+            """)
+    }
 
     /// Dead letters matching `filter`, newest first.
     /// - Parameter includeRequeued: also those already put back in the queue.
@@ -50,27 +55,32 @@ public struct DeadLetters: Sendable {
     ) async throws
         -> [DeadLetter]
     {
-        try await connection.query(Self.list, filter.bindings + [includeRequeued, limit]).rows.map(DeadLetter.init)
+        try await connection.query(schema.statements.listDeadLetters, filter.bindings + [includeRequeued, limit]).rows
+            .map(DeadLetter.init)
     }
 
-    static let get = PostgresQuery(
-        "showDeadLetter", "SELECT \(DeadLetter.columns) FROM webhook_worker.dead_letter_jobs WHERE id = $1")
+    static func get(_ schema: String) -> PostgresQuery {
+        PostgresQuery(
+            "\(schema).showDeadLetter", "SELECT \(DeadLetter.columns) FROM \(schema).dead_letter_jobs WHERE id = $1")
+    }
 
     /// The dead letter with this id (its own, not the job's), or nil.
     public func get(id: Int64) async throws -> DeadLetter? {
-        try await connection.query(Self.get, [id]).rows.first.map(DeadLetter.init)
+        try await connection.query(schema.statements.showDeadLetter, [id]).rows.first.map(DeadLetter.init)
     }
 
-    static let attempts = PostgresQuery(
-        "deadLetterAttempts",
-        """
-        SELECT attempt, outcome, worker_id, started_at, finished_at, error FROM webhook_worker.job_attempts
-        WHERE job_id = $1 ORDER BY attempt, finished_at
-        """)
+    static func attempts(_ schema: String) -> PostgresQuery {
+        PostgresQuery(
+            "\(schema).deadLetterAttempts",
+            """
+            SELECT attempt, outcome, worker_id, started_at, finished_at, error FROM \(schema).job_attempts
+            WHERE job_id = $1 ORDER BY attempt, finished_at
+            """)
+    }
 
     /// The recorded attempts of job `jobID` (a dead letter's ``DeadLetter/jobID``), in order.
     public func attempts(ofJob jobID: Int64) async throws -> [JobAttemptRecord] {
-        try await connection.query(Self.attempts, [jobID]).rows.map(JobAttemptRecord.init)
+        try await connection.query(schema.statements.deadLetterAttempts, [jobID]).rows.map(JobAttemptRecord.init)
     }
 
     /// Why one dead letter could not be requeued.
@@ -88,7 +98,9 @@ public struct DeadLetters: Sendable {
         }
     }
 
-    static let requeue = PostgresQuery("requeueDeadLetter", "SELECT webhook_worker.requeue_dead_letter($1) AS id")
+    static func requeue(_ schema: String) -> PostgresQuery {
+        PostgresQuery("\(schema).requeueDeadLetter", "SELECT \(schema).requeue_dead_letter($1) AS id")
+    }
 
     /// Puts one dead letter's job back in the queue with fresh attempts, and marks the dead
     /// letter requeued.
@@ -96,7 +108,7 @@ public struct DeadLetters: Sendable {
     /// - Throws: ``RequeueError`` when there is no such dead letter or it cannot go back now.
     public func requeue(id: Int64) async throws -> Int64 {
         do {
-            return try await connection.query(Self.requeue, [id]).first?.decode("id") ?? 0
+            return try await connection.query(schema.statements.requeueDeadLetter, [id]).first?.decode("id") ?? 0
         } catch let error as PostgresError where error.sqlState == "P0002" {
             throw RequeueError.notFound(id: id)
         } catch let error as PostgresError where error.sqlState == "23505" {
@@ -113,26 +125,30 @@ public struct DeadLetters: Sendable {
         public var skippedAlreadyQueued: Int
     }
 
-    static let countRequeueable = PostgresQuery(
-        "countRequeueable",
-        "SELECT count(*) AS n FROM webhook_worker.dead_letter_jobs WHERE requeued_at IS NULL AND \(matches)")
+    static func countRequeueable(_ schema: String) -> PostgresQuery {
+        PostgresQuery(
+            "\(schema).countRequeueable",
+            "SELECT count(*) AS n FROM \(schema).dead_letter_jobs WHERE requeued_at IS NULL AND \(matches)")
+    }
 
     // One batch per statement, in id order; a dead letter whose unique key is already queued
     // again is skipped instead of failing the batch.
-    static let requeueBatch = PostgresQuery(
-        "requeueBatch",
-        """
-        WITH batch AS (
-            SELECT id, unique_key FROM webhook_worker.dead_letter_jobs
-            WHERE requeued_at IS NULL AND \(matches) AND id > $4
-            ORDER BY id LIMIT $5
-        )
-        SELECT id,
-               CASE WHEN unique_key IS NOT NULL
-                         AND EXISTS (SELECT 1 FROM webhook_worker.jobs j WHERE j.unique_key = batch.unique_key)
-                    THEN NULL ELSE webhook_worker.requeue_dead_letter(id) END AS job_id
-        FROM batch ORDER BY id
-        """)
+    static func requeueBatch(_ schema: String) -> PostgresQuery {
+        PostgresQuery(
+            "\(schema).requeueBatch",
+            """
+            WITH batch AS (
+                SELECT id, unique_key FROM \(schema).dead_letter_jobs
+                WHERE requeued_at IS NULL AND \(matches) AND id > $4
+                ORDER BY id LIMIT $5
+            )
+            SELECT id,
+                   CASE WHEN unique_key IS NOT NULL
+                             AND EXISTS (SELECT 1 FROM \(schema).jobs j WHERE j.unique_key = batch.unique_key)
+                        THEN NULL ELSE \(schema).requeue_dead_letter(id) END AS job_id
+            FROM batch ORDER BY id
+            """)
+    }
 
     /// Requeues every dead letter matching `filter` that was not requeued yet, `batchSize` per
     /// transaction.
@@ -141,12 +157,14 @@ public struct DeadLetters: Sendable {
     public func requeueAll(
         _ filter: Filter, batchSize: Int = 500, progress: (_ requeued: Int, _ matched: Int) -> Void = { _, _ in }
     ) async throws -> RequeueSummary {
-        let matched: Int = try await connection.query(Self.countRequeueable, filter.bindings).first?.decode("n") ?? 0
+        let matched: Int =
+            try await connection.query(schema.statements.countRequeueable, filter.bindings).first?.decode("n") ?? 0
         var summary = RequeueSummary(matched: matched, requeued: 0, skippedAlreadyQueued: 0)
         guard matched > 0 else { return summary }
         var lastID: Int64 = 0
         while true {
-            let result = try await connection.query(Self.requeueBatch, filter.bindings + [lastID, batchSize])
+            let result = try await connection.query(
+                schema.statements.requeueBatch, filter.bindings + [lastID, batchSize])
             if result.isEmpty { return summary }
             for row in result.rows {
                 lastID = try row.decode("id")
@@ -160,13 +178,15 @@ public struct DeadLetters: Sendable {
         }
     }
 
-    static let purge = PostgresQuery(
-        "purgeDeadLetters",
-        """
-        DELETE FROM webhook_worker.dead_letter_jobs WHERE id IN (
-            SELECT id FROM webhook_worker.dead_letter_jobs
-            WHERE dead_at < $1 AND ($2::text IS NULL OR kind = $2) LIMIT $3)
-        """)
+    static func purge(_ schema: String) -> PostgresQuery {
+        PostgresQuery(
+            "\(schema).purgeDeadLetters",
+            """
+            DELETE FROM \(schema).dead_letter_jobs WHERE id IN (
+                SELECT id FROM \(schema).dead_letter_jobs
+                WHERE dead_at < $1 AND ($2::text IS NULL OR kind = $2) LIMIT $3)
+            """)
+    }
 
     /// Deletes dead letters that died before `cutoff` (of `kind`, when given), in batches.
     /// - Returns: the dead letters deleted.
@@ -175,6 +195,7 @@ public struct DeadLetters: Sendable {
     )
         async throws -> Int
     {
-        try await connection.deleteInBatches(Self.purge, [cutoff, kind], batchSize: batchSize, progress: progress)
+        try await connection.deleteInBatches(
+            schema.statements.purgeDeadLetters, [cutoff, kind], batchSize: batchSize, progress: progress)
     }
 }

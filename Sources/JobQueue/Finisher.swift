@@ -315,19 +315,21 @@ final class Finisher: Sendable {
         let worker = store.workerID
         if !complete.isEmpty {
             statements.append(
-                PostgresStatement(JobStore.complete, [ids(complete), attempts(complete), worker, sinceEnded(complete)]))
+                PostgresStatement(
+                    store.statements.completeJobs, [ids(complete), attempts(complete), worker, sinceEnded(complete)]))
         }
         if !cancel.isEmpty {
             let e = cancel.map(\.0)
             statements.append(
                 PostgresStatement(
-                    JobStore.cancel, [ids(e), attempts(e), worker, sinceEnded(e), PostgresArray(cancel.map(\.1))]))
+                    store.statements.cancelJobs,
+                    [ids(e), attempts(e), worker, sinceEnded(e), PostgresArray(cancel.map(\.1))]))
         }
         if !retry.isEmpty {
             let e = retry.map(\.0)
             statements.append(
                 PostgresStatement(
-                    JobStore.retry,
+                    store.statements.retryJobs,
                     [
                         ids(e), attempts(e), worker, sinceEnded(e), PostgresArray(retry.map(\.1)),
                         PostgresArray(retry.map { PostgresInterval($0.2) }),
@@ -337,7 +339,7 @@ final class Finisher: Sendable {
             let e = dead.map(\.0)
             statements.append(
                 PostgresStatement(
-                    JobStore.deadLetter,
+                    store.statements.deadLetterJobs,
                     [
                         ids(e), attempts(e), worker, sinceEnded(e), PostgresArray(dead.map(\.2)),
                         PostgresArray(dead.map(\.1.rawValue)), PostgresArray(e.map(\.job.maxAttempts)),
@@ -347,7 +349,7 @@ final class Finisher: Sendable {
             let e = release.map(\.0)
             statements.append(
                 PostgresStatement(
-                    JobStore.release,
+                    store.statements.releaseJobs,
                     [
                         ids(e), attempts(e), worker, sinceEnded(e), PostgresArray(release.map(\.1)),
                         PostgresArray(release.map { $0.2.map(PostgresInterval.init) }),
@@ -357,7 +359,7 @@ final class Finisher: Sendable {
             let e = snooze.map(\.0)
             statements.append(
                 PostgresStatement(
-                    JobStore.snooze,
+                    store.statements.snoozeJobs,
                     [
                         ids(e), attempts(e), worker, PostgresArray(snooze.map(\.1)),
                         PostgresArray(snooze.map { PostgresInterval($0.2) }),

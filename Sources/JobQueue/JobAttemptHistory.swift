@@ -4,17 +4,22 @@ import LibPQ
 /// The attempts history (one row per finished attempt of any job), kept until pruned by age.
 public struct JobAttemptHistory: Sendable {
     public let connection: PostgresConnection
+    /// The queue worked on.
+    public let schema: JobQueueSchema
 
-    public init(_ connection: PostgresConnection) {
+    public init(_ connection: PostgresConnection, schema: JobQueueSchema) {
         self.connection = connection
+        self.schema = schema
     }
 
-    static let prune = PostgresQuery(
-        "pruneJobAttempts",
-        """
-        DELETE FROM webhook_worker.job_attempts WHERE id IN (
-            SELECT id FROM webhook_worker.job_attempts WHERE finished_at < $1 LIMIT $2)
-        """)
+    static func prune(_ schema: String) -> PostgresQuery {
+        PostgresQuery(
+            "\(schema).pruneJobAttempts",
+            """
+            DELETE FROM \(schema).job_attempts WHERE id IN (
+                SELECT id FROM \(schema).job_attempts WHERE finished_at < $1 LIMIT $2)
+            """)
+    }
 
     /// Deletes attempts that finished before `cutoff`, in batches.
     /// - Returns: the attempts deleted.
@@ -23,6 +28,7 @@ public struct JobAttemptHistory: Sendable {
     ) async throws
         -> Int
     {
-        try await connection.deleteInBatches(Self.prune, [cutoff], batchSize: batchSize, progress: progress)
+        try await connection.deleteInBatches(
+            schema.statements.pruneJobAttempts, [cutoff], batchSize: batchSize, progress: progress)
     }
 }

@@ -10,31 +10,31 @@ import LibPQ
 /// ```swift
 /// try await connection.transaction { connection in
 ///     try await connection.query(recordSignup, [userID])
-///     try await JobEnqueuer(connection).enqueue(
+///     try await JobEnqueuer(connection, schema: queue).enqueue(
 ///         NewJob(kind: "email.welcome", encoding: WelcomeEmail(userID: userID)))
 /// }
 /// ```
 public struct JobEnqueuer: Sendable {
     public let connection: PostgresConnection
+    /// The queue worked on.
+    public let schema: JobQueueSchema
 
-    public init(_ connection: PostgresConnection) {
+    public init(_ connection: PostgresConnection, schema: JobQueueSchema) {
         self.connection = connection
+        self.schema = schema
     }
 
     /// Inserts `copies` rows of one job; a row whose unique key is already queued is skipped.
-    static func insert(returning: Bool) -> PostgresQuery {
+    static func insert(_ schema: String, returning: Bool) -> PostgresQuery {
         PostgresQuery(
-            returning ? "enqueueJob" : "enqueueJobCopies",
+            "\(schema)." + (returning ? "enqueueJob" : "enqueueJobCopies"),
             """
-            INSERT INTO webhook_worker.jobs (kind, payload, run_at, priority, max_attempts, unique_key, concurrency_key)
+            INSERT INTO \(schema).jobs (kind, payload, run_at, priority, max_attempts, unique_key, concurrency_key)
             SELECT $1, $2::jsonb, coalesce($3::timestamptz, now()), $4::smallint, $5::integer, $6, $7
             FROM generate_series(1, $8::integer)
             ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
             """ + (returning ? "\nRETURNING id" : ""))
     }
-
-    static let insertOne = insert(returning: true)
-    static let insertCopies = insert(returning: false)
 
     private func bindings(_ job: NewJob, copies: Int) -> [any PostgresEncodable] {
         [job.kind, job.payload, job.runAt, job.priority, job.maxAttempts, job.uniqueKey, job.concurrencyKey, copies]
@@ -44,13 +44,13 @@ public struct JobEnqueuer: Sendable {
     /// - Returns: the new job's id, or nil when a job with the same unique key is still queued.
     @discardableResult
     public func enqueue(_ job: NewJob) async throws -> Int64? {
-        try await connection.query(Self.insertOne, bindings(job, copies: 1)).first?.decode("id")
+        try await connection.query(schema.statements.enqueueJob, bindings(job, copies: 1)).first?.decode("id")
     }
 
     /// Inserts `count` copies of `job` in one statement (for load and health checks).
     @discardableResult
     /// - Returns: the jobs inserted: `count`, or 1 or 0 when `job` has a unique key.
     public func enqueue(_ job: NewJob, copies count: Int) async throws -> Int {
-        try await connection.query(Self.insertCopies, bindings(job, copies: count)).affectedRows
+        try await connection.query(schema.statements.enqueueJobCopies, bindings(job, copies: count)).affectedRows
     }
 }

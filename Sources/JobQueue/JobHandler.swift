@@ -3,8 +3,9 @@ import LibPQ
 
 /// Works jobs of one kind.
 ///
-/// A program with a kind of its own enqueues it with ``JobEnqueuer`` and runs a ``JobWorker``
-/// with a handler for it:
+/// A program with a kind of its own creates the queue's schema once (``JobQueueSchema`` names it,
+/// with the channel its inserts notify and the prefix of its metrics), enqueues the kind with
+/// ``JobEnqueuer`` and runs a ``JobWorker`` with a handler for it:
 ///
 /// ```swift
 /// struct WelcomeEmail: Codable { var userID: String }
@@ -23,8 +24,15 @@ import LibPQ
 ///     }
 /// }
 ///
+/// // Schema `accounts_queue`, channel `accounts_queue_jobs`, metrics `accounts_queue_*`.
+/// let queue = try JobQueueSchema(name: "accounts_queue")
+/// try await PostgresConnection.withConnection(url, logger: logger) { connection in
+///     try await queue.migrate(connection, logger: logger)  // creates or updates the schema
+///     try await JobEnqueuer(connection, schema: queue).enqueue(
+///         NewJob(kind: "email.welcome", encoding: WelcomeEmail(userID: "u1")))
+/// }
 /// let worker = JobWorker(
-///     configuration: JobWorkerConfiguration(conninfo: url), handlers: [WelcomeEmailHandler()],
+///     configuration: JobWorkerConfiguration(conninfo: url, schema: queue), handlers: [WelcomeEmailHandler()],
 ///     database: pool, logger: logger)
 /// try await ServiceGroup(services: [worker], gracefulShutdownSignals: [.sigterm], logger: logger).run()
 /// ```

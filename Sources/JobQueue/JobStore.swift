@@ -10,23 +10,31 @@ import LibPQ
 /// cheaper, and the statement then visits every running job of every replica.
 struct JobStore: Sendable {
     let workerID: String
+    let statements: QueueStatements
+
+    init(workerID: String, schema: JobQueueSchema) {
+        self.workerID = workerID
+        self.statements = schema.statements
+    }
 
     // MARK: Claiming
 
-    /// One claim, in one round trip: `webhook_worker.claim_jobs` (sql/004) takes up to the batch
+    /// One claim, in one round trip: `<schema>.claim_jobs` (sql/job_queue/004) takes up to the batch
     /// of runnable jobs of the kinds this replica runs and no operator paused, in (priority,
     /// run_at, id) order, within the per-key limits of the kinds that have one. Why it is built
     /// as it is (per-key heads, SKIP LOCKED on keys, running jobs counted in a new snapshot) is in
     /// the migration's comment. The function carries its own planner settings (no sorts, bitmap or
     /// sequential scans, no JIT): a queue table's statistics are always stale, and these keep its
     /// plans walking the claim indexes in order whatever the statistics say.
-    static let claim = PostgresQuery(
-        "claimJobs",
-        """
-        SELECT * FROM webhook_worker.claim_jobs(
-            ARRAY(SELECT unnest($1::text[]) EXCEPT SELECT kind FROM webhook_worker.paused_kinds),
-            $5::text[], $6::int[], $2, $3, $4::interval)
-        """)
+    static func claim(_ schema: String) -> PostgresQuery {
+        PostgresQuery(
+            "\(schema).claimJobs",
+            """
+            SELECT * FROM \(schema).claim_jobs(
+                ARRAY(SELECT unnest($1::text[]) EXCEPT SELECT kind FROM \(schema).paused_kinds),
+                $5::text[], $6::int[], $2, $3, $4::interval)
+            """)
+    }
 
     /// What one claim took: the jobs to run, and rows that could not be read as jobs (each is
     /// already leased to this replica and goes to the dead letters with the reason).
@@ -46,7 +54,7 @@ struct JobStore: Sendable {
     ) async throws -> Claimed {
         let keyed = keyLimits.sorted { $0.key < $1.key }
         let result = try await connection.query(
-            Self.claim,
+            statements.claimJobs,
             [
                 PostgresArray(kinds), limit, workerID, PostgresInterval(lease), PostgresArray(keyed.map(\.key)),
                 PostgresArray(keyed.map(\.value)),
@@ -81,34 +89,40 @@ struct JobStore: Sendable {
     /// Rows are locked in id order and rows locked by someone else are skipped: the outcome
     /// writers lock the same rows, and renewal must never wait for them or deadlock with them. A
     /// row skipped now is renewed next time, long before its lease runs out.
-    static let extendLeases = PostgresQuery(
-        "extendLeases",
-        """
-        UPDATE webhook_worker.jobs SET locked_until = now() + $3::interval
-        WHERE id IN (
-            SELECT id FROM webhook_worker.jobs
-            WHERE id = ANY($1::bigint[]) AND locked_by = $2
-            ORDER BY id
-            FOR UPDATE SKIP LOCKED)
-        """)
+    static func extendLeases(_ schema: String) -> PostgresQuery {
+        PostgresQuery(
+            "\(schema).extendLeases",
+            """
+            UPDATE \(schema).jobs SET locked_until = now() + $3::interval
+            WHERE id IN (
+                SELECT id FROM \(schema).jobs
+                WHERE id = ANY($1::bigint[]) AND locked_by = $2
+                ORDER BY id
+                FOR UPDATE SKIP LOCKED)
+            """)
+    }
 
     /// Jobs among `ids` that another replica holds now (the lease ran out and was taken back).
-    static let leasesLost = PostgresQuery(
-        "leasesLost",
-        """
-        SELECT id FROM webhook_worker.jobs
-        WHERE id = ANY($1::bigint[]) AND locked_by IS DISTINCT FROM $2
-        """)
+    static func leasesLost(_ schema: String) -> PostgresQuery {
+        PostgresQuery(
+            "\(schema).leasesLost",
+            """
+            SELECT id FROM \(schema).jobs
+            WHERE id = ANY($1::bigint[]) AND locked_by IS DISTINCT FROM $2
+            """)
+    }
 
     /// Extends the leases of the jobs this replica holds; returns those it no longer holds.
     func extendLeases(_ connection: PostgresConnection, ids: [Int64], lease: Duration) async throws -> [Int64] {
-        try await connection.query(Self.extendLeases, [PostgresArray(ids), workerID, PostgresInterval(lease)])
-        let lost = try await connection.query(Self.leasesLost, [PostgresArray(ids), workerID])
+        try await connection.query(statements.extendLeases, [PostgresArray(ids), workerID, PostgresInterval(lease)])
+        let lost = try await connection.query(statements.leasesLost, [PostgresArray(ids), workerID])
         return try lost.rows.map { try $0.decode("id", as: Int64.self) }
     }
 
-    static let reap = PostgresQuery(
-        "reapExpiredLeases", "SELECT kind, jobs FROM webhook_worker.reap_expired_leases($1, $2)")
+    static func reap(_ schema: String) -> PostgresQuery {
+        PostgresQuery(
+            "\(schema).reapExpiredLeases", "SELECT kind, jobs FROM \(schema).reap_expired_leases($1, $2)")
+    }
 
     /// Returns expired leases of any replica to the queue; the jobs reaped, by kind.
     func reapExpiredLeases(
@@ -117,7 +131,7 @@ struct JobStore: Sendable {
         -> [String: Int]
     {
         var reaped: [String: Int] = [:]
-        for row in try await connection.query(Self.reap, [defaultMaxAttempts, batch]).rows {
+        for row in try await connection.query(statements.reapExpiredLeases, [defaultMaxAttempts, batch]).rows {
             reaped[try row.decode("kind")] = try row.decode("jobs")
         }
         return reaped
@@ -134,121 +148,134 @@ struct JobStore: Sendable {
     /// `finished_at` of an attempt: when its handler returned, on the database's clock.
     private static let finishedAt = "greatest(coalesce(j.attempted_at, now()), clock_timestamp() - f.ago)"
 
-    static let complete = PostgresQuery(
-        "completeJobs",
-        """
-        WITH f AS (
-            SELECT * FROM unnest($1::bigint[], $2::int[], $4::interval[]) AS f(id, attempt, ago)
-        ), done AS (
-            DELETE FROM webhook_worker.jobs j USING f
-            WHERE j.id = f.id AND j.attempt = f.attempt AND j.locked_by = $3
-            RETURNING j.id, j.kind, j.attempt, j.attempted_at, \(finishedAt) AS finished_at
-        )
-        INSERT INTO webhook_worker.job_attempts (job_id, kind, attempt, worker_id, started_at, finished_at, outcome)
-        SELECT id, kind, attempt, $3, coalesce(attempted_at, finished_at), finished_at, 'succeeded' FROM done
-        RETURNING job_id
-        """)
+    static func complete(_ schema: String) -> PostgresQuery {
+        PostgresQuery(
+            "\(schema).completeJobs",
+            """
+            WITH f AS (
+                SELECT * FROM unnest($1::bigint[], $2::int[], $4::interval[]) AS f(id, attempt, ago)
+            ), done AS (
+                DELETE FROM \(schema).jobs j USING f
+                WHERE j.id = f.id AND j.attempt = f.attempt AND j.locked_by = $3
+                RETURNING j.id, j.kind, j.attempt, j.attempted_at, \(finishedAt) AS finished_at
+            )
+            INSERT INTO \(schema).job_attempts (job_id, kind, attempt, worker_id, started_at, finished_at, outcome)
+            SELECT id, kind, attempt, $3, coalesce(attempted_at, finished_at), finished_at, 'succeeded' FROM done
+            RETURNING job_id
+            """)
+    }
 
-    static let cancel = PostgresQuery(
-        "cancelJobs",
-        """
-        WITH f AS (
-            SELECT * FROM unnest($1::bigint[], $2::int[], $4::interval[], $5::text[]) AS f(id, attempt, ago, error)
-        ), done AS (
-            DELETE FROM webhook_worker.jobs j USING f
-            WHERE j.id = f.id AND j.attempt = f.attempt AND j.locked_by = $3
-            RETURNING j.id, j.kind, j.attempt, j.attempted_at, \(finishedAt) AS finished_at, f.error
-        )
-        INSERT INTO webhook_worker.job_attempts (job_id, kind, attempt, worker_id, started_at, finished_at, outcome, \
-        error)
-        SELECT id, kind, attempt, $3, coalesce(attempted_at, finished_at), finished_at, 'cancelled', error FROM done
-        RETURNING job_id
-        """)
+    static func cancel(_ schema: String) -> PostgresQuery {
+        PostgresQuery(
+            "\(schema).cancelJobs",
+            """
+            WITH f AS (
+                SELECT * FROM unnest($1::bigint[], $2::int[], $4::interval[], $5::text[]) AS f(id, attempt, ago, error)
+            ), done AS (
+                DELETE FROM \(schema).jobs j USING f
+                WHERE j.id = f.id AND j.attempt = f.attempt AND j.locked_by = $3
+                RETURNING j.id, j.kind, j.attempt, j.attempted_at, \(finishedAt) AS finished_at, f.error
+            )
+            INSERT INTO \(schema).job_attempts (job_id, kind, attempt, worker_id, started_at, finished_at, outcome, \
+            error)
+            SELECT id, kind, attempt, $3, coalesce(attempted_at, finished_at), finished_at, 'cancelled', error FROM done
+            RETURNING job_id
+            """)
+    }
 
-    static let retry = PostgresQuery(
-        "retryJobs",
-        """
-        WITH f AS (
-            SELECT * FROM unnest($1::bigint[], $2::int[], $4::interval[], $5::text[], $6::interval[])
-                AS f(id, attempt, ago, error, wait)
-        ), back AS (
-            UPDATE webhook_worker.jobs j
-            SET state = 'available', locked_by = NULL, locked_until = NULL, run_at = now() + f.wait, last_error = \
-        f.error
-            FROM f
-            WHERE j.id = f.id AND j.attempt = f.attempt AND j.locked_by = $3
-            RETURNING j.id, j.kind, j.attempt, j.attempted_at, \(finishedAt) AS finished_at, f.error
-        )
-        INSERT INTO webhook_worker.job_attempts (job_id, kind, attempt, worker_id, started_at, finished_at, outcome, \
-        error)
-        SELECT id, kind, attempt, $3, coalesce(attempted_at, finished_at), finished_at, 'failed', error FROM back
-        RETURNING job_id
-        """)
+    static func retry(_ schema: String) -> PostgresQuery {
+        PostgresQuery(
+            "\(schema).retryJobs",
+            """
+            WITH f AS (
+                SELECT * FROM unnest($1::bigint[], $2::int[], $4::interval[], $5::text[], $6::interval[])
+                    AS f(id, attempt, ago, error, wait)
+            ), back AS (
+                UPDATE \(schema).jobs j
+                SET state = 'available', locked_by = NULL, locked_until = NULL, run_at = now() + f.wait, last_error = \
+            f.error
+                FROM f
+                WHERE j.id = f.id AND j.attempt = f.attempt AND j.locked_by = $3
+                RETURNING j.id, j.kind, j.attempt, j.attempted_at, \(finishedAt) AS finished_at, f.error
+            )
+            INSERT INTO \(schema).job_attempts (job_id, kind, attempt, worker_id, started_at, finished_at, outcome, \
+            error)
+            SELECT id, kind, attempt, $3, coalesce(attempted_at, finished_at), finished_at, 'failed', error FROM back
+            RETURNING job_id
+            """)
+    }
 
     /// Back to the queue without spending the attempt. With a `wait` (a database failure), the
     /// job runs again after it and `released` counts one more; without (shutdown), it keeps its
     /// place in the queue.
-    static let release = PostgresQuery(
-        "releaseJobs",
-        """
-        WITH f AS (
-            SELECT * FROM unnest($1::bigint[], $2::int[], $4::interval[], $5::text[], $6::interval[])
-                AS f(id, attempt, ago, error, wait)
-        ), back AS (
-            UPDATE webhook_worker.jobs j
+    static func release(_ schema: String) -> PostgresQuery {
+        PostgresQuery(
+            "\(schema).releaseJobs",
+            """
+            WITH f AS (
+                SELECT * FROM unnest($1::bigint[], $2::int[], $4::interval[], $5::text[], $6::interval[])
+                    AS f(id, attempt, ago, error, wait)
+            ), back AS (
+                UPDATE \(schema).jobs j
+                SET state = 'available', locked_by = NULL, locked_until = NULL, attempt = j.attempt - 1,
+                    run_at = CASE WHEN f.wait IS NULL THEN j.run_at ELSE now() + f.wait END,
+                    released = j.released + CASE WHEN f.wait IS NULL THEN 0 ELSE 1 END
+                FROM f
+                WHERE j.id = f.id AND j.attempt = f.attempt AND j.locked_by = $3
+                RETURNING j.id, j.kind, f.attempt, j.attempted_at, \(finishedAt) AS finished_at, f.error
+            )
+            INSERT INTO \(schema).job_attempts (job_id, kind, attempt, worker_id, started_at, finished_at, outcome, \
+            error)
+            SELECT id, kind, attempt, $3, coalesce(attempted_at, finished_at), finished_at, 'released', error
+            FROM back
+            RETURNING job_id
+            """)
+    }
+
+    static func snooze(_ schema: String) -> PostgresQuery {
+        PostgresQuery(
+            "\(schema).snoozeJobs",
+            """
+            WITH f AS (
+                SELECT * FROM unnest($1::bigint[], $2::int[], $4::text[], $5::interval[]) \
+            AS f(id, attempt, reason, wait)
+            )
+            UPDATE \(schema).jobs j
             SET state = 'available', locked_by = NULL, locked_until = NULL, attempt = j.attempt - 1,
-                run_at = CASE WHEN f.wait IS NULL THEN j.run_at ELSE now() + f.wait END,
-                released = j.released + CASE WHEN f.wait IS NULL THEN 0 ELSE 1 END
+                run_at = now() + f.wait, last_error = f.reason
             FROM f
             WHERE j.id = f.id AND j.attempt = f.attempt AND j.locked_by = $3
-            RETURNING j.id, j.kind, f.attempt, j.attempted_at, \(finishedAt) AS finished_at, f.error
-        )
-        INSERT INTO webhook_worker.job_attempts (job_id, kind, attempt, worker_id, started_at, finished_at, outcome, \
-        error)
-        SELECT id, kind, attempt, $3, coalesce(attempted_at, finished_at), finished_at, 'released', error
-        FROM back
-        RETURNING job_id
-        """)
+            RETURNING j.id AS job_id
+            """)
+    }
 
-    static let snooze = PostgresQuery(
-        "snoozeJobs",
-        """
-        WITH f AS (
-            SELECT * FROM unnest($1::bigint[], $2::int[], $4::text[], $5::interval[]) AS f(id, attempt, reason, wait)
-        )
-        UPDATE webhook_worker.jobs j
-        SET state = 'available', locked_by = NULL, locked_until = NULL, attempt = j.attempt - 1,
-            run_at = now() + f.wait, last_error = f.reason
-        FROM f
-        WHERE j.id = f.id AND j.attempt = f.attempt AND j.locked_by = $3
-        RETURNING j.id AS job_id
-        """)
-
-    static let deadLetter = PostgresQuery(
-        "deadLetterJobs",
-        """
-        WITH f AS (
-            SELECT * FROM unnest($1::bigint[], $2::int[], $4::interval[], $5::text[], $6::text[], $7::int[])
-                AS f(id, attempt, ago, error, reason, max_attempts)
-        ), dead AS (
-            DELETE FROM webhook_worker.jobs j USING f
-            WHERE j.id = f.id AND j.attempt = f.attempt AND j.locked_by = $3
-            RETURNING j.*, \(finishedAt) AS finished_at, f.error, f.reason, f.max_attempts AS effective_max_attempts
-        ), letters AS (
-            INSERT INTO webhook_worker.dead_letter_jobs
-                (job_id, kind, payload, priority, attempts, max_attempts, reason, last_error, unique_key, \
-        concurrency_key,
-                 created_at, dead_at)
-            SELECT id, kind, payload, priority, attempt, effective_max_attempts, reason, error, unique_key, \
-        concurrency_key,
-                   created_at, finished_at
-            FROM dead
-        )
-        INSERT INTO webhook_worker.job_attempts (job_id, kind, attempt, worker_id, started_at, finished_at, outcome, \
-        error)
-        SELECT id, kind, attempt, $3, coalesce(attempted_at, finished_at), finished_at, 'failed', error FROM dead
-        RETURNING job_id
-        """)
+    static func deadLetter(_ schema: String) -> PostgresQuery {
+        PostgresQuery(
+            "\(schema).deadLetterJobs",
+            """
+            WITH f AS (
+                SELECT * FROM unnest($1::bigint[], $2::int[], $4::interval[], $5::text[], $6::text[], $7::int[])
+                    AS f(id, attempt, ago, error, reason, max_attempts)
+            ), dead AS (
+                DELETE FROM \(schema).jobs j USING f
+                WHERE j.id = f.id AND j.attempt = f.attempt AND j.locked_by = $3
+                RETURNING j.*, \(finishedAt) AS finished_at, f.error, f.reason, f.max_attempts AS effective_max_attempts
+            ), letters AS (
+                INSERT INTO \(schema).dead_letter_jobs
+                    (job_id, kind, payload, priority, attempts, max_attempts, reason, last_error, unique_key, \
+            concurrency_key,
+                     created_at, dead_at)
+                SELECT id, kind, payload, priority, attempt, effective_max_attempts, reason, error, unique_key, \
+            concurrency_key,
+                       created_at, finished_at
+                FROM dead
+            )
+            INSERT INTO \(schema).job_attempts (job_id, kind, attempt, worker_id, started_at, finished_at, outcome, \
+            error)
+            SELECT id, kind, attempt, $3, coalesce(attempted_at, finished_at), finished_at, 'failed', error FROM dead
+            RETURNING job_id
+            """)
+    }
 }
 
 /// How an attempt ends, once the retry policy has been applied.

@@ -19,13 +19,12 @@ import Synchronization
 /// upkeep and claiming have connections of their own, so neither ever waits behind handlers that
 /// hold the shared pool (a table lock in the web app, a slow statement).
 public final class JobWorker: Service, Sendable {
-    public static let channel = "webhook_worker_jobs"
-
     public let configuration: JobWorkerConfiguration
     private let handlers: [String: any JobHandler]
     private let database: PostgresConnectionPool
     private let logger: Logger
     private let store: JobStore
+    private let metrics: MetricNames
     /// Wakes the claim loop: notifications, the poll ticker, freed slots, shutdown.
     private let wakeUps = WakeUps<Void>()
     private let state = Mutex(State())
@@ -78,7 +77,8 @@ public final class JobWorker: Service, Sendable {
         var logger = logger
         logger[metadataKey: "worker.id"] = "\(configuration.workerID)"
         self.logger = logger
-        self.store = JobStore(workerID: configuration.workerID)
+        self.store = JobStore(workerID: configuration.workerID, schema: configuration.schema)
+        self.metrics = MetricNames(prefix: configuration.schema.metricPrefix)
     }
 
     /// The kinds this worker claims.
@@ -148,7 +148,8 @@ public final class JobWorker: Service, Sendable {
         // is awaited below and ends at its own deadline, set when claiming stops.
         let finishing = Task { await finisher.run() }
         await PostgresListener.withListener(
-            conninfo: configuration.listenConninfo ?? configuration.conninfo, channels: [Self.channel], logger: logger
+            conninfo: configuration.listenConninfo ?? configuration.conninfo, channels: [configuration.schema.channel],
+            applicationName: configuration.applicationName + "-listen", logger: logger
         ) {
             listener in
             await withDiscardingTaskGroup { group in
@@ -208,14 +209,14 @@ public final class JobWorker: Service, Sendable {
     }
 
     private func start(_ job: Job, finisher: Finisher, group: inout DiscardingTaskGroup) {
-        Counter(label: "webhook_worker_jobs_claimed_total", dimensions: [("kind", job.kind)]).increment()
+        Counter(label: metrics.jobsClaimed, dimensions: [("kind", job.kind)]).increment()
         let key = AttemptKey(id: job.id, attempt: job.attempt)
         let (stops, stop) = AsyncStream.makeStream(of: StopReason.self, bufferingPolicy: .bufferingNewest(1))
         let count = state.withLock { state in
             state.running[key] = Running(job: job, stop: stop)
             return state.inFlight
         }
-        Gauge(label: "webhook_worker_jobs_in_flight").record(count)
+        Gauge(label: metrics.jobsInFlight).record(count)
         group.addTask { await self.process(job, key: key, stops: stops, stop: stop, finisher: finisher) }
     }
 
@@ -272,7 +273,7 @@ public final class JobWorker: Service, Sendable {
             return await group.next()!
         }
         let elapsed = clock.now - started
-        Timer(label: "webhook_worker_job_duration_seconds", dimensions: [("kind", job.kind)])
+        Timer(label: metrics.jobDuration, dimensions: [("kind", job.kind)])
             .recordNanoseconds(
                 elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
         let stopReason = state.withLock { $0.stopped[key] }
@@ -362,7 +363,7 @@ public final class JobWorker: Service, Sendable {
             switch result {
             case .applied:
                 Counter(
-                    label: "webhook_worker_jobs_total",
+                    label: metrics.jobs,
                     dimensions: [("kind", job.kind), ("outcome", entry.resolution.outcomeLabel)]
                 ).increment()
                 switch entry.resolution {
@@ -397,7 +398,7 @@ public final class JobWorker: Service, Sendable {
             }
             return state.inFlight
         }
-        Gauge(label: "webhook_worker_jobs_in_flight").record(count)
+        Gauge(label: metrics.jobsInFlight).record(count)
         wakeUps.ring()
     }
 
@@ -446,14 +447,14 @@ public final class JobWorker: Service, Sendable {
                 if payload.isEmpty || kinds.contains(payload) { wakeUps.ring() }
             case .connected(let reconnected):
                 listening.store(true, ordering: .relaxed)
-                Gauge(label: "webhook_worker_listen_connected").record(1)
+                Gauge(label: metrics.listenConnected).record(1)
                 if reconnected {
                     logger.info("LISTEN connection restored; rescanning")
                     wakeUps.ring()
                 }
             case .disconnected:
                 listening.store(false, ordering: .relaxed)
-                Gauge(label: "webhook_worker_listen_connected").record(0)
+                Gauge(label: metrics.listenConnected).record(0)
             }
         }
     }
@@ -500,7 +501,7 @@ public final class JobWorker: Service, Sendable {
             }
             guard !reaped.isEmpty else { return }
             for (kind, count) in reaped {
-                Counter(label: "webhook_worker_jobs_lost_total", dimensions: [("kind", kind)]).increment(by: count)
+                Counter(label: metrics.jobsLost, dimensions: [("kind", kind)]).increment(by: count)
             }
             logger.warning(
                 "returned jobs with expired leases to the queue", metadata: ["jobs": "\(reaped.values.reduce(0, +))"])
@@ -537,5 +538,24 @@ public final class JobWorker: Service, Sendable {
         } catch {
             logger.warning("could not renew leases", metadata: ["error": "\(error)"])
         }
+    }
+}
+
+/// The names of the worker's metrics, under the schema's ``JobQueueSchema/metricPrefix``.
+struct MetricNames: Sendable {
+    let jobsClaimed: String
+    let jobsInFlight: String
+    let jobDuration: String
+    let jobs: String
+    let listenConnected: String
+    let jobsLost: String
+
+    init(prefix: String) {
+        jobsClaimed = prefix + "_jobs_claimed_total"
+        jobsInFlight = prefix + "_jobs_in_flight"
+        jobDuration = prefix + "_job_duration_seconds"
+        jobs = prefix + "_jobs_total"
+        listenConnected = prefix + "_listen_connected"
+        jobsLost = prefix + "_jobs_lost_total"
     }
 }

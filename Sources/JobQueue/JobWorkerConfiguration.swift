@@ -3,6 +3,11 @@ import LibPQ
 
 /// How a replica works the queue.
 public struct JobWorkerConfiguration: Sendable {
+    /// The queue worked: its schema, the channel listened on, and the metrics' prefix.
+    public var schema: JobQueueSchema
+    /// The `application_name` of the worker's connections; its LISTEN connection's is this
+    /// followed by `-listen`.
+    public var applicationName: String
     /// A `postgresql://` URI or `key=value` string; nil uses libpq's defaults.
     public var conninfo: String?
     /// Where the LISTEN connection goes; nil: ``conninfo``. Behind a transaction pooler this must
@@ -58,6 +63,8 @@ public struct JobWorkerConfiguration: Sendable {
 
     public init(
         conninfo: String?,
+        schema: JobQueueSchema,
+        applicationName: String = PostgresConnection.defaultApplicationName,
         workerID: String = JobWorkerConfiguration.defaultWorkerID(),
         concurrency: Int = 128,
         lease: Duration = .seconds(60),
@@ -81,6 +88,8 @@ public struct JobWorkerConfiguration: Sendable {
         preparedStatements: Bool = true
     ) {
         self.conninfo = conninfo
+        self.schema = schema
+        self.applicationName = applicationName
         self.listenConninfo = listenConninfo
         self.preparedStatements = preparedStatements
         self.workerID = workerID
@@ -128,13 +137,15 @@ public struct JobWorkerConfiguration: Sendable {
 
     /// A pool for the worker's or its handlers' statements: prepared statements and settings as
     /// ``preparedStatements`` says (in the session, or at the start of every transaction).
+    /// - Parameter applicationName: nil: ``applicationName``.
     public func databasePool(
-        maxConnections: Int, applicationName: String = "webhook-worker"
+        maxConnections: Int, applicationName: String? = nil
     )
         -> PostgresConnectionPool.Configuration
     {
         .init(
-            conninfo: conninfo, maxConnections: maxConnections, applicationName: applicationName,
+            conninfo: conninfo, maxConnections: maxConnections,
+            applicationName: applicationName ?? self.applicationName,
             sessionSetup: preparedStatements ? sessionSettings : nil, preparedStatements: preparedStatements,
             transactionSetup: preparedStatements ? nil : transactionSettings)
     }

@@ -5,9 +5,12 @@ import LibPQ
 /// within a poll interval); jobs already running finish.
 public struct PausedKinds: Sendable {
     public let connection: PostgresConnection
+    /// The queue worked on.
+    public let schema: JobQueueSchema
 
-    public init(_ connection: PostgresConnection) {
+    public init(_ connection: PostgresConnection, schema: JobQueueSchema) {
         self.connection = connection
+        self.schema = schema
     }
 
     /// A paused kind: since when, and by whom.
@@ -17,32 +20,38 @@ public struct PausedKinds: Sendable {
         public let pausedBy: String?
     }
 
-    static let pause = PostgresQuery(
-        "pauseKind",
-        "INSERT INTO webhook_worker.paused_kinds (kind, paused_by) VALUES ($1, $2) ON CONFLICT (kind) DO NOTHING")
+    static func pause(_ schema: String) -> PostgresQuery {
+        PostgresQuery(
+            "\(schema).pauseKind",
+            "INSERT INTO \(schema).paused_kinds (kind, paused_by) VALUES ($1, $2) ON CONFLICT (kind) DO NOTHING")
+    }
 
     /// Pauses `kind`, recording `actor` as who did it.
     /// - Returns: false when it was paused already (the first pause is kept).
     @discardableResult
     public func pause(_ kind: String, by actor: String) async throws -> Bool {
-        try await connection.query(Self.pause, [kind, actor]).affectedRows > 0
+        try await connection.query(schema.statements.pauseKind, [kind, actor]).affectedRows > 0
     }
 
-    static let resume = PostgresQuery("resumeKind", "DELETE FROM webhook_worker.paused_kinds WHERE kind = $1")
+    static func resume(_ schema: String) -> PostgresQuery {
+        PostgresQuery("\(schema).resumeKind", "DELETE FROM \(schema).paused_kinds WHERE kind = $1")
+    }
 
     /// Lets replicas claim `kind` again.
     /// - Returns: false when it was not paused.
     @discardableResult
     public func resume(_ kind: String) async throws -> Bool {
-        try await connection.query(Self.resume, [kind]).affectedRows > 0
+        try await connection.query(schema.statements.resumeKind, [kind]).affectedRows > 0
     }
 
-    static let list = PostgresQuery(
-        "statsPaused", "SELECT kind, paused_at, paused_by FROM webhook_worker.paused_kinds ORDER BY kind")
+    static func list(_ schema: String) -> PostgresQuery {
+        PostgresQuery(
+            "\(schema).statsPaused", "SELECT kind, paused_at, paused_by FROM \(schema).paused_kinds ORDER BY kind")
+    }
 
     /// The kinds paused now, by kind.
     public func list() async throws -> [Pause] {
-        try await connection.query(Self.list).rows.map { row in
+        try await connection.query(schema.statements.statsPaused).rows.map { row in
             Pause(
                 kind: try row.decode("kind"), pausedAt: try row.decode("paused_at"),
                 pausedBy: try row.decodeIfPresent("paused_by"))

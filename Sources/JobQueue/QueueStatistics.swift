@@ -52,68 +52,78 @@ public struct QueueStatistics: Sendable, Equatable {
     public let deadLetters: [DeadLetterCount]
     public let pausedKinds: [PausedKinds.Pause]
 
-    static let depthQuery = PostgresQuery(
-        "statsDepth",
-        """
-        SELECT kind, state, jobs, extract(epoch FROM oldest_age)::float8 AS oldest_age_seconds
-        FROM webhook_worker.queue_depth ORDER BY kind, state
-        """)
-    static let waitingQuery = PostgresQuery(
-        "statsWaiting",
-        """
-        SELECT kind, waiting, round(extract(epoch FROM wait)::numeric, 3)::float8 AS oldest_wait_seconds
-        FROM webhook_worker.oldest_waiting ORDER BY kind
-        """)
-    static let replicasQuery = PostgresQuery(
-        "statsReplicas",
-        """
-        SELECT locked_by AS worker_id, count(*) AS running, min(locked_until) AS next_lease_expiry
-        FROM webhook_worker.jobs WHERE state = 'running' GROUP BY locked_by ORDER BY locked_by
-        """)
-    static let throughputQuery = PostgresQuery(
-        "statsThroughput",
-        """
-        SELECT kind,
-               count(*) FILTER (WHERE outcome = 'succeeded' AND finished_at > now() - interval '1 minute') AS \
-        succeeded_1m,
-               count(*) FILTER (WHERE outcome <> 'succeeded' AND finished_at > now() - interval '1 minute') AS \
-        failed_1m,
-               count(*) FILTER (WHERE outcome = 'succeeded') AS succeeded_1h,
-               count(*) FILTER (WHERE outcome <> 'succeeded') AS failed_1h
-        FROM webhook_worker.job_attempts WHERE finished_at > now() - interval '1 hour'
-        GROUP BY kind ORDER BY kind
-        """)
-    static let deadQuery = PostgresQuery(
-        "statsDead",
-        """
-        SELECT kind, reason, dead_letters, last_dead_at FROM webhook_worker.dead_letters_by_reason
-        ORDER BY kind, reason
-        """)
+    static func depthQuery(_ schema: String) -> PostgresQuery {
+        PostgresQuery(
+            "\(schema).statsDepth",
+            """
+            SELECT kind, state, jobs, extract(epoch FROM oldest_age)::float8 AS oldest_age_seconds
+            FROM \(schema).queue_depth ORDER BY kind, state
+            """)
+    }
+    static func waitingQuery(_ schema: String) -> PostgresQuery {
+        PostgresQuery(
+            "\(schema).statsWaiting",
+            """
+            SELECT kind, waiting, round(extract(epoch FROM wait)::numeric, 3)::float8 AS oldest_wait_seconds
+            FROM \(schema).oldest_waiting ORDER BY kind
+            """)
+    }
+    static func replicasQuery(_ schema: String) -> PostgresQuery {
+        PostgresQuery(
+            "\(schema).statsReplicas",
+            """
+            SELECT locked_by AS worker_id, count(*) AS running, min(locked_until) AS next_lease_expiry
+            FROM \(schema).jobs WHERE state = 'running' GROUP BY locked_by ORDER BY locked_by
+            """)
+    }
+    static func throughputQuery(_ schema: String) -> PostgresQuery {
+        PostgresQuery(
+            "\(schema).statsThroughput",
+            """
+            SELECT kind,
+                   count(*) FILTER (WHERE outcome = 'succeeded' AND finished_at > now() - interval '1 minute') AS \
+            succeeded_1m,
+                   count(*) FILTER (WHERE outcome <> 'succeeded' AND finished_at > now() - interval '1 minute') AS \
+            failed_1m,
+                   count(*) FILTER (WHERE outcome = 'succeeded') AS succeeded_1h,
+                   count(*) FILTER (WHERE outcome <> 'succeeded') AS failed_1h
+            FROM \(schema).job_attempts WHERE finished_at > now() - interval '1 hour'
+            GROUP BY kind ORDER BY kind
+            """)
+    }
+    static func deadQuery(_ schema: String) -> PostgresQuery {
+        PostgresQuery(
+            "\(schema).statsDead",
+            """
+            SELECT kind, reason, dead_letters, last_dead_at FROM \(schema).dead_letters_by_reason
+            ORDER BY kind, reason
+            """)
+    }
 
     /// Reads every figure, one statement each.
-    public static func read(_ connection: PostgresConnection) async throws -> QueueStatistics {
-        let depth = try await connection.query(depthQuery).rows.map { row in
+    public static func read(_ connection: PostgresConnection, schema: JobQueueSchema) async throws -> QueueStatistics {
+        let depth = try await connection.query(schema.statements.statsDepth).rows.map { row in
             Depth(
                 kind: try row.decode("kind"), state: try row.decode("state"), jobs: try row.decode("jobs"),
                 oldestAgeSeconds: try row.decodeIfPresent("oldest_age_seconds"))
         }
-        let waiting = try await connection.query(waitingQuery).rows.map { row in
+        let waiting = try await connection.query(schema.statements.statsWaiting).rows.map { row in
             Waiting(
                 kind: try row.decode("kind"), waiting: try row.decode("waiting"),
                 oldestWaitSeconds: try row.decodeIfPresent("oldest_wait_seconds"))
         }
-        let replicas = try await connection.query(replicasQuery).rows.map { row in
+        let replicas = try await connection.query(schema.statements.statsReplicas).rows.map { row in
             Replica(
                 workerID: try row.decode("worker_id"), running: try row.decode("running"),
                 nextLeaseExpiry: try row.decodeIfPresent("next_lease_expiry"))
         }
-        let throughput = try await connection.query(throughputQuery).rows.map { row in
+        let throughput = try await connection.query(schema.statements.statsThroughput).rows.map { row in
             Throughput(
                 kind: try row.decode("kind"), succeededLastMinute: try row.decode("succeeded_1m"),
                 failedLastMinute: try row.decode("failed_1m"), succeededLastHour: try row.decode("succeeded_1h"),
                 failedLastHour: try row.decode("failed_1h"))
         }
-        let dead = try await connection.query(deadQuery).rows.map { row in
+        let dead = try await connection.query(schema.statements.statsDead).rows.map { row in
             DeadLetterCount(
                 kind: try row.decode("kind"), reason: try row.decode("reason"),
                 deadLetters: try row.decode("dead_letters"),
@@ -121,6 +131,6 @@ public struct QueueStatistics: Sendable, Equatable {
         }
         return QueueStatistics(
             depth: depth, waiting: waiting, replicas: replicas, throughput: throughput, deadLetters: dead,
-            pausedKinds: try await PausedKinds(connection).list())
+            pausedKinds: try await PausedKinds(connection, schema: schema).list())
     }
 }

@@ -5,11 +5,22 @@ public struct Migration: Sendable, Hashable {
     public let version: Int
     public let name: String
     public let sql: String
+    /// The checksums of earlier texts of this migration that databases may have recorded: the
+    /// same statements, since rearranged (e.g. split between the modules that own them). A
+    /// database that applied one of these is up to date with this text and gets no warning.
+    public let formerChecksums: Set<String>
 
-    public init(version: Int, name: String, sql: String) {
+    public init(version: Int, name: String, sql: String, formerChecksums: Set<String> = []) {
         self.version = version
         self.name = name
         self.sql = sql
+        self.formerChecksums = formerChecksums
+    }
+
+    /// Whether a database that recorded `checksum` for this version applied this text (or an
+    /// equivalent former one).
+    public func matches(checksum: String) -> Bool {
+        checksum == self.checksum || formerChecksums.contains(checksum)
     }
 
     /// FNV-1a of the text, recorded so that an edited, already-applied file is noticed.
@@ -36,7 +47,10 @@ public struct Migrator: Sendable {
     public static let lockKey: Int64 = 0x7768_6b5f_6d69_67  // "whk_mig"
 
     public init(schema: String, migrations: [Migration]) {
-        precondition(schema.allSatisfy { $0.isLetter || $0 == "_" }, "schema must be a plain identifier")
+        precondition(
+            schema.first.map { $0.isLetter || $0 == "_" } == true
+                && schema.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") },
+            "schema must be a plain identifier")
         self.schema = schema
         self.migrations = migrations.sorted { $0.version < $1.version }
     }
@@ -85,7 +99,7 @@ public struct Migrator: Sendable {
             let ran = try await connection.transaction { connection -> Bool in
                 try await connection.query(Self.lock, [Self.lockKey])
                 if let checksum = try await appliedVersions(connection)[migration.version] {
-                    if checksum != migration.checksum {
+                    if !migration.matches(checksum: checksum) {
                         logger.warning(
                             "an applied migration has changed since it was applied; it is not run again",
                             metadata: ["migration": "\(migration.name)"])

@@ -90,8 +90,13 @@ public final class PostgresConnection: @unchecked Sendable {
     ///     never built from values), e.g. timeouts. Session state: not behind a transaction pooler.
     ///   - preparedStatements: false sends every statement unnamed (transaction poolers).
     ///   - transactionSetup: see ``transactionSetup``.
+    /// The `application_name` a connection reports when the caller names none (nor the conninfo,
+    /// nor `PGAPPNAME`): the program's own name, as `pg_stat_activity` should show it.
+    public static let defaultApplicationName = ProcessInfo.processInfo.processName
+
     public static func connect(
-        _ conninfo: String?, applicationName: String = "webhook-worker", sessionSettings: String? = nil,
+        _ conninfo: String?, applicationName: String = PostgresConnection.defaultApplicationName,
+        sessionSettings: String? = nil,
         preparedStatements: Bool = true, transactionSetup: String? = nil,
         connectTimeout: Duration = .seconds(10), logger: Logger
     ) async throws -> PostgresConnection {

@@ -32,7 +32,8 @@ public final class PostgresConnectionPool: Sendable {
         public var connectTimeout: Duration
 
         public init(
-            conninfo: String?, maxConnections: Int = 8, applicationName: String = "webhook-worker",
+            conninfo: String?, maxConnections: Int = 8,
+            applicationName: String = PostgresConnection.defaultApplicationName,
             sessionSetup: String? = nil,
             connectTimeout: Duration = .seconds(10), preparedStatements: Bool = true, transactionSetup: String? = nil
         ) {

@@ -27,6 +27,7 @@ public final class PostgresListener: Sendable {
     private let continuation: AsyncStream<Event>.Continuation
     private let conninfo: String?
     private let channels: [String]
+    private let applicationName: String
     private let logger: Logger
     private let stopped = Atomic<Bool>(false)
     private let connected = Atomic<Bool>(false)
@@ -37,13 +38,19 @@ public final class PostgresListener: Sendable {
     /// Receives the listening connection's notices, so that none reach standard error.
     private let notices: NoticeSink
 
-    /// - Parameter channels: channel names; each must be a plain lower-case identifier.
-    public init(conninfo: String?, channels: [String], logger: Logger) {
+    /// - Parameters:
+    ///   - channels: channel names; each must be a plain lower-case identifier.
+    ///   - applicationName: the listening connection's `application_name`, and its thread's name.
+    public init(
+        conninfo: String?, channels: [String], applicationName: String = PostgresListener.defaultApplicationName,
+        logger: Logger
+    ) {
         precondition(
             channels.allSatisfy { $0.allSatisfy { $0.isLetter || $0.isNumber || $0 == "_" } && !$0.isEmpty },
             "channel names must be plain identifiers")
         self.conninfo = conninfo
         self.channels = channels
+        self.applicationName = applicationName
         self.logger = logger
         self.notices = NoticeSink(logger: logger)
         (events, continuation) = AsyncStream.makeStream(of: Event.self, bufferingPolicy: .bufferingNewest(1024))
@@ -52,9 +59,11 @@ public final class PostgresListener: Sendable {
 
     /// Listens while `body` runs, then stops the thread and closes the connection.
     public static func withListener<T>(
-        conninfo: String?, channels: [String], logger: Logger, _ body: (PostgresListener) async throws -> T
+        conninfo: String?, channels: [String], applicationName: String = PostgresListener.defaultApplicationName,
+        logger: Logger, _ body: (PostgresListener) async throws -> T
     ) async rethrows -> T {
-        let listener = PostgresListener(conninfo: conninfo, channels: channels, logger: logger)
+        let listener = PostgresListener(
+            conninfo: conninfo, channels: channels, applicationName: applicationName, logger: logger)
         listener.start()
         return try await withTeardown {
             try await body(listener)
@@ -62,6 +71,9 @@ public final class PostgresListener: Sendable {
             await listener.stop()
         }
     }
+
+    /// The program's name (``PostgresConnection/defaultApplicationName``) followed by `-listen`.
+    public static let defaultApplicationName = PostgresConnection.defaultApplicationName + "-listen"
 
     /// True while LISTEN is in place (for readiness checks).
     public var isConnected: Bool { connected.load(ordering: .relaxed) }
@@ -74,7 +86,7 @@ public final class PostgresListener: Sendable {
             self.continuation.finish()
             self.threadDoneContinuation.finish()
         }
-        thread.name = "webhook-worker.listen"
+        thread.name = applicationName
         thread.start()
     }
 
@@ -102,7 +114,7 @@ public final class PostgresListener: Sendable {
             guard let live = conn else {
                 do {
                     let opened = try PostgresConnection.openHandle(
-                        conninfo, applicationName: "webhook-worker-listen", isCancelled: { self.isStopped })
+                        conninfo, applicationName: applicationName, isCancelled: { self.isStopped })
                     // `notices` lives as long as the listener, which outlives this connection.
                     PQsetNoticeReceiver(opened, noticeReceiver, Unmanaged.passUnretained(notices).toOpaque())
                     for channel in channels {

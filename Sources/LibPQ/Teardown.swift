@@ -18,7 +18,8 @@ extension PostgresConnection {
     /// Opens a connection, runs `body` on it, and closes it however `body` ends: for work that
     /// needs one connection for a while (an operator command, a script), where a pool is too much.
     public static func withConnection<T>(
-        _ conninfo: String?, applicationName: String = "webhook-worker", sessionSettings: String? = nil,
+        _ conninfo: String?, applicationName: String = PostgresConnection.defaultApplicationName,
+        sessionSettings: String? = nil,
         logger: Logger, _ body: (PostgresConnection) async throws -> T
     ) async throws -> T {
         let connection = try await connect(

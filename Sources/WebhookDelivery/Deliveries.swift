@@ -101,7 +101,7 @@ public struct Deliveries: Sendable {
                 let client: String = try await connection.query(Self.markPending, [id]).first?.decode("oauth_client_id")
             else { return nil }
             guard
-                let job = try await JobEnqueuer(connection).enqueue(
+                let job = try await JobEnqueuer(connection, schema: WebhookDeliverySchema.queue).enqueue(
                     try DeliverPayload(deliveryID: id).job(clientID: client))
             else { throw ResendError.alreadyQueued(id) }
             return job

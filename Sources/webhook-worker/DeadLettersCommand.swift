@@ -3,6 +3,7 @@ import Foundation
 import JobQueue
 import LibPQ
 import WebhookDelivery
+import WebhookWorkerSchema
 
 struct DeadLettersCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -25,7 +26,7 @@ struct DeadLettersCommand: AsyncParsableCommand {
 
         func run() async throws {
             let letters = try await withOperatorConnection(database) { connection in
-                try await DeadLetters(connection).list(
+                try await DeadLetters(connection, schema: WebhookWorkerSchema.queue).list(
                     DeadLetters.Filter(kind: kind, diedSince: since?.date), includeRequeued: includeRequeued,
                     limit: limit)
             }
@@ -42,7 +43,7 @@ struct DeadLettersCommand: AsyncParsableCommand {
 
         func run() async throws {
             let (letter, attempts) = try await withOperatorConnection(database) { connection in
-                let deadLetters = DeadLetters(connection)
+                let deadLetters = DeadLetters(connection, schema: WebhookWorkerSchema.queue)
                 guard let letter = try await deadLetters.get(id: id) else {
                     throw notFound("no dead letter with id \(id)")
                 }
@@ -102,7 +103,7 @@ struct DeadLettersCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await withOperatorConnection(database) { connection in
-                let deadLetters = DeadLetters(connection)
+                let deadLetters = DeadLetters(connection, schema: WebhookWorkerSchema.queue)
                 if let id {
                     let newID: Int64
                     do {
@@ -144,8 +145,9 @@ struct DeadLettersCommand: AsyncParsableCommand {
 
         func run() async throws {
             let deleted = try await withOperatorConnection(database) { connection in
-                try await DeadLetters(connection).purge(diedBefore: olderThan.cutoff, kind: kind, batchSize: batchSize)
-                {
+                try await DeadLetters(connection, schema: WebhookWorkerSchema.queue).purge(
+                    diedBefore: olderThan.cutoff, kind: kind, batchSize: batchSize
+                ) {
                     progress("deleted \($0) dead letters")
                 }
             }

@@ -3,6 +3,7 @@ import Foundation
 import JobQueue
 import LibPQ
 import WebhookDelivery
+import WebhookWorkerSchema
 
 /// `endpoints`: the receivers' circuit breakers (webhook_worker.endpoints), for operators.
 struct EndpointsCommand: AsyncParsableCommand {
@@ -127,7 +128,9 @@ struct JobsCommand: AsyncParsableCommand {
         @OptionGroup var database: DatabaseOptions
 
         func run() async throws {
-            try await withOperatorConnection(database) { try await PausedKinds($0).pause(kind, by: operatorName) }
+            try await withOperatorConnection(database) {
+                try await PausedKinds($0, schema: WebhookWorkerSchema.queue).pause(kind, by: operatorName)
+            }
             print("paused \(kind): replicas stop claiming it")
         }
     }
@@ -138,7 +141,9 @@ struct JobsCommand: AsyncParsableCommand {
         @OptionGroup var database: DatabaseOptions
 
         func run() async throws {
-            let resumed = try await withOperatorConnection(database) { try await PausedKinds($0).resume(kind) }
+            let resumed = try await withOperatorConnection(database) {
+                try await PausedKinds($0, schema: WebhookWorkerSchema.queue).resume(kind)
+            }
             guard resumed else { throw notFound("\(kind) was not paused") }
             print("resumed \(kind)")
         }

@@ -3,6 +3,7 @@ import Foundation
 import JobQueue
 import LibPQ
 import WebhookDelivery
+import WebhookWorkerSchema
 
 struct EnqueueCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -21,7 +22,9 @@ struct EnqueueCommand: AsyncParsableCommand {
 
         func run() async throws {
             let job = try IntegrationConnectedPayload(integrationAccountID: account, userID: user).job
-            let id = try await withOperatorConnection(database) { try await JobEnqueuer($0).enqueue(job) }
+            let id = try await withOperatorConnection(database) {
+                try await JobEnqueuer($0, schema: WebhookWorkerSchema.queue).enqueue(job)
+            }
             print("enqueued job \(id ?? 0)")
         }
     }
@@ -37,7 +40,8 @@ struct EnqueueCommand: AsyncParsableCommand {
                 throw CommandFailure.usage("invalid --count \(count): expected 1 to 1000000")
             }
             let inserted = try await withOperatorConnection(database) {
-                try await JobEnqueuer($0).enqueue(NewJob(kind: "noop"), copies: count)
+                try await JobEnqueuer($0, schema: WebhookWorkerSchema.queue).enqueue(
+                    NewJob(kind: "noop"), copies: count)
             }
             print("enqueued \(inserted) noop job(s)")
         }

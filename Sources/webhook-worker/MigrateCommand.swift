@@ -32,7 +32,8 @@ func connectOrExit(_ conninfo: String?, preparedStatements: Bool? = nil) async t
         ).onOff(default: true)
     do {
         return try await PostgresConnection.connect(
-            conninfo, preparedStatements: prepared, logger: .init(label: "webhook-worker.db"))
+            conninfo, applicationName: "webhook-worker", preparedStatements: prepared,
+            logger: .init(label: "webhook-worker.db"))
     } catch {
         throw CommandFailure.unreachable("\(error)")
     }

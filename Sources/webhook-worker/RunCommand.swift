@@ -243,6 +243,8 @@ struct RunCommand: AsyncParsableCommand {
 
         let queue = JobWorkerConfiguration(
             conninfo: database.conninfo,
+            schema: WebhookWorkerSchema.queue,
+            applicationName: "webhook-worker",
             workerID: worker.value ?? JobWorkerConfiguration.defaultWorkerID(),
             concurrency: try source("concurrency", "WORKER_CONCURRENCY", concurrency).integer(
                 default: 128, range: 1...10_000),

@@ -3,6 +3,7 @@ import Foundation
 import JobQueue
 import LibPQ
 import WebhookDelivery
+import WebhookWorkerSchema
 
 struct StatsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -14,7 +15,10 @@ struct StatsCommand: AsyncParsableCommand {
 
     func run() async throws {
         let (queue, endpointRecords) = try await withOperatorConnection(database) { connection in
-            (try await QueueStatistics.read(connection), try await Endpoints(connection).notClosed())
+            (
+                try await QueueStatistics.read(connection, schema: WebhookWorkerSchema.queue),
+                try await Endpoints(connection).notClosed()
+            )
         }
         let depth = queue.depth.map(\.fields)
         let waiting = queue.waiting.map(\.fields)
@@ -81,7 +85,7 @@ struct PruneCommand: AsyncParsableCommand {
         .duration(default: .seconds(86_400), minimum: .zero)
         let cutoff = olderThan.cutoff
         let (jobAttempts, deliveries, secrets) = try await withOperatorConnection(database) { connection in
-            let jobAttempts = try await JobAttemptHistory(connection).prune(
+            let jobAttempts = try await JobAttemptHistory(connection, schema: WebhookWorkerSchema.queue).prune(
                 finishedBefore: cutoff, batchSize: batchSize
             ) {
                 progress("deleted \($0) job attempts")

@@ -1,20 +1,16 @@
 import Foundation
+@testable import TestSupport
 import Testing
 import WebhookReceiver
 
 /// The built `webhook-worker` binary, run as operators run it.
 @Suite("webhook-worker command line", .timeLimit(.minutes(2)))
 struct CommandLineTests {
-    static let binary = TestDatabase.repoRoot + "/.build/debug/webhook-worker"
+    static let binary = workerBinary
 
     /// Runs a shell snippet with `$BIN` set; returns its combined output and exit status.
     static func run(_ script: String, environment: [String: String] = [:]) throws -> (output: String, status: Int32) {
-        let exports = environment.map { "export \($0.key)='\($0.value)'; " }.joined()
-        let quoted = script.replacingOccurrences(of: "'", with: "'\\''")
-        let output = try shell("bash -c '\(exports)BIN=\(binary); \(quoted) 2>&1; echo \"exit=$?\"'")
-        let lines = output.split(separator: "\n", omittingEmptySubsequences: false)
-        let statusLine = lines.last { $0.hasPrefix("exit=") } ?? "exit=-1"
-        return (lines.filter { !$0.hasPrefix("exit=") }.joined(separator: "\n"), Int32(statusLine.dropFirst(5)) ?? -1)
+        try runWorkerCommand(script, environment: environment)
     }
 
     @Test(

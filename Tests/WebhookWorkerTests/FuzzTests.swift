@@ -2,6 +2,7 @@ import Foundation
 import JobQueue
 import LibPQ
 import PropertyBased
+@testable import TestSupport
 import Testing
 @testable import WebhookDelivery
 @testable import webhook_worker

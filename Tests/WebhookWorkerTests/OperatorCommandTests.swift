@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import LibPQ
+@testable import TestSupport
 import Testing
 
 /// The operator and DBA commands, run as the built binary against a real database.

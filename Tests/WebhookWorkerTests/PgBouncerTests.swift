@@ -1,6 +1,7 @@
 import Foundation
 import JobQueue
 import LibPQ
+@testable import TestSupport
 import Testing
 import WebhookDelivery
 import WebhookWorkerSchema
@@ -43,7 +44,8 @@ struct PgBouncerTests {
     @Test("the worker's settings hold in its statements and transactions and never reach the pooler's other clients")
     func settingsStayPerTransaction() async throws {
         try await withTestDatabase { database in
-            var configuration = JobWorkerConfiguration(conninfo: nil, statementTimeout: .milliseconds(300))
+            var configuration = JobWorkerConfiguration(
+                conninfo: nil, schema: WebhookWorkerSchema.queue, statementTimeout: .milliseconds(300))
             configuration.throughPgBouncer(database)
             try await PostgresConnectionPool.withPool(
                 configuration: configuration.databasePool(maxConnections: 1), logger: TestDatabase.logger

@@ -1,6 +1,7 @@
 import Foundation
 import JobQueue
 import LibPQ
+@testable import TestSupport
 import Testing
 import WebhookDelivery
 import WebhookReceiver

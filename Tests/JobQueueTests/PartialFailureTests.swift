@@ -1,13 +1,10 @@
-import AsyncHTTPClient
 import Foundation
 import JobQueue
 import LibPQ
 import Logging
 import Synchronization
-import TestSupport
+@testable import TestSupport
 import Testing
-@testable import WebhookDelivery
-import WebhookReceiver
 
 /// The half-broken world: connections that die at the wrong moment, statements that block,
 /// leases taken away, shutdowns during outages. Each test here failed on the worker before the
@@ -16,7 +13,7 @@ import WebhookReceiver
 struct PartialFailureTests {
     @Test("a backend that dies between connect and the first statement is an error, not a crash")
     func dropBeforeFirstStatement() async throws {
-        try await withTestDatabase { database in
+        try await withQueueDatabase { database in
             let proxy = try TCPProxy(upstreamPort: TCPProxy.serverPort, mode: .dropAtFirstQuery)
             defer { proxy.stop() }
             let conninfo = TCPProxy.conninfo(of: TestDatabase.serverURL, database: database.name, port: proxy.port)
@@ -43,7 +40,7 @@ struct PartialFailureTests {
 
     @Test("a statement blocked in libpq is cancelled with its task, and the connection stays usable")
     func cancelledStatement() async throws {
-        try await withTestDatabase { database in
+        try await withQueueDatabase { database in
             let connection = try await database.connect()
             let clock = ContinuousClock()
             let started = clock.now
@@ -68,7 +65,7 @@ struct PartialFailureTests {
 
     @Test("the pool never lends out a connection left inside a transaction")
     func poolDiscardsOpenTransaction() async throws {
-        try await withTestDatabase { database in
+        try await withQueueDatabase { database in
             try await database.script("CREATE TABLE t (n int)")
             let pool = PostgresConnectionPool(
                 configuration: .init(conninfo: database.conninfo, maxConnections: 1), logger: TestDatabase.logger)
@@ -85,12 +82,13 @@ struct PartialFailureTests {
 
     @Test("a claimed row that cannot be read goes to the dead letters, and the rest of its batch runs")
     func unreadableRow() async throws {
-        try await withTestDatabase { database in
+        try await withQueueDatabase { database in
             try await database.script(
                 """
-                INSERT INTO webhook_worker.jobs (kind, payload) VALUES ('test.job', '{"n": 1}'), ('test.job', '{"n": \
-                2}');
-                INSERT INTO webhook_worker.jobs (kind, payload, created_at) VALUES ('test.job', '{"n": 3}', 'infinity');
+                INSERT INTO \(database.schema).jobs (kind, payload) VALUES ('test.job', '{"n": 1}'), \
+                ('test.job', '{"n": 2}');
+                INSERT INTO \(database.schema).jobs (kind, payload, created_at) \
+                VALUES ('test.job', '{"n": 3}', 'infinity');
                 """)
             let recorder = Recorder()
             let worker = RunningWorker(
@@ -104,12 +102,13 @@ struct PartialFailureTests {
                 $0.lease = .seconds(60)
             }
             let settled = try await eventually(timeout: .seconds(10)) {
-                try await database.count("SELECT count(*) FROM webhook_worker.jobs") == 0
+                try await database.count("SELECT count(*) FROM \(database.schema).jobs") == 0
             }
             try await worker.stop()
             #expect(settled, "the readable jobs must not wait for the unreadable one's lease")
             #expect(recorder.totalCalls == 2)
-            let dead = try #require(try await database.query("SELECT * FROM webhook_worker.dead_letter_jobs").first)
+            let dead = try #require(
+                try await database.query("SELECT * FROM \(database.schema).dead_letter_jobs").first)
             #expect(try dead.decode("reason", as: String.self) == "permanent_failure")
             #expect(try dead.decode("last_error", as: String.self).contains("could not be read"))
             #expect(try dead.decode("payload", as: String.self).contains("3"))
@@ -118,10 +117,10 @@ struct PartialFailureTests {
 
     @Test("a statement timeout releases the job with a growing wait; past the cap it spends attempts and ends dead")
     func timeoutsReleaseThenCount() async throws {
-        try await withTestDatabase { database in
+        try await withQueueDatabase { database in
             let id = try #require(
                 try await database.scalar(
-                    "INSERT INTO webhook_worker.jobs (kind, max_attempts) VALUES ('test.job', 2) RETURNING id",
+                    "INSERT INTO \(database.schema).jobs (kind, max_attempts) VALUES ('test.job', 2) RETURNING id",
                     as: Int64.self))
             let handler = ClosureHandler { _ in
                 throw PostgresError(
@@ -134,12 +133,12 @@ struct PartialFailureTests {
                 $0.retryStrategy = .schedule([.milliseconds(50)])
             }
             let dead = try await eventually(timeout: .seconds(15)) {
-                try await database.count("SELECT count(*) FROM webhook_worker.dead_letter_jobs") == 1
+                try await database.count("SELECT count(*) FROM \(database.schema).dead_letter_jobs") == 1
             }
             try await worker.stop()
             #expect(dead)
             let attempts = try await database.query(
-                "SELECT outcome, started_at, finished_at FROM webhook_worker.job_attempts WHERE job_id = $1 "
+                "SELECT outcome, started_at, finished_at FROM \(database.schema).job_attempts WHERE job_id = $1 "
                     + "ORDER BY id",
                 [id]
             ).rows
@@ -153,7 +152,7 @@ struct PartialFailureTests {
             #expect(starts[1].timeIntervalSince(ends[0]) >= 0.28)
             #expect(starts[2].timeIntervalSince(ends[1]) >= 0.58)
             #expect(
-                try await database.scalar("SELECT reason FROM webhook_worker.dead_letter_jobs", as: String.self)
+                try await database.scalar("SELECT reason FROM \(database.schema).dead_letter_jobs", as: String.self)
                     == "attempts_exhausted")
         }
     }
@@ -165,12 +164,12 @@ struct PartialFailureTests {
         """
     )
     func shutdownDuringOutage() async throws {
-        try await withTestDatabase { database in
+        try await withQueueDatabase { database in
             let proxy = try TCPProxy(upstreamPort: TCPProxy.serverPort)
             defer { proxy.stop() }
             let conninfo = TCPProxy.conninfo(of: TestDatabase.serverURL, database: database.name, port: proxy.port)
             try await database.query(
-                "INSERT INTO webhook_worker.jobs (kind) SELECT 'test.job' FROM generate_series(1, 3)")
+                "INSERT INTO \(database.schema).jobs (kind) SELECT 'test.job' FROM generate_series(1, 3)")
             let gate = Gate()
             let started = Recorder()
             let worker = RunningWorker(
@@ -196,15 +195,17 @@ struct PartialFailureTests {
             #expect(stopped, "the worker must exit while the database is unreachable")
             #expect(clock.now - stopping < .seconds(6))
             // Nothing was lost: the jobs are still there, leased, for the reaper.
-            #expect(try await database.count("SELECT count(*) FROM webhook_worker.jobs WHERE state = 'running'") == 3)
+            #expect(
+                try await database.count("SELECT count(*) FROM \(database.schema).jobs WHERE state = 'running'")
+                    == 3)
         }
     }
 
     @Test("a handler whose lease is taken away is cancelled")
     func lostLeaseCancelsHandler() async throws {
-        try await withTestDatabase { database in
+        try await withQueueDatabase { database in
             let id = try #require(
-                try await database.scalar("SELECT webhook_worker.enqueue('test.job') AS id", as: Int64.self))
+                try await database.scalar("SELECT \(database.schema).enqueue('test.job') AS id", as: Int64.self))
             let cancelled = Atomic<Bool>(false)
             let started = Recorder()
             let worker = RunningWorker(
@@ -223,7 +224,8 @@ struct PartialFailureTests {
                 ]
             ) { $0.lease = .seconds(3) }
             #expect(await eventually { started.totalCalls == 1 })
-            try await database.query("UPDATE webhook_worker.jobs SET locked_by = 'another-replica' WHERE id = $1", [id])
+            try await database.query(
+                "UPDATE \(database.schema).jobs SET locked_by = 'another-replica' WHERE id = $1", [id])
             #expect(await eventually(timeout: .seconds(6)) { cancelled.load(ordering: .sequentiallyConsistent) })
             try await worker.stop()
         }
@@ -231,8 +233,9 @@ struct PartialFailureTests {
 
     @Test("an old attempt of a re-claimed job finishing does not take the new attempt off the worker's books")
     func attemptsKeyedSeparately() async throws {
-        try await withTestDatabase { database in
-            try await database.query("INSERT INTO webhook_worker.jobs (kind, max_attempts) VALUES ('test.job', 2)")
+        try await withQueueDatabase { database in
+            try await database.query(
+                "INSERT INTO \(database.schema).jobs (kind, max_attempts) VALUES ('test.job', 2)")
             let first = Gate()
             let second = Gate()
             let recorder = Recorder()
@@ -263,136 +266,47 @@ struct PartialFailureTests {
 
     @Test("requeueing a dead letter keeps the job's attempt limit and concurrency key")
     func requeueKeepsMaxAttempts() async throws {
-        try await withTestDatabase { database in
+        try await withQueueDatabase { database in
             try await database.script(
                 """
-                INSERT INTO webhook_worker.dead_letter_jobs
+                INSERT INTO \(database.schema).dead_letter_jobs
                     (job_id, kind, payload, priority, attempts, max_attempts, reason, created_at, concurrency_key)
                 VALUES (1, 'test.job', '{}', 0, 3, 3, 'attempts_exhausted', now(), 'client:c1')
                 """)
             let dead = try #require(
-                try await database.scalar("SELECT id FROM webhook_worker.dead_letter_jobs", as: Int64.self))
+                try await database.scalar("SELECT id FROM \(database.schema).dead_letter_jobs", as: Int64.self))
             let job = try #require(
-                try await database.scalar("SELECT webhook_worker.requeue_dead_letter($1) AS id", [dead], as: Int64.self)
+                try await database.scalar(
+                    "SELECT \(database.schema).requeue_dead_letter($1) AS id", [dead], as: Int64.self)
             )
             #expect(
                 try await database.scalar(
-                    "SELECT max_attempts FROM webhook_worker.jobs WHERE id = $1", [job], as: Int.self) == 3)
+                    "SELECT max_attempts FROM \(database.schema).jobs WHERE id = $1", [job], as: Int.self) == 3)
             #expect(
                 try await database.scalar(
-                    "SELECT concurrency_key FROM webhook_worker.jobs WHERE id = $1", [job], as: String.self)
+                    "SELECT concurrency_key FROM \(database.schema).jobs WHERE id = $1", [job], as: String.self)
                     == "client:c1")
         }
     }
 
     @Test("two transactions enqueueing the same unique key at once: one job, no error")
     func concurrentUniqueKey() async throws {
-        try await withTestDatabase { database in
+        try await withQueueDatabase { database in
             let one = try await database.connect()
             let two = try await database.connect()
             try await one.execute(script: "BEGIN", name: "begin")
             let first = try await one.query(
-                PostgresQuery("", "SELECT webhook_worker.enqueue('test.job', unique_key => 'k') AS id"))
+                PostgresQuery("", "SELECT \(database.schema).enqueue('test.job', unique_key => 'k') AS id"))
             #expect(try first.first?.decodeIfPresent("id", as: Int64.self) != nil)
             // The second waits for the first transaction, then finds the key taken.
             async let second = two.query(
-                PostgresQuery("", "SELECT webhook_worker.enqueue('test.job', unique_key => 'k') AS id"))
+                PostgresQuery("", "SELECT \(database.schema).enqueue('test.job', unique_key => 'k') AS id"))
             try await Task.sleep(for: .milliseconds(200))
             try await one.execute(script: "COMMIT", name: "commit")
             #expect(try await second.first?.decodeIfPresent("id", as: Int64.self) == nil)
-            #expect(try await database.count("SELECT count(*) FROM webhook_worker.jobs") == 1)
+            #expect(try await database.count("SELECT count(*) FROM \(database.schema).jobs") == 1)
             await one.close()
             await two.close()
-        }
-    }
-}
-
-@Suite("Partial failure: deliveries", .timeLimit(.minutes(2)))
-struct DeliveryPartialFailureTests {
-    @Test("a 2xx that arrived before a forced shutdown is recorded as delivered, not sent again")
-    func successAtForcedShutdown() async throws {
-        try await withTestDatabase(appTables: true) { database in
-            let fixture = try await DeliveryFixture.make(database: database) { _ in .stallAfterHead(200) }
-            try await fixture.addClient("stalls")
-            let (worker, sender) = fixture.startWorker(requestTimeout: .seconds(20)) {
-                $0.shutdownTimeout = .milliseconds(500)
-                $0.shutdownGrace = .seconds(3)
-            }
-            try await fixture.connectIntegration()
-            #expect(await eventually { fixture.requests(to: "stalls").count == 1 })
-            try await stopAll(worker, sender, fixture)
-            #expect(await fixture.status(client: "stalls") == "delivered")
-            #expect(
-                try await database.count(
-                    """
-                    SELECT count(*) FROM webhook_worker.job_attempts WHERE kind = 'webhook.deliver' AND outcome = \
-                    'succeeded'
-                    """
-                ) == 1)
-        }
-    }
-
-    @Test("a connection to a refused peer address (DNS rebinding) ends the attempt as policy_refused at once")
-    func rebindingRefusedAtConnect() async throws {
-        let receiver = try await WebhookReceiverServer.start { _ in .ok }
-        var policy = NetworkPolicy(allowHTTP: true, allowPrivateNetworks: false)
-        // The check before the request sees a public address; the connection goes to loopback.
-        policy.resolver = { _, _ in [.init(bytes: [93, 184, 216, 34], text: "93.184.216.34")] }
-        let configuration = WebhookDeliveryConfiguration(
-            requestTimeout: .seconds(8), connectTimeout: .seconds(4), allowHTTP: true, allowPrivateNetworks: false)
-        let sender = WebhookSender(
-            configuration: configuration, policy: policy, eventLoopGroup: HTTPClient.defaultEventLoopGroup)
-        let result = await sender.post(
-            url: "http://localhost:\(receiver.port)/rebound", headers: [], body: Array("{}".utf8),
-            logger: TestDatabase.logger)
-        try await sender.shutdown()
-        await receiver.stop()
-        #expect(result.errorClass == .policyRefused, "\(result)")
-        #expect(result.isPermanent)
-        #expect(result.duration < .seconds(2))
-        #expect(receiver.received.isEmpty)
-    }
-
-    @Test("the web app locking OAuthClient for three leases: every event delivered once, no attempt lost")
-    func tableLockedForThreeLeases() async throws {
-        try await withTestDatabase(appTables: true) { database in
-            let fixture = try await DeliveryFixture.make(database: database)
-            try await fixture.addClient("alpha")
-            try await fixture.addClient("beta")
-            let replicas = (0..<2).map { _ in
-                fixture.startWorker(requestTimeout: .seconds(1)) {
-                    $0.lease = .seconds(3)
-                    $0.lockTimeout = .milliseconds(500)
-                    $0.pollInterval = .milliseconds(200)
-                }
-            }
-            let locker = try await database.connect()
-            try await locker.execute(script: "BEGIN; LOCK TABLE \"OAuthClient\" IN ACCESS EXCLUSIVE MODE", name: "lock")
-            let clock = ContinuousClock()
-            let locked = clock.now
-            for _ in 0..<30 {
-                try await fixture.connectIntegration()
-                try await Task.sleep(for: .milliseconds(150))
-            }
-            try await Task.sleep(until: locked + .seconds(9))
-            try await locker.execute(script: "COMMIT", name: "unlock")
-            await locker.close()
-            let delivered = try await eventually(timeout: .seconds(60), every: .milliseconds(200)) {
-                try await database.count(
-                    "SELECT count(*) FROM webhook_worker.webhook_deliveries WHERE status = 'delivered'") == 60
-            }
-            for (worker, sender) in replicas { try await worker.stop(); try await sender.shutdown() }
-            await fixture.receiver.stop()
-            #expect(delivered)
-            let ids = fixture.receiver.received.compactMap { $0.header("X-Webhook-Delivery") }
-            #expect(ids.count == 60, "each delivery sent once")
-            #expect(Set(ids).count == ids.count, "no delivery sent twice")
-            #expect(
-                try await database.count("SELECT count(*) FROM webhook_worker.job_attempts WHERE outcome = 'lost'") == 0
-            )
-            #expect(
-                try await database.count("SELECT count(*) FROM webhook_worker.job_attempts WHERE outcome = 'released'")
-                    > 0)
         }
     }
 }

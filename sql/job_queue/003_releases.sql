@@ -5,4 +5,4 @@
 -- job (a terminated backend, a statement or lock timeout). Each such release waits longer
 -- (growing, capped, jittered), and past the worker's cap a database failure counts as a failed
 -- attempt, so a job that always breaks its connection still ends in the dead letters.
-ALTER TABLE webhook_worker.jobs ADD COLUMN released integer NOT NULL DEFAULT 0 CHECK (released >= 0);
+ALTER TABLE {{schema}}.jobs ADD COLUMN released integer NOT NULL DEFAULT 0 CHECK (released >= 0);

@@ -5,6 +5,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import NIOSSL
+@testable import TestSupport
 import Testing
 @testable import WebhookDelivery
 

@@ -1,5 +1,5 @@
--- Endpoint health: a circuit breaker per receiving endpoint, automatic disabling, and kinds that
--- operators pause.
+-- Endpoint health: a circuit breaker per receiving endpoint and automatic disabling. (The kinds
+-- that operators pause, once part of this file, are JobQueue's: sql/job_queue/005_paused_kinds.sql.)
 
 -- One row per endpoint that has ever failed (or was disabled by hand). An endpoint is one OAuth
 -- client: key 'client:<"OAuthClient".id>'. Healthy endpoints that never failed have no row.
@@ -32,13 +32,6 @@ COMMENT ON TABLE webhook_worker.endpoints IS
 ALTER TABLE webhook_worker.dead_letter_jobs DROP CONSTRAINT dead_letter_jobs_reason_check;
 ALTER TABLE webhook_worker.dead_letter_jobs ADD CONSTRAINT dead_letter_jobs_reason_check
     CHECK (reason IN ('attempts_exhausted', 'permanent_failure', 'endpoint_disabled'));
-
--- Kinds no replica claims until resumed; running jobs finish.
-CREATE TABLE webhook_worker.paused_kinds (
-    kind       text        PRIMARY KEY,
-    paused_at  timestamptz NOT NULL DEFAULT now(),
-    paused_by  text
-);
 
 -- Deliveries snoozed while an endpoint's circuit was open (their last_error says 'waiting: ...')
 -- run again now, in their order: when the circuit closes, and when the endpoint is disabled (to
@@ -170,15 +163,3 @@ BEGIN
     RETURN e;
 END;
 $$;
-
--- Pausing or resuming a kind wakes the replicas, so they notice within a poll at most.
-CREATE FUNCTION webhook_worker.notify_paused_kinds() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM pg_notify('webhook_worker_jobs', '');
-    RETURN NULL;
-END;
-$$;
-CREATE TRIGGER paused_kinds_notify AFTER INSERT OR DELETE ON webhook_worker.paused_kinds
-    FOR EACH STATEMENT EXECUTE FUNCTION webhook_worker.notify_paused_kinds();
-

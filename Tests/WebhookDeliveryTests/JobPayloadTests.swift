@@ -1,5 +1,6 @@
 import Foundation
 import LibPQ
+@testable import TestSupport
 import Testing
 import WebhookDelivery
 

@@ -1,24 +1,24 @@
 import Foundation
 import JobQueue
 import LibPQ
+@testable import TestSupport
 import Testing
-import WebhookDelivery
 
-/// The queue's and the deliveries' operations as a program (the CLI, a console) calls them.
-@Suite("Queue and delivery operations", .timeLimit(.minutes(2)))
+/// The queue's operations as a program (the CLI, a console) calls them, on a queue of its own.
+@Suite("Queue operations", .timeLimit(.minutes(2)))
 struct QueueOperationsTests {
     @Test("enqueue inserts one job with its options, skips a live unique key, and inserts copies")
     func enqueue() async throws {
-        try await withTestDatabase { database in
+        try await withQueueDatabase { database in
             try await database.withConnection { connection in
-                let enqueuer = JobEnqueuer(connection)
+                let enqueuer = JobEnqueuer(connection, schema: database.queue)
                 let runAt = Date(timeIntervalSince1970: 2_000_000_000.25)
                 let job = NewJob(
                     kind: "test.kind", payload: PostgresJSON(#"{"n": 1}"#), runAt: runAt, priority: -2, maxAttempts: 3,
                     uniqueKey: "test:1", concurrencyKey: "key-a")
                 let id = try #require(try await enqueuer.enqueue(job))
                 let row = try #require(
-                    try await database.query("SELECT * FROM webhook_worker.jobs WHERE id = $1", [id]).first)
+                    try await database.query("SELECT * FROM \(database.schema).jobs WHERE id = $1", [id]).first)
                 #expect(try row.decode("kind", as: String.self) == "test.kind")
                 #expect(try row.decode("payload", as: String.self) == #"{"n": 1}"#)
                 #expect(try row.decode("run_at", as: Date.self) == runAt)
@@ -30,24 +30,30 @@ struct QueueOperationsTests {
                 #expect(try await enqueuer.enqueue(NewJob(kind: "noop"), copies: 250) == 250)
                 #expect(
                     try await database.count(
-                        "SELECT count(*) FROM webhook_worker.jobs WHERE kind = 'noop' AND payload = '{}'") == 250)
+                        "SELECT count(*) FROM \(database.schema).jobs WHERE kind = 'noop' AND payload = '{}'")
+                        == 250)
 
-                let event = try IntegrationConnectedPayload(integrationAccountID: "acct-1", userID: "user-1").job
+                struct Signup: Codable {
+                    var userID: String
+                    var accountID: String
+                }
+                let event = try NewJob(kind: "email.welcome", encoding: Signup(userID: "user-1", accountID: "acct-1"))
                 let eventID = try #require(try await enqueuer.enqueue(event))
                 #expect(
                     try await database.scalar(
-                        "SELECT payload::text FROM webhook_worker.jobs WHERE id = $1", [eventID], as: String.self)
-                        == #"{"user_id": "user-1", "integration_account_id": "acct-1"}"#)
+                        "SELECT payload::text FROM \(database.schema).jobs WHERE id = $1", [eventID],
+                        as: String.self)
+                        == #"{"userID": "user-1", "accountID": "acct-1"}"#)
             }
         }
     }
 
     @Test("dead letters: filters, one requeue with its errors, requeue of chosen ids in batches, purge")
     func deadLetters() async throws {
-        try await withTestDatabase { database in
+        try await withQueueDatabase { database in
             try await database.query(
                 """
-                INSERT INTO webhook_worker.dead_letter_jobs (job_id, kind, payload, priority, attempts, \
+                INSERT INTO \(database.schema).dead_letter_jobs (job_id, kind, payload, priority, attempts, \
                 max_attempts, reason, last_error, unique_key, created_at, dead_at)
                 SELECT n, CASE WHEN n % 2 = 0 THEN 'even' ELSE 'odd' END, jsonb_build_object('n', n), 0, 8, 8,
                        'attempts_exhausted', 'boom', CASE WHEN n = 1 THEN 'unique-1' END, now(),
@@ -55,7 +61,7 @@ struct QueueOperationsTests {
                 FROM generate_series(1, 10) n
                 """)
             try await database.withConnection { connection in
-                let deadLetters = DeadLetters(connection)
+                let deadLetters = DeadLetters(connection, schema: database.queue)
                 #expect(try await deadLetters.list().count == 10)
                 #expect(try await deadLetters.list(.init(kind: "even")).allSatisfy { $0.kind == "even" })
                 #expect(
@@ -66,7 +72,8 @@ struct QueueOperationsTests {
                 #expect(try await deadLetters.get(id: -1) == nil)
 
                 // A job with the dead letter's unique key is queued: requeueing it must not duplicate it.
-                try await JobEnqueuer(connection).enqueue(NewJob(kind: "odd", uniqueKey: "unique-1"))
+                try await JobEnqueuer(connection, schema: database.queue).enqueue(
+                    NewJob(kind: "odd", uniqueKey: "unique-1"))
                 await #expect(throws: DeadLetters.RequeueError.self) { try await deadLetters.requeue(id: newest.id) }
                 await #expect(throws: DeadLetters.RequeueError.notFound(id: -1)) {
                     try await deadLetters.requeue(id: -1)
@@ -74,7 +81,9 @@ struct QueueOperationsTests {
 
                 let second = try #require(try await deadLetters.list(.init(kind: "even"), limit: 1).first)
                 let job = try await deadLetters.requeue(id: second.id)
-                #expect(try await database.count("SELECT count(*) FROM webhook_worker.jobs WHERE id = $1", [job]) == 1)
+                #expect(
+                    try await database.count("SELECT count(*) FROM \(database.schema).jobs WHERE id = $1", [job])
+                        == 1)
                 #expect(try await deadLetters.get(id: second.id)?.requeuedJobID == job)
 
                 let odd = try await deadLetters.list(.init(kind: "odd")).map(\.id)
@@ -94,56 +103,26 @@ struct QueueOperationsTests {
                 #expect(
                     try await deadLetters.purge(
                         diedBefore: Date().addingTimeInterval(-5.5 * 86_400), kind: "even", batchSize: 1) == 3)
-                #expect(try await database.count("SELECT count(*) FROM webhook_worker.dead_letter_jobs") == 7)
+                #expect(try await database.count("SELECT count(*) FROM \(database.schema).dead_letter_jobs") == 7)
             }
         }
     }
 
     @Test("pausing a kind is recorded once and shows in the statistics; resuming an unpaused kind says so")
     func pauseAndStatistics() async throws {
-        try await withTestDatabase { database in
+        try await withQueueDatabase { database in
             try await database.withConnection { connection in
-                let paused = PausedKinds(connection)
+                let paused = PausedKinds(connection, schema: database.queue)
                 #expect(try await paused.pause("noop", by: "tester"))
                 #expect(try await paused.pause("noop", by: "someone else") == false)
-                try await JobEnqueuer(connection).enqueue(NewJob(kind: "noop"), copies: 3)
-                let statistics = try await QueueStatistics.read(connection)
+                try await JobEnqueuer(connection, schema: database.queue).enqueue(NewJob(kind: "noop"), copies: 3)
+                let statistics = try await QueueStatistics.read(connection, schema: database.queue)
                 #expect(statistics.pausedKinds.map(\.kind) == ["noop"])
                 #expect(statistics.pausedKinds.first?.pausedBy == "tester")
                 #expect(statistics.depth.map { "\($0.kind) \($0.state) \($0.jobs)" } == ["noop available 3"])
                 #expect(statistics.waiting.first?.waiting == 3)
                 #expect(try await paused.resume("noop"))
                 #expect(try await paused.resume("noop") == false)
-            }
-        }
-    }
-
-    @Test("resend queues one job for the delivery (its key and endpoint), then refuses while it is queued")
-    func resend() async throws {
-        try await withTestDatabase { database in
-            let id = UUID()
-            try await database.query(
-                """
-                INSERT INTO webhook_worker.webhook_deliveries
-                    (delivery_id, event, source_job_id, integration_account_id, user_id, oauth_client_id, payload, \
-                status)
-                VALUES ($1, 'integration.connected', 1, 'acct-1', 'user-1', 'client-a', '{}', 'failed')
-                """, [id])
-            try await database.withConnection { connection in
-                let deliveries = Deliveries(connection)
-                let job = try await deliveries.resend(id)
-                let row = try #require(
-                    try await database.query("SELECT * FROM webhook_worker.jobs WHERE id = $1", [job]).first)
-                #expect(try row.decode("kind", as: String.self) == "webhook.deliver")
-                #expect(
-                    try row.decode("payload", as: String.self) == #"{"delivery_id": "\#(id.uuidString.lowercased())"}"#)
-                #expect(
-                    try row.decode("unique_key", as: String.self) == "webhook.deliver:\(id.uuidString.lowercased())")
-                #expect(try row.decode("concurrency_key", as: String.self) == "client:client-a")
-                #expect(try await deliveries.get(id)?.status == "pending")
-                await #expect(throws: Deliveries.ResendError.alreadyQueued(id)) { try await deliveries.resend(id) }
-                let unknown = UUID()
-                await #expect(throws: Deliveries.ResendError.notFound(unknown)) { try await deliveries.resend(unknown) }
             }
         }
     }

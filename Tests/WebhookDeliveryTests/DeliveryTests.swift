@@ -1,10 +1,10 @@
 import Crypto
 import Foundation
-import Synchronization
 import JobQueue
-import NIOSSL
 import LibPQ
-import TestSupport
+import NIOSSL
+import Synchronization
+@testable import TestSupport
 import Testing
 import WebhookDelivery
 import WebhookReceiver
@@ -389,30 +389,4 @@ struct DeliveryTests {
             )
         }
     }
-}
-
-/// A thread-safe call counter for receivers.
-final class Counter: Sendable {
-    private let value = Mutex(0)
-    func next() -> Int {
-        value.withLock {
-            $0 += 1; return $0
-        }
-    }
-}
-
-/// A TLS configuration with a fresh self-signed certificate (from the openssl command).
-func selfSignedTLS() throws -> TLSConfiguration {
-    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tls-\(UUID().uuidString)").path
-    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(atPath: directory) }
-    _ = try shell(
-        """
-        openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost -keyout '\(directory)/key.pem' -out \
-        '\(directory)/cert.pem' 2>/dev/null
-        """
-    )
-    return TLSConfiguration.makeServerConfiguration(
-        certificateChain: try NIOSSLCertificate.fromPEMFile(directory + "/cert.pem").map { .certificate($0) },
-        privateKey: .privateKey(try NIOSSLPrivateKey(file: directory + "/key.pem", format: .pem)))
 }

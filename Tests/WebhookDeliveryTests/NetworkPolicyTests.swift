@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import NIOCore
+@testable import TestSupport
 import Testing
 import WebhookDelivery
 import WebhookReceiver

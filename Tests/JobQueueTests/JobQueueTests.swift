@@ -2,20 +2,21 @@ import Foundation
 import JobQueue
 import LibPQ
 import Synchronization
+@testable import TestSupport
 import Testing
 
 @Suite("Job queue against PostgreSQL", .timeLimit(.minutes(2)))
 struct JobQueueTests {
     @Test("several replicas claim thousands of jobs; each job is handled exactly once")
     func claimExclusivity() async throws {
-        try await withTestDatabase { database in
+        try await withQueueDatabase { database in
             try await expectReplicasHandleEachJobOnce(database)
         }
     }
 
     @Test("an idle worker starts a fresh job well before its poll interval")
     func wakeUpOnNotify() async throws {
-        try await withTestDatabase { database in
+        try await withQueueDatabase { database in
             let recorder = Recorder()
             let worker = RunningWorker(
                 database,
@@ -34,7 +35,8 @@ struct JobQueueTests {
             for _ in 0..<5 {
                 let inserted = ContinuousClock.now
                 let id = try #require(
-                    try await database.scalar("SELECT webhook_worker.enqueue('test.job') AS id", as: Int64.self))
+                    try await database.scalar("SELECT \(database.schema).enqueue('test.job') AS id", as: Int64.self)
+                )
                 #expect(await eventually(timeout: .seconds(10), every: .milliseconds(2)) { recorder.calls(id) == 1 })
                 latencies.append(try #require(recorder.startTimes(id).first) - inserted)
             }
@@ -46,7 +48,7 @@ struct JobQueueTests {
     @Test(
         "a job claimed by a stalled replica is reaped as lost, run elsewhere, and the stale completion changes nothing")
     func leaseExpiry() async throws {
-        try await withTestDatabase { database in
+        try await withQueueDatabase { database in
             let stalledGate = Gate()
             let stalledStarted = Gate()
             let stalled = RunningWorker(
@@ -66,7 +68,7 @@ struct JobQueueTests {
                 $0.reapInterval = .seconds(3600)
             }
             let id = try #require(
-                try await database.scalar("SELECT webhook_worker.enqueue('test.job') AS id", as: Int64.self))
+                try await database.scalar("SELECT \(database.schema).enqueue('test.job') AS id", as: Int64.self))
             await stalledStarted.wait()
 
             let recorder = Recorder()
@@ -84,7 +86,8 @@ struct JobQueueTests {
             #expect(await eventually { recorder.calls(id) == 1 })
             #expect(
                 await eventually {
-                    (try? await database.count("SELECT count(*) FROM webhook_worker.jobs WHERE id = $1", [id])) == 0
+                    (try? await database.count("SELECT count(*) FROM \(database.schema).jobs WHERE id = $1", [id]))
+                        == 0
                 })
             stalledGate.open()
             try await Task.sleep(for: .milliseconds(500))
@@ -93,7 +96,7 @@ struct JobQueueTests {
 
             let attempts = try await database.query(
                 """
-                SELECT attempt, worker_id, outcome FROM webhook_worker.job_attempts WHERE job_id = $1 ORDER BY \
+                SELECT attempt, worker_id, outcome FROM \(database.schema).job_attempts WHERE job_id = $1 ORDER BY \
                 attempt, id
                 """,
                 [id])
@@ -108,7 +111,7 @@ struct JobQueueTests {
 
     @Test("a failing job is retried on its schedule, dead-lettered with its reason, and requeued")
     func retriesAndDeadLetters() async throws {
-        try await withTestDatabase { database in
+        try await withQueueDatabase { database in
             let recorder = Recorder()
             let succeed = Gate()
             let succeedFlag = Flag()
@@ -122,11 +125,11 @@ struct JobQueueTests {
             let worker = RunningWorker(database, handlers: [handler]) { $0.pollInterval = .milliseconds(50) }
             let id = try #require(
                 try await database.scalar(
-                    "SELECT webhook_worker.enqueue('test.job', '{\"x\":1}') AS id", as: Int64.self))
+                    "SELECT \(database.schema).enqueue('test.job', '{\"x\":1}') AS id", as: Int64.self))
             #expect(
                 await eventually {
                     (try? await database.count(
-                        "SELECT count(*) FROM webhook_worker.dead_letter_jobs WHERE job_id = $1", [id])) == 1
+                        "SELECT count(*) FROM \(database.schema).dead_letter_jobs WHERE job_id = $1", [id])) == 1
                 })
             #expect(recorder.calls(id) == 3)
             // No attempt starts before its scheduled time (the step less 20 % jitter), and none
@@ -134,7 +137,7 @@ struct JobQueueTests {
             let waits = try await database.query(
                 """
                 SELECT extract(epoch FROM b.started_at - a.finished_at)::float8 AS wait
-                FROM webhook_worker.job_attempts a JOIN webhook_worker.job_attempts b
+                FROM \(database.schema).job_attempts a JOIN \(database.schema).job_attempts b
                   ON b.job_id = a.job_id AND b.attempt = a.attempt + 1
                 WHERE a.job_id = $1 ORDER BY a.attempt
                 """, [id]
@@ -148,7 +151,7 @@ struct JobQueueTests {
                 try await database.query(
                     """
                     SELECT id, reason, attempts, max_attempts, last_error, payload::text AS payload FROM \
-                    webhook_worker.dead_letter_jobs WHERE job_id = $1
+                    \(database.schema).dead_letter_jobs WHERE job_id = $1
                     """,
                     [id]
                 ).first)
@@ -159,22 +162,23 @@ struct JobQueueTests {
             #expect(try letter.decode("payload", as: String.self) == #"{"x": 1}"#)
             #expect(
                 try await database.count(
-                    "SELECT count(*) FROM webhook_worker.job_attempts WHERE job_id = $1 AND outcome = 'failed'", [id])
+                    "SELECT count(*) FROM \(database.schema).job_attempts WHERE job_id = $1 AND outcome = 'failed'",
+                    [id])
                     == 3)
 
             succeedFlag.set()
             let letterID: Int64 = try letter.decode("id")
             let newID = try #require(
                 try await database.scalar(
-                    "SELECT webhook_worker.requeue_dead_letter($1) AS id", [letterID], as: Int64.self))
+                    "SELECT \(database.schema).requeue_dead_letter($1) AS id", [letterID], as: Int64.self))
             #expect(await eventually { recorder.calls(newID) == 1 })
             #expect(
                 try await database.scalar(
-                    "SELECT requeued_job_id FROM webhook_worker.dead_letter_jobs WHERE id = $1", [letterID],
+                    "SELECT requeued_job_id FROM \(database.schema).dead_letter_jobs WHERE id = $1", [letterID],
                     as: Int64.self) == newID)
             // Requeuing twice is refused with a clear error.
             await #expect(throws: PostgresError.self) {
-                try await database.query("SELECT webhook_worker.requeue_dead_letter($1)", [letterID])
+                try await database.query("SELECT \(database.schema).requeue_dead_letter($1)", [letterID])
             }
             try await worker.stop()
         }
@@ -182,7 +186,7 @@ struct JobQueueTests {
 
     @Test("a permanent failure goes to the dead letters at once; a cancel leaves no dead letter")
     func permanentFailureAndCancel() async throws {
-        try await withTestDatabase { database in
+        try await withQueueDatabase { database in
             let handler = ClosureHandler { job in
                 job.payload.text.contains("cancel")
                     ? .cancel("not needed any more") : .fail("account 42 does not exist")
@@ -190,15 +194,18 @@ struct JobQueueTests {
             let worker = RunningWorker(database, handlers: [handler])
             let failed = try #require(
                 try await database.scalar(
-                    "SELECT webhook_worker.enqueue('test.job', '{\"a\":\"fail\"}') AS id", as: Int64.self))
+                    "SELECT \(database.schema).enqueue('test.job', '{\"a\":\"fail\"}') AS id", as: Int64.self))
             let cancelled = try #require(
                 try await database.scalar(
-                    "SELECT webhook_worker.enqueue('test.job', '{\"a\":\"cancel\"}') AS id", as: Int64.self))
-            #expect(await eventually { (try? await database.count("SELECT count(*) FROM webhook_worker.jobs")) == 0 })
+                    "SELECT \(database.schema).enqueue('test.job', '{\"a\":\"cancel\"}') AS id", as: Int64.self))
+            #expect(
+                await eventually {
+                    (try? await database.count("SELECT count(*) FROM \(database.schema).jobs")) == 0
+                })
             try await worker.stop()
             let letter = try #require(
                 try await database.query(
-                    "SELECT reason, last_error, attempts FROM webhook_worker.dead_letter_jobs WHERE job_id = $1",
+                    "SELECT reason, last_error, attempts FROM \(database.schema).dead_letter_jobs WHERE job_id = $1",
                     [failed]
                 ).first)
             #expect(try letter.decode("reason", as: String.self) == "permanent_failure")
@@ -206,17 +213,18 @@ struct JobQueueTests {
             #expect(try letter.decode("attempts", as: Int.self) == 1)
             #expect(
                 try await database.count(
-                    "SELECT count(*) FROM webhook_worker.dead_letter_jobs WHERE job_id = $1", [cancelled]) == 0)
+                    "SELECT count(*) FROM \(database.schema).dead_letter_jobs WHERE job_id = $1", [cancelled]) == 0)
             #expect(
                 try await database.scalar(
-                    "SELECT outcome FROM webhook_worker.job_attempts WHERE job_id = $1", [cancelled], as: String.self)
+                    "SELECT outcome FROM \(database.schema).job_attempts WHERE job_id = $1", [cancelled],
+                    as: String.self)
                     == "cancelled")
         }
     }
 
     @Test("graceful shutdown lets in-flight jobs finish and releases the ones that do not")
     func gracefulShutdown() async throws {
-        try await withTestDatabase { database in
+        try await withQueueDatabase { database in
             let started = Recorder()
             let handler = ClosureHandler { job in
                 started.record(job)
@@ -227,34 +235,37 @@ struct JobQueueTests {
             let worker = RunningWorker(database, handlers: [handler]) { $0.shutdownTimeout = .seconds(2) }
             let quick = try #require(
                 try await database.scalar(
-                    "SELECT webhook_worker.enqueue('test.job', '{\"s\":\"quick\"}') AS id", as: Int64.self))
+                    "SELECT \(database.schema).enqueue('test.job', '{\"s\":\"quick\"}') AS id", as: Int64.self))
             let slow = try #require(
                 try await database.scalar(
-                    "SELECT webhook_worker.enqueue('test.job', '{\"s\":\"slow\"}') AS id", as: Int64.self))
+                    "SELECT \(database.schema).enqueue('test.job', '{\"s\":\"slow\"}') AS id", as: Int64.self))
             #expect(await eventually { started.calls(quick) == 1 && started.calls(slow) == 1 })
             let clock = ContinuousClock()
             let stopping = clock.now
             try await worker.stop()
             #expect(clock.now - stopping < .seconds(10))
 
-            #expect(try await database.count("SELECT count(*) FROM webhook_worker.jobs WHERE id = $1", [quick]) == 0)
+            #expect(
+                try await database.count("SELECT count(*) FROM \(database.schema).jobs WHERE id = $1", [quick]) == 0
+            )
             let row = try #require(
                 try await database.query(
-                    "SELECT state, attempt, locked_by FROM webhook_worker.jobs WHERE id = $1", [slow]
+                    "SELECT state, attempt, locked_by FROM \(database.schema).jobs WHERE id = $1", [slow]
                 ).first)
             #expect(try row.decode("state", as: String.self) == "available")
             #expect(try row.decode("attempt", as: Int.self) == 0, "a released attempt does not count")
             #expect(try row.decodeIfPresent("locked_by", as: String.self) == nil)
             #expect(
                 try await database.scalar(
-                    "SELECT outcome FROM webhook_worker.job_attempts WHERE job_id = $1", [slow], as: String.self)
+                    "SELECT outcome FROM \(database.schema).job_attempts WHERE job_id = $1", [slow], as: String.self
+                )
                     == "released")
         }
     }
 
     @Test("a handler that throws, or whose statements fail, fails that job alone")
     func badRowsFailAlone() async throws {
-        try await withTestDatabase { database in
+        try await withQueueDatabase { database in
             let handler = ClosureHandler(retryStrategy: .schedule([.seconds(3600)])) { job in
                 let text = job.payload.text
                 if text.contains("throw") { throw TestFailure(message: "cannot read \u{0}payload") }
@@ -268,51 +279,53 @@ struct JobQueueTests {
             let worker = RunningWorker(database, handlers: [handler])
             try await database.query(
                 """
-                INSERT INTO webhook_worker.jobs (kind, payload)
+                INSERT INTO \(database.schema).jobs (kind, payload)
                 SELECT 'test.job', CASE WHEN n % 10 = 3 THEN '"throw"'::jsonb WHEN n % 10 = 7 THEN '"badsql"'::jsonb \
                 ELSE to_jsonb(n) END
                 FROM generate_series(1, 100) n
                 """)
             #expect(
                 await eventually {
-                    (try? await database.count("SELECT count(*) FROM webhook_worker.job_attempts")) == 100
+                    (try? await database.count("SELECT count(*) FROM \(database.schema).job_attempts")) == 100
                 })
             try await worker.stop()
             let outcomes = try await database.query(
                 """
                 SELECT outcome || ': ' || count(*) || ' ' || string_agg(DISTINCT left(coalesce(error, ''), 80), ' | \
-                ') AS o FROM webhook_worker.job_attempts GROUP BY outcome
+                ') AS o FROM \(database.schema).job_attempts GROUP BY outcome
                 """
             ).rows.map { try $0.decode("o", as: String.self) }
             #expect(
-                try await database.count("SELECT count(*) FROM webhook_worker.job_attempts WHERE outcome = 'succeeded'")
+                try await database.count(
+                    "SELECT count(*) FROM \(database.schema).job_attempts WHERE outcome = 'succeeded'")
                     == 80, "\(outcomes)")
             #expect(
-                try await database.count("SELECT count(*) FROM webhook_worker.job_attempts WHERE outcome = 'failed'")
+                try await database.count(
+                    "SELECT count(*) FROM \(database.schema).job_attempts WHERE outcome = 'failed'")
                     == 20, "\(outcomes)")
             let waiting = try await database.query(
                 """
                 SELECT state || '/' || attempt || '/' || left(coalesce(last_error, ''), 60) AS j FROM \
-                webhook_worker.jobs ORDER BY id
+                \(database.schema).jobs ORDER BY id
                 """
             ).rows.map { try $0.decode("j", as: String.self) }
             #expect(
                 try await database.count(
                     """
-                    SELECT count(*) FROM webhook_worker.jobs WHERE attempt = 1 AND state = 'available' AND last_error \
-                    LIKE '%cannot read%'
+                    SELECT count(*) FROM \(database.schema).jobs WHERE attempt = 1 AND state = 'available' \
+                    AND last_error LIKE '%cannot read%'
                     """
                 ) == 10,
                 "\(outcomes) \(waiting)")
             #expect(
                 try await database.count(
-                    "SELECT count(*) FROM webhook_worker.jobs WHERE last_error LIKE '%no_such_table%'") == 10)
+                    "SELECT count(*) FROM \(database.schema).jobs WHERE last_error LIKE '%no_such_table%'") == 10)
         }
     }
 
     @Test("row statements of outcomes written together run as one statement; a refused row fails only its job")
     func rowStatementsRunTogether() async throws {
-        try await withTestDatabase { database in
+        try await withQueueDatabase { database in
             try await database.script(
                 """
                 CREATE TABLE public.row_sink (job_id bigint PRIMARY KEY, label text NOT NULL CHECK (label <> \
@@ -334,23 +347,24 @@ struct JobQueueTests {
             }
             try await database.query(
                 """
-                INSERT INTO webhook_worker.jobs (kind, payload)
+                INSERT INTO \(database.schema).jobs (kind, payload)
                 SELECT 'test.job', CASE WHEN n = 250 THEN '"refused"'::jsonb ELSE to_jsonb(n) END
                 FROM generate_series(1, 400) n
                 """)
             let worker = RunningWorker(database, handlers: [handler]) { $0.concurrency = 64 }
             #expect(
                 await eventually {
-                    (try? await database.count("SELECT count(*) FROM webhook_worker.job_attempts")) == 400
+                    (try? await database.count("SELECT count(*) FROM \(database.schema).job_attempts")) == 400
                 })
             try await worker.stop()
             #expect(try await database.count("SELECT count(*) FROM public.row_sink WHERE label = 'ok'") == 399)
             #expect(
                 try await database.count(
-                    "SELECT count(*) FROM webhook_worker.job_attempts WHERE outcome = 'succeeded'") == 399)
+                    "SELECT count(*) FROM \(database.schema).job_attempts WHERE outcome = 'succeeded'") == 399)
             #expect(
                 try await database.count(
-                    "SELECT count(*) FROM webhook_worker.jobs WHERE last_error LIKE '%row_sink_label_check%'") == 1)
+                    "SELECT count(*) FROM \(database.schema).jobs WHERE last_error LIKE '%row_sink_label_check%'")
+                    == 1)
             // One statement per write of many outcomes, not one per outcome.
             let statements = try await database.count("SELECT count(*) FROM public.row_sink_statements")
             #expect(statements > 0 && statements < 200, "\(statements) INSERT statements for 399 rows")
@@ -359,41 +373,49 @@ struct JobQueueTests {
 
     @Test("a worker claims only the kinds it handles")
     func claimsOnlyItsKinds() async throws {
-        try await withTestDatabase { database in
+        try await withQueueDatabase { database in
             let worker = RunningWorker(database, handlers: [NoopHandler()])
-            try await database.query("INSERT INTO webhook_worker.jobs (kind) VALUES ('noop'), ('kind.from.the.future')")
-            #expect(await eventually { (try? await database.count("SELECT count(*) FROM webhook_worker.jobs")) == 1 })
+            try await database.query(
+                "INSERT INTO \(database.schema).jobs (kind) VALUES ('noop'), ('kind.from.the.future')")
+            #expect(
+                await eventually {
+                    (try? await database.count("SELECT count(*) FROM \(database.schema).jobs")) == 1
+                })
             try await Task.sleep(for: .milliseconds(300))
             try await worker.stop()
             #expect(
-                try await database.scalar("SELECT kind FROM webhook_worker.jobs", as: String.self)
+                try await database.scalar("SELECT kind FROM \(database.schema).jobs", as: String.self)
                     == "kind.from.the.future")
-            #expect(try await database.scalar("SELECT attempt FROM webhook_worker.jobs", as: Int.self) == 0)
+            #expect(try await database.scalar("SELECT attempt FROM \(database.schema).jobs", as: Int.self) == 0)
         }
     }
 
     @Test("a second insert with a live unique_key is skipped, by plain INSERT and by enqueue()")
     func uniqueKey() async throws {
-        try await withTestDatabase { database in
-            try await database.query("INSERT INTO webhook_worker.jobs (kind, unique_key) VALUES ('test.job', 'k1')")
-            try await database.query("INSERT INTO webhook_worker.jobs (kind, unique_key) VALUES ('test.job', 'k1')")
+        try await withQueueDatabase { database in
+            try await database.query(
+                "INSERT INTO \(database.schema).jobs (kind, unique_key) VALUES ('test.job', 'k1')")
+            try await database.query(
+                "INSERT INTO \(database.schema).jobs (kind, unique_key) VALUES ('test.job', 'k1')")
             let second = try await database.scalar(
-                "SELECT webhook_worker.enqueue('test.job', unique_key => 'k1') AS id", as: Int64.self)
+                "SELECT \(database.schema).enqueue('test.job', unique_key => 'k1') AS id", as: Int64.self)
             #expect(second == nil)
-            #expect(try await database.count("SELECT count(*) FROM webhook_worker.jobs WHERE unique_key = 'k1'") == 1)
+            #expect(
+                try await database.count("SELECT count(*) FROM \(database.schema).jobs WHERE unique_key = 'k1'")
+                    == 1)
         }
     }
 
     @Test("the DBA views report depth by state and dead letters by reason")
     func views() async throws {
-        try await withTestDatabase { database in
+        try await withQueueDatabase { database in
             try await database.script(
                 """
-                INSERT INTO webhook_worker.jobs (kind, run_at) VALUES ('a', now() - interval '1 minute'), ('a', \
+                INSERT INTO \(database.schema).jobs (kind, run_at) VALUES ('a', now() - interval '1 minute'), ('a', \
                 now() + interval '1 hour');
                 """)
             let depth = try await database.query(
-                "SELECT kind, state, jobs FROM webhook_worker.queue_depth ORDER BY state")
+                "SELECT kind, state, jobs FROM \(database.schema).queue_depth ORDER BY state")
             let states = try depth.rows.map {
                 let kind = try $0.decode("kind", as: String.self)
                 return "\(kind)/\(try $0.decode("state", as: String.self))/\(try $0.decode("jobs", as: Int.self))"
@@ -401,20 +423,9 @@ struct JobQueueTests {
             #expect(states == ["a/available/1", "a/scheduled/1"])
             let wait = try #require(
                 try await database.scalar(
-                    "SELECT extract(epoch FROM wait)::float8 FROM webhook_worker.oldest_waiting WHERE kind = 'a'",
+                    "SELECT extract(epoch FROM wait)::float8 FROM \(database.schema).oldest_waiting WHERE kind = 'a'",
                     as: Double.self))
             #expect(wait >= 59)
         }
     }
-}
-
-struct TestFailure: Error, CustomStringConvertible {
-    let message: String
-    var description: String { message }
-}
-
-final class Flag: Sendable {
-    private let value = Mutex(false)
-    func set() { value.withLock { $0 = true } }
-    var isSet: Bool { value.withLock { $0 } }
 }

@@ -12,7 +12,7 @@
 -- * Step 5 moves and deletes the visited rows in one statement: each row's next job and running
 --   count are looked up once instead of twice.
 
-CREATE OR REPLACE FUNCTION webhook_worker.claim_jobs(
+CREATE OR REPLACE FUNCTION {{schema}}.claim_jobs(
     kinds text[],
     keyed_kinds text[],
     key_limits integer[],
@@ -39,11 +39,11 @@ AS $$
 #variable_conflict use_column
 DECLARE
     -- Jobs locked so far.
-    cands webhook_worker.claim_position[];
-    added webhook_worker.claim_position[];
+    cands {{schema}}.claim_position[];
+    added {{schema}}.claim_position[];
     -- Once there are `batch` candidates, the batch-th at the last count: nothing after it can be
     -- claimed. Recounted only when candidates reach twice `batch`, so it may be late, never early.
-    cut webhook_worker.claim_position;
+    cut {{schema}}.claim_position;
     k text;
     lim integer;
     p smallint;
@@ -76,17 +76,17 @@ BEGIN
 
     -- 0. The common case, nothing keyed due and no wake-up to fold in: one statement, the claim
     --    as it was before keys existed (about half the cost of the general path below).
-    IF NOT EXISTS (SELECT 1 FROM webhook_worker.concurrency_key_wakeups)
-       AND NOT EXISTS (SELECT 1 FROM webhook_worker.concurrency_keys c
+    IF NOT EXISTS (SELECT 1 FROM {{schema}}.concurrency_key_wakeups)
+       AND NOT EXISTS (SELECT 1 FROM {{schema}}.concurrency_keys c
                        WHERE c.kind = ANY(kinds) AND c.head_run_at <= now()) THEN
         -- `id = ANY (ARRAY(...))`, not a join: the plan is generic (the batch size unknown), and
         -- a join was planned as a hash over the whole queue once statistics showed a backlog.
         RETURN QUERY
-        UPDATE webhook_worker.jobs j
+        UPDATE {{schema}}.jobs j
         SET state = 'running', attempt = j.attempt + 1, locked_by = worker,
             locked_until = now() + lease, attempted_at = now()
         WHERE j.id = ANY (ARRAY(
-            SELECT p.id FROM webhook_worker.jobs p
+            SELECT p.id FROM {{schema}}.jobs p
             WHERE p.state = 'available' AND p.run_at <= now() AND p.kind = ANY(kinds) AND p.concurrency_key IS NULL
             ORDER BY p.priority, p.run_at, p.id
             LIMIT batch
@@ -101,17 +101,17 @@ BEGIN
     --    deleted); a row parked since by a claim still holding it is locked, so the upsert waits
     --    and then unparks it.
     WITH w AS (
-        DELETE FROM webhook_worker.concurrency_key_wakeups w
-        WHERE w.id IN (SELECT w2.id FROM webhook_worker.concurrency_key_wakeups w2
+        DELETE FROM {{schema}}.concurrency_key_wakeups w
+        WHERE w.id IN (SELECT w2.id FROM {{schema}}.concurrency_key_wakeups w2
                        ORDER BY w2.id LIMIT 1000 FOR UPDATE SKIP LOCKED)
         RETURNING w.kind, w.concurrency_key, w.priority, w.run_at, w.job_id
     ), proposed AS (
         SELECT w.kind, w.concurrency_key, w.priority, w.run_at, w.job_id FROM w WHERE w.priority IS NOT NULL
         UNION ALL
         SELECT c.kind, c.concurrency_key, c.priority, coalesce(n.run_at, '-infinity'), coalesce(n.id, 0)
-        FROM webhook_worker.concurrency_keys c
+        FROM {{schema}}.concurrency_keys c
         LEFT JOIN LATERAL (
-            SELECT j.run_at, j.id FROM webhook_worker.jobs j
+            SELECT j.run_at, j.id FROM {{schema}}.jobs j
             WHERE j.kind = c.kind AND j.concurrency_key = c.concurrency_key AND j.priority = c.priority
               AND j.state = 'available'
             ORDER BY j.run_at, j.id
@@ -123,7 +123,7 @@ BEGIN
         FROM proposed o
         ORDER BY o.kind, o.concurrency_key, o.priority, o.run_at, o.job_id
     )
-    INSERT INTO webhook_worker.concurrency_keys AS c (kind, concurrency_key, priority, head_run_at, head_id)
+    INSERT INTO {{schema}}.concurrency_keys AS c (kind, concurrency_key, priority, head_run_at, head_id)
     SELECT f.kind, f.concurrency_key, f.priority, f.run_at, f.job_id FROM firsts f
     ORDER BY f.kind, f.concurrency_key, f.priority
     ON CONFLICT ON CONSTRAINT concurrency_keys_pkey DO UPDATE
@@ -132,8 +132,8 @@ BEGIN
 
     -- 2.
     cands := ARRAY(
-        SELECT ROW(j.priority, j.run_at, j.id)::webhook_worker.claim_position
-        FROM webhook_worker.jobs j
+        SELECT ROW(j.priority, j.run_at, j.id)::{{schema}}.claim_position
+        FROM {{schema}}.jobs j
         WHERE j.state = 'available' AND j.run_at <= now() AND j.kind = ANY(kinds) AND j.concurrency_key IS NULL
         ORDER BY j.priority, j.run_at, j.id
         LIMIT batch
@@ -145,19 +145,19 @@ BEGIN
     -- 3.
     FOR k IN SELECT DISTINCT x FROM unnest(kinds) AS x WHERE x IS NOT NULL LOOP
         lim := key_limits[array_position(keyed_kinds, k)];
-        SELECT min(c.priority) INTO p FROM webhook_worker.concurrency_keys c WHERE c.kind = k;
+        SELECT min(c.priority) INTO p FROM {{schema}}.concurrency_keys c WHERE c.kind = k;
         WHILE p IS NOT NULL AND (cut IS NULL OR p <= cut.priority) LOOP
             -- FETCH takes one row at a time: a FOR loop would lock ten rows ahead of need.
             OPEN keys_cur FOR
                 SELECT c.concurrency_key, c.head_run_at, c.head_id
-                FROM webhook_worker.concurrency_keys c
+                FROM {{schema}}.concurrency_keys c
                 WHERE c.kind = k AND c.priority = p AND c.head_run_at <= now()
                 ORDER BY c.head_run_at, c.head_id
                 FOR UPDATE SKIP LOCKED;
             LOOP
                 FETCH keys_cur INTO h;
                 EXIT WHEN NOT FOUND;
-                EXIT WHEN cut IS NOT NULL AND ROW(p, h.head_run_at, h.head_id)::webhook_worker.claim_position >= cut;
+                EXIT WHEN cut IS NOT NULL AND ROW(p, h.head_run_at, h.head_id)::{{schema}}.claim_position >= cut;
                 key_name := k || E'\x1f' || h.concurrency_key;
                 -- Another claim is deciding for this key (at another priority): skip it.
                 CONTINUE WHEN NOT pg_try_advisory_xact_lock(1466458907, hashtext(key_name));
@@ -165,7 +165,7 @@ BEGIN
                     running := 0;
                 ELSE
                     SELECT count(*) INTO running FROM (
-                        SELECT 1 FROM webhook_worker.jobs j
+                        SELECT 1 FROM {{schema}}.jobs j
                         WHERE j.kind = k AND j.concurrency_key = h.concurrency_key AND j.state = 'running'
                         LIMIT greatest(lim, 0)) r;
                 END IF;
@@ -183,8 +183,8 @@ BEGIN
                 CONTINUE WHEN allowance <= 0;
                 IF cut IS NULL OR p < cut.priority THEN
                     added := ARRAY(
-                        SELECT ROW(j.priority, j.run_at, j.id)::webhook_worker.claim_position
-                        FROM webhook_worker.jobs j
+                        SELECT ROW(j.priority, j.run_at, j.id)::{{schema}}.claim_position
+                        FROM {{schema}}.jobs j
                         WHERE j.kind = k AND j.concurrency_key = h.concurrency_key AND j.priority = p
                           AND j.state = 'available' AND j.run_at <= now()
                         ORDER BY j.run_at, j.id
@@ -192,8 +192,8 @@ BEGIN
                         FOR UPDATE SKIP LOCKED);
                 ELSE
                     added := ARRAY(
-                        SELECT ROW(j.priority, j.run_at, j.id)::webhook_worker.claim_position
-                        FROM webhook_worker.jobs j
+                        SELECT ROW(j.priority, j.run_at, j.id)::{{schema}}.claim_position
+                        FROM {{schema}}.jobs j
                         WHERE j.kind = k AND j.concurrency_key = h.concurrency_key AND j.priority = p
                           AND j.state = 'available' AND j.run_at <= now()
                           AND (j.run_at, j.id) < (cut.run_at, cut.id)
@@ -206,21 +206,21 @@ BEGIN
                     cands := cands || added;
                     IF cardinality(cands) >= batch * (CASE WHEN cut IS NULL THEN 1 ELSE 2 END) THEN
                         -- Keep the first `batch` (the others stay locked until commit, unused).
-                        cands := ARRAY(SELECT ROW(u.priority, u.run_at, u.id)::webhook_worker.claim_position
+                        cands := ARRAY(SELECT ROW(u.priority, u.run_at, u.id)::{{schema}}.claim_position
                                        FROM unnest(cands) AS u ORDER BY u.priority, u.run_at, u.id LIMIT batch);
                         cut := cands[batch];
                     END IF;
                 END IF;
             END LOOP;
             CLOSE keys_cur;
-            SELECT min(c.priority) INTO p FROM webhook_worker.concurrency_keys c WHERE c.kind = k AND c.priority > p;
+            SELECT min(c.priority) INTO p FROM {{schema}}.concurrency_keys c WHERE c.kind = k AND c.priority > p;
         END LOOP;
     END LOOP;
 
     -- 4. By primary key, whatever the table's statistics say (a join could be planned as a scan
     --    of the whole queue when the statistics predate the backlog).
     RETURN QUERY
-    UPDATE webhook_worker.jobs j
+    UPDATE {{schema}}.jobs j
     SET state = 'running', attempt = j.attempt + 1, locked_by = worker,
         locked_until = now() + lease, attempted_at = now()
     WHERE j.id = ANY (ARRAY(SELECT u.id FROM unnest(cands) AS u ORDER BY u.priority, u.run_at, u.id LIMIT batch))
@@ -237,25 +237,25 @@ BEGIN
             SELECT t.kind, t.concurrency_key, t.priority, t.lim, n.run_at, n.id, r.running
             FROM unnest(t_kinds, t_keys, t_pris, t_lims) AS t(kind, concurrency_key, priority, lim)
             LEFT JOIN LATERAL (
-                SELECT j.run_at, j.id FROM webhook_worker.jobs j
+                SELECT j.run_at, j.id FROM {{schema}}.jobs j
                 WHERE j.kind = t.kind AND j.concurrency_key = t.concurrency_key AND j.priority = t.priority
                   AND j.state = 'available'
                 ORDER BY j.run_at, j.id
                 LIMIT 1) n ON true
             CROSS JOIN LATERAL (
                 SELECT count(*) AS running FROM (
-                    SELECT 1 FROM webhook_worker.jobs j
+                    SELECT 1 FROM {{schema}}.jobs j
                     WHERE j.kind = t.kind AND j.concurrency_key = t.concurrency_key AND j.state = 'running'
                     LIMIT greatest(t.lim, 0)) x) r
         ), moved AS (
-            UPDATE webhook_worker.concurrency_keys c
+            UPDATE {{schema}}.concurrency_keys c
             SET head_run_at = CASE WHEN t.lim > 0 AND t.running >= t.lim THEN 'infinity' ELSE t.run_at END,
                 head_id = t.id
             FROM t
             WHERE t.id IS NOT NULL
               AND c.kind = t.kind AND c.concurrency_key = t.concurrency_key AND c.priority = t.priority
         )
-        DELETE FROM webhook_worker.concurrency_keys c
+        DELETE FROM {{schema}}.concurrency_keys c
         USING t
         WHERE t.id IS NULL
           AND c.kind = t.kind AND c.concurrency_key = t.concurrency_key AND c.priority = t.priority;
@@ -269,10 +269,4 @@ $$;
 -- pick it over jobs_claim_unkeyed_idx when a connection's first claim ran on stale statistics:
 -- the unkeyed walk then read past every keyed waiting job (1.2 ms a claim with 16,000 of them).
 -- Replicas older than 004 still claim without it, only more slowly; upgrade them first.
-DROP INDEX webhook_worker.jobs_claim_idx;
-
--- A delivery row (about 700 bytes with its body) is inserted once and updated after each
--- attempt. An update is HOT (no new entries in the table's four indexes) only if its page has
--- room for the new version: at 002's fillfactor of 85, 55 % of them were not. Applies to pages
--- written from now on.
-ALTER TABLE webhook_worker.webhook_deliveries SET (fillfactor = 60);
+DROP INDEX {{schema}}.jobs_claim_idx;

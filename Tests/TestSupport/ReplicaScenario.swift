@@ -9,7 +9,7 @@ func expectReplicasHandleEachJobOnce(
 ) async throws {
     try await database.query(
         """
-        INSERT INTO webhook_worker.jobs (kind, payload) SELECT 'test.job', jsonb_build_object('n', n) \
+        INSERT INTO \(database.schema).jobs (kind, payload) SELECT 'test.job', jsonb_build_object('n', n) \
         FROM generate_series(1, 3000) n
         """
     )
@@ -27,7 +27,7 @@ func expectReplicasHandleEachJobOnce(
         }
     }
     let drained = try await eventually(timeout: .seconds(90)) {
-        try await database.count("SELECT count(*) FROM webhook_worker.jobs") == 0
+        try await database.count("SELECT count(*) FROM \(database.schema).jobs") == 0
     }
     for worker in workers { try await worker.stop() }
     #expect(drained)
@@ -35,8 +35,8 @@ func expectReplicasHandleEachJobOnce(
     #expect(recorder.duplicates.isEmpty)
     #expect(recorder.totalCalls == 3000)
     #expect(
-        try await database.count("SELECT count(*) FROM webhook_worker.job_attempts WHERE outcome = 'succeeded'")
+        try await database.count("SELECT count(*) FROM \(database.schema).job_attempts WHERE outcome = 'succeeded'")
             == 3000)
-    let byWorker = try await database.count("SELECT count(DISTINCT worker_id) FROM webhook_worker.job_attempts")
+    let byWorker = try await database.count("SELECT count(DISTINCT worker_id) FROM \(database.schema).job_attempts")
     #expect(byWorker >= 2, "the work should be shared between replicas")
 }

@@ -12,6 +12,17 @@ struct TestDatabase: Sendable {
     let name: String
     let conninfo: String
     let admin: String
+    /// The queue in it: the worker's (`webhook_worker`), or a schema of JobQueue's own.
+    let queue: JobQueueSchema
+    /// The queue's schema name, for statements written in tests.
+    var schema: String { queue.name }
+
+    init(name: String, conninfo: String, admin: String, queue: JobQueueSchema = WebhookWorkerSchema.queue) {
+        self.name = name
+        self.conninfo = conninfo
+        self.admin = admin
+        self.queue = queue
+    }
 
     static var serverURL: String {
         guard let url = ProcessInfo.processInfo.environment["DATABASE_URL"], !url.isEmpty else {
@@ -27,15 +38,23 @@ struct TestDatabase: Sendable {
         return logger
     }()
 
-    /// Creates a migrated database; `appTables` also loads `sql/dev/` (the web app's tables).
-    static func create(appTables: Bool = false, server: String = serverURL) async throws -> TestDatabase {
+    /// Creates a migrated database: the worker's whole schema, or with `queue` that queue's
+    /// migrations alone. `appTables` also loads `sql/dev/` (the web app's tables).
+    static func create(
+        appTables: Bool = false, server: String = serverURL, queue: JobQueueSchema? = nil
+    ) async throws -> TestDatabase {
         let name = "t_\(UUID().uuidString.prefix(12).lowercased().replacingOccurrences(of: "-", with: ""))"
         let admin = try await PostgresConnection.connect(server, logger: logger)
         try await admin.execute(script: "CREATE DATABASE \(name)", name: "createDatabase")
         await admin.close()
-        let database = TestDatabase(name: name, conninfo: withDatabase(server, name), admin: server)
+        let database = TestDatabase(
+            name: name, conninfo: withDatabase(server, name), admin: server, queue: queue ?? WebhookWorkerSchema.queue)
         let connection = try await database.connect()
-        try await WebhookWorkerSchema.migrator.migrate(connection, logger: logger)
+        if let queue {
+            try await queue.migrate(connection, logger: logger)
+        } else {
+            try await WebhookWorkerSchema.migrator.migrate(connection, logger: logger)
+        }
         if appTables {
             for file in try FileManager.default.contentsOfDirectory(atPath: repoRoot + "/sql/dev").sorted()
             where file.hasSuffix(".sql") {
@@ -115,13 +134,27 @@ struct TestDatabase: Sendable {
 }
 
 /// Runs `body` with a fresh database and drops it afterwards, whatever happens.
-func withTestDatabase<T>(appTables: Bool = false, _ body: (TestDatabase) async throws -> T) async throws -> T {
-    let database = try await TestDatabase.create(appTables: appTables)
+func withTestDatabase<T>(
+    appTables: Bool = false, queue: JobQueueSchema? = nil, _ body: (TestDatabase) async throws -> T
+) async throws -> T {
+    let database = try await TestDatabase.create(appTables: appTables, queue: queue)
     return try await withTeardown {
         try await body(database)
     } teardown: {
         await database.drop()
     }
+}
+
+/// A queue of JobQueue's own, not the worker's: schema `queue_test_<random>`, channel
+/// `queue_test_<random>_wake`, metrics `queue_test_*`.
+func testQueue() throws -> JobQueueSchema {
+    let name = "queue_test_\(String(UInt32.random(in: 0 ... .max), radix: 16))"
+    return try JobQueueSchema(name: name, channel: name + "_wake", metricPrefix: "queue_test")
+}
+
+/// Runs `body` with a fresh database holding only a queue of JobQueue's own (``testQueue()``).
+func withQueueDatabase<T>(_ body: (TestDatabase) async throws -> T) async throws -> T {
+    try await withTestDatabase(queue: try testQueue(), body)
 }
 
 /// Polls `condition` until it holds or `timeout` passes; returns whether it held.
@@ -151,7 +184,8 @@ final class RunningWorker: Sendable {
         configure: (inout JobWorkerConfiguration) -> Void = { _ in }
     ) {
         var configuration = JobWorkerConfiguration(
-            conninfo: conninfo ?? database.conninfo, workerID: "test-\(UUID().uuidString.prefix(8))",
+            conninfo: conninfo ?? database.conninfo, schema: database.queue,
+            workerID: "test-\(UUID().uuidString.prefix(8))",
             pollInterval: .seconds(1), shutdownTimeout: .seconds(5))
         configure(&configuration)
         // The handlers' pool runs under the worker's timeouts, as `run` sets it up.

@@ -1,10 +1,8 @@
 import Foundation
-import JobQueue
 import LibPQ
 import Logging
+@testable import TestSupport
 import Testing
-@testable import webhook_worker
-import WebhookWorkerSchema
 
 @Suite("LibPQ over a real server", .timeLimit(.minutes(2)))
 struct LibPQTests {
@@ -113,7 +111,8 @@ struct LibPQTests {
     func listenerReconnects() async throws {
         try await withTestDatabase { database in
             let listener = PostgresListener(
-                conninfo: database.conninfo, channels: ["test_channel"], logger: TestDatabase.logger)
+                conninfo: database.conninfo, channels: ["test_channel"], applicationName: "test-listen",
+                logger: TestDatabase.logger)
             listener.start()
             var events = listener.events.makeAsyncIterator()
             #expect(await events.next() == .connected(reconnected: false))
@@ -123,7 +122,7 @@ struct LibPQTests {
             try await database.query(
                 """
                 SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = \
-                'webhook-worker-listen' AND datname = current_database()
+                'test-listen' AND datname = current_database()
                 """
             )
             var sawDisconnect = false
@@ -140,103 +139,5 @@ struct LibPQTests {
             #expect(await events.next() == .notification(channel: "test_channel", payload: "two"))
             await listener.stop()
         }
-    }
-
-    @Test("the embedded migrations are exactly the files in sql/")
-    func embeddedMigrationsMatchFiles() throws {
-        let directory = TestDatabase.repoRoot + "/sql"
-        let files = try FileManager.default.contentsOfDirectory(atPath: directory)
-            .filter { $0.hasSuffix(".sql") && $0.first?.isNumber == true }.sorted()
-        #expect(files.map { String($0.dropLast(4)) } == WebhookWorkerSchema.migrations.map(\.name))
-        for (file, migration) in zip(files, WebhookWorkerSchema.migrations) {
-            let text = try String(contentsOfFile: directory + "/" + file, encoding: .utf8)
-            #expect(text == migration.sql + "\n" || text == migration.sql, "run `make` to regenerate \(file)")
-        }
-    }
-
-    @Test("concurrent migrate from several connections is safe; twice changes nothing")
-    func concurrentMigrations() async throws {
-        let admin = try await PostgresConnection.connect(TestDatabase.serverURL, logger: TestDatabase.logger)
-        let name = "t_migrate_\(UInt32.random(in: 0 ... .max))"
-        try await admin.execute(script: "CREATE DATABASE \(name)", name: "create")
-        let conninfo = TestDatabase.withDatabase(TestDatabase.serverURL, name)
-        let applied = try await withThrowingTaskGroup(of: [Int].self) { group in
-            for _ in 0..<6 {
-                group.addTask {
-                    let connection = try await PostgresConnection.connect(conninfo, logger: TestDatabase.logger)
-                    let applied = try await WebhookWorkerSchema.migrator.migrate(
-                        connection, logger: TestDatabase.logger)
-                    await connection.close()
-                    return applied
-                }
-            }
-            return try await group.reduce(into: [[Int]]()) { $0.append($1) }
-        }
-        #expect(applied.flatMap { $0 }.sorted() == WebhookWorkerSchema.migrations.map(\.version))
-        let connection = try await PostgresConnection.connect(conninfo, logger: TestDatabase.logger)
-        #expect(try await WebhookWorkerSchema.migrator.migrate(connection, logger: TestDatabase.logger).isEmpty)
-        let count = try await connection.query(
-            PostgresQuery("", "SELECT count(*) AS n FROM webhook_worker.schema_migrations"))
-        #expect(try count.first?.decode("n", as: Int.self) == WebhookWorkerSchema.migrations.count)
-        await connection.close()
-        try await admin.execute(script: "DROP DATABASE \(name) WITH (FORCE)", name: "drop")
-        await admin.close()
-    }
-}
-
-@Suite("Settings and schedules", .timeLimit(.minutes(2)))
-struct SettingsTests {
-    @Test("durations parse in every unit and reject junk")
-    func durations() {
-        #expect(DurationText.parse("250ms") == .milliseconds(250))
-        #expect(DurationText.parse("5s") == .seconds(5))
-        #expect(DurationText.parse("5m") == .seconds(300))
-        #expect(DurationText.parse("2h") == .seconds(7200))
-        #expect(DurationText.parse("1d") == .seconds(86_400))
-        #expect(DurationText.parse("1.5s") == .milliseconds(1500))
-        for junk in ["", "5", "s", "-5s", "5x", "5 s s", "1e3s", "ms", "∞s"] {
-            #expect(DurationText.parse(junk) == nil, "\(junk) must not parse")
-        }
-        #expect(DurationText.format(.seconds(300)) == "5m")
-        #expect(DurationText.format(.milliseconds(1500)) == "1500ms")
-    }
-
-    @Test("the default schedule gives 8 attempts and jitter stays within ±20 %")
-    func scheduleStrategy() throws {
-        let strategy = try #require(DurationText.schedule("5s,5m,30m,2h,5h,10h,10h"))
-        #expect(strategy == .standard)
-        #expect(strategy.maxAttempts == 8)
-        #expect(strategy.longestDelay == .seconds(36_000))
-        #expect(strategy.description == "5s,5m,30m,2h,5h,10h,10h")
-        for attempt in 1...7 {
-            let base = strategy.schedule[attempt - 1].totalSeconds
-            for _ in 0..<200 {
-                let delay = strategy.delay(afterAttempt: attempt).totalSeconds
-                #expect(delay >= base * 0.8 - 0.001 && delay <= base * 1.2 + 0.001)
-            }
-        }
-        #expect(strategy.clamp(.seconds(999_999)) == .seconds(36_000))
-        #expect(strategy.clamp(.seconds(-5)) == .zero)
-        #expect(DurationText.schedule("5s,,5m") == nil)
-        #expect(DurationText.schedule("soon") == nil)
-    }
-
-    @Test("exponential jitter doubles up to its cap; none gives one attempt")
-    func otherStrategies() {
-        let exponential: any RetryStrategy = .exponentialJitter(
-            maxAttempts: 10, initialDelay: .seconds(1), maxDelay: .seconds(60), jitter: 0)
-        #expect(
-            (1...9).map { exponential.delay(afterAttempt: $0) }
-                == [1, 2, 4, 8, 16, 32, 60, 60, 60].map(Duration.seconds))
-        #expect(exponential.delay(afterAttempt: 500) == .seconds(60))
-        #expect(exponential.maxAttempts == 10 && exponential.clamp(.seconds(3600)) == .seconds(60))
-        let jittered = ExponentialJitterRetryStrategy(
-            maxAttempts: 3, initialDelay: .seconds(10), maxDelay: .seconds(100))
-        for _ in 0..<200 {
-            let delay = jittered.delay(afterAttempt: 2).totalSeconds
-            #expect(delay >= 16 - 0.001 && delay <= 24 + 0.001)
-        }
-        let none: any RetryStrategy = .none
-        #expect(none.maxAttempts == 1 && none.clamp(.seconds(5)) == .zero)
     }
 }

@@ -239,12 +239,14 @@ struct PartialFailureTests {
             let first = Gate()
             let second = Gate()
             let recorder = Recorder()
+            let firstReturned = Atomic<Bool>(false)
             let worker = RunningWorker(
                 database,
                 handlers: [
                     ClosureHandler { job in
                         recorder.record(job)
                         await (job.attempt == 1 ? first : second).wait()
+                        if job.attempt == 1 { firstReturned.store(true, ordering: .sequentiallyConsistent) }
                         return .complete
                     }
                 ]
@@ -256,8 +258,13 @@ struct PartialFailureTests {
             }
             // The first attempt's lease runs out; the same worker reaps and claims it again.
             #expect(await eventually(timeout: .seconds(10)) { recorder.totalCalls == 2 })
+            #expect(worker.worker.inFlightCount == 2)
             first.open()
-            try await Task.sleep(for: .seconds(1))
+            // Wait for the old attempt to leave the books (its handler returned and its refused
+            // outcome was handled), then give a wrong removal of the new one time to show.
+            #expect(await eventually { firstReturned.load(ordering: .sequentiallyConsistent) })
+            #expect(await eventually(timeout: .seconds(10)) { worker.worker.inFlightCount < 2 })
+            try await Task.sleep(for: .milliseconds(300))
             #expect(worker.worker.inFlightCount == 1, "the second attempt is still running here")
             second.open()
             try await worker.stop()

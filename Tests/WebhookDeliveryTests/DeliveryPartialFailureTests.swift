@@ -41,7 +41,7 @@ struct DeliveryPartialFailureTests {
         // The check before the request sees a public address; the connection goes to loopback.
         policy.resolver = { _, _ in [.init(bytes: [93, 184, 216, 34], text: "93.184.216.34")] }
         let configuration = WebhookDeliveryConfiguration(
-            requestTimeout: .seconds(8), connectTimeout: .seconds(4), allowHTTP: true, allowPrivateNetworks: false)
+            requestTimeout: .seconds(20), connectTimeout: .seconds(10), allowHTTP: true, allowPrivateNetworks: false)
         let sender = WebhookSender(
             configuration: configuration, policy: policy, eventLoopGroup: HTTPClient.defaultEventLoopGroup)
         let result = await sender.post(
@@ -51,7 +51,8 @@ struct DeliveryPartialFailureTests {
         await receiver.stop()
         #expect(result.errorClass == .policyRefused, "\(result)")
         #expect(result.isPermanent)
-        #expect(result.duration < .seconds(2))
+        // "At once": well inside the 10 s connect timeout, with room for a loaded machine.
+        #expect(result.duration < .seconds(5))
         #expect(receiver.received.isEmpty)
     }
 

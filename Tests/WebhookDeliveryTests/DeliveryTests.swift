@@ -286,11 +286,23 @@ struct DeliveryTests {
         try await withTestDatabase(appTables: true) { database in
             let fixture = try await DeliveryFixture.make(database: database) { _ in .status(500) }
             try await fixture.addClient("revocable")
-            let (worker, sender) = fixture.startWorker(schedule: [.seconds(1)])
+            // The retry waits an hour unless the test makes it due: the revocation is committed
+            // before the second attempt can start, however slow the machine.
+            let (worker, sender) = fixture.startWorker(schedule: [.seconds(3600)])
             try await fixture.connectIntegration()
             #expect(await eventually { fixture.requests(to: "revocable").count == 1 })
+            #expect(
+                await eventually {
+                    (try? await database.count(
+                        """
+                        SELECT count(*) FROM webhook_worker.jobs WHERE kind = 'webhook.deliver' AND state = \
+                        'available' AND attempt = 1
+                        """
+                    )) == 1
+                })
             try await database.query(
                 #"UPDATE "OAuthIntegrationGrant" SET "revokedAt" = now() WHERE "clientId" = 'revocable'"#)
+            try await database.query("UPDATE webhook_worker.jobs SET run_at = now() WHERE kind = 'webhook.deliver'")
             #expect(await eventually { await fixture.status(client: "revocable") == "cancelled" })
             try await Task.sleep(for: .milliseconds(200))
             try await stopAll(worker, sender, fixture)

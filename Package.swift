@@ -89,6 +89,8 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                // The console's session cookies and CSRF tokens (HMAC).
+                .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
         // Test-only behaviour (receivers that misbehave on purpose), kept out of the product.

@@ -266,8 +266,10 @@ struct ConsoleTests {
                     method: "POST", path: "/console/jobs/pause", form: ["kind": "noop"],
                     authorization: "Bearer \(Self.aliceSecret)"))
             #expect(post.status == 403)
-            #expect(try await database.count("SELECT count(*) FROM webhook_worker.paused_kinds") == 0)
-            #expect(try await database.withConnection { try await AuditLog($0).recent() }.first?.outcome == "refused: read-only")
+            let paused = try await database.count("SELECT count(*) FROM webhook_worker.paused_kinds")
+            #expect(paused == 0)
+            let entries = try await database.withConnection { try await AuditLog($0).recent() }
+            #expect(entries.first?.outcome == "refused: read-only")
         }
     }
 

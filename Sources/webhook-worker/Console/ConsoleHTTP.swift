@@ -28,7 +28,9 @@ struct ConsoleResponse: Sendable {
     var headers: [(String, String)] = []
     var body: String = ""
 
-    static func html(_ status: Int = 200, _ body: String) -> ConsoleResponse {
+    static func html(_ body: String) -> ConsoleResponse { html(200, body) }
+
+    static func html(_ status: Int, _ body: String) -> ConsoleResponse {
         ConsoleResponse(status: status, headers: [("Content-Type", "text/html; charset=utf-8")], body: body)
     }
 

@@ -87,7 +87,7 @@ extension Pages {
             h.element("dl", ["class": "facts"]) { h in
                 func fact(_ label: String, _ body: (inout HTML) -> Void) {
                     h.element("dt", text: label)
-                    h.element("dd", body)
+                    h.element("dd", [:], body)
                 }
                 fact("status") { status(&$0, delivery.status) }
                 fact("OAuth client") { client(&$0, data.clientName, data.clientPublicID, delivery.oauthClientID) }

@@ -80,7 +80,7 @@ enum Pages {
         }
         h.element("table") { h in
             h.element("thead") { h in h.element("tr") { h in for heading in headings { h.element("th", text: heading) } } }
-            h.element("tbody", body)
+            h.element("tbody", [:], body)
         }
     }
 

@@ -28,6 +28,8 @@ from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, os.environ.get("WEBHOOK_WORKER_BIN", ".build/debug/webhook-worker"))
@@ -47,7 +49,7 @@ def wait_for(condition, what, timeout=20.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
-            return True
+            return check(True, what)
         time.sleep(0.05)
     return check(condition(), what + " (waited %.0f s)" % timeout)
 
@@ -150,6 +152,7 @@ def main():
         subprocess.run(["psql", db, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", os.path.join(ROOT, "sql/dev/001_app_tables.sql")],
                        check=True, capture_output=True)
         hook = "http://127.0.0.1:%d" % receiver.server_address[1]
+        closed = free_port()  # nothing listens there: connect_failed
         psql(db, f"""
             INSERT INTO "User" (id, email, name) VALUES ('user-ada', 'ada@example.com', 'Ada'),
                 ('user-ben', 'ben@example.com', 'Ben');
@@ -160,10 +163,16 @@ def main():
             INSERT INTO "OAuthClient" (id, "clientId", name, "allowedScopes", "webhookUrl", "webhookSecret") VALUES
                 ('cl_01acme', 'acme-crm', 'Acme CRM', 'profile,integration', '{hook}/acme', 'whsec_acme_not_shown'),
                 ('cl_02flaky', 'flaky-analytics', 'Flaky Analytics', 'profile,integration', '{hook}/flaky', NULL),
-                ('cl_03beta', 'beta-notes', 'Beta Notes', 'integration', '{hook}/beta?token=hidden', NULL);
+                ('cl_03beta', 'beta-notes', 'Beta Notes', 'integration', '{hook}/beta?token=hidden', NULL),
+                ('cl_04gone', 'gone-tasks', 'Gone Tasks', 'integration', 'http://127.0.0.1:{closed}/hooks', NULL);
             INSERT INTO "OAuthIntegrationGrant" (id, "clientId", "userId", "integrationAccountId") VALUES
                 ('g1', 'cl_01acme', 'user-ada', 'acct-ada'), ('g2', 'cl_02flaky', 'user-ada', 'acct-ada'),
-                ('g3', 'cl_03beta', 'user-ada', 'acct-ada'), ('g4', 'cl_01acme', 'user-ben', 'acct-ben');
+                ('g3', 'cl_03beta', 'user-ada', 'acct-ada'), ('g4', 'cl_01acme', 'user-ben', 'acct-ben'),
+                ('g5', 'cl_04gone', 'user-ada', 'acct-ada');
+            -- Jobs of kinds no replica here handles: one waiting, two scheduled for later.
+            INSERT INTO webhook_worker.jobs (kind, payload, run_at) VALUES
+                ('report.export', '{{}}', now() - interval '90 seconds'),
+                ('email.digest', '{{}}', now() + interval '1 hour'), ('email.digest', '{{}}', now() + interval '2 hours');
         """)
 
         alice = "alice:" + secrets.token_hex(16)
@@ -195,8 +204,11 @@ def main():
                      "jsonb_build_object('integration_account_id', '%s', 'user_id', '%s'))" % (account, user))
         wait_for(lambda: psql(db, "SELECT count(*) FROM webhook_worker.webhook_deliveries WHERE status = 'delivered'") == "3",
                  "three deliveries delivered")
-        wait_for(lambda: psql(db, "SELECT count(*) FROM webhook_worker.dead_letter_jobs") == "1",
-                 "the flaky client's delivery dead-lettered")
+        wait_for(lambda: psql(db, "SELECT count(*) FROM webhook_worker.dead_letter_jobs") == "2",
+                 "the flaky and the unreachable clients' deliveries dead-lettered")
+        subprocess.run([BIN, "enqueue", "noop", "--count", "250", "--database-url", db], check=True, capture_output=True)
+        wait_for(lambda: psql(db, "SELECT count(*) FROM webhook_worker.jobs WHERE kind = 'noop'") == "0",
+                 "250 noop jobs worked")
         acme_delivery = psql(db, "SELECT delivery_id FROM webhook_worker.webhook_deliveries "
                                  "WHERE oauth_client_id = 'cl_01acme' AND user_id = 'user-ada'")
         flaky_delivery = psql(db, "SELECT delivery_id FROM webhook_worker.webhook_deliveries WHERE oauth_client_id = 'cl_02flaky'")
@@ -238,21 +250,27 @@ def main():
             driver.save_screenshot(os.path.join(SCREENSHOTS, name + ".png"))
             driver.set_window_size(1400, 1000)
 
-        def submit(form_action, button_text=None):
+        def click(element):
+            """Clicks and waits for the next page (a form's POST, its 303 and the GET)."""
+            page = driver.find_element(By.TAG_NAME, "html")
+            element.click()
+            WebDriverWait(driver, 10).until(expected_conditions.staleness_of(page))
+
+        def submit(form_action):
             forms = [f for f in driver.find_elements(By.CSS_SELECTOR, "form[method=post]")
                      if f.get_attribute("action").endswith(form_action)]
-            if not check(forms, "a form posting to %s on %s" % (form_action, driver.current_url)):
-                return
-            forms[0].find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+            if not forms:
+                return check(False, "a form posting to %s on %s" % (form_action, driver.current_url))
+            click(forms[0].find_element(By.CSS_SELECTOR, "button[type=submit]"))
 
         # A browser: the login form refuses a wrong token, then signs in.
         driver.get(console + "/console")
         check(driver.current_url.endswith("/console/login"), "a browser without a session is sent to the login form")
         driver.find_element(By.NAME, "token").send_keys("not-" + alice_secret)
-        driver.find_element(By.CSS_SELECTOR, "form.login button").click()
+        click(driver.find_element(By.CSS_SELECTOR, "form.login button"))
         check("Wrong token" in text(), "the login form refuses a wrong token")
         driver.find_element(By.NAME, "token").send_keys(alice_secret)
-        driver.find_element(By.CSS_SELECTOR, "form.login button").click()
+        click(driver.find_element(By.CSS_SELECTOR, "form.login button"))
         check("signed in as alice" in text(), "signed in as alice")
         cookie = driver.get_cookie("wwc_session")
         check(cookie and cookie.get("httpOnly") and cookie.get("sameSite") == "Strict",
@@ -263,6 +281,7 @@ def main():
         check("Queue depth" in body and "Attempts per minute" in body, "the overview renders")
         bars = driver.find_elements(By.CSS_SELECTOR, "svg.chart rect")
         check(len(bars) >= 1, "the chart has bars for the attempts of the last hour (%d)" % len(bars))
+        check("report.export" in body and "email.digest" in body, "the queue depth lists the waiting and scheduled kinds")
         check("failure rate, last hour" in body and "n/a" not in body.split("failure rate")[0][-20:],
               "the overview shows a failure rate")
         shot("overview")
@@ -270,16 +289,17 @@ def main():
         # Deliveries: search by the public clientId; the failed one says why.
         driver.get(console + "/console/deliveries")
         driver.find_element(By.NAME, "client").send_keys("flaky-analytics")
-        driver.find_element(By.CSS_SELECTOR, "form.search button").click()
+        click(driver.find_element(By.CSS_SELECTOR, "form.search button"))
         rows = driver.find_elements(By.CSS_SELECTOR, "table tbody tr")
         check(len(rows) == 1 and "failed" in rows[0].text and "Flaky Analytics" in rows[0].text,
               "the search by clientId finds the client's failed delivery")
         driver.get(console + "/console/deliveries?" + urllib.parse.urlencode({"user": "user-ada"}))
-        check(len(driver.find_elements(By.CSS_SELECTOR, "table tbody tr")) == 3, "the search by user finds Ada's three")
+        check(len(driver.find_elements(By.CSS_SELECTOR, "table tbody tr")) == 4, "the search by user finds Ada's four")
+        check("connect_failed" in text(), "the unreachable client's error class is listed")
         shot("deliveries")
 
         driver.get(console + "/console/deliveries?client=flaky-analytics")
-        driver.find_element(By.LINK_TEXT, flaky_delivery).click()
+        click(driver.find_element(By.LINK_TEXT, flaky_delivery))
         body = text()
         check("Not delivered: gave up after 3 attempt(s)" in body and "HTTP 500" in body,
               "the failed delivery's page says it was not delivered, and why")
@@ -302,20 +322,22 @@ def main():
               "the endpoints page lists the clients with redacted URLs")
         shot("endpoints")
         rows = [r for r in driver.find_elements(By.CSS_SELECTOR, "table tbody tr") if "Beta Notes" in r.text]
-        rows[0].find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        click(rows[0].find_element(By.CSS_SELECTOR, "button[type=submit]"))
         check("Disabled client:cl_03beta" in text(), "an endpoint is disabled")
         rows = [r for r in driver.find_elements(By.CSS_SELECTOR, "table tbody tr") if "Beta Notes" in r.text]
-        rows[0].find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        click(rows[0].find_element(By.CSS_SELECTOR, "button[type=submit]"))
         check("Enabled client:cl_03beta" in text(), "and enabled again")
 
-        # Dead letters: filter by client, then retry one; it is delivered this time.
+        # Dead letters: both, then filtered by client; retry one: it is delivered this time.
+        driver.get(console + "/console/dead-letters")
+        check(len(driver.find_elements(By.CSS_SELECTOR, "table tbody tr")) == 2, "the dead letters page lists both")
+        shot("dead-letters")
         driver.get(console + "/console/dead-letters?client=flaky-analytics")
         rows = driver.find_elements(By.CSS_SELECTOR, "table tbody tr")
         check(len(rows) == 1 and "webhook.deliver" in rows[0].text and "attempts_exhausted" in rows[0].text,
               "the dead letters page finds the client's dead letter")
-        shot("dead-letters")
         receiver.flaky_fails = False
-        rows[0].find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        click(rows[0].find_element(By.CSS_SELECTOR, "button[type=submit]"))
         check("Requeued dead letter" in text(), "the retry's flash message")
         wait_for(lambda: any(r["status"] == 200 for r in receiver.deliveries(flaky_delivery)),
                  "the retried dead letter is delivered")

@@ -37,7 +37,9 @@ extension QueueStatistics {
     ) async throws -> [Minute] {
         precondition(minutes > 0, "at least one minute")
         return try await connection.query(minutesQuery, [minutes, kind]).rows.map { row in
-            Minute(start: try row.decode("start"), succeeded: try row.decode("succeeded"), failed: try row.decode("failed"))
+            Minute(
+                start: try row.decode("start"), succeeded: try row.decode("succeeded"), failed: try row.decode("failed")
+            )
         }
     }
 }

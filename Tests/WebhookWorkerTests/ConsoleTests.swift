@@ -71,7 +71,8 @@ struct ConsoleTests {
     @Test("the HTML builder escapes text and attribute values")
     func escaping() {
         var h = HTML()
-        h.element("a", ["href": "/x?a=\"><script>alert(1)</script>", "title": nil], text: "<script>alert('x')</script> & co")
+        h.element(
+            "a", ["href": "/x?a=\"><script>alert(1)</script>", "title": nil], text: "<script>alert('x')</script> & co")
         #expect(
             h.output
                 == "<a href=\"/x?a=&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;\">"
@@ -125,15 +126,16 @@ struct ConsoleTests {
                 """)
             try await database.query(
                 """
-                INSERT INTO webhook_worker.webhook_deliveries (delivery_id, event, source_job_id, integration_account_id,
-                    user_id, oauth_client_id, payload, status, attempts, last_http_status, last_error)
+                INSERT INTO webhook_worker.webhook_deliveries (delivery_id, event, source_job_id,
+                    integration_account_id, user_id, oauth_client_id, payload, status, attempts, last_http_status,
+                    last_error)
                 VALUES ($1, 'integration.connected', 1, 'acct-1', 'user-1', 'client-1',
                         '{"x":"<script>alert(1)</script>"}', 'failed', 1, 500, 'HTTP 500')
                 """, [id])
             try await database.query(
                 """
-                INSERT INTO webhook_worker.delivery_attempts (delivery_id, attempt, url, http_status, error_class, error,
-                    duration_ms, response_excerpt)
+                INSERT INTO webhook_worker.delivery_attempts (delivery_id, attempt, url, http_status, error_class,
+                    error, duration_ms, response_excerpt)
                 VALUES ($1, 1, 'https://example.com/hook?token=***', NULL, 'timeout', 'timed out', 15000,
                         '<img src=x onerror=alert(2)>')
                 """, [id])
@@ -148,7 +150,9 @@ struct ConsoleTests {
         }
     }
 
-    static func get(_ path: String, bearer: String? = ConsoleTests.aliceSecret, query: [String: String] = [:])
+    static func get(
+        _ path: String, bearer: String? = ConsoleTests.aliceSecret, query: [String: String] = [:]
+    )
         -> ConsoleRequest
     {
         ConsoleRequest(method: "GET", path: path, query: query, authorization: bearer.map { "Bearer \($0)" })
@@ -228,13 +232,16 @@ struct ConsoleTests {
             let done = await console.respond(real)
             #expect(done.status == 303)
             #expect(done.header("Location") == "/console/deliveries/\(id.uuidString.lowercased())")
-            #expect(try await database.count("SELECT count(*) FROM webhook_worker.jobs WHERE kind = 'webhook.deliver'") == 1)
+            #expect(
+                try await database.count("SELECT count(*) FROM webhook_worker.jobs WHERE kind = 'webhook.deliver'") == 1
+            )
             let flash = try #require(done.header("Set-Cookie"))
             #expect(flash.hasPrefix("\(Console.flashCookie)="))
 
             // The next page shows the flash once.
             var after = page
-            after.cookies[Console.flashCookie] = String(flash.split(separator: ";")[0].dropFirst(Console.flashCookie.count + 1))
+            after.cookies[Console.flashCookie] = String(
+                flash.split(separator: ";")[0].dropFirst(Console.flashCookie.count + 1))
             #expect(await console.respond(after).body.contains("again as job"))
 
             let entries = try await database.withConnection { try await AuditLog($0).recent() }
@@ -251,6 +258,69 @@ struct ConsoleTests {
             #expect(pause.status == 303)
             let paused = try await database.withConnection { try await PausedKinds($0).list() }
             #expect(paused.map(\.kind) == ["noop"] && paused.first?.pausedBy == "console:bob")
+        }
+    }
+
+    static func post(_ path: String, _ form: [String: String]) -> ConsoleRequest {
+        ConsoleRequest(method: "POST", path: path, form: form, authorization: "Bearer \(aliceSecret)")
+    }
+
+    @Test("actions: retry dead letters matching a filter, purge, cancel a delivery, disable an endpoint")
+    func moreActions() async throws {
+        try await Self.withConsole { console, database, id in
+            // Dead letters of two reasons, one of them client-1's delivery; one died 40 days ago.
+            try await database.query(
+                """
+                INSERT INTO webhook_worker.dead_letter_jobs (job_id, kind, payload, priority, attempts, max_attempts,
+                    reason, created_at, dead_at)
+                SELECT n, 'webhook.deliver', CASE WHEN n = 1 THEN jsonb_build_object('delivery_id', $1::text)
+                                                  ELSE '{}'::jsonb END,
+                       0, 1, 1, CASE WHEN n <= 2 THEN 'permanent_failure' ELSE 'attempts_exhausted' END, now(),
+                       CASE WHEN n = 5 THEN now() - interval '40 days' ELSE now() END
+                FROM generate_series(1, 5) n
+                """, [id.uuidString.lowercased()])
+            let listed = await console.respond(Self.get("/console/dead-letters", query: ["client": "acme-public"]))
+            #expect(listed.body.matches(of: /dead-letters\/[0-9]+\/retry"/).count == 1, "one row, one retry form")
+
+            let byReason = await console.respond(
+                Self.post(
+                    "/console/dead-letters/retry", ["reason": "attempts_exhausted", "back": "/console/dead-letters"]))
+            #expect(byReason.status == 303 && byReason.header("Location") == "/console/dead-letters")
+            #expect(try await database.count("SELECT count(*) FROM webhook_worker.jobs") == 3)
+            let byClient = await console.respond(Self.post("/console/dead-letters/retry", ["client": "acme-public"]))
+            #expect(byClient.status == 303)
+            #expect(try await database.count("SELECT count(*) FROM webhook_worker.jobs") == 4)
+
+            let purge = await console.respond(Self.post("/console/dead-letters/purge", ["older_than": "30d"]))
+            #expect(purge.status == 303)
+            #expect(try await database.count("SELECT count(*) FROM webhook_worker.dead_letter_jobs") == 4)
+            let badAge = await console.respond(Self.post("/console/dead-letters/purge", ["older_than": "soon"]))
+            #expect(badAge.status == 303)
+
+            // The delivery is pending again (requeued); cancel it; then disable its endpoint by public id.
+            try await database.query(
+                "UPDATE webhook_worker.webhook_deliveries SET status = 'pending' WHERE delivery_id = $1", [id])
+            #expect(await console.respond(Self.post("/console/deliveries/\(id.uuidString)/cancel", [:])).status == 303)
+            let status = try await database.scalar(
+                "SELECT status FROM webhook_worker.webhook_deliveries WHERE delivery_id = $1", [id], as: String.self)
+            #expect(status == "cancelled")
+            #expect(
+                await console.respond(Self.post("/console/endpoints/disable", ["endpoint": "acme-public"])).status
+                    == 303)
+            let state = try await database.scalar(
+                "SELECT state FROM webhook_worker.endpoints WHERE key = 'client:client-1'", as: String.self)
+            #expect(state == "disabled")
+
+            let audit = try await database.withConnection { try await AuditLog($0).recent() }
+            #expect(
+                audit.map(\.action).reversed() == [
+                    "dead_letter.retry_all", "dead_letter.retry_all", "dead_letter.purge",
+                    "POST /console/dead-letters/purge",
+                    "delivery.cancel", "endpoint.disable",
+                ])
+            #expect(audit.first { $0.action == "dead_letter.purge" }?.detail.contains("\"deleted\": \"1\"") == true)
+            #expect(audit.first { $0.action.hasPrefix("POST") }?.outcome.hasPrefix("failed: give an age") == true)
+            #expect(audit.allSatisfy { $0.actor == "alice" })
         }
     }
 
@@ -283,8 +353,10 @@ struct ConsoleTests {
                 ConsoleRequest(method: "POST", path: "/console/jobs/pause", form: ["kind": "noop"]))
             #expect(post.status == 403)
             let cookie = String(setCookie.split(separator: ";")[0].split(separator: "=", maxSplits: 1)[1])
-            let csrf = try #require(first.body.firstMatch(of: /name="csrf" value="([0-9a-f]+)"/).map { String($0.output.1) })
-            var real = ConsoleRequest(method: "POST", path: "/console/jobs/pause", form: ["kind": "noop", "csrf": csrf])
+            let csrf = try #require(
+                first.body.firstMatch(of: /name="csrf" value="([0-9a-f]+)"/).map { String($0.output.1) })
+            var real = ConsoleRequest(
+                method: "POST", path: "/console/jobs/pause", form: ["kind": "noop", "csrf": csrf])
             real.cookies = [ConsoleSessions.cookieName: cookie]
             #expect(await console.respond(real).status == 303)
             #expect(try await database.count("SELECT count(*) FROM webhook_worker.paused_kinds") == 1)
@@ -298,10 +370,10 @@ struct ConsoleTests {
         try await Self.withConsole { _, database, id in
             try await database.query(
                 """
-                INSERT INTO webhook_worker.webhook_deliveries (delivery_id, event, source_job_id, integration_account_id,
-                    user_id, oauth_client_id, payload, status, created_at)
-                VALUES (gen_random_uuid(), 'integration.connected', 2, 'acct-2', 'user-2', 'client-2', '{}', 'delivered',
-                        now() - interval '3 hours')
+                INSERT INTO webhook_worker.webhook_deliveries (delivery_id, event, source_job_id,
+                    integration_account_id, user_id, oauth_client_id, payload, status, created_at)
+                VALUES (gen_random_uuid(), 'integration.connected', 2, 'acct-2', 'user-2', 'client-2', '{}',
+                        'delivered', now() - interval '3 hours')
                 """)
             try await database.withConnection { connection in
                 let deliveries = Deliveries(connection)
@@ -327,7 +399,8 @@ struct ConsoleTests {
         try await withTestDatabase { database in
             try await database.query(
                 """
-                INSERT INTO webhook_worker.job_attempts (job_id, kind, attempt, worker_id, started_at, finished_at, outcome)
+                INSERT INTO webhook_worker.job_attempts (job_id, kind, attempt, worker_id, started_at, finished_at,
+                    outcome)
                 SELECT n, CASE WHEN n <= 4 THEN 'a' ELSE 'b' END, 1, 'w', now(), now() - make_interval(mins => n % 3),
                        CASE WHEN n % 2 = 0 THEN 'succeeded' ELSE 'failed' END
                 FROM generate_series(1, 9) n
@@ -378,7 +451,8 @@ struct ConsoleTests {
 
                 let audit = AuditLog(connection)
                 let first = try await audit.record(
-                    actor: "alice", action: "kind.pause", target: "kind:noop", detail: ["why": "\"quoted\""], outcome: "ok")
+                    actor: "alice", action: "kind.pause", target: "kind:noop", detail: ["why": "\"quoted\""],
+                    outcome: "ok")
                 try await audit.record(actor: "bob", action: "x", target: "y", outcome: "failed: no")
                 let entries = try await audit.recent()
                 #expect(entries.map(\.actor) == ["bob", "alice"] && entries[1].id == first)

@@ -62,7 +62,8 @@ final class Console: Sendable {
         var identity: ConsoleIdentity?
         var setCookies: [(String, String)] = []
         if !sessions.tokens.isEmpty, let header = request.authorization {
-            guard header.lowercased().hasPrefix("bearer "), let token = sessions.tokens.match(String(header.dropFirst(7)))
+            guard header.lowercased().hasPrefix("bearer "),
+                let token = sessions.tokens.match(String(header.dropFirst(7)))
             else {
                 logger.warning("console: a wrong bearer token was refused", metadata: ["path": "\(path)"])
                 return .text(401, "wrong token")
@@ -73,7 +74,8 @@ final class Console: Sendable {
         } else if sessions.tokens.isEmpty, let issued = sessions.issue(actor: ConsoleSessions.localActor) {
             identity = ConsoleIdentity(actor: ConsoleSessions.localActor, method: .session(nonce: issued.nonce))
             setCookies.append(
-                cookie(ConsoleSessions.cookieName, issued.value, maxAge: Int(ConsoleSessions.lifetime), request: request))
+                cookie(
+                    ConsoleSessions.cookieName, issued.value, maxAge: Int(ConsoleSessions.lifetime), request: request))
         }
         guard let identity else {
             if request.method == "GET" { return .seeOther("/console/login") }
@@ -139,7 +141,9 @@ final class Console: Sendable {
 
     private func post(_ path: String, _ request: ConsoleRequest, _ identity: ConsoleIdentity) async -> ConsoleResponse {
         if path == "/console/logout" {
-            guard sessions.checkCSRF(request.form["csrf"], for: identity) else { return .text(403, "missing CSRF token") }
+            guard sessions.checkCSRF(request.form["csrf"], for: identity) else {
+                return .text(403, "missing CSRF token")
+            }
             var response = ConsoleResponse.seeOther(sessions.tokens.isEmpty ? "/console" : "/console/login")
             response.headers.append(cookie(ConsoleSessions.cookieName, "", maxAge: 0, request: request))
             return response
@@ -161,7 +165,8 @@ final class Console: Sendable {
             outcome = done
         } catch let error as ConsoleInputError {
             outcome = Outcome(
-                ok: false, message: error.message, action: action, target: path, location: Self.back(request) ?? "/console")
+                ok: false, message: error.message, action: action, target: path,
+                location: Self.back(request) ?? "/console")
         } catch {
             logger.error("console: an action failed", metadata: ["action": "\(action)", "error": "\(error)"])
             outcome = Outcome(
@@ -173,11 +178,14 @@ final class Console: Sendable {
             outcome: outcome.ok ? "ok" : "failed: \(outcome.message)")
         var response = ConsoleResponse.seeOther(Self.back(request) ?? outcome.location)
         response.headers.append(
-            cookie(Self.flashCookie, Flash(ok: outcome.ok, message: outcome.message).cookieValue, maxAge: 60, request: request))
+            cookie(
+                Self.flashCookie, Flash(ok: outcome.ok, message: outcome.message).cookieValue, maxAge: 60,
+                request: request))
         return response
     }
 
-    private func audit(_ actor: String, action: String, target: String, detail: [String: String], outcome: String) async {
+    private func audit(_ actor: String, action: String, target: String, detail: [String: String], outcome: String) async
+    {
         logger.notice(
             "console action",
             metadata: [
@@ -207,7 +215,9 @@ final class Console: Sendable {
         let by = "console:\(actor)"
         switch (parts.dropFirst().first, parts.count) {
         case ("deliveries", 4):
-            guard let id = UUID(uuidString: parts[2]) else { throw ConsoleInputError("'\(parts[2])' is not a delivery id") }
+            guard let id = UUID(uuidString: parts[2]) else {
+                throw ConsoleInputError("'\(parts[2])' is not a delivery id")
+            }
             let target = "delivery:\(id.uuidString.lowercased())"
             let location = "/console/deliveries/\(id.uuidString.lowercased())"
             if parts[3] == "resend" {
@@ -227,7 +237,8 @@ final class Console: Sendable {
                 return Outcome(
                     ok: cancelled.deliveries > 0,
                     message: cancelled.deliveries > 0
-                        ? "Cancelled delivery \(id.uuidString.lowercased())." : "The delivery is not pending: nothing to cancel.",
+                        ? "Cancelled delivery \(id.uuidString.lowercased())."
+                        : "The delivery is not pending: nothing to cancel.",
                     action: "delivery.cancel", target: target, detail: ["jobs_removed": "\(cancelled.jobsRemoved)"],
                     location: location)
             }
@@ -288,7 +299,9 @@ final class Console: Sendable {
             guard let kind = request.field("kind"), kind.count <= 200 else { throw ConsoleInputError("which kind?") }
             let pause = parts[2] == "pause"
             let changed = try await database.withConnection { connection in
-                pause ? try await PausedKinds(connection).pause(kind, by: by) : try await PausedKinds(connection).resume(kind)
+                pause
+                    ? try await PausedKinds(connection).pause(kind, by: by)
+                    : try await PausedKinds(connection).resume(kind)
             }
             let message =
                 pause
@@ -324,7 +337,9 @@ final class Console: Sendable {
                     : try await database.withConnection { try await Deliveries($0).search(search.search, limit: 200) }
                 return .html(Pages.deliveries(search, found ?? [], context))
             case ("deliveries", 3):
-                guard let id = UUID(uuidString: parts[2]) else { return notFound(context, "'\(parts[2])' is not a delivery id") }
+                guard let id = UUID(uuidString: parts[2]) else {
+                    return notFound(context, "'\(parts[2])' is not a delivery id")
+                }
                 let data = try await database.withConnection { connection -> DeliveryPageData? in
                     let deliveries = Deliveries(connection)
                     guard let delivery = try await deliveries.get(id) else { return nil }
@@ -345,7 +360,9 @@ final class Console: Sendable {
                 }
                 return .html(Pages.deadLetters(letters, filter: filter, reasons: reasons, context))
             case ("dead-letters", 3):
-                guard let id = Int64(parts[2]) else { return notFound(context, "'\(parts[2])' is not a dead letter id") }
+                guard let id = Int64(parts[2]) else {
+                    return notFound(context, "'\(parts[2])' is not a dead letter id")
+                }
                 let data = try await database.withConnection { connection -> (DeadLetter, [JobAttemptRecord])? in
                     let deadLetters = DeadLetters(connection)
                     guard let letter = try await deadLetters.get(id: id) else { return nil }

@@ -36,7 +36,9 @@ struct ConsoleTokens: Sendable {
                 secret = String(entry[entry.index(after: colon)...])
             }
             guard !name.isEmpty, name.count <= 64,
-                name.unicodeScalars.allSatisfy({ CharacterSet.alphanumerics.contains($0) || "._-@".unicodeScalars.contains($0) })
+                name.unicodeScalars.allSatisfy({
+                    CharacterSet.alphanumerics.contains($0) || "._-@".unicodeScalars.contains($0)
+                })
             else {
                 throw SettingError(
                     description:
@@ -48,7 +50,8 @@ struct ConsoleTokens: Sendable {
             guard secret.count >= Self.minimumSecretLength else {
                 throw SettingError(
                     description:
-                        "invalid WORKER_CONSOLE_TOKEN: the secret of '\(name)' has fewer than \(Self.minimumSecretLength) characters"
+                        "invalid WORKER_CONSOLE_TOKEN: the secret of '\(name)' has fewer than "
+                        + "\(Self.minimumSecretLength) characters"
                 )
             }
             guard seen.insert(name).inserted else {
@@ -59,7 +62,9 @@ struct ConsoleTokens: Sendable {
                 Token(
                     name: name, digest: Array(SHA256.hash(data: Array(secret.utf8))),
                     sessionKey: SymmetricKey(
-                        data: Array(HMAC<SHA256>.authenticationCode(for: Array("webhook-worker console session".utf8), using: key)))))
+                        data: Array(
+                            HMAC<SHA256>.authenticationCode(
+                                for: Array("webhook-worker console session".utf8), using: key)))))
         }
         self.tokens = tokens
     }

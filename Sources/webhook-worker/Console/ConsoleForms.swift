@@ -57,7 +57,8 @@ struct DeliverySearchForm {
 
     static func time(_ text: String, _ name: String) throws -> Date {
         guard let date = ConsoleTime.parse(text) else {
-            throw ConsoleInputError("\(name): '\(text)' is neither a duration ago (1h, 2d) nor a time (2026-12-01T10:30)")
+            throw ConsoleInputError(
+                "\(name): '\(text)' is neither a duration ago (1h, 2d) nor a time (2026-12-01T10:30)")
         }
         return date
     }
@@ -91,7 +92,8 @@ struct DeadLetterFilter {
         var filter = DeadLetters.Filter(kind: kind, diedSince: diedSince)
         if let client {
             let key = try await Endpoints(connection).key(for: client)
-            filter.ids = try await Deliveries(connection).deadLetterIDs(ofClient: String(key.dropFirst("client:".count)))
+            filter.ids = try await Deliveries(connection).deadLetterIDs(
+                ofClient: String(key.dropFirst("client:".count)))
         }
         return filter
     }

@@ -15,7 +15,8 @@ struct ConsoleRequest: Sendable {
 
     /// Trimmed, nil when empty.
     func field(_ name: String) -> String? {
-        guard let value = (method == "POST" ? form[name] : query[name])?.trimmingCharacters(in: .whitespacesAndNewlines),
+        guard
+            let value = (method == "POST" ? form[name] : query[name])?.trimmingCharacters(in: .whitespacesAndNewlines),
             !value.isEmpty
         else { return nil }
         return value

@@ -56,23 +56,23 @@ extension Pages {
 
     /// One sentence answering "did the client get it, and if not, why".
     static func verdict(_ delivery: Delivery, _ attempts: [DeliveryAttemptRecord]) -> (ok: Bool?, text: String) {
-        let last = attempts.last
-        let why =
-            last.map { attempt in
-                let what = attempt.httpStatus.map { "HTTP \($0)" } ?? attempt.errorClass ?? "no response"
-                return "last attempt \(ConsoleTime.format(attempt.attemptedAt)): \(what)"
-                    + (attempt.error.map { " (\($0))" } ?? "")
-            } ?? "no attempt yet"
+        var why = "no attempt was made"
+        if let last = attempts.last {
+            let what = last.httpStatus.map { "HTTP \($0)" } ?? last.errorClass ?? "no response"
+            why = "the last attempt, at \(ConsoleTime.format(last.attemptedAt)), got \(what)"
+            if let error = last.error, error != what { why += " (\(error))" }
+        }
         switch delivery.status {
         case "delivered":
             return (
-                true,
-                "Delivered at \(ConsoleTime.format(delivery.deliveredAt)) after \(delivery.attempts) attempt(s)."
+                true, "Delivered at \(ConsoleTime.format(delivery.deliveredAt)) after \(delivery.attempts) attempt(s)."
             )
         case "pending":
             return (nil, "Not delivered yet, still being retried: \(why).")
         case "failed":
-            return (false, "Not delivered: gave up after \(delivery.attempts) attempt(s); \(why). Last error: \(delivery.lastError ?? "none").")
+            var text = "Not delivered: gave up after \(delivery.attempts) attempt(s); \(why)."
+            if let error = delivery.lastError, !text.contains(error) { text += " Last error: \(error)." }
+            return (false, text)
         default:
             return (false, "Not delivered: cancelled (\(delivery.lastError ?? "no reason recorded")).")
         }
@@ -83,7 +83,9 @@ extension Pages {
         let id = delivery.deliveryID.uuidString.lowercased()
         return layout("Delivery \(id)", context) { h in
             let verdict = verdict(delivery, data.attempts)
-            h.element("p", ["class": verdict.ok == true ? "verdict ok" : verdict.ok == false ? "verdict error" : "verdict"], text: verdict.text)
+            h.element(
+                "p", ["class": verdict.ok == true ? "verdict ok" : verdict.ok == false ? "verdict error" : "verdict"],
+                text: verdict.text)
             h.element("dl", ["class": "facts"]) { h in
                 func fact(_ label: String, _ body: (inout HTML) -> Void) {
                     h.element("dt", text: label)
@@ -105,7 +107,8 @@ extension Pages {
                 h.element("div", ["class": "actions"]) { h in
                     actionForm(&h, context, action: "/console/deliveries/\(id)/resend", label: "Resend")
                     if delivery.status == "pending" {
-                        actionForm(&h, context, action: "/console/deliveries/\(id)/cancel", label: "Cancel", danger: true)
+                        actionForm(
+                            &h, context, action: "/console/deliveries/\(id)/cancel", label: "Cancel", danger: true)
                     }
                 }
             }
@@ -121,13 +124,22 @@ extension Pages {
                         }
                         h.element("div", ["class": "what"]) { h in
                             if let status = attempt.httpStatus {
-                                h.element("span", ["class": ok ? "status delivered" : "status failed"], text: "HTTP \(status)")
+                                h.element(
+                                    "span", ["class": ok ? "status delivered" : "status failed"], text: "HTTP \(status)"
+                                )
                             } else {
                                 h.element("span", ["class": "status failed"], text: attempt.errorClass ?? "no response")
                             }
-                            if let error = attempt.error { h.element("span", ["class": "error"], text: " \(error)") }
+                            if let error = attempt.error, error != attempt.httpStatus.map({ "HTTP \($0)" }) {
+                                h.element("span", ["class": "error"], text: " \(error)")
+                            }
                         }
-                        h.element("div", ["class": "meta"], text: "\(attempt.url) · worker \(attempt.workerID ?? "?") · job \(attempt.jobID.map(String.init) ?? "?")")
+                        h.element(
+                            "div", ["class": "meta"],
+                            text:
+                                "\(attempt.url) · worker \(attempt.workerID ?? "?") · "
+                                + "job \(attempt.jobID.map(String.init) ?? "?")"
+                        )
                         if let excerpt = attempt.responseExcerpt, !excerpt.isEmpty {
                             h.element("pre", ["class": "excerpt"], text: excerpt)
                         }
@@ -160,13 +172,18 @@ extension Pages {
                         cells(
                             &h,
                             [
-                                row.successRate.map { String(format: "%.1f %%", $0) } ?? "no attempts", "\(row.attempts)",
-                                row.meanLatencyMilliseconds.map { String(format: "%.0f / %.0f ms", $0, row.p95LatencyMilliseconds ?? 0) } ?? "",
-                                "\(row.consecutiveFailures)", "\(row.pendingDeliveries)", String((row.lastError ?? "").prefix(160)),
+                                row.successRate.map { String(format: "%.1f %%", $0) } ?? "no attempts",
+                                "\(row.attempts)",
+                                row.meanLatencyMilliseconds.map {
+                                    String(format: "%.0f / %.0f ms", $0, row.p95LatencyMilliseconds ?? 0)
+                                } ?? "",
+                                "\(row.consecutiveFailures)", "\(row.pendingDeliveries)",
+                                String((row.lastError ?? "").prefix(160)),
                             ])
                         h.element("td") { h in
                             actionForm(
-                                &h, context, action: row.isDisabled ? "/console/endpoints/enable" : "/console/endpoints/disable",
+                                &h, context,
+                                action: row.isDisabled ? "/console/endpoints/enable" : "/console/endpoints/disable",
                                 label: row.isDisabled ? "Enable" : "Disable", danger: !row.isDisabled
                             ) { h in hidden(&h, "endpoint", row.key) }
                         }

@@ -26,7 +26,8 @@ enum Pages {
                     if let context {
                         h.element("nav") { h in
                             for (label, href) in navigation {
-                                let current = href == "/console" ? context.path == "/console" : context.path.hasPrefix(href)
+                                let current =
+                                    href == "/console" ? context.path == "/console" : context.path.hasPrefix(href)
                                 h.element("a", ["href": href, "class": current ? "current" : nil]) { $0.raw(label) }
                             }
                         }
@@ -44,7 +45,9 @@ enum Pages {
                 }
                 h.element("main") { h in
                     if let flash = context?.flash {
-                        h.element("p", ["class": flash.ok ? "flash ok" : "flash error", "role": "status"], text: flash.message)
+                        h.element(
+                            "p", ["class": flash.ok ? "flash ok" : "flash error", "role": "status"], text: flash.message
+                        )
                     }
                     h.element("h1", text: title)
                     body(&h)
@@ -79,7 +82,9 @@ enum Pages {
             return
         }
         h.element("table") { h in
-            h.element("thead") { h in h.element("tr") { h in for heading in headings { h.element("th", text: heading) } } }
+            h.element("thead") { h in
+                h.element("tr") { h in for heading in headings { h.element("th", text: heading) } }
+            }
             h.element("tbody", [:], body)
         }
     }
@@ -101,7 +106,8 @@ enum Pages {
             h.element("select", ["name": name]) { h in
                 h.element("option", ["value": ""], text: "any")
                 for choice in choices {
-                    h.element("option", ["value": choice, "selected": choice == value ? "selected" : nil], text: choice)
+                    h.element(
+                        "option", ["value": choice, "selected": choice == value ? "selected" : nil], text: choice)
                 }
             }
         }
@@ -157,7 +163,8 @@ enum Pages {
                 card(&h, "attempts, last hour", "\(succeeded + failed)")
                 card(
                     &h, "failure rate, last hour",
-                    succeeded + failed == 0 ? "n/a" : String(format: "%.1f %%", 100 * Double(failed) / Double(succeeded + failed)))
+                    succeeded + failed == 0
+                        ? "n/a" : String(format: "%.1f %%", 100 * Double(failed) / Double(succeeded + failed)))
                 card(&h, "dead letters", "\(deadLetters)")
                 card(&h, "replicas holding leases", "\(statistics.replicas.count)")
             }
@@ -165,37 +172,55 @@ enum Pages {
             Chart.throughput(&h, data.minutes)
 
             h.element("h2", text: "Queue depth")
-            table(&h, ["kind", "state", "jobs", "oldest"], empty: "The queue is empty.", rows: statistics.depth.count) { h in
+            table(&h, ["kind", "state", "jobs", "oldest"], empty: "The queue is empty.", rows: statistics.depth.count) {
+                h in
                 for row in statistics.depth {
                     h.element("tr") { h in
-                        cells(&h, [row.kind, row.state, "\(row.jobs)", seconds(row.oldestAgeSeconds.map { max($0, 0) })])
+                        let age = row.oldestAgeSeconds
+                        let oldest = age.map { $0 < 0 ? "next due in \(seconds(-$0))" : seconds($0) } ?? ""
+                        cells(&h, [row.kind, row.state, "\(row.jobs)", oldest])
                     }
                 }
             }
             h.element("h2", text: "Oldest runnable job waiting")
-            table(&h, ["kind", "waiting", "oldest wait"], empty: "Nothing is waiting.", rows: statistics.waiting.count) { h in
+            table(&h, ["kind", "waiting", "oldest wait"], empty: "Nothing is waiting.", rows: statistics.waiting.count)
+            { h in
                 for row in statistics.waiting {
                     h.element("tr") { h in cells(&h, [row.kind, "\(row.waiting)", seconds(row.oldestWaitSeconds)]) }
                 }
             }
             h.element("h2", text: "Replicas holding leases")
-            table(&h, ["worker", "running", "next lease expiry"], empty: "No replica holds a lease.", rows: statistics.replicas.count) {
+            table(
+                &h, ["worker", "running", "next lease expiry"], empty: "No replica holds a lease.",
+                rows: statistics.replicas.count
+            ) {
                 h in
                 for row in statistics.replicas {
-                    h.element("tr") { h in cells(&h, [row.workerID, "\(row.running)", ConsoleTime.format(row.nextLeaseExpiry)]) }
+                    h.element("tr") { h in
+                        cells(&h, [row.workerID, "\(row.running)", ConsoleTime.format(row.nextLeaseExpiry)])
+                    }
                 }
             }
             h.element("h2", text: "Paused kinds")
-            table(&h, ["kind", "paused at", "by"], empty: "No kind is paused.", rows: statistics.pausedKinds.count) { h in
+            table(&h, ["kind", "paused at", "by"], empty: "No kind is paused.", rows: statistics.pausedKinds.count) {
+                h in
                 for row in statistics.pausedKinds {
                     h.element("tr") { h in cells(&h, [row.kind, ConsoleTime.format(row.pausedAt), row.pausedBy ?? ""]) }
                 }
             }
             h.element("h2", text: "Endpoints not sending normally")
-            table(&h, ["OAuth client", "state", "failures in a row", "next probe", "last error"], empty: "Every endpoint is sending.", rows: data.endpoints.count) { h in
+            table(
+                &h, ["OAuth client", "state", "failures in a row", "next probe", "last error"],
+                empty: "Every endpoint is sending.", rows: data.endpoints.count
+            ) { h in
                 for row in data.endpoints {
                     h.element("tr") { h in
-                        cells(&h, [row.oauthClientID, row.state, "\(row.consecutiveFailures)", ConsoleTime.format(row.nextProbeAt), row.lastError ?? ""])
+                        cells(
+                            &h,
+                            [
+                                row.oauthClientID, row.state, "\(row.consecutiveFailures)",
+                                ConsoleTime.format(row.nextProbeAt), row.lastError ?? "",
+                            ])
                     }
                 }
             }

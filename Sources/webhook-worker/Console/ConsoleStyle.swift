@@ -5,7 +5,8 @@ extension Console {
         :root { --ok: #1a7f37; --bad: #cf222e; --warn: #9a6700; --line: #d0d7de; --muted: #57606a; }
         * { box-sizing: border-box; }
         body { margin: 0; font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #1f2328; }
-        header { display: flex; gap: 1.5em; align-items: center; padding: .6em 1.5em; background: #24292f; color: #fff; }
+        header { display: flex; gap: 1.5em; align-items: center; padding: .6em 1.5em; background: #24292f;
+                 color: #fff; }
         header a { color: #d0d7de; text-decoration: none; margin-right: 1em; }
         header a.current, header a:hover { color: #fff; text-decoration: underline; }
         .brand { font-weight: 700; }
@@ -16,7 +17,8 @@ extension Console {
         table { border-collapse: collapse; width: 100%; }
         th, td { text-align: left; padding: .35em .6em; border-bottom: 1px solid var(--line); vertical-align: top; }
         th { background: #f6f8fa; font-weight: 600; }
-        td { overflow-wrap: anywhere; }
+        td { overflow-wrap: break-word; }
+        .status, button { white-space: nowrap; }
         .mono, pre { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: 12.5px; }
         pre { background: #f6f8fa; border: 1px solid var(--line); padding: .6em; white-space: pre-wrap; }
         small, .hint, .empty, .meta { color: var(--muted); }
@@ -26,7 +28,8 @@ extension Console {
         .card .label { color: var(--muted); }
         .status { display: inline-block; padding: 0 .5em; border-radius: 1em; border: 1px solid var(--line); }
         .status.delivered, .status.closed, .status.running { color: var(--ok); border-color: var(--ok); }
-        .status.failed, .status.open, .status.disabled, .status.cancelled { color: var(--bad); border-color: var(--bad); }
+        .status.failed, .status.open, .status.disabled, .status.cancelled { color: var(--bad);
+                                                                            border-color: var(--bad); }
         .status.pending, .status.half_open, .status.paused { color: var(--warn); border-color: var(--warn); }
         .badge { margin-left: .5em; padding: 0 .4em; background: var(--warn); border-radius: 3px; color: #fff; }
         .flash { padding: .6em 1em; border-radius: 6px; border: 1px solid var(--line); }

@@ -230,6 +230,9 @@ struct ConsoleTests {
             var real = forged
             real.form = ["csrf": csrf, "back": "https://evil.example/"]
             let done = await console.respond(real)
+            var crossSite = real
+            crossSite.crossSite = true
+            #expect(await console.respond(crossSite).status == 403, "Sec-Fetch-Site: cross-site")
             #expect(done.status == 303)
             #expect(done.header("Location") == "/console/deliveries/\(id.uuidString.lowercased())")
             #expect(

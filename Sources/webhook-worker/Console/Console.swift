@@ -56,6 +56,10 @@ final class Console: Sendable {
         if path == "/console/style.css" && request.method == "GET" {
             return ConsoleResponse(status: 200, headers: [("Content-Type", "text/css; charset=utf-8")], body: Self.css)
         }
+        if request.method == "POST" && request.crossSite {
+            logger.warning("console: a POST from another site was refused", metadata: ["path": "\(path)"])
+            return .text(403, "refused: this form was sent from another site")
+        }
         if path == "/console/login" { return await login(request) }
 
         // Who is asking.

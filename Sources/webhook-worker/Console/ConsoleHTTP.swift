@@ -12,6 +12,9 @@ struct ConsoleRequest: Sendable {
     var cookies: [String: String] = [:]
     /// `X-Forwarded-Proto: https` (a TLS proxy in front): cookies get `Secure`.
     var forwardedHTTPS = false
+    /// `Sec-Fetch-Site: cross-site`: a browser says another site made this request; POSTs are
+    /// refused (besides the CSRF token, and for the login form, which has none).
+    var crossSite = false
 
     /// Trimmed, nil when empty.
     func field(_ name: String) -> String? {

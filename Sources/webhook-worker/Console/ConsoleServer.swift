@@ -24,6 +24,7 @@ enum ConsoleServer {
         consoleRequest.query = FormEncoding.decode(request.uri.query ?? "")
         consoleRequest.authorization = request.headers[.authorization]
         consoleRequest.cookies = FormEncoding.cookies(request.headers[values: .cookie])
+        consoleRequest.crossSite = request.headers[HTTPField.Name("Sec-Fetch-Site")!]?.lowercased() == "cross-site"
         consoleRequest.forwardedHTTPS = request.headers[HTTPField.Name("X-Forwarded-Proto")!]?.lowercased() == "https"
         if request.method == .post {
             guard let body = try? await request.body.collect(upTo: maximumBody) else {

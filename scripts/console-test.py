@@ -10,6 +10,7 @@ delivery's page reaches the receiver; a dead letter's retry runs; a wrong token 
 forged form without the CSRF token is refused; a read-only console refuses actions.
 CONSOLE_SCREENSHOTS=DIR saves the main pages there as PNGs.
 """
+import base64
 import http.server
 import json
 import os
@@ -245,10 +246,13 @@ def main():
             if not SCREENSHOTS:
                 return
             os.makedirs(SCREENSHOTS, exist_ok=True)
-            height = driver.execute_script("return document.documentElement.scrollHeight")
-            driver.set_window_size(1400, max(700, min(height + 20, 2400)))
-            driver.save_screenshot(os.path.join(SCREENSHOTS, name + ".png"))
-            driver.set_window_size(1400, 1000)
+            # The whole page (up to 2400 px), not only the window: Chrome's own capture.
+            size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+            clip = {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], 2400), "scale": 1}
+            shot = driver.execute_cdp_cmd("Page.captureScreenshot",
+                                          {"format": "png", "captureBeyondViewport": True, "clip": clip})
+            with open(os.path.join(SCREENSHOTS, name + ".png"), "wb") as f:
+                f.write(base64.b64decode(shot["data"]))
 
         def click(element):
             """Clicks and waits for the next page (a form's POST, its 303 and the GET)."""

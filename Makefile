@@ -40,10 +40,13 @@ lint:
 format:
 	$(SWIFT) format format --in-place --parallel $(SWIFT_FILES)
 
+# The web console's browser test needs Debian's chromium and chromium-driver (NEED_BROWSER=1).
 test: server-deps lint
+	@NEED_BROWSER=1 scripts/ensure-deps
 	@scripts/embed-sql
 	$(SWIFT) build --build-tests
 	scripts/with-postgres $(SWIFT) test --skip-build
+	scripts/with-postgres scripts/console-test
 	scripts/check-deploy
 	CHAOS_SECONDS=20 WEBHOOK_WORKER_BIN=.build/debug/webhook-worker scripts/chaos
 

@@ -22,6 +22,9 @@ final class QueueStatements: Sendable {
     let countRequeueable: PostgresQuery
     let requeueBatch: PostgresQuery
     let purgeDeadLetters: PostgresQuery
+    let listDeadLettersByReason: PostgresQuery
+    let requeueableDeadLetterIDs: PostgresQuery
+    let deadLetterReasons: PostgresQuery
     let pauseKind: PostgresQuery
     let resumeKind: PostgresQuery
     let statsPaused: PostgresQuery
@@ -30,6 +33,7 @@ final class QueueStatements: Sendable {
     let statsReplicas: PostgresQuery
     let statsThroughput: PostgresQuery
     let statsDead: PostgresQuery
+    let statsMinutes: PostgresQuery
     let pruneJobAttempts: PostgresQuery
     let enqueueJob: PostgresQuery
     let enqueueJobCopies: PostgresQuery
@@ -52,6 +56,9 @@ final class QueueStatements: Sendable {
         countRequeueable = DeadLetters.countRequeueable(schema)
         requeueBatch = DeadLetters.requeueBatch(schema)
         purgeDeadLetters = DeadLetters.purge(schema)
+        listDeadLettersByReason = DeadLetters.listByReason(schema)
+        requeueableDeadLetterIDs = DeadLetters.requeueableIDs(schema)
+        deadLetterReasons = DeadLetters.reasons(schema)
         pauseKind = PausedKinds.pause(schema)
         resumeKind = PausedKinds.resume(schema)
         statsPaused = PausedKinds.list(schema)
@@ -60,6 +67,7 @@ final class QueueStatements: Sendable {
         statsReplicas = QueueStatistics.replicasQuery(schema)
         statsThroughput = QueueStatistics.throughputQuery(schema)
         statsDead = QueueStatistics.deadQuery(schema)
+        statsMinutes = QueueStatistics.minutesQuery(schema)
         pruneJobAttempts = JobAttemptHistory.prune(schema)
         enqueueJob = JobEnqueuer.insert(schema, returning: true)
         enqueueJobCopies = JobEnqueuer.insert(schema, returning: false)

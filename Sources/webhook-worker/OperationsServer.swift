@@ -8,14 +8,16 @@ import Prometheus
 import ServiceLifecycle
 
 /// `/metrics` (Prometheus text format), `/healthz` (the process answers) and `/readyz` (the
-/// database answers and the LISTEN connection is up) on `--http-port`.
+/// database answers and the LISTEN connection is up) on `--http-port`, and the web console under
+/// `/console` with `--console`.
 enum OperationsServer {
     static func make(
         host: String, port: Int, registry: PrometheusCollectorRegistry, worker: JobWorker,
-        database: PostgresConnectionPool,
+        database: PostgresConnectionPool, console: Console? = nil,
         logger: Logger
     ) -> some Service {
         let router = Router()
+        if let console { ConsoleServer.register(console, on: router) }
         router.get("metrics") { _, _ -> Response in
             var buffer: [UInt8] = []
             registry.emit(into: &buffer)

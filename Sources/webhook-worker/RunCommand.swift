@@ -89,6 +89,19 @@ struct RunCommand: AsyncParsableCommand {
     var httpPort: String?
     @Option(name: .customLong("http-host"), help: "Address for --http-port. Env: WORKER_HTTP_HOST. Default: 0.0.0.0.")
     var httpHost: String?
+    @Flag(
+        name: .customLong("console"),
+        help:
+            """
+            Also serve the operator web console under /console on --http-port (see `console --help`; a non-loopback \
+            --http-host needs WORKER_CONSOLE_TOKEN). Env: WORKER_CONSOLE=1. Default: off.
+            """
+    )
+    var console = false
+    @Flag(
+        name: .customLong("console-read-only"),
+        help: "The console's pages only, every action refused. Env: WORKER_CONSOLE_READ_ONLY=1. Default: off.")
+    var consoleReadOnly = false
     @Option(
         name: .customLong("statement-timeout"),
         help:
@@ -197,6 +210,8 @@ struct RunCommand: AsyncParsableCommand {
         var poolSize: Int
         var httpPort: Int?
         var httpHost: String
+        /// The web console on the operations server, when enabled.
+        var console: ConsoleSettings?
     }
 
     func settings(environment env: [String: String]) throws -> Settings {
@@ -293,7 +308,20 @@ struct RunCommand: AsyncParsableCommand {
         let portSource = source("http-port", "WORKER_HTTP_PORT", httpPort)
         let port: Int? = portSource.value == nil ? nil : try portSource.integer(default: 0, range: 1...65535)
         let host = source("http-host", "WORKER_HTTP_HOST", httpHost).value ?? "0.0.0.0"
-        return Settings(queue: queue, delivery: delivery, poolSize: pool, httpPort: port, httpHost: host)
+        var consoleSettings: ConsoleSettings?
+        if try source("console", "WORKER_CONSOLE", nil).boolean(flagSet: console) {
+            guard let port else {
+                throw SettingError(description: "--console (WORKER_CONSOLE) needs --http-port (WORKER_HTTP_PORT)")
+            }
+            consoleSettings = ConsoleSettings(
+                host: host, port: port,
+                readOnly: try source("console-read-only", "WORKER_CONSOLE_READ_ONLY", nil).boolean(
+                    flagSet: consoleReadOnly),
+                tokens: try ConsoleSettings.tokens(
+                    host: host, environment: env, flag: "--http-host (WORKER_HTTP_HOST)"))
+        }
+        return Settings(
+            queue: queue, delivery: delivery, poolSize: pool, httpPort: port, httpHost: host, console: consoleSettings)
     }
 
     func run() async throws {
@@ -327,6 +355,7 @@ struct RunCommand: AsyncParsableCommand {
                 "endpoint_cooldown": "\(DurationText.format(settings.delivery.cooldown))",
                 "endpoint_disable_after": "\(DurationText.format(settings.delivery.disableAfter))",
                 "http_port": "\(settings.httpPort.map(String.init) ?? "off")",
+                "console": "\(settings.console.map { $0.readOnly ? "read-only" : "on" } ?? "off")",
             ])
 
         let registry = PrometheusCollectorRegistry()
@@ -366,6 +395,9 @@ struct RunCommand: AsyncParsableCommand {
                 .init(
                     service: OperationsServer.make(
                         host: settings.httpHost, port: port, registry: registry, worker: worker, database: pool,
+                        console: settings.console.map {
+                            Console(database: pool, tokens: $0.tokens, readOnly: $0.readOnly, logger: logger)
+                        },
                         logger: logger)))
             services.append(
                 .init(

@@ -24,6 +24,11 @@ struct CommandLineTests {
             ("WEBHOOK_ALLOW_HTTP=maybe $BIN run", "WEBHOOK_ALLOW_HTTP"),
             ("LOG_LEVEL=loud $BIN run", "--log-level (LOG_LEVEL)"),
             ("$BIN run --poll-interval=-1s", "--poll-interval (WORKER_POLL_INTERVAL)"),
+            ("$BIN run --console", "--console (WORKER_CONSOLE) needs --http-port"),
+            ("$BIN run --console --http-port 9099", "WORKER_CONSOLE_TOKEN"),
+            ("$BIN console --host 0.0.0.0", "WORKER_CONSOLE_TOKEN"),
+            ("WORKER_CONSOLE_PORT=0 $BIN console", "--port (WORKER_CONSOLE_PORT)"),
+            ("WORKER_CONSOLE_TOKEN=alice:short $BIN console", "WORKER_CONSOLE_TOKEN"),
         ])
     func badSettings(command: String, names: String) throws {
         let (output, status) = try Self.run(

@@ -1,0 +1,103 @@
+import ArgumentParser
+import Foundation
+import LibPQ
+import Logging
+import ServiceLifecycle
+import UnixSignals
+
+/// The console's settings, shared by `console` and `run --console`.
+struct ConsoleSettings {
+    var host: String
+    var port: Int
+    var readOnly: Bool
+    var tokens: ConsoleTokens
+
+    /// Reads `WORKER_CONSOLE_TOKEN` (environment only: secrets stay out of argv) and refuses a
+    /// non-loopback address without it.
+    static func tokens(host: String, environment env: [String: String], flag: String) throws -> ConsoleTokens {
+        let tokens = try ConsoleTokens(env["WORKER_CONSOLE_TOKEN"])
+        if tokens.isEmpty && !ConsoleServer.isLoopback(host) {
+            throw SettingError(
+                description:
+                    """
+                    the console would listen on \(host) (\(flag)), which is not a loopback address, without \
+                    WORKER_CONSOLE_TOKEN: set a token (name:secret pairs, comma-separated) or listen on 127.0.0.1
+                    """)
+        }
+        return tokens
+    }
+}
+
+struct ConsoleCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "console",
+        abstract: "Serve the operator web console (overview, deliveries, endpoints, dead letters, jobs).",
+        discussion: """
+            Pages under /console read and act through the same operations as the other commands. \
+            WORKER_CONSOLE_TOKEN (environment only) holds name:secret pairs separated by commas, a bare \
+            secret being named operator; with it, every page and action needs a token (Authorization: \
+            Bearer, or the login form). Without it the console listens on a loopback address only. \
+            Every action is logged and recorded in webhook_worker.console_audit.
+            """)
+
+    @Option(help: "Address to listen on. Env: WORKER_CONSOLE_HOST. Default: 127.0.0.1.")
+    var host: String?
+    @Option(help: "Port to listen on. Env: WORKER_CONSOLE_PORT. Default: 8090.")
+    var port: String?
+    @Flag(
+        name: .customLong("read-only"),
+        help: "Pages only: no action buttons, every POST refused with 403. Env: WORKER_CONSOLE_READ_ONLY=1.")
+    var readOnly = false
+    @OptionGroup var database: DatabaseOptions
+    @OptionGroup var logging: LoggingOptions
+
+    func settings(environment env: [String: String]) throws -> ConsoleSettings {
+        let host = SettingSource("host", "WORKER_CONSOLE_HOST", host, env: env).value ?? "127.0.0.1"
+        guard !host.isEmpty, host.count <= 255, !host.contains(where: { $0.isWhitespace || $0 == "/" }) else {
+            throw SettingError(description: "invalid --host (WORKER_CONSOLE_HOST) '\(host)': expected an address")
+        }
+        let port = try SettingSource("port", "WORKER_CONSOLE_PORT", port, env: env).integer(
+            default: 8090, range: 1...65535)
+        let readOnly = try SettingSource("read-only", "WORKER_CONSOLE_READ_ONLY", nil, env: env).boolean(
+            flagSet: readOnly)
+        return ConsoleSettings(
+            host: host, port: port, readOnly: readOnly,
+            tokens: try ConsoleSettings.tokens(host: host, environment: env, flag: "--host (WORKER_CONSOLE_HOST)"))
+    }
+
+    func run() async throws {
+        let logger = try logging.bootstrap()
+        let settings = try self.settings(environment: ProcessInfo.processInfo.environment)
+        // One line and exit 1 when the database cannot be reached, as every command.
+        await (try await connectOrExit(database.conninfo)).close()
+        let prepared = try SettingSource(
+            "prepared-statements", "WORKER_PREPARED_STATEMENTS", nil, env: ProcessInfo.processInfo.environment
+        ).onOff(default: true)
+        let pool = PostgresConnectionPool(
+            configuration: .init(
+                conninfo: database.conninfo, maxConnections: 4, applicationName: "webhook-worker console",
+                preparedStatements: prepared),
+            logger: logger)
+        let console = Console(database: pool, tokens: settings.tokens, readOnly: settings.readOnly, logger: logger)
+        logger.info(
+            "console listening",
+            metadata: [
+                "address": "http://\(settings.host):\(settings.port)/console",
+                "database_url": "\(redactedConninfo(database.conninfo))", "read_only": "\(settings.readOnly)",
+                "tokens": "\(settings.tokens.tokens.map(\.name).joined(separator: ","))",
+            ])
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [
+                    .init(
+                        service: ConsoleServer.make(
+                            console: console, host: settings.host, port: settings.port, logger: logger))
+                ],
+                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await withTeardown {
+            try await group.run()
+        } teardown: {
+            await pool.close()
+        }
+    }
+}

@@ -1,0 +1,124 @@
+import Foundation
+import JobQueue
+import LibPQ
+import WebhookDelivery
+import WebhookWorkerSchema
+
+/// What every page needs besides its data.
+struct PageContext {
+    let actor: String
+    /// The session's CSRF token, put in every form; nil for bearer requests.
+    let csrf: String?
+    let readOnly: Bool
+    let flash: Flash?
+    let canSignOut: Bool
+    let path: String
+    let query: [String: String]
+
+    /// The page's own URL, for a form's `back`.
+    var here: String {
+        let query = FormEncoding.encode(self.query.sorted { $0.key < $1.key }.map { ($0.key, $0.value) })
+        return query.isEmpty ? path : "\(path)?\(query)"
+    }
+}
+
+/// The deliveries page's search fields.
+struct DeliverySearchForm {
+    var client, user, status, deliveryID, event, from, until: String?
+    var search = Deliveries.Search()
+
+    var isEmpty: Bool { [client, user, status, deliveryID, event, from, until].allSatisfy { $0 == nil } }
+
+    init(_ request: ConsoleRequest) throws {
+        client = request.field("client")
+        user = request.field("user")
+        status = request.field("status")
+        deliveryID = request.field("id")
+        event = request.field("event")
+        from = request.field("from")
+        until = request.field("until")
+        search.client = client
+        search.user = user
+        search.event = event
+        if let status {
+            guard let parsed = Delivery.Status(rawValue: status) else {
+                throw ConsoleInputError("status must be pending, delivered, failed or cancelled")
+            }
+            search.status = parsed
+        }
+        if let deliveryID {
+            guard let parsed = UUID(uuidString: deliveryID) else {
+                throw ConsoleInputError("'\(deliveryID)' is not a delivery id (a UUID)")
+            }
+            search.deliveryID = parsed
+        }
+        search.createdFrom = try from.map { try Self.time($0, "from") }
+        search.createdUntil = try until.map { try Self.time($0, "until") }
+    }
+
+    static func time(_ text: String, _ name: String) throws -> Date {
+        guard let date = ConsoleTime.parse(text) else {
+            throw ConsoleInputError(
+                "\(name): '\(text)' is neither a duration ago (1h, 2d) nor a time (2026-12-01T10:30)")
+        }
+        return date
+    }
+}
+
+/// The dead-letters page's filter, which "retry all matching" also takes.
+struct DeadLetterFilter {
+    var kind, reason, client, since: String?
+    var includeRequeued = false
+    var diedSince: Date?
+
+    init(_ request: ConsoleRequest) throws {
+        kind = request.field("kind")
+        reason = request.field("reason")
+        client = request.field("client")
+        since = request.field("since")
+        includeRequeued = request.field("include_requeued") != nil
+        diedSince = try since.map { try DeliverySearchForm.time($0, "since") }
+    }
+
+    var detail: [String: String] {
+        var detail: [String: String] = [:]
+        for (name, value) in [("kind", kind), ("reason", reason), ("client", client), ("since", since)] {
+            if let value { detail[name] = value }
+        }
+        return detail
+    }
+
+    /// The library filter: the client (internal or public id) becomes the ids of its deliveries' dead letters.
+    private func filter(_ connection: PostgresConnection) async throws -> DeadLetters.Filter {
+        var filter = DeadLetters.Filter(kind: kind, diedSince: diedSince)
+        if let client {
+            let key = try await Endpoints(connection).key(for: client)
+            filter.ids = try await Deliveries(connection).deadLetterIDs(
+                ofClient: String(key.dropFirst("client:".count)))
+        }
+        return filter
+    }
+
+    func list(_ connection: PostgresConnection) async throws -> [DeadLetter] {
+        try await DeadLetters(connection, schema: WebhookWorkerSchema.queue).list(
+            try await filter(connection), reason: reason, includeRequeued: includeRequeued && client == nil, limit: 200)
+    }
+
+    func requeueableIDs(_ connection: PostgresConnection) async throws -> [Int64] {
+        try await DeadLetters(connection, schema: WebhookWorkerSchema.queue).requeueableIDs(
+            try await filter(connection), reason: reason)
+    }
+}
+
+struct OverviewData: Sendable {
+    let statistics: QueueStatistics
+    let minutes: [QueueStatistics.Minute]
+    let endpoints: [Endpoints.NotClosed]
+}
+
+struct DeliveryPageData: Sendable {
+    let delivery: Delivery
+    let clientName: String?
+    let clientPublicID: String?
+    let attempts: [DeliveryAttemptRecord]
+}

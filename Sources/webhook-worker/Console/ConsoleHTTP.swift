@@ -1,0 +1,105 @@
+import Foundation
+
+/// A request as the console sees it, whichever server received it.
+struct ConsoleRequest: Sendable {
+    var method: String
+    /// The path without the query, e.g. `/console/deliveries`.
+    var path: String
+    var query: [String: String] = [:]
+    /// The `application/x-www-form-urlencoded` fields of a POST.
+    var form: [String: String] = [:]
+    var authorization: String?
+    var cookies: [String: String] = [:]
+    /// `X-Forwarded-Proto: https` (a TLS proxy in front): cookies get `Secure`.
+    var forwardedHTTPS = false
+    /// `Sec-Fetch-Site: cross-site`: a browser says another site made this request; POSTs are
+    /// refused (besides the CSRF token, and for the login form, which has none).
+    var crossSite = false
+
+    /// Trimmed, nil when empty.
+    func field(_ name: String) -> String? {
+        guard
+            let value = (method == "POST" ? form[name] : query[name])?.trimmingCharacters(in: .whitespacesAndNewlines),
+            !value.isEmpty
+        else { return nil }
+        return value
+    }
+}
+
+/// What the console answers; the server adds the security headers of ``ConsoleResponse/securityHeaders``.
+struct ConsoleResponse: Sendable {
+    var status: Int
+    var headers: [(String, String)] = []
+    var body: String = ""
+
+    static func html(_ body: String) -> ConsoleResponse { html(200, body) }
+
+    static func html(_ status: Int, _ body: String) -> ConsoleResponse {
+        ConsoleResponse(status: status, headers: [("Content-Type", "text/html; charset=utf-8")], body: body)
+    }
+
+    static func text(_ status: Int, _ body: String) -> ConsoleResponse {
+        ConsoleResponse(status: status, headers: [("Content-Type", "text/plain; charset=utf-8")], body: body + "\n")
+    }
+
+    /// 303 See Other: after a POST, the browser GETs `location`.
+    static func seeOther(_ location: String) -> ConsoleResponse {
+        ConsoleResponse(status: 303, headers: [("Location", location)])
+    }
+
+    func header(_ name: String) -> String? { headers.first { $0.0.lowercased() == name.lowercased() }?.1 }
+
+    /// On every answer: no script at all, no framing, nothing cached, no sniffing, no referrer.
+    static let securityHeaders: [(String, String)] = [
+        (
+            "Content-Security-Policy",
+            "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+                + "base-uri 'none'"
+        ),
+        ("X-Frame-Options", "DENY"),
+        ("Cache-Control", "no-store"),
+        ("X-Content-Type-Options", "nosniff"),
+        ("Referrer-Policy", "no-referrer"),
+    ]
+}
+
+/// `application/x-www-form-urlencoded` (forms and query strings): `+` is a space, `%XX` a byte.
+enum FormEncoding {
+    static func decode(_ text: String) -> [String: String] {
+        var fields: [String: String] = [:]
+        for pair in text.split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            guard let name = unescape(parts[0]) else { continue }
+            let value = parts.count > 1 ? unescape(parts[1]) ?? "" : ""
+            if fields[name] == nil { fields[name] = value }
+        }
+        return fields
+    }
+
+    private static func unescape(_ text: Substring) -> String? {
+        String(text).replacingOccurrences(of: "+", with: " ").removingPercentEncoding
+    }
+
+    static func encode(_ fields: [(String, String?)]) -> String {
+        var allowed = CharacterSet.alphanumerics
+        allowed.insert(charactersIn: "-._~")
+        return fields.compactMap { name, value in
+            guard let value, !value.isEmpty else { return nil }
+            return "\(name)=\(value.addingPercentEncoding(withAllowedCharacters: allowed) ?? "")"
+        }.joined(separator: "&")
+    }
+
+    /// `Cookie:` header values as a dictionary (the first of a name wins).
+    static func cookies(_ headers: [String]) -> [String: String] {
+        var cookies: [String: String] = [:]
+        for header in headers {
+            for part in header.split(separator: ";") {
+                let pieces = part.split(separator: "=", maxSplits: 1)
+                guard pieces.count == 2 else { continue }
+                let name = pieces[0].trimmingCharacters(in: .whitespaces)
+                if cookies[name] == nil { cookies[name] = pieces[1].trimmingCharacters(in: .whitespaces) }
+            }
+        }
+        return cookies
+    }
+}

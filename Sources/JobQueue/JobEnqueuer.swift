@@ -26,8 +26,9 @@ public struct JobEnqueuer: Sendable {
         PostgresQuery(
             returning ? "enqueueJob" : "enqueueJobCopies",
             """
-            INSERT INTO webhook_worker.jobs (kind, payload, run_at, priority, max_attempts, unique_key, concurrency_key)
-            SELECT $1, $2::jsonb, coalesce($3::timestamptz, now()), $4::smallint, $5::integer, $6, $7
+            INSERT INTO webhook_worker.jobs
+                (kind, payload, run_at, priority, max_attempts, unique_key, concurrency_key, trace_context)
+            SELECT $1, $2::jsonb, coalesce($3::timestamptz, now()), $4::smallint, $5::integer, $6, $7, $9
             FROM generate_series(1, $8::integer)
             ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
             """ + (returning ? "\nRETURNING id" : ""))
@@ -37,7 +38,10 @@ public struct JobEnqueuer: Sendable {
     static let insertCopies = insert(returning: false)
 
     private func bindings(_ job: NewJob, copies: Int) -> [any PostgresEncodable] {
-        [job.kind, job.payload, job.runAt, job.priority, job.maxAttempts, job.uniqueKey, job.concurrencyKey, copies]
+        [
+            job.kind, job.payload, job.runAt, job.priority, job.maxAttempts, job.uniqueKey, job.concurrencyKey, copies,
+            job.traceContext,
+        ]
     }
 
     /// Inserts `job`.

@@ -6,6 +6,7 @@ import Logging
 import Metrics
 import Prometheus
 import ServiceLifecycle
+import TraceExport
 import WebhookDelivery
 import WebhookWorkerSchema
 
@@ -197,6 +198,8 @@ struct RunCommand: AsyncParsableCommand {
         var poolSize: Int
         var httpPort: Int?
         var httpHost: String
+        /// Export spans (OTLP): an endpoint is set in the `OTEL_*` variables.
+        var traces: Bool
     }
 
     func settings(environment env: [String: String]) throws -> Settings {
@@ -291,12 +294,22 @@ struct RunCommand: AsyncParsableCommand {
         let portSource = source("http-port", "WORKER_HTTP_PORT", httpPort)
         let port: Int? = portSource.value == nil ? nil : try portSource.integer(default: 0, range: 1...65535)
         let host = source("http-host", "WORKER_HTTP_HOST", httpHost).value ?? "0.0.0.0"
-        return Settings(queue: queue, delivery: delivery, poolSize: pool, httpPort: port, httpHost: host)
+        let traces = TraceExport.isEnabled(env)
+        if traces {
+            do {
+                try TraceExport.validate(env)
+            } catch {
+                throw SettingError(description: "\(error)")
+            }
+        }
+        return Settings(
+            queue: queue, delivery: delivery, poolSize: pool, httpPort: port, httpHost: host, traces: traces)
     }
 
     func run() async throws {
         let logger = try logging.bootstrap()
-        let settings = try self.settings(environment: ProcessInfo.processInfo.environment)
+        let environment = ProcessInfo.processInfo.environment
+        var settings = try self.settings(environment: environment)
         logger.info(
             "effective settings",
             metadata: [
@@ -325,7 +338,16 @@ struct RunCommand: AsyncParsableCommand {
                 "endpoint_cooldown": "\(DurationText.format(settings.delivery.cooldown))",
                 "endpoint_disable_after": "\(DurationText.format(settings.delivery.disableAfter))",
                 "http_port": "\(settings.httpPort.map(String.init) ?? "off")",
+                "traces": "\(settings.traces ? "otlp" : "off")",
             ])
+        // Spans go to the OTLP endpoint of the OTEL_* variables; without one, none is created.
+        let traces: TraceExport.Backend?
+        do {
+            traces = try TraceExport.make(environment: environment, logger: logger)
+        } catch {
+            throw SettingError(description: "could not set up the trace exporter: \(error)")
+        }
+        settings.queue.tracing = JobTracing(traces?.tracer)
 
         let registry = PrometheusCollectorRegistry()
         if settings.httpPort != nil {
@@ -358,6 +380,10 @@ struct RunCommand: AsyncParsableCommand {
             ],
             database: pool, logger: logger)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        if let traces {
+            // First in, last out: the spans of the last jobs are sent after the worker drains.
+            services.append(.init(service: traces.service))
+        }
         if let port = settings.httpPort {
             // First in, last out: metrics and health stay up while the worker drains.
             services.append(

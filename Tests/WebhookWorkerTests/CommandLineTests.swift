@@ -28,6 +28,12 @@ struct CommandLineTests {
             ("WEBHOOK_ALLOW_HTTP=maybe $BIN run", "WEBHOOK_ALLOW_HTTP"),
             ("LOG_LEVEL=loud $BIN run", "--log-level (LOG_LEVEL)"),
             ("$BIN run --poll-interval=-1s", "--poll-interval (WORKER_POLL_INTERVAL)"),
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317 OTEL_EXPORTER_OTLP_PROTOCOL=grpc $BIN run",
+                "OTEL_EXPORTER_OTLP_PROTOCOL"
+            ),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 OTEL_TRACES_SAMPLER=xray $BIN run", "OTEL_TRACES_SAMPLER"),
+            ("$BIN enqueue noop --traceparent 00-4bf92f3577b34da6a3ce929d0e0e4736-01", "--traceparent"),
         ])
     func badSettings(command: String, names: String) throws {
         let (output, status) = try Self.run(

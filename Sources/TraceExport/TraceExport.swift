@@ -1,0 +1,98 @@
+import Foundation
+import Logging
+import OTel
+import ServiceLifecycle
+import Tracing
+
+/// Exporting the worker's spans with OTLP over HTTP (swift-otel), configured by the standard
+/// `OTEL_*` variables.
+///
+/// Tracing is on only when an endpoint is named (`OTEL_EXPORTER_OTLP_ENDPOINT` or
+/// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`); otherwise ``make(environment:logger:)`` returns nil and
+/// the worker creates no spans at all. swift-otel stops the process on some values it does not
+/// support (the gRPC protocol in a build without it, the Jaeger or X-Ray samplers, propagators
+/// other than W3C trace context), so those are refused here first, with a message.
+public enum TraceExport {
+    /// A tracer and the service that batches and sends its spans; run the service (in the
+    /// program's ServiceGroup) for as long as the tracer is used: its graceful shutdown sends the
+    /// spans still waiting.
+    public struct Backend: Sendable {
+        public let tracer: any Tracer
+        public let service: any Service
+    }
+
+    /// A setting the exporter cannot use.
+    public struct SettingError: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// The service name spans carry unless `OTEL_SERVICE_NAME` says otherwise.
+    public static let defaultServiceName = "webhook-worker"
+
+    /// The protocols this build sends.
+    public static let protocols = ["http/protobuf", "http/json"]
+    /// The samplers swift-otel implements (`OTEL_TRACES_SAMPLER`).
+    public static let samplers = [
+        "always_on", "always_off", "traceidratio", "parentbased_always_on", "parentbased_always_off",
+        "parentbased_traceidratio",
+    ]
+
+    /// True when `environment` names an OTLP endpoint for traces and does not turn tracing off
+    /// (`OTEL_SDK_DISABLED=true`, `OTEL_TRACES_EXPORTER=none`).
+    public static func isEnabled(_ environment: [String: String]) -> Bool {
+        if environment["OTEL_SDK_DISABLED"]?.lowercased() == "true" { return false }
+        if environment["OTEL_TRACES_EXPORTER"]?.lowercased() == "none" { return false }
+        return ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"].contains {
+            !(environment[$0] ?? "").isEmpty
+        }
+    }
+
+    /// Refuses the `OTEL_*` values swift-otel would crash on or cannot honour in this build.
+    public static func validate(_ environment: [String: String]) throws {
+        for name in ["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"] {
+            if let value = environment[name], !value.isEmpty, !protocols.contains(value) {
+                throw SettingError(
+                    description: """
+                        invalid \(name) \(value): this build exports OTLP over HTTP only \
+                        (\(protocols.joined(separator: " or ")))
+                        """)
+            }
+        }
+        if let value = environment["OTEL_TRACES_SAMPLER"], !value.isEmpty, !samplers.contains(value) {
+            throw SettingError(
+                description: "invalid OTEL_TRACES_SAMPLER \(value): expected one of \(samplers.joined(separator: ", "))")
+        }
+        if let value = environment["OTEL_TRACES_EXPORTER"], !value.isEmpty, !["otlp", "none"].contains(value) {
+            throw SettingError(description: "invalid OTEL_TRACES_EXPORTER \(value): expected otlp or none")
+        }
+        if let value = environment["OTEL_PROPAGATORS"], !value.isEmpty {
+            let names = value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            if let other = names.first(where: { $0 != "tracecontext" && $0 != "none" }) {
+                throw SettingError(
+                    description: "invalid OTEL_PROPAGATORS \(value): only tracecontext is supported, not \(other)")
+            }
+        }
+    }
+
+    /// The exporter the environment asks for, or nil when tracing is off. swift-otel reads the
+    /// process's `OTEL_*` variables itself; pass the same environment here.
+    /// - Parameter configure: changes to swift-otel's configuration before the variables apply
+    ///   (tests name their collector and a short batch delay).
+    public static func make(
+        environment: [String: String], logger: Logger,
+        configure: (inout OTel.Configuration) -> Void = { _ in }
+    ) throws -> Backend? {
+        guard isEnabled(environment) else { return nil }
+        try validate(environment)
+        var configuration = OTel.Configuration.default
+        configuration.serviceName = defaultServiceName
+        configuration.traces.enabled = true
+        configuration.metrics.enabled = false
+        configuration.logs.enabled = false
+        configuration.propagators = [.traceContext]
+        configuration.diagnosticLogger = .custom(logger)
+        configure(&configuration)
+        let (tracer, service) = try OTel.makeTracingBackend(configuration: configuration)
+        return Backend(tracer: tracer, service: service)
+    }
+}

@@ -265,22 +265,23 @@ public final class JobWorker: Service, Sendable {
         // lost, or when the shutdown timeout ends.
         let result = await tracing.within(attemptSpan) {
             await withTaskGroup(of: HandlerResult.self) { group in
-            group.addTask { [logger] in
-                defer { stop.finish() }
-                guard let handler = self.handlers[job.kind] else {
-                    return .decided(.retry("no handler for kind \(job.kind)"))
+                group.addTask { [logger] in
+                    defer { stop.finish() }
+                    guard let handler = self.handlers[job.kind] else {
+                        return .decided(.retry("no handler for kind \(job.kind)"))
+                    }
+                    let context = JobContext(
+                        logger: logger, database: self.database, workerID: self.configuration.workerID, tracing: tracing
+                    )
+                    do {
+                        return .decided(try await handler.handle(job, context: context))
+                    } catch {
+                        return .threw(error)
+                    }
                 }
-                let context = JobContext(
-                    logger: logger, database: self.database, workerID: self.configuration.workerID, tracing: tracing)
-                do {
-                    return .decided(try await handler.handle(job, context: context))
-                } catch {
-                    return .threw(error)
-                }
-            }
-            // Ends when the handler's task finishes the stream, or when this task is cancelled.
-            for await _ in stops { group.cancelAll() }
-            return await group.next()!
+                // Ends when the handler's task finishes the stream, or when this task is cancelled.
+                for await _ in stops { group.cancelAll() }
+                return await group.next()!
             }
         }
         let elapsed = clock.now - started

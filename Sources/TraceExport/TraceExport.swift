@@ -60,7 +60,8 @@ public enum TraceExport {
         }
         if let value = environment["OTEL_TRACES_SAMPLER"], !value.isEmpty, !samplers.contains(value) {
             throw SettingError(
-                description: "invalid OTEL_TRACES_SAMPLER \(value): expected one of \(samplers.joined(separator: ", "))")
+                description: "invalid OTEL_TRACES_SAMPLER \(value): expected one of \(samplers.joined(separator: ", "))"
+            )
         }
         if let value = environment["OTEL_TRACES_EXPORTER"], !value.isEmpty, !["otlp", "none"].contains(value) {
             throw SettingError(description: "invalid OTEL_TRACES_EXPORTER \(value): expected otlp or none")
@@ -90,9 +91,59 @@ public enum TraceExport {
         configuration.metrics.enabled = false
         configuration.logs.enabled = false
         configuration.propagators = [.traceContext]
-        configuration.diagnosticLogger = .custom(logger)
+        // swift-otel's own lines (settings read, export failures) at the program's level, without
+        // the values of the variables it read: OTEL_EXPORTER_OTLP_HEADERS may hold an API key.
+        configuration.diagnosticLogger = .custom(
+            Logger(label: logger.label) { _ in RedactingLogHandler(wrapped: logger.handler) })
+        configuration.diagnosticLogLevel =
+            switch logger.logLevel {
+            case .trace: .trace
+            case .debug: .debug
+            case .info, .notice: .info
+            case .warning: .warning
+            case .error, .critical: .error
+            }
         configure(&configuration)
         let (tracer, service) = try OTel.makeTracingBackend(configuration: configuration)
         return Backend(tracer: tracer, service: service)
+    }
+}
+
+/// A log handler that hides the values swift-otel logs when it reads its environment variables
+/// (`environment_value`, `previous_value`, `new_value`), and forwards everything else.
+struct RedactingLogHandler: LogHandler {
+    static let hidden: Set<String> = ["environment_value", "previous_value", "new_value"]
+    var wrapped: any LogHandler
+
+    var logLevel: Logger.Level {
+        get { wrapped.logLevel }
+        set { wrapped.logLevel = newValue }
+    }
+
+    var metadataProvider: Logger.MetadataProvider? {
+        get { wrapped.metadataProvider }
+        set { wrapped.metadataProvider = newValue }
+    }
+
+    var metadata: Logger.Metadata {
+        get { wrapped.metadata }
+        set { wrapped.metadata = Self.redacted(newValue) ?? [:] }
+    }
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { wrapped[metadataKey: key] }
+        set { wrapped[metadataKey: key] = newValue != nil && Self.hidden.contains(key) ? "(not shown)" : newValue }
+    }
+
+    func log(event: LogEvent) {
+        var event = event
+        event.metadata = Self.redacted(event.metadata)
+        wrapped.log(event: event)
+    }
+
+    static func redacted(_ metadata: Logger.Metadata?) -> Logger.Metadata? {
+        guard var metadata else { return nil }
+        for key in hidden where metadata[key] != nil { metadata[key] = "(not shown)" }
+        return metadata
     }
 }

@@ -66,10 +66,12 @@ public struct WebhookDeliverHandler: JobHandler {
 
         let tracing = context.tracing
         guard
-            let row = try await tracing.withStatementSpan("recheckDelivery", {
-                try await recheck.row(
-                    for: deliveryID, overlap: sender.configuration.secretOverlap, database: context.database)
-            })
+            let row = try await tracing.withStatementSpan(
+                "recheckDelivery",
+                {
+                    try await recheck.row(
+                        for: deliveryID, overlap: sender.configuration.secretOverlap, database: context.database)
+                })
         else {
             return .fail("delivery \(deliveryID.uuidString.lowercased()) does not exist")
         }

@@ -88,12 +88,13 @@ public final class WebhookSender: Sendable {
         guard tracing.isOn else { return await send(url: url, headers: headers, body: body, logger: logger) }
         return await tracing.withSpan("POST", ofKind: .client) { span in
             let result = await send(
-                url: url, headers: headers + tracing.propagationHeaders(), body: body, logger: logger) { target in
-                    span?.updateAttributes { attributes in
-                        attributes.set("server.address", value: .string(target.host))
-                        attributes.set("server.port", value: .int64(Int64(target.port)))
-                    }
+                url: url, headers: headers + tracing.propagationHeaders(), body: body, logger: logger
+            ) { target in
+                span?.updateAttributes { attributes in
+                    attributes.set("server.address", value: .string(target.host))
+                    attributes.set("server.port", value: .int64(Int64(target.port)))
                 }
+            }
             span?.updateAttributes { attributes in
                 attributes.set("http.request.method", value: .string("POST"))
                 attributes.set("url.full", value: .string(redactedURL ?? WebhookDeliverHandler.redacted(url)))
@@ -102,7 +103,8 @@ public final class WebhookSender: Sendable {
                 }
                 if !result.succeeded {
                     attributes.set(
-                        "error.type", value: .string(result.errorClass?.rawValue ?? result.status.map(String.init) ?? "error"))
+                        "error.type",
+                        value: .string(result.errorClass?.rawValue ?? result.status.map(String.init) ?? "error"))
                 }
             }
             if !result.succeeded { span?.setStatus(SpanStatus(code: .error, message: result.error)) }

@@ -61,7 +61,8 @@ struct TraceOptions: ParsableArguments {
         guard let traceparent else { return nil }
         guard !traceparent.contains(" "), StoredTraceContext.isValid(traceparent) else {
             throw CommandFailure.usage(
-                "invalid --traceparent '\(traceparent.prefix(80))': expected 00-<32 hex digits>-<16 hex digits>-<2 hex digits>")
+                "invalid --traceparent '\(traceparent.prefix(80))': "
+                    + "expected 00-<32 hex digits>-<16 hex digits>-<2 hex digits>")
         }
         return traceparent
     }

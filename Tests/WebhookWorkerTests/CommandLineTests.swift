@@ -32,7 +32,10 @@ struct CommandLineTests {
                 "OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317 OTEL_EXPORTER_OTLP_PROTOCOL=grpc $BIN run",
                 "OTEL_EXPORTER_OTLP_PROTOCOL"
             ),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 OTEL_TRACES_SAMPLER=xray $BIN run", "OTEL_TRACES_SAMPLER"),
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 OTEL_TRACES_SAMPLER=xray $BIN run",
+                "OTEL_TRACES_SAMPLER"
+            ),
             ("$BIN enqueue noop --traceparent 00-4bf92f3577b34da6a3ce929d0e0e4736-01", "--traceparent"),
         ])
     func badSettings(command: String, names: String) throws {

@@ -269,7 +269,8 @@ struct TracingTests {
                 #expect(values.count == 2)
                 if traced {
                     let fanOut = try #require(spans.first { $0.name == "integration.connected" })
-                    #expect(values.allSatisfy { $0 == "00-\(trace.traceID)-\(fanOut.spanID)-01 vendor=xyz" }, "\(values)")
+                    #expect(
+                        values.allSatisfy { $0 == "00-\(trace.traceID)-\(fanOut.spanID)-01 vendor=xyz" }, "\(values)")
                 } else {
                     #expect(values.allSatisfy { $0 == stored }, "\(values)")
                 }
@@ -286,8 +287,10 @@ struct TracingTests {
                 .path
             defer { try? FileManager.default.removeItem(atPath: stopFile) }
             let environment = [
-                "DATABASE_URL": database.conninfo, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:\(collector.server.port)",
+                "DATABASE_URL": database.conninfo,
+                "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:\(collector.server.port)",
                 "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json", "OTEL_SERVICE_NAME": "traced-test",
+                "OTEL_EXPORTER_OTLP_HEADERS": "x-api-key=s3cr3t-key",
                 // A minute: the span can only arrive through the flush at shutdown.
                 "OTEL_BSP_SCHEDULE_DELAY": "60000",
             ]
@@ -295,7 +298,7 @@ struct TracingTests {
                 try CommandLineTests.run(
                     """
                     $BIN enqueue noop --traceparent \(trace.traceparent) || exit 3
-                    $BIN run --log-level error --poll-interval 200ms &
+                    $BIN run --log-level info --poll-interval 200ms 2>&1 &
                     pid=$!
                     for i in $(seq 600); do [ -e \(stopFile) ] && break; sleep 0.1; done
                     kill -TERM $pid
@@ -309,7 +312,7 @@ struct TracingTests {
             }
             #expect(ran)
             #expect(collector.spans.isEmpty)
-            FileManager.default.createFile(atPath: stopFile, contents: nil)
+            _ = FileManager.default.createFile(atPath: stopFile, contents: nil)
             let (output, status) = try await run.value
             #expect(status == 0, "\(output)")
             await collector.stop()
@@ -317,6 +320,13 @@ struct TracingTests {
             #expect(span.traceID == trace.traceID && span.parentSpanID == trace.spanID)
             #expect(span.serviceName == "traced-test")
             #expect(span.attributes["job.outcome"] == "succeeded")
+            // The collector got the headers of OTEL_EXPORTER_OTLP_HEADERS; the logs never show them.
+            #expect(collector.server.received.first?.header("x-api-key") == "s3cr3t-key")
+            // swift-otel logs the variable it read (as the traces one) with its value hidden.
+            #expect(
+                output.contains("OTEL_EXPORTER_OTLP_TRACES_HEADERS") && output.contains("(not shown)"), "\(output)")
+            #expect(!output.contains("s3cr3t"), "\(output)")
+            #expect(output.contains("traces=otlp"), "\(output)")
         }
     }
 

@@ -49,6 +49,16 @@ public enum TraceExport {
 
     /// Refuses the `OTEL_*` values swift-otel would crash on or cannot honour in this build.
     public static func validate(_ environment: [String: String]) throws {
+        for name in ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] {
+            guard let value = environment[name], !value.isEmpty else { continue }
+            let url = URLComponents(string: value)
+            guard let scheme = url?.scheme?.lowercased(), scheme == "http" || scheme == "https",
+                !(url?.host ?? "").isEmpty
+            else {
+                // The value may carry credentials: it is not repeated.
+                throw SettingError(description: "invalid \(name): expected an http:// or https:// URL with a host")
+            }
+        }
         for name in ["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"] {
             if let value = environment[name], !value.isEmpty, !protocols.contains(value) {
                 throw SettingError(
@@ -62,6 +72,15 @@ public enum TraceExport {
             throw SettingError(
                 description: "invalid OTEL_TRACES_SAMPLER \(value): expected one of \(samplers.joined(separator: ", "))"
             )
+        }
+        if let sampler = environment["OTEL_TRACES_SAMPLER"], sampler.hasSuffix("traceidratio"),
+            let value = environment["OTEL_TRACES_SAMPLER_ARG"], !value.isEmpty
+        {
+            guard let ratio = Double(value), (0...1).contains(ratio) else {
+                throw SettingError(
+                    description:
+                        "invalid OTEL_TRACES_SAMPLER_ARG \(value): expected a sampling ratio from 0 to 1, like 0.25")
+            }
         }
         if let value = environment["OTEL_TRACES_EXPORTER"], !value.isEmpty, !["otlp", "none"].contains(value) {
             throw SettingError(description: "invalid OTEL_TRACES_EXPORTER \(value): expected otlp or none")

@@ -378,7 +378,8 @@ struct TracingTests {
         for (name, value) in [
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"), ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/xml"),
             ("OTEL_TRACES_SAMPLER", "jaeger_remote"), ("OTEL_PROPAGATORS", "tracecontext,baggage"),
-            ("OTEL_TRACES_EXPORTER", "zipkin"),
+            ("OTEL_TRACES_EXPORTER", "zipkin"), ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318"),
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "ftp://collector/v1/traces"),
         ] {
             let environment = endpoint.merging([name: value]) { $1 }
             #expect(throws: TraceExport.SettingError.self) { try TraceExport.validate(environment) }
@@ -391,8 +392,16 @@ struct TracingTests {
         for (name, value) in [
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"), ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
             ("OTEL_PROPAGATORS", "tracecontext"),
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "https://otel.example.com/v1/traces"),
         ] {
             #expect(throws: Never.self) { try TraceExport.validate(endpoint.merging([name: value]) { $1 }) }
+        }
+        let ratio = endpoint.merging(["OTEL_TRACES_SAMPLER": "parentbased_traceidratio"]) { $1 }
+        #expect(throws: Never.self) {
+            try TraceExport.validate(ratio.merging(["OTEL_TRACES_SAMPLER_ARG": "0.25"]) { $1 })
+        }
+        #expect(throws: TraceExport.SettingError.self) {
+            try TraceExport.validate(ratio.merging(["OTEL_TRACES_SAMPLER_ARG": "1.5"]) { $1 })
         }
     }
 }

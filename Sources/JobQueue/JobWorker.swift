@@ -263,26 +263,27 @@ public final class JobWorker: Service, Sendable {
         let attemptSpan = tracing.startAttempt(job, logger: logger)
         // The handler runs in a child task so that it can be cancelled alone: when its lease is
         // lost, or when the shutdown timeout ends.
-        let result = await tracing.within(attemptSpan) {
-            await withTaskGroup(of: HandlerResult.self) { group in
-                group.addTask { [logger] in
-                    defer { stop.finish() }
-                    guard let handler = self.handlers[job.kind] else {
-                        return .decided(.retry("no handler for kind \(job.kind)"))
-                    }
-                    let context = JobContext(
-                        logger: logger, database: self.database, workerID: self.configuration.workerID, tracing: tracing
-                    )
+        let result = await withTaskGroup(of: HandlerResult.self) { group in
+            group.addTask { [logger] in
+                defer { stop.finish() }
+                guard let handler = self.handlers[job.kind] else {
+                    return .decided(.retry("no handler for kind \(job.kind)"))
+                }
+                let context = JobContext(
+                    logger: logger, database: self.database, workerID: self.configuration.workerID, tracing: tracing)
+                // The attempt's span is the handler's current span: its statements and requests
+                // are children of it.
+                return await tracing.within(attemptSpan) {
                     do {
                         return .decided(try await handler.handle(job, context: context))
                     } catch {
                         return .threw(error)
                     }
                 }
-                // Ends when the handler's task finishes the stream, or when this task is cancelled.
-                for await _ in stops { group.cancelAll() }
-                return await group.next()!
             }
+            // Ends when the handler's task finishes the stream, or when this task is cancelled.
+            for await _ in stops { group.cancelAll() }
+            return await group.next()!
         }
         let elapsed = clock.now - started
         Timer(label: "webhook_worker_job_duration_seconds", dimensions: [("kind", job.kind)])

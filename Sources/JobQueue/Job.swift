@@ -18,6 +18,9 @@ public struct Job: Sendable {
     public let released: Int
     /// Jobs of one kind sharing a key share that kind's per-key limit (``JobHandler/concurrencyLimit``).
     public let concurrencyKey: String?
+    /// The `trace_context` column as stored (a W3C `traceparent`, maybe with a `tracestate`;
+    /// not validated). Read only while tracing is on; nil otherwise.
+    public internal(set) var traceContext: String?
 
     public init(
         id: Int64, kind: String, payload: PostgresJSON, priority: Int = 0, attempt: Int, maxAttempts: Int,

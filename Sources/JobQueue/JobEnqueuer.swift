@@ -29,15 +29,19 @@ public struct JobEnqueuer: Sendable {
         PostgresQuery(
             "\(schema)." + (returning ? "enqueueJob" : "enqueueJobCopies"),
             """
-            INSERT INTO \(schema).jobs (kind, payload, run_at, priority, max_attempts, unique_key, concurrency_key)
-            SELECT $1, $2::jsonb, coalesce($3::timestamptz, now()), $4::smallint, $5::integer, $6, $7
+            INSERT INTO \(schema).jobs
+                (kind, payload, run_at, priority, max_attempts, unique_key, concurrency_key, trace_context)
+            SELECT $1, $2::jsonb, coalesce($3::timestamptz, now()), $4::smallint, $5::integer, $6, $7, $9
             FROM generate_series(1, $8::integer)
             ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
             """ + (returning ? "\nRETURNING id" : ""))
     }
 
     private func bindings(_ job: NewJob, copies: Int) -> [any PostgresEncodable] {
-        [job.kind, job.payload, job.runAt, job.priority, job.maxAttempts, job.uniqueKey, job.concurrencyKey, copies]
+        [
+            job.kind, job.payload, job.runAt, job.priority, job.maxAttempts, job.uniqueKey, job.concurrencyKey, copies,
+            job.traceContext,
+        ]
     }
 
     /// Inserts `job`.

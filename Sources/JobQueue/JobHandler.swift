@@ -63,11 +63,15 @@ public struct JobContext: Sendable {
     /// Connections shared by the replica's handlers; hold one only as long as a statement needs.
     public var database: PostgresConnectionPool
     public var workerID: String
+    /// Spans for the handler's statements and requests: children of the attempt's span (which
+    /// is the task's current span). Off unless the worker traces.
+    public var tracing: JobTracing
 
-    public init(logger: Logger, database: PostgresConnectionPool, workerID: String) {
+    public init(logger: Logger, database: PostgresConnectionPool, workerID: String, tracing: JobTracing = .off) {
         self.logger = logger
         self.database = database
         self.workerID = workerID
+        self.tracing = tracing
     }
 }
 

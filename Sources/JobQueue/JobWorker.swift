@@ -29,6 +29,8 @@ public final class JobWorker: Service, Sendable {
     private let wakeUps = WakeUps<Void>()
     private let state = Mutex(State())
     private let listening = Atomic<Bool>(false)
+    /// Attempt spans waiting for their outcome to be written (empty while tracing is off).
+    private let spans = AttemptSpans()
 
     /// One attempt of one job: a job re-claimed after its lease ran out is a new attempt, and the
     /// old attempt's task must not touch the new one's bookkeeping.
@@ -183,9 +185,14 @@ public final class JobWorker: Service, Sendable {
                 let limit = min(free, configuration.claimBatchSize)
                 do {
                     let claimed = try await connections.withConnection { connection in
-                        try await store.claim(
+                        var claimed = try await store.claim(
                             connection, kinds: kinds, keyLimits: keyLimits, limit: limit, lease: configuration.lease,
                             maxAttempts: { self.policy(for: $0).maxAttempts })
+                        if configuration.tracing.isOn {
+                            claimed.jobs = await configuration.tracing.withTraceContexts(
+                                claimed.jobs, schema: configuration.schema, connection: connection, logger: logger)
+                        }
+                        return claimed
                     }
                     if failing { logger.info("claiming jobs again") }
                     failing = false
@@ -253,6 +260,8 @@ public final class JobWorker: Service, Sendable {
         logger[metadataKey: "job.attempt"] = "\(job.attempt)"
         let clock = ContinuousClock()
         let started = clock.now
+        let tracing = configuration.tracing
+        let attemptSpan = tracing.startAttempt(job, logger: logger)
         // The handler runs in a child task so that it can be cancelled alone: when its lease is
         // lost, or when the shutdown timeout ends.
         let result = await withTaskGroup(of: HandlerResult.self) { group in
@@ -261,11 +270,16 @@ public final class JobWorker: Service, Sendable {
                 guard let handler = self.handlers[job.kind] else {
                     return .decided(.retry("no handler for kind \(job.kind)"))
                 }
-                let context = JobContext(logger: logger, database: self.database, workerID: self.configuration.workerID)
-                do {
-                    return .decided(try await handler.handle(job, context: context))
-                } catch {
-                    return .threw(error)
+                let context = JobContext(
+                    logger: logger, database: self.database, workerID: self.configuration.workerID, tracing: tracing)
+                // The attempt's span is the handler's current span: its statements and requests
+                // are children of it.
+                return await tracing.within(attemptSpan) {
+                    do {
+                        return .decided(try await handler.handle(job, context: context))
+                    } catch {
+                        return .threw(error)
+                    }
                 }
             }
             // Ends when the handler's task finishes the stream, or when this task is cancelled.
@@ -297,6 +311,7 @@ public final class JobWorker: Service, Sendable {
             state.finisherStopped = true
             return deadline
         }
+        if let attemptSpan { spans.recording(key, attempt: attemptSpan, tracing: tracing) }
         wakeUps.ring()
         finisher.submit(
             .init(
@@ -357,6 +372,11 @@ public final class JobWorker: Service, Sendable {
     private func recorded(_ results: [(Finisher.Entry, Finisher.Result)]) {
         for (entry, result) in results {
             let job = entry.job
+            if configuration.tracing.isOn {
+                spans.recorded(
+                    AttemptKey(id: job.id, attempt: job.attempt), outcome: result.spanOutcome(entry.resolution),
+                    error: result.spanError(entry.resolution))
+            }
             var metadata: Logger.Metadata {
                 ["job.id": "\(job.id)", "job.kind": "\(job.kind)", "job.attempt": "\(job.attempt)"]
             }

@@ -60,6 +60,8 @@ public struct JobWorkerConfiguration: Sendable {
     /// (`synchronous_commit = off`). Faster; a PostgreSQL crash may then forget the last fraction
     /// of a second of outcomes, whose jobs run again (at least once still holds).
     public var asynchronousCommit: Bool
+    /// Spans per attempt (JobTracing.swift); off by default.
+    public var tracing: JobTracing = .off
 
     public init(
         conninfo: String?,

@@ -18,10 +18,14 @@ public struct NewJob: Sendable, Equatable {
     public var uniqueKey: String?
     /// Jobs of one kind sharing a key share that kind's per-key limit (``JobHandler/concurrencyLimit``).
     public var concurrencyKey: String?
+    /// The W3C `traceparent` (optionally followed by a space and a `tracestate`) of the trace the
+    /// job's spans continue; stored as given, in `trace_context` (the worker ignores a malformed
+    /// one).
+    public var traceContext: String?
 
     public init(
         kind: String, payload: PostgresJSON = PostgresJSON("{}"), runAt: Date? = nil, priority: Int = 0,
-        maxAttempts: Int? = nil, uniqueKey: String? = nil, concurrencyKey: String? = nil
+        maxAttempts: Int? = nil, uniqueKey: String? = nil, concurrencyKey: String? = nil, traceContext: String? = nil
     ) {
         self.kind = kind
         self.payload = payload
@@ -30,19 +34,20 @@ public struct NewJob: Sendable, Equatable {
         self.maxAttempts = maxAttempts
         self.uniqueKey = uniqueKey
         self.concurrencyKey = concurrencyKey
+        self.traceContext = traceContext
     }
 
     /// A job whose payload is `payload` encoded as JSON (keys sorted, so equal payloads are equal
     /// bytes).
     public init<Payload: Encodable>(
         kind: String, encoding payload: Payload, runAt: Date? = nil, priority: Int = 0, maxAttempts: Int? = nil,
-        uniqueKey: String? = nil, concurrencyKey: String? = nil
+        uniqueKey: String? = nil, concurrencyKey: String? = nil, traceContext: String? = nil
     ) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         self.init(
             kind: kind, payload: PostgresJSON(bytes: Array(try encoder.encode(payload))), runAt: runAt,
             priority: priority,
-            maxAttempts: maxAttempts, uniqueKey: uniqueKey, concurrencyKey: concurrencyKey)
+            maxAttempts: maxAttempts, uniqueKey: uniqueKey, concurrencyKey: concurrencyKey, traceContext: traceContext)
     }
 }

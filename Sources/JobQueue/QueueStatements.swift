@@ -37,6 +37,7 @@ final class QueueStatements: Sendable {
     let pruneJobAttempts: PostgresQuery
     let enqueueJob: PostgresQuery
     let enqueueJobCopies: PostgresQuery
+    let readTraceContexts: PostgresQuery
 
     init(schema: String) {
         claimJobs = JobStore.claim(schema)
@@ -71,5 +72,6 @@ final class QueueStatements: Sendable {
         pruneJobAttempts = JobAttemptHistory.prune(schema)
         enqueueJob = JobEnqueuer.insert(schema, returning: true)
         enqueueJobCopies = JobEnqueuer.insert(schema, returning: false)
+        readTraceContexts = JobTracing.readTraceContexts(schema)
     }
 }

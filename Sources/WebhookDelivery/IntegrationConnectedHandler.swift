@@ -35,10 +35,15 @@ public struct IntegrationConnectedHandler: JobHandler {
             ON CONFLICT ON CONSTRAINT webhook_deliveries_once_per_client DO NOTHING
             RETURNING delivery_id, oauth_client_id
         )
-        INSERT INTO webhook_worker.jobs (kind, payload, concurrency_key)
-        SELECT 'webhook.deliver', jsonb_build_object('delivery_id', delivery_id), 'client:' || oauth_client_id
+        INSERT INTO webhook_worker.jobs (kind, payload, concurrency_key, trace_context)
+        SELECT 'webhook.deliver', jsonb_build_object('delivery_id', delivery_id), 'client:' || oauth_client_id, $7
         FROM created
         """)
+
+    /// The job's own `trace_context`, copied to its deliveries' jobs when the worker does not
+    /// trace (tracing on, they get the fan-out span's context, which continues it).
+    static let traceContext = PostgresQuery(
+        "fanOutTraceContext", "SELECT trace_context FROM webhook_worker.jobs WHERE id = $1")
 
     public func handle(_ job: Job, context: JobContext) async throws -> JobOutcome {
         let accountID: String
@@ -51,11 +56,21 @@ public struct IntegrationConnectedHandler: JobHandler {
             return .fail(error.description)
         }
 
-        let (accountRows, recipientRows) = try await context.database.withConnection { connection in
-            (
-                try await connection.query(Self.account, [accountID]),
+        let tracing = context.tracing
+        let (accountRows, recipientRows, stored) = try await context.database.withConnection {
+            connection -> (PostgresResult, PostgresResult, String?) in
+            let account = try await tracing.withStatementSpan(Self.account.name) {
+                try await connection.query(Self.account, [accountID])
+            }
+            let recipients = try await tracing.withStatementSpan(Recipients.forUser.name) {
                 try await connection.query(Recipients.forUser, [userID])
-            )
+            }
+            var stored: String?
+            if !tracing.isOn {
+                stored = try await connection.query(Self.traceContext, [job.id]).first?.decodeIfPresent(
+                    "trace_context", as: String.self)
+            }
+            return (account, recipients, stored)
         }
         guard let account = accountRows.first else {
             return .fail("integration account \(accountID) does not exist")
@@ -86,7 +101,10 @@ public struct IntegrationConnectedHandler: JobHandler {
         return .complete(statements: [
             BoundStatement(
                 Self.createDeliveries,
-                [job.id, accountID, userID, PostgresArray(clients), PostgresArray(deliveryIDs), body])
+                [
+                    job.id, accountID, userID, PostgresArray(clients), PostgresArray(deliveryIDs), body,
+                    tracing.currentTraceContext() ?? stored,
+                ])
         ])
     }
 }

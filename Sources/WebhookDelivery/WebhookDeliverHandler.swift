@@ -64,9 +64,14 @@ public struct WebhookDeliverHandler: JobHandler {
         var logger = context.logger
         logger[metadataKey: "delivery.id"] = "\(deliveryID.uuidString.lowercased())"
 
+        let tracing = context.tracing
         guard
-            let row = try await recheck.row(
-                for: deliveryID, overlap: sender.configuration.secretOverlap, database: context.database)
+            let row = try await tracing.withStatementSpan(
+                "recheckDelivery",
+                {
+                    try await recheck.row(
+                        for: deliveryID, overlap: sender.configuration.secretOverlap, database: context.database)
+                })
         else {
             return .fail("delivery \(deliveryID.uuidString.lowercased()) does not exist")
         }
@@ -92,8 +97,12 @@ public struct WebhookDeliverHandler: JobHandler {
         let endpointState: String? = try row.decodeIfPresent("endpoint_state")
         let endpointFailures: Int = try row.decodeIfPresent("endpoint_failures") ?? 0
         if let endpointState, endpointState != "closed" {
-            switch try await EndpointCircuit.permit(
-                key: endpoint, configuration: sender.configuration, database: context.database)
+            switch try await tracing.withStatementSpan(
+                "endpointPermit",
+                {
+                    try await EndpointCircuit.permit(
+                        key: endpoint, configuration: sender.configuration, database: context.database)
+                })
             {
             case .send:
                 break
@@ -125,7 +134,10 @@ public struct WebhookDeliverHandler: JobHandler {
             userAgent: sender.configuration.userAgent,
             timestamp: Int64(Date().timeIntervalSince1970))
 
-        let result = await sender.post(url: url, headers: headers, body: body, logger: logger)
+        // Parsed once: it goes into the span, the stored attempt and, on failure, the job's error.
+        let redactedURL = Self.redacted(url)
+        let result = await sender.post(
+            url: url, headers: headers, body: body, logger: logger, tracing: tracing, redactedURL: redactedURL)
         // Cut off by shutdown or a lost lease: the worker releases the job and this does not count
         // as an attempt. A response that did arrive is recorded whatever happens next: a 2xx
         // thrown away here would be sent again.
@@ -135,10 +147,12 @@ public struct WebhookDeliverHandler: JobHandler {
             || (result.succeeded && endpointState != nil && (endpointState != "closed" || endpointFailures > 0))
         {
             do {
-                let state = try await EndpointCircuit.record(
-                    key: endpoint, succeeded: result.succeeded, error: result.error,
-                    configuration: sender.configuration,
-                    database: context.database)
+                let state = try await tracing.withStatementSpan("endpointRecord") {
+                    try await EndpointCircuit.record(
+                        key: endpoint, succeeded: result.succeeded, error: result.error,
+                        configuration: sender.configuration,
+                        database: context.database)
+                }
                 if state != (endpointState ?? "closed") {
                     logger.log(
                         level: state == "closed" ? .info : .warning, "endpoint circuit is now \(state)",
@@ -150,8 +164,6 @@ public struct WebhookDeliverHandler: JobHandler {
                 logger.debug("could not record the endpoint's result", metadata: ["error": "\(error)"])
             }
         }
-        // Parsed once: it goes into the stored attempt and, on failure, the job's error.
-        let redactedURL = Self.redacted(url)
         let newStatus: String
         let outcome: JobOutcome.Decision
         if result.succeeded {

@@ -7,6 +7,7 @@ import NIOHTTP1
 import NIOPosix
 import NIOSSL
 import Synchronization
+import Tracing
 
 /// What one HTTP attempt came to.
 public struct SendResult: Sendable {
@@ -76,7 +77,45 @@ public final class WebhookSender: Sendable {
     }
 
     /// POSTs `body` to `url` with `headers`. Never throws: every failure is a ``SendResult``.
-    public func post(url: String, headers: [(String, String)], body: [UInt8], logger: Logger) async -> SendResult {
+    ///
+    /// While `tracing` is on, the request is a client span (a child of the task's current span)
+    /// whose `traceparent` goes to the receiver; `redactedURL` is its `url.full` (the URL as logs
+    /// show it: see ``WebhookDeliverHandler``).
+    public func post(
+        url: String, headers: [(String, String)], body: [UInt8], logger: Logger, tracing: JobTracing = .off,
+        redactedURL: String? = nil
+    ) async -> SendResult {
+        guard tracing.isOn else { return await send(url: url, headers: headers, body: body, logger: logger) }
+        return await tracing.withSpan("POST", ofKind: .client) { span in
+            let result = await send(
+                url: url, headers: headers + tracing.propagationHeaders(), body: body, logger: logger
+            ) { target in
+                span?.updateAttributes { attributes in
+                    attributes.set("server.address", value: .string(target.host))
+                    attributes.set("server.port", value: .int64(Int64(target.port)))
+                }
+            }
+            span?.updateAttributes { attributes in
+                attributes.set("http.request.method", value: .string("POST"))
+                attributes.set("url.full", value: .string(redactedURL ?? WebhookDeliverHandler.redacted(url)))
+                if let status = result.status {
+                    attributes.set("http.response.status_code", value: .int64(Int64(status)))
+                }
+                if !result.succeeded {
+                    attributes.set(
+                        "error.type",
+                        value: .string(result.errorClass?.rawValue ?? result.status.map(String.init) ?? "error"))
+                }
+            }
+            if !result.succeeded { span?.setStatus(SpanStatus(code: .error, message: result.error)) }
+            return result
+        }
+    }
+
+    private func send(
+        url: String, headers: [(String, String)], body: [UInt8], logger: Logger,
+        resolved: (_ target: (scheme: String, host: String, port: Int)) -> Void = { _ in }
+    ) async -> SendResult {
         let clock = ContinuousClock()
         let started = clock.now
         func failure(_ errorClass: DeliveryErrorClass, _ message: String) -> SendResult {
@@ -89,6 +128,7 @@ public final class WebhookSender: Sendable {
         } catch {
             return failure(error.errorClass, error.description)
         }
+        resolved(target)
         var request = HTTPClientRequest(url: url)
         request.method = .POST
         for (name, value) in headers { request.headers.add(name: name, value: value) }

@@ -6,6 +6,7 @@ import Logging
 import Metrics
 import Prometheus
 import ServiceLifecycle
+import TraceExport
 import WebhookDelivery
 import WebhookWorkerSchema
 
@@ -212,6 +213,8 @@ struct RunCommand: AsyncParsableCommand {
         var httpHost: String
         /// The web console on the operations server, when enabled.
         var console: ConsoleSettings?
+        /// Export spans (OTLP): an endpoint is set in the `OTEL_*` variables.
+        var traces: Bool
     }
 
     func settings(environment env: [String: String]) throws -> Settings {
@@ -320,13 +323,23 @@ struct RunCommand: AsyncParsableCommand {
                 tokens: try ConsoleSettings.tokens(
                     host: host, environment: env, flag: "--http-host (WORKER_HTTP_HOST)"))
         }
+        let traces = TraceExport.isEnabled(env)
+        if traces {
+            do {
+                try TraceExport.validate(env)
+            } catch {
+                throw SettingError(description: "\(error)")
+            }
+        }
         return Settings(
-            queue: queue, delivery: delivery, poolSize: pool, httpPort: port, httpHost: host, console: consoleSettings)
+            queue: queue, delivery: delivery, poolSize: pool, httpPort: port, httpHost: host, console: consoleSettings,
+            traces: traces)
     }
 
     func run() async throws {
         let logger = try logging.bootstrap()
-        let settings = try self.settings(environment: ProcessInfo.processInfo.environment)
+        let environment = ProcessInfo.processInfo.environment
+        var settings = try self.settings(environment: environment)
         logger.info(
             "effective settings",
             metadata: [
@@ -356,7 +369,16 @@ struct RunCommand: AsyncParsableCommand {
                 "endpoint_disable_after": "\(DurationText.format(settings.delivery.disableAfter))",
                 "http_port": "\(settings.httpPort.map(String.init) ?? "off")",
                 "console": "\(settings.console.map { $0.readOnly ? "read-only" : "on" } ?? "off")",
+                "traces": "\(settings.traces ? "otlp" : "off")",
             ])
+        // Spans go to the OTLP endpoint of the OTEL_* variables; without one, none is created.
+        let traces: TraceExport.Backend?
+        do {
+            traces = try TraceExport.make(environment: environment, logger: logger)
+        } catch {
+            throw SettingError(description: "could not set up the trace exporter: \(error)")
+        }
+        settings.queue.tracing = JobTracing(traces?.tracer)
 
         let registry = PrometheusCollectorRegistry()
         if settings.httpPort != nil {
@@ -389,6 +411,10 @@ struct RunCommand: AsyncParsableCommand {
             ],
             database: pool, logger: logger)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        if let traces {
+            // First in, last out: the spans of the last jobs are sent after the worker drains.
+            services.append(.init(service: traces.service))
+        }
         if let port = settings.httpPort {
             // First in, last out: metrics and health stay up while the worker drains.
             services.append(

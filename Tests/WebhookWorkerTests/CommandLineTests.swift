@@ -29,6 +29,15 @@ struct CommandLineTests {
             ("$BIN console --host 0.0.0.0", "WORKER_CONSOLE_TOKEN"),
             ("WORKER_CONSOLE_PORT=0 $BIN console", "--port (WORKER_CONSOLE_PORT)"),
             ("WORKER_CONSOLE_TOKEN=alice:short $BIN console", "WORKER_CONSOLE_TOKEN"),
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317 OTEL_EXPORTER_OTLP_PROTOCOL=grpc $BIN run",
+                "OTEL_EXPORTER_OTLP_PROTOCOL"
+            ),
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 OTEL_TRACES_SAMPLER=xray $BIN run",
+                "OTEL_TRACES_SAMPLER"
+            ),
+            ("$BIN enqueue noop --traceparent 00-4bf92f3577b34da6a3ce929d0e0e4736-01", "--traceparent"),
         ])
     func badSettings(command: String, names: String) throws {
         let (output, status) = try Self.run(

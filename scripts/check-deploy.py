@@ -53,6 +53,19 @@ for kind, name in re.findall(r'\b(Counter|FloatingPointCounter|Gauge|Meter|Recor
         exported.update(name + suffix for suffix in ("_bucket", "_sum", "_count"))
     if kind != "Timer":
         exported.add(name)
+# JobQueue names its metrics after the prefix the program gives its JobQueueSchema
+# (MetricNames: `prefix + "_jobs_total"`, ...); the deployed names use that metricPrefix.
+prefixes = set(re.findall(r'metricPrefix:\s*"([A-Za-z_][A-Za-z0-9_]*)"', all_source))
+suffixes = set(re.findall(r'=\s*prefix\s*\+\s*"(_[A-Za-z0-9_]+)"', all_source))
+if not prefixes or not suffixes:
+    fail("found no JobQueueSchema metricPrefix or no MetricNames suffix in Sources")
+for prefix in prefixes:
+    for suffix in suffixes:
+        name = prefix + suffix
+        if name.endswith("_seconds"):  # a Timer: a histogram's series
+            exported.update(name + series for series in ("_bucket", "_sum", "_count"))
+        else:
+            exported.add(name)
 if not exported:
     fail("found no metric in Sources (Counter/Gauge/Timer(label: ...))")
 BUILTIN = {"up"}  # set by Prometheus for every target

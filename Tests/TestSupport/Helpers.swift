@@ -17,12 +17,13 @@ func selfSignedTLS() throws -> TLSConfiguration {
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tls-\(UUID().uuidString)").path
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: directory) }
-    _ = try shell(
-        """
-        openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost -keyout '\(directory)/key.pem' -out \
-        '\(directory)/cert.pem' 2>/dev/null
-        """
-    )
+    let openssl = try ChildProcess.start(
+        "openssl",
+        [
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost", "-keyout",
+            directory + "/key.pem", "-out", directory + "/cert.pem",
+        ])
+    guard openssl.waitBlocking() == 0 else { throw TestFailure(message: "openssl req failed: \(openssl.output)") }
     return TLSConfiguration.makeServerConfiguration(
         certificateChain: try NIOSSLCertificate.fromPEMFile(directory + "/cert.pem").map { .certificate($0) },
         privateKey: .privateKey(try NIOSSLPrivateKey(file: directory + "/key.pem", format: .pem)))
@@ -39,37 +40,27 @@ final class Flag: Sendable {
     var isSet: Bool { value.withLock { $0 } }
 }
 
-/// Runs `scripts/pg COMMAND DIR` and returns its output. (popen, not Foundation's Process, whose
-/// waitUntilExit can hang when called from a Swift concurrency thread on Linux.)
+/// Runs `scripts/pg COMMAND DIR` and returns its output.
+@discardableResult
 func runScript(_ command: String, _ directory: String) throws -> String {
-    try shell("'\(TestDatabase.repoRoot)/scripts/pg' \(command) '\(directory)'")
-}
-
-/// Runs a shell command line, returning its standard output; throws on a non-zero exit.
-func shell(_ commandLine: String) throws -> String {
-    guard let pipe = popen(commandLine, "r") else { throw TestFailure(message: "popen failed: \(commandLine)") }
-    var output = [UInt8]()
-    var buffer = [UInt8](repeating: 0, count: 4096)
-    while true {
-        let count = fread(&buffer, 1, buffer.count, pipe)
-        if count <= 0 { break }
-        output.append(contentsOf: buffer[0..<count])
-    }
-    let status = pclose(pipe)
-    guard status == 0 else { throw TestFailure(message: "\(commandLine) exited with status \(status)") }
-    return String(decoding: output, as: UTF8.self)
+    try checkedOutput(TestDatabase.repoRoot + "/scripts/pg", [command, directory])
 }
 
 /// The built `webhook-worker` binary (`swift build` puts it there before the tests run).
 let workerBinary = TestDatabase.repoRoot + "/.build/debug/webhook-worker"
 
-/// Runs a shell snippet with `$BIN` set to ``workerBinary``; returns its combined output and exit
-/// status.
-func runWorkerCommand(_ script: String, environment: [String: String] = [:]) throws -> (output: String, status: Int32) {
-    let exports = environment.map { "export \($0.key)='\($0.value)'; " }.joined()
-    let quoted = script.replacingOccurrences(of: "'", with: "'\\''")
-    let output = try shell("bash -c '\(exports)BIN=\(workerBinary); \(quoted) 2>&1; echo \"exit=$?\"'")
-    let lines = output.split(separator: "\n", omittingEmptySubsequences: false)
-    let statusLine = lines.last { $0.hasPrefix("exit=") } ?? "exit=-1"
-    return (lines.filter { !$0.hasPrefix("exit=") }.joined(separator: "\n"), Int32(statusLine.dropFirst(5)) ?? -1)
+/// Runs the built binary with `arguments` to its end: its output (standard output and, unless
+/// told otherwise, standard error) and exit status.
+func runWorker(
+    _ arguments: [String], environment: [String: String] = [:], input: String? = nil,
+    standardError: ChildProcess.StandardError = .merged, timeout: Duration = .seconds(120)
+) async throws -> (output: String, status: Int32) {
+    try await ChildProcess.run(
+        workerBinary, arguments, environment: environment, input: input, standardError: standardError,
+        timeout: timeout)
+}
+
+/// Starts the built binary with `arguments` in the background.
+func startWorker(_ arguments: [String], environment: [String: String] = [:]) throws -> ChildProcess {
+    try ChildProcess.start(workerBinary, arguments, environment: environment)
 }

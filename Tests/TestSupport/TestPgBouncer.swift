@@ -12,15 +12,16 @@ enum TestPgBouncer {
     static let serverURL: String = {
         let url: String
         do {
-            url = try shell(
-                "'\(TestDatabase.repoRoot)/scripts/pgbouncer' start '\(directory)' '\(TestDatabase.serverURL)'"
+            url = try checkedOutput(
+                TestDatabase.repoRoot + "/scripts/pgbouncer", ["start", directory, TestDatabase.serverURL]
             ).trimmingCharacters(in: .whitespacesAndNewlines)
         } catch {
             fatalError("could not start PgBouncer (NEED_PGBOUNCER=1 scripts/ensure-deps installs it): \(error)")
         }
         atexit {
-            _ = try? shell(
-                "'\(TestDatabase.repoRoot)/scripts/pgbouncer' destroy '\(TestPgBouncer.directory)' >/dev/null 2>&1")
+            _ = try? ChildProcess.start(
+                TestDatabase.repoRoot + "/scripts/pgbouncer", ["destroy", TestPgBouncer.directory]
+            ).waitBlocking()
         }
         return url
     }()

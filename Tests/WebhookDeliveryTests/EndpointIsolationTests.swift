@@ -172,8 +172,8 @@ struct EndpointIsolationTests {
 
             healthy.store(true, ordering: .relaxed)
             try await database.query("SELECT webhook_worker.set_endpoint_enabled('client:doomed', true, 'test')")
-            let (output, status) = try runWorkerCommand(
-                "$BIN dead-letters retry --client doomed", environment: ["DATABASE_URL": database.conninfo])
+            let (output, status) = try await runWorker(
+                ["dead-letters", "retry", "--client", "doomed"], environment: ["DATABASE_URL": database.conninfo])
             #expect(status == 0, "\(output)")
             let delivered = try await eventually(timeout: .seconds(10)) {
                 try await database.count(

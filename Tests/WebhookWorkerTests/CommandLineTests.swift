@@ -8,9 +8,26 @@ import WebhookReceiver
 struct CommandLineTests {
     static let binary = workerBinary
 
-    /// Runs a shell snippet with `$BIN` set; returns its combined output and exit status.
-    static func run(_ script: String, environment: [String: String] = [:]) throws -> (output: String, status: Int32) {
-        try runWorkerCommand(script, environment: environment)
+    /// Runs the binary with `arguments`; its combined output and exit status.
+    static func run(
+        _ arguments: [String], environment: [String: String] = [:], input: String? = nil,
+        timeout: Duration = .seconds(120)
+    ) async throws -> (output: String, status: Int32) {
+        try await runWorker(arguments, environment: environment, input: input, timeout: timeout)
+    }
+
+    /// A command line as the tables below write it for a reader, `NAME=value ... $BIN arg ...`,
+    /// split at spaces (no quoting: no value here holds a space) into the environment it sets
+    /// and the binary's arguments.
+    static func split(_ commandLine: String) -> (environment: [String: String], arguments: [String]) {
+        let words = commandLine.split(separator: " ").map(String.init)
+        let binary = words.firstIndex(of: "$BIN") ?? 0
+        var environment: [String: String] = [:]
+        for assignment in words[..<binary] {
+            let parts = assignment.split(separator: "=", maxSplits: 1).map(String.init)
+            environment[parts[0]] = parts.count > 1 ? parts[1] : ""
+        }
+        return (environment, Array(words[(binary + 1)...]))
     }
 
     @Test(
@@ -39,9 +56,12 @@ struct CommandLineTests {
             ),
             ("$BIN enqueue noop --traceparent 00-4bf92f3577b34da6a3ce929d0e0e4736-01", "--traceparent"),
         ])
-    func badSettings(command: String, names: String) throws {
-        let (output, status) = try Self.run(
-            command, environment: ["DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"])
+    func badSettings(command: String, names: String) async throws {
+        let (environment, arguments) = Self.split(command)
+        let (output, status) = try await Self.run(
+            arguments,
+            environment: environment.merging(["DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"]) { set, _ in set }
+        )
         #expect(status == 2, "\(output)")
         let lines = output.split(separator: "\n")
         #expect(lines.count == 1, "\(output)")
@@ -49,30 +69,27 @@ struct CommandLineTests {
     }
 
     @Test("--version prints the version and exits 0")
-    func version() throws {
-        let (output, status) = try Self.run("$BIN --version")
+    func version() async throws {
+        let (output, status) = try await Self.run(["--version"])
         #expect(status == 0)
         #expect(output.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ".").count == 3, "\(output)")
     }
 
     @Test("receive ends on SIGTERM and on SIGINT with status 0, not killed by the signal")
-    func receiveStopsOnSignals() throws {
-        for signal in ["TERM", "INT"] {
-            let (output, status) = try Self.run(
-                """
-                $BIN receive --port 0 2>&1 & pid=$!
-                sleep 1
-                kill -\(signal) $pid
-                wait $pid
-                """)
-            #expect(status == 0, "SIG\(signal): \(output)")
-            #expect(output.contains("receiving webhooks on"), "\(output)")
+    func receiveStopsOnSignals() async throws {
+        for signal in [SIGTERM, SIGINT] {
+            let receiver = try startWorker(["receive", "--port", "0"])
+            #expect(await eventually { receiver.output.contains("receiving webhooks on") }, "\(receiver.output)")
+            receiver.signal(signal)
+            let status = await receiver.wait(timeout: .seconds(30))
+            #expect(status == 0, "signal \(signal): \(receiver.output)")
         }
     }
 
     @Test("an unreachable database is one clear line without the password, exit 1")
-    func unreachableDatabase() throws {
-        let (output, status) = try Self.run("$BIN migrate --database-url postgresql://ops:pa55word@127.0.0.1:1/app")
+    func unreachableDatabase() async throws {
+        let (output, status) = try await Self.run(
+            ["migrate", "--database-url", "postgresql://ops:pa55word@127.0.0.1:1/app"])
         #expect(status == 1)
         #expect(output.contains("127.0.0.1:1"))
         #expect(!output.contains("pa55word"))
@@ -82,11 +99,11 @@ struct CommandLineTests {
     func httpPortInUse() async throws {
         try await withTestDatabase(appTables: true) { database in
             let occupant = try await WebhookReceiverServer.start { _ in .ok }
-            let (output, status) = try Self.run(
-                "timeout 60 $BIN run --http-port \(occupant.port) --http-host 127.0.0.1 --log-level error",
-                environment: ["DATABASE_URL": database.conninfo])
+            let (output, status) = try await Self.run(
+                ["run", "--http-port", "\(occupant.port)", "--http-host", "127.0.0.1", "--log-level", "error"],
+                environment: ["DATABASE_URL": database.conninfo], timeout: .seconds(60))
             await occupant.stop()
-            // Not a crash (a signal's status) and not the timeout's 124.
+            // Not a crash (a signal's status) and not killed at the timeout (137).
             #expect(status == 1, "\(output)")
             #expect(output.localizedCaseInsensitiveContains("address already in use"), "\(output)")
         }
@@ -98,23 +115,20 @@ struct CommandLineTests {
             let fixture = try await DeliveryFixture.make(database: database)
             let secret = "super-secret-value-\(UUID().uuidString)"
             try await fixture.addClient("signed", secret: secret)
-            let log = FileManager.default.temporaryDirectory.appendingPathComponent("worker-\(UUID().uuidString).log")
-                .path
-            defer { try? FileManager.default.removeItem(atPath: log) }
             try await fixture.connectIntegration()
-            let (output, status) = try Self.run(
-                """
-                $BIN run --allow-http --allow-private-networks --log-format json --log-level debug --poll-interval \
-                200ms >\(log) 2>&1 &
-                pid=$!
-                for i in $(seq 100); do grep -q '"webhook delivered"' \(log) && break; sleep 0.1; done
-                kill -TERM $pid
-                wait $pid
-                """, environment: ["DATABASE_URL": database.conninfo])
+            let worker = try startWorker(
+                [
+                    "run", "--allow-http", "--allow-private-networks", "--log-format", "json", "--log-level", "debug",
+                    "--poll-interval", "200ms",
+                ], environment: ["DATABASE_URL": database.conninfo])
+            #expect(await eventually { worker.output.contains(#""webhook delivered""#) })
+            worker.signal(SIGTERM)
+            let status = await worker.wait(timeout: .seconds(30))
+            let output = worker.output
             #expect(status == 0, "\(output)")
             await fixture.receiver.stop()
             #expect(fixture.requests(to: "signed").count == 1)
-            let lines = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n")
+            let lines = output.split(separator: "\n")
             #expect(lines.count > 5)
             var messages: [String] = []
             for line in lines {

@@ -7,12 +7,16 @@ import Testing
 /// The operator and DBA commands, run as the built binary against a real database.
 @Suite("Operator commands", .timeLimit(.minutes(2)))
 struct OperatorCommandTests {
-    static func cli(_ arguments: String, _ database: TestDatabase) throws -> (output: String, status: Int32) {
-        try CommandLineTests.run("$BIN \(arguments) 2>/dev/null", environment: ["DATABASE_URL": database.conninfo])
+    /// Runs `webhook-worker ARGUMENTS` (split at spaces: no argument here holds one); its standard
+    /// output and exit status.
+    static func cli(_ arguments: String, _ database: TestDatabase) async throws -> (output: String, status: Int32) {
+        try await runWorker(
+            arguments.split(separator: " ").map(String.init), environment: ["DATABASE_URL": database.conninfo],
+            standardError: .discarded)
     }
 
-    static func json(_ arguments: String, _ database: TestDatabase) throws -> Any {
-        let (output, status) = try cli(arguments + " --json", database)
+    static func json(_ arguments: String, _ database: TestDatabase) async throws -> Any {
+        let (output, status) = try await cli(arguments + " --json", database)
         #expect(status == 0, "\(arguments): \(output)")
         return try JSONSerialization.jsonObject(with: Data(output.utf8))
     }
@@ -52,39 +56,41 @@ struct OperatorCommandTests {
     func deadLetters() async throws {
         try await withTestDatabase { database in
             try await Self.seed(database)
-            let all = try #require(try Self.json("dead-letters list", database) as? [[String: Any]])
+            let all = try #require(try await Self.json("dead-letters list", database) as? [[String: Any]])
             #expect(all.count == 2)
             let deliver = try #require(
-                try Self.json("dead-letters list --kind webhook.deliver", database) as? [[String: Any]])
+                try await Self.json("dead-letters list --kind webhook.deliver", database) as? [[String: Any]])
             #expect(
                 deliver.count == 1 && deliver[0]["delivery_id"] as? String == "11111111-1111-4111-8111-111111111111")
-            #expect((try Self.json("dead-letters list --since 1d", database) as? [[String: Any]])?.count == 1)
+            #expect((try await Self.json("dead-letters list --since 1d", database) as? [[String: Any]])?.count == 1)
             let id = try #require(deliver[0]["id"] as? Int)
 
-            let shown = try #require(try Self.json("dead-letters show \(id)", database) as? [String: Any])
+            let shown = try #require(try await Self.json("dead-letters show \(id)", database) as? [String: Any])
             #expect(shown["reason"] as? String == "attempts_exhausted")
             #expect((shown["attempts_history"] as? [[String: Any]])?.first?["error"] as? String == "HTTP 500")
-            #expect(try Self.cli("dead-letters show 999999", database).status == 1)
-            #expect(try Self.cli("dead-letters show", database).status == 2)
-            #expect(try Self.cli("dead-letters list --since yesterdayish", database).status == 2)
-            #expect(try Self.cli("dead-letters retry", database).status == 2)
-            #expect(try Self.cli("dead-letters retry 1 --all", database).status == 2)
+            #expect(try await Self.cli("dead-letters show 999999", database).status == 1)
+            #expect(try await Self.cli("dead-letters show", database).status == 2)
+            #expect(try await Self.cli("dead-letters list --since yesterdayish", database).status == 2)
+            #expect(try await Self.cli("dead-letters retry", database).status == 2)
+            #expect(try await Self.cli("dead-letters retry 1 --all", database).status == 2)
 
-            let (text, status) = try Self.cli("dead-letters retry \(id)", database)
+            let (text, status) = try await Self.cli("dead-letters retry \(id)", database)
             #expect(status == 0 && text.contains("requeued dead letter \(id) as job"))
             #expect(
                 try await database.count("SELECT count(*) FROM webhook_worker.jobs WHERE kind = 'webhook.deliver'") == 1
             )
-            #expect(try Self.cli("dead-letters retry \(id)", database).status == 1, "already requeued")
-            #expect((try Self.json("dead-letters list", database) as? [[String: Any]])?.count == 1)
-            #expect((try Self.json("dead-letters list --include-requeued", database) as? [[String: Any]])?.count == 2)
+            #expect(try await Self.cli("dead-letters retry \(id)", database).status == 1, "already requeued")
+            #expect((try await Self.json("dead-letters list", database) as? [[String: Any]])?.count == 1)
+            #expect(
+                (try await Self.json("dead-letters list --include-requeued", database) as? [[String: Any]])?.count == 2)
 
             let retried = try #require(
-                try Self.json("dead-letters retry --all --kind integration.connected", database) as? [String: Any])
+                try await Self.json("dead-letters retry --all --kind integration.connected", database) as? [String: Any]
+            )
             #expect(retried["requeued"] as? Int == 1)
-            #expect(try Self.cli("dead-letters retry --all", database).status == 1, "nothing left to requeue")
+            #expect(try await Self.cli("dead-letters retry --all", database).status == 1, "nothing left to requeue")
 
-            let (purged, purgeStatus) = try Self.cli("dead-letters purge --older-than 30d", database)
+            let (purged, purgeStatus) = try await Self.cli("dead-letters purge --older-than 30d", database)
             #expect(purgeStatus == 0 && purged.contains("deleted 1 dead letter"))
             #expect(try await database.count("SELECT count(*) FROM webhook_worker.dead_letter_jobs") == 1)
         }
@@ -100,7 +106,7 @@ struct OperatorCommandTests {
                 SELECT n, 'noop', '{}', 0, 8, 8, 'attempts_exhausted', now() FROM generate_series(1, 1234) n
                 """)
             let result = try #require(
-                try Self.json("dead-letters retry --all --batch-size 100", database) as? [String: Any])
+                try await Self.json("dead-letters retry --all --batch-size 100", database) as? [String: Any])
             #expect(result["requeued"] as? Int == 1234)
             #expect(try await database.count("SELECT count(*) FROM webhook_worker.jobs") == 1234)
             #expect(
@@ -113,15 +119,16 @@ struct OperatorCommandTests {
     func deliveries() async throws {
         try await withTestDatabase { database in
             try await Self.seed(database)
-            #expect((try Self.json("deliveries list", database) as? [[String: Any]])?.count == 2)
+            #expect((try await Self.json("deliveries list", database) as? [[String: Any]])?.count == 2)
             let failed = try #require(
-                try Self.json("deliveries list --status failed --client client-a", database) as? [[String: Any]])
+                try await Self.json("deliveries list --status failed --client client-a", database) as? [[String: Any]])
             #expect(failed.count == 1 && failed[0]["last_http_status"] as? Int == 500)
-            #expect((try Self.json("deliveries list --client nobody", database) as? [[String: Any]])?.isEmpty == true)
-            #expect(try Self.cli("deliveries list --status lost", database).status == 2)
+            #expect(
+                (try await Self.json("deliveries list --client nobody", database) as? [[String: Any]])?.isEmpty == true)
+            #expect(try await Self.cli("deliveries list --status lost", database).status == 2)
 
             let shown = try #require(
-                try Self.json("deliveries show 11111111-1111-4111-8111-111111111111", database) as? [String: Any])
+                try await Self.json("deliveries show 11111111-1111-4111-8111-111111111111", database) as? [String: Any])
             #expect(shown["payload"] as? String == #"{"a":1}"#)
             #expect(
                 (shown["attempt_history"] as? [[String: Any]])?.first?["url"] as? String == "https://a.example/hook")
@@ -142,10 +149,10 @@ struct OperatorCommandTests {
             #expect(
                 "\"\((shown["attempt_history"] as? [[String: Any]])?.first?["attempted_at"] as? String ?? "")\""
                     == attemptedAt)
-            #expect(try Self.cli("deliveries show 33333333-3333-4333-8333-333333333333", database).status == 1)
-            #expect(try Self.cli("deliveries show not-a-uuid", database).status == 2)
+            #expect(try await Self.cli("deliveries show 33333333-3333-4333-8333-333333333333", database).status == 1)
+            #expect(try await Self.cli("deliveries show not-a-uuid", database).status == 2)
 
-            let (text, status) = try Self.cli("deliveries resend 11111111-1111-4111-8111-111111111111", database)
+            let (text, status) = try await Self.cli("deliveries resend 11111111-1111-4111-8111-111111111111", database)
             #expect(status == 0, "\(text)")
             #expect(
                 try await database.scalar(
@@ -160,7 +167,7 @@ struct OperatorCommandTests {
                     """,
                     as: String.self) == "pending")
             #expect(
-                try Self.cli("deliveries resend 11111111-1111-4111-8111-111111111111", database).status == 1,
+                try await Self.cli("deliveries resend 11111111-1111-4111-8111-111111111111", database).status == 1,
                 "already queued")
         }
     }
@@ -176,7 +183,7 @@ struct OperatorCommandTests {
                 interval '1 minute' WHERE id = (SELECT min(id) FROM webhook_worker.jobs)
                 """
             )
-            let stats = try #require(try Self.json("stats", database) as? [String: Any])
+            let stats = try #require(try await Self.json("stats", database) as? [String: Any])
             let queue = try #require(stats["queue"] as? [[String: Any]])
             #expect(queue.contains { $0["state"] as? String == "available" && $0["jobs"] as? Int == 2 })
             #expect((stats["replicas"] as? [[String: Any]])?.first?["worker_id"] as? String == "replica-x")
@@ -184,15 +191,15 @@ struct OperatorCommandTests {
                 (stats["throughput"] as? [[String: Any]])?.contains { $0["kind"] as? String == "webhook.deliver" }
                     == true)
             #expect((stats["dead_letters"] as? [[String: Any]])?.count == 2)
-            let (table, status) = try Self.cli("stats", database)
+            let (table, status) = try await Self.cli("stats", database)
             #expect(status == 0 && table.contains("replica-x") && table.contains("queue depth"))
 
-            let (pruned, pruneStatus) = try Self.cli("prune --older-than 30d --batch-size 1", database)
+            let (pruned, pruneStatus) = try await Self.cli("prune --older-than 30d --batch-size 1", database)
             #expect(pruneStatus == 0, "\(pruned)")
             #expect(try await database.count("SELECT count(*) FROM webhook_worker.job_attempts") == 1)
             #expect(try await database.count("SELECT count(*) FROM webhook_worker.delivery_attempts") == 1)
             #expect(try await database.count("SELECT count(*) FROM webhook_worker.webhook_deliveries") == 1)
-            #expect(try Self.cli("prune", database).status == 2)
+            #expect(try await Self.cli("prune", database).status == 2)
         }
     }
 
@@ -203,14 +210,10 @@ struct OperatorCommandTests {
         defer { _ = try? runScript("destroy", directory) }
         let database = try await TestDatabase.create(server: server)
         let port = Int.random(in: 30000...60000)
-        let log = directory + "/worker.log"
-        let pid = try shell(
-            """
-            DATABASE_URL='\(database.conninfo)' \(CommandLineTests.binary) run --http-port \(port) --http-host \
-            127.0.0.1 --poll-interval 200ms >\(log) 2>&1 & echo $!
-            """
-        ).trimmingCharacters(in: .whitespacesAndNewlines)
-        defer { _ = try? shell("kill -TERM \(pid) 2>/dev/null; true") }
+        let worker = try startWorker(
+            ["run", "--http-port", "\(port)", "--http-host", "127.0.0.1", "--poll-interval", "200ms"],
+            environment: ["DATABASE_URL": database.conninfo])
+        defer { worker.signal(SIGKILL) }
 
         func get(_ path: String) async -> (Int, String) {
             var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
@@ -243,7 +246,8 @@ struct OperatorCommandTests {
         #expect(await get("/healthz").0 == 200, "alive even without the database")
         _ = try runScript("start", directory)
         #expect(await eventually(timeout: .seconds(30)) { await get("/readyz").0 == 200 })
-        _ = try shell("kill -TERM \(pid); for i in $(seq 100); do kill -0 \(pid) 2>/dev/null || break; sleep 0.1; done")
+        worker.signal(SIGTERM)
+        #expect(await worker.wait(timeout: .seconds(30)) == 0, "\(worker.output)")
     }
 
     @Test("endpoints list/show/enable/disable, deliveries cancel by id and by client, jobs pause/resume, and stats")
@@ -268,21 +272,22 @@ struct OperatorCommandTests {
                 SELECT 'webhook.deliver', jsonb_build_object('delivery_id', delivery_id), 'client:' || oauth_client_id
                 FROM webhook_worker.webhook_deliveries;
                 """)
-            let list = try #require(try Self.json("endpoints list", database) as? [[String: Any]])
+            let list = try #require(try await Self.json("endpoints list", database) as? [[String: Any]])
             #expect(list.count == 1)
             #expect(list.first?["state"] as? String == "open")
             #expect(list.first?["pending_deliveries"] as? Int == 1)
             // By public clientId as well as by id.
-            let shown = try #require(try Self.json("endpoints show pub-a", database) as? [String: Any])
+            let shown = try #require(try await Self.json("endpoints show pub-a", database) as? [String: Any])
             #expect(shown["consecutive_failures"] as? Int == 7)
-            #expect(try Self.cli("endpoints show client-b", database).status == 1, "never failed: nothing to show")
+            #expect(
+                try await Self.cli("endpoints show client-b", database).status == 1, "never failed: nothing to show")
 
-            #expect(try Self.cli("endpoints disable client-b", database).status == 0)
+            #expect(try await Self.cli("endpoints disable client-b", database).status == 0)
             #expect(
                 try await database.scalar(
                     "SELECT state FROM webhook_worker.endpoints WHERE key = 'client:client-b'", as: String.self)
                     == "disabled")
-            #expect(try Self.cli("endpoints enable client-a", database).status == 0)
+            #expect(try await Self.cli("endpoints enable client-a", database).status == 0)
             #expect(
                 try await database.scalar(
                     "SELECT state FROM webhook_worker.endpoints WHERE key = 'client:client-a'", as: String.self)
@@ -292,16 +297,16 @@ struct OperatorCommandTests {
                     "SELECT consecutive_failures FROM webhook_worker.endpoints WHERE key = 'client:client-a'",
                     as: Int.self) == 0)
 
-            let stats = try #require(try Self.json("stats", database) as? [String: Any])
+            let stats = try #require(try await Self.json("stats", database) as? [String: Any])
             #expect(
                 (stats["endpoints_not_closed"] as? [[String: Any]])?.first?["oauth_client_id"] as? String == "client-b")
 
-            #expect(try Self.cli("deliveries cancel 33333333-3333-4333-8333-333333333333", database).status == 0)
+            #expect(try await Self.cli("deliveries cancel 33333333-3333-4333-8333-333333333333", database).status == 0)
             #expect(
-                try Self.cli("deliveries cancel 33333333-3333-4333-8333-333333333333", database).status == 1,
+                try await Self.cli("deliveries cancel 33333333-3333-4333-8333-333333333333", database).status == 1,
                 "not pending any more")
             let byClient = try #require(
-                try Self.json("deliveries cancel --client client-b", database) as? [String: Any])
+                try await Self.json("deliveries cancel --client client-b", database) as? [String: Any])
             #expect(byClient["cancelled"] as? Int == 2)
             #expect(byClient["jobs_removed"] as? Int == 2)
             #expect(
@@ -311,14 +316,14 @@ struct OperatorCommandTests {
             #expect(
                 try await database.count("SELECT count(*) FROM webhook_worker.job_attempts WHERE outcome = 'cancelled'")
                     == 3)
-            #expect(try Self.cli("deliveries cancel", database).status == 2)
+            #expect(try await Self.cli("deliveries cancel", database).status == 2)
 
-            #expect(try Self.cli("jobs pause webhook.deliver", database).status == 0)
+            #expect(try await Self.cli("jobs pause webhook.deliver", database).status == 0)
             #expect(
                 try await database.count(
                     "SELECT count(*) FROM webhook_worker.paused_kinds WHERE kind = 'webhook.deliver'") == 1)
-            #expect(try Self.cli("jobs resume webhook.deliver", database).status == 0)
-            #expect(try Self.cli("jobs resume webhook.deliver", database).status == 1, "was not paused")
+            #expect(try await Self.cli("jobs resume webhook.deliver", database).status == 0)
+            #expect(try await Self.cli("jobs resume webhook.deliver", database).status == 1, "was not paused")
         }
     }
 }

@@ -60,8 +60,8 @@ struct SecretRotationTests {
                     single, secret: new, id: try #require(later.header("webhook-id")),
                     timestamp: try #require(later.header("webhook-timestamp")), body: later.body))
 
-            let (pruned, status) = try CommandLineTests.run(
-                "$BIN prune --older-than 30d", environment: ["DATABASE_URL": database.conninfo])
+            let (pruned, status) = try await CommandLineTests.run(
+                ["prune", "--older-than", "30d"], environment: ["DATABASE_URL": database.conninfo])
             #expect(status == 0, "\(pruned)")
             #expect(try await database.count("SELECT count(*) FROM webhook_worker.retired_secrets") == 0)
         }
@@ -71,16 +71,16 @@ struct SecretRotationTests {
     func retireFromStandardInput() async throws {
         try await withTestDatabase(appTables: true) { database in
             let secret = "old-secret-\(UUID().uuidString)"
-            let (output, status) = try CommandLineTests.run(
-                "printf '%s\\n' '\(secret)' | $BIN secrets retire --client c1",
-                environment: ["DATABASE_URL": database.conninfo])
+            let (output, status) = try await CommandLineTests.run(
+                ["secrets", "retire", "--client", "c1"], environment: ["DATABASE_URL": database.conninfo],
+                input: secret + "\n")
             #expect(status == 0, "\(output)")
             #expect(!output.contains(secret))
             #expect(
                 try await database.scalar("SELECT secret FROM webhook_worker.retired_secrets", as: String.self)
                     == secret)
-            let (empty, emptyStatus) = try CommandLineTests.run(
-                "$BIN secrets retire --client c1 </dev/null", environment: ["DATABASE_URL": database.conninfo])
+            let (empty, emptyStatus) = try await CommandLineTests.run(
+                ["secrets", "retire", "--client", "c1"], environment: ["DATABASE_URL": database.conninfo])
             #expect(emptyStatus == 2, "\(empty)")
         }
     }

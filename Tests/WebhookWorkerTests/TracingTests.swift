@@ -291,9 +291,6 @@ struct TracingTests {
         try await withTestDatabase { database in
             let collector = try await OTLPCollector.start()
             let trace = webAppTrace()
-            let stopFile = FileManager.default.temporaryDirectory.appendingPathComponent("stop-\(UUID().uuidString)")
-                .path
-            defer { try? FileManager.default.removeItem(atPath: stopFile) }
             let environment = [
                 "DATABASE_URL": database.conninfo,
                 "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:\(collector.server.port)",
@@ -302,17 +299,12 @@ struct TracingTests {
                 // A minute: the span can only arrive through the flush at shutdown.
                 "OTEL_BSP_SCHEDULE_DELAY": "60000",
             ]
-            let run = Task {
-                try CommandLineTests.run(
-                    """
-                    $BIN enqueue noop --traceparent \(trace.traceparent) || exit 3
-                    $BIN run --log-level info --poll-interval 200ms 2>&1 &
-                    pid=$!
-                    for i in $(seq 600); do [ -e \(stopFile) ] && break; sleep 0.1; done
-                    kill -TERM $pid
-                    wait $pid
-                    """, environment: environment)
-            }
+            let (enqueued, enqueueStatus) = try await CommandLineTests.run(
+                ["enqueue", "noop", "--traceparent", trace.traceparent], environment: environment)
+            #expect(enqueueStatus == 0, "\(enqueued)")
+            let worker = try startWorker(
+                ["run", "--log-level", "info", "--poll-interval", "200ms"], environment: environment)
+            defer { worker.signal(SIGKILL) }
             let ran = await eventually(timeout: .seconds(30)) {
                 (try? await database.count(
                     "SELECT count(*) FROM webhook_worker.job_attempts WHERE kind = 'noop' AND outcome = 'succeeded'"))
@@ -320,8 +312,9 @@ struct TracingTests {
             }
             #expect(ran)
             #expect(collector.spans.isEmpty)
-            _ = FileManager.default.createFile(atPath: stopFile, contents: nil)
-            let (output, status) = try await run.value
+            worker.signal(SIGTERM)
+            let status = await worker.wait(timeout: .seconds(60))
+            let output = worker.output
             #expect(status == 0, "\(output)")
             await collector.stop()
             let span = try #require(collector.spans.first { $0.name == "noop" }, "\(collector.spans) \(output)")

@@ -100,6 +100,19 @@ struct DeliveryFixture {
             .first
     }
 
+    /// Waits until the one delivery job is back in the queue, waiting for its second attempt
+    /// after a failed first (its failure is written).
+    func eventuallyRetryScheduled() async -> Bool {
+        await eventually {
+            (try? await database.count(
+                """
+                SELECT count(*) FROM webhook_worker.jobs WHERE kind = 'webhook.deliver' AND state = 'available' \
+                AND attempt = 1
+                """
+            )) == 1
+        }
+    }
+
     func status(client: String) async -> String? {
         try? await delivery(client: client)?.decode("status", as: String.self)
     }

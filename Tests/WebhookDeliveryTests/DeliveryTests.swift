@@ -255,15 +255,7 @@ struct DeliveryTests {
             let (worker, sender) = fixture.startWorker(schedule: [.seconds(1), .seconds(3)])
             try await fixture.connectIntegration()
             #expect(await eventually { fixture.requests(to: "busy").count == 1 })
-            #expect(
-                await eventually {
-                    (try? await database.count(
-                        """
-                        SELECT count(*) FROM webhook_worker.jobs WHERE kind = 'webhook.deliver' AND state = \
-                        'available' AND attempt = 1
-                        """
-                    )) == 1
-                })
+            #expect(await fixture.eventuallyRetryScheduled())
             let wait = try #require(
                 try await database.scalar(
                     """
@@ -291,15 +283,7 @@ struct DeliveryTests {
             let (worker, sender) = fixture.startWorker(schedule: [.seconds(3600)])
             try await fixture.connectIntegration()
             #expect(await eventually { fixture.requests(to: "revocable").count == 1 })
-            #expect(
-                await eventually {
-                    (try? await database.count(
-                        """
-                        SELECT count(*) FROM webhook_worker.jobs WHERE kind = 'webhook.deliver' AND state = \
-                        'available' AND attempt = 1
-                        """
-                    )) == 1
-                })
+            #expect(await fixture.eventuallyRetryScheduled())
             try await database.query(
                 #"UPDATE "OAuthIntegrationGrant" SET "revokedAt" = now() WHERE "clientId" = 'revocable'"#)
             try await database.query("UPDATE webhook_worker.jobs SET run_at = now() WHERE kind = 'webhook.deliver'")

@@ -44,6 +44,9 @@ struct ReceiveCommand: AsyncParsableCommand {
             self.secret ?? ProcessInfo.processInfo.environment["WEBHOOK_SECRET"].flatMap { $0.isEmpty ? nil : $0 }
         let printer = WebhookPrinter(secret: secret, quiet: quiet)
         let (done, finish) = AsyncStream.makeStream(of: Void.self)
+        // SIGINT/SIGTERM end the wait; the default handlers would kill the process before the
+        // summary prints. Trapped before the banner: whoever waits for it may signal at once.
+        let signals = await UnixSignalsSequence(trapping: .sigint, .sigterm)
         let status = self.status
         let count = self.count
         let server = try await WebhookReceiverServer.start(
@@ -54,11 +57,7 @@ struct ReceiveCommand: AsyncParsableCommand {
         FileHandleOutput.write("receiving webhooks on http://\(host):\(server.port)/ (answering \(status))\n")
         await withTaskGroup(of: Void.self) { group in
             group.addTask { for await _ in done { return } }
-            group.addTask {
-                // SIGINT/SIGTERM end the wait; the default handlers would kill the process before
-                // the summary prints.
-                await waitForTerminationSignal()
-            }
+            group.addTask { for await _ in signals { return } }
             await group.next()
             group.cancelAll()
         }
@@ -133,11 +132,4 @@ final class WebhookPrinter: Sendable {
         FileHandle.standardOutput.write(Data((lines.joined(separator: "\n") + "\n\n").utf8))
         return number
     }
-}
-
-/// Returns when SIGINT or SIGTERM arrives, or when the task is cancelled. The signals' default
-/// handlers are off from the first call on (ServiceLifecycle's UnixSignals ignores them and
-/// watches with dispatch sources), so the process is not killed before it can finish.
-func waitForTerminationSignal() async {
-    for await _ in await UnixSignalsSequence(trapping: .sigint, .sigterm) { return }
 }

@@ -356,8 +356,9 @@ struct JobQueueTests {
                 FROM generate_series(1, 400) n
                 """)
             let worker = RunningWorker(database, handlers: [handler]) { $0.concurrency = 64 }
+            // 400 jobs and a refused batch split in search of its bad row: generous on a loaded machine.
             #expect(
-                await eventually {
+                await eventually(timeout: .seconds(60)) {
                     (try? await database.count("SELECT count(*) FROM \(database.schema).job_attempts")) == 400
                 })
             try await worker.stop()

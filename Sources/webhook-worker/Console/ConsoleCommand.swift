@@ -79,20 +79,20 @@ struct ConsoleCommand: AsyncParsableCommand {
                 preparedStatements: prepared),
             logger: logger)
         let console = Console(database: pool, tokens: settings.tokens, readOnly: settings.readOnly, logger: logger)
-        logger.info(
-            "console listening",
-            metadata: [
-                "address": "http://\(settings.host):\(settings.port)/console",
-                "database_url": "\(redactedConninfo(database.conninfo))", "read_only": "\(settings.readOnly)",
-                "tokens": "\(settings.tokens.tokens.map(\.name).joined(separator: ","))",
-            ])
+        let host = settings.host.contains(":") ? "[\(settings.host)]" : settings.host
+        let server = ConsoleServer.make(console: console, host: settings.host, port: settings.port, logger: logger) {
+            // Once bound, so that the line means the address answers.
+            logger.info(
+                "console listening",
+                metadata: [
+                    "address": "http://\(host):\($0)/console",
+                    "database_url": "\(redactedConninfo(database.conninfo))", "read_only": "\(settings.readOnly)",
+                    "tokens": "\(settings.tokens.tokens.map(\.name).joined(separator: ","))",
+                ])
+        }
         let group = ServiceGroup(
             configuration: .init(
-                services: [
-                    .init(
-                        service: ConsoleServer.make(
-                            console: console, host: settings.host, port: settings.port, logger: logger))
-                ],
+                services: [.init(service: server)],
                 gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await withTeardown {
             try await group.run()

@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import LibPQ
 import Logging
+import NIOCore
 import ServiceLifecycle
 
 /// Serves a ``Console`` with Hummingbird: on a router of its own (`webhook-worker console`) or
@@ -43,11 +44,17 @@ enum ConsoleServer {
     }
 
     /// `webhook-worker console`'s own server: the console under /console, / redirected to it.
-    static func make(console: Console, host: String, port: Int, logger: Logger) -> some Service {
+    /// `onListening` is called once the socket is bound, with the port it got (`port` 0 picks one).
+    static func make(
+        console: Console, host: String, port: Int, logger: Logger,
+        onListening: @escaping @Sendable (_ port: Int) async -> Void = { _ in }
+    ) -> some Service {
         let router = Router()
         router.get("/") { _, _ in Response(status: .seeOther, headers: [.location: "/console"]) }
         register(console, on: router)
-        return Application(router: router, configuration: .init(address: .hostname(host, port: port)), logger: logger)
+        return Application(
+            router: router, configuration: .init(address: .hostname(host, port: port)),
+            onServerRunning: { channel in await onListening(channel.localAddress?.port ?? port) }, logger: logger)
     }
 
     /// Whether `host` names this machine only (127.0.0.0/8, ::1, localhost).

@@ -284,6 +284,19 @@ class PgBouncer:
 # Processes
 
 
+# What the worker reads from its environment: the harnesses give it flags instead, so that a
+# WORKER_CONCURRENCY or OTEL_EXPORTER_OTLP_ENDPOINT left in the caller's shell cannot change a run.
+WORKER_SETTING_PREFIXES = ("WORKER_", "WEBHOOK_", "LOG_", "OTEL_")
+
+
+def worker_environment(**overrides):
+    """This process's environment without the worker's settings, then `overrides`."""
+    env = {name: value for name, value in os.environ.items()
+           if not name.startswith(WORKER_SETTING_PREFIXES) or name == "WEBHOOK_WORKER_BIN"}
+    env.update(overrides)
+    return env
+
+
 def spawn_logged(args, log_path, env=None):
     """Starts a process (a worker) with nothing on standard input and its standard output and
     error in a new file at `log_path`."""

@@ -41,6 +41,23 @@ public struct AuditLog: Sendable {
         return try await connection.query(Self.record, [actor, action, target, json, outcome]).first?.decode("id") ?? 0
     }
 
+    static let prune = PostgresQuery(
+        "pruneAudit",
+        """
+        DELETE FROM webhook_worker.console_audit WHERE id IN (
+            SELECT id FROM webhook_worker.console_audit WHERE at < $1 LIMIT $2)
+        """)
+
+    /// Deletes entries recorded before `cutoff`, in batches (`prune --audit-older-than`).
+    /// - Returns: the entries deleted.
+    public func prune(
+        before cutoff: Date, batchSize: Int = 5000, progress: (Int) -> Void = { _ in }
+    ) async throws
+        -> Int
+    {
+        try await connection.deleteInBatches(Self.prune, [cutoff], batchSize: batchSize, progress: progress)
+    }
+
     static let recent = PostgresQuery(
         "recentAudit",
         """

@@ -63,7 +63,8 @@ struct PruneCommand: AsyncParsableCommand {
             Removes job_attempts and delivery_attempts older than the age, and deliveries that \
             ended (delivered, failed, cancelled) longer ago, with their attempts. Pending \
             deliveries and dead letters are kept (see dead-letters purge). Retired webhook secrets \
-            older than the secret overlap are deleted too.
+            older than the secret overlap are deleted too. The console's audit trail is kept unless \
+            --audit-older-than is given (an audit trail often has a retention of its own).
             """)
 
     @Option(help: "Age beyond which rows go (e.g. 30d).") var olderThan: Age
@@ -71,6 +72,8 @@ struct PruneCommand: AsyncParsableCommand {
         name: .customLong("secret-overlap"),
         help: "Retired webhook secrets older than this are deleted. Env: WEBHOOK_SECRET_OVERLAP. Default: 24h.")
     var secretOverlap: String?
+    @Option(help: "Also delete console audit entries older than this (e.g. 365d). Default: kept.")
+    var auditOlderThan: Age?
     @Option(help: "Rows per batch.") var batchSize: Int = 5000
     @OptionGroup var database: DatabaseOptions
 
@@ -84,7 +87,7 @@ struct PruneCommand: AsyncParsableCommand {
         )
         .duration(default: .seconds(86_400), minimum: .zero)
         let cutoff = olderThan.cutoff
-        let (jobAttempts, deliveries, secrets) = try await withOperatorConnection(database) { connection in
+        let (jobAttempts, deliveries, secrets, audit) = try await withOperatorConnection(database) { connection in
             let jobAttempts = try await JobAttemptHistory(connection, schema: WebhookWorkerSchema.queue).prune(
                 finishedBefore: cutoff, batchSize: batchSize
             ) {
@@ -94,12 +97,18 @@ struct PruneCommand: AsyncParsableCommand {
                 label, deleted in
                 progress("deleted \(deleted) \(label)")
             }
-            return (jobAttempts, deliveries, try await RetiredSecrets(connection).prune(olderThan: overlap))
+            let secrets = try await RetiredSecrets(connection).prune(olderThan: overlap)
+            guard let auditOlderThan else { return (jobAttempts, deliveries, secrets, nil as Int?) }
+            let audit = try await AuditLog(connection).prune(before: auditOlderThan.cutoff, batchSize: batchSize) {
+                progress("deleted \($0) console audit entries")
+            }
+            return (jobAttempts, deliveries, secrets, audit)
         }
         print(
             """
             \rdeleted \(jobAttempts) job attempt(s), \(deliveries.attempts) delivery attempt(s), \
-            \(deliveries.deliveries) finished deliveries, \(secrets) expired secret(s)
+            \(deliveries.deliveries) finished deliveries, \(secrets) expired secret(s)\
+            \(audit.map { ", \($0) console audit entr\($0 == 1 ? "y" : "ies")" } ?? "")
             """
         )
     }

@@ -194,11 +194,29 @@ struct OperatorCommandTests {
             let (table, status) = try await Self.cli("stats", database)
             #expect(status == 0 && table.contains("replica-x") && table.contains("queue depth"))
 
+            try await database.query(
+                """
+                INSERT INTO webhook_worker.console_audit (at, actor, action, target, outcome) VALUES
+                    (now() - interval '400 days', 'alice', 'kind.pause', 'kind:noop', 'ok'),
+                    (now() - interval '40 days', 'alice', 'kind.resume', 'kind:noop', 'ok')
+                """)
             let (pruned, pruneStatus) = try await Self.cli("prune --older-than 30d --batch-size 1", database)
             #expect(pruneStatus == 0, "\(pruned)")
             #expect(try await database.count("SELECT count(*) FROM webhook_worker.job_attempts") == 1)
             #expect(try await database.count("SELECT count(*) FROM webhook_worker.delivery_attempts") == 1)
             #expect(try await database.count("SELECT count(*) FROM webhook_worker.webhook_deliveries") == 1)
+            // The audit trail has a retention of its own: kept unless asked for.
+            #expect(try await database.count("SELECT count(*) FROM webhook_worker.console_audit") == 2)
+            #expect(!pruned.contains("audit"), "\(pruned)")
+            let (auditPruned, auditStatus) = try await Self.cli(
+                "prune --older-than 30d --audit-older-than 365d --batch-size 1", database)
+            #expect(auditStatus == 0 && auditPruned.contains("1 console audit entry"), "\(auditPruned)")
+            #expect(
+                try await database.count(
+                    "SELECT count(*) FROM webhook_worker.console_audit WHERE action = 'kind.resume'")
+                    == 1)
+            #expect(try await database.count("SELECT count(*) FROM webhook_worker.console_audit") == 1)
+            #expect(try await Self.cli("prune --older-than 30d --audit-older-than soon", database).status == 2)
             #expect(try await Self.cli("prune", database).status == 2)
         }
     }

@@ -340,6 +340,7 @@ def main():
         rows = driver.find_elements(By.CSS_SELECTOR, "table tbody tr")
         check(len(rows) == 1 and "webhook.deliver" in rows[0].text and "attempts_exhausted" in rows[0].text,
               "the dead letters page finds the client's dead letter")
+        check("Flaky Analytics" in rows[0].text, "a delivery's dead letter names its OAuth client")
         receiver.flaky_fails = False
         click(rows[0].find_element(By.CSS_SELECTOR, "button[type=submit]"))
         check("Requeued dead letter" in text(), "the retry's flash message")

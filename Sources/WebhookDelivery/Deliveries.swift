@@ -171,6 +171,25 @@ public struct Deliveries: Sendable {
         try await connection.query(Self.deadLettersOfClient, [client]).rows.map { try $0.decode("id") }
     }
 
+    static let clientNames = PostgresQuery(
+        "deliveryClientNames",
+        """
+        SELECT d.delivery_id, coalesce(c.name, d.oauth_client_id) AS client
+        FROM webhook_worker.webhook_deliveries d LEFT JOIN "OAuthClient" c ON c.id = d.oauth_client_id
+        WHERE d.delivery_id = ANY ($1::uuid[])
+        """)
+
+    /// The OAuth client each of `ids` is addressed to: its name in the web app's `"OAuthClient"`,
+    /// or its internal id once the client is gone. Deliveries that no longer exist are left out.
+    public func clientNames(of ids: [UUID]) async throws -> [UUID: String] {
+        guard !ids.isEmpty else { return [:] }
+        var names: [UUID: String] = [:]
+        for row in try await connection.query(Self.clientNames, [PostgresArray(ids)]).rows {
+            names[try row.decode("delivery_id")] = try row.decode("client")
+        }
+        return names
+    }
+
     /// What ``prune(olderThan:batchSize:progress:)`` deleted.
     public struct Pruned: Sendable, Equatable {
         public var attempts: Int

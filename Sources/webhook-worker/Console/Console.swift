@@ -364,13 +364,16 @@ final class Console: Sendable {
                 return .html(Pages.endpoints(endpoints, context))
             case ("dead-letters", 2):
                 let filter = try DeadLetterFilter(request)
-                let (letters, reasons) = try await database.withConnection { connection in
-                    (
-                        try await filter.list(connection),
-                        try await DeadLetters(connection, schema: WebhookWorkerSchema.queue).reasons()
+                let (letters, reasons, clients) = try await database.withConnection { connection in
+                    let letters = try await filter.list(connection)
+                    let deliveries = letters.compactMap { Pages.deliveryID($0) }.compactMap(UUID.init(uuidString:))
+                    return (
+                        letters,
+                        try await DeadLetters(connection, schema: WebhookWorkerSchema.queue).reasons(),
+                        try await Deliveries(connection).clientNames(of: deliveries)
                     )
                 }
-                return .html(Pages.deadLetters(letters, filter: filter, reasons: reasons, context))
+                return .html(Pages.deadLetters(letters, filter: filter, reasons: reasons, clients: clients, context))
             case ("dead-letters", 3):
                 guard let id = Int64(parts[2]) else {
                     return notFound(context, "'\(parts[2])' is not a dead letter id")

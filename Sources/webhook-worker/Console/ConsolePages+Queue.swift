@@ -5,7 +5,8 @@ import WebhookDelivery
 
 extension Pages {
     static func deadLetters(
-        _ letters: [DeadLetter], filter: DeadLetterFilter, reasons: [String], _ context: PageContext
+        _ letters: [DeadLetter], filter: DeadLetterFilter, reasons: [String], clients: [UUID: String],
+        _ context: PageContext
     ) -> String {
         layout("Dead letters", context) { h in
             h.element("form", ["method": "get", "action": "/console/dead-letters", "class": "search"]) { h in
@@ -42,7 +43,8 @@ extension Pages {
                 }
             }
             table(
-                &h, ["id", "kind", "reason", "attempts", "died", "delivery", "last error", "requeued", ""],
+                &h,
+                ["id", "kind", "reason", "attempts", "died", "delivery", "OAuth client", "last error", "requeued", ""],
                 empty: "No dead letter matches.", rows: letters.count
             ) { h in
                 for letter in letters {
@@ -56,14 +58,17 @@ extension Pages {
                                 letter.kind, letter.reason, "\(letter.attempts)/\(letter.maxAttempts)",
                                 ConsoleTime.format(letter.deadAt),
                             ])
+                        let delivery = deliveryID(letter)
                         h.element("td") { h in
-                            if let id = deliveryID(letter) {
-                                h.element("a", ["href": "/console/deliveries/\(id)", "class": "mono"], text: id)
+                            if let delivery {
+                                h.element(
+                                    "a", ["href": "/console/deliveries/\(delivery)", "class": "mono"], text: delivery)
                             }
                         }
                         cells(
                             &h,
                             [
+                                delivery.flatMap(UUID.init(uuidString:)).flatMap { clients[$0] } ?? "",
                                 String((letter.lastError ?? "").prefix(160)),
                                 letter.requeuedJobID.map { "as job \($0)" } ?? "",
                             ])

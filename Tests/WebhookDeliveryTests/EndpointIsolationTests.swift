@@ -27,7 +27,9 @@ struct EndpointIsolationTests {
             try await fixture.addClient("hanging", grantUser: "user-2")
             for _ in 0..<150 { try await fixture.connectIntegration(user: "user-2") }
             let replicas = (0..<3).map { _ in
-                fixture.startWorker(requestTimeout: .seconds(2), concurrency: 32) {
+                // A hanging request holds its slot for the 5 s timeout: a healthy delivery stuck behind
+                // the backlog would wait that long, which the bounds below tell from a loaded machine.
+                fixture.startWorker(requestTimeout: .seconds(5), concurrency: 32) {
                     $0.pollInterval = .milliseconds(200)
                 }
             }
@@ -71,8 +73,8 @@ struct EndpointIsolationTests {
                     + "hanging endpoint peak in flight \(peak.load(ordering: .relaxed)), "
                     + "requests \(fixture.requests(to: "hanging").count)"
             )
-            #expect(p50 < 250, "healthy p50 \(p50) ms of \(latencies)")
-            #expect(latencies.last! < 1000, "healthy max \(latencies.last!) ms")
+            #expect(p50 < 1000, "healthy p50 \(p50) ms of \(latencies)")
+            #expect(latencies.last! < 2500, "healthy max \(latencies.last!) ms")
             #expect(
                 peak.load(ordering: .relaxed) <= 4,
                 "the hanging endpoint had \(peak.load(ordering: .relaxed)) in flight")

@@ -8,23 +8,32 @@ import LibPQ
 enum TestPgBouncer {
     static let directory = TestDatabase.repoRoot + "/.pg/pgbouncer-\(getpid())"
 
-    /// The pooler's URL (database `postgres`).
-    static let serverURL: String = {
-        let url: String
+    /// The pooler's URL (database `postgres`), or why it could not be started.
+    static let started: Result<String, TestFailure> = {
         do {
-            url = try checkedOutput(
+            let url = try checkedOutput(
                 TestDatabase.repoRoot + "/scripts/pgbouncer", ["start", directory, TestDatabase.serverURL]
             ).trimmingCharacters(in: .whitespacesAndNewlines)
+            atexit {
+                _ = try? ChildProcess.start(
+                    TestDatabase.repoRoot + "/scripts/pgbouncer", ["destroy", TestPgBouncer.directory]
+                ).waitBlocking()
+            }
+            return .success(url)
         } catch {
-            fatalError("could not start PgBouncer (NEED_PGBOUNCER=1 scripts/ensure-deps installs it): \(error)")
+            // A failure of the tests that need it, not a crash of the test process (which would
+            // leave every other test's workers and databases behind).
+            return .failure(
+                TestFailure(
+                    message: "could not start PgBouncer (NEED_PGBOUNCER=1 scripts/ensure-deps installs it): \(error)"))
         }
-        atexit {
-            _ = try? ChildProcess.start(
-                TestDatabase.repoRoot + "/scripts/pgbouncer", ["destroy", TestPgBouncer.directory]
-            ).waitBlocking()
-        }
-        return url
     }()
+
+    /// Throws why PgBouncer could not be started; the tests that use it call this first.
+    static func require() throws { _ = try started.get() }
+
+    /// The pooler's URL (database `postgres`); after ``require()``.
+    static var serverURL: String { (try? started.get()) ?? "postgresql://pgbouncer-did-not-start.invalid/postgres" }
 
     /// `database` reached through the pooler.
     static func conninfo(_ database: TestDatabase) -> String {

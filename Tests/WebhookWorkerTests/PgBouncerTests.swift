@@ -10,6 +10,9 @@ import WebhookWorkerSchema
 /// docs/operations.md says: `--prepared-statements off`, `--listen-database-url` direct.
 @Suite("Behind PgBouncer (transaction pooling)", .timeLimit(.minutes(2)))
 struct PgBouncerTests {
+    /// Each test fails with why, when PgBouncer cannot be started.
+    init() throws { try TestPgBouncer.require() }
+
     @Test("end to end: every event reaches exactly the eligible clients, once each")
     func deliveries() async throws {
         try await withTestDatabase(appTables: true) { database in

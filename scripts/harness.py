@@ -291,8 +291,7 @@ WORKER_SETTING_PREFIXES = ("WORKER_", "WEBHOOK_", "LOG_", "OTEL_")
 
 def worker_environment(**overrides):
     """This process's environment without the worker's settings, then `overrides`."""
-    env = {name: value for name, value in os.environ.items()
-           if not name.startswith(WORKER_SETTING_PREFIXES) or name == "WEBHOOK_WORKER_BIN"}
+    env = {name: value for name, value in os.environ.items() if not name.startswith(WORKER_SETTING_PREFIXES)}
     env.update(overrides)
     return env
 

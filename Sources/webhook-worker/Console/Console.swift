@@ -366,7 +366,7 @@ final class Console: Sendable {
                 let filter = try DeadLetterFilter(request)
                 let (letters, reasons, clients) = try await database.withConnection { connection in
                     let letters = try await filter.list(connection)
-                    let deliveries = letters.compactMap { Pages.deliveryID($0) }.compactMap(UUID.init(uuidString:))
+                    let deliveries = letters.compactMap(Pages.deliveryID)
                     return (
                         letters,
                         try await DeadLetters(connection, schema: WebhookWorkerSchema.queue).reasons(),

@@ -26,12 +26,9 @@ extension Pages {
             ) { h in
                 for row in found {
                     let delivery = row.delivery
-                    let id = delivery.deliveryID.uuidString.lowercased()
                     h.element("tr") { h in
                         h.element("td", text: ConsoleTime.format(delivery.createdAt))
-                        h.element("td") { h in
-                            h.element("a", ["href": "/console/deliveries/\(id)", "class": "mono"], text: id)
-                        }
+                        h.element("td") { deliveryLink(&$0, delivery.deliveryID) }
                         h.element("td") { h in client(&h, row.clientName, row.clientPublicID, delivery.oauthClientID) }
                         cells(&h, [delivery.userID, delivery.event])
                         h.element("td") { status(&$0, delivery.status) }

@@ -60,15 +60,12 @@ extension Pages {
                             ])
                         let delivery = deliveryID(letter)
                         h.element("td") { h in
-                            if let delivery {
-                                h.element(
-                                    "a", ["href": "/console/deliveries/\(delivery)", "class": "mono"], text: delivery)
-                            }
+                            if let delivery { deliveryLink(&h, delivery) }
                         }
                         cells(
                             &h,
                             [
-                                delivery.flatMap(UUID.init(uuidString:)).flatMap { clients[$0] } ?? "",
+                                delivery.flatMap { clients[$0] } ?? "",
                                 String((letter.lastError ?? "").prefix(160)),
                                 letter.requeuedJobID.map { "as job \($0)" } ?? "",
                             ])
@@ -84,13 +81,16 @@ extension Pages {
         }
     }
 
+    /// A link to a delivery's page, its id as PostgreSQL writes it.
+    static func deliveryLink(_ h: inout HTML, _ id: UUID) {
+        let text = id.uuidString.lowercased()
+        h.element("a", ["href": "/console/deliveries/\(text)", "class": "mono"], text: text)
+    }
+
     /// The delivery a `webhook.deliver` dead letter was sending, when its payload names a valid one.
-    static func deliveryID(_ letter: DeadLetter) -> String? {
-        guard letter.kind == "webhook.deliver",
-            let object = try? JSONSerialization.jsonObject(with: Data(letter.payload.bytes)) as? [String: Any],
-            let text = object["delivery_id"] as? String, let id = UUID(uuidString: text)
-        else { return nil }
-        return id.uuidString.lowercased()
+    static func deliveryID(_ letter: DeadLetter) -> UUID? {
+        guard letter.kind == WebhookDeliverHandler.kind else { return nil }
+        return try? DeliverPayload(letter.payload, kind: letter.kind).deliveryID
     }
 
     static func deadLetter(_ letter: DeadLetter, attempts: [JobAttemptRecord], _ context: PageContext) -> String {
@@ -112,9 +112,7 @@ extension Pages {
                     letter.requeuedAt.map { "\(ConsoleTime.format($0)) as job \(letter.requeuedJobID ?? 0)" } ?? "no")
                 if let id = deliveryID(letter) {
                     h.element("dt", text: "delivery")
-                    h.element("dd") {
-                        $0.element("a", ["href": "/console/deliveries/\(id)", "class": "mono"], text: id)
-                    }
+                    h.element("dd") { deliveryLink(&$0, id) }
                 }
             }
             if letter.requeuedAt == nil {

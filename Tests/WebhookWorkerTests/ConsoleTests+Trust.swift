@@ -321,12 +321,16 @@ extension ConsoleTests {
         }
     }
 
-    @Test("webhook-worker console: a page facing a held lock fails within lock_timeout instead of hanging")
-    func consoleTimeouts() async throws {
+    @Test(
+        "webhook-worker console: a page facing a held lock fails within lock_timeout instead of hanging",
+        arguments: ["on", "off"])
+    func consoleTimeouts(preparedStatements: String) async throws {
+        // off: the timeouts are set per transaction (a transaction pooler), not per session.
         try await withTestDatabase(appTables: true) { database in
             let port = Int.random(in: 30000...60000)
             let console = try startWorker(
-                ["console", "--port", "\(port)"], environment: ["DATABASE_URL": database.conninfo])
+                ["console", "--port", "\(port)"],
+                environment: ["DATABASE_URL": database.conninfo, "WORKER_PREPARED_STATEMENTS": preparedStatements])
             defer { console.signal(SIGKILL) }
             let host = "127.0.0.1:\(port)"
             #expect(

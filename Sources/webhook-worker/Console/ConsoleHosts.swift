@@ -73,9 +73,8 @@ struct ConsoleHosts: Sendable, Equatable {
             .filter { !$0.isEmpty }.map { entry in
                 guard let parsed = name(inHost: entry), !parsed.hasPort else {
                     throw SettingError(
-                        description:
-                            "invalid \(setting) '\(entry)': expected host names without a port, like console.example.com"
-                    )
+                        description: "invalid \(setting) '\(entry)': expected host names without a port, like "
+                            + "console.example.com")
                 }
                 return parsed.name
             }

@@ -39,6 +39,29 @@ extension DeadLetters {
         }
     }
 
+    static func purgeMatching(_ schema: String) -> PostgresQuery {
+        PostgresQuery(
+            "\(schema).purgeMatchingDeadLetters",
+            """
+            DELETE FROM \(schema).dead_letter_jobs WHERE id IN (
+                SELECT id FROM \(schema).dead_letter_jobs
+                WHERE \(matches) AND ($4 OR requeued_at IS NULL) AND ($5::text IS NULL OR reason = $5) AND dead_at < $6
+                LIMIT $7)
+            """)
+    }
+
+    /// Deletes, in batches, the dead letters that ``list(_:reason:includeRequeued:limit:)`` lists
+    /// with the same arguments (all of them, not a page) and that died before `cutoff`: a console
+    /// purges what it shows.
+    /// - Returns: the dead letters deleted.
+    public func purge(
+        _ filter: Filter, reason: String?, includeRequeued: Bool, diedBefore cutoff: Date, batchSize: Int = 5000
+    ) async throws -> Int {
+        try await connection.deleteInBatches(
+            schema.statements.purgeMatchingDeadLetters, filter.bindings + [includeRequeued, reason, cutoff],
+            batchSize: batchSize)
+    }
+
     static func reasons(_ schema: String) -> PostgresQuery {
         PostgresQuery(
             "\(schema).deadLetterReasons", "SELECT DISTINCT reason FROM \(schema).dead_letter_jobs ORDER BY reason")

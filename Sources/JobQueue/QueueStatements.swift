@@ -24,6 +24,7 @@ final class QueueStatements: Sendable {
     let purgeDeadLetters: PostgresQuery
     let listDeadLettersByReason: PostgresQuery
     let requeueableDeadLetterIDs: PostgresQuery
+    let purgeMatchingDeadLetters: PostgresQuery
     let deadLetterReasons: PostgresQuery
     let pauseKind: PostgresQuery
     let resumeKind: PostgresQuery
@@ -59,6 +60,7 @@ final class QueueStatements: Sendable {
         purgeDeadLetters = DeadLetters.purge(schema)
         listDeadLettersByReason = DeadLetters.listByReason(schema)
         requeueableDeadLetterIDs = DeadLetters.requeueableIDs(schema)
+        purgeMatchingDeadLetters = DeadLetters.purgeMatching(schema)
         deadLetterReasons = DeadLetters.reasons(schema)
         pauseKind = PausedKinds.pause(schema)
         resumeKind = PausedKinds.resume(schema)

@@ -282,9 +282,17 @@ public final class PostgresConnection: @unchecked Sendable {
     }
 
     /// Runs `body` in a transaction: committed when it returns, rolled back when it throws.
+    ///
+    /// Inside a transaction already (a caller's), `body` runs under a savepoint instead: its work
+    /// commits with the caller's transaction, and when it throws only its own work is undone, so
+    /// the caller's transaction stays usable. (A second `BEGIN` would be ignored and the inner
+    /// `COMMIT` would commit the caller's work early.)
     public func transaction<T: Sendable>(
         _ body: (PostgresConnection) async throws -> T
     ) async throws -> T {
+        if try await onQueue("transactionStatus", { _ in try self.isInTransaction("transactionStatus") }) {
+            return try await savepoint(body)
+        }
         try await execute(script: transactionSetup.map { "BEGIN; \($0)" } ?? "BEGIN", name: "begin")
         let value: T
         do {
@@ -294,6 +302,23 @@ public final class PostgresConnection: @unchecked Sendable {
             throw error
         }
         try await execute(script: "COMMIT", name: "commit")
+        return value
+    }
+
+    /// `body` under a savepoint of the transaction in progress. One name serves every depth:
+    /// `RELEASE` and `ROLLBACK TO` act on the latest savepoint of that name, the innermost.
+    private func savepoint<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+        try await execute(script: "SAVEPOINT libpq_nested", name: "savepoint")
+        let value: T
+        do {
+            value = try await body(self)
+        } catch {
+            try? await execute(
+                script: "ROLLBACK TO SAVEPOINT libpq_nested; RELEASE SAVEPOINT libpq_nested",
+                name: "rollbackToSavepoint")
+            throw error
+        }
+        try await execute(script: "RELEASE SAVEPOINT libpq_nested", name: "releaseSavepoint")
         return value
     }
 
@@ -326,6 +351,12 @@ public final class PostgresConnection: @unchecked Sendable {
     func runSimple(_ sql: String, name: String) throws -> PostgresResult {
         let handle = try liveHandle(name)
         return try consume(PQexec(handle, sql), handle: handle, name: name)
+    }
+
+    /// Whether a transaction is open (idle in it, or failed and awaiting its rollback).
+    private func isInTransaction(_ name: String) throws -> Bool {
+        let status = PQtransactionStatus(try liveHandle(name))
+        return status == PQTRANS_INTRANS || status == PQTRANS_INERROR
     }
 
     /// The ``transactionSetup`` statement when the connection is outside a transaction (it must

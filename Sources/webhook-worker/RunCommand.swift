@@ -321,7 +321,8 @@ struct RunCommand: AsyncParsableCommand {
                 readOnly: try source("console-read-only", "WORKER_CONSOLE_READ_ONLY", nil).boolean(
                     flagSet: consoleReadOnly),
                 tokens: try ConsoleSettings.tokens(
-                    host: host, environment: env, flag: "--http-host (WORKER_HTTP_HOST)"))
+                    host: host, environment: env, flag: "--http-host (WORKER_HTTP_HOST)"),
+                hosts: try ConsoleSettings.hosts(bound: host, flags: [], environment: env))
         }
         let traces = TraceExport.isEnabled(env)
         if traces {
@@ -422,7 +423,9 @@ struct RunCommand: AsyncParsableCommand {
                     service: OperationsServer.make(
                         host: settings.httpHost, port: port, registry: registry, worker: worker, database: pool,
                         console: settings.console.map {
-                            Console(database: pool, tokens: $0.tokens, readOnly: $0.readOnly, logger: logger)
+                            Console(
+                                database: pool, tokens: $0.tokens, hosts: $0.hosts, readOnly: $0.readOnly,
+                                logger: logger)
                         },
                         logger: logger)))
             services.append(

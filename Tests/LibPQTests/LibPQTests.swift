@@ -94,6 +94,34 @@ struct LibPQTests {
         }
     }
 
+    @Test("a transaction inside a transaction is a savepoint: it commits with the outer one, undoes only itself")
+    func nestedTransactions() async throws {
+        try await withTestDatabase { database in
+            let connection = try await database.connect()
+            try await connection.execute(script: "CREATE TABLE t (id int PRIMARY KEY)", name: "create")
+            await #expect(throws: TestFailure.self) {
+                try await connection.transaction { outer in
+                    try await outer.query(PostgresQuery("", "INSERT INTO t VALUES (1)"))
+                    try await outer.transaction { try await $0.query(PostgresQuery("", "INSERT INTO t VALUES (2)")) }
+                    // An inner COMMIT would have made 1 and 2 permanent here.
+                    throw TestFailure(message: "abort the outer one")
+                }
+            }
+            #expect(try await database.count("SELECT count(*) FROM t") == 0)
+
+            try await connection.transaction { outer in
+                try await outer.query(PostgresQuery("", "INSERT INTO t VALUES (1)"))
+                // A failed statement inside aborts only the savepoint; the outer transaction goes on.
+                await #expect(throws: PostgresError.self) {
+                    try await outer.transaction { try await $0.query(PostgresQuery("", "INSERT INTO t VALUES (1)")) }
+                }
+                try await outer.query(PostgresQuery("", "INSERT INTO t VALUES (3)"))
+            }
+            #expect(try await database.count("SELECT count(*) FROM t") == 2)
+            await connection.close()
+        }
+    }
+
     @Test("a failed connection names host and port but never the password")
     func connectionFailure() async throws {
         do {

@@ -250,10 +250,13 @@ struct ConsoleTests {
             #expect(await console.respond(after).body.contains("again as job"))
 
             let entries = try await database.withConnection { try await AuditLog($0).recent() }
-            #expect(entries.count == 3)
-            #expect(entries[0].actor == "alice" && entries[0].action == "delivery.resend" && entries[0].outcome == "ok")
-            #expect(entries[0].target == "delivery:\(id.uuidString.lowercased())")
-            #expect(entries[1].outcome.hasPrefix("refused") && entries[2].outcome.hasPrefix("refused"))
+            #expect(entries.count == 6)
+            #expect(entries[0].actor == "anonymous" && entries[0].outcome == "refused: sent from another site")
+            #expect(entries[1].actor == "alice" && entries[1].action == "delivery.resend" && entries[1].outcome == "ok")
+            #expect(entries[1].target == "delivery:\(id.uuidString.lowercased())")
+            #expect(entries[2].outcome.hasPrefix("refused") && entries[3].outcome.hasPrefix("refused"))
+            #expect(entries[4].action == "console.sign_in" && entries[4].outcome == "ok")
+            #expect(entries[5].action == "console.sign_in" && entries[5].outcome == "refused: wrong token")
 
             // Bearer requests need no CSRF token (a browser never sends the header by itself).
             let pause = await console.respond(
@@ -298,7 +301,9 @@ struct ConsoleTests {
             #expect(byClient.status == 303)
             #expect(try await database.count("SELECT count(*) FROM webhook_worker.jobs") == 4)
 
-            let purge = await console.respond(Self.post("/console/dead-letters/purge", ["older_than": "30d"]))
+            // The old one was requeued above: the page lists it, and Purge deletes it, with "include requeued".
+            let purge = await console.respond(
+                Self.post("/console/dead-letters/purge", ["older_than": "30d", "include_requeued": "1"]))
             #expect(purge.status == 303)
             #expect(try await database.count("SELECT count(*) FROM webhook_worker.dead_letter_jobs") == 4)
             let badAge = await console.respond(Self.post("/console/dead-letters/purge", ["older_than": "soon"]))

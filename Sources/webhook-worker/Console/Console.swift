@@ -7,30 +7,37 @@ import WebhookDelivery
 import WebhookWorkerSchema
 
 /// The operator web console: pages that read, and POST forms that act, only through the library
-/// types the command line uses (JobQueue's and WebhookDelivery's), never SQL of its own. Served by
+/// types the command line uses (JobQueue's and WebhookDelivery's), never SQL of its own (but for
+/// its sessions' sign-out list, ``ConsoleSignOuts``, which nothing else reads). Served by
 /// `webhook-worker console` and by `run --console` on `--http-port`, under `/console`.
 ///
-/// Security: with tokens (`WORKER_CONSOLE_TOKEN`), every page and action needs one, as a bearer
-/// header or through the login form's session cookie; every POST of a session carries its CSRF
-/// token; read-only mode refuses every POST; every action is logged and recorded in the audit
-/// table; every answer carries ``ConsoleResponse/securityHeaders``; everything rendered goes
-/// through ``HTML``.
+/// Security: only the host names of ``ConsoleHosts`` are answered (DNS rebinding); with tokens
+/// (`WORKER_CONSOLE_TOKEN`), every page and action needs one, as a bearer header or through the
+/// login form's session cookie, which signing out ends everywhere (``ConsoleSignOuts``); every
+/// POST of a session carries its CSRF token; a field with a control character is refused;
+/// read-only mode refuses every POST; an action runs in one transaction with its audit row, so
+/// nothing is done that is not recorded; refusals, sign-ins and sign-outs are recorded too; every
+/// answer carries ``ConsoleResponse/securityHeaders``; everything rendered goes through ``HTML``.
 final class Console: Sendable {
     let database: PostgresConnectionPool
     let sessions: ConsoleSessions
+    let hosts: ConsoleHosts
     let readOnly: Bool
     let logger: Logger
     /// Kinds the jobs page offers even when none is queued.
     let knownKinds: [String]
 
     static let flashCookie = "wwc_flash"
+    /// The audit table's actor for a request that proved no identity.
+    static let anonymous = "anonymous"
 
     init(
-        database: PostgresConnectionPool, tokens: ConsoleTokens, readOnly: Bool, logger: Logger,
-        knownKinds: [String] = ["integration.connected", "noop", "webhook.deliver"]
+        database: PostgresConnectionPool, tokens: ConsoleTokens, hosts: ConsoleHosts = ConsoleHosts(),
+        readOnly: Bool, logger: Logger, knownKinds: [String] = ["integration.connected", "noop", "webhook.deliver"]
     ) {
         self.database = database
         self.sessions = ConsoleSessions(tokens: tokens)
+        self.hosts = hosts
         self.readOnly = readOnly
         self.logger = logger
         self.knownKinds = knownKinds
@@ -54,11 +61,30 @@ final class Console: Sendable {
     private func route(_ request: ConsoleRequest) async -> ConsoleResponse {
         var path = request.path
         while path.count > 1 && path.hasSuffix("/") { path.removeLast() }
+        // Before anything else, the style sheet included: a name the console does not know is a
+        // page of another site that had its name re-resolved to this address (DNS rebinding).
+        guard hosts.allows(host: request.host) else {
+            logger.warning(
+                "console: a request for a host name not allowed was refused (see --allowed-host)",
+                metadata: [
+                    "http.host": "\(ConsoleRequest.printable(request.host ?? ""))", "http.method": "\(request.method)",
+                    "path": "\(ConsoleRequest.printable(path))",
+                ])
+            if request.method == "POST" {
+                _ = await recordEvent(
+                    Self.anonymous, path, detail: ["host": ConsoleRequest.printable(request.host ?? "")],
+                    outcome: "refused: Host not allowed")
+            }
+            return .text(421, "misdirected request: this console does not answer to that host name")
+        }
         if path == "/console/style.css" && request.method == "GET" {
             return ConsoleResponse(status: 200, headers: [("Content-Type", "text/css; charset=utf-8")], body: Self.css)
         }
-        if request.method == "POST" && request.crossSite {
+        if request.method == "POST" && (request.crossSite || request.origin.map { !hosts.allows(origin: $0) } == true) {
             logger.warning("console: a POST from another site was refused", metadata: ["path": "\(path)"])
+            _ = await recordEvent(
+                Self.anonymous, path, detail: ["origin": ConsoleRequest.printable(request.origin ?? "")],
+                outcome: "refused: sent from another site")
             return .text(403, "refused: this form was sent from another site")
         }
         if path == "/console/login" { return await login(request) }
@@ -75,8 +101,18 @@ final class Console: Sendable {
             }
             identity = ConsoleIdentity(actor: token.name, method: .bearer)
         } else if let value = request.cookies[ConsoleSessions.cookieName], let verified = sessions.verify(value) {
-            identity = verified
-        } else if sessions.tokens.isEmpty, let issued = sessions.issue(actor: ConsoleSessions.localActor) {
+            guard case .session(let nonce) = verified.method else { return .text(500, "unexpected session") }
+            do {
+                let signedOut = try await database.withConnection {
+                    try await ConsoleSignOuts($0).isSignedOut(nonce: nonce)
+                }
+                if !signedOut { identity = verified }
+            } catch {
+                logger.error("console: could not check a session", metadata: ["error": "\(error)"])
+                return .text(503, "the database could not answer; see the worker's log")
+            }
+        }
+        if identity == nil, sessions.tokens.isEmpty, let issued = sessions.issue(actor: ConsoleSessions.localActor) {
             identity = ConsoleIdentity(actor: ConsoleSessions.localActor, method: .session(nonce: issued.nonce))
             setCookies.append(
                 cookie(
@@ -85,6 +121,15 @@ final class Console: Sendable {
         guard let identity else {
             if request.method == "GET" { return .seeOther("/console/login") }
             return .text(401, "sign in first: a bearer token or the login form")
+        }
+        if let field = request.fieldWithControlCharacter {
+            logger.warning(
+                "console: a field with a control character was refused", metadata: ["field": "\(field)"])
+            if request.method == "POST" {
+                _ = await recordEvent(
+                    identity.actor, path, detail: ["field": field], outcome: "refused: control character in a field")
+            }
+            return .text(400, "refused: the field '\(field)' holds a control character")
         }
 
         var response: ConsoleResponse
@@ -118,16 +163,55 @@ final class Console: Sendable {
         if sessions.tokens.isEmpty { return .seeOther("/console") }
         if request.method == "GET" { return .html(Pages.login(message: nil)) }
         guard request.method == "POST" else { return .text(405, "method not allowed") }
+        if let field = request.fieldWithControlCharacter {
+            _ = await recordEvent(
+                Self.anonymous, "/console/login", action: "console.sign_in", detail: ["field": field],
+                outcome: "refused: control character in a field")
+            return .text(400, "refused: the field '\(field)' holds a control character")
+        }
         guard let presented = request.form["token"], let token = sessions.tokens.match(presented),
             let issued = sessions.issue(actor: token.name)
         else {
             logger.warning("console: a sign-in with a wrong token was refused")
+            _ = await recordEvent(
+                Self.anonymous, "session", action: "console.sign_in", detail: [:], outcome: "refused: wrong token")
             return .html(401, Pages.login(message: "Wrong token."))
+        }
+        // No session without its audit row.
+        guard
+            await recordEvent(token.name, "session", action: "console.sign_in", detail: [:], outcome: "ok")
+        else {
+            return .text(500, "not signed in: the sign-in could not be recorded in the audit table; see the log")
         }
         logger.info("console: signed in", metadata: ["actor": "\(token.name)"])
         var response = ConsoleResponse.seeOther("/console")
         response.headers.append(
             cookie(ConsoleSessions.cookieName, issued.value, maxAge: Int(ConsoleSessions.lifetime), request: request))
+        return response
+    }
+
+    /// Signs the session out on every console (until its expiry), with its audit row.
+    private func logout(_ request: ConsoleRequest, _ identity: ConsoleIdentity) async -> ConsoleResponse {
+        guard sessions.checkCSRF(request.form["csrf"], for: identity) else {
+            _ = await recordEvent(
+                identity.actor, "session", action: "console.sign_out", detail: [:], outcome: "refused: bad CSRF token")
+            return .text(403, "missing CSRF token")
+        }
+        if case .session(let nonce) = identity.method {
+            do {
+                try await database.transaction { connection in
+                    try await ConsoleSignOuts(connection).record(nonce: nonce, actor: identity.actor)
+                    try await AuditLog(connection).record(
+                        actor: identity.actor, action: "console.sign_out", target: "session", outcome: "ok")
+                }
+            } catch {
+                logger.error("console: could not sign a session out", metadata: ["error": "\(error)"])
+                return .text(500, "not signed out: the database could not record it; see the worker's log")
+            }
+            logger.info("console: signed out", metadata: ["actor": "\(identity.actor)"])
+        }
+        var response = ConsoleResponse.seeOther(sessions.tokens.isEmpty ? "/console" : "/console/login")
+        response.headers.append(cookie(ConsoleSessions.cookieName, "", maxAge: 0, request: request))
         return response
     }
 
@@ -144,43 +228,61 @@ final class Console: Sendable {
         var location: String
     }
 
+    /// An action's audit row could not be written: thrown inside its transaction, so the action is
+    /// undone with it.
+    private struct AuditFailure: Error {
+        let underlying: any Error
+    }
+
     private func post(_ path: String, _ request: ConsoleRequest, _ identity: ConsoleIdentity) async -> ConsoleResponse {
-        if path == "/console/logout" {
-            guard sessions.checkCSRF(request.form["csrf"], for: identity) else {
-                return .text(403, "missing CSRF token")
-            }
-            var response = ConsoleResponse.seeOther(sessions.tokens.isEmpty ? "/console" : "/console/login")
-            response.headers.append(cookie(ConsoleSessions.cookieName, "", maxAge: 0, request: request))
-            return response
-        }
-        let action = "POST \(path)"
+        if path == "/console/logout" { return await logout(request, identity) }
         if readOnly {
-            await audit(identity.actor, action: action, target: path, detail: [:], outcome: "refused: read-only")
+            _ = await recordEvent(identity.actor, path, detail: [:], outcome: "refused: read-only")
             return .text(403, "this console is read-only")
         }
         guard sessions.checkCSRF(request.form["csrf"], for: identity) else {
-            await audit(identity.actor, action: action, target: path, detail: [:], outcome: "refused: bad CSRF token")
+            _ = await recordEvent(identity.actor, path, detail: [:], outcome: "refused: bad CSRF token")
             return .text(403, "missing or wrong CSRF token: reload the page and try again")
         }
+        let action = "POST \(path)"
         let outcome: Outcome
         do {
-            guard let done = try await act(path, request, actor: identity.actor) else {
-                return .text(404, "no such action")
+            // The action and its audit row commit together or not at all: an action that cannot be
+            // recorded is not done.
+            let done = try await database.transaction { connection -> Outcome? in
+                guard let done = try await act(path, request, actor: identity.actor, connection) else { return nil }
+                do {
+                    try await AuditLog(connection).record(
+                        actor: identity.actor, action: done.action, target: done.target, detail: done.detail,
+                        outcome: Self.auditOutcome(done))
+                } catch {
+                    throw AuditFailure(underlying: error)
+                }
+                return done
             }
+            guard let done else { return .text(404, "no such action") }
             outcome = done
-        } catch let error as ConsoleInputError {
-            outcome = Outcome(
-                ok: false, message: error.message, action: action, target: path,
-                location: Self.back(request) ?? "/console")
+            log(identity.actor, outcome)
+        } catch let failure as AuditFailure {
+            logger.error(
+                "console: an action was not done: its audit row could not be written",
+                metadata: ["action": "\(action)", "error": "\(failure.underlying)"])
+            return .text(500, "not done: the action could not be recorded in the audit table; see the worker's log")
         } catch {
-            logger.error("console: an action failed", metadata: ["action": "\(action)", "error": "\(error)"])
+            // Nothing was done (the transaction rolled back); the attempt is recorded on its own.
+            let message: String
+            if let error = error as? ConsoleInputError {
+                message = error.message
+            } else {
+                logger.error("console: an action failed", metadata: ["action": "\(action)", "error": "\(error)"])
+                message = "failed: \(error)"
+            }
             outcome = Outcome(
-                ok: false, message: "failed: \(error)", action: action, target: path,
-                location: Self.back(request) ?? "/console")
+                ok: false, message: message, action: action, target: path, location: Self.back(request) ?? "/console")
+            log(identity.actor, outcome)
+            _ = await record(
+                identity.actor, action: action, target: path, detail: [:], outcome: Self.auditOutcome(outcome))
         }
-        await audit(
-            identity.actor, action: outcome.action, target: outcome.target, detail: outcome.detail,
-            outcome: outcome.ok ? "ok" : "failed: \(outcome.message)")
         var response = ConsoleResponse.seeOther(Self.back(request) ?? outcome.location)
         response.headers.append(
             cookie(
@@ -189,21 +291,48 @@ final class Console: Sendable {
         return response
     }
 
-    private func audit(_ actor: String, action: String, target: String, detail: [String: String], outcome: String) async
-    {
+    private static func auditOutcome(_ outcome: Outcome) -> String {
+        String((outcome.ok ? "ok" : "failed: \(outcome.message)").prefix(500))
+    }
+
+    private func log(_ actor: String, _ outcome: Outcome) {
+        let detail = outcome.detail.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
         logger.notice(
             "console action",
             metadata: [
-                "actor": "\(actor)", "action": "\(action)", "target": "\(target)", "outcome": "\(outcome)",
-                "detail": "\(detail.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))",
+                "actor": "\(actor)", "action": "\(outcome.action)", "target": "\(outcome.target)",
+                "outcome": "\(Self.auditOutcome(outcome))", "detail": "\(detail.joined(separator: " "))",
             ])
+    }
+
+    /// Logs and records a refused request or a sign-in in the audit table, as `POST <target>`
+    /// unless `action` is given; whether it was recorded.
+    private func recordEvent(
+        _ actor: String, _ target: String, action: String? = nil, detail: [String: String], outcome: String
+    ) async -> Bool {
+        logger.notice(
+            "console action",
+            metadata: [
+                "actor": "\(actor)", "action": "\(action ?? "POST \(target)")", "target": "\(target)",
+                "outcome": "\(outcome)",
+            ])
+        return await record(actor, action: action ?? "POST \(target)", target: target, detail: detail, outcome: outcome)
+    }
+
+    /// One audit row on its own; failures are logged.
+    private func record(
+        _ actor: String, action: String, target: String, detail: [String: String], outcome: String
+    ) async -> Bool {
         do {
             try await database.withConnection { connection in
                 try await AuditLog(connection).record(
-                    actor: actor, action: action, target: target, detail: detail, outcome: String(outcome.prefix(500)))
+                    actor: actor, action: ConsoleRequest.printable(action, limit: 200),
+                    target: ConsoleRequest.printable(target, limit: 200), detail: detail, outcome: outcome)
             }
+            return true
         } catch {
             logger.error("console: could not record an action in the audit table", metadata: ["error": "\(error)"])
+            return false
         }
     }
 
@@ -215,7 +344,10 @@ final class Console: Sendable {
         return back
     }
 
-    private func act(_ path: String, _ request: ConsoleRequest, actor: String) async throws -> Outcome? {
+    /// Does the action of `path` on `connection` (in the caller's transaction); nil when there is none.
+    private func act(
+        _ path: String, _ request: ConsoleRequest, actor: String, _ connection: PostgresConnection
+    ) async throws -> Outcome? {
         let parts = path.split(separator: "/").map(String.init)  // ["console", "deliveries", id, "resend"]
         let by = "console:\(actor)"
         switch (parts.dropFirst().first, parts.count) {
@@ -227,7 +359,7 @@ final class Console: Sendable {
             let location = "/console/deliveries/\(id.uuidString.lowercased())"
             if parts[3] == "resend" {
                 do {
-                    let job = try await database.withConnection { try await Deliveries($0).resend(id) }
+                    let job = try await Deliveries(connection).resend(id)
                     return Outcome(
                         ok: true, message: "Queued delivery \(id.uuidString.lowercased()) again as job \(job).",
                         action: "delivery.resend", target: target, detail: ["job_id": "\(job)"], location: location)
@@ -238,7 +370,7 @@ final class Console: Sendable {
                 }
             }
             if parts[3] == "cancel" {
-                let cancelled = try await database.withConnection { try await Deliveries($0).cancel(id: id) }
+                let cancelled = try await Deliveries(connection).cancel(id: id)
                 return Outcome(
                     ok: cancelled.deliveries > 0,
                     message: cancelled.deliveries > 0
@@ -251,11 +383,9 @@ final class Console: Sendable {
         case ("endpoints", 3) where parts[2] == "enable" || parts[2] == "disable":
             guard let endpoint = request.field("endpoint") else { throw ConsoleInputError("which endpoint?") }
             let enable = parts[2] == "enable"
-            let (key, state) = try await database.withConnection { connection in
-                let endpoints = Endpoints(connection)
-                let key = try await endpoints.key(for: endpoint)
-                return (key, try await endpoints.setEnabled(key: key, enable, by: by))
-            }
+            let endpoints = Endpoints(connection)
+            let key = try await endpoints.key(for: endpoint)
+            let state = try await endpoints.setEnabled(key: key, enable, by: by)
             return Outcome(
                 ok: true, message: "\(enable ? "Enabled" : "Disabled") \(key): now \(state ?? "closed").",
                 action: enable ? "endpoint.enable" : "endpoint.disable", target: "endpoint:\(key)",
@@ -263,7 +393,9 @@ final class Console: Sendable {
         case ("dead-letters", 4) where parts[3] == "retry":
             guard let id = Int64(parts[2]) else { throw ConsoleInputError("'\(parts[2])' is not a dead letter id") }
             do {
-                let job = try await database.withConnection {
+                // Its own savepoint: a refusal is an error of the database, which would otherwise
+                // abort the transaction that must still record it.
+                let job = try await connection.transaction {
                     try await DeadLetters($0, schema: WebhookWorkerSchema.queue).requeue(id: id)
                 }
                 return Outcome(
@@ -276,11 +408,9 @@ final class Console: Sendable {
             }
         case ("dead-letters", 3) where parts[2] == "retry":
             let filter = try DeadLetterFilter(request)
-            let summary = try await database.withConnection { connection in
-                let ids = try await filter.requeueableIDs(connection)
-                return try await DeadLetters(connection, schema: WebhookWorkerSchema.queue).requeueAll(
-                    DeadLetters.Filter(ids: ids))
-            }
+            let ids = try await filter.requeueableIDs(connection)
+            let summary = try await DeadLetters(connection, schema: WebhookWorkerSchema.queue).requeueAll(
+                DeadLetters.Filter(ids: ids))
             var message = "Requeued \(summary.requeued) of \(summary.matched) matching dead letter(s)"
             if summary.skippedAlreadyQueued > 0 {
                 message += "; skipped \(summary.skippedAlreadyQueued) whose job is already queued"
@@ -294,23 +424,20 @@ final class Console: Sendable {
             guard let text = request.field("older_than"), let age = DurationText.parse(text), age > .zero else {
                 throw ConsoleInputError("give an age to purge beyond, like 30d or 12h")
             }
-            let kind = request.field("kind")
-            let cutoff = Date().addingTimeInterval(-age.totalSeconds)
-            let deleted = try await database.withConnection {
-                try await DeadLetters($0, schema: WebhookWorkerSchema.queue).purge(diedBefore: cutoff, kind: kind)
-            }
+            // Exactly what the page lists with the same filters (beyond its first 200 rows), older than the age.
+            let filter = try DeadLetterFilter(request)
+            let deleted = try await filter.purge(connection, diedBefore: Date().addingTimeInterval(-age.totalSeconds))
             return Outcome(
-                ok: true, message: "Deleted \(deleted) dead letter(s) older than \(text).", action: "dead_letter.purge",
-                target: "dead_letters", detail: ["older_than": text, "kind": kind ?? "", "deleted": "\(deleted)"],
+                ok: true, message: "Deleted \(deleted) matching dead letter(s) older than \(text).",
+                action: "dead_letter.purge", target: "dead_letters",
+                detail: filter.detail.merging(
+                    ["older_than": text, "deleted": "\(deleted)"], uniquingKeysWith: { $1 }),
                 location: "/console/dead-letters")
         case ("jobs", 3) where parts[2] == "pause" || parts[2] == "resume":
             guard let kind = request.field("kind"), kind.count <= 200 else { throw ConsoleInputError("which kind?") }
             let pause = parts[2] == "pause"
-            let changed = try await database.withConnection { connection in
-                pause
-                    ? try await PausedKinds(connection, schema: WebhookWorkerSchema.queue).pause(kind, by: by)
-                    : try await PausedKinds(connection, schema: WebhookWorkerSchema.queue).resume(kind)
-            }
+            let pausedKinds = PausedKinds(connection, schema: WebhookWorkerSchema.queue)
+            let changed = pause ? try await pausedKinds.pause(kind, by: by) : try await pausedKinds.resume(kind)
             let message =
                 pause
                 ? (changed ? "Paused \(kind): no replica claims it until resumed." : "\(kind) was paused already.")

@@ -106,7 +106,8 @@ struct ConsoleIdentity: Sendable, Equatable {
 }
 
 /// Session cookies and CSRF tokens: `v1.<name>.<expiry>.<nonce>.<HMAC>`, signed with the
-/// token's session key (or, without tokens, a key made at start for the `local` actor).
+/// token's session key (or, without tokens, a key made at start for the `local` actor). A signed-out
+/// session's nonce is remembered in the database until its expiry (``ConsoleSignOuts``).
 struct ConsoleSessions: Sendable {
     static let cookieName = "wwc_session"
     static let lifetime: TimeInterval = 12 * 3600
@@ -143,16 +144,20 @@ struct ConsoleSessions: Sendable {
         return ("\(body).\(Self.mac(body, key))", nonce)
     }
 
-    /// The identity a cookie value proves, or nil (forged, expired, or its token is gone).
+    /// The identity a cookie value proves, or nil (forged, expired, or its token is gone). Not
+    /// whether it was signed out: ask ``ConsoleSignOuts``.
     func verify(_ value: String, now: Date = Date()) -> ConsoleIdentity? {
+        // Read from both ends: a token's name may hold dots (`ops.team`, `alice@example.com`), the
+        // version, expiry, nonce and MAC never do. The MAC covers the whole body, so there is one
+        // way to read a signed value.
         let parts = value.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
-        guard parts.count == 5, parts[0] == "v1", let expiry = Int(parts[2]), let key = key(for: parts[1]) else {
-            return nil
-        }
-        let body = parts[0..<4].joined(separator: ".")
-        guard constantTimeEqual(Self.mac(body, key), parts[4]) else { return nil }
+        guard parts.count >= 5, parts[0] == "v1", let expiry = Int(parts[parts.count - 3]) else { return nil }
+        let actor = parts[1..<(parts.count - 3)].joined(separator: ".")
+        guard let key = key(for: actor) else { return nil }
+        let body = parts.dropLast().joined(separator: ".")
+        guard constantTimeEqual(Self.mac(body, key), parts[parts.count - 1]) else { return nil }
         guard Double(expiry) > now.timeIntervalSince1970 else { return nil }
-        return ConsoleIdentity(actor: parts[1], method: .session(nonce: parts[3]))
+        return ConsoleIdentity(actor: actor, method: .session(nonce: parts[parts.count - 2]))
     }
 
     /// The CSRF token of a session: every form of its pages carries it, every POST must.

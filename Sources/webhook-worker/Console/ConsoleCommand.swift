@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import JobQueue
 import LibPQ
 import Logging
 import ServiceLifecycle
@@ -11,6 +12,40 @@ struct ConsoleSettings {
     var port: Int
     var readOnly: Bool
     var tokens: ConsoleTokens
+    /// The host names answered besides the loopback ones and `host`.
+    var hosts: ConsoleHosts
+
+    /// The longest one statement of the console may run, and may wait for a lock: a page or an
+    /// action facing a table locked elsewhere (a migration, a long `VACUUM FULL`) fails with an
+    /// error the operator sees instead of hanging with a connection held. (`run --console` shares
+    /// the replica's pool, which has the worker's own timeouts.)
+    static let statementTimeout = Duration.seconds(30)
+    static let lockTimeout = Duration.seconds(5)
+
+    /// The pool of `webhook-worker console`: four connections under ``statementTimeout`` and
+    /// ``lockTimeout``, set per session, or per transaction behind a transaction pooler
+    /// (`preparedStatements` false).
+    static func databasePool(conninfo: String?, preparedStatements: Bool) -> PostgresConnectionPool.Configuration {
+        let settings = [
+            ("statement_timeout", statementTimeout.totalMilliseconds), ("lock_timeout", lockTimeout.totalMilliseconds),
+        ]
+        return .init(
+            conninfo: conninfo, maxConnections: 4, applicationName: "webhook-worker console",
+            sessionSetup: preparedStatements ? settings.map { "SET \($0.0) = \($0.1)" }.joined(separator: "; ") : nil,
+            preparedStatements: preparedStatements,
+            transactionSetup: preparedStatements
+                ? nil : "SELECT " + settings.map { "set_config('\($0.0)', '\($0.1)', true)" }.joined(separator: ", "))
+    }
+
+    /// The names of `--allowed-host` (`flags`, repeatable) and `WORKER_CONSOLE_ALLOWED_HOSTS`
+    /// (comma-separated): both add.
+    static func hosts(bound host: String, flags: [String], environment env: [String: String]) throws -> ConsoleHosts {
+        let listed =
+            try ConsoleHosts.parse(flags, setting: "--allowed-host")
+            + ConsoleHosts.parse(
+                [env["WORKER_CONSOLE_ALLOWED_HOSTS"] ?? ""], setting: "WORKER_CONSOLE_ALLOWED_HOSTS")
+        return ConsoleHosts(bound: host, listed: listed)
+    }
 
     /// Reads `WORKER_CONSOLE_TOKEN` (environment only: secrets stay out of argv) and refuses a
     /// non-loopback address without it.
@@ -37,7 +72,9 @@ struct ConsoleCommand: AsyncParsableCommand {
             WORKER_CONSOLE_TOKEN (environment only) holds name:secret pairs separated by commas, a bare \
             secret being named operator; with it, every page and action needs a token (Authorization: \
             Bearer, or the login form). Without it the console listens on a loopback address only. \
-            Every action is logged and recorded in webhook_worker.console_audit.
+            Only loopback names, the --host address and the names of --allowed-host are answered \
+            (others get 421: DNS rebinding). Every action is logged and recorded in \
+            webhook_worker.console_audit.
             """)
 
     @Option(help: "Address to listen on. Env: WORKER_CONSOLE_HOST. Default: 127.0.0.1.")
@@ -48,6 +85,14 @@ struct ConsoleCommand: AsyncParsableCommand {
         name: .customLong("read-only"),
         help: "Pages only: no action buttons, every POST refused with 403. Env: WORKER_CONSOLE_READ_ONLY=1.")
     var readOnly = false
+    @Option(
+        name: .customLong("allowed-host"),
+        help: """
+            A host name browsers reach the console by (a proxy's or a port-forward's), answered besides \
+            localhost, 127.0.0.1, [::1] and --host; repeatable. Env: WORKER_CONSOLE_ALLOWED_HOSTS \
+            (comma-separated). Default: none.
+            """)
+    var allowedHosts: [String] = []
     @OptionGroup var database: DatabaseOptions
     @OptionGroup var logging: LoggingOptions
 
@@ -62,7 +107,8 @@ struct ConsoleCommand: AsyncParsableCommand {
             flagSet: readOnly)
         return ConsoleSettings(
             host: host, port: port, readOnly: readOnly,
-            tokens: try ConsoleSettings.tokens(host: host, environment: env, flag: "--host (WORKER_CONSOLE_HOST)"))
+            tokens: try ConsoleSettings.tokens(host: host, environment: env, flag: "--host (WORKER_CONSOLE_HOST)"),
+            hosts: try ConsoleSettings.hosts(bound: host, flags: allowedHosts, environment: env))
     }
 
     func run() async throws {
@@ -74,11 +120,10 @@ struct ConsoleCommand: AsyncParsableCommand {
             "prepared-statements", "WORKER_PREPARED_STATEMENTS", nil, env: ProcessInfo.processInfo.environment
         ).onOff(default: true)
         let pool = PostgresConnectionPool(
-            configuration: .init(
-                conninfo: database.conninfo, maxConnections: 4, applicationName: "webhook-worker console",
-                preparedStatements: prepared),
+            configuration: ConsoleSettings.databasePool(conninfo: database.conninfo, preparedStatements: prepared),
             logger: logger)
-        let console = Console(database: pool, tokens: settings.tokens, readOnly: settings.readOnly, logger: logger)
+        let console = Console(
+            database: pool, tokens: settings.tokens, hosts: settings.hosts, readOnly: settings.readOnly, logger: logger)
         let host = settings.host.contains(":") ? "[\(settings.host)]" : settings.host
         let server = ConsoleServer.make(console: console, host: settings.host, port: settings.port, logger: logger) {
             // Once bound, so that the line means the address answers.
@@ -88,6 +133,7 @@ struct ConsoleCommand: AsyncParsableCommand {
                     "address": "http://\(host):\($0)/console",
                     "database_url": "\(redactedConninfo(database.conninfo))", "read_only": "\(settings.readOnly)",
                     "tokens": "\(settings.tokens.tokens.map(\.name).joined(separator: ","))",
+                    "allowed_hosts": "\(settings.hosts.allowed.sorted().joined(separator: ","))",
                 ])
         }
         let group = ServiceGroup(

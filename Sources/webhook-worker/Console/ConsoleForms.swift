@@ -65,7 +65,7 @@ struct DeliverySearchForm {
     }
 }
 
-/// The dead-letters page's filter, which "retry all matching" also takes.
+/// The dead-letters page's filter, which "retry all matching" and "purge" also take.
 struct DeadLetterFilter {
     var kind, reason, client, since: String?
     var includeRequeued = false
@@ -102,6 +102,13 @@ struct DeadLetterFilter {
     func list(_ connection: PostgresConnection) async throws -> [DeadLetter] {
         try await DeadLetters(connection, schema: WebhookWorkerSchema.queue).list(
             try await filter(connection), reason: reason, includeRequeued: includeRequeued && client == nil, limit: 200)
+    }
+
+    /// Deletes what ``list(_:)`` shows (every row, not only the first 200) that died before `cutoff`.
+    func purge(_ connection: PostgresConnection, diedBefore cutoff: Date) async throws -> Int {
+        try await DeadLetters(connection, schema: WebhookWorkerSchema.queue).purge(
+            try await filter(connection), reason: reason, includeRequeued: includeRequeued && client == nil,
+            diedBefore: cutoff)
     }
 
     func requeueableIDs(_ connection: PostgresConnection) async throws -> [Int64] {

@@ -15,6 +15,36 @@ struct ConsoleRequest: Sendable {
     /// `Sec-Fetch-Site: cross-site`: a browser says another site made this request; POSTs are
     /// refused (besides the CSRF token, and for the login form, which has none).
     var crossSite = false
+    /// The `Host` header (HTTP/2's `:authority`), checked by ``ConsoleHosts``; nil when absent.
+    var host: String?
+    /// The `Origin` header of a POST, when the browser sent one.
+    var origin: String?
+
+    /// The first field name or value, of the form or the query, that holds a control character
+    /// (Unicode's Cc: U+0000-001F, U+007F-009F). The console's forms have single-line fields only,
+    /// which browsers send without any, so one is an attack or garbage; a NUL would also be cut by
+    /// libpq and refused by `jsonb`. (A textarea, if one is ever added, would need CR, LF and tab.)
+    var fieldWithControlCharacter: String? {
+        for (name, value) in query.merging(form, uniquingKeysWith: { $1 })
+        where Self.hasControlCharacter(name) || Self.hasControlCharacter(value) {
+            return ConsoleRequest.printable(name)
+        }
+        return nil
+    }
+
+    static func hasControlCharacter(_ text: String) -> Bool {
+        text.unicodeScalars.contains { $0.properties.generalCategory == .control }
+    }
+
+    /// `text` with each control character as U+FFFD and at most `limit` characters: safe to log
+    /// (no forged line) and to store (no NUL).
+    static func printable(_ text: String, limit: Int = 100) -> String {
+        var scalars = String.UnicodeScalarView()
+        for scalar in text.unicodeScalars.prefix(limit) {
+            scalars.append(scalar.properties.generalCategory == .control ? "\u{FFFD}" : scalar)
+        }
+        return String(scalars)
+    }
 
     /// Trimmed, nil when empty.
     func field(_ name: String) -> String? {

@@ -33,12 +33,18 @@ extension Pages {
                         hidden(&h, "client", filter.client)
                         hidden(&h, "since", filter.since)
                     }
-                    actionForm(&h, context, action: "/console/dead-letters/purge", label: "Purge", danger: true) { h in
+                    actionForm(
+                        &h, context, action: "/console/dead-letters/purge", label: "Purge matching", danger: true
+                    ) { h in
                         h.element("label") { h in
                             h.text("older than")
                             h.void("input", ["type": "text", "name": "older_than", "placeholder": "30d", "size": "6"])
                         }
                         hidden(&h, "kind", filter.kind)
+                        hidden(&h, "reason", filter.reason)
+                        hidden(&h, "client", filter.client)
+                        hidden(&h, "since", filter.since)
+                        hidden(&h, "include_requeued", filter.includeRequeued ? "1" : nil)
                     }
                 }
             }

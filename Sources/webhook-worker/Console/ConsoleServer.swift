@@ -27,6 +27,9 @@ enum ConsoleServer {
         consoleRequest.cookies = FormEncoding.cookies(request.headers[values: .cookie])
         consoleRequest.crossSite = request.headers[HTTPField.Name("Sec-Fetch-Site")!]?.lowercased() == "cross-site"
         consoleRequest.forwardedHTTPS = request.headers[HTTPField.Name("X-Forwarded-Proto")!]?.lowercased() == "https"
+        // HTTP/1.1's Host header arrives as the request's authority.
+        consoleRequest.host = request.head.authority ?? request.headers[HTTPField.Name("Host")!]
+        consoleRequest.origin = request.headers[HTTPField.Name("Origin")!]
         if request.method == .post {
             guard let body = try? await request.body.collect(upTo: maximumBody) else {
                 return Response(status: .contentTooLarge)

@@ -204,6 +204,24 @@ struct RunCommand: AsyncParsableCommand {
             """
     )
     var poolSize: String?
+    @Option(
+        name: .customLong("catch-up-interval"),
+        help:
+            """
+            How often one replica looks for integration accounts whose integration.connected event was never \
+            enqueued (the optional trigger failed, or the web app stopped before enqueueing), and enqueues it; an \
+            account is swept once it is this old. Env: WEBHOOK_CATCH_UP_INTERVAL. Default: 1m.
+            """
+    )
+    var catchUpInterval: String?
+    @Option(
+        name: .customLong("catch-up-window"),
+        help:
+            """
+            How far back the catch-up looks for such accounts. Env: WEBHOOK_CATCH_UP_WINDOW. Default: 1d.
+            """
+    )
+    var catchUpWindow: String?
 
     struct Settings {
         var queue: JobWorkerConfiguration
@@ -215,6 +233,7 @@ struct RunCommand: AsyncParsableCommand {
         var console: ConsoleSettings?
         /// Export spans (OTLP): an endpoint is set in the `OTEL_*` variables.
         var traces: Bool
+        var catchUp: IntegrationCatchUp.Configuration
     }
 
     func settings(environment env: [String: String]) throws -> Settings {
@@ -331,9 +350,24 @@ struct RunCommand: AsyncParsableCommand {
                 throw SettingError(description: "\(error)")
             }
         }
+        var catchUp = IntegrationCatchUp.Configuration()
+        catchUp.interval = try source("catch-up-interval", "WEBHOOK_CATCH_UP_INTERVAL", catchUpInterval)
+            .duration(default: catchUp.interval, minimum: .milliseconds(100))
+        catchUp.window = try source("catch-up-window", "WEBHOOK_CATCH_UP_WINDOW", catchUpWindow)
+            .duration(default: catchUp.window, minimum: .seconds(1))
+        guard catchUp.window > catchUp.interval else {
+            throw SettingError(
+                description:
+                    """
+                    invalid --catch-up-window (WEBHOOK_CATCH_UP_WINDOW) \(DurationText.format(catchUp.window)): it \
+                    must exceed --catch-up-interval (\(DurationText.format(catchUp.interval))), or no account is ever \
+                    swept
+                    """
+            )
+        }
         return Settings(
             queue: queue, delivery: delivery, poolSize: pool, httpPort: port, httpHost: host, console: consoleSettings,
-            traces: traces)
+            traces: traces, catchUp: catchUp)
     }
 
     func run() async throws {
@@ -370,6 +404,8 @@ struct RunCommand: AsyncParsableCommand {
                 "http_port": "\(settings.httpPort.map(String.init) ?? "off")",
                 "console": "\(settings.console.map { $0.readOnly ? "read-only" : "on" } ?? "off")",
                 "traces": "\(settings.traces ? "otlp" : "off")",
+                "catch_up_interval": "\(DurationText.format(settings.catchUp.interval))",
+                "catch_up_window": "\(DurationText.format(settings.catchUp.window))",
             ])
         // Spans go to the OTLP endpoint of the OTEL_* variables; without one, none is created.
         let traces: TraceExport.Backend?
@@ -430,6 +466,10 @@ struct RunCommand: AsyncParsableCommand {
                     service: QueueSampler(
                         database: pool, kinds: Set(worker.kinds), interval: .seconds(10), logger: logger)))
         }
+        services.append(
+            .init(
+                service: IntegrationCatchUpService(
+                    catchUp: IntegrationCatchUp(configuration: settings.catchUp), database: pool, logger: logger)))
         services.append(.init(service: worker))
         let group = ServiceGroup(
             configuration: .init(

@@ -210,7 +210,8 @@ struct RunCommand: AsyncParsableCommand {
             """
             How often one replica looks for integration accounts whose integration.connected event was never \
             enqueued (the optional trigger failed, or the web app stopped before enqueueing), and enqueues it; an \
-            account is swept once it is this old. Env: WEBHOOK_CATCH_UP_INTERVAL. Default: 1m.
+            account is swept once it is this old; off: never (accounts not inserted as connections, e.g. test \
+            data). Env: WEBHOOK_CATCH_UP_INTERVAL. Default: 1m.
             """
     )
     var catchUpInterval: String?
@@ -233,7 +234,8 @@ struct RunCommand: AsyncParsableCommand {
         var console: ConsoleSettings?
         /// Export spans (OTLP): an endpoint is set in the `OTEL_*` variables.
         var traces: Bool
-        var catchUp: IntegrationCatchUp.Configuration
+        /// nil: `--catch-up-interval off`.
+        var catchUp: IntegrationCatchUp.Configuration?
     }
 
     func settings(environment env: [String: String]) throws -> Settings {
@@ -351,8 +353,11 @@ struct RunCommand: AsyncParsableCommand {
             }
         }
         var catchUp = IntegrationCatchUp.Configuration()
-        catchUp.interval = try source("catch-up-interval", "WEBHOOK_CATCH_UP_INTERVAL", catchUpInterval)
-            .duration(default: catchUp.interval, minimum: .milliseconds(100))
+        let intervalSource = source("catch-up-interval", "WEBHOOK_CATCH_UP_INTERVAL", catchUpInterval)
+        let catchUpOff = intervalSource.value?.lowercased() == "off"
+        if !catchUpOff {
+            catchUp.interval = try intervalSource.duration(default: catchUp.interval, minimum: .milliseconds(100))
+        }
         catchUp.window = try source("catch-up-window", "WEBHOOK_CATCH_UP_WINDOW", catchUpWindow)
             .duration(default: catchUp.window, minimum: .seconds(1))
         guard catchUp.window > catchUp.interval else {
@@ -367,7 +372,7 @@ struct RunCommand: AsyncParsableCommand {
         }
         return Settings(
             queue: queue, delivery: delivery, poolSize: pool, httpPort: port, httpHost: host, console: consoleSettings,
-            traces: traces, catchUp: catchUp)
+            traces: traces, catchUp: catchUpOff ? nil : catchUp)
     }
 
     func run() async throws {
@@ -404,8 +409,8 @@ struct RunCommand: AsyncParsableCommand {
                 "http_port": "\(settings.httpPort.map(String.init) ?? "off")",
                 "console": "\(settings.console.map { $0.readOnly ? "read-only" : "on" } ?? "off")",
                 "traces": "\(settings.traces ? "otlp" : "off")",
-                "catch_up_interval": "\(DurationText.format(settings.catchUp.interval))",
-                "catch_up_window": "\(DurationText.format(settings.catchUp.window))",
+                "catch_up_interval": "\(settings.catchUp.map { DurationText.format($0.interval) } ?? "off")",
+                "catch_up_window": "\(settings.catchUp.map { DurationText.format($0.window) } ?? "off")",
             ])
         // Spans go to the OTLP endpoint of the OTEL_* variables; without one, none is created.
         let traces: TraceExport.Backend?
@@ -466,10 +471,12 @@ struct RunCommand: AsyncParsableCommand {
                     service: QueueSampler(
                         database: pool, kinds: Set(worker.kinds), interval: .seconds(10), logger: logger)))
         }
-        services.append(
-            .init(
-                service: IntegrationCatchUpService(
-                    catchUp: IntegrationCatchUp(configuration: settings.catchUp), database: pool, logger: logger)))
+        if let catchUp = settings.catchUp {
+            services.append(
+                .init(
+                    service: IntegrationCatchUpService(
+                        catchUp: IntegrationCatchUp(configuration: catchUp), database: pool, logger: logger)))
+        }
         services.append(.init(service: worker))
         let group = ServiceGroup(
             configuration: .init(

@@ -4,11 +4,25 @@ import LibPQ
 @testable import TestSupport
 import Testing
 import WebhookReceiver
+@testable import webhook_worker
 
 /// The optional trigger never fails the web app's insert; what it could not enqueue, the
 /// worker's catch-up enqueues (docs/enqueueing.md, "the optional trigger").
 @Suite("Integration catch-up", .timeLimit(.minutes(3)))
 struct IntegrationCatchUpTests {
+    @Test("the catch-up's settings: 1m and 1d by default, flags and variables, off")
+    func settings() throws {
+        let defaults = try #require(try RunCommand.parse([]).settings(environment: [:]).catchUp)
+        #expect(defaults.interval == .seconds(60) && defaults.window == .seconds(86_400))
+        let set = try #require(
+            try RunCommand.parse(["--catch-up-window", "2h"]).settings(environment: [
+                "WEBHOOK_CATCH_UP_INTERVAL": "5s"
+            ]).catchUp)
+        #expect(set.interval == .seconds(5) && set.window == .seconds(7200))
+        #expect(try RunCommand.parse(["--catch-up-interval", "off"]).settings(environment: [:]).catchUp == nil)
+        #expect(try RunCommand.parse([]).settings(environment: ["WEBHOOK_CATCH_UP_INTERVAL": "OFF"]).catchUp == nil)
+    }
+
     @Test("an event the optional trigger could not enqueue is enqueued by the catch-up, counted, and delivered")
     func lostEventIsDelivered() async throws {
         try await withLeastPrivilegeDatabase { setup in

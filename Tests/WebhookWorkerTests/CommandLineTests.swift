@@ -70,6 +70,15 @@ struct CommandLineTests {
         #expect(output.contains(names), "\(output)")
     }
 
+    @Test("help texts print no line-continuation backslashes")
+    func helpHasNoBackslashes() async throws {
+        for command in [["secrets", "retire"], ["run"], ["dead-letters", "retry"], ["endpoints"], ["receive"]] {
+            let (output, status) = try await Self.run(command + ["--help"])
+            #expect(status == 0, "\(command): \(output)")
+            #expect(!output.contains("\\"), "\(command): \(output)")
+        }
+    }
+
     @Test("--version prints the version and exits 0")
     func version() async throws {
         let (output, status) = try await Self.run(["--version"])

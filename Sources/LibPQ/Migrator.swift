@@ -61,8 +61,22 @@ public struct Migrator: Sendable {
         // Up to date: change nothing and take no lock, so a replica whose role may not CREATE
         // in the database starts fine once the schema exists.
         let present = try await appliedVersions(connection)
-        if migrations.allSatisfy({ present[$0.version] != nil }) { return [] }
+        if migrations.allSatisfy({ present[$0.version] != nil }) {
+            warnAboutChanged(present, logger: logger)
+            return []
+        }
         return try await apply(connection, logger: logger)
+    }
+
+    /// Warns once per migration whose text changed since a database recorded it: that database
+    /// did not run the new text, and never will.
+    func warnAboutChanged(_ present: [Int: String], logger: Logger) {
+        for migration in migrations {
+            guard let checksum = present[migration.version], !migration.matches(checksum: checksum) else { continue }
+            logger.warning(
+                "an applied migration has changed since it was applied; it is not run again",
+                metadata: ["migration": "\(migration.name)"])
+        }
     }
 
     static let lock = PostgresQuery("migrationLock", "SELECT pg_advisory_xact_lock($1::bigint)")

@@ -16,7 +16,8 @@ public struct DeliverySummary: Sendable, Equatable {
 extension Deliveries {
     /// What a console searches deliveries by; nil fields match everything.
     public struct Search: Sendable, Equatable {
-        /// The OAuth client: its internal id (`"OAuthClient".id`) or its public `clientId`.
+        /// The OAuth client: any name ``OAuthClientName`` accepts (its id, its public `clientId`, or
+        /// `client:<id>`).
         public var client: String?
         public var user: String?
         public var status: Delivery.Status?
@@ -50,8 +51,7 @@ extension Deliveries {
                (SELECT a.error_class FROM webhook_worker.delivery_attempts a
                 WHERE a.delivery_id = d.delivery_id ORDER BY a.attempt DESC, a.id DESC LIMIT 1) AS last_error_class
         FROM webhook_worker.webhook_deliveries d LEFT JOIN "OAuthClient" c ON c.id = d.oauth_client_id
-        WHERE ($1::text IS NULL OR d.oauth_client_id = $1
-               OR d.oauth_client_id = (SELECT id FROM "OAuthClient" WHERE "clientId" = $1))
+        WHERE ($1::text IS NULL OR d.oauth_client_id = $1)
           AND ($2::text IS NULL OR d.user_id = $2) AND ($3::text IS NULL OR d.status = $3)
           AND ($4::uuid IS NULL OR d.delivery_id = $4) AND ($5::text IS NULL OR d.event = $5)
           AND ($6::text IS NULL OR d.integration_account_id = $6)
@@ -63,7 +63,8 @@ extension Deliveries {
     /// name and public id and its last error class. Reads the web app's `"OAuthClient"` table.
     public func search(_ search: Search, limit: Int = 100) async throws -> [DeliverySummary] {
         let bindings: [any PostgresEncodable] = [
-            search.client, search.user, search.status?.rawValue, search.deliveryID, search.event,
+            try await OAuthClientName(connection).id(for: search.client), search.user, search.status?.rawValue,
+            search.deliveryID, search.event,
             search.integrationAccount, search.createdFrom, search.createdUntil, limit,
         ]
         return try await connection.query(Self.search, bindings).rows.map { row in

@@ -19,7 +19,8 @@ import LibPQ
 /// A healthy endpoint costs nothing: the state comes with the delivery's re-check, and a success
 /// is written only when the endpoint had failures to forget.
 enum EndpointCircuit {
-    static func key(client: String) -> String { "client:\(client)" }
+    static let keyPrefix = "client:"
+    static func key(client: String) -> String { keyPrefix + client }
 
     enum Permit: Equatable {
         case send

@@ -72,16 +72,10 @@ public struct Endpoints: Sendable {
         self.connection = connection
     }
 
-    static let resolve = PostgresQuery(
-        "resolveEndpoint",
-        #"SELECT id FROM "OAuthClient" WHERE id = $1 OR "clientId" = $1 ORDER BY id = $1 DESC LIMIT 1"#)
-
-    /// The endpoint key (`client:<id>`) for what an operator typed: a key, an OAuth client's id,
-    /// or its public `clientId`. An unknown client's text is taken as its id.
+    /// The endpoint key (`client:<id>`) for what an operator typed: any of the names
+    /// ``OAuthClientName`` accepts.
     public func key(for text: String) async throws -> String {
-        if text.hasPrefix("client:") { return text }
-        let id: String? = try await connection.query(Self.resolve, [text]).first?.decode("id")
-        return EndpointCircuit.key(client: id ?? text)
+        EndpointCircuit.key(client: try await OAuthClientName(connection).id(for: text))
     }
 
     public enum State: String, Sendable, CaseIterable {

@@ -24,8 +24,13 @@ struct CommandFailure: Error {
     /// A failure the command reported itself (e.g. `receive`'s failed signature checks).
     static let alreadyReported = CommandFailure(message: nil, status: 1)
 
-    /// Prints `line` to standard error as the program's own message.
-    static func printError(_ line: String) {
+    /// Prints `message` to standard error as the program's own message, on one line: libpq's
+    /// own messages span lines (a connection error puts its hint on a second, indented line).
+    static func printError(_ message: String) {
+        let line = message.split(whereSeparator: \.isNewline)
+            .map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.isEmpty }
+            .joined(separator: " ")
         FileHandleOutput.write("webhook-worker: \(line)\n")
     }
 

@@ -30,8 +30,10 @@ struct DeadLettersCommand: AsyncParsableCommand {
                     DeadLetters.Filter(kind: kind, diedSince: since?.date), includeRequeued: includeRequeued,
                     limit: limit)
             }
+            // delivery_id: the runbook goes from a dead letter to `deliveries show` with it.
             Output(json: json).list(
-                letters.map(\.fields), columns: ["id", "job_id", "kind", "reason", "attempts", "dead_at", "last_error"])
+                letters.map(\.fields),
+                columns: ["id", "job_id", "kind", "reason", "attempts", "dead_at", "delivery_id", "last_error"])
         }
     }
 
@@ -84,7 +86,11 @@ struct DeadLettersCommand: AsyncParsableCommand {
         @Option(help: "With --all: only this kind.") var kind: String?
         @Option(help: "With --all: only those that died since (1h, 2d, or an ISO 8601 time).") var since: Since?
         @Option(
-            help: "Only the webhook.deliver dead letters of this OAuth client (its \"OAuthClient\".id); implies --all.")
+            help:
+                """
+                Only the webhook.deliver dead letters of this OAuth client (its id, public clientId, or key \
+                client:<id>); implies --all.
+                """)
         var client: String?
         @Option(help: "Dead letters per transaction.") var batchSize: Int = 500
         @Flag(help: "Print JSON.") var json = false
@@ -119,17 +125,21 @@ struct DeadLettersCommand: AsyncParsableCommand {
                     return
                 }
                 var filter = DeadLetters.Filter(kind: kind, diedSince: since?.date)
-                if let client { filter.ids = try await Deliveries(connection).deadLetterIDs(ofClient: client) }
+                if let client {
+                    let id = try await OAuthClientName(connection).id(for: client)
+                    filter.ids = try await Deliveries(connection).deadLetterIDs(ofClient: id)
+                }
                 let summary = try await deadLetters.requeueAll(filter, batchSize: batchSize) { done, total in
                     if !json { progress("requeued \(done) of \(total)") }
                 }
+                endProgress()
                 guard summary.matched > 0 else { throw notFound("no dead letters to requeue") }
                 let (done, skipped) = (summary.requeued, summary.skippedAlreadyQueued)
                 if json {
                     Output(json: true).printJSON(["requeued": done, "skipped_already_queued": skipped])
                 } else {
                     print(
-                        "\rrequeued \(done) dead letter(s)"
+                        "requeued \(done) dead letter(s)"
                             + (skipped > 0 ? ", skipped \(skipped) whose job is already queued" : ""))
                 }
             }
@@ -151,7 +161,8 @@ struct DeadLettersCommand: AsyncParsableCommand {
                     progress("deleted \($0) dead letters")
                 }
             }
-            print("\rdeleted \(deleted) dead letter(s)")
+            endProgress()
+            print("deleted \(deleted) dead letter(s)")
         }
     }
 }

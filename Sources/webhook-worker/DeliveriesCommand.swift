@@ -11,7 +11,7 @@ struct DeliveriesCommand: AsyncParsableCommand {
 
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List deliveries, newest first.")
-        @Option(help: "Only this OAuth client (its \"OAuthClient\".id).") var client: String?
+        @Option(help: "Only this OAuth client: its id, public clientId, or key (client:<id>).") var client: String?
         @Option(help: "Only this status: pending, delivered, failed or cancelled.") var status: String?
         @Option(help: "Only those created since: a duration ago (1h, 2d) or an ISO 8601 time.") var since: Since?
         @Option(help: "At most this many rows.") var limit: Int = 100
@@ -26,10 +26,11 @@ struct DeliveriesCommand: AsyncParsableCommand {
         }
 
         func run() async throws {
-            let filter = Deliveries.Filter(
-                client: client, status: status.flatMap(Delivery.Status.init(rawValue:)), createdSince: since?.date)
-            let deliveries = try await withOperatorConnection(database) {
-                try await Deliveries($0).list(filter, limit: limit)
+            let deliveries = try await withOperatorConnection(database) { connection in
+                let filter = Deliveries.Filter(
+                    client: try await OAuthClientName(connection).id(for: client),
+                    status: status.flatMap(Delivery.Status.init(rawValue:)), createdSince: since?.date)
+                return try await Deliveries(connection).list(filter, limit: limit)
             }
             Output(json: json).list(
                 deliveries.map(\.fields),
@@ -75,7 +76,10 @@ struct DeliveriesCommand: AsyncParsableCommand {
                 print("")
                 output.list(
                     attempts.map(\.fields),
-                    columns: ["attempt", "attempted_at", "http_status", "error_class", "duration_ms", "error"])
+                    columns: [
+                        "attempt", "attempted_at", "http_status", "error_class", "duration_ms", "error",
+                        "response_excerpt",
+                    ])
             }
         }
     }
@@ -114,7 +118,8 @@ struct DeliveriesCommand: AsyncParsableCommand {
                 attempt). An attempt already in flight finishes, but the delivery stays cancelled.
                 """)
         @Argument(help: "The delivery id.") var id: String?
-        @Option(help: "Every pending delivery of this OAuth client (its \"OAuthClient\".id).") var client: String?
+        @Option(help: "Every pending delivery of this OAuth client: its id, public clientId, or key (client:<id>).")
+        var client: String?
         @Flag(help: "Print JSON.") var json = false
         @OptionGroup var database: DatabaseOptions
 
@@ -125,7 +130,9 @@ struct DeliveriesCommand: AsyncParsableCommand {
 
         func run() async throws {
             let cancelled = try await withOperatorConnection(database) { connection in
-                try await Deliveries(connection).cancel(id: id.flatMap(UUID.init(uuidString:)), client: client)
+                try await Deliveries(connection).cancel(
+                    id: id.flatMap(UUID.init(uuidString:)),
+                    client: try await OAuthClientName(connection).id(for: client))
             }
             guard cancelled.deliveries > 0 else {
                 throw notFound(

@@ -85,10 +85,11 @@ struct EndpointsCommand: AsyncParsableCommand {
                 """
         )
         @Argument(help: "The endpoint: OAuth client id, public clientId, or key.") var endpoint: String
+        @OptionGroup var actor: ActorOptions
         @OptionGroup var database: DatabaseOptions
 
         func run() async throws {
-            try await setEnabled(endpoint, true, database: database)
+            try await setEnabled(endpoint, true, actor: actor, database: database)
         }
     }
 
@@ -97,18 +98,21 @@ struct EndpointsCommand: AsyncParsableCommand {
             abstract:
                 "Disable an endpoint: nothing is sent to it; its waiting and new deliveries end as endpoint_disabled.")
         @Argument(help: "The endpoint: OAuth client id, public clientId, or key.") var endpoint: String
+        @OptionGroup var actor: ActorOptions
         @OptionGroup var database: DatabaseOptions
 
         func run() async throws {
-            try await setEnabled(endpoint, false, database: database)
+            try await setEnabled(endpoint, false, actor: actor, database: database)
         }
     }
 
-    static func setEnabled(_ endpoint: String, _ enabled: Bool, database: DatabaseOptions) async throws {
+    static func setEnabled(
+        _ endpoint: String, _ enabled: Bool, actor: ActorOptions, database: DatabaseOptions
+    ) async throws {
         let (key, state) = try await withOperatorConnection(database) { connection in
             let endpoints = Endpoints(connection)
             let key = try await endpoints.key(for: endpoint)
-            return (key, try await endpoints.setEnabled(key: key, enabled, by: "operator (\(operatorName))"))
+            return (key, try await endpoints.setEnabled(key: key, enabled, by: "operator (\(actor.name))"))
         }
         print("endpoint \(key) is now \(state ?? "?")")
     }
@@ -125,11 +129,12 @@ struct JobsCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Stop every replica claiming KIND (within a poll interval); running jobs finish.")
         @Argument(help: "The kind, e.g. webhook.deliver.") var kind: String
+        @OptionGroup var actor: ActorOptions
         @OptionGroup var database: DatabaseOptions
 
         func run() async throws {
             try await withOperatorConnection(database) {
-                try await PausedKinds($0, schema: WebhookWorkerSchema.queue).pause(kind, by: operatorName)
+                try await PausedKinds($0, schema: WebhookWorkerSchema.queue).pause(kind, by: actor.name)
             }
             print("paused \(kind): replicas stop claiming it")
         }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import JobQueue
 import LibPQ
+import Synchronization
 
 /// Runs `body` on a new connection for an operator command and closes it afterwards, however
 /// `body` ends. An unreachable database prints one line and exits 1.
@@ -17,8 +18,25 @@ func withOperatorConnection<T>(
     }
 }
 
-/// Who an operator command acts as, recorded beside what it changes.
-var operatorName: String { ProcessInfo.processInfo.environment["USER"] ?? "unknown user" }
+/// `--actor`: who an operator command acts as, recorded beside what it changes (`disabled_by`,
+/// `paused_by`). Containers rarely set `USER`, hence the option and its variable.
+struct ActorOptions: ParsableArguments {
+    @Option(
+        help:
+            """
+            Who is acting, recorded with the change. Env: WORKER_ACTOR. Default: $USER, or "unknown user" without \
+            it.
+            """)
+    var actor: String?
+
+    var name: String {
+        let environment = ProcessInfo.processInfo.environment
+        for candidate in [actor, environment["WORKER_ACTOR"], environment["USER"]] {
+            if let candidate, !candidate.isEmpty { return candidate }
+        }
+        return "unknown user"
+    }
+}
 
 /// `--since`: a duration ago (`1h`, `2d`) or an ISO 8601 time.
 struct Since: ExpressibleByArgument {
@@ -52,7 +70,20 @@ struct Age: ExpressibleByArgument {
 /// Ends a command with exit status 1: nothing found where something was asked for.
 func notFound(_ message: String) -> CommandFailure { .notFound(message) }
 
-/// Progress on standard error for long batch work, so standard output stays parseable.
+/// Progress on standard error for long batch work, so standard output stays parseable. Each
+/// update overwrites the line; ``endProgress()`` ends it, so that what follows starts a line.
 func progress(_ text: String) {
     FileHandleOutput.write("\r\(text)")
+    progressShown.withLock { $0 = true }
 }
+
+/// Ends the progress line with a line break, if progress was shown.
+func endProgress() {
+    let shown = progressShown.withLock { shown in
+        defer { shown = false }
+        return shown
+    }
+    if shown { FileHandleOutput.write("\n") }
+}
+
+private let progressShown = Mutex(false)

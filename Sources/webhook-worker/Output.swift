@@ -111,8 +111,10 @@ struct Table {
             max(columns[index].count, rows.map { $0[index].count }.max() ?? 0)
         }
         let separators = 2 * (columns.count - 1)
+        // Ids are never cut: a cut id cannot be pasted into the next command.
+        let cuttable = columns.indices.filter { columns[$0] != "id" && !columns[$0].hasSuffix("_id") }
         while widths.reduce(0, +) + separators > width,
-            let widest = widths.indices.max(by: { widths[$0] < widths[$1] }),
+            let widest = cuttable.max(by: { widths[$0] < widths[$1] }),
             widths[widest] > 8
         {
             widths[widest] -= 1

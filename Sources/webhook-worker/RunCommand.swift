@@ -204,6 +204,25 @@ struct RunCommand: AsyncParsableCommand {
             """
     )
     var poolSize: String?
+    @Option(
+        name: .customLong("catch-up-interval"),
+        help:
+            """
+            How often one replica looks for integration accounts whose integration.connected event was never \
+            enqueued (the optional trigger failed, or the web app stopped before enqueueing), and enqueues it; an \
+            account is swept once it is this old; off: never (accounts not inserted as connections, e.g. test \
+            data). Env: WEBHOOK_CATCH_UP_INTERVAL. Default: 1m.
+            """
+    )
+    var catchUpInterval: String?
+    @Option(
+        name: .customLong("catch-up-window"),
+        help:
+            """
+            How far back the catch-up looks for such accounts. Env: WEBHOOK_CATCH_UP_WINDOW. Default: 1d.
+            """
+    )
+    var catchUpWindow: String?
 
     struct Settings {
         var queue: JobWorkerConfiguration
@@ -215,6 +234,8 @@ struct RunCommand: AsyncParsableCommand {
         var console: ConsoleSettings?
         /// Export spans (OTLP): an endpoint is set in the `OTEL_*` variables.
         var traces: Bool
+        /// nil: `--catch-up-interval off`.
+        var catchUp: IntegrationCatchUp.Configuration?
     }
 
     func settings(environment env: [String: String]) throws -> Settings {
@@ -332,9 +353,27 @@ struct RunCommand: AsyncParsableCommand {
                 throw SettingError(description: "\(error)")
             }
         }
+        var catchUp = IntegrationCatchUp.Configuration()
+        let intervalSource = source("catch-up-interval", "WEBHOOK_CATCH_UP_INTERVAL", catchUpInterval)
+        let catchUpOff = intervalSource.value?.lowercased() == "off"
+        if !catchUpOff {
+            catchUp.interval = try intervalSource.duration(default: catchUp.interval, minimum: .milliseconds(100))
+        }
+        catchUp.window = try source("catch-up-window", "WEBHOOK_CATCH_UP_WINDOW", catchUpWindow)
+            .duration(default: catchUp.window, minimum: .seconds(1))
+        guard catchUp.window > catchUp.interval else {
+            throw SettingError(
+                description:
+                    """
+                    invalid --catch-up-window (WEBHOOK_CATCH_UP_WINDOW) \(DurationText.format(catchUp.window)): it \
+                    must exceed --catch-up-interval (\(DurationText.format(catchUp.interval))), or no account is ever \
+                    swept
+                    """
+            )
+        }
         return Settings(
             queue: queue, delivery: delivery, poolSize: pool, httpPort: port, httpHost: host, console: consoleSettings,
-            traces: traces)
+            traces: traces, catchUp: catchUpOff ? nil : catchUp)
     }
 
     func run() async throws {
@@ -371,6 +410,8 @@ struct RunCommand: AsyncParsableCommand {
                 "http_port": "\(settings.httpPort.map(String.init) ?? "off")",
                 "console": "\(settings.console.map { $0.readOnly ? "read-only" : "on" } ?? "off")",
                 "traces": "\(settings.traces ? "otlp" : "off")",
+                "catch_up_interval": "\(settings.catchUp.map { DurationText.format($0.interval) } ?? "off")",
+                "catch_up_window": "\(settings.catchUp.map { DurationText.format($0.window) } ?? "off")",
             ])
         // Spans go to the OTLP endpoint of the OTEL_* variables; without one, none is created.
         let traces: TraceExport.Backend?
@@ -432,6 +473,12 @@ struct RunCommand: AsyncParsableCommand {
                 .init(
                     service: QueueSampler(
                         database: pool, kinds: Set(worker.kinds), interval: .seconds(10), logger: logger)))
+        }
+        if let catchUp = settings.catchUp {
+            services.append(
+                .init(
+                    service: IntegrationCatchUpService(
+                        catchUp: IntegrationCatchUp(configuration: catchUp), database: pool, logger: logger)))
         }
         services.append(.init(service: worker))
         let group = ServiceGroup(

@@ -14,13 +14,13 @@ struct SecretsCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Record a client's previous webhook secret, read from standard input (never an argument).",
             discussion: """
-                Run it when the web app changes "OAuthClient"."webhookSecret" (or install \\
-                sql/optional/keep_retired_webhook_secrets.sql, which does it in the database). Until the \\
-                overlap passes (--secret-overlap of run, 24 h by default), webhook-signature carries a \\
-                signature with the old secret beside the new one. The secret is read up to the end of \\
+                Run it when the web app changes "OAuthClient"."webhookSecret" (or install \
+                sql/optional/keep_retired_webhook_secrets.sql, which does it in the database). Until the \
+                overlap passes (--secret-overlap of run, 24 h by default), webhook-signature carries a \
+                signature with the old secret beside the new one. The secret is read up to the end of \
                 input; one trailing line break is dropped. It is never printed or logged.
                 """)
-        @Option(help: "The OAuth client (its \"OAuthClient\".id).") var client: String
+        @Option(help: "The OAuth client: its id, public clientId, or key (client:<id>).") var client: String
         @OptionGroup var database: DatabaseOptions
 
         func run() async throws {
@@ -38,8 +38,15 @@ struct SecretsCommand: AsyncParsableCommand {
                     """
                 )
             }
-            try await withOperatorConnection(database) { try await RetiredSecrets($0).retire(secret, client: client) }
-            print("kept the previous secret of client \(client); it signs beside the current one for the overlap")
+            let id = try await withOperatorConnection(database) { connection in
+                // A secret kept under a name that is no client would sign nothing: say so instead.
+                guard let id = try await OAuthClientName(connection).existingID(for: client) else {
+                    throw notFound("no OAuth client \(client) (give its id, public clientId, or client:<id>)")
+                }
+                try await RetiredSecrets(connection).retire(secret, client: id)
+                return id
+            }
+            print("kept the previous secret of client \(id); it signs beside the current one for the overlap")
         }
     }
 }

@@ -104,9 +104,10 @@ struct PruneCommand: AsyncParsableCommand {
             }
             return (jobAttempts, deliveries, secrets, audit)
         }
+        endProgress()
         print(
             """
-            \rdeleted \(jobAttempts) job attempt(s), \(deliveries.attempts) delivery attempt(s), \
+            deleted \(jobAttempts) job attempt(s), \(deliveries.attempts) delivery attempt(s), \
             \(deliveries.deliveries) finished deliveries, \(secrets) expired secret(s)\
             \(audit.map { ", \($0) console audit entr\($0 == 1 ? "y" : "ies")" } ?? "")
             """

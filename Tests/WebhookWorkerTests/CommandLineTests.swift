@@ -41,6 +41,8 @@ struct CommandLineTests {
             ("WEBHOOK_ALLOW_HTTP=maybe $BIN run", "WEBHOOK_ALLOW_HTTP"),
             ("LOG_LEVEL=loud $BIN run", "--log-level (LOG_LEVEL)"),
             ("$BIN run --poll-interval=-1s", "--poll-interval (WORKER_POLL_INTERVAL)"),
+            ("$BIN run --catch-up-interval soon", "--catch-up-interval (WEBHOOK_CATCH_UP_INTERVAL)"),
+            ("$BIN run --catch-up-interval 1h --catch-up-window 30m", "--catch-up-window (WEBHOOK_CATCH_UP_WINDOW)"),
             ("$BIN run --console", "--console (WORKER_CONSOLE) needs --http-port"),
             ("$BIN run --console --http-port 9099", "WORKER_CONSOLE_TOKEN"),
             ("$BIN console --host 0.0.0.0", "WORKER_CONSOLE_TOKEN"),
@@ -68,6 +70,15 @@ struct CommandLineTests {
         #expect(output.contains(names), "\(output)")
     }
 
+    @Test("help texts print no line-continuation backslashes")
+    func helpHasNoBackslashes() async throws {
+        for command in [["secrets", "retire"], ["run"], ["dead-letters", "retry"], ["endpoints"], ["receive"]] {
+            let (output, status) = try await Self.run(command + ["--help"])
+            #expect(status == 0, "\(command): \(output)")
+            #expect(!output.contains("\\"), "\(command): \(output)")
+        }
+    }
+
     @Test("--version prints the version and exits 0")
     func version() async throws {
         let (output, status) = try await Self.run(["--version"])
@@ -93,6 +104,8 @@ struct CommandLineTests {
         #expect(status == 1)
         #expect(output.contains("127.0.0.1:1"))
         #expect(!output.contains("pa55word"))
+        // libpq's message has its hint on a second line; the program prints one.
+        #expect(output.trimmingCharacters(in: .newlines).split(separator: "\n").count == 1, "\(output)")
     }
 
     @Test("run exits 1 with a readable error when its HTTP port is taken, after closing what it opened")

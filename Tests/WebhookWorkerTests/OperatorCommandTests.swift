@@ -52,6 +52,75 @@ struct OperatorCommandTests {
             """)
     }
 
+    @Test(
+        "every --client takes the client's id, public clientId or key",
+        arguments: ["client-a", "pub-a", "client:client-a", "client:pub-a"])
+    func clientNames(name: String) async throws {
+        try await withTestDatabase(appTables: true) { database in
+            try await Self.seed(database)
+            try await database.script(
+                """
+                INSERT INTO "OAuthClient" (id, "clientId", name) VALUES ('client-a', 'pub-a', 'Alpha'),
+                    ('client-b', 'pub-b', 'Beta');
+                INSERT INTO webhook_worker.webhook_deliveries
+                    (delivery_id, event, source_job_id, integration_account_id, user_id, oauth_client_id, payload)
+                VALUES ('33333333-3333-4333-8333-333333333333', 'integration.connected', 2, 'acct-1', 'user-1', \
+                'client-a', '{}');
+                INSERT INTO webhook_worker.jobs (kind, payload)
+                VALUES ('webhook.deliver', '{"delivery_id": "33333333-3333-4333-8333-333333333333"}');
+                """)
+            let listed = try #require(
+                try await Self.json("deliveries list --client \(name)", database) as? [[String: Any]])
+            #expect(Set(listed.compactMap { $0["oauth_client_id"] as? String }) == ["client-a"])
+            #expect(listed.count == 2)
+
+            let cancelled = try #require(
+                try await Self.json("deliveries cancel --client \(name)", database) as? [String: Any])
+            #expect(cancelled["cancelled"] as? Int == 1)
+
+            let retried = try #require(
+                try await Self.json("dead-letters retry --client \(name)", database) as? [String: Any])
+            #expect(retried["requeued"] as? Int == 1)
+            #expect(
+                try await database.count(
+                    "SELECT count(*) FROM webhook_worker.dead_letter_jobs WHERE requeued_at IS NOT NULL") == 1)
+
+            try await database.script(
+                "INSERT INTO webhook_worker.endpoints (key, state) VALUES ('client:client-a', 'open')")
+            #expect(try await Self.cli("endpoints show \(name)", database).status == 0)
+        }
+    }
+
+    @Test("--actor names who paused or disabled (WORKER_ACTOR, then USER); batch progress ends its line")
+    func actorsAndProgress() async throws {
+        try await withTestDatabase(appTables: true) { database in
+            try await Self.seed(database)
+            let environment = ["DATABASE_URL": database.conninfo]
+            _ = try await runWorker(["jobs", "pause", "noop", "--actor", "alice"], environment: environment)
+            _ = try await runWorker(
+                ["endpoints", "disable", "client-b"], environment: environment.merging(["WORKER_ACTOR": "bob"]) { $1 })
+            _ = try await runWorker(
+                ["jobs", "pause", "webhook.deliver"], environment: environment.merging(["USER": "carol"]) { $1 })
+            #expect(
+                try await database.scalar("SELECT paused_by FROM webhook_worker.paused_kinds WHERE kind = 'noop'")
+                    == "alice")
+            #expect(
+                try await database.scalar(
+                    "SELECT paused_by FROM webhook_worker.paused_kinds WHERE kind = 'webhook.deliver'") == "carol")
+            #expect(
+                try await database.scalar(
+                    "SELECT disabled_by FROM webhook_worker.endpoints WHERE key = 'client:client-b'")
+                    == "operator (bob)")
+
+            // Standard error's progress line ends before standard output's summary starts.
+            let (output, status) = try await runWorker(
+                ["dead-letters", "retry", "--all", "--batch-size", "1"], environment: environment)
+            #expect(status == 0, "\(output)")
+            #expect(output.hasSuffix("requeued 2 dead letter(s)\n"), "\(output)")
+            #expect(output.contains("requeued 2 of 2\nrequeued 2 dead letter(s)"), "\(output)")
+        }
+    }
+
     @Test("dead-letters: list, show, retry one and all, purge; JSON parses; exit statuses")
     func deadLetters() async throws {
         try await withTestDatabase { database in
@@ -117,7 +186,8 @@ struct OperatorCommandTests {
 
     @Test("deliveries: list with filters, show with attempts, resend with the same id and bytes")
     func deliveries() async throws {
-        try await withTestDatabase { database in
+        // With the web app's tables, as in production: --client is looked up in "OAuthClient".
+        try await withTestDatabase(appTables: true) { database in
             try await Self.seed(database)
             #expect((try await Self.json("deliveries list", database) as? [[String: Any]])?.count == 2)
             let failed = try #require(

@@ -106,6 +106,22 @@ struct SchemaCompositionTests {
         }
     }
 
+    @Test("a changed migration is reported when nothing is pending too")
+    func changedMigrationIsReportedWhenUpToDate() async throws {
+        try await withTestDatabase { database in
+            try await database.query(
+                "UPDATE webhook_worker.schema_migrations SET checksum = 'edited' WHERE version = 5")
+            let recorder = WarningRecorder()
+            let logger = Logger(label: "test") { _ in recorder }
+            let applied = try await database.withConnection {
+                try await WebhookWorkerSchema.migrator.migrate($0, logger: logger)
+            }
+            #expect(applied.isEmpty)
+            #expect(recorder.warnings.count == 1)
+            #expect(recorder.warnings.first?.contains("005_endpoints") == true)
+        }
+    }
+
     @Test("the embedded migrations are exactly the files of sql/job_queue/ and sql/webhook_delivery/")
     func embeddedMigrationsMatchFiles() throws {
         func files(_ folder: String) throws -> [(name: String, text: String)] {

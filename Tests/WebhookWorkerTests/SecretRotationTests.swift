@@ -70,15 +70,25 @@ struct SecretRotationTests {
     @Test("secrets retire reads the old secret from standard input and never prints it")
     func retireFromStandardInput() async throws {
         try await withTestDatabase(appTables: true) { database in
+            try await database.query(#"INSERT INTO "OAuthClient" (id, "clientId", name) VALUES ('c1', 'pub-1', 'One')"#)
             let secret = "old-secret-\(UUID().uuidString)"
+            // Named by its public clientId, kept under its id.
             let (output, status) = try await CommandLineTests.run(
-                ["secrets", "retire", "--client", "c1"], environment: ["DATABASE_URL": database.conninfo],
+                ["secrets", "retire", "--client", "pub-1"], environment: ["DATABASE_URL": database.conninfo],
                 input: secret + "\n")
             #expect(status == 0, "\(output)")
             #expect(!output.contains(secret))
             #expect(
-                try await database.scalar("SELECT secret FROM webhook_worker.retired_secrets", as: String.self)
+                try await database.scalar(
+                    "SELECT secret FROM webhook_worker.retired_secrets WHERE oauth_client_id = 'c1'", as: String.self)
                     == secret)
+            // A name that is no client is refused, and keeps nothing.
+            let (unknown, unknownStatus) = try await CommandLineTests.run(
+                ["secrets", "retire", "--client", "nobody"], environment: ["DATABASE_URL": database.conninfo],
+                input: secret + "\n")
+            #expect(unknownStatus == 1 && unknown.contains("no OAuth client nobody"), "\(unknown)")
+            #expect(!unknown.contains(secret))
+            #expect(try await database.count("SELECT count(*) FROM webhook_worker.retired_secrets") == 1)
             let (empty, emptyStatus) = try await CommandLineTests.run(
                 ["secrets", "retire", "--client", "c1"], environment: ["DATABASE_URL": database.conninfo])
             #expect(emptyStatus == 2, "\(empty)")

@@ -137,6 +137,39 @@ struct JobStore: Sendable {
         return reaped
     }
 
+    // MARK: Repairing keys
+
+    static func repairKeys(_ schema: String) -> PostgresQuery {
+        PostgresQuery(
+            "\(schema).repairConcurrencyKeys",
+            "SELECT kind, concurrency_key, priority, was FROM \(schema).repair_concurrency_keys($1, $2, $3)")
+    }
+
+    /// A key row that `repair_concurrency_keys` mended: `was` is `missing`, `late`, `parked` (a
+    /// race left it so) or `limit_raised` (parked under a lower limit than this replica's).
+    struct RepairedKey: Sendable {
+        let kind: String
+        let concurrencyKey: String
+        let priority: Int
+        let was: String
+    }
+
+    /// Mends the key rows of `kinds` that cannot be right (sql/job_queue/013); one replica at a
+    /// time (the others get nothing back).
+    func repairConcurrencyKeys(
+        _ connection: PostgresConnection, kinds: [String], keyLimits: [String: Int]
+    ) async throws -> [RepairedKey] {
+        let keyed = keyLimits.sorted { $0.key < $1.key }
+        let result = try await connection.query(
+            statements.repairConcurrencyKeys,
+            [PostgresArray(kinds), PostgresArray(keyed.map(\.key)), PostgresArray(keyed.map(\.value))])
+        return try result.rows.map {
+            RepairedKey(
+                kind: try $0.decode("kind"), concurrencyKey: try $0.decode("concurrency_key"),
+                priority: try $0.decode("priority"), was: try $0.decode("was"))
+        }
+    }
+
     // MARK: Finishing
     //
     // Every time is the database's: `started_at` is the claim's `attempted_at`, `finished_at` is

@@ -40,6 +40,10 @@ public struct JobWorkerConfiguration: Sendable {
     public var outcomeWriters: Int
     /// How often this replica returns other replicas' expired leases to the queue.
     public var reapInterval: Duration
+    /// How often one replica (whichever takes the advisory lock first) looks for concurrency keys
+    /// that a race left parked with free slots, or with a head later than their first due job,
+    /// and mends them (`<schema>.repair_concurrency_keys`). Nil: never.
+    public var keyRepairInterval: Duration? = .seconds(30)
     /// Renew leases while handlers run. Off only to simulate a stalled replica in tests.
     public var renewsLeases: Bool
     /// The longest one statement of the worker's own connections may run (`statement_timeout`);

@@ -9,6 +9,7 @@ final class QueueStatements: Sendable {
     let extendLeases: PostgresQuery
     let leasesLost: PostgresQuery
     let reapExpiredLeases: PostgresQuery
+    let repairConcurrencyKeys: PostgresQuery
     let completeJobs: PostgresQuery
     let cancelJobs: PostgresQuery
     let retryJobs: PostgresQuery
@@ -45,6 +46,7 @@ final class QueueStatements: Sendable {
         extendLeases = JobStore.extendLeases(schema)
         leasesLost = JobStore.leasesLost(schema)
         reapExpiredLeases = JobStore.reap(schema)
+        repairConcurrencyKeys = JobStore.repairKeys(schema)
         completeJobs = JobStore.complete(schema)
         cancelJobs = JobStore.cancel(schema)
         retryJobs = JobStore.retry(schema)

@@ -223,6 +223,16 @@ struct RunCommand: AsyncParsableCommand {
             """
     )
     var catchUpWindow: String?
+    @Option(
+        name: .customLong("key-repair-interval"),
+        help:
+            """
+            How often one replica checks the per-endpoint concurrency keys for one that a race left parked with free \
+            slots (or behind its first due job) and mends it (a warning and webhook_worker_keys_repaired_total); \
+            off: never. Env: WORKER_KEY_REPAIR_INTERVAL. Default: 30s.
+            """
+    )
+    var keyRepairInterval: String?
 
     struct Settings {
         var queue: JobWorkerConfiguration
@@ -280,7 +290,7 @@ struct RunCommand: AsyncParsableCommand {
             throw SettingError(description: "invalid \(worker.name): at most 200 characters on one line")
         }
 
-        let queue = JobWorkerConfiguration(
+        var queue = JobWorkerConfiguration(
             conninfo: database.conninfo,
             schema: WebhookWorkerSchema.queue,
             applicationName: "webhook-worker",
@@ -352,6 +362,12 @@ struct RunCommand: AsyncParsableCommand {
             } catch {
                 throw SettingError(description: "\(error)")
             }
+        }
+        let repairSource = source("key-repair-interval", "WORKER_KEY_REPAIR_INTERVAL", keyRepairInterval)
+        if repairSource.value?.lowercased() == "off" {
+            queue.keyRepairInterval = nil
+        } else {
+            queue.keyRepairInterval = try repairSource.duration(default: .seconds(30), minimum: .milliseconds(100))
         }
         var catchUp = IntegrationCatchUp.Configuration()
         let intervalSource = source("catch-up-interval", "WEBHOOK_CATCH_UP_INTERVAL", catchUpInterval)

@@ -284,9 +284,8 @@ final class ClaimStress {
         let connection = session.connection
         let label =
             query.name.isEmpty ? String(query.sql.prefix(40)).replacingOccurrences(of: "\n", with: " ") : query.name
-        note(
-            "s\(session.index)\(session.inTransaction ? "*" : "") \(label) \(bindings.map { $0.postgresText ?? "NULL" })"
-        )
+        let values = bindings.map { $0.postgresText ?? "NULL" }
+        note("s\(session.index)\(session.inTransaction ? "*" : "") \(label) \(values)")
         let done = Flag()
         let task = Task<Outcome, Never> {
             defer { done.set() }

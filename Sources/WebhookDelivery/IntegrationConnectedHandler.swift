@@ -24,6 +24,10 @@ public struct IntegrationConnectedHandler: JobHandler {
         WHERE a.id = $1
         """)
 
+    /// Each delivery's job carries the unique key that ``DeliverPayload/job(clientID:)`` gives a
+    /// resend (`webhook.deliver:<delivery id>`), and its dead letter keeps it: however a delivery's
+    /// job is made (fan-out, resend, a dead letter retried, the console), one is live at a time,
+    /// so one delivery id is never sent twice at once.
     static let createDeliveries = PostgresQuery(
         "createDeliveries",
         """
@@ -35,8 +39,9 @@ public struct IntegrationConnectedHandler: JobHandler {
             ON CONFLICT ON CONSTRAINT webhook_deliveries_once_per_client DO NOTHING
             RETURNING delivery_id, oauth_client_id
         )
-        INSERT INTO webhook_worker.jobs (kind, payload, concurrency_key, trace_context)
-        SELECT 'webhook.deliver', jsonb_build_object('delivery_id', delivery_id), 'client:' || oauth_client_id, $7
+        INSERT INTO webhook_worker.jobs (kind, payload, unique_key, concurrency_key, trace_context)
+        SELECT 'webhook.deliver', jsonb_build_object('delivery_id', delivery_id),
+               'webhook.deliver:' || delivery_id, 'client:' || oauth_client_id, $7
         FROM created
         """)
 

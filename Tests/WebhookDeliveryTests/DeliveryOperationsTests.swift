@@ -38,4 +38,38 @@ struct DeliveryOperationsTests {
             }
         }
     }
+
+    @Test("one delivery never has two live jobs: fan-out, resend, dead-letter retry (one or all) share one key")
+    func oneLiveJobPerDelivery() async throws {
+        try await withTestDatabase(appTables: true) { database in
+            // A receiver that answers 410 Gone: the first attempt dead-letters the delivery.
+            let fixture = try await DeliveryFixture.make(database: database) { _ in .status(410) }
+            try await fixture.addClient("c1")
+            try await fixture.connectIntegration()
+            let (worker, sender) = fixture.startWorker()
+            #expect(
+                await eventually {
+                    (try? await database.count(
+                        "SELECT count(*) FROM webhook_worker.dead_letter_jobs WHERE kind = 'webhook.deliver'")) == 1
+                })
+            try await stopAll(worker, sender, fixture)
+            let id: UUID = try #require(
+                try await database.scalar("SELECT delivery_id FROM webhook_worker.webhook_deliveries"))
+            let deadLetter: Int64 = try #require(
+                try await database.scalar(
+                    "SELECT id FROM webhook_worker.dead_letter_jobs WHERE kind = 'webhook.deliver'"))
+            let liveJobs = """
+                SELECT count(*) FROM webhook_worker.jobs WHERE kind = 'webhook.deliver' \
+                AND payload ->> 'delivery_id' = $1
+                """
+            try await database.withConnection { connection in
+                // The operator resends the delivery, then retries its older dead letter.
+                _ = try await Deliveries(connection).resend(id)
+                let deadLetters = DeadLetters(connection, schema: database.queue)
+                await #expect(throws: (any Error).self) { try await deadLetters.requeue(id: deadLetter) }
+                _ = try await deadLetters.requeueAll(DeadLetters.Filter(kind: "webhook.deliver"), batchSize: 10)
+            }
+            #expect(try await database.count(liveJobs, [id.uuidString.lowercased()]) == 1)
+        }
+    }
 }

@@ -71,11 +71,14 @@ bench: bench-deps
 
 # Faults on purpose: three release-mode replicas killed, stopped and cut off from a PostgreSQL
 # that restarts, while events arrive; checks that nothing is lost (CHAOS_SECONDS, default 60).
-# It starts a PostgreSQL of its own, so that it can restart it.
+# It starts a PostgreSQL of its own, so that it can restart it. Then a long search of the keyed
+# claim's interleavings (STRESS_SEEDS, default 120; make test runs 16).
 chaos: server-deps
 	@scripts/embed-sql
 	$(SWIFT) build -c release --product webhook-worker
 	WEBHOOK_WORKER_BIN=.build/release/webhook-worker scripts/chaos
+	$(SWIFT) build --build-tests
+	STRESS_SEEDS=$${STRESS_SEEDS:-120} scripts/with-postgres $(SWIFT) test --skip-build --filter KeyedClaimStress
 
 # Resource bounds under a steady load (10 minutes by default; not part of make test): prints the
 # worker's memory, open files and database connections every 30 s and fails if they grow.

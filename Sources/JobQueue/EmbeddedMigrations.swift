@@ -1187,6 +1187,11 @@ REVOKE EXECUTE ON FUNCTION {{schema}}.wake_deleted_concurrency_key() FROM PUBLIC
 -- waiting later and brought a wake-up of its own. Rows with no waiting job still get
 -- '-infinity', so that the next claim visits and deletes them.
 --
+-- One rule this relies on, which the worker keeps: a claim runs in a transaction of its own (or
+-- beside other claims only). A transaction that makes a job wait (insert, retry, release) and
+-- then claims may park a key on a job that no other transaction can see yet, and a released
+-- slot folded meanwhile cannot propose it; the reconciler would mend that key.
+--
 -- A parked row's head_id is now the limit it was parked under (it was the next job's id, which
 -- nothing read: a parked row is never visited). A key parked under limit 2 whose kind now runs
 -- with limit 4 has 2 running jobs, and the end of either unparks it; the reconciler below does

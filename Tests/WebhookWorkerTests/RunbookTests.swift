@@ -59,7 +59,8 @@ struct RunbookTests {
                 'integration.connected:acct-3');
                 -- A delivery of another endpoint waiting for its slot (the "keys were repaired" step).
                 INSERT INTO webhook_worker.jobs (kind, payload, concurrency_key)
-                VALUES ('webhook.deliver', '{"delivery_id": "33333333-3333-4333-8333-333333333333"}', 'client:client-b');
+                VALUES ('webhook.deliver', '{"delivery_id": "33333333-3333-4333-8333-333333333333"}', \
+                'client:client-b');
                 """)
             for command in commands {
                 let line = command.replacingOccurrences(of: "<delivery_id>", with: Self.deliveryID)

@@ -1,4 +1,3 @@
-import AsyncHTTPClient
 import Foundation
 import LibPQ
 @testable import TestSupport
@@ -78,17 +77,9 @@ struct IntegrationCatchUpTests {
             #expect(try await setup.database.count("SELECT count(*) FROM webhook_worker.webhook_deliveries") == 2)
             #expect(receiver.received.count == 2)
 
-            func metrics() async -> String {
-                var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/metrics")
-                request.method = .GET
-                guard let response = try? await HTTPClient.shared.execute(request, timeout: .seconds(5)),
-                    let body = try? await response.body.collect(upTo: 1 << 22)
-                else { return "" }
-                return String(buffer: body)
-            }
             #expect(
                 await eventually {
-                    await metrics().split(separator: "\n").contains(
+                    await scrapeMetrics(port: port).split(separator: "\n").contains(
                         "webhook_worker_integration_events_caught_up_total 1")
                 })
             #expect(worker.output.contains("enqueued integration.connected events that were never enqueued"))

@@ -1,4 +1,3 @@
-import AsyncHTTPClient
 import Foundation
 import LibPQ
 @testable import TestSupport
@@ -48,17 +47,9 @@ struct KeyRepairTests {
                     (try? await database.count("SELECT count(*) FROM webhook_worker.jobs")) == 0
                 }, "\(worker.output)")
             #expect(try await database.count("SELECT count(*) FROM webhook_worker.dead_letter_jobs") == 1)
-            func metrics() async -> String {
-                var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/metrics")
-                request.method = .GET
-                guard let response = try? await HTTPClient.shared.execute(request, timeout: .seconds(5)),
-                    let body = try? await response.body.collect(upTo: 1 << 22)
-                else { return "" }
-                return String(buffer: body)
-            }
             #expect(
                 await eventually {
-                    await metrics().split(separator: "\n").contains {
+                    await scrapeMetrics(port: port).split(separator: "\n").contains {
                         $0.hasPrefix("webhook_worker_keys_repaired_total{") && $0.contains("kind=\"webhook.deliver\"")
                             && $0.contains("was=\"parked\"") && $0.hasSuffix(" 1")
                     }

@@ -94,4 +94,30 @@ struct SecretRotationTests {
             #expect(emptyStatus == 2, "\(empty)")
         }
     }
+
+    @Test(
+        """
+        secrets retire keeps the secret byte for byte: one trailing CRLF or LF is dropped, nothing else (spaces stay)
+        """
+    )
+    func retireLineEndings() async throws {
+        try await withTestDatabase(appTables: true) { database in
+            try await database.query(#"INSERT INTO "OAuthClient" (id, "clientId", name) VALUES ('c1', 'pub-1', 'One')"#)
+            // In Swift "\r\n" is one Character: trimming by Characters once cut the last one of the secret too.
+            let cases: [(input: String, kept: String)] = [
+                ("whsec_crlf1234\r\n", "whsec_crlf1234"), ("whsec_lf5678\n", "whsec_lf5678"),
+                ("whsec_bare9012", "whsec_bare9012"), ("trailing space \n", "trailing space "),
+                ("two breaks\n\n", "two breaks\n"), ("lone cr\r", "lone cr\r"),
+            ]
+            for (input, kept) in cases {
+                let (output, status) = try await CommandLineTests.run(
+                    ["secrets", "retire", "--client", "c1"], environment: ["DATABASE_URL": database.conninfo],
+                    input: input)
+                #expect(status == 0, "\(output)")
+                let stored = try await database.scalar(
+                    "DELETE FROM webhook_worker.retired_secrets RETURNING secret", as: String.self)
+                #expect(stored.map { Array($0.utf8) } == Array(kept.utf8), "\(input.debugDescription)")
+            }
+        }
+    }
 }

@@ -20,7 +20,9 @@ public struct WebhookDeliverHandler: JobHandler {
     }
 
     /// One row per attempt (``BoundStatement/row(of:_:)``): the attempts of a batch of outcomes
-    /// are recorded by one statement.
+    /// are recorded by one statement. A cancel that landed while the attempt was in flight keeps
+    /// the delivery `cancelled` unless the receiver answered 2xx: then it has the webhook, and the
+    /// delivery is `delivered` with its `delivered_at`, never a cancelled one that was delivered.
     static let recordAttempt = PostgresQuery(
         "recordDeliveryAttempts",
         """
@@ -39,7 +41,9 @@ public struct WebhookDeliverHandler: JobHandler {
             FROM r JOIN webhook_worker.webhook_deliveries d ON d.delivery_id = r.delivery_id
         )
         UPDATE webhook_worker.webhook_deliveries d
-        SET attempts = d.attempts + 1, status = CASE WHEN d.status = 'cancelled' THEN d.status ELSE r.status END,
+        SET attempts = d.attempts + 1,
+            status = CASE WHEN r.status = 'delivered' THEN r.status WHEN d.status = 'cancelled' THEN d.status
+                          ELSE r.status END,
             last_http_status = r.http_status, last_error = r.error, updated_at = now(),
             delivered_at = CASE WHEN r.status = 'delivered' THEN now() ELSE d.delivered_at END
         FROM r

@@ -210,7 +210,9 @@ public struct WebhookDeliverHandler: JobHandler {
     /// The headers of one attempt, signatures included when the client has a secret. During a
     /// rotation's overlap, `webhook-signature` carries one `v1,` signature per secret, the current
     /// one first (Standard Webhooks receivers accept any that verifies); `X-Webhook-Secret` is
-    /// the current secret's only.
+    /// the current secret's only. Without a current secret (NULL or empty) the request is
+    /// unsigned, retired secrets or not: the web app turned signing off, and signing with a
+    /// secret it dropped (perhaps because it leaked) would keep that secret trusted.
     public static func headers(
         deliveryID: String, body: [UInt8], secret: String?, retiredSecrets: [String] = [], userAgent: String,
         timestamp: Int64

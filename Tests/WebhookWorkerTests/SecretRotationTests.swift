@@ -120,4 +120,33 @@ struct SecretRotationTests {
             }
         }
     }
+
+    @Test(
+        """
+        a client whose secret is set to NULL sends unsigned, even while its retired secret is in the overlap
+        """
+    )
+    func nullSecretSendsUnsigned() async throws {
+        try await withTestDatabase(appTables: true) { database in
+            let fixture = try await DeliveryFixture.make(database: database)
+            try await fixture.addClient("unsigning", secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+            let trigger = try String(
+                contentsOfFile: TestDatabase.repoRoot + "/sql/optional/keep_retired_webhook_secrets.sql",
+                encoding: .utf8)
+            try await database.script(trigger)
+            try await database.query(#"UPDATE "OAuthClient" SET "webhookSecret" = NULL WHERE id = 'unsigning'"#)
+            // The old secret is retired and within the overlap: it would sign, were NULL not a decision.
+            #expect(try await database.count("SELECT count(*) FROM webhook_worker.retired_secrets") == 1)
+
+            let (worker, sender) = fixture.startWorker()
+            try await fixture.connectIntegration()
+            #expect(await eventually { fixture.requests(to: "unsigning").count == 1 })
+            try await stopAll(worker, sender, fixture)
+            let request = try #require(fixture.requests(to: "unsigning").first)
+            for header in ["webhook-signature", "webhook-id", "webhook-timestamp", "X-Webhook-Secret"] {
+                #expect(request.header(header) == nil, "\(header)")
+            }
+            #expect(await fixture.status(client: "unsigning") == "delivered")
+        }
+    }
 }

@@ -100,6 +100,7 @@ public struct WebhookDeliverHandler: JobHandler {
         let endpoint = EndpointCircuit.key(client: clientID)
         let endpointState: String? = try row.decodeIfPresent("endpoint_state")
         let endpointFailures: Int = try row.decodeIfPresent("endpoint_failures") ?? 0
+        var probe = false
         if let endpointState, endpointState != "closed" {
             switch try await tracing.withStatementSpan(
                 "endpointPermit",
@@ -111,6 +112,7 @@ public struct WebhookDeliverHandler: JobHandler {
             case .send:
                 break
             case .probe:
+                probe = true
                 logger.info("sending a probe to an endpoint whose circuit is open")
             case .wait(let wait):
                 return .snooze(wait, reason: "waiting: the endpoint's circuit is open (\(endpointState))")
@@ -146,14 +148,13 @@ public struct WebhookDeliverHandler: JobHandler {
         // as an attempt. A response that did arrive is recorded whatever happens next: a 2xx
         // thrown away here would be sent again.
         if Task.isCancelled && result.status == nil { throw CancellationError() }
-        let failedHere = !result.succeeded && EndpointCircuit.countsAsFailure(result)
-        if failedHere
-            || (result.succeeded && endpointState != nil && (endpointState != "closed" || endpointFailures > 0))
+        if let verdict = EndpointCircuit.verdict(
+            for: result, probe: probe, endpointState: endpointState, endpointFailures: endpointFailures)
         {
             do {
                 let state = try await tracing.withStatementSpan("endpointRecord") {
                     try await EndpointCircuit.record(
-                        key: endpoint, succeeded: result.succeeded, error: result.error,
+                        key: endpoint, succeeded: verdict == .healthy, error: result.error,
                         configuration: sender.configuration,
                         database: context.database)
                 }

@@ -77,7 +77,7 @@ extension Endpoints {
             EndpointOverview(
                 oauthClientID: try row.decode("oauth_client_id"), clientName: try row.decodeIfPresent("client_name"),
                 clientPublicID: try row.decodeIfPresent("public_id"),
-                redactedURL: try row.decodeIfPresent("url", as: String.self).map(WebhookDeliverHandler.redacted),
+                redactedURL: try row.decodeIfPresent("url", as: String.self).map(URLRedaction.redacted),
                 clientActive: try row.decode("active"), state: try row.decode("state"),
                 consecutiveFailures: try row.decode("consecutive_failures"),
                 nextProbeAt: try row.decodeIfPresent("next_probe_at"),

@@ -141,7 +141,7 @@ public struct WebhookDeliverHandler: JobHandler {
             timestamp: Int64(Date().timeIntervalSince1970))
 
         // Parsed once: it goes into the span, the stored attempt and, on failure, the job's error.
-        let redactedURL = Self.redacted(url)
+        let redactedURL = URLRedaction.redacted(url)
         let result = await sender.post(
             url: url, headers: headers, body: body, logger: logger, tracing: tracing, redactedURL: redactedURL)
         // Cut off by shutdown or a lost lease: the worker releases the job and this does not count
@@ -252,17 +252,6 @@ public struct WebhookDeliverHandler: JobHandler {
             return "the user's integration grant to OAuth client \(clientID) was revoked or deactivated"
         }
         return nil
-    }
-
-    /// The URL with its password and query values masked (either may hold a token), for storage
-    /// and logs.
-    static func redacted(_ url: String) -> String {
-        guard var components = URLComponents(string: url) else { return "(unparseable URL)" }
-        if components.password != nil { components.password = "***" }
-        if let items = components.queryItems, !items.isEmpty {
-            components.queryItems = items.map { URLQueryItem(name: $0.name, value: $0.value == nil ? nil : "***") }
-        }
-        return components.string ?? "(unparseable URL)"
     }
 
     static func statusClass(_ result: SendResult) -> String {

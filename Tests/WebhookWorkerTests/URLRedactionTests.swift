@@ -19,7 +19,10 @@ struct URLRedactionTests {
                 "https://hooks.example/services/T000/B000/XXXXXXXXXXXXXXXXXXXXXXXX",
                 "https://hooks.example/services/***/***/***"
             ),
-            ("https://discord.example/api/webhooks/1234567890/abcDEF-ghi", "https://discord.example/api/webhooks/***/***"),
+            (
+                "https://discord.example/api/webhooks/1234567890/abcDEF-ghi",
+                "https://discord.example/api/webhooks/***/***"
+            ),
             ("https://user:pw@Example.COM:8443/hook?token=abc#frag", "https://***@example.com:8443/hook?***"),
             ("https://alice@example.com/", "https://***@example.com/"),
             ("https://example.com/api/v2/webhook-receiver/", "https://example.com/api/v2/webhook-receiver/"),
@@ -45,7 +48,8 @@ struct URLRedactionTests {
             let secrets = ["hookuser", "hunter2", "T0001ABCD", "B0002EFGH", "xoxbSecretTail", "s3cr3t"]
             try await fixture.addClient(
                 "slack",
-                url: "http://hookuser:hunter2@127.0.0.1:\(port)/services/T0001ABCD/B0002EFGH/xoxbSecretTail?token=s3cr3t")
+                url: "http://hookuser:hunter2@127.0.0.1:\(port)/services/T0001ABCD/B0002EFGH/xoxbSecretTail"
+                    + "?token=s3cr3t")
             let masked = "http://***@127.0.0.1:\(port)/services/***/***/***?***"
             let (worker, sender) = fixture.startWorker(schedule: [.milliseconds(50)])
             try await fixture.connectIntegration()

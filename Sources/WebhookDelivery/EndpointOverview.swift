@@ -9,7 +9,7 @@ public struct EndpointOverview: Sendable, Equatable {
     public var key: String { EndpointCircuit.key(client: oauthClientID) }
     public let clientName: String?
     public let clientPublicID: String?
-    /// The webhook URL with its password and query values masked, as the logs show it.
+    /// The webhook URL redacted by ``URLRedaction``, as stored attempts, errors and spans show it.
     public let redactedURL: String?
     public let clientActive: Bool
     /// `closed`, `open`, `half_open` or `disabled` (`closed` when it never failed).

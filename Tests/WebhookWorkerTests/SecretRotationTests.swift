@@ -3,7 +3,7 @@ import JobQueue
 import LibPQ
 @testable import TestSupport
 import Testing
-import WebhookDelivery
+@testable import WebhookDelivery
 import WebhookReceiver
 
 @Suite("Secret rotation", .timeLimit(.minutes(2)))
@@ -147,6 +147,13 @@ struct SecretRotationTests {
                 #expect(request.header(header) == nil, "\(header)")
             }
             #expect(await fixture.status(client: "unsigning") == "delivered")
+            // The decision is in what the re-check hands the sender: no retired secret to sign with.
+            let id = try #require(try await fixture.delivery(client: "unsigning")?.decode("delivery_id", as: UUID.self))
+            let overlap = PostgresInterval(.seconds(86_400))
+            let recheck = try await database.withConnection { connection in
+                try await connection.query(Recipients.recheck, [PostgresArray([id]), overlap]).first
+            }
+            #expect(try #require(recheck).decodeIfPresent("retired_secrets", as: String.self) == nil)
         }
     }
 }

@@ -322,7 +322,7 @@ def main():
         # Endpoints: health, redacted URLs, disable and enable.
         driver.get(console + "/console/endpoints")
         body = text()
-        check("Acme CRM" in body and "Flaky Analytics" in body and "token=***" in body and "hidden" not in body,
+        check("Acme CRM" in body and "Flaky Analytics" in body and "/beta?***" in body and "hidden" not in body,
               "the endpoints page lists the clients with redacted URLs")
         shot("endpoints")
         rows = [r for r in driver.find_elements(By.CSS_SELECTOR, "table tbody tr") if "Beta Notes" in r.text]

@@ -144,7 +144,8 @@ public struct Deliveries: Sendable {
 
     /// Cancels pending deliveries, delivery `id` or every one of OAuth client `client`: each
     /// becomes `cancelled` and its waiting job leaves the queue (recorded as a cancelled
-    /// attempt). An attempt already in flight finishes, but the delivery stays cancelled.
+    /// attempt). An attempt already in flight finishes: if the receiver answers 2xx, it has the
+    /// webhook and the delivery ends `delivered`; otherwise it stays cancelled and is not retried.
     public func cancel(id: UUID? = nil, client: String? = nil) async throws -> Cancelled {
         precondition(id != nil || client != nil, "cancel needs a delivery or a client")
         let row = try await connection.query(Self.cancel, [id, client]).first

@@ -53,7 +53,7 @@ public struct Delivery: Sendable, Equatable {
 public struct DeliveryAttemptRecord: Sendable, Equatable {
     public let attempt: Int
     public let attemptedAt: Date
-    /// The URL called, any password in it masked.
+    /// The URL called, redacted by ``URLRedaction`` (again, for rows stored under an older rule).
     public let url: String
     public let httpStatus: Int?
     /// When no response came: what went wrong (`timeout`, `connect_failed`, ...).
@@ -67,7 +67,7 @@ public struct DeliveryAttemptRecord: Sendable, Equatable {
     init(_ row: PostgresRow) throws {
         attempt = try row.decode("attempt")
         attemptedAt = try row.decode("attempted_at")
-        url = try row.decode("url")
+        url = URLRedaction.redacted(try row.decode("url"))
         httpStatus = try row.decodeIfPresent("http_status")
         errorClass = try row.decodeIfPresent("error_class")
         error = try row.decodeIfPresent("error")

@@ -9,10 +9,11 @@ import LibPQ
 /// deliveries in flight to one endpoint across all replicas.
 ///
 /// Closed, it sends. After `failureThreshold` failures in a row (timeouts, connection errors,
-/// 5xx) it opens: deliveries wait (snoozed, no attempt spent) until the cool-down ends, which
-/// doubles with each trip up to a cap. Then one delivery goes through as a probe (half-open): a
-/// success closes the circuit and wakes the waiting deliveries in their order; a failure opens it
-/// again. An endpoint failing without a single success for `disableAfter` is disabled until an
+/// 5xx, 408, 429) it opens: deliveries wait (snoozed, no attempt spent) until the cool-down ends,
+/// which doubles with each trip up to a cap. Then one delivery goes through as a probe
+/// (half-open): an answer that is not a failure (a 2xx, or a 4xx other than 408 and 429) closes
+/// the circuit and wakes the waiting deliveries in their order; a failure opens it again (see
+/// `verdict`). An endpoint failing without a single success for `disableAfter` is disabled until an
 /// operator enables it; its deliveries end in the dead letters as `endpoint_disabled`.
 ///
 /// The transitions are SQL functions (`sql/`), so that replicas racing on one endpoint agree.
@@ -78,11 +79,40 @@ enum EndpointCircuit {
     }
 
     /// Whether an attempt's result counts against the endpoint: the endpoint did not answer, or
-    /// answered 5xx. A 4xx is the receiver's own answer and says nothing of its health; a URL the
-    /// policy refuses is a configuration matter.
+    /// answered 5xx, `408 Request Timeout` or `429 Too Many Requests` (a timeout and back-pressure:
+    /// the endpoint asks for less, which an open circuit gives it). Any other 4xx is the
+    /// receiver's answer about this delivery and says nothing of its health; a URL the policy
+    /// refuses is a configuration matter.
     static func countsAsFailure(_ result: SendResult) -> Bool {
-        if let status = result.status { return status >= 500 }
+        if let status = result.status { return status >= 500 || status == 408 || status == 429 }
         return result.errorClass?.isPermanent != true
+    }
+
+    /// What an attempt tells the circuit, to record with ``record(key:succeeded:error:configuration:database:)``.
+    enum Verdict: Equatable {
+        /// The endpoint is up: close the circuit, forget the failures.
+        case healthy
+        /// Count a failure (and open the circuit after enough, or at once after a probe).
+        case failing
+    }
+
+    /// The verdict to record for an attempt's `result`, or nil when there is nothing to write.
+    ///
+    /// A failure (``countsAsFailure(_:)``) always counts. Any other answer, a 2xx or a 4xx, shows
+    /// the endpoint up: the 4xx is the delivery's problem, which its own rules settle (retried, or
+    /// failed at once for 410), so it closes an open circuit like a 2xx. A probe always gets a
+    /// verdict, even when the policy refused its URL and nothing was sent: left half-open, the
+    /// circuit would let one delivery through per probe timeout for ever; closed, deliveries to
+    /// the refused URL fail at once by their own rule, and a real outage opens it again.
+    /// Otherwise a healthy answer is written only when there are failures to forget, so a healthy
+    /// endpoint costs no statement.
+    static func verdict(
+        for result: SendResult, probe: Bool, endpointState: String?, endpointFailures: Int
+    ) -> Verdict? {
+        if countsAsFailure(result) { return .failing }
+        if probe { return .healthy }
+        guard result.status != nil, let endpointState else { return nil }
+        return endpointState != "closed" || endpointFailures > 0 ? .healthy : nil
     }
 }
 

@@ -9,7 +9,7 @@ public struct EndpointOverview: Sendable, Equatable {
     public var key: String { EndpointCircuit.key(client: oauthClientID) }
     public let clientName: String?
     public let clientPublicID: String?
-    /// The webhook URL with its password and query values masked, as the logs show it.
+    /// The webhook URL redacted by ``URLRedaction``, as stored attempts, errors and spans show it.
     public let redactedURL: String?
     public let clientActive: Bool
     /// `closed`, `open`, `half_open` or `disabled` (`closed` when it never failed).
@@ -77,7 +77,7 @@ extension Endpoints {
             EndpointOverview(
                 oauthClientID: try row.decode("oauth_client_id"), clientName: try row.decodeIfPresent("client_name"),
                 clientPublicID: try row.decodeIfPresent("public_id"),
-                redactedURL: try row.decodeIfPresent("url", as: String.self).map(WebhookDeliverHandler.redacted),
+                redactedURL: try row.decodeIfPresent("url", as: String.self).map(URLRedaction.redacted),
                 clientActive: try row.decode("active"), state: try row.decode("state"),
                 consecutiveFailures: try row.decode("consecutive_failures"),
                 nextProbeAt: try row.decodeIfPresent("next_probe_at"),

@@ -55,7 +55,9 @@ enum Recipients {
                (SELECT array_to_json(array_agg(r.secret ORDER BY r.retired_at DESC))::text
                 FROM webhook_worker.retired_secrets r
                 WHERE r.oauth_client_id = d.oauth_client_id AND r.retired_at > now() - $2::interval
-                  AND r.secret <> '' AND r.secret IS DISTINCT FROM c."webhookSecret") AS retired_secrets
+                  AND r.secret <> '' AND r.secret IS DISTINCT FROM c."webhookSecret"
+                  -- No current secret means the app turned signing off: retired secrets sign nothing.
+                  AND c."webhookSecret" <> '') AS retired_secrets
         FROM webhook_worker.webhook_deliveries d
         LEFT JOIN "OAuthClient" c ON c.id = d.oauth_client_id
         LEFT JOIN webhook_worker.endpoints e ON e.key = 'client:' || d.oauth_client_id

@@ -20,7 +20,9 @@ public struct WebhookDeliverHandler: JobHandler {
     }
 
     /// One row per attempt (``BoundStatement/row(of:_:)``): the attempts of a batch of outcomes
-    /// are recorded by one statement.
+    /// are recorded by one statement. A cancel that landed while the attempt was in flight keeps
+    /// the delivery `cancelled` unless the receiver answered 2xx: then it has the webhook, and the
+    /// delivery is `delivered` with its `delivered_at`, never a cancelled one that was delivered.
     static let recordAttempt = PostgresQuery(
         "recordDeliveryAttempts",
         """
@@ -39,7 +41,9 @@ public struct WebhookDeliverHandler: JobHandler {
             FROM r JOIN webhook_worker.webhook_deliveries d ON d.delivery_id = r.delivery_id
         )
         UPDATE webhook_worker.webhook_deliveries d
-        SET attempts = d.attempts + 1, status = CASE WHEN d.status = 'cancelled' THEN d.status ELSE r.status END,
+        SET attempts = d.attempts + 1,
+            status = CASE WHEN r.status = 'delivered' THEN r.status WHEN d.status = 'cancelled' THEN d.status
+                          ELSE r.status END,
             last_http_status = r.http_status, last_error = r.error, updated_at = now(),
             delivered_at = CASE WHEN r.status = 'delivered' THEN now() ELSE d.delivered_at END
         FROM r
@@ -96,6 +100,7 @@ public struct WebhookDeliverHandler: JobHandler {
         let endpoint = EndpointCircuit.key(client: clientID)
         let endpointState: String? = try row.decodeIfPresent("endpoint_state")
         let endpointFailures: Int = try row.decodeIfPresent("endpoint_failures") ?? 0
+        var probe = false
         if let endpointState, endpointState != "closed" {
             switch try await tracing.withStatementSpan(
                 "endpointPermit",
@@ -107,6 +112,7 @@ public struct WebhookDeliverHandler: JobHandler {
             case .send:
                 break
             case .probe:
+                probe = true
                 logger.info("sending a probe to an endpoint whose circuit is open")
             case .wait(let wait):
                 return .snooze(wait, reason: "waiting: the endpoint's circuit is open (\(endpointState))")
@@ -135,21 +141,20 @@ public struct WebhookDeliverHandler: JobHandler {
             timestamp: Int64(Date().timeIntervalSince1970))
 
         // Parsed once: it goes into the span, the stored attempt and, on failure, the job's error.
-        let redactedURL = Self.redacted(url)
+        let redactedURL = URLRedaction.redacted(url)
         let result = await sender.post(
             url: url, headers: headers, body: body, logger: logger, tracing: tracing, redactedURL: redactedURL)
         // Cut off by shutdown or a lost lease: the worker releases the job and this does not count
         // as an attempt. A response that did arrive is recorded whatever happens next: a 2xx
         // thrown away here would be sent again.
         if Task.isCancelled && result.status == nil { throw CancellationError() }
-        let failedHere = !result.succeeded && EndpointCircuit.countsAsFailure(result)
-        if failedHere
-            || (result.succeeded && endpointState != nil && (endpointState != "closed" || endpointFailures > 0))
+        if let verdict = EndpointCircuit.verdict(
+            for: result, probe: probe, endpointState: endpointState, endpointFailures: endpointFailures)
         {
             do {
                 let state = try await tracing.withStatementSpan("endpointRecord") {
                     try await EndpointCircuit.record(
-                        key: endpoint, succeeded: result.succeeded, error: result.error,
+                        key: endpoint, succeeded: verdict == .healthy, error: result.error,
                         configuration: sender.configuration,
                         database: context.database)
                 }
@@ -206,7 +211,9 @@ public struct WebhookDeliverHandler: JobHandler {
     /// The headers of one attempt, signatures included when the client has a secret. During a
     /// rotation's overlap, `webhook-signature` carries one `v1,` signature per secret, the current
     /// one first (Standard Webhooks receivers accept any that verifies); `X-Webhook-Secret` is
-    /// the current secret's only.
+    /// the current secret's only. Without a current secret (NULL or empty) the request is
+    /// unsigned, retired secrets or not: the web app turned signing off, and signing with a
+    /// secret it dropped (perhaps because it leaked) would keep that secret trusted.
     public static func headers(
         deliveryID: String, body: [UInt8], secret: String?, retiredSecrets: [String] = [], userAgent: String,
         timestamp: Int64
@@ -245,17 +252,6 @@ public struct WebhookDeliverHandler: JobHandler {
             return "the user's integration grant to OAuth client \(clientID) was revoked or deactivated"
         }
         return nil
-    }
-
-    /// The URL with its password and query values masked (either may hold a token), for storage
-    /// and logs.
-    static func redacted(_ url: String) -> String {
-        guard var components = URLComponents(string: url) else { return "(unparseable URL)" }
-        if components.password != nil { components.password = "***" }
-        if let items = components.queryItems, !items.isEmpty {
-            components.queryItems = items.map { URLQueryItem(name: $0.name, value: $0.value == nil ? nil : "***") }
-        }
-        return components.string ?? "(unparseable URL)"
     }
 
     static func statusClass(_ result: SendResult) -> String {

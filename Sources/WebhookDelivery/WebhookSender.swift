@@ -80,7 +80,7 @@ public final class WebhookSender: Sendable {
     ///
     /// While `tracing` is on, the request is a client span (a child of the task's current span)
     /// whose `traceparent` goes to the receiver; `redactedURL` is its `url.full` (the URL as logs
-    /// show it: see ``WebhookDeliverHandler``).
+    /// show it: see ``URLRedaction``).
     public func post(
         url: String, headers: [(String, String)], body: [UInt8], logger: Logger, tracing: JobTracing = .off,
         redactedURL: String? = nil
@@ -97,7 +97,7 @@ public final class WebhookSender: Sendable {
             }
             span?.updateAttributes { attributes in
                 attributes.set("http.request.method", value: .string("POST"))
-                attributes.set("url.full", value: .string(redactedURL ?? WebhookDeliverHandler.redacted(url)))
+                attributes.set("url.full", value: .string(redactedURL ?? URLRedaction.redacted(url)))
                 if let status = result.status {
                     attributes.set("http.response.status_code", value: .int64(Int64(status)))
                 }

@@ -18,17 +18,15 @@ struct SecretsCommand: AsyncParsableCommand {
                 sql/optional/keep_retired_webhook_secrets.sql, which does it in the database). Until the \
                 overlap passes (--secret-overlap of run, 24 h by default), webhook-signature carries a \
                 signature with the old secret beside the new one. The secret is read up to the end of \
-                input; one trailing line break is dropped. It is never printed or logged.
+                input; one trailing line break (LF or CRLF) is dropped, and nothing else: trailing spaces are \
+                part of the secret. It is never printed or logged.
                 """)
         @Option(help: "The OAuth client: its id, public clientId, or key (client:<id>).") var client: String
         @OptionGroup var database: DatabaseOptions
 
         func run() async throws {
-            var secret = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
-            if secret.hasSuffix("\r\n") {
-                secret.removeLast(2)
-            } else if secret.hasSuffix("\n") {
-                secret.removeLast()
+            guard let secret = Self.secret(fromInput: FileHandle.standardInput.readDataToEndOfFile()) else {
+                throw ValidationError("the secret on standard input is not UTF-8")
             }
             guard !secret.isEmpty, !secret.contains("\0") else {
                 throw ValidationError(
@@ -47,6 +45,19 @@ struct SecretsCommand: AsyncParsableCommand {
                 return id
             }
             print("kept the previous secret of client \(id); it signs beside the current one for the overlap")
+        }
+
+        /// The secret as piped in: one trailing line break (CRLF or LF) dropped, every other byte
+        /// kept, trailing spaces included, since the web app compares secrets byte for byte. Trimmed
+        /// as bytes: in Swift "\r\n" is one `Character`, so trimming Characters cut one too many.
+        /// Nil when the input is not UTF-8, rather than a secret with replacement characters.
+        static func secret(fromInput data: Data) -> String? {
+            var bytes = [UInt8](data)
+            if bytes.last == UInt8(ascii: "\n") {
+                bytes.removeLast()
+                if bytes.last == UInt8(ascii: "\r") { bytes.removeLast() }
+            }
+            return String(bytes: bytes, encoding: .utf8)
         }
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOHTTP1
+import Synchronization
 import WebhookReceiver
 
 /// Receivers that misbehave on purpose, for tests: the ways real receivers fail that the worker
@@ -60,5 +61,55 @@ struct StallAfterHead: RawAnswer {
         context.writeAndFlush(
             NIOAny(HTTPServerResponsePart.body(.byteBuffer(ByteBuffer(string: "accepted, more to come")))), promise: nil
         )
+    }
+}
+
+/// Holds every request it answers until ``open()``, then answers each with its status: a test
+/// acts while a request is in flight (the receiver has it, the sender waits), then lets it end.
+public final class AnswerGate: Sendable {
+    private let state = Mutex<(isOpen: Bool, waiting: [@Sendable () -> Void])>((false, []))
+
+    public init() {}
+
+    /// An answer that waits for the gate, then sends `status` with an empty body.
+    public func hold(_ status: Int) -> ReceiverResponse { .raw(HeldAnswer(gate: self, status: status)) }
+
+    /// Answers the held requests, and later ones at once.
+    public func open() {
+        let waiting = state.withLock { state in
+            state.isOpen = true
+            defer { state.waiting = [] }
+            return state.waiting
+        }
+        for answer in waiting { answer() }
+    }
+
+    fileprivate func whenOpen(_ answer: @escaping @Sendable () -> Void) {
+        let now = state.withLock { state in
+            if !state.isOpen { state.waiting.append(answer) }
+            return state.isOpen
+        }
+        if now { answer() }
+    }
+}
+
+struct HeldAnswer: RawAnswer {
+    let gate: AnswerGate
+    let status: Int
+
+    func answer(on context: ChannelHandlerContext, keepAlive: Bool) {
+        let loop = context.eventLoop
+        let bound = NIOLoopBound(context, eventLoop: loop)
+        let status = status
+        gate.whenOpen {
+            loop.execute {
+                let context = bound.value
+                guard context.channel.isActive else { return }
+                var head = HTTPResponseHead(version: .http1_1, status: .init(statusCode: status))
+                head.headers.add(name: "content-length", value: "0")
+                context.write(NIOAny(HTTPServerResponsePart.head(head)), promise: nil)
+                context.writeAndFlush(NIOAny(HTTPServerResponsePart.end(nil)), promise: nil)
+            }
+        }
     }
 }

@@ -185,4 +185,49 @@ struct EndpointIsolationTests {
             #expect(delivered)
         }
     }
+
+    @Test(
+        """
+        a probe answered 429 opens the circuit again; a probe answered 404 closes it (the endpoint answered), and \
+        the delivery fails by its own rules
+        """
+    )
+    func probeAnswered4xx() async throws {
+        try await withTestDatabase(appTables: true) { database in
+            let status = Atomic<Int>(503)
+            let fixture = try await DeliveryFixture.make(database: database) { _ in
+                .status(status.load(ordering: .relaxed))
+            }
+            try await fixture.addClient("probed")
+            let (worker, sender) = fixture.startWorker(schedule: Array(repeating: .milliseconds(100), count: 8)) {
+                _ in
+            } endpoint: {
+                $0.failureThreshold = 1
+                $0.cooldown = .milliseconds(300)
+            }
+            func endpoint() async throws -> (state: String?, trips: Int?) {
+                let row = try await database.query("SELECT state, trips FROM webhook_worker.endpoints").first
+                return (try row?.decodeIfPresent("state"), try row?.decodeIfPresent("trips"))
+            }
+            try await fixture.connectIntegration()
+            #expect(try await eventually(timeout: .seconds(10)) { try await endpoint() == ("open", 1) })
+
+            // 429 is back-pressure: a failed probe, the circuit opens again for a longer pause.
+            status.store(429, ordering: .relaxed)
+            #expect(try await eventually(timeout: .seconds(10)) { try await endpoint() == ("open", 2) })
+            #expect(fixture.requests(to: "probed").count == 2)
+
+            // 404 is the receiver's answer about this delivery: the endpoint is up, the circuit closes.
+            status.store(404, ordering: .relaxed)
+            #expect(try await eventually(timeout: .seconds(10)) { try await endpoint() == ("closed", 0) })
+            let answered = try await database.count(
+                "SELECT count(*) FROM webhook_worker.delivery_attempts WHERE http_status = 404")
+            try await stopAll(worker, sender, fixture)
+            #expect(answered >= 1)
+            #expect(
+                try await database.scalar("SELECT recoveries FROM webhook_worker.endpoints", as: Int.self) == 1)
+            // The delivery itself did not succeed: it is retrying (or failed), never delivered.
+            #expect(await fixture.status(client: "probed") != "delivered")
+        }
+    }
 }

@@ -3,7 +3,7 @@ import JobQueue
 import LibPQ
 @testable import TestSupport
 import Testing
-import WebhookDelivery
+@testable import WebhookDelivery
 import WebhookReceiver
 
 @Suite("Secret rotation", .timeLimit(.minutes(2)))
@@ -92,6 +92,68 @@ struct SecretRotationTests {
             let (empty, emptyStatus) = try await CommandLineTests.run(
                 ["secrets", "retire", "--client", "c1"], environment: ["DATABASE_URL": database.conninfo])
             #expect(emptyStatus == 2, "\(empty)")
+        }
+    }
+
+    @Test(
+        """
+        secrets retire keeps the secret byte for byte: one trailing CRLF or LF is dropped, nothing else (spaces stay)
+        """
+    )
+    func retireLineEndings() async throws {
+        try await withTestDatabase(appTables: true) { database in
+            try await database.query(#"INSERT INTO "OAuthClient" (id, "clientId", name) VALUES ('c1', 'pub-1', 'One')"#)
+            // In Swift "\r\n" is one Character: trimming by Characters once cut the last one of the secret too.
+            let cases: [(input: String, kept: String)] = [
+                ("whsec_crlf1234\r\n", "whsec_crlf1234"), ("whsec_lf5678\n", "whsec_lf5678"),
+                ("whsec_bare9012", "whsec_bare9012"), ("trailing space \n", "trailing space "),
+                ("two breaks\n\n", "two breaks\n"), ("lone cr\r", "lone cr\r"),
+            ]
+            for (input, kept) in cases {
+                let (output, status) = try await CommandLineTests.run(
+                    ["secrets", "retire", "--client", "c1"], environment: ["DATABASE_URL": database.conninfo],
+                    input: input)
+                #expect(status == 0, "\(output)")
+                let stored = try await database.scalar(
+                    "DELETE FROM webhook_worker.retired_secrets RETURNING secret", as: String.self)
+                #expect(stored.map { Array($0.utf8) } == Array(kept.utf8), "\(input.debugDescription)")
+            }
+        }
+    }
+
+    @Test(
+        """
+        a client whose secret is set to NULL sends unsigned, even while its retired secret is in the overlap
+        """
+    )
+    func nullSecretSendsUnsigned() async throws {
+        try await withTestDatabase(appTables: true) { database in
+            let fixture = try await DeliveryFixture.make(database: database)
+            try await fixture.addClient("unsigning", secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+            let trigger = try String(
+                contentsOfFile: TestDatabase.repoRoot + "/sql/optional/keep_retired_webhook_secrets.sql",
+                encoding: .utf8)
+            try await database.script(trigger)
+            try await database.query(#"UPDATE "OAuthClient" SET "webhookSecret" = NULL WHERE id = 'unsigning'"#)
+            // The old secret is retired and within the overlap: it would sign, were NULL not a decision.
+            #expect(try await database.count("SELECT count(*) FROM webhook_worker.retired_secrets") == 1)
+
+            let (worker, sender) = fixture.startWorker()
+            try await fixture.connectIntegration()
+            #expect(await eventually { fixture.requests(to: "unsigning").count == 1 })
+            try await stopAll(worker, sender, fixture)
+            let request = try #require(fixture.requests(to: "unsigning").first)
+            for header in ["webhook-signature", "webhook-id", "webhook-timestamp", "X-Webhook-Secret"] {
+                #expect(request.header(header) == nil, "\(header)")
+            }
+            #expect(await fixture.status(client: "unsigning") == "delivered")
+            // The decision is in what the re-check hands the sender: no retired secret to sign with.
+            let id = try #require(try await fixture.delivery(client: "unsigning")?.decode("delivery_id", as: UUID.self))
+            let overlap = PostgresInterval(.seconds(86_400))
+            let recheck = try await database.withConnection { connection in
+                try await connection.query(Recipients.recheck, [PostgresArray([id]), overlap]).first
+            }
+            #expect(try #require(recheck).decodeIfPresent("retired_secrets", as: String.self) == nil)
         }
     }
 }

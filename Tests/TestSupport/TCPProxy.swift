@@ -8,7 +8,7 @@ import Synchronization
 /// A TCP proxy on 127.0.0.1 in front of the test PostgreSQL, for faults the real server cannot be
 /// asked for: an outage that can be switched on and off (``cut()`` / ``restore()``), and a
 /// connection that dies right after authentication, before its first statement
-/// (``Mode/dropAtFirstQuery``).
+/// (``Mode/dropAtFirstQuery``), and a partition where nothing answers (``blackhole()``).
 final class TCPProxy: Sendable {
     enum Mode: Sendable {
         case forward
@@ -20,11 +20,20 @@ final class TCPProxy: Sendable {
     let port: Int
     private let listener: Int32
     private let upstreamPort: Int
-    private let state: Mutex<(mode: Mode, down: Bool, sockets: Set<Int32>, stopped: Bool)>
+    private struct State {
+        var mode: Mode
+        var down = false
+        var blackholed = false
+        var sockets: Set<Int32> = []
+        /// Accepted while blackholed: held open, never read, closed by ``stop()``.
+        var held: Set<Int32> = []
+        var stopped = false
+    }
+    private let state: Mutex<State>
 
     init(upstreamPort: Int, mode: Mode = .forward) throws {
         self.upstreamPort = upstreamPort
-        self.state = Mutex((mode, false, [], false))
+        self.state = Mutex(State(mode: mode))
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var yes: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, socklen_t(MemoryLayout<Int32>.size))
@@ -70,9 +79,19 @@ final class TCPProxy: Sendable {
 
     func restore() { state.withLock { $0.down = false } }
 
+    /// A network partition as a client sees it: nothing is refused or reset, nothing answers.
+    /// Open connections stop forwarding (bytes are read and dropped, so the kernel still
+    /// acknowledges them and TCP timeouts never fire), and new connections, a cancel request's
+    /// among them, are accepted and then left alone. Lasts until ``stop()``.
+    func blackhole() { state.withLock { $0.blackholed = true } }
+
     func stop() {
         cut()
-        state.withLock { $0.stopped = true }
+        state.withLock { state in
+            state.stopped = true
+            for socket in state.held { close(socket) }
+            state.held = []
+        }
     }
 
     private static func loopback(port: UInt16) -> sockaddr_in {
@@ -90,7 +109,12 @@ final class TCPProxy: Sendable {
             guard poll(&descriptor, 1, 100) > 0 else { continue }
             let client = accept(listener, nil, nil)
             guard client >= 0 else { continue }
-            let (down, mode) = state.withLock { ($0.down, $0.mode) }
+            let (down, held, mode) = state.withLock { state -> (Bool, Bool, Mode) in
+                let held = state.blackholed && !state.down
+                if held { state.held.insert(client) }
+                return (state.down, held, state.mode)
+            }
+            if held { continue }
             if down {
                 close(client)
                 continue
@@ -162,6 +186,7 @@ final class TCPProxy: Sendable {
                     }
                 }
             }
+            if state.withLock({ $0.blackholed }) { continue }
             var sent = 0
             while sent < count {
                 let written = buffer.withUnsafeBytes { write(destination, $0.baseAddress! + sent, count - sent) }

@@ -79,4 +79,24 @@ struct PartitionTests {
             #expect(!healedByTheBound)
         }
     }
+
+    /// The listener's thread may be stuck in `LISTEN` on a partitioned server until TCP gives up;
+    /// stopping it must not wait for that.
+    @Test("stopping a listener stuck in LISTEN during a partition takes seconds")
+    func listenerStops() async throws {
+        try await withTestDatabase { database in
+            let proxy = try TCPProxy(upstreamPort: TCPProxy.serverPort, mode: .stallAtFirstQuery)
+            defer { proxy.stop() }
+            let listener = PostgresListener(
+                conninfo: TCPProxy.conninfo(of: TestDatabase.serverURL, database: database.name, port: proxy.port),
+                channels: ["test_channel"], logger: TestDatabase.logger)
+            listener.start()
+            try #require(await eventually { proxy.stalls == 1 })
+            let clock = ContinuousClock()
+            let start = clock.now
+            #expect(await finishes(within: .seconds(10)) { await listener.stop() })
+            let stopping = clock.now - start
+            #expect(stopping < .seconds(5), "stopping took \(stopping)")
+        }
+    }
 }

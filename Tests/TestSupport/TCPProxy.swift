@@ -15,6 +15,9 @@ final class TCPProxy: Sendable {
         /// Closes a connection when the client sends its first query: the window between
         /// connect and the first statement.
         case dropAtFirstQuery
+        /// Stops forwarding the client's bytes at its first query, leaving the connection open:
+        /// a partition in the window between connect and the first statement.
+        case stallAtFirstQuery
     }
 
     let port: Int
@@ -24,6 +27,8 @@ final class TCPProxy: Sendable {
         var mode: Mode
         var down = false
         var blackholed = false
+        /// Connections stalled by ``Mode/stallAtFirstQuery`` so far.
+        var stalls = 0
         var sockets: Set<Int32> = []
         /// Accepted while blackholed: held open, never read, closed by ``stop()``.
         var held: Set<Int32> = []
@@ -67,6 +72,9 @@ final class TCPProxy: Sendable {
     static var serverPort: Int { URLComponents(string: TestDatabase.serverURL)?.port ?? 5432 }
 
     func setMode(_ mode: Mode) { state.withLock { $0.mode = mode } }
+
+    /// How many connections ``Mode/stallAtFirstQuery`` has stalled.
+    var stalls: Int { state.withLock { $0.stalls } }
 
     /// An outage: every open connection is closed and new ones are refused, until ``restore()``.
     func cut() {
@@ -132,7 +140,6 @@ final class TCPProxy: Sendable {
                 continue
             }
             state.withLock { $0.sockets.formUnion([client, server]) }
-            let dropAtQuery = mode == .dropAtFirstQuery
             let pumps = Atomic<Int>(2)
             // The second pump to end closes both sockets: no descriptor is closed while the other
             // pump (or cut()) may still use it, so none is reused under it.
@@ -143,27 +150,28 @@ final class TCPProxy: Sendable {
                 close(server)
             }
             Thread { [self] in
-                pump(from: client, to: server, watchForQuery: dropAtQuery)
+                pump(from: client, to: server, atFirstQuery: mode)
                 ended()
             }.start()
             Thread { [self] in
-                pump(from: server, to: client, watchForQuery: false)
+                pump(from: server, to: client, atFirstQuery: .forward)
                 ended()
             }.start()
         }
     }
 
-    /// Copies bytes until either side closes. With `watchForQuery`, reads the client's side of
-    /// the protocol (startup packets, then typed messages) and closes both sockets at the first
-    /// simple or extended query.
-    private func pump(from source: Int32, to destination: Int32, watchForQuery: Bool) {
+    /// Copies bytes until either side closes. With a mode other than `forward`, reads the client's
+    /// side of the protocol (startup packets, then typed messages) and, at the first simple or
+    /// extended query, closes both sockets or stops forwarding (``Mode``).
+    private func pump(from source: Int32, to destination: Int32, atFirstQuery: Mode) {
         var buffer = [UInt8](repeating: 0, count: 65536)
         var pending: [UInt8] = []
         var startup = true
+        var stalled = false
         outer: while true {
             let count = read(source, &buffer, buffer.count)
             if count <= 0 { break }
-            if watchForQuery {
+            if atFirstQuery != .forward && !stalled {
                 pending.append(contentsOf: buffer[0..<count])
                 while true {
                     if startup {
@@ -178,7 +186,12 @@ final class TCPProxy: Sendable {
                         if code != 80_877_103 && code != 80_877_104 { startup = false }
                     } else {
                         guard pending.count >= 5 else { break }
-                        if pending[0] == UInt8(ascii: "Q") || pending[0] == UInt8(ascii: "P") { break outer }
+                        if pending[0] == UInt8(ascii: "Q") || pending[0] == UInt8(ascii: "P") {
+                            if atFirstQuery == .dropAtFirstQuery { break outer }
+                            stalled = true
+                            state.withLock { $0.stalls += 1 }
+                            break
+                        }
                         let length =
                             Int(pending[1]) << 24 | Int(pending[2]) << 16 | Int(pending[3]) << 8 | Int(pending[4])
                         guard pending.count >= length + 1 else { break }
@@ -186,7 +199,7 @@ final class TCPProxy: Sendable {
                     }
                 }
             }
-            if state.withLock({ $0.blackholed }) { continue }
+            if stalled || state.withLock({ $0.blackholed }) { continue }
             var sent = 0
             while sent < count {
                 let written = buffer.withUnsafeBytes { write(destination, $0.baseAddress! + sent, count - sent) }

@@ -246,7 +246,8 @@ public final class PostgresConnection: @unchecked Sendable {
     /// `PQfinish` runs on the connection's queue, after the call running there (if any). The
     /// caller waits for it at most ``closeGrace``, and not at all when a cancelled call was
     /// abandoned on the connection: such a call may block until TCP gives up on a partitioned
-    /// server (minutes), and a shutdown must not wait for it. The handle is closed when it returns.
+    /// server (`tcp_user_timeout`, 30 s; for good behind a proxy that accepts and never answers),
+    /// and a shutdown must not wait for it. The handle is closed when the call returns.
     public func close() async {
         let closed = finishOnQueue()
         if broken.load(ordering: .acquiring) { return }

@@ -103,7 +103,7 @@ public final class PostgresConnectionPool: Sendable {
     /// How many tasks wait for a connection now: for tests and diagnostics.
     public var waitingCount: Int { state.withLock { $0.waiters.count } }
 
-    /// How many connections are lent out now: for tests and diagnostics.
+    /// How many connections are lent out (or being opened for a lease) now: for tests and diagnostics.
     public var leasedCount: Int { state.withLock { $0.open - $0.idle.count } }
 
     /// Closes idle connections and refuses further leases; leased ones close when returned.

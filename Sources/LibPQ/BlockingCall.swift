@@ -1,4 +1,3 @@
-import CLibPQ
 import Dispatch
 import Synchronization
 
@@ -119,36 +118,5 @@ final class BlockingCall<T: Sendable>: Sendable {
         guard let continuation else { return }
         whenAbandoned()
         continuation.resume(throwing: CancellationError())
-    }
-}
-
-/// A connection's `PGcancel`: sends a cancel request for whatever statement runs on it. libpq
-/// allows `PQcancel` from any thread; the lock keeps it from racing `free()`.
-final class Canceller: Sendable {
-    private struct Pointer: @unchecked Sendable {
-        let value: OpaquePointer
-    }
-    private let pointer: Mutex<Pointer?>
-
-    init(_ cancel: OpaquePointer?) {
-        pointer = Mutex(cancel.map(Pointer.init))
-    }
-
-    /// Sends the request from a global thread: it opens a connection of its own and blocks.
-    func send() {
-        DispatchQueue.global().async {
-            self.pointer.withLock { pointer in
-                guard let pointer else { return }
-                var buffer = [CChar](repeating: 0, count: 256)
-                _ = PQcancel(pointer.value, &buffer, Int32(buffer.count))
-            }
-        }
-    }
-
-    func free() {
-        pointer.withLock { pointer in
-            if let pointer { PQfreeCancel(pointer.value) }
-            pointer = nil
-        }
     }
 }

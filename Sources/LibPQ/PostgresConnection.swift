@@ -77,8 +77,15 @@ public final class PostgresConnection: @unchecked Sendable {
 
     deinit {
         canceller.free()
-        if let handle { PQfinish(handle) }
-        notices.release()
+        // `PQfinish` writes to the socket: on the connection's queue, never on the thread that
+        // dropped the last reference (often a cooperative one). No call can be running there: each
+        // holds a reference to this object. The notice sink goes after, as libpq may still use it.
+        let handle = handle.map(Handle.init)
+        let notices = notices
+        queue.async {
+            if let handle { PQfinish(handle.pointer) }
+            notices.release()
+        }
     }
 
     /// Opens a connection.
@@ -231,25 +238,38 @@ public final class PostgresConnection: @unchecked Sendable {
         }
     }
 
+    /// How long ``close()`` waits for the connection's queue to close the handle.
+    public static let closeGrace: Duration = .seconds(1)
+
     /// Closes the connection. Further calls fail with `connectionLost`.
+    ///
+    /// `PQfinish` runs on the connection's queue, after the call running there (if any). The
+    /// caller waits for it at most ``closeGrace``, and not at all when a cancelled call was
+    /// abandoned on the connection: such a call may block until TCP gives up on a partitioned
+    /// server (`tcp_user_timeout`, 30 s; for good behind a proxy that accepts and never answers),
+    /// and a shutdown must not wait for it. The handle is closed when the call returns.
     public func close() async {
-        canceller.free()
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            queue.async {
-                if let handle = self.handle { PQfinish(handle) }
-                self.handle = nil
-                continuation.resume()
-            }
-        }
+        let closed = finishOnQueue()
+        if broken.load(ordering: .acquiring) { return }
+        await closed.wait(atMost: Self.closeGrace)
     }
 
     /// Closes the connection once the call running on it (if any) returns, without waiting.
     public func closeWhenIdle() {
+        finishOnQueue()
+    }
+
+    /// Frees the cancel handle now (never blocks) and queues `PQfinish`; signals once it ran.
+    @discardableResult
+    private func finishOnQueue() -> BoundedSignal {
         canceller.free()
+        let closed = BoundedSignal()
         queue.async {
             if let handle = self.handle { PQfinish(handle) }
             self.handle = nil
+            closed.signal()
         }
+        return closed
     }
 
     /// Runs a statement with parameters bound separately from its text and returns its rows.

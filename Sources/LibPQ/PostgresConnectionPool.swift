@@ -100,6 +100,12 @@ public final class PostgresConnectionPool: Sendable {
         try await withConnection { connection in try await connection.query(query, bindings) }
     }
 
+    /// How many tasks wait for a connection now: for tests and diagnostics.
+    public var waitingCount: Int { state.withLock { $0.waiters.count } }
+
+    /// How many connections are lent out (or being opened for a lease) now: for tests and diagnostics.
+    public var leasedCount: Int { state.withLock { $0.open - $0.idle.count } }
+
     /// Closes idle connections and refuses further leases; leased ones close when returned.
     public func close() async {
         let (idle, waiters) = state.withLock { state in
@@ -154,6 +160,12 @@ public final class PostgresConnectionPool: Sendable {
                     throw PostgresError(code: .client, message: "the connection pool is closed")
                 }
                 try await waitForConnection()
+                // Woken for a freed connection but cancelled before running again: the wake-up
+                // goes to the next waiter, or the connection would sit idle while it waits.
+                if Task.isCancelled {
+                    wakeOne()
+                    throw CancellationError()
+                }
             }
         }
     }
@@ -165,14 +177,18 @@ public final class PostgresConnectionPool: Sendable {
         }
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                let resumeNow = state.withLock { state -> Bool in
+                let resumeNow = state.withLock { state -> Result<Void, any Error>? in
+                    // Cancelled before the waiter was listed: `onCancel` ran already, found
+                    // nothing to remove, and would never end this wait. Checked under the lock
+                    // `onCancel` takes, so one of the two always sees the other.
+                    if Task.isCancelled { return .failure(CancellationError()) }
                     if state.closed || !state.idle.isEmpty || state.open < configuration.maxConnections {
-                        return true
+                        return .success(())
                     }
                     state.waiters.append((id, continuation))
-                    return false
+                    return nil
                 }
-                if resumeNow { continuation.resume() }
+                if let resumeNow { continuation.resume(with: resumeNow) }
             }
         } onCancel: {
             let waiter = state.withLock { state in

@@ -32,9 +32,8 @@ public final class PostgresListener: Sendable {
     private let stopped = Atomic<Bool>(false)
     private let connected = Atomic<Bool>(false)
     private let started = Atomic<Bool>(false)
-    /// Finished by the thread as it ends; ``stop()`` waits for that.
-    private let threadDone: AsyncStream<Void>
-    private let threadDoneContinuation: AsyncStream<Void>.Continuation
+    /// Signalled by the thread as it ends; ``stop()`` waits for that, within ``stopGrace``.
+    private let threadDone = BoundedSignal()
     /// Receives the listening connection's notices, so that none reach standard error.
     private let notices: NoticeSink
 
@@ -54,7 +53,6 @@ public final class PostgresListener: Sendable {
         self.logger = logger
         self.notices = NoticeSink(logger: logger)
         (events, continuation) = AsyncStream.makeStream(of: Event.self, bufferingPolicy: .bufferingNewest(1024))
-        (threadDone, threadDoneContinuation) = AsyncStream.makeStream(of: Void.self)
     }
 
     /// Listens while `body` runs, then stops the thread and closes the connection.
@@ -84,21 +82,25 @@ public final class PostgresListener: Sendable {
         let thread = Thread { [self] in
             self.loop()
             self.continuation.finish()
-            self.threadDoneContinuation.finish()
+            self.threadDone.signal()
         }
         thread.name = applicationName
         thread.start()
     }
 
-    /// Stops listening, closes the connection and ends `events`. Returns when the thread is done.
+    /// How long ``stop()`` waits for the thread to end.
+    public static let stopGrace: Duration = .seconds(1)
+
+    /// Stops listening and ends `events`. Returns when the thread is done (it checks every 200 ms
+    /// at most), or after ``stopGrace``: during a partition the thread may be stuck in libpq
+    /// (`LISTEN` right after a connect) until TCP gives up, and a shutdown must not wait for
+    /// that. The thread then closes the connection on its own when libpq returns.
     public func stop() async {
         stopped.store(true, ordering: .sequentiallyConsistent)
-        guard started.load(ordering: .relaxed) else {
-            continuation.finish()
-            return
+        if started.load(ordering: .relaxed) {
+            await threadDone.wait(atMost: Self.stopGrace)
         }
-        // Ends when the thread finishes the stream (it checks `stopped` every 200 ms at most).
-        for await _ in threadDone {}
+        continuation.finish()
     }
 
     private var isStopped: Bool { stopped.load(ordering: .relaxed) }

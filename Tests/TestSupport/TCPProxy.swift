@@ -8,23 +8,37 @@ import Synchronization
 /// A TCP proxy on 127.0.0.1 in front of the test PostgreSQL, for faults the real server cannot be
 /// asked for: an outage that can be switched on and off (``cut()`` / ``restore()``), and a
 /// connection that dies right after authentication, before its first statement
-/// (``Mode/dropAtFirstQuery``).
+/// (``Mode/dropAtFirstQuery``), and a partition where nothing answers (``blackhole()``).
 final class TCPProxy: Sendable {
     enum Mode: Sendable {
         case forward
         /// Closes a connection when the client sends its first query: the window between
         /// connect and the first statement.
         case dropAtFirstQuery
+        /// Stops forwarding the client's bytes at its first query, leaving the connection open:
+        /// a partition in the window between connect and the first statement.
+        case stallAtFirstQuery
     }
 
     let port: Int
     private let listener: Int32
     private let upstreamPort: Int
-    private let state: Mutex<(mode: Mode, down: Bool, sockets: Set<Int32>, stopped: Bool)>
+    private struct State {
+        var mode: Mode
+        var down = false
+        var blackholed = false
+        /// Connections stalled by ``Mode/stallAtFirstQuery`` so far.
+        var stalls = 0
+        var sockets: Set<Int32> = []
+        /// Accepted while blackholed: held open, never read, closed by ``stop()``.
+        var held: Set<Int32> = []
+        var stopped = false
+    }
+    private let state: Mutex<State>
 
     init(upstreamPort: Int, mode: Mode = .forward) throws {
         self.upstreamPort = upstreamPort
-        self.state = Mutex((mode, false, [], false))
+        self.state = Mutex(State(mode: mode))
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var yes: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, socklen_t(MemoryLayout<Int32>.size))
@@ -59,6 +73,9 @@ final class TCPProxy: Sendable {
 
     func setMode(_ mode: Mode) { state.withLock { $0.mode = mode } }
 
+    /// How many connections ``Mode/stallAtFirstQuery`` has stalled.
+    var stalls: Int { state.withLock { $0.stalls } }
+
     /// An outage: every open connection is closed and new ones are refused, until ``restore()``.
     func cut() {
         // Under the lock: a socket still in the set is not closed yet.
@@ -70,9 +87,19 @@ final class TCPProxy: Sendable {
 
     func restore() { state.withLock { $0.down = false } }
 
+    /// A network partition as a client sees it: nothing is refused or reset, nothing answers.
+    /// Open connections stop forwarding (bytes are read and dropped, so the kernel still
+    /// acknowledges them and TCP timeouts never fire), and new connections, a cancel request's
+    /// among them, are accepted and then left alone. Lasts until ``stop()``.
+    func blackhole() { state.withLock { $0.blackholed = true } }
+
     func stop() {
         cut()
-        state.withLock { $0.stopped = true }
+        state.withLock { state in
+            state.stopped = true
+            for socket in state.held { close(socket) }
+            state.held = []
+        }
     }
 
     private static func loopback(port: UInt16) -> sockaddr_in {
@@ -90,7 +117,12 @@ final class TCPProxy: Sendable {
             guard poll(&descriptor, 1, 100) > 0 else { continue }
             let client = accept(listener, nil, nil)
             guard client >= 0 else { continue }
-            let (down, mode) = state.withLock { ($0.down, $0.mode) }
+            let (down, held, mode) = state.withLock { state -> (Bool, Bool, Mode) in
+                let held = state.blackholed && !state.down
+                if held { state.held.insert(client) }
+                return (state.down, held, state.mode)
+            }
+            if held { continue }
             if down {
                 close(client)
                 continue
@@ -108,7 +140,6 @@ final class TCPProxy: Sendable {
                 continue
             }
             state.withLock { $0.sockets.formUnion([client, server]) }
-            let dropAtQuery = mode == .dropAtFirstQuery
             let pumps = Atomic<Int>(2)
             // The second pump to end closes both sockets: no descriptor is closed while the other
             // pump (or cut()) may still use it, so none is reused under it.
@@ -119,27 +150,28 @@ final class TCPProxy: Sendable {
                 close(server)
             }
             Thread { [self] in
-                pump(from: client, to: server, watchForQuery: dropAtQuery)
+                pump(from: client, to: server, atFirstQuery: mode)
                 ended()
             }.start()
             Thread { [self] in
-                pump(from: server, to: client, watchForQuery: false)
+                pump(from: server, to: client, atFirstQuery: .forward)
                 ended()
             }.start()
         }
     }
 
-    /// Copies bytes until either side closes. With `watchForQuery`, reads the client's side of
-    /// the protocol (startup packets, then typed messages) and closes both sockets at the first
-    /// simple or extended query.
-    private func pump(from source: Int32, to destination: Int32, watchForQuery: Bool) {
+    /// Copies bytes until either side closes. With a mode other than `forward`, reads the client's
+    /// side of the protocol (startup packets, then typed messages) and, at the first simple or
+    /// extended query, closes both sockets or stops forwarding (``Mode``).
+    private func pump(from source: Int32, to destination: Int32, atFirstQuery: Mode) {
         var buffer = [UInt8](repeating: 0, count: 65536)
         var pending: [UInt8] = []
         var startup = true
+        var stalled = false
         outer: while true {
             let count = read(source, &buffer, buffer.count)
             if count <= 0 { break }
-            if watchForQuery {
+            if atFirstQuery != .forward && !stalled {
                 pending.append(contentsOf: buffer[0..<count])
                 while true {
                     if startup {
@@ -154,7 +186,12 @@ final class TCPProxy: Sendable {
                         if code != 80_877_103 && code != 80_877_104 { startup = false }
                     } else {
                         guard pending.count >= 5 else { break }
-                        if pending[0] == UInt8(ascii: "Q") || pending[0] == UInt8(ascii: "P") { break outer }
+                        if pending[0] == UInt8(ascii: "Q") || pending[0] == UInt8(ascii: "P") {
+                            if atFirstQuery == .dropAtFirstQuery { break outer }
+                            stalled = true
+                            state.withLock { $0.stalls += 1 }
+                            break
+                        }
                         let length =
                             Int(pending[1]) << 24 | Int(pending[2]) << 16 | Int(pending[3]) << 8 | Int(pending[4])
                         guard pending.count >= length + 1 else { break }
@@ -162,6 +199,7 @@ final class TCPProxy: Sendable {
                     }
                 }
             }
+            if stalled || state.withLock({ $0.blackholed }) { continue }
             var sent = 0
             while sent < count {
                 let written = buffer.withUnsafeBytes { write(destination, $0.baseAddress! + sent, count - sent) }

@@ -89,7 +89,10 @@ struct ConsoleResponse: Sendable {
         ("X-Frame-Options", "DENY"),
         ("Cache-Control", "no-store"),
         ("X-Content-Type-Options", "nosniff"),
-        ("Referrer-Policy", "no-referrer"),
+        // Not no-referrer: under it a browser sends `Origin: null` even with its own forms' POSTs,
+        // which the Origin check refuses. same-origin keeps the page's URL from other sites and
+        // lets the console's own forms name their origin (another site's POST gets `null`).
+        ("Referrer-Policy", "same-origin"),
     ]
 }
 

@@ -78,7 +78,7 @@ chaos: server-deps
 	$(SWIFT) build -c release --product webhook-worker
 	WEBHOOK_WORKER_BIN=.build/release/webhook-worker scripts/chaos
 	$(SWIFT) build --build-tests
-	STRESS_SEEDS=$${STRESS_SEEDS:-120} scripts/with-postgres $(SWIFT) test --skip-build --filter KeyedClaimStress
+	STRESS_STRICT=1 STRESS_SEEDS=$${STRESS_SEEDS:-120} scripts/with-postgres $(SWIFT) test --skip-build --filter KeyedClaimStress
 
 # Resource bounds under a steady load (10 minutes by default; not part of make test): prints the
 # worker's memory, open files and database connections every 30 s and fails if they grow.

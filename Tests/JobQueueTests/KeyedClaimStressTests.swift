@@ -547,8 +547,11 @@ final class ClaimStress {
     /// The connection drops in the middle of its transaction.
     func crash(_ session: Session) async throws {
         totals.crashes += 1
+        // With a timeout, pg_terminate_backend waits for the backend to be gone, its transaction
+        // rolled back: without one it returns at once, and the next moves (a quiescence check
+        // among them) would meet the locks and invisible rows of a transaction still ending.
         _ = try await control.query(
-            PostgresQuery("terminate", "SELECT pg_terminate_backend($1)"), [Int(session.pid)])
+            PostgresQuery("terminate", "SELECT pg_terminate_backend($1, 20000)"), [Int(session.pid)])
         if let running = session.running { _ = await running.task.value }
         session.running = nil
         await session.connection.close()

@@ -20,14 +20,14 @@ import Synchronization
 /// hold the shared pool (a table lock in the web app, a slow statement).
 public final class JobWorker: Service, Sendable {
     public let configuration: JobWorkerConfiguration
-    private let handlers: [String: any JobHandler]
+    let handlers: [String: any JobHandler]
     private let database: PostgresConnectionPool
-    private let logger: Logger
-    private let store: JobStore
-    private let metrics: MetricNames
+    let logger: Logger
+    let store: JobStore
+    let metrics: MetricNames
     /// Wakes the claim loop: notifications, the poll ticker, freed slots, shutdown.
-    private let wakeUps = WakeUps<Void>()
-    private let state = Mutex(State())
+    let wakeUps = WakeUps<Void>()
+    let state = Mutex(State())
     private let listening = Atomic<Bool>(false)
     /// Attempt spans waiting for their outcome to be written (empty while tracing is off).
     private let spans = AttemptSpans()
@@ -39,17 +39,17 @@ public final class JobWorker: Service, Sendable {
         let attempt: Int
     }
 
-    private enum StopReason: Sendable {
+    enum StopReason: Sendable {
         case leaseLost, shutdown
     }
 
-    private struct Running {
+    struct Running {
         let job: Job
         /// Asks the job's task to cancel its handler.
         let stop: AsyncStream<StopReason>.Continuation
     }
 
-    private struct State {
+    struct State {
         /// Handlers running now; `concurrency` bounds these.
         var running: [AttemptKey: Running] = [:]
         /// Attempts whose handler returned and whose outcome is being written.
@@ -490,114 +490,6 @@ public final class JobWorker: Service, Sendable {
                 next = clock.now + configuration.pollInterval
                 wakeUps.ring()
             }
-        }
-    }
-
-    /// Renews this replica's leases every third of the lease, reaps other replicas' expired
-    /// ones and, every ``JobWorkerConfiguration/keyRepairInterval``, mends broken concurrency
-    /// keys, on a connection of its own.
-    private func maintainLeases(_ connections: PostgresConnectionPool) async {
-        let clock = ContinuousClock()
-        let renewEvery = configuration.lease / 3
-        var nextRenewal = clock.now + renewEvery
-        var nextReap = clock.now
-        let repairEvery = configuration.keyRepairInterval
-        var nextRepair = repairEvery.map { clock.now + $0 }
-        while !Task.isCancelled {
-            if clock.now >= nextReap {
-                nextReap = clock.now + configuration.reapInterval
-                await reap(connections)
-            }
-            if clock.now >= nextRenewal {
-                nextRenewal = clock.now + renewEvery
-                if configuration.renewsLeases { await renew(connections) }
-            }
-            if let repairEvery, let due = nextRepair, clock.now >= due {
-                nextRepair = clock.now + repairEvery
-                await repairKeys(connections)
-            }
-            try? await Task.sleep(until: [nextRenewal, nextReap, nextRepair ?? nextReap].min()!, clock: clock)
-        }
-    }
-
-    /// The queue's own maintenance, as River runs its maintenance services beside the queue: the
-    /// claim's bookkeeping is kept exact by its wake-ups, and the stress test searches the races
-    /// between them; this is the net under a race nobody has found yet, so that it delays a key's
-    /// jobs by one interval instead of stranding them. Each mended key is a warning and a count:
-    /// it means a defect to report. A key parked under a lower limit than this replica's (limits
-    /// raised by a deploy) is unparked too, as routine.
-    private func repairKeys(_ connections: PostgresConnectionPool) async {
-        let keyLimits = handlers.compactMapValues(\.concurrencyLimit)
-        guard !keyLimits.isEmpty else { return }
-        do {
-            let mended = try await connections.withConnection { connection in
-                try await store.repairConcurrencyKeys(connection, kinds: kinds, keyLimits: keyLimits)
-            }
-            for key in mended {
-                let metadata: Logger.Metadata = [
-                    "job.kind": "\(key.kind)", "concurrency_key.priority": "\(key.priority)",
-                    "concurrency_key.was": "\(key.was)",
-                ]
-                if key.was == "limit_raised" {
-                    logger.info("unparked a concurrency key parked under a lower limit", metadata: metadata)
-                } else {
-                    // The key itself is left out: it may name a tenant or an endpoint.
-                    logger.warning(
-                        "repaired a concurrency key that a race left unable to run its due jobs", metadata: metadata)
-                    Counter(label: metrics.keysRepaired, dimensions: [("kind", key.kind), ("was", key.was)])
-                        .increment()
-                }
-            }
-            if !mended.isEmpty { wakeUps.ring() }
-        } catch {
-            logger.debug("could not check concurrency keys", metadata: ["error": "\(error)"])
-        }
-    }
-
-    private func reap(_ connections: PostgresConnectionPool) async {
-        do {
-            let reaped = try await connections.withConnection { connection in
-                try await store.reapExpiredLeases(
-                    connection, defaultMaxAttempts: configuration.retryStrategy.maxAttempts)
-            }
-            guard !reaped.isEmpty else { return }
-            for (kind, count) in reaped {
-                Counter(label: metrics.jobsLost, dimensions: [("kind", kind)]).increment(by: count)
-            }
-            logger.warning(
-                "returned jobs with expired leases to the queue", metadata: ["jobs": "\(reaped.values.reduce(0, +))"])
-            wakeUps.ring()
-        } catch {
-            logger.debug("could not reap expired leases", metadata: ["error": "\(error)"])
-        }
-    }
-
-    private func renew(_ connections: PostgresConnectionPool) async {
-        let ids = state.withLock { state in Array(Set(state.running.keys.map(\.id)).union(state.writing.keys.map(\.id)))
-        }
-        guard !ids.isEmpty else { return }
-        do {
-            let lost = Set(
-                try await connections.withConnection { connection in
-                    try await store.extendLeases(connection, ids: ids, lease: configuration.lease)
-                })
-            guard !lost.isEmpty else { return }
-            // A handler whose lease is gone is working for nothing (another replica may run the
-            // job now, and its outcome would be dropped): cancel it. A job whose outcome is being
-            // written may already be back in the queue: it is not lost.
-            let toStop = state.withLock { state in
-                state.running.filter { lost.contains($0.key.id) }.map { key, running in
-                    state.stopped[key] = .leaseLost
-                    return running
-                }
-            }
-            guard !toStop.isEmpty else { return }
-            logger.warning(
-                "leases lost for jobs still running here; cancelling them",
-                metadata: ["job.ids": "\(toStop.map(\.job.id))"])
-            for running in toStop { running.stop.yield(.leaseLost) }
-        } catch {
-            logger.warning("could not renew leases", metadata: ["error": "\(error)"])
         }
     }
 }

@@ -194,9 +194,17 @@ struct EndpointIsolationTests {
     )
     func probeAnswered4xx() async throws {
         try await withTestDatabase(appTables: true) { database in
-            let status = Atomic<Int>(503)
+            // The first request fails; each probe is held until the test has seen the state it is
+            // probing from, so no state can pass unseen on a slow machine.
+            let received = Atomic<Int>(0)
+            let firstProbe = AnswerGate()
+            let secondProbe = AnswerGate()
             let fixture = try await DeliveryFixture.make(database: database) { _ in
-                .status(status.load(ordering: .relaxed))
+                switch received.add(1, ordering: .relaxed).newValue {
+                case 1: .status(503)
+                case 2: firstProbe.hold(429)
+                default: secondProbe.hold(404)
+                }
             }
             try await fixture.addClient("probed")
             let (worker, sender) = fixture.startWorker(schedule: Array(repeating: .milliseconds(100), count: 8)) {
@@ -210,15 +218,23 @@ struct EndpointIsolationTests {
                 return (try row?.decodeIfPresent("state"), try row?.decodeIfPresent("trips"))
             }
             try await fixture.connectIntegration()
-            #expect(try await eventually(timeout: .seconds(10)) { try await endpoint() == ("open", 1) })
+            // 503 opened the circuit; after the cooldown one probe is in flight.
+            #expect(
+                try await eventually(timeout: .seconds(10)) {
+                    try await endpoint() == ("half_open", 1) && fixture.requests(to: "probed").count == 2
+                })
 
             // 429 is back-pressure: a failed probe, the circuit opens again for a longer pause.
-            status.store(429, ordering: .relaxed)
-            #expect(try await eventually(timeout: .seconds(10)) { try await endpoint() == ("open", 2) })
-            #expect(fixture.requests(to: "probed").count == 2)
+            firstProbe.open()
+            #expect(
+                try await eventually(timeout: .seconds(10)) {
+                    let trips = try await endpoint().trips
+                    return trips == 2 && fixture.requests(to: "probed").count == 3
+                })
+            #expect(try await endpoint() == ("half_open", 2))
 
             // 404 is the receiver's answer about this delivery: the endpoint is up, the circuit closes.
-            status.store(404, ordering: .relaxed)
+            secondProbe.open()
             #expect(try await eventually(timeout: .seconds(10)) { try await endpoint() == ("closed", 0) })
             let answered = try await database.count(
                 "SELECT count(*) FROM webhook_worker.delivery_attempts WHERE http_status = 404")

@@ -7,7 +7,7 @@ export PATH := $(PATH):/opt/swift/usr/bin
 SWIFT ?= swift
 BIN := .build/debug/webhook-worker
 
-.PHONY: all deps server-deps bench-deps build test check-deploy demo run bench soak chaos clean
+.PHONY: all deps server-deps bench-deps build test check-deploy compose-check demo run bench soak chaos clean
 
 all: build
 
@@ -54,6 +54,12 @@ test: server-deps lint
 # checked offline; installs promtool (Debian's prometheus) and a pinned Python validator.
 check-deploy:
 	scripts/check-deploy
+
+# docker-compose.yml and the Dockerfile for real, on Podman (no Docker engine needed): builds the
+# image, brings the stack up and checks it from outside, then removes it. About 20 minutes on a
+# fresh machine (most of it the release build inside the image); not part of `make test`.
+compose-check:
+	scripts/compose-check
 
 demo: build
 	scripts/with-postgres scripts/demo

@@ -448,7 +448,7 @@ struct RunCommand: AsyncParsableCommand {
                 .seconds(30),
             ]
             MetricsSystem.bootstrap(factory)
-            Gauge(label: "webhook_worker_build_info", dimensions: [("version", BuildInfo.version)]).record(1)
+            Gauge(label: DeliveryMetricNames.worker.buildInfo, dimensions: [("version", BuildInfo.version)]).record(1)
         }
 
         let connection = try await connectOrExit(

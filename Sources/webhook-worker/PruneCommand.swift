@@ -18,9 +18,7 @@ struct PruneCommand: AsyncParsableCommand {
             """)
 
     @Option(help: "Age beyond which rows go (e.g. 30d).") var olderThan: Age
-    @Option(
-        name: .customLong("secret-overlap"),
-        help: "Retired webhook secrets older than this are deleted. Env: WEBHOOK_SECRET_OVERLAP. Default: 24h.")
+    @Option(RunSettings.secretOverlap, summary: "Retired webhook secrets older than this are deleted.")
     var secretOverlap: String?
     @Option(help: "Also delete console audit entries older than this (e.g. 365d). Default: kept.")
     var auditOlderThan: Age?
@@ -32,10 +30,8 @@ struct PruneCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let overlap = try SettingSource(
-            "secret-overlap", "WEBHOOK_SECRET_OVERLAP", secretOverlap, env: ProcessInfo.processInfo.environment
-        )
-        .duration(default: .seconds(86_400), minimum: .zero)
+        var read = SettingsReader(environment: ProcessInfo.processInfo.environment)
+        let overlap: Duration = try read.duration(RunSettings.secretOverlap, secretOverlap)
         let cutoff = olderThan.cutoff
         let (jobAttempts, deliveries, secrets, audit) = try await withOperatorConnection(database) { connection in
             let jobAttempts = try await JobAttemptHistory(connection, schema: WebhookWorkerSchema.queue).prune(

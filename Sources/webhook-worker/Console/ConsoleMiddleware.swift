@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import Hummingbird
 import Logging
 
@@ -12,6 +13,12 @@ struct ConsoleSecurityHeaders: RouterMiddleware {
     ) async throws -> Response {
         var response = try await next(request, context)
         response.append(ConsoleResponse.securityHeaders)
+        // Content-Length last, after the headers the middleware added: the answer's bytes are
+        // those of a response made with all its headers at once.
+        if let length = response.headers[.contentLength] {
+            response.headers[.contentLength] = nil
+            response.headers.append(HTTPField(name: .contentLength, value: length))
+        }
         return response
     }
 }

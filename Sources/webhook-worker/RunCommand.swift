@@ -93,11 +93,7 @@ struct RunCommand: AsyncParsableCommand {
         let sender = WebhookSender(configuration: settings.delivery)
         let worker = JobWorker(
             configuration: settings.queue,
-            handlers: [
-                NoopHandler(),
-                IntegrationConnectedHandler(configuration: settings.delivery),
-                WebhookDeliverHandler(sender: sender),
-            ],
+            handlers: WorkerHandlers.make(delivery: settings.delivery, sender: sender),
             database: pool, logger: logger)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if let traces {

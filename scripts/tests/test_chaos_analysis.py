@@ -338,3 +338,30 @@ def test_a_postgresql_restart_during_the_attempt_explains_it(recorded):
     run.pg_restarts.append({"t0": 11.0, "t1": 12.0, "kind": "restart"})
     an = analyse(run, rows)
     assert an.unexplained_duplicates == 0 and an.causes == {"PostgreSQL restart": 1}
+
+
+# -- the receiver's endpoints ------------------------------------------------------------------
+
+
+def test_each_endpoint_answers_as_its_name_says():
+    from webhook_tools.chaos.receiver import answer, expected_signatures
+
+    drawn = []
+
+    def never(p):
+        drawn.append(p)
+        return False
+
+    def always(p):
+        drawn.append(p)
+        return True
+
+    assert [answer(e, never, lambda: 503) for e in ("healthy", "flaky", "slow", "reset", "fail", "gone", "never",
+                                                      "flap", "hang")] == [
+        (200, 0.0), (200, 0.0), (200, 0.0), (200, 0.0), (500, 0.0), (410, 0.0), (500, 0.0), (503, 0.0),
+        ("hang", 0.0)]
+    assert drawn == [0.30, 0.40, 0.40]  # only the flaky, slow and reset endpoints draw
+    assert [answer(e, always, lambda: 200) for e in ("flaky", "slow", "reset")] == [
+        (500, 0.0), (200, 2.0), ("reset", 0.0)]
+    legacy, standard = expected_signatures("plain-secret", "d1", "1700000000", b"{}")
+    assert len(legacy) == 64 and standard.startswith("v1,")

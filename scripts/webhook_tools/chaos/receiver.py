@@ -20,7 +20,28 @@ from .settings import (
     SLOW_SHARE,
 )
 
-# The receiver pool
+
+def answer(endpoint, chance, flap_status):
+    """What an endpoint (the first segment of the path) answers: (status, delay in seconds). A
+    status is an HTTP status, "reset" (RST instead of an answer) or "hang" (no answer until the
+    sender gives up). `chance(p)` is true with probability p (drawn only by the flaky, slow and
+    reset endpoints, in that order, so that a seed gives the same answers); `flap_status()` is the
+    flapping endpoint's status now."""
+    if endpoint == "flaky" and chance(FLAKY_FAILURE_SHARE):
+        return 500, 0.0
+    if endpoint == "slow" and chance(SLOW_SHARE):
+        return 200, SLOW_SECONDS
+    if endpoint == "reset" and chance(RESET_SHARE):
+        return "reset", 0.0
+    if endpoint in ("fail", "never"):
+        return 500, 0.0
+    if endpoint == "gone":
+        return 410, 0.0
+    if endpoint == "flap":
+        return flap_status(), 0.0
+    if endpoint == "hang":
+        return "hang", 0.0
+    return 200, 0.0
 
 
 def expected_signatures(secret, delivery, timestamp, body):
@@ -84,23 +105,8 @@ class Receiver:
                 else:
                     receipt["signature"] = "X-Webhook-Secret" not in self.headers
 
-                status, delay = 200, 0.0
-                if endpoint == "flaky" and chance(FLAKY_FAILURE_SHARE):
-                    status = 500
-                elif endpoint == "slow" and chance(SLOW_SHARE):
-                    delay = SLOW_SECONDS
-                elif endpoint == "reset" and chance(RESET_SHARE):
-                    status = "reset"
-                elif endpoint == "fail":
-                    status = 500
-                elif endpoint == "gone":
-                    status = 410
-                elif endpoint == "never":
-                    status = 500
-                elif endpoint == "flap":
-                    status = receiver.flap_status(arrived)
-                elif endpoint == "hang":
-                    status = "hang"
+                status, delay = answer(endpoint, chance, lambda: receiver.flap_status(arrived))
+                if status == "hang":
                     receipt["closed"] = None  # when the sender gave up (closed the connection)
                 receipt["status"] = status
                 receipt["late"] = delay > REQUEST_TIMEOUT

@@ -365,3 +365,18 @@ def test_each_endpoint_answers_as_its_name_says():
         (500, 0.0), (200, 2.0), ("reset", 0.0)]
     legacy, standard = expected_signatures("plain-secret", "d1", "1700000000", b"{}")
     assert len(legacy) == 64 and standard.startswith("v1,")
+
+
+def test_the_report_of_a_failing_run(recorded, capsys, tmp_path):
+    run, rows = recorded
+    run.url = "postgresql://127.0.0.1:1/none?connect_timeout=1"  # the dump of the rows fails, and says so
+    rows["deliveries"][0]["status"] = "pending"
+    an = analyse(run, rows)
+    figures(an)
+    assert report(an) == 1
+    out = capsys.readouterr().out
+    assert "  [FAIL] every delivery ended delivered, failed (dead letter) or cancelled: 1 violation(s)" in out
+    assert "--- every delivery ended delivered, failed (dead letter) or cancelled\ndelivery d1 (client-healthy-1) " \
+        "still pending" in out
+    assert f"CHAOS FAIL: {len(an.violations) - 3} of {len(an.violations)} checks passed" in out
+    assert (tmp_path / "db" / "faults.json").exists()

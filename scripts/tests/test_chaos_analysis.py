@@ -380,3 +380,29 @@ def test_the_report_of_a_failing_run(recorded, capsys, tmp_path):
         "still pending" in out
     assert f"CHAOS FAIL: {len(an.violations) - 3} of {len(an.violations)} checks passed" in out
     assert (tmp_path / "db" / "faults.json").exists()
+
+
+def test_a_released_attempt_is_explained_by_a_graceful_stop_of_its_replica_only(recorded):
+    run, rows = recorded
+    resent_after_a_lost_attempt(rows)
+    rows["attempts"][1]["outcome"] = "released"
+    run.lock_phase["jobs"] = []
+    run.kills.append({"worker_id": "chaos-2-1", "t": 10.3, "restarted": 11.0})  # explains lost, not released
+    assert analyse(run, rows).unexplained_duplicates == 1
+    run.graceful.append({"worker_id": "chaos-2-1", "t": 10.5, "exited": 11.0, "status": 0, "seconds": 0.5})
+    an = analyse(run, rows)
+    assert an.unexplained_duplicates == 0 and an.causes == {"graceful stop": 1}
+    assert failing(an) == []
+
+
+def test_log_lines():
+    from webhook_tools.chaos.logs import is_error_line, one_line, parse_log_line
+
+    assert parse_log_line('{"level": "error", "message": "x"}') == {"level": "error", "message": "x"}
+    assert parse_log_line("FATAL:  terminating connection due to administrator command") is None
+    assert parse_log_line("[1, 2]") is None
+    assert is_error_line('{"level": "critical", "message": "x"}')
+    assert not is_error_line('{"level": "warning", "message": "lease lost"}')
+    assert is_error_line("Fatal error: Unexpectedly found nil")
+    assert not is_error_line("NOTICE:  relation exists")
+    assert one_line("a\n  b\tc", 3) == "a b"

@@ -77,7 +77,7 @@ def main():
     setup_process()
     bench = Bench()
     try:
-        status = bench.run()
+        status = run(bench)
     finally:
         kill_all_workers()
         PgBouncer.close_all()

@@ -9,6 +9,7 @@ from ..core import RunError, log
 from ..postgres import PsqlSession, run_script
 from . import cluster, replicas
 from .cluster import terminate_sql
+from .inserter import insert_statement
 from .settings import (
     CHAOS_DB,
     CONNECT_WINDOW,
@@ -39,7 +40,7 @@ def table_lock(chaos):
     log(f"{stamp()} lock phase: LOCK TABLE \"OAuthClient\" IN ACCESS EXCLUSIVE MODE for {hold:.0f}s "
         f"({LOCK_LEASES} leases) while {LOCK_EVENTS} events arrive")
     locker = PsqlSession(chaos.url, timeout=10)
-    inserter = PsqlSession(chaos.url, timeout=10)
+    session = PsqlSession(chaos.url, timeout=10)
     try:
         locker.query("SET lock_timeout = '5s'")
         locker.query('BEGIN; LOCK TABLE "OAuthClient" IN ACCESS EXCLUSIVE MODE')
@@ -48,7 +49,7 @@ def table_lock(chaos):
         spacing = hold / 3 / LOCK_EVENTS
         for seq in range(1, LOCK_EVENTS + 1):
             account, user = rng.choice(chaos.accounts)
-            rows = inserter.query(inserter.insert_statement(seq, account, user))
+            rows = session.query(insert_statement(seq, account, user))
             if not rows:
                 raise RunError(f"lock phase: the insert of event {seq} returned no row")
             chaos.inserted.append((seq, int(rows[0][0])))
@@ -56,7 +57,7 @@ def table_lock(chaos):
             replicas.pause(chaos, spacing)
         chaos.seq_base = LOCK_EVENTS
         replicas.pause(chaos, phase["t0"] + hold - 0.3 - time.time())
-        phase["waiting"] = int(inserter.query(
+        phase["waiting"] = int(session.query(
             f"SELECT count(*) FROM pg_stat_activity WHERE datname = '{CHAOS_DB}' "
             f"AND application_name LIKE '{POOL_APP}%' AND wait_event_type = 'Lock'")[0][0])
         replicas.pause(chaos, phase["t0"] + hold - time.time())
@@ -66,7 +67,7 @@ def table_lock(chaos):
         raise RunError(f"lock phase: {error}")
     finally:
         locker.close()
-        inserter.close()
+        session.close()
     phase["held"] = phase["t1"] - phase["t0"]
     log(f"{stamp(phase['t1'])} lock released after {phase['held']:.2f}s; {phase['waiting']} replica "
         f"connection(s) were waiting on it; waiting for the {LOCK_EVENTS} events' jobs to finish")

@@ -8,6 +8,8 @@ import hashlib
 import json
 from types import SimpleNamespace
 
+from webhook_tools.chaos.analysis import Analysis, run_checks
+
 PAYLOAD_1 = json.dumps({"event": "integration.connected", "delivery": "d1"})
 PAYLOAD_2 = json.dumps({"event": "integration.connected", "delivery": "d2"})
 
@@ -107,3 +109,30 @@ def recorded_run(tmp_path):
                                 failures=0),
     )
     return run, copy.deepcopy(ROWS)
+
+
+def analyse(run, rows):
+    an = Analysis(run, rows)
+    run_checks(an)
+    return an
+
+
+def failing(an):
+    return [name for name, problems in an.violations.items() if problems]
+
+
+def problems_of(an, prefix):
+    """The problems of the one check whose name starts with `prefix`."""
+    names = [name for name in an.violations if name.startswith(prefix)]
+    assert len(names) == 1, f"{prefix!r} names {names}"
+    return an.violations[names[0]]
+
+
+def resent_after_a_lost_attempt(rows):
+    """d1's first attempt sent its request and was lost (its lease expired); the job ran again
+    and sent it again: a duplicate."""
+    rows["attempts"][1] = attempt(2, 201, "webhook.deliver", 1, "lost", 10.2, 13.2, worker="chaos-2-1")
+    rows["attempts"].append(attempt(4, 201, "webhook.deliver", 2, "succeeded", 13.5, 13.6))
+    rows["receipts"].insert(0, receipt(10.22, "d1", "/healthy/1", 200, PAYLOAD_1))
+    rows["receipts"][1]["t"] = 13.55
+    rows["delivery_attempts"][0]["attempted"] = 13.6

@@ -11,7 +11,8 @@ from ..logs import is_error_line, parse_log_line
 from ..settings import ENDPOINT_CONCURRENCY, stamp
 
 
-def figures(an):
+def run_figures(an):
+    """Counts, duplicates and their causes, latencies."""
     c = an.c
     events = an.events
     event_jobs = an.event_jobs
@@ -86,6 +87,12 @@ def figures(an):
             f"{max(run_latencies):.3f}s ({len(run_latencies)} deliveries) | hanging endpoint in flight: peak "
             f"{an.hang_db_peak} running, {an.hang_receiver_peak} open at the receiver "
             f"(limit {ENDPOINT_CONCURRENCY})")
+
+
+def circuit_figures(an):
+    """Every endpoint's circuit, what the operator did at the end, the sampler, the drain, memory."""
+    c = an.c
+    fig = an.figures
     circuits = []
     for key, row in sorted(an.endpoint_rows.items()):
         opened = c.sampler.opened.get(key, 0) if c.sampler else 0
@@ -109,6 +116,12 @@ def figures(an):
     if c.peak_rss:
         top = max(c.peak_rss.items(), key=lambda kv: kv[1])
         fig["peak RSS (VmHWM) of replicas"] = f"{top[1] / 1024:.1f} MiB ({top[0]})"
+
+
+def log_figures(an):
+    """What the attempts, the dead letters and the replicas' and PostgreSQL's logs say."""
+    c = an.c
+    fig = an.figures
     db_failures = collections.Counter(a["kind"] for a in an.all_attempts
                                       if a["outcome"] == "failed" and "PostgresError" in (a["error"] or ""))
     fig["attempts failed on the worker's own database error"] = (
@@ -172,3 +185,10 @@ def figures(an):
         f"{warned} job(s), of which {really_lost} had a lost attempt by that replica")
     if deadlocks:
         an.notes.append("first deadlock in the PostgreSQL log:\n" + "\n".join("    " + l[:400] for l in deadlocks[0]))
+
+
+def figures(an):
+    """The run's figures, in the order the report prints them (an.figures)."""
+    run_figures(an)
+    circuit_figures(an)
+    log_figures(an)

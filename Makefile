@@ -33,15 +33,22 @@ build: deps
 # the generated schema file is left out. `make format` rewrites them in place.
 SWIFT_FILES = $(shell git ls-files 'Sources/*.swift' 'Tests/*.swift' Package.swift | grep -v EmbeddedMigrations.swift)
 
+# The Python tools (scripts/webhook_tools, its launchers, check-deploy.py, console-test.py) as
+# ruff wants them, per pyproject.toml; scripts/python-tools installs ruff and pytest into
+# .build-tools/venv (pinned in scripts/tools-requirements.txt) the first time.
 lint:
 	@$(SWIFT) format lint --strict --parallel $(SWIFT_FILES) && echo "swift format lint: clean"
 	@scripts/check-lines
+	@scripts/python-tools lint
 
 format:
 	$(SWIFT) format format --in-place --parallel $(SWIFT_FILES)
 
 # The web console's browser test needs Debian's chromium and chromium-driver (NEED_BROWSER=1).
+# The Python tools' unit tests (scripts/tests: the chaos checks and the bench's figures on
+# recorded inputs) run first: they need no build and no database.
 test: server-deps lint
+	scripts/python-tools test
 	@NEED_BROWSER=1 scripts/ensure-deps
 	@scripts/embed-sql
 	$(SWIFT) build --build-tests

@@ -48,7 +48,8 @@ for path in sorted(glob.glob("Sources/**/*.swift", recursive=True)):
 all_source = "\n".join(sources.values())
 
 exported = set()
-for kind, name in re.findall(r'\b(Counter|FloatingPointCounter|Gauge|Meter|Recorder|Timer)\(\s*label:\s*"([^"]+)"', all_source):
+METRIC_CALL = r'\b(Counter|FloatingPointCounter|Gauge|Meter|Recorder|Timer)\(\s*label:\s*"([^"]+)"'
+for kind, name in re.findall(METRIC_CALL, all_source):
     if kind in ("Timer", "Recorder"):
         exported.update(name + suffix for suffix in ("_bucket", "_sum", "_count"))
     if kind != "Timer":
@@ -277,7 +278,8 @@ if deployment:
         if sel != selector:
             fail(f"{kind}: selector differs from the Deployment's")
     service = objects.get("Service")
-    if service and not any(ports.get(p.get("targetPort"), p.get("targetPort")) == port for p in service["spec"]["ports"]):
+    if service and not any(ports.get(p.get("targetPort"), p.get("targetPort")) == port
+                           for p in service["spec"]["ports"]):
         fail("Service: does not expose the metrics port")
 ok(f"kubernetes: {len(objects)} manifests consistent with each other and with Sources (commands, flags, probes)")
 

@@ -1,5 +1,4 @@
 import LibPQ
-import Synchronization
 import Logging
 import Tracing
 import W3CTraceContext
@@ -192,63 +191,5 @@ public struct HeaderListExtractor: Extractor {
     public init() {}
     public func extract(key: String, from carrier: [(String, String)]) -> String? {
         carrier.first { $0.0.lowercased() == key.lowercased() }?.1
-    }
-}
-
-/// The spans of attempts whose outcome is being written: the attempt's span ends, with its
-/// `job.outcome`, once the outcome is recorded; a child span covers the wait and the write.
-final class AttemptSpans: Sendable {
-    private struct Held: Sendable {
-        let attempt: any Span
-        let recording: any Span
-    }
-    private let held = Mutex<[JobWorker.AttemptKey: Held]>([:])
-
-    /// Called when the handler has returned and its outcome goes to the finisher.
-    func recording(_ key: JobWorker.AttemptKey, attempt: any Span, tracing: JobTracing) {
-        guard let tracer = tracing.tracer else { return }
-        let recording = tracer.startSpan("record outcome", context: attempt.context, ofKind: .client)
-        recording.updateAttributes { attributes in
-            attributes.set("db.system.name", value: .string("postgresql"))
-            attributes.set("db.query.summary", value: .string("record outcome"))
-        }
-        held.withLock { $0[key] = Held(attempt: attempt, recording: recording) }
-    }
-
-    /// Ends an attempt's spans: `outcome` is what was recorded (`succeeded`, `retried`, ...), or
-    /// why nothing was.
-    func recorded(_ key: JobWorker.AttemptKey, outcome: String, error: String?) {
-        guard let spans = held.withLock({ $0.removeValue(forKey: key) }) else { return }
-        spans.recording.end()
-        spans.attempt.updateAttributes { $0.set("job.outcome", value: .string(outcome)) }
-        if let error { spans.attempt.setStatus(SpanStatus(code: .error, message: error)) }
-        spans.attempt.end()
-    }
-
-    var isEmpty: Bool { held.withLock { $0.isEmpty } }
-}
-
-extension Finisher.Result {
-    /// The attempt span's `job.outcome`: what was recorded, or why nothing was.
-    func spanOutcome(_ resolution: Resolution) -> String {
-        switch self {
-        case .applied: resolution.outcomeLabel
-        case .notHeld: "lease_lost"
-        case .abandoned: "not_recorded"
-        }
-    }
-
-    /// The error an attempt span's status carries: a failed attempt's, or nil.
-    func spanError(_ resolution: Resolution) -> String? {
-        switch self {
-        case .notHeld: return "the lease was lost before the outcome was recorded"
-        case .abandoned: return "the outcome could not be recorded before shutdown"
-        case .applied: break
-        }
-        switch resolution {
-        case .retry(let error, _): return error
-        case .deadLetter(_, let error): return error
-        case .complete, .cancel, .release, .snooze: return nil
-        }
     }
 }

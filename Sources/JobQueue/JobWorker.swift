@@ -14,23 +14,33 @@ import Synchronization
 /// in-flight jobs finish within `shutdownTimeout`, cancels the handlers still running (their jobs
 /// are released, the attempt not counted), and returns.
 ///
+/// Its bookkeeping is one value, ``StateMachine`` (JobWorker+StateMachine.swift), held in one
+/// `Mutex`: the worker reports events to it (a wake-up, a claim's return, a handler's return, a
+/// lost lease, a shutdown) and carries out the actions it answers (claim so many jobs, wait,
+/// cancel these handlers, stop the finisher). Around each handler run the middleware
+/// (Middleware/: metrics, then tracing); beside the claim loop run the maintenance services
+/// (Maintenance/: lease renewer, reaper, key repairer), which report to ``testSignals``.
+///
 /// Everything it starts is owned by one task group inside ``run()``: the claim loop (the group's
-/// body), the notification consumer, the poll ticker, lease upkeep, and one child per job. Lease
-/// upkeep and claiming have connections of their own, so neither ever waits behind handlers that
-/// hold the shared pool (a table lock in the web app, a slow statement).
+/// body), the notification consumer, the poll ticker, the maintenance services, and one child per
+/// job. Maintenance and claiming have connections of their own, so neither ever waits behind
+/// handlers that hold the shared pool (a table lock in the web app, a slow statement).
 public final class JobWorker: Service, Sendable {
     public let configuration: JobWorkerConfiguration
     let handlers: [String: any JobHandler]
-    private let database: PostgresConnectionPool
+    let database: PostgresConnectionPool
     let logger: Logger
     let store: JobStore
     let metrics: MetricNames
     /// Wakes the claim loop: notifications, the poll ticker, freed slots, shutdown.
     let wakeUps = WakeUps<Void>()
-    let state = Mutex(State())
-    private let listening = Atomic<Bool>(false)
-    /// Attempt spans waiting for their outcome to be written (empty while tracing is off).
-    private let spans = AttemptSpans()
+    let state: Mutex<State>
+    /// Metrics, then tracing (while it is on), around each handler run.
+    let middleware: [any JobMiddleware]
+    let listening = Atomic<Bool>(false)
+    /// What the maintenance services and the finisher report, for tests to wait on (off unless a
+    /// test enables it).
+    package let testSignals = WorkerTestSignals()
 
     /// One attempt of one job: a job re-claimed after its lease ran out is a new attempt, and the
     /// old attempt's task must not touch the new one's bookkeeping.
@@ -43,26 +53,7 @@ public final class JobWorker: Service, Sendable {
         case leaseLost, shutdown
     }
 
-    struct Running {
-        let job: Job
-        /// Asks the job's task to cancel its handler.
-        let stop: AsyncStream<StopReason>.Continuation
-    }
-
-    struct State {
-        /// Handlers running now; `concurrency` bounds these.
-        var running: [AttemptKey: Running] = [:]
-        /// Attempts whose handler returned and whose outcome is being written.
-        var writing: [AttemptKey: Job] = [:]
-        /// Why a handler was cancelled.
-        var stopped: [AttemptKey: StopReason] = [:]
-        var shuttingDown = false
-        /// Set once claiming has ended: the last handler to return stops the finisher.
-        var finisherDeadline: ContinuousClock.Instant?
-        var finisherStopped = false
-
-        var inFlight: Int { running.count + writing.count }
-    }
+    typealias State = StateMachine<AsyncStream<StopReason>.Continuation>
 
     /// - Parameters:
     ///   - handlers: one per kind; the worker claims only these kinds.
@@ -80,33 +71,33 @@ public final class JobWorker: Service, Sendable {
         logger[metadataKey: "worker.id"] = "\(configuration.workerID)"
         self.logger = logger
         self.store = JobStore(workerID: configuration.workerID, schema: configuration.schema)
-        self.metrics = MetricNames(prefix: configuration.schema.metricPrefix)
+        let metrics = MetricNames(prefix: configuration.schema.metricPrefix)
+        self.metrics = metrics
+        self.state = Mutex(
+            State(
+                limits: .init(
+                    concurrency: configuration.concurrency, claimBatchSize: configuration.claimBatchSize,
+                    shutdownTimeout: configuration.shutdownTimeout, shutdownGrace: configuration.shutdownGrace)))
+        var middleware: [any JobMiddleware] = [MetricsMiddleware(metrics: metrics)]
+        if configuration.tracing.isOn { middleware.append(TracingMiddleware(tracing: configuration.tracing)) }
+        self.middleware = middleware
     }
 
     /// The kinds this worker claims.
     public var kinds: [String] { handlers.keys.sorted() }
     /// Jobs held right now: running, or finished and waiting for their outcome to be written.
     public var inFlightCount: Int { state.withLock { $0.inFlight } }
-
-    /// Slots for new jobs: a slot frees when its handler returns, so claiming goes on while
-    /// outcomes are written; jobs whose outcome waits to be written are bounded too.
-    private var freeSlots: Int {
-        state.withLock { state in
-            min(configuration.concurrency - state.running.count, 2 * configuration.concurrency - state.inFlight)
-        }
-    }
     /// True while the LISTEN connection is up.
     public var isListening: Bool { listening.load(ordering: .relaxed) }
 
     /// Begins a graceful shutdown, as SIGTERM does.
     public func shutdown() {
-        state.withLock { $0.shuttingDown = true }
+        state.withLock { $0.shutdownRequested() }
         wakeUps.ring()
     }
 
-    private var isShuttingDown: Bool { state.withLock { $0.shuttingDown } }
     /// True once a graceful shutdown has begun.
-    public var isStopping: Bool { isShuttingDown }
+    public var isStopping: Bool { state.withLock { $0.isStopping } }
 
     public func run() async throws {
         logger.info(
@@ -147,8 +138,9 @@ public final class JobWorker: Service, Sendable {
         ) { [self] results in recorded(results) }
         // Outcome writes must survive the worker's cancellation (a forced stop still records what
         // handlers finished), so the finisher runs in a task that cancellation does not reach. It
-        // is awaited below and ends at its own deadline, set when claiming stops.
+        // is awaited below and ends at its own deadline, set when the drain ends.
         let finishing = Task { await finisher.run() }
+        let maintenance = self.maintenance
         await PostgresListener.withListener(
             conninfo: configuration.listenConninfo ?? configuration.conninfo, channels: [configuration.schema.channel],
             applicationName: configuration.applicationName + "-listen", logger: logger
@@ -157,10 +149,8 @@ public final class JobWorker: Service, Sendable {
             await withDiscardingTaskGroup { group in
                 group.addTask { await self.consumeNotifications(listener) }
                 group.addTask { await self.tick() }
-                group.addTask { await self.maintainLeases(upkeep) }
-                var wakeUps = self.wakeUps.stream.makeAsyncIterator()
-                await self.claimLoop(claiming, finisher: finisher, wakeUps: &wakeUps, group: &group)
-                await self.drain(finisher, wakeUps: &wakeUps)
+                group.addTask { await maintenance.run(upkeep) }
+                await self.claimLoop(claiming, finisher: finisher, group: &group)
                 await finishing.value
                 // The jobs are done and their outcomes written or given up: end the helpers.
                 group.cancelAll()
@@ -169,348 +159,117 @@ public final class JobWorker: Service, Sendable {
         listening.store(false, ordering: .relaxed)
     }
 
-    // MARK: - Claiming
+    // MARK: - Claiming and draining
 
+    /// Claims while there are free slots and no shutdown, then drains: carries out the state
+    /// machine's actions until it answers ``StateMachine/Action/finishDrain(cancel:stopFinisher:)``.
     private func claimLoop(
-        _ connections: PostgresConnectionPool, finisher: Finisher, wakeUps: inout AsyncStream<Void>.Iterator,
-        group: inout DiscardingTaskGroup
+        _ connections: PostgresConnectionPool, finisher: Finisher, group: inout DiscardingTaskGroup
     ) async {
+        let clock = ContinuousClock()
+        var wakeUps = self.wakeUps.stream.makeAsyncIterator()
         var failing = false
-        let kinds = self.kinds
-        let keyLimits = handlers.compactMapValues(\.concurrencyLimit)
-        while !isShuttingDown && !Task.isCancelled {
-            let free = freeSlots
-            var claimedAll = false
-            if free > 0 {
-                let limit = min(free, configuration.claimBatchSize)
+        var action = awake(clock)
+        while true {
+            switch action {
+            case .claim(let limit):
                 do {
-                    let claimed = try await connections.withConnection { connection in
-                        var claimed = try await store.claim(
-                            connection, kinds: kinds, keyLimits: keyLimits, limit: limit, lease: configuration.lease,
-                            maxAttempts: { self.policy(for: $0).maxAttempts })
-                        if configuration.tracing.isOn {
-                            claimed.jobs = await configuration.tracing.withTraceContexts(
-                                claimed.jobs, schema: configuration.schema, connection: connection, logger: logger)
-                        }
-                        return claimed
-                    }
+                    let claimed = try await claim(connections, limit: limit)
                     if failing { logger.info("claiming jobs again") }
                     failing = false
-                    for job in claimed.jobs { start(job, finisher: finisher, group: &group) }
-                    for (job, reason) in claimed.unreadable {
-                        deadLetterUnreadable(job, reason: reason, finisher: finisher)
-                    }
-                    claimedAll = claimed.count == limit
+                    action = started(claimed, finisher: finisher, group: &group, clock: clock)
                 } catch {
                     if !failing {
                         logger.warning("could not claim jobs, retrying", metadata: ["error": "\(error)"])
                     }
                     failing = true
                     // The ticker wakes this loop every poll interval: that is the retry's pace.
+                    action = state.withLock { $0.claimFailed(now: clock.now) }
                 }
+            case .waitForWakeUp:
+                if await wakeUps.next() == nil {
+                    action = state.withLock { $0.wakeUpsEnded(now: clock.now) }
+                } else {
+                    action = awake(clock)
+                }
+            case .startDrain(let inFlight):
+                logger.info("waiting for in-flight jobs", metadata: ["jobs": "\(inFlight)"])
+                // The ticker rings every 100 ms while stopping; a finished job rings at once.
+                action = .waitForWakeUp
+            case .finishDrain(let cancel, let stopFinisher):
+                if !cancel.isEmpty {
+                    logger.warning(
+                        "shutdown timeout reached; cancelling unfinished jobs", metadata: ["jobs": "\(cancel.count)"])
+                    for stop in cancel { stop.yield(.shutdown) }
+                }
+                if let stopFinisher { finisher.stop(deadline: stopFinisher) }
+                return
             }
-            // A full batch means more may be waiting: claim again at once while slots are free.
-            if claimedAll && freeSlots > 0 { continue }
-            if await wakeUps.next() == nil { break }
         }
     }
 
-    private func start(_ job: Job, finisher: Finisher, group: inout DiscardingTaskGroup) {
-        Counter(label: metrics.jobsClaimed, dimensions: [("kind", job.kind)]).increment()
-        let key = AttemptKey(id: job.id, attempt: job.attempt)
-        let (stops, stop) = AsyncStream.makeStream(of: StopReason.self, bufferingPolicy: .bufferingNewest(1))
-        let count = state.withLock { state in
-            state.running[key] = Running(job: job, stop: stop)
-            return state.inFlight
+    private func awake(_ clock: ContinuousClock) -> State.Action {
+        let cancelled = Task.isCancelled
+        return state.withLock { state in
+            if cancelled { state.shutdownRequested() }
+            return state.wakeUp(now: clock.now)
         }
-        Gauge(label: metrics.jobsInFlight).record(count)
-        group.addTask { await self.process(job, key: key, stops: stops, stop: stop, finisher: finisher) }
     }
 
-    /// A claimed row that is not a readable job goes to the dead letters with the reason, at once.
+    private func claim(_ connections: PostgresConnectionPool, limit: Int) async throws -> JobStore.Claimed {
+        let keyLimits = handlers.compactMapValues(\.concurrencyLimit)
+        return try await connections.withConnection { connection in
+            var claimed = try await store.claim(
+                connection, kinds: kinds, keyLimits: keyLimits, limit: limit, lease: configuration.lease,
+                maxAttempts: { self.policy(for: $0).maxAttempts })
+            if configuration.tracing.isOn {
+                claimed.jobs = await configuration.tracing.withTraceContexts(
+                    claimed.jobs, schema: configuration.schema, connection: connection, logger: logger)
+            }
+            return claimed
+        }
+    }
+
+    /// Puts the claimed jobs on the books, starts one task per job, and sends the unreadable rows
+    /// to the dead letters.
+    private func started(
+        _ claimed: JobStore.Claimed, finisher: Finisher, group: inout DiscardingTaskGroup, clock: ContinuousClock
+    ) -> State.Action {
+        var stops: [(AttemptKey, AsyncStream<StopReason>.Continuation)] = []
+        var streams: [AsyncStream<StopReason>] = []
+        for job in claimed.jobs {
+            Counter(label: metrics.jobsClaimed, dimensions: [("kind", job.kind)]).increment()
+            let (stream, stop) = AsyncStream.makeStream(of: StopReason.self, bufferingPolicy: .bufferingNewest(1))
+            stops.append((AttemptKey(id: job.id, attempt: job.attempt), stop))
+            streams.append(stream)
+        }
+        let unreadable = claimed.unreadable.map { AttemptKey(id: $0.job.id, attempt: $0.job.attempt) }
+        let (next, inFlight) = state.withLock { state in
+            (state.claimReturned(started: stops, unreadable: unreadable, now: clock.now), state.inFlight)
+        }
+        if !claimed.jobs.isEmpty { Gauge(label: metrics.jobsInFlight).record(inFlight) }
+        for (index, job) in claimed.jobs.enumerated() {
+            let (key, stop) = stops[index]
+            let stream = streams[index]
+            group.addTask { await self.process(job, key: key, stops: stream, stop: stop, finisher: finisher) }
+        }
+        for (job, reason) in claimed.unreadable { deadLetterUnreadable(job, reason: reason, finisher: finisher) }
+        return next
+    }
+
+    /// A claimed row that is not a readable job goes to the dead letters with the reason, at once
+    /// (the state machine has put it among the outcomes being written).
     private func deadLetterUnreadable(_ job: Job, reason: String, finisher: Finisher) {
         logger.error(
             "a claimed job row could not be read; moving it to the dead letters",
             metadata: ["job.id": "\(job.id)", "job.kind": "\(job.kind)", "error": "\(reason)"])
-        state.withLock { $0.writing[AttemptKey(id: job.id, attempt: job.attempt)] = job }
         finisher.submit(
             .init(
                 job: job, resolution: .deadLetter(reason: .permanentFailure, error: reason), statements: [],
                 ended: .now))
     }
 
-    // MARK: - Running one job
-
-    private func policy(for kind: String) -> any RetryStrategy {
+    func policy(for kind: String) -> any RetryStrategy {
         handlers[kind]?.retryStrategy ?? configuration.retryStrategy
-    }
-
-    private enum HandlerResult: Sendable {
-        case decided(JobOutcome)
-        case threw(any Error)
-    }
-
-    private func process(
-        _ job: Job, key: AttemptKey, stops: AsyncStream<StopReason>, stop: AsyncStream<StopReason>.Continuation,
-        finisher: Finisher
-    ) async {
-        var logger = self.logger
-        logger[metadataKey: "job.id"] = "\(job.id)"
-        logger[metadataKey: "job.kind"] = "\(job.kind)"
-        logger[metadataKey: "job.attempt"] = "\(job.attempt)"
-        let clock = ContinuousClock()
-        let started = clock.now
-        let tracing = configuration.tracing
-        let attemptSpan = tracing.startAttempt(job, logger: logger)
-        // The handler runs in a child task so that it can be cancelled alone: when its lease is
-        // lost, or when the shutdown timeout ends.
-        let result = await withTaskGroup(of: HandlerResult.self) { group in
-            group.addTask { [logger] in
-                defer { stop.finish() }
-                guard let handler = self.handlers[job.kind] else {
-                    return .decided(.retry("no handler for kind \(job.kind)"))
-                }
-                let context = JobContext(
-                    logger: logger, database: self.database, workerID: self.configuration.workerID, tracing: tracing)
-                // The attempt's span is the handler's current span: its statements and requests
-                // are children of it.
-                return await tracing.within(attemptSpan) {
-                    do {
-                        return .decided(try await handler.handle(job, context: context))
-                    } catch {
-                        return .threw(error)
-                    }
-                }
-            }
-            // Ends when the handler's task finishes the stream, or when this task is cancelled.
-            for await _ in stops { group.cancelAll() }
-            return await group.next()!
-        }
-        let elapsed = clock.now - started
-        Timer(label: metrics.jobDuration, dimensions: [("kind", job.kind)])
-            .recordNanoseconds(
-                elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
-        let stopReason = state.withLock { $0.stopped[key] }
-        let resolution: Resolution
-        var statements: [BoundStatement] = []
-        switch result {
-        case .decided(let outcome):
-            // Even when cancelled: an outcome the handler knows (a webhook that was answered 2xx)
-            // is recorded, not thrown away.
-            statements = outcome.statements
-            resolution = resolve(outcome.decision, job: job)
-        case .threw(let error):
-            resolution = resolveFailure(error, job: job, stopped: stopReason, logger: logger)
-        }
-        let stopFinisher = state.withLock { state -> ContinuousClock.Instant? in
-            state.running[key] = nil
-            state.writing[key] = job
-            guard state.running.isEmpty, let deadline = state.finisherDeadline, !state.finisherStopped else {
-                return nil
-            }
-            state.finisherStopped = true
-            return deadline
-        }
-        if let attemptSpan { spans.recording(key, attempt: attemptSpan, tracing: tracing) }
-        wakeUps.ring()
-        finisher.submit(
-            .init(
-                job: job, resolution: resolution, statements: statements, ended: clock.now,
-                retryWait: policy(for: job.kind).delay(afterAttempt: job.attempt)))
-        if let stopFinisher { finisher.stop(deadline: stopFinisher) }
-    }
-
-    private func resolve(_ decision: JobOutcome.Decision, job: Job) -> Resolution {
-        let policy = self.policy(for: job.kind)
-        switch decision {
-        case .complete:
-            return .complete
-        case .cancel(let reason):
-            return .cancel(reason: reason)
-        case .fail(let reason, let code):
-            return .deadLetter(reason: code, error: reason)
-        case .snooze(let after, let reason):
-            return .snooze(reason: reason, wait: max(after, .zero))
-        case .retry(let error, let after):
-            if job.isLastAttempt {
-                return .deadLetter(
-                    reason: .attemptsExhausted, error: "attempt \(job.attempt) of \(job.maxAttempts): \(error)")
-            }
-            return .retry(error: error, wait: after.map(policy.clamp) ?? policy.delay(afterAttempt: job.attempt))
-        }
-    }
-
-    /// A handler that threw: released when it was cancelled or the database failed (a few times),
-    /// else a failed attempt.
-    private func resolveFailure(_ error: any Error, job: Job, stopped: StopReason?, logger: Logger) -> Resolution {
-        if stopped != nil || Task.isCancelled {
-            return .release(reason: "released at shutdown; this attempt does not count", wait: nil)
-        }
-        if let error = error as? PostgresError, error.isTransient {
-            // The database failed, not the job (a terminated backend, a restart, a lock held
-            // elsewhere past lock_timeout): try again later without spending one of the job's
-            // attempts, waiting longer each time. A job that keeps breaking its connection spends
-            // attempts past the cap, so it still ends in the dead letters.
-            if job.released < configuration.maxUncountedReleases {
-                let wait = configuration.releaseBackoff.delay(afterAttempt: job.released + 1)
-                logger.info(
-                    "job released after a database error",
-                    metadata: ["error": "\(error)", "job.retry_in": "\(wait.compactDescription)"])
-                return .release(
-                    reason: "released after a database error; this attempt does not count: \(error)", wait: wait)
-            }
-            logger.warning(
-                "database errors keep failing this job; counting the attempt",
-                metadata: ["error": "\(error)", "job.released": "\(job.released)"])
-        } else {
-            logger.warning("job handler threw", metadata: ["error": "\(error)"])
-        }
-        return resolve(.retry(error: "\(type(of: error)): \(error)", after: nil), job: job)
-    }
-
-    /// Called by the finisher once outcomes are written (or given up).
-    private func recorded(_ results: [(Finisher.Entry, Finisher.Result)]) {
-        for (entry, result) in results {
-            let job = entry.job
-            if configuration.tracing.isOn {
-                spans.recorded(
-                    AttemptKey(id: job.id, attempt: job.attempt), outcome: result.spanOutcome(entry.resolution),
-                    error: result.spanError(entry.resolution))
-            }
-            var metadata: Logger.Metadata {
-                ["job.id": "\(job.id)", "job.kind": "\(job.kind)", "job.attempt": "\(job.attempt)"]
-            }
-            switch result {
-            case .applied:
-                Counter(
-                    label: metrics.jobs,
-                    dimensions: [("kind", job.kind), ("outcome", entry.resolution.outcomeLabel)]
-                ).increment()
-                switch entry.resolution {
-                case .deadLetter(let reason, let error):
-                    logger.warning(
-                        "job moved to the dead letters",
-                        metadata: metadata.merging(["job.reason": "\(reason.rawValue)", "error": "\(error)"]) { $1 })
-                case .retry(let error, let wait):
-                    logger.info(
-                        "job will be retried",
-                        metadata: metadata.merging(["error": "\(error)", "job.retry_in": "\(wait.compactDescription)"])
-                        { $1 })
-                default:
-                    logger.debug(
-                        "job finished",
-                        metadata: metadata.merging(["job.outcome": "\(entry.resolution.outcomeLabel)"]) { $1 })
-                }
-            case .notHeld:
-                logger.warning(
-                    "job's lease was lost before its outcome was recorded; the outcome was dropped", metadata: metadata)
-            case .abandoned:
-                logger.warning(
-                    "job's outcome could not be recorded before shutdown; its lease will return it to the queue",
-                    metadata: metadata)
-            }
-        }
-        let count = state.withLock { state in
-            for (entry, _) in results {
-                let key = AttemptKey(id: entry.job.id, attempt: entry.job.attempt)
-                state.writing[key] = nil
-                state.stopped[key] = nil
-            }
-            return state.inFlight
-        }
-        Gauge(label: metrics.jobsInFlight).record(count)
-        wakeUps.ring()
-    }
-
-    // MARK: - Shutdown
-
-    /// Waits for in-flight jobs until the shutdown timeout, then cancels the handlers still
-    /// running, and sets the finisher's deadline: the timeout plus a grace for the released jobs'
-    /// outcomes (the finisher stops as soon as the last one is written).
-    private func drain(_ finisher: Finisher, wakeUps: inout AsyncStream<Void>.Iterator) async {
-        let clock = ContinuousClock()
-        let deadline = clock.now + configuration.shutdownTimeout
-        if inFlightCount > 0 {
-            logger.info("waiting for in-flight jobs", metadata: ["jobs": "\(inFlightCount)"])
-        }
-        // The ticker rings every 100 ms while stopping; a finished job rings at once.
-        while inFlightCount > 0 && clock.now < deadline {
-            if await wakeUps.next() == nil { break }
-        }
-        // Outcomes still unwritten at the shutdown timeout (a database that is down) are given up
-        // then; only the releases of handlers cancelled now get the grace.
-        let (toStop, finisherDeadline) = state.withLock { state in
-            for key in state.running.keys { state.stopped[key] = .shutdown }
-            let finisherDeadline =
-                state.running.isEmpty ? deadline : max(deadline, clock.now) + configuration.shutdownGrace
-            state.finisherDeadline = finisherDeadline
-            state.finisherStopped = state.running.isEmpty
-            return (Array(state.running.values), finisherDeadline)
-        }
-        if !toStop.isEmpty {
-            logger.warning(
-                "shutdown timeout reached; cancelling unfinished jobs", metadata: ["jobs": "\(toStop.count)"])
-            for running in toStop { running.stop.yield(.shutdown) }
-        } else {
-            finisher.stop(deadline: finisherDeadline)
-        }
-    }
-
-    // MARK: - Notifications, polling and leases
-
-    private func consumeNotifications(_ listener: PostgresListener) async {
-        let kinds = Set(self.kinds)
-        for await event in listener.events {
-            switch event {
-            case .notification(_, let payload):
-                // The payload names the kind inserted; empty means "something changed".
-                if payload.isEmpty || kinds.contains(payload) { wakeUps.ring() }
-            case .connected(let reconnected):
-                listening.store(true, ordering: .relaxed)
-                Gauge(label: metrics.listenConnected).record(1)
-                if reconnected {
-                    logger.info("LISTEN connection restored; rescanning")
-                    wakeUps.ring()
-                }
-            case .disconnected:
-                listening.store(false, ordering: .relaxed)
-                Gauge(label: metrics.listenConnected).record(0)
-            }
-        }
-    }
-
-    /// The fallback rescan every poll interval, and a 100 ms pace while shutting down.
-    private func tick() async {
-        let clock = ContinuousClock()
-        var next = clock.now + configuration.pollInterval
-        let step = min(configuration.pollInterval, .milliseconds(100))
-        while !Task.isCancelled {
-            try? await Task.sleep(for: step)
-            if clock.now >= next || isShuttingDown {
-                next = clock.now + configuration.pollInterval
-                wakeUps.ring()
-            }
-        }
-    }
-}
-
-/// The names of the worker's metrics, under the schema's ``JobQueueSchema/metricPrefix``.
-struct MetricNames: Sendable {
-    let jobsClaimed: String
-    let jobsInFlight: String
-    let jobDuration: String
-    let jobs: String
-    let listenConnected: String
-    let jobsLost: String
-    let keysRepaired: String
-
-    init(prefix: String) {
-        jobsClaimed = prefix + "_jobs_claimed_total"
-        jobsInFlight = prefix + "_jobs_in_flight"
-        jobDuration = prefix + "_job_duration_seconds"
-        jobs = prefix + "_jobs_total"
-        listenConnected = prefix + "_listen_connected"
-        jobsLost = prefix + "_jobs_lost_total"
-        keysRepaired = prefix + "_keys_repaired_total"
     }
 }

@@ -231,6 +231,10 @@ struct ConcurrencyKeyRepairTests {
                 INSERT INTO \(s).concurrency_keys (kind, concurrency_key, priority, head_run_at, head_id)
                 VALUES ('test.job', 'k', 0, 'infinity', 1);
                 """)
+            let ids = try await database.query("SELECT id FROM \(s).jobs").rows.map {
+                try $0.decode("id", as: Int64.self)
+            }
+            #expect(ids.count == 3)
             let recorder = Recorder()
             let handler = ClosureHandler(concurrencyLimit: 1) { job in
                 recorder.record(job)
@@ -240,7 +244,10 @@ struct ConcurrencyKeyRepairTests {
                 $0.pollInterval = .milliseconds(100)
                 $0.keyRepairInterval = .milliseconds(200)
             }
-            #expect(await eventually { recorder.totalCalls == 3 })
+            // The repairer mends the key, and the key's jobs run one by one and are recorded.
+            #expect(await worker.worker.testSignals.keysRepaired.wait { $0 > 0 } != nil)
+            for id in ids { #expect(await worker.worker.testSignals.recorded.wait { $0.jobID == id } != nil) }
+            #expect(recorder.totalCalls == 3)
             try await worker.stop()
         }
     }

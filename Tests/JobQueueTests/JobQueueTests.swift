@@ -87,14 +87,15 @@ struct JobQueueTests {
                 $0.workerID = "healthy"
                 $0.reapInterval = .milliseconds(500)
             }
-            #expect(await eventually { recorder.calls(id) == 1 })
-            #expect(
-                await eventually {
-                    (try? await database.count("SELECT count(*) FROM \(database.schema).jobs WHERE id = $1", [id]))
-                        == 0
-                })
+            // The healthy replica's reaper takes the expired lease back, and its worker runs the
+            // job and records the outcome.
+            #expect(await healthy.worker.testSignals.reaped.wait { $0 > 0 } != nil)
+            #expect(await healthy.worker.testSignals.recorded.wait { $0.jobID == id } != nil)
+            #expect(recorder.calls(id) == 1)
+            #expect(try await database.count("SELECT count(*) FROM \(database.schema).jobs WHERE id = $1", [id]) == 0)
+            // The stalled replica's handler returns: its stale completion is handled (and refused).
             stalledGate.open()
-            try await Task.sleep(for: .milliseconds(500))
+            #expect(await stalled.worker.testSignals.recorded.wait { $0.jobID == id } != nil)
             try await stalled.stop()
             try await healthy.stop()
 

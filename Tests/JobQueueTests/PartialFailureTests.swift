@@ -158,7 +158,12 @@ struct PartialFailureTests {
             #expect(await eventually { started.totalCalls == 1 })
             try await database.query(
                 "UPDATE \(database.schema).jobs SET locked_by = 'another-replica' WHERE id = $1", [id])
-            #expect(await eventually(timeout: .seconds(6)) { cancelled.load(ordering: .sequentiallyConsistent) })
+            // The renewer finds the lease gone and cancels the handler, whose release is then
+            // handled (refused: the job is not this replica's any more).
+            #expect(await worker.worker.testSignals.leasesLost.wait { $0.contains(id) } != nil)
+            #expect(await worker.worker.testSignals.recorded.wait { $0.jobID == id } != nil)
+            let wasCancelled = cancelled.load(ordering: .sequentiallyConsistent)
+            #expect(wasCancelled)
             try await worker.stop()
         }
     }
@@ -170,6 +175,7 @@ struct PartialFailureTests {
                 "INSERT INTO \(database.schema).jobs (kind, max_attempts) VALUES ('test.job', 2)")
             let first = Gate()
             let second = Gate()
+            let secondStarted = Gate()
             let recorder = Recorder()
             let firstReturned = Atomic<Bool>(false)
             let worker = RunningWorker(
@@ -177,6 +183,7 @@ struct PartialFailureTests {
                 handlers: [
                     ClosureHandler { job in
                         recorder.record(job)
+                        if job.attempt == 2 { secondStarted.open() }
                         await (job.attempt == 1 ? first : second).wait()
                         if job.attempt == 1 { firstReturned.store(true, ordering: .sequentiallyConsistent) }
                         return .complete
@@ -189,14 +196,17 @@ struct PartialFailureTests {
                 $0.pollInterval = .milliseconds(100)
             }
             // The first attempt's lease runs out; the same worker reaps and claims it again.
-            #expect(await eventually(timeout: .seconds(10)) { recorder.totalCalls == 2 })
+            #expect(await worker.worker.testSignals.reaped.wait { $0 > 0 } != nil)
+            await secondStarted.wait()
+            #expect(recorder.totalCalls == 2)
             #expect(worker.worker.inFlightCount == 2)
             first.open()
-            // Wait for the old attempt to leave the books (its handler returned and its refused
-            // outcome was handled), then give a wrong removal of the new one time to show.
-            #expect(await eventually { firstReturned.load(ordering: .sequentiallyConsistent) })
-            #expect(await eventually(timeout: .seconds(10)) { worker.worker.inFlightCount < 2 })
-            try await Task.sleep(for: .milliseconds(300))
+            // The old attempt leaves the books (its handler returned and its refused outcome was
+            // handled, which is signalled after the books changed): a wrong removal of the new
+            // one would show now.
+            #expect(await worker.worker.testSignals.recorded.wait { $0.attempt == 1 } != nil)
+            let returned = firstReturned.load(ordering: .sequentiallyConsistent)
+            #expect(returned)
             #expect(worker.worker.inFlightCount == 1, "the second attempt is still running here")
             second.open()
             try await worker.stop()

@@ -195,6 +195,8 @@ final class RunningWorker: Sendable {
             configuration: configuration.databasePool(maxConnections: 4), logger: TestDatabase.logger)
         worker = JobWorker(
             configuration: configuration, handlers: handlers, database: pool, logger: TestDatabase.logger)
+        // Its maintenance services and finisher report each run, for the tests to wait on.
+        worker.testSignals.enable()
         let worker = self.worker
         task = Task { try await worker.run() }
     }

@@ -1,0 +1,228 @@
+extension JobWorker {
+    /// The worker's bookkeeping as a value: which attempts hold a slot, whether a claim is out,
+    /// and how far a shutdown has got. The worker keeps one in a `Mutex`, tells it what happened
+    /// (an event: a wake-up, a claim's return, a handler's return, a lost lease, a shutdown) and
+    /// does what it answers (an action: claim so many jobs, wait for the next wake-up, cancel
+    /// these handlers, stop the finisher). It does no I/O and reads no clock: time comes in with
+    /// the events, so every transition is tested without a database (JobWorkerStateMachineTests).
+    ///
+    /// Phases: `claiming` (waiting for a wake-up, or a claim in flight) until a shutdown is seen,
+    /// then `draining` (in-flight jobs finish until the shutdown timeout), then `finished` (the
+    /// handlers still running are cancelled, and the last of them to return stops the finisher).
+    ///
+    /// `Stop` is what cancels one handler: the worker's is a stream continuation, the tests' a
+    /// plain value.
+    struct StateMachine<Stop: Sendable>: Sendable {
+        /// Handlers running now; `concurrency` bounds these.
+        private var running: [AttemptKey: Running] = [:]
+        /// Attempts whose handler returned and whose outcome is being written.
+        private var writing: Set<AttemptKey> = []
+        private var phase: Phase = .claiming(.idle)
+        /// Set by ``shutdownRequested()``; a claim loop that sees it stops claiming.
+        private(set) var isStopping = false
+        private let limits: Limits
+
+        struct Running: Sendable {
+            let stop: Stop
+            /// Why the handler was cancelled, once it was.
+            var stopped: StopReason?
+        }
+
+        /// The configuration the machine decides by.
+        struct Limits: Sendable, Equatable {
+            var concurrency: Int
+            var claimBatchSize: Int
+            var shutdownTimeout: Duration
+            var shutdownGrace: Duration
+        }
+
+        enum Claiming: Sendable, Equatable {
+            case idle
+            /// A claim of up to `limit` jobs is out.
+            case inFlight(limit: Int)
+        }
+
+        enum Phase: Sendable, Equatable {
+            case claiming(Claiming)
+            /// Claiming is over; in-flight jobs may finish until `deadline`.
+            case draining(deadline: ContinuousClock.Instant)
+            /// The finisher ends at `finisherDeadline`; `finisherStopped` once it was told so.
+            case finished(finisherDeadline: ContinuousClock.Instant, finisherStopped: Bool)
+        }
+
+        /// What the claim loop does next.
+        enum Action: Sendable {
+            /// Claim up to `limit` jobs, then report ``claimReturned(started:unreadable:now:)`` or
+            /// ``claimFailed(now:)``.
+            case claim(limit: Int)
+            /// Wait for the next wake-up, then report ``wakeUp(now:)``.
+            case waitForWakeUp
+            /// Claiming is over with `inFlight` jobs held: say so, then wait for wake-ups.
+            case startDrain(inFlight: Int)
+            /// The drain is over: cancel these handlers (their jobs are released), and stop the
+            /// finisher at `stopFinisher` when it is given (when nothing is left running; else
+            /// the last cancelled handler to return stops it).
+            case finishDrain(cancel: [Stop], stopFinisher: ContinuousClock.Instant?)
+        }
+
+        /// What to do with a handler that returned.
+        struct HandlerReturned: Sendable {
+            /// Why it was cancelled, if it was.
+            var stopped: StopReason?
+            /// Stop the finisher at this deadline after submitting the outcome: this was the last
+            /// handler the shutdown waited for.
+            var stopFinisher: ContinuousClock.Instant?
+        }
+
+        init(limits: Limits) {
+            self.limits = limits
+        }
+
+        /// Jobs held: running, or finished and waiting for their outcome to be written.
+        var inFlight: Int { running.count + writing.count }
+        var runningCount: Int { running.count }
+        var currentPhase: Phase { phase }
+
+        /// Slots for new jobs: a slot frees when its handler returns, so claiming goes on while
+        /// outcomes are written; jobs whose outcome waits to be written are bounded too.
+        var freeSlots: Int {
+            min(limits.concurrency - running.count, 2 * limits.concurrency - inFlight)
+        }
+
+        // MARK: Claiming
+
+        /// A shutdown (SIGTERM, ``JobWorker/shutdown()``, cancellation) was asked for. The worker
+        /// rings its wake-ups after this, so that a waiting claim loop sees it.
+        mutating func shutdownRequested() {
+            isStopping = true
+        }
+
+        /// The claim loop is awake (it started, or a wake-up rang): claim, wait, or go on draining.
+        mutating func wakeUp(now: ContinuousClock.Instant) -> Action {
+            switch phase {
+            case .claiming(.idle):
+                if isStopping { return startDrain(now: now) }
+                return claimIfFree()
+            case .claiming(.inFlight):
+                preconditionFailure("a wake-up reached the claim loop while its claim was out")
+            case .draining(let deadline):
+                if inFlight == 0 || now >= deadline { return finishDrain(now: now, deadline: deadline) }
+                return .waitForWakeUp
+            case .finished:
+                preconditionFailure("a wake-up reached the claim loop after the drain ended")
+            }
+        }
+
+        /// The wake-ups ended (the worker's task was cancelled): claiming and draining are over now.
+        mutating func wakeUpsEnded(now: ContinuousClock.Instant) -> Action {
+            isStopping = true
+            switch phase {
+            case .claiming:
+                phase = .draining(deadline: now + limits.shutdownTimeout)
+                return wakeUpsEnded(now: now)
+            case .draining(let deadline):
+                return finishDrain(now: now, deadline: deadline)
+            case .finished:
+                preconditionFailure("the wake-ups ended after the drain ended")
+            }
+        }
+
+        /// The claim returned: `started` are the jobs to run (each with what cancels it),
+        /// `unreadable` the rows that go straight to the dead letters (their outcome is written).
+        mutating func claimReturned(
+            started: [(AttemptKey, Stop)], unreadable: [AttemptKey], now: ContinuousClock.Instant
+        ) -> Action {
+            guard case .claiming(.inFlight(let limit)) = phase else {
+                preconditionFailure("a claim returned that was not out")
+            }
+            phase = .claiming(.idle)
+            for (key, stop) in started { running[key] = Running(stop: stop) }
+            writing.formUnion(unreadable)
+            if isStopping { return startDrain(now: now) }
+            // A full batch means more may be waiting: claim again at once while slots are free.
+            if started.count + unreadable.count == limit && freeSlots > 0 { return claimIfFree() }
+            return .waitForWakeUp
+        }
+
+        /// The claim failed: the poll ticker's next wake-up is the retry's pace.
+        mutating func claimFailed(now: ContinuousClock.Instant) -> Action {
+            guard case .claiming(.inFlight) = phase else { preconditionFailure("a claim failed that was not out") }
+            phase = .claiming(.idle)
+            if isStopping { return startDrain(now: now) }
+            return .waitForWakeUp
+        }
+
+        private mutating func claimIfFree() -> Action {
+            let free = freeSlots
+            guard free > 0 else { return .waitForWakeUp }
+            let limit = min(free, limits.claimBatchSize)
+            phase = .claiming(.inFlight(limit: limit))
+            return .claim(limit: limit)
+        }
+
+        // MARK: Draining
+
+        private mutating func startDrain(now: ContinuousClock.Instant) -> Action {
+            let deadline = now + limits.shutdownTimeout
+            phase = .draining(deadline: deadline)
+            if inFlight == 0 { return finishDrain(now: now, deadline: deadline) }
+            return .startDrain(inFlight: inFlight)
+        }
+
+        /// Cancels the handlers still running and sets the finisher's deadline: the shutdown
+        /// timeout plus a grace for the cancelled jobs' releases (the finisher stops as soon as
+        /// the last one is written). Outcomes still unwritten at the timeout (a database that is
+        /// down) are given up then; only the releases of handlers cancelled now get the grace.
+        private mutating func finishDrain(now: ContinuousClock.Instant, deadline: ContinuousClock.Instant) -> Action {
+            let cancel = running.keys.sorted().map { key in
+                running[key]!.stopped = .shutdown
+                return running[key]!.stop
+            }
+            let finisherDeadline = running.isEmpty ? deadline : max(deadline, now) + limits.shutdownGrace
+            phase = .finished(finisherDeadline: finisherDeadline, finisherStopped: running.isEmpty)
+            return .finishDrain(cancel: cancel, stopFinisher: running.isEmpty ? finisherDeadline : nil)
+        }
+
+        // MARK: Jobs
+
+        /// A handler returned: its slot frees, and its outcome is being written.
+        mutating func handlerReturned(_ key: AttemptKey) -> HandlerReturned {
+            let stopped = running.removeValue(forKey: key)?.stopped
+            writing.insert(key)
+            guard running.isEmpty, case .finished(finisherDeadline: let deadline, finisherStopped: false) = phase else {
+                return HandlerReturned(stopped: stopped, stopFinisher: nil)
+            }
+            phase = .finished(finisherDeadline: deadline, finisherStopped: true)
+            return HandlerReturned(stopped: stopped, stopFinisher: deadline)
+        }
+
+        /// The finisher wrote (or gave up) these attempts' outcomes: they leave the books.
+        mutating func outcomesRecorded(_ keys: [AttemptKey]) {
+            for key in keys { writing.remove(key) }
+        }
+
+        // MARK: Leases
+
+        /// The jobs whose leases this replica renews: running, or waiting for their outcome.
+        var heldJobIDs: [Int64] {
+            Array(Set(running.keys.map(\.id)).union(writing.map(\.id))).sorted()
+        }
+
+        /// The leases of these jobs are gone: cancel their handlers, which work for nothing now
+        /// (another replica may run the job, and their outcome would be dropped). A job whose
+        /// outcome is being written may already be back in the queue: it is not lost.
+        mutating func leaseLost(_ ids: Set<Int64>) -> [(AttemptKey, Stop)] {
+            running.keys.filter { ids.contains($0.id) }.sorted().map { key in
+                running[key]!.stopped = .leaseLost
+                return (key, running[key]!.stop)
+            }
+        }
+    }
+}
+
+extension JobWorker.AttemptKey: Comparable {
+    static func < (lhs: Self, rhs: Self) -> Bool { (lhs.id, lhs.attempt) < (rhs.id, rhs.attempt) }
+}
+
+extension JobWorker.StateMachine.Action: Equatable where Stop: Equatable {}
+extension JobWorker.StateMachine.HandlerReturned: Equatable {}

@@ -70,12 +70,12 @@ public struct JobQueueSchema: Sendable, Hashable, CustomStringConvertible {
             && text.unicodeScalars.allSatisfy { lower.contains($0) || digits.contains($0) || $0 == "_" }
     }
 
-    /// The queue's migrations for this schema and channel: the files of `sql/job_queue/` with
-    /// `{{schema}}` and `{{channel}}` filled in. Versions are those of the files; a program whose
+    /// The queue's migrations for this schema and channel: the files of `sql/job_queue/`
+    /// (compiled in by the EmbedSQL plugin) with `{{schema}}` and `{{channel}}` filled in. Versions are those of the files; a program whose
     /// own migrations share the ledger keeps to other versions, or joins its part of a version to
     /// the queue's in one migration.
     public var migrations: [Migration] {
-        Self.templates.map { template in
+        EmbeddedSQL.migrations.map { template in
             Migration(version: template.version, name: template.name, sql: render(template.sql))
         }
     }

@@ -3,8 +3,8 @@ import LibPQ
 
 /// The delivery side's database objects. They live in the `webhook_worker` schema beside the job
 /// queue's (JobQueue's migrations, created there through ``queue``), and its migrations are the
-/// files of `sql/webhook_delivery/`, embedded at build time (`scripts/embed-sql`). Its statements
-/// name `webhook_worker` as they are written.
+/// files of `sql/webhook_delivery/`, compiled in at build time by the EmbedSQL plugin. Its
+/// statements name `webhook_worker` as they are written.
 public enum WebhookDeliverySchema {
     public static let name = "webhook_worker"
 
@@ -17,4 +17,9 @@ public enum WebhookDeliverySchema {
             fatalError("\(error)")
         }
     }()
+
+    /// The numbered files of sql/webhook_delivery/, in order.
+    public static let migrations: [Migration] = EmbeddedSQL.migrations.map {
+        Migration(version: $0.version, name: $0.name, sql: $0.sql)
+    }
 }

@@ -122,31 +122,6 @@ struct SchemaCompositionTests {
         }
     }
 
-    @Test("the embedded migrations are exactly the files of sql/job_queue/ and sql/webhook_delivery/")
-    func embeddedMigrationsMatchFiles() throws {
-        func files(_ folder: String) throws -> [(name: String, text: String)] {
-            let directory = TestDatabase.repoRoot + "/sql/" + folder
-            return try FileManager.default.contentsOfDirectory(atPath: directory)
-                .filter { $0.hasSuffix(".sql") && $0.first?.isNumber == true }.sorted()
-                .map { (String($0.dropLast(4)), try String(contentsOfFile: directory + "/" + $0, encoding: .utf8)) }
-        }
-        // The queue's are templates: rendered with placeholders that stand for themselves.
-        let templates = try JobQueueSchema(name: "x_schema_x", channel: "x_channel_x").migrations.map { migration in
-            migration.sql.replacingOccurrences(of: "x_schema_x", with: "{{schema}}")
-                .replacingOccurrences(of: "x_channel_x", with: "{{channel}}")
-        }
-        let queueFiles = try files("job_queue")
-        #expect(queueFiles.map(\.name) == JobQueueSchema.default.migrations.map(\.name))
-        for (file, template) in zip(queueFiles, templates) {
-            #expect(file.text == template + "\n", "run `make` to regenerate sql/job_queue/\(file.name).sql")
-        }
-        let deliveryFiles = try files("webhook_delivery")
-        #expect(deliveryFiles.map(\.name) == WebhookDeliverySchema.migrations.map(\.name))
-        for (file, migration) in zip(deliveryFiles, WebhookDeliverySchema.migrations) {
-            #expect(file.text == migration.sql + "\n", "run `make` to regenerate sql/webhook_delivery/\(file.name).sql")
-        }
-    }
-
     @Test("concurrent migrate from several connections is safe; twice changes nothing")
     func concurrentMigrations() async throws {
         let admin = try await PostgresConnection.connect(TestDatabase.serverURL, logger: TestDatabase.logger)

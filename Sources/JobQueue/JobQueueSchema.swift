@@ -71,9 +71,9 @@ public struct JobQueueSchema: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// The queue's migrations for this schema and channel: the files of `sql/job_queue/`
-    /// (compiled in by the EmbedSQL plugin) with `{{schema}}` and `{{channel}}` filled in. Versions are those of the files; a program whose
-    /// own migrations share the ledger keeps to other versions, or joins its part of a version to
-    /// the queue's in one migration.
+    /// (compiled in by the EmbedSQL plugin) with `{{schema}}` and `{{channel}}` filled in.
+    /// Versions are those of the files; a program whose own migrations share the ledger keeps to
+    /// other versions, or joins its part of a version to the queue's in one migration.
     public var migrations: [Migration] {
         EmbeddedSQL.migrations.map { template in
             Migration(version: template.version, name: template.name, sql: render(template.sql))

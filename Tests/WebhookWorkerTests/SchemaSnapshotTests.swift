@@ -13,7 +13,8 @@ import WebhookWorkerSchema
 /// alone (rendered for `webhook_worker`) do not create the same way.
 @Suite("Schema snapshots", .timeLimit(.minutes(2)))
 struct SchemaSnapshotTests {
-    static let regenerate = "SCHEMA_SNAPSHOT_WRITE=1 scripts/with-postgres swift test --filter SchemaSnapshot"
+    static let regenerate =
+        "SCHEMA_SNAPSHOT_WRITE=1 scripts/with-postgres swift test --filter SchemaSnapshot"
         + " (or make schema-snapshot)"
 
     @Test("sql/job_queue/schema.sql is the queue's schema as its migrations leave it")
@@ -33,7 +34,8 @@ struct SchemaSnapshotTests {
             try await SchemaDump.blocks(database, schema: WebhookWorkerSchema.name)
         }
         let queueBlocks = Set(queue)
-        try check(SchemaDump.text(whole.filter { !queueBlocks.contains($0) }), against: "sql/webhook_delivery/schema.sql")
+        let deliveries = whole.filter { !queueBlocks.contains($0) }
+        try check(SchemaDump.text(deliveries), against: "sql/webhook_delivery/schema.sql")
     }
 
     private func check(_ text: String, against path: String) throws {
@@ -47,11 +49,11 @@ struct SchemaSnapshotTests {
         let fresh = FileManager.default.temporaryDirectory.appendingPathComponent("schema-\(UUID().uuidString).sql")
         try text.write(to: fresh, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(at: fresh) }
-        let diff = (try? ChildProcess.start("/usr/bin/diff", ["-u", file, fresh.path]))
-            .map { process in _ = process.waitBlocking(); return process.output } ?? ""
+        let diff = try ChildProcess.start("/usr/bin/diff", ["-u", file, fresh.path])
+        _ = diff.waitBlocking()
         Issue.record(
             "\(path) differs from a freshly migrated database; if the migrations are right, regenerate it with\n"
-                + "    \(Self.regenerate)\n\(diff)")
+                + "    \(Self.regenerate)\n\(diff.output)")
     }
 }
 
@@ -83,7 +85,8 @@ enum SchemaDump {
                 continue
             }
             // Between objects, pg_dump sets the tablespace and access method of the tables to come.
-            let setting = line.hasPrefix("SET default_") || line.hasPrefix("\\restrict") || line.hasPrefix("\\unrestrict")
+            let setting =
+                line.hasPrefix("SET default_") || line.hasPrefix("\\restrict") || line.hasPrefix("\\unrestrict")
             guard inObject, !setting else { continue }
             blocks[blocks.count - 1].append(line)
         }

@@ -97,7 +97,7 @@ struct JobStore: Sendable {
         let was: String
     }
 
-    /// Mends the key rows of `kinds` that cannot be right (sql/job_queue/013); one replica at a
+    /// Mends the key rows of `kinds` that cannot be right (sql/job_queue/008); one replica at a
     /// time (the others get nothing back).
     func repairConcurrencyKeys(
         _ connection: PostgresConnection, kinds: [String], keyLimits: [String: Int]

@@ -18,8 +18,15 @@ public enum WebhookDeliverySchema {
         }
     }()
 
+    /// The owner of the deliveries' migrations in the ledger: their own line, 1, 2, 3, ...
+    public static let migrationOwner = "webhook_delivery"
+
     /// The numbered files of sql/webhook_delivery/, in order.
     public static let migrations: [Migration] = EmbeddedSQL.migrations.map {
-        Migration(version: $0.version, name: $0.name, sql: $0.sql)
+        Migration(owner: migrationOwner, version: $0.version, name: $0.name, sql: $0.sql)
     }
+
+    /// The versions the deliveries' migrations 1, 2, 3, ... had while they shared one sequence with
+    /// the queue's, for moving a ledger recorded then (``LedgerMove``).
+    public static let formerLedger = LedgerMove(formerVersions: [migrationOwner: [1, 2, 5, 6, 7, 9, 11, 12, 14]])
 }

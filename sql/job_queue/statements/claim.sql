@@ -2,11 +2,11 @@
 -- queue's schema. Each `-- name:` line starts a statement, prepared as <schema>.<name>.
 
 -- name: claimJobs
--- One claim, in one round trip: claim_jobs (migrations 004, 007 and 013; the current text is in
+-- One claim, in one round trip: claim_jobs (migrations 003, 005 and 008; the current text is in
 -- ../schema.sql) takes up to $2 runnable jobs of the kinds in $1 that no operator paused, in
 -- (priority, run_at, id) order, within the per-key limits ($5 kinds, $6 limits), leased to $3
 -- for $4. Why it is built as it is (per-key heads, SKIP LOCKED on keys, running jobs counted in a
--- new snapshot) is in migration 004's comment. The function carries its own planner settings (no
+-- new snapshot) is in migration 003's comment. The function carries its own planner settings (no
 -- sorts, bitmap or sequential scans, no JIT): a queue table's statistics are always stale, and
 -- these keep its plans walking the claim indexes in order whatever the statistics say.
 SELECT * FROM {{schema}}.claim_jobs(
@@ -34,5 +34,5 @@ WHERE id = ANY($1::bigint[]) AND locked_by IS DISTINCT FROM $2
 SELECT kind, jobs FROM {{schema}}.reap_expired_leases($1, $2)
 
 -- name: repairConcurrencyKeys
--- Mends the key rows of the kinds $1 that cannot be right (migration 013), one replica at a time.
+-- Mends the key rows of the kinds $1 that cannot be right (migration 008), one replica at a time.
 SELECT kind, concurrency_key, priority, was FROM {{schema}}.repair_concurrency_keys($1, $2, $3)

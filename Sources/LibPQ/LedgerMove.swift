@@ -39,7 +39,7 @@ public struct LedgerMove: Sendable {
         let recorded = try await connection.query(
             PostgresQuery("migrationFormerVersions", "SELECT version FROM \(schema).schema_migrations ORDER BY version")
         ).rows.map { try $0.decode("version", as: Int.self) }
-        let known = Set(rows.map(\.former))
+        let known = Set(rows.map { $0.former })
         if let unknown = recorded.first(where: { !known.contains($0) }) {
             throw Unmapped(
                 description: "\(schema).schema_migrations records version \(unknown), which no owner's migrations had; "
@@ -63,9 +63,9 @@ public struct LedgerMove: Sendable {
                 WHERE old.owner IS NULL
                 """),
             [
-                PostgresArray(rows.map(\.former)), PostgresArray(rows.map(\.migration.owner)),
-                PostgresArray(rows.map(\.migration.version)), PostgresArray(rows.map(\.migration.name)),
-                PostgresArray(rows.map(\.migration.checksum)),
+                PostgresArray(rows.map { $0.former }), PostgresArray(rows.map { $0.migration.owner }),
+                PostgresArray(rows.map { $0.migration.version }), PostgresArray(rows.map { $0.migration.name }),
+                PostgresArray(rows.map { $0.migration.checksum }),
             ])
         try await connection.execute(
             script: """

@@ -23,7 +23,7 @@ public enum WebhookDeliverySchema {
 
     /// The numbered files of sql/webhook_delivery/, in order.
     public static let migrations: [Migration] = EmbeddedSQL.migrations.map {
-        Migration(owner: migrationOwner, version: $0.version, name: $0.name, sql: $0.sql)
+        Migration(owner: Self.migrationOwner, version: $0.version, name: $0.name, sql: $0.sql)
     }
 
     /// The versions the deliveries' migrations 1, 2, 3, ... had while they shared one sequence with

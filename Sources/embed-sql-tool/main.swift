@@ -82,13 +82,13 @@ func statements(in file: URL) throws -> [(name: String, sql: String)] {
 func generate(folder: URL) throws -> String {
     var migrations: [(version: Int, name: String, sql: String)] = []
     for file in try sqlFiles(in: folder) {
-        guard let (version, name) = migrationName(file) else { continue }
-        if let clash = migrations.first(where: { $0.version == version }) {
-            throw Failure(description: "\(file.path): version \(version) is also \(clash.name)")
+        guard let numbered = migrationName(file) else { continue }
+        if let clash = migrations.first(where: { $0.version == numbered.version }) {
+            throw Failure(description: "\(file.path): version \(numbered.version) is also \(clash.name)")
         }
         var sql = try String(contentsOf: file, encoding: .utf8)
         if sql.hasSuffix("\n") { sql.removeLast() }
-        migrations.append((version, name, sql))
+        migrations.append((numbered.version, numbered.name, sql))
     }
     var named: [(name: String, sql: String, file: String)] = []
     for file in try sqlFiles(in: folder.appendingPathComponent("statements")) {

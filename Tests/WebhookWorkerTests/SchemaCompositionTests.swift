@@ -60,7 +60,7 @@ struct SchemaCompositionTests {
         for version in versions {
             try await database.query(
                 "INSERT INTO \(schema).schema_migrations (version, name, checksum, applied_at)"
-                    + " VALUES ($1, $2, $3, '2024-01-01'::timestamptz + $1 * interval '1 day')",
+                    + " VALUES ($1::integer, $2, $3, '2024-01-01'::timestamptz + $1::integer * interval '1 day')",
                 [version, shared[version]!.name, checksums[version]!])
         }
     }

@@ -7,7 +7,7 @@ export PATH := $(PATH):/opt/swift/usr/bin
 SWIFT ?= swift
 BIN := .build/debug/webhook-worker
 
-.PHONY: all deps server-deps bench-deps build test check-deploy demo run bench soak chaos clean schema-snapshot
+.PHONY: all deps server-deps bench-deps build test check-deploy compose-check demo run bench soak chaos clean schema-snapshot
 
 all: build
 
@@ -32,15 +32,22 @@ build: deps
 # `make format` rewrites them in place.
 SWIFT_FILES = $(shell git ls-files 'Sources/*.swift' 'Tests/*.swift' 'Plugins/*.swift' Package.swift)
 
+# The Python tools (scripts/webhook_tools, its launchers, check-deploy.py, console-test.py) as
+# ruff wants them, per pyproject.toml; scripts/python-tools installs ruff and pytest into
+# .build-tools/venv (pinned in scripts/tools-requirements.txt) the first time.
 lint:
 	@$(SWIFT) format lint --strict --parallel $(SWIFT_FILES) && echo "swift format lint: clean"
 	@scripts/check-lines
+	@scripts/python-tools lint
 
 format:
 	$(SWIFT) format format --in-place --parallel $(SWIFT_FILES)
 
 # The web console's browser test needs Debian's chromium and chromium-driver (NEED_BROWSER=1).
+# The Python tools' unit tests (scripts/tests: the chaos checks and the bench's figures on
+# recorded inputs) run first: they need no build and no database.
 test: server-deps lint
+	scripts/python-tools test
 	@NEED_BROWSER=1 scripts/ensure-deps
 	$(SWIFT) build --build-tests
 	scripts/with-postgres $(SWIFT) test --skip-build
@@ -52,6 +59,12 @@ test: server-deps lint
 # checked offline; installs promtool (Debian's prometheus) and a pinned Python validator.
 check-deploy:
 	scripts/check-deploy
+
+# docker-compose.yml and the Dockerfile for real, on Podman (no Docker engine needed): builds the
+# image, brings the stack up and checks it from outside, then removes it. About 20 minutes on a
+# fresh machine (most of it the release build inside the image); not part of `make test`.
+compose-check:
+	scripts/compose-check
 
 demo: build
 	scripts/with-postgres scripts/demo

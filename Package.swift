@@ -194,6 +194,8 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "PropertyBased", package: "swift-property-based"),
+                // The console's router, called without a server.
+                .product(name: "Hummingbird", package: "hummingbird"),
             ]
         ),
     ]

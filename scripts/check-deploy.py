@@ -48,23 +48,32 @@ for path in sorted(glob.glob("Sources/**/*.swift", recursive=True)):
 all_source = "\n".join(sources.values())
 
 exported = set()
-for kind, name in re.findall(r'\b(Counter|FloatingPointCounter|Gauge|Meter|Recorder|Timer)\(\s*label:\s*"([^"]+)"', all_source):
+METRIC_CALL = r'\b(Counter|FloatingPointCounter|Gauge|Meter|Recorder|Timer)\(\s*label:\s*"([^"]+)"'
+for kind, name in re.findall(METRIC_CALL, all_source):
     if kind in ("Timer", "Recorder"):
         exported.update(name + suffix for suffix in ("_bucket", "_sum", "_count"))
     if kind != "Timer":
         exported.add(name)
-# JobQueue names its metrics after the prefix the program gives its JobQueueSchema
-# (MetricNames: `prefix + "_jobs_total"`, ...); the deployed names use that metricPrefix.
+# JobQueue's MetricNames and WebhookDelivery's DeliveryMetricNames name their metrics after a prefix
+# (`jobs = prefix + "_jobs_total"`, ...), the metricPrefix the program gives its JobQueueSchema;
+# what each is (a Timer is a histogram) is read where it is used: `Timer(label: metrics.jobDuration`.
 prefixes = set(re.findall(r'metricPrefix:\s*"([A-Za-z_][A-Za-z0-9_]*)"', all_source))
-suffixes = set(re.findall(r'=\s*prefix\s*\+\s*"(_[A-Za-z0-9_]+)"', all_source))
+suffixes = dict(re.findall(r'\b(\w+)\s*=\s*prefix\s*\+\s*"(_[A-Za-z0-9_]+)"', all_source))
 if not prefixes or not suffixes:
     fail("found no JobQueueSchema metricPrefix or no MetricNames suffix in Sources")
+kinds = {}
+for kind, prop in re.findall(
+        r'\b(Counter|FloatingPointCounter|Gauge|Meter|Recorder|Timer)\(\s*label:\s*(?:\w+\.)+(\w+)\s*[,)]', all_source):
+    kinds.setdefault(prop, set()).add(kind)
+for prop in suffixes:
+    if prop not in kinds:
+        fail(f"metric name {prop} ({suffixes[prop]}) is declared but never recorded in Sources")
 for prefix in prefixes:
-    for suffix in suffixes:
+    for prop, suffix in suffixes.items():
         name = prefix + suffix
-        if name.endswith("_seconds"):  # a Timer: a histogram's series
+        if kinds.get(prop, set()) & {"Timer", "Recorder"}:  # a histogram's series
             exported.update(name + series for series in ("_bucket", "_sum", "_count"))
-        else:
+        if kinds.get(prop, set()) - {"Timer"}:
             exported.add(name)
 if not exported:
     fail("found no metric in Sources (Counter/Gauge/Timer(label: ...))")
@@ -209,7 +218,8 @@ def check_args(kind, args):
     for flag in (a for a in args if a.startswith("--")):
         option = flag[2:].split("=")[0]
         camel = re.sub(r"-(\w)", lambda m: m.group(1).upper(), option)
-        if f'customLong("{option}")' not in all_source and not re.search(rf"\bvar {camel}\b", all_source):
+        declared = f'customLong("{option}")' in all_source or f'flag: "{option}"' in all_source
+        if not declared and not re.search(rf"\bvar {camel}\b", all_source):
             fail(f"{kind}: flag {flag} is not an option in Sources")
 
 
@@ -268,7 +278,8 @@ if deployment:
         if sel != selector:
             fail(f"{kind}: selector differs from the Deployment's")
     service = objects.get("Service")
-    if service and not any(ports.get(p.get("targetPort"), p.get("targetPort")) == port for p in service["spec"]["ports"]):
+    if service and not any(ports.get(p.get("targetPort"), p.get("targetPort")) == port
+                           for p in service["spec"]["ports"]):
         fail("Service: does not expose the metrics port")
 ok(f"kubernetes: {len(objects)} manifests consistent with each other and with Sources (commands, flags, probes)")
 

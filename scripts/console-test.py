@@ -12,7 +12,6 @@ CONSOLE_SCREENSHOTS=DIR saves the main pages there as PNGs.
 """
 import base64
 import http.server
-import json
 import os
 import secrets
 import socket
@@ -150,7 +149,8 @@ def main():
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
     try:
         subprocess.run([BIN, "migrate", "--database-url", db], check=True, capture_output=True)
-        subprocess.run(["psql", db, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", os.path.join(ROOT, "sql/dev/001_app_tables.sql")],
+        subprocess.run(["psql", db, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f",
+                        os.path.join(ROOT, "sql/dev/001_app_tables.sql")],
                        check=True, capture_output=True)
         hook = "http://127.0.0.1:%d" % receiver.server_address[1]
         closed = free_port()  # nothing listens there: connect_failed
@@ -160,7 +160,8 @@ def main():
             INSERT INTO "IntegrationDefinitionV2" (id, name, slug, icon)
                 VALUES ('def-linear', 'Linear', 'linear', 'https://example.com/linear.png');
             INSERT INTO "IntegrationAccount" (id, "accountId", "integrationDefinitionId", "integratedById") VALUES
-                ('acct-ada', 'lin_ext_42', 'def-linear', 'user-ada'), ('acct-ben', 'lin_ext_43', 'def-linear', 'user-ben');
+                ('acct-ada', 'lin_ext_42', 'def-linear', 'user-ada'),
+                ('acct-ben', 'lin_ext_43', 'def-linear', 'user-ben');
             INSERT INTO "OAuthClient" (id, "clientId", name, "allowedScopes", "webhookUrl", "webhookSecret") VALUES
                 ('cl_01acme', 'acme-crm', 'Acme CRM', 'profile,integration', '{hook}/acme', 'whsec_acme_not_shown'),
                 ('cl_02flaky', 'flaky-analytics', 'Flaky Analytics', 'profile,integration', '{hook}/flaky', NULL),
@@ -173,7 +174,8 @@ def main():
             -- Jobs of kinds no replica here handles: one waiting, two scheduled for later.
             INSERT INTO webhook_worker.jobs (kind, payload, run_at) VALUES
                 ('report.export', '{{}}', now() - interval '90 seconds'),
-                ('email.digest', '{{}}', now() + interval '1 hour'), ('email.digest', '{{}}', now() + interval '2 hours');
+                ('email.digest', '{{}}', now() + interval '1 hour'),
+                ('email.digest', '{{}}', now() + interval '2 hours');
         """)
 
         alice = "alice:" + secrets.token_hex(16)
@@ -203,16 +205,19 @@ def main():
         for account, user in (("acct-ada", "user-ada"), ("acct-ben", "user-ben")):
             psql(db, "INSERT INTO webhook_worker.jobs (kind, payload) VALUES ('integration.connected', "
                      "jsonb_build_object('integration_account_id', '%s', 'user_id', '%s'))" % (account, user))
-        wait_for(lambda: psql(db, "SELECT count(*) FROM webhook_worker.webhook_deliveries WHERE status = 'delivered'") == "3",
+        wait_for(lambda: psql(db, "SELECT count(*) FROM webhook_worker.webhook_deliveries "
+                                  "WHERE status = 'delivered'") == "3",
                  "three deliveries delivered")
         wait_for(lambda: psql(db, "SELECT count(*) FROM webhook_worker.dead_letter_jobs") == "2",
                  "the flaky and the unreachable clients' deliveries dead-lettered")
-        subprocess.run([BIN, "enqueue", "noop", "--count", "250", "--database-url", db], check=True, capture_output=True)
+        subprocess.run([BIN, "enqueue", "noop", "--count", "250", "--database-url", db], check=True,
+                       capture_output=True)
         wait_for(lambda: psql(db, "SELECT count(*) FROM webhook_worker.jobs WHERE kind = 'noop'") == "0",
                  "250 noop jobs worked")
         acme_delivery = psql(db, "SELECT delivery_id FROM webhook_worker.webhook_deliveries "
                                  "WHERE oauth_client_id = 'cl_01acme' AND user_id = 'user-ada'")
-        flaky_delivery = psql(db, "SELECT delivery_id FROM webhook_worker.webhook_deliveries WHERE oauth_client_id = 'cl_02flaky'")
+        flaky_delivery = psql(db, "SELECT delivery_id FROM webhook_worker.webhook_deliveries "
+                                  "WHERE oauth_client_id = 'cl_02flaky'")
 
         # Scripts: a wrong bearer token is refused, a right one reads.
         check(http("GET", console + "/console", "wrong-" + alice_secret)[0] == 401, "a wrong bearer token gets 401")
@@ -285,7 +290,8 @@ def main():
         check("Queue depth" in body and "Attempts per minute" in body, "the overview renders")
         bars = driver.find_elements(By.CSS_SELECTOR, "svg.chart rect")
         check(len(bars) >= 1, "the chart has bars for the attempts of the last hour (%d)" % len(bars))
-        check("report.export" in body and "email.digest" in body, "the queue depth lists the waiting and scheduled kinds")
+        check("report.export" in body and "email.digest" in body,
+              "the queue depth lists the waiting and scheduled kinds")
         check("failure rate, last hour" in body and "n/a" not in body.split("failure rate")[0][-20:],
               "the overview shows a failure rate")
         shot("overview")
@@ -317,7 +323,8 @@ def main():
         before = len(receiver.deliveries(acme_delivery))
         submit("/resend")
         check("again as job" in text(), "the resend's flash message")
-        wait_for(lambda: len(receiver.deliveries(acme_delivery)) == before + 1, "the resent delivery reaches the receiver")
+        wait_for(lambda: len(receiver.deliveries(acme_delivery)) == before + 1,
+                 "the resent delivery reaches the receiver")
 
         # Endpoints: health, redacted URLs, disable and enable.
         driver.get(console + "/console/endpoints")
@@ -358,7 +365,8 @@ def main():
 
         # A forged form: the session cookie (as a cross-site page would get it sent) without the CSRF token.
         session = "wwc_session=" + cookie["value"]
-        status, _, _ = http("POST", console + "/console/deliveries/%s/resend" % acme_delivery, form={"back": "/console"},
+        status, _, _ = http("POST", console + "/console/deliveries/%s/resend" % acme_delivery,
+                            form={"back": "/console"},
                             cookie=session)
         check(status == 403, "a forged form without the CSRF token gets 403")
         status, _, _ = http("POST", console + "/console/jobs/pause", form={"kind": "noop", "csrf": "0" * 64},

@@ -109,7 +109,7 @@ public struct IntegrationCatchUp: Sendable {
     /// interval after it starts (nothing a sweep finds is urgent at start-up). A failed sweep is
     /// logged (with its SQLSTATE, never a value) and tried again at the next interval.
     public func run(database: PostgresConnectionPool, logger: Logger) async {
-        let caughtUp = Counter(label: "webhook_worker_integration_events_caught_up_total")
+        let caughtUp = Counter(label: DeliveryMetricNames.worker.integrationEventsCaughtUp)
         // Exported from the start, so that the alert rule sees 0 rather than no series.
         caughtUp.increment(by: 0)
         while !Task.isCancelled {

@@ -89,7 +89,7 @@ public struct WebhookDeliverHandler: JobHandler {
         if let reason = try Self.ineligibility(row, clientID: clientID) {
             logger.info("recipient no longer qualifies; delivery cancelled", metadata: ["reason": "\(reason)"])
             Counter(
-                label: "webhook_worker_delivery_attempts_total",
+                label: DeliveryMetricNames.worker.deliveryAttempts,
                 dimensions: [("outcome", "cancelled"), ("status_class", "none")]
             )
             .increment()
@@ -162,7 +162,8 @@ public struct WebhookDeliverHandler: JobHandler {
                     logger.log(
                         level: state == "closed" ? .info : .warning, "endpoint circuit is now \(state)",
                         metadata: ["endpoint.key": "\(endpoint)"])
-                    Counter(label: "webhook_worker_endpoint_transitions_total", dimensions: [("to", state)]).increment()
+                    Counter(label: DeliveryMetricNames.worker.endpointTransitions, dimensions: [("to", state)])
+                        .increment()
                 }
             } catch {
                 // The attempt stands; the circuit catches up with the next result.
@@ -185,13 +186,13 @@ public struct WebhookDeliverHandler: JobHandler {
         }
         let milliseconds = Int(result.duration.totalMilliseconds)
         Counter(
-            label: "webhook_worker_delivery_attempts_total",
+            label: DeliveryMetricNames.worker.deliveryAttempts,
             dimensions: [
                 ("outcome", newStatus == "delivered" ? "delivered" : "failed"),
                 ("status_class", Self.statusClass(result)),
             ]
         ).increment()
-        Timer(label: "webhook_worker_delivery_duration_seconds").recordMilliseconds(milliseconds)
+        Timer(label: DeliveryMetricNames.worker.deliveryDuration).recordMilliseconds(milliseconds)
         logger.log(
             level: result.succeeded ? .info : .warning,
             result.succeeded ? "webhook delivered" : "webhook attempt failed",

@@ -25,11 +25,8 @@ struct MigrateCommand: AsyncParsableCommand {
 /// WORKER_PREPARED_STATEMENTS says (off for a transaction pooler), so operator commands work
 /// through one too, read by the same rule as `run`'s `--prepared-statements`.
 func connectOrExit(_ conninfo: String?, preparedStatements: Bool? = nil) async throws -> PostgresConnection {
-    let prepared =
-        try preparedStatements
-        ?? SettingSource(
-            "prepared-statements", "WORKER_PREPARED_STATEMENTS", nil, env: ProcessInfo.processInfo.environment
-        ).onOff(default: true)
+    var read = SettingsReader(environment: ProcessInfo.processInfo.environment)
+    let prepared = try preparedStatements ?? read.onOff(RunSettings.preparedStatements, nil)
     do {
         return try await PostgresConnection.connect(
             conninfo, applicationName: "webhook-worker", preparedStatements: prepared,

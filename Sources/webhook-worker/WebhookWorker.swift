@@ -18,7 +18,7 @@ struct WebhookWorker: AsyncParsableCommand {
         subcommands: [
             RunCommand.self, MigrateCommand.self, EnqueueCommand.self, DeadLettersCommand.self, DeliveriesCommand.self,
             StatsCommand.self, PruneCommand.self, ReceiveCommand.self, EndpointsCommand.self, JobsCommand.self,
-            SecretsCommand.self, ConsoleCommand.self,
+            SecretsCommand.self, ConsoleCommand.self, SettingsCommand.self,
         ]
     )
 

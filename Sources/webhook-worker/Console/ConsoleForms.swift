@@ -129,3 +129,20 @@ struct DeliveryPageData: Sendable {
     let clientPublicID: String?
     let attempts: [DeliveryAttemptRecord]
 }
+
+/// A time a form field gives: a duration ago (`1h`, `2d`), an ISO 8601 time, a date, or what a
+/// `datetime-local` field sends (`2026-12-01T10:30`, read as UTC).
+enum ConsoleTime {
+    static func parse(_ text: String) -> Date? {
+        if let duration = DurationText.parse(text) { return Date().addingTimeInterval(-duration.totalSeconds) }
+        for candidate in [text, text + "Z", text + ":00Z", text + "T00:00:00Z"] {
+            if let date = UTCTime.parseISO8601(candidate) { return date }
+        }
+        return nil
+    }
+
+    static func format(_ date: Date?) -> String {
+        guard let date else { return "" }
+        return UTCTime.iso8601(date, fractionDigits: 0).replacingOccurrences(of: "T", with: " ")
+    }
+}

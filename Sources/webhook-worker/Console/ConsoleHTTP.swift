@@ -136,3 +136,37 @@ enum FormEncoding {
         return cookies
     }
 }
+
+/// A bad value in a form or a query: shown to the operator, never a crash.
+struct ConsoleInputError: Error {
+    let message: String
+    init(_ message: String) { self.message = message }
+}
+
+/// The one-line message shown once after an action (carried by a short-lived cookie, so it is
+/// never part of a URL someone could craft).
+struct Flash: Equatable {
+    let ok: Bool
+    let message: String
+
+    init(ok: Bool, message: String) {
+        self.ok = ok
+        self.message = message
+    }
+
+    var cookieValue: String {
+        Data(((ok ? "ok|" : "error|") + String(message.prefix(1000))).utf8).base64EncodedString()
+            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
+    }
+
+    init?(cookieValue: String) {
+        var base64 = cookieValue.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        while base64.count % 4 != 0 { base64 += "=" }
+        guard let data = Data(base64Encoded: base64), let text = String(data: data, encoding: .utf8),
+            let bar = text.firstIndex(of: "|")
+        else { return nil }
+        ok = text[..<bar] == "ok"
+        message = String(text[text.index(after: bar)...])
+    }
+}

@@ -12,38 +12,9 @@ enum ConsoleServer {
     /// Form bodies larger than this are refused (the console's forms are a few hundred bytes).
     static let maximumBody = 64 * 1024
 
+    /// Mounts the console's routes (``Console/addRoutes(to:)``) under /console on `router`.
     static func register(_ console: Console, on router: Router<BasicRequestContext>) {
-        for path in ["console", "console/**"] {
-            router.get(RouterPath(path)) { request, _ in await handle(console, request) }
-            router.head(RouterPath(path)) { request, _ in await handle(console, request) }
-            router.post(RouterPath(path)) { request, _ in await handle(console, request) }
-        }
-    }
-
-    static func handle(_ console: Console, _ request: Request) async -> Response {
-        var consoleRequest = ConsoleRequest(method: request.method.rawValue, path: request.uri.path)
-        consoleRequest.query = FormEncoding.decode(request.uri.query ?? "")
-        consoleRequest.authorization = request.headers[.authorization]
-        consoleRequest.cookies = FormEncoding.cookies(request.headers[values: .cookie])
-        consoleRequest.crossSite = request.headers[HTTPField.Name("Sec-Fetch-Site")!]?.lowercased() == "cross-site"
-        consoleRequest.forwardedHTTPS = request.headers[HTTPField.Name("X-Forwarded-Proto")!]?.lowercased() == "https"
-        // HTTP/1.1's Host header arrives as the request's authority.
-        consoleRequest.host = request.head.authority ?? request.headers[HTTPField.Name("Host")!]
-        consoleRequest.origin = request.headers[HTTPField.Name("Origin")!]
-        if request.method == .post {
-            guard let body = try? await request.body.collect(upTo: maximumBody) else {
-                return Response(status: .contentTooLarge)
-            }
-            consoleRequest.form = FormEncoding.decode(String(buffer: body))
-        }
-        let answer = await console.respond(consoleRequest)
-        var headers = HTTPFields()
-        for (name, value) in answer.headers {
-            if let field = HTTPField.Name(name) { headers.append(HTTPField(name: field, value: value)) }
-        }
-        return Response(
-            status: HTTPResponse.Status(code: answer.status), headers: headers,
-            body: .init(byteBuffer: ByteBuffer(string: request.method == .head ? "" : answer.body)))
+        console.addRoutes(to: router.group("console", context: ConsoleContext.self))
     }
 
     /// `webhook-worker console`'s own server: the console under /console, / redirected to it.

@@ -1,0 +1,215 @@
+import Foundation
+import JobQueue
+import LibPQ
+import Logging
+import WebhookDelivery
+import WebhookWorkerSchema
+
+/// The actions' handlers (POST), one per route of ``Console/addRoutes(to:)``. Each runs in
+/// ``perform(_:_:)``: one transaction with its audit row, then back to the page with a flash message.
+extension Console {
+    /// An action's audit row could not be written: thrown inside its transaction, so the action is
+    /// undone with it.
+    private struct AuditFailure: Error {
+        let underlying: any Error
+    }
+
+    /// Runs `act` on a connection in a transaction that also writes its audit row; nil from `act`
+    /// is no such action (404). The browser goes back to the form's `back`, or where the outcome says.
+    func perform(
+        _ context: ConsoleContext, _ act: (_ connection: PostgresConnection, _ by: String) async throws -> Outcome?
+    ) async -> ConsoleResponse {
+        let identity = context.signedIn
+        let path = context.path
+        let request = context.request
+        let action = "POST \(path)"
+        let outcome: Outcome
+        do {
+            // The action and its audit row commit together or not at all: an action that cannot be
+            // recorded is not done.
+            let done = try await database.transaction { connection -> Outcome? in
+                guard let done = try await act(connection, "console:\(identity.actor)") else { return nil }
+                do {
+                    try await AuditLog(connection).record(
+                        actor: identity.actor, action: done.action, target: done.target, detail: done.detail,
+                        outcome: Self.auditOutcome(done))
+                } catch {
+                    throw AuditFailure(underlying: error)
+                }
+                return done
+            }
+            guard let done else { return .text(404, "no such action") }
+            outcome = done
+            log(identity.actor, outcome)
+        } catch let failure as AuditFailure {
+            logger.error(
+                "console: an action was not done: its audit row could not be written",
+                metadata: ["action": "\(action)", "error": "\(failure.underlying)"])
+            return .text(500, "not done: the action could not be recorded in the audit table; see the worker's log")
+        } catch {
+            // Nothing was done (the transaction rolled back); the attempt is recorded on its own.
+            let message: String
+            if let error = error as? ConsoleInputError {
+                message = error.message
+            } else {
+                logger.error("console: an action failed", metadata: ["action": "\(action)", "error": "\(error)"])
+                message = "failed: \(error)"
+            }
+            outcome = Outcome(
+                ok: false, message: message, action: action, target: path, location: Self.back(request) ?? "/console")
+            log(identity.actor, outcome)
+            _ = await record(
+                identity.actor, action: action, target: path, detail: [:], outcome: Self.auditOutcome(outcome))
+        }
+        var response = ConsoleResponse.seeOther(Self.back(request) ?? outcome.location)
+        response.headers.append(
+            cookie(
+                Self.flashCookie, Flash(ok: outcome.ok, message: outcome.message).cookieValue, maxAge: 60,
+                request: request))
+        return response
+    }
+
+    /// A path or a method with no action.
+    func noSuchAction(_ context: ConsoleContext) async -> ConsoleResponse {
+        await perform(context) { _, _ in nil }
+    }
+
+    private func deliveryID(_ context: ConsoleContext) throws -> UUID {
+        let text = context.parameters.get("id") ?? ""
+        guard let id = UUID(uuidString: text) else { throw ConsoleInputError("'\(text)' is not a delivery id") }
+        return id
+    }
+
+    /// POST /console/deliveries/:id/resend
+    func resendDelivery(_ context: ConsoleContext) async -> ConsoleResponse {
+        await perform(context) { connection, _ in
+            let id = try deliveryID(context)
+            let text = id.uuidString.lowercased()
+            do {
+                let job = try await Deliveries(connection).resend(id)
+                return Outcome(
+                    ok: true, message: "Queued delivery \(text) again as job \(job).", action: "delivery.resend",
+                    target: "delivery:\(text)", detail: ["job_id": "\(job)"], location: "/console/deliveries/\(text)")
+            } catch let error as Deliveries.ResendError {
+                return Outcome(
+                    ok: false, message: error.description, action: "delivery.resend", target: "delivery:\(text)",
+                    location: "/console/deliveries/\(text)")
+            }
+        }
+    }
+
+    /// POST /console/deliveries/:id/cancel
+    func cancelDelivery(_ context: ConsoleContext) async -> ConsoleResponse {
+        await perform(context) { connection, _ in
+            let id = try deliveryID(context)
+            let text = id.uuidString.lowercased()
+            let cancelled = try await Deliveries(connection).cancel(id: id)
+            return Outcome(
+                ok: cancelled.deliveries > 0,
+                message: cancelled.deliveries > 0
+                    ? "Cancelled delivery \(text)." : "The delivery is not pending: nothing to cancel.",
+                action: "delivery.cancel", target: "delivery:\(text)",
+                detail: ["jobs_removed": "\(cancelled.jobsRemoved)"], location: "/console/deliveries/\(text)")
+        }
+    }
+
+    /// POST /console/deliveries/:id/<anything else>: the id is checked first, as by the two above.
+    func unknownDeliveryAction(_ context: ConsoleContext) async -> ConsoleResponse {
+        await perform(context) { _, _ in
+            _ = try deliveryID(context)
+            return nil
+        }
+    }
+
+    /// POST /console/endpoints/enable and /console/endpoints/disable
+    func setEndpoint(_ context: ConsoleContext, enable: Bool) async -> ConsoleResponse {
+        await perform(context) { connection, by in
+            guard let endpoint = context.request.field("endpoint") else { throw ConsoleInputError("which endpoint?") }
+            let endpoints = Endpoints(connection)
+            let key = try await endpoints.key(for: endpoint)
+            let state = try await endpoints.setEnabled(key: key, enable, by: by)
+            return Outcome(
+                ok: true, message: "\(enable ? "Enabled" : "Disabled") \(key): now \(state ?? "closed").",
+                action: enable ? "endpoint.enable" : "endpoint.disable", target: "endpoint:\(key)",
+                location: "/console/endpoints")
+        }
+    }
+
+    /// POST /console/dead-letters/:id/retry
+    func retryDeadLetter(_ context: ConsoleContext) async -> ConsoleResponse {
+        await perform(context) { connection, _ in
+            let text = context.parameters.get("id") ?? ""
+            guard let id = Int64(text) else { throw ConsoleInputError("'\(text)' is not a dead letter id") }
+            do {
+                // Its own savepoint: a refusal is an error of the database, which would otherwise
+                // abort the transaction that must still record it.
+                let job = try await connection.transaction {
+                    try await DeadLetters($0, schema: WebhookWorkerSchema.queue).requeue(id: id)
+                }
+                return Outcome(
+                    ok: true, message: "Requeued dead letter \(id) as job \(job).", action: "dead_letter.retry",
+                    target: "dead_letter:\(id)", detail: ["job_id": "\(job)"], location: "/console/dead-letters/\(id)")
+            } catch let error as DeadLetters.RequeueError {
+                return Outcome(
+                    ok: false, message: error.description, action: "dead_letter.retry", target: "dead_letter:\(id)",
+                    location: "/console/dead-letters/\(id)")
+            }
+        }
+    }
+
+    /// POST /console/dead-letters/retry: every dead letter the page's filter matches.
+    func retryDeadLetters(_ context: ConsoleContext) async -> ConsoleResponse {
+        await perform(context) { connection, _ in
+            let filter = try DeadLetterFilter(context.request)
+            let ids = try await filter.requeueableIDs(connection)
+            let summary = try await DeadLetters(connection, schema: WebhookWorkerSchema.queue).requeueAll(
+                DeadLetters.Filter(ids: ids))
+            var message = "Requeued \(summary.requeued) of \(summary.matched) matching dead letter(s)"
+            if summary.skippedAlreadyQueued > 0 {
+                message += "; skipped \(summary.skippedAlreadyQueued) whose job is already queued"
+            }
+            return Outcome(
+                ok: true, message: message + ".", action: "dead_letter.retry_all", target: "dead_letters",
+                detail: filter.detail.merging(
+                    ["matched": "\(summary.matched)", "requeued": "\(summary.requeued)"], uniquingKeysWith: { $1 }),
+                location: "/console/dead-letters")
+        }
+    }
+
+    /// POST /console/dead-letters/purge: exactly what the page lists with the same filters (beyond
+    /// its first 200 rows), older than the age given.
+    func purgeDeadLetters(_ context: ConsoleContext) async -> ConsoleResponse {
+        await perform(context) { connection, _ in
+            guard let text = context.request.field("older_than"), let age = DurationText.parse(text), age > .zero
+            else {
+                throw ConsoleInputError("give an age to purge beyond, like 30d or 12h")
+            }
+            let filter = try DeadLetterFilter(context.request)
+            let deleted = try await filter.purge(connection, diedBefore: Date().addingTimeInterval(-age.totalSeconds))
+            return Outcome(
+                ok: true, message: "Deleted \(deleted) matching dead letter(s) older than \(text).",
+                action: "dead_letter.purge", target: "dead_letters",
+                detail: filter.detail.merging(
+                    ["older_than": text, "deleted": "\(deleted)"], uniquingKeysWith: { $1 }),
+                location: "/console/dead-letters")
+        }
+    }
+
+    /// POST /console/jobs/pause and /console/jobs/resume
+    func setKindPaused(_ context: ConsoleContext, pause: Bool) async -> ConsoleResponse {
+        await perform(context) { connection, by in
+            guard let kind = context.request.field("kind"), kind.count <= 200 else {
+                throw ConsoleInputError("which kind?")
+            }
+            let pausedKinds = PausedKinds(connection, schema: WebhookWorkerSchema.queue)
+            let changed = pause ? try await pausedKinds.pause(kind, by: by) : try await pausedKinds.resume(kind)
+            let message =
+                pause
+                ? (changed ? "Paused \(kind): no replica claims it until resumed." : "\(kind) was paused already.")
+                : (changed ? "Resumed \(kind)." : "\(kind) was not paused.")
+            return Outcome(
+                ok: true, message: message, action: pause ? "kind.pause" : "kind.resume", target: "kind:\(kind)",
+                location: "/console/jobs")
+        }
+    }
+}

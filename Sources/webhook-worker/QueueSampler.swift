@@ -1,0 +1,110 @@
+import Foundation
+import LibPQ
+import Logging
+import Metrics
+import ServiceLifecycle
+import WebhookDelivery
+
+extension QueueSampler {
+    /// Endpoints by circuit state, and the circuit of each endpoint that is not closed. The
+    /// `endpoint` label is the OAuth client's id (no URL, so no credential or query can reach a
+    /// label), and only troubled endpoints are listed, so the label set stays small; an endpoint
+    /// that recovers is reported closed (0) once, then left out.
+    func sampleEndpoints(reported: Set<String>) async throws -> Set<String> {
+        let rows = try await database.query(
+            PostgresQuery(
+                "sampleEndpoints",
+                """
+                SELECT substr(key, 8) AS client, state, consecutive_failures FROM webhook_worker.endpoints
+                WHERE state <> 'closed' ORDER BY consecutive_failures DESC LIMIT 200
+                """))
+        var byState = ["closed": 0, "open": 0, "half_open": 0, "disabled": 0]
+        var seen = Set<String>()
+        for row in rows.rows {
+            let client: String = try row.decode("client")
+            let state: String = try row.decode("state")
+            byState[state, default: 0] += 1
+            seen.insert(client)
+            Gauge(label: DeliveryMetricNames.worker.endpointCircuitState, dimensions: [("endpoint", client)])
+                .record(Self.stateValue[state] ?? 0)
+            Gauge(label: DeliveryMetricNames.worker.endpointConsecutiveFailures, dimensions: [("endpoint", client)])
+                .record(try row.decode("consecutive_failures", as: Int.self))
+        }
+        for client in reported.subtracting(seen) {
+            Gauge(label: DeliveryMetricNames.worker.endpointCircuitState, dimensions: [("endpoint", client)]).record(0)
+            Gauge(label: DeliveryMetricNames.worker.endpointConsecutiveFailures, dimensions: [("endpoint", client)])
+                .record(0)
+        }
+        for (state, count) in byState where state != "closed" {
+            Gauge(label: DeliveryMetricNames.worker.endpoints, dimensions: [("state", state)]).record(count)
+        }
+        return seen
+    }
+
+    /// 0 closed, 1 half-open, 2 open, 3 disabled.
+    static let stateValue = ["closed": 0, "half_open": 1, "open": 2, "disabled": 3]
+}
+
+/// Samples queue depth and the oldest waiting job into gauges every `interval`.
+///
+/// These describe the whole queue, not this replica: every replica exports the same values, so
+/// dashboards read them with `max()` across replicas (a `sum()` would multiply them).
+struct QueueSampler: Service {
+    let database: PostgresConnectionPool
+    let kinds: Set<String>
+    let interval: Duration
+    let logger: Logger
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            var reported = Set<[String]>()
+            var reportedEndpoints = Set<String>()
+            while !Task.isCancelled {
+                do {
+                    let rows = try await database.query(
+                        PostgresQuery(
+                            "sampleQueue",
+                            """
+                            SELECT kind, state, jobs, coalesce(extract(epoch FROM oldest_age), 0)::float8 AS oldest
+                            FROM webhook_worker.queue_depth
+                            """))
+                    var depth: [[String]: Int] = [:]
+                    var oldest: [String: Double] = [:]
+                    for row in rows.rows {
+                        // Kinds this replica does not know are folded into "other" (their counts
+                        // summed): label values stay bounded.
+                        let kind = try row.decode("kind", as: String.self)
+                        let label = kinds.contains(kind) ? kind : "other"
+                        let state: String = try row.decode("state")
+                        depth[[label, state], default: 0] += try row.decode("jobs", as: Int.self)
+                        if state == "available" { oldest[label] = max(oldest[label] ?? 0, try row.decode("oldest")) }
+                    }
+                    for (labels, jobs) in depth {
+                        Gauge(
+                            label: DeliveryMetricNames.worker.queueDepth,
+                            dimensions: [("kind", labels[0]), ("state", labels[1])]
+                        )
+                        .record(jobs)
+                    }
+                    let seen = Set(depth.keys)
+                    for gone in reported.subtracting(seen) {
+                        Gauge(
+                            label: DeliveryMetricNames.worker.queueDepth,
+                            dimensions: [("kind", gone[0]), ("state", gone[1])]
+                        )
+                        .record(0)
+                    }
+                    reported = seen
+                    for kind in kinds.union(["other"]) {
+                        Gauge(label: DeliveryMetricNames.worker.queueOldestAge, dimensions: [("kind", kind)]).record(
+                            oldest[kind] ?? 0)
+                    }
+                    reportedEndpoints = try await sampleEndpoints(reported: reportedEndpoints)
+                } catch {
+                    logger.debug("could not sample the queue", metadata: ["error": "\(error)"])
+                }
+                try? await Task.sleep(for: interval)
+            }
+        }
+    }
+}

@@ -1,0 +1,31 @@
+import Foundation
+import LibPQ
+import PropertyBased
+@testable import TestSupport
+import Testing
+
+@Suite("LibPQ parameters under fuzzing", .timeLimit(.minutes(2)))
+struct ParameterFuzzTests {
+    /// Up to 20 of ``AwkwardText/pieces``, joined.
+    static let text = Generator<String, Shrink.None<String>>(run: { rng in
+        (0..<Int.random(in: 0...20, using: &rng)).map { _ in AwkwardText.pieces.randomElement(using: &rng)! }.joined()
+    })
+
+    @Test("any text and any list of texts round-trip through PostgreSQL parameters")
+    func textRoundTrip() async throws {
+        try await withTestDatabase { database in
+            let connection = try await database.connect()
+            let query = PostgresQuery(
+                "roundTripText", "SELECT $1::text AS t, $2::text[] = $3::text[] AS same, cardinality($2::text[]) AS n")
+            await propertyCheck(count: 300, input: Self.text) { text in
+                let list = text.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+                let row = try #require(
+                    try await connection.query(query, [text, PostgresArray(list), PostgresArray(list)]).first)
+                #expect(try row.decode("t", as: String.self) == text)
+                #expect(try row.decode("same", as: Bool.self))
+                #expect(try row.decode("n", as: Int.self) == list.count)
+            }
+            await connection.close()
+        }
+    }
+}

@@ -1,0 +1,107 @@
+import Foundation
+import JobQueue
+@testable import TestSupport
+import Testing
+import WebhookDelivery
+@testable import webhook_worker
+
+/// `run`'s settings are declared once (RunSettings); the help, the parse, the log line and the
+/// docs' table come from the declarations.
+@Suite("Settings declared once", .timeLimit(.minutes(1)))
+struct SettingDeclarationTests {
+    /// The settings `run` reads itself; `--database-url` and the logging flags are read by the
+    /// option groups every command shares.
+    static let readByRun = RunSettings.all.filter {
+        ![RunSettings.databaseURL, RunSettings.logLevel, RunSettings.logFormat].map(\.flag).contains($0.flag)
+    }
+
+    /// A value each kind refuses; nil for text that takes anything.
+    static func badValue(_ setting: Setting) -> String? {
+        switch setting.kind {
+        case .duration: "soon"
+        case .integer: "lots"
+        case .onOff, .toggle: "maybe"
+        case .schedule: "5s,soon"
+        case .text(let problem): problem("bad\n\u{0}") == nil ? nil : "bad\n\u{0}"
+        }
+    }
+
+    /// What `--console-read-only` needs before it is read at all.
+    static let consoleOn = ["WORKER_CONSOLE": "1", "WORKER_HTTP_PORT": "9090", "WORKER_HTTP_HOST": "127.0.0.1"]
+
+    @Test("docs/operations.md's table of settings is the one the declarations make")
+    func docsTable() throws {
+        let path = TestDatabase.repoRoot + "/docs/operations.md"
+        let documented = SettingsTable.current(in: try String(contentsOfFile: path, encoding: .utf8))
+        let declared = SettingsTable.markdown(RunSettings.all)
+        #expect(
+            documented == declared,
+            """
+            docs/operations.md's settings table differs from the declarations in RunSettings; regenerate it with \
+            `swift run webhook-worker settings --markdown --update docs/operations.md`
+            """)
+    }
+
+    @Test("flags, variables and log keys are unique; each is a flag of run with its declared help")
+    func unique() {
+        for name in [\Setting.flag, \Setting.variable, \Setting.key] {
+            let names = RunSettings.all.map { $0[keyPath: name] }
+            #expect(Set(names).count == names.count, "\(names)")
+        }
+        let help = RunCommand.helpMessage(columns: 10_000)
+        for setting in RunSettings.all {
+            #expect(help.contains("--\(setting.flag)"), "\(setting.flag)")
+            #expect(help.contains(setting.help()), "\(setting.flag): \(help)")
+        }
+    }
+
+    @Test("every setting of run is read from its variable: a bad value is refused naming it, and the flag wins")
+    func everySettingIsRead() throws {
+        for setting in Self.readByRun {
+            let extra = setting.flag == RunSettings.consoleReadOnly.flag ? Self.consoleOn : [:]
+            guard let bad = Self.badValue(setting) else { continue }
+            do {
+                _ = try RunCommand.parse([]).settings(environment: extra.merging([setting.variable: bad]) { $1 })
+                Issue.record("\(setting.variable)=\(bad) was accepted")
+            } catch let error as SettingError {
+                #expect(error.description.contains(setting.isToggle ? setting.variable : setting.name), "\(error)")
+            }
+            if case .value(let text) = setting.default {
+                let command = try RunCommand.parse(["--\(setting.flag)", text])
+                #expect(throws: Never.self, "\(setting.flag)") {
+                    try command.settings(environment: extra.merging([setting.variable: bad]) { $1 })
+                }
+            }
+        }
+    }
+
+    @Test("declared defaults are the libraries' where they have one")
+    func defaults() throws {
+        let settings = try RunCommand.parse([]).settings(environment: [:])
+        let catchUp = try #require(settings.catchUp)
+        #expect(catchUp.interval == IntegrationCatchUp.Configuration().interval)
+        #expect(catchUp.window == IntegrationCatchUp.Configuration().window)
+        #expect(settings.delivery.retryStrategy.description == ScheduleRetryStrategy.standard.description)
+        #expect(settings.queue.concurrency == 128 && settings.poolSize == 8 && settings.httpPort == nil)
+        #expect(settings.queue.lease == .seconds(60) && settings.delivery.disableAfter == .seconds(5 * 86_400))
+    }
+
+    @Test("the effective settings line has every setting of run, and no password")
+    func loggedLine() throws {
+        let command = try RunCommand.parse([
+            "--database-url", "postgresql://ops:pa55word@db.example/app",
+            "--listen-database-url", "host=db.example password=l1sten dbname=app",
+        ])
+        let logged = try command.settings(environment: Self.consoleOn).logged
+        for setting in Self.readByRun {
+            #expect(logged[setting.key] != nil, "\(setting.key)")
+        }
+        #expect(logged["database_url"] != nil && logged["version"] != nil && logged["traces"] == "off")
+        #expect(logged["concurrency"] == "128" && logged["lease"] == "1m" && logged["console"] == "on")
+        #expect(logged["allow_http"] == "false" && logged["http_port"] == "9090")
+        let text = "\(logged)"
+        #expect(!text.contains("pa55word") && !text.contains("l1sten"), "\(text)")
+        let off = try RunCommand.parse(["--catch-up-interval", "off"]).settings(environment: [:]).logged
+        #expect(off["catch_up_interval"] == "off" && off["catch_up_window"] == "off" && off["console"] == "off")
+    }
+}

@@ -1,0 +1,53 @@
+"""The issue's targets beside the figures they judge."""
+
+
+from .settings import ISOLATION_LIMIT, ISOLATION_TARGET_MAX_MS, ISOLATION_TARGET_P50_MS
+
+
+def targets(res):
+    """The issue's targets beside the figures they judge: {key: {measure, value, target, verdict}}.
+    A missed target is reported, not a problem (the exit status does not change), except the
+    isolation phase's, which that phase counts as problems itself."""
+
+    def get(key, *path):
+        value = res.get(key)
+        for p in path:
+            value = value.get(p) if isinstance(value, dict) else None
+        return value
+
+    backlog_ratio = get("backlog", "over_burn_down_1_worker")
+    checks = [
+        ("deliveries_per_second", "deliveries/s, default settings, one replica",
+         get("delivery", "deliveries_per_second"),
+         "≥ 5,000 (floor 3,000)", lambda v: v >= 5000, lambda v: v >= 3000),
+        ("noop_drain", "no-op drain, default settings, one replica (jobs/s)",
+         get("burn_down_1_worker", "jobs_per_second"), "≥ 20,000", lambda v: v >= 20000, None),
+        ("pickup_p99_under_load", "pick-up p99 while 1,000 deliveries/s flow (ms)",
+         get("latency_under_load", "pickup_ms", "p99"), "≤ 10", lambda v: v <= 10, None),
+        ("pickup_p99_idle", "pick-up p99, idle (ms)", get("pickup_latency", "pickup_ms", "p99"), "≤ 5",
+         lambda v: v <= 5, None),
+        ("backlog_rate", "no-op drain with the large backlog / small-backlog rate", backlog_ratio, "≥ 0.80",
+         lambda v: v >= 0.8, None),
+        ("backlog_steady", "large backlog: slowest tenth / its overall rate",
+         get("backlog", "slowest_tenth_over_overall"), "≥ 0.80", lambda v: v >= 0.8, None),
+        ("delivery_peak_rss", "peak RSS during the delivery phase (MiB)", get("delivery", "peak_rss_mib"), "< 64",
+         lambda v: v < 64, None),
+        ("db_ms_per_delivery", "database time per delivery (ms, pg_stat_statements)",
+         get("delivery", "database_time", "ms_per_delivery"), "≤ 0.15", lambda v: v <= 0.15, None),
+        ("isolation_p50", "isolation: healthy insert -> POST p50 (ms)",
+         get("isolation", "healthy_insert_to_post_ms", "p50"), f"< {ISOLATION_TARGET_P50_MS}",
+         lambda v: v < ISOLATION_TARGET_P50_MS, None),
+        ("isolation_max", "isolation: healthy insert -> POST max (ms)",
+         get("isolation", "healthy_insert_to_post_ms", "max"), f"< {ISOLATION_TARGET_MAX_MS:,}",
+         lambda v: v < ISOLATION_TARGET_MAX_MS, None),
+        ("isolation_in_flight", "isolation: the hanging endpoint's requests in flight, peak",
+         max((v for v in (get("isolation", "hanging_in_flight_peak", "receiver"),
+                          get("isolation", "hanging_in_flight_peak", "database_sampled")) if v is not None),
+             default=None), f"≤ {ISOLATION_LIMIT}", lambda v: v <= ISOLATION_LIMIT, None),
+    ]
+    targets = {}
+    for key, measure, value, target, met, floor in checks:
+        verdict = ("-" if value is None else "met" if met(value)
+                   else "floor met" if floor and floor(value) else "MISSED")
+        targets[key] = {"measure": measure, "value": value, "target": target, "verdict": verdict}
+    return targets

@@ -6,8 +6,8 @@
 #   docker run --rm -e DATABASE_URL=postgresql://... webhook-worker:local          # run
 #   docker run --rm -e DATABASE_URL=postgresql://... webhook-worker:local migrate  # one command
 #
-# The SQL migrations are compiled into the binary (scripts/embed-sql), so the image carries no
-# sql/ folder: `migrate` and `run` need nothing but DATABASE_URL.
+# The SQL of sql/ is compiled into the binary (the EmbedSQL build-tool plugin), so the image
+# carries no sql/ folder: `migrate` and `run` need nothing but DATABASE_URL.
 
 # The resolved dependencies (swift-log, swift-metrics, async-http-client, swift-service-lifecycle,
 # ...) declare swift-tools-version 6.2, so the toolchain must be 6.2 or newer even though
@@ -39,17 +39,16 @@ RUN swift package resolve
 
 # Tests/ is copied only because Package.swift declares the test target and SwiftPM looks for its
 # folder whenever it loads the package; the tests are neither built nor shipped.
+# Plugins/ and sql/: the EmbedSQL plugin compiles sql/ into the binary during the build.
 COPY Sources ./Sources
 COPY Tests ./Tests
+COPY Plugins ./Plugins
 COPY sql ./sql
-COPY scripts ./scripts
 
-# Regenerate the embedded migrations from sql/ (as `make build` does), then build the release
-# binary with the Swift runtime and Foundation linked statically: the result needs only glibc,
-# libstdc++/libgcc, zlib and libpq at run time. The Swift backtracer goes along so that a crash
-# prints a symbolicated backtrace to the container log.
-RUN scripts/embed-sql \
-    && swift build -c release --product webhook-worker --static-swift-stdlib \
+# The release binary with the Swift runtime and Foundation linked statically: the result needs
+# only glibc, libstdc++/libgcc, zlib and libpq at run time. The Swift backtracer goes along so
+# that a crash prints a symbolicated backtrace to the container log.
+RUN swift build -c release --product webhook-worker --static-swift-stdlib \
     && install -D -m 0755 "$(swift build -c release --show-bin-path)/webhook-worker" /staging/webhook-worker \
     && install -D -m 0755 /usr/libexec/swift/linux/swift-backtrace-static /staging/swift-backtrace-static
 

@@ -7,7 +7,7 @@ export PATH := $(PATH):/opt/swift/usr/bin
 SWIFT ?= swift
 BIN := .build/debug/webhook-worker
 
-.PHONY: all deps server-deps bench-deps build test check-deploy compose-check demo run bench soak chaos clean
+.PHONY: all deps server-deps bench-deps build test check-deploy compose-check demo run bench soak chaos clean schema-snapshot
 
 all: build
 
@@ -24,14 +24,13 @@ server-deps:
 bench-deps:
 	@NEED_PG_SERVER=1 NEED_NGINX=1 scripts/ensure-deps
 
-# The schema is compiled into the binary; regenerate it from sql/ before every build.
+# The SQL of sql/ is compiled into the binary by the EmbedSQL plugin (Plugins/EmbedSQL).
 build: deps
-	@scripts/embed-sql
 	$(SWIFT) build
 
-# The Swift sources as swift-format (shipped with the toolchain) wants them, per .swift-format;
-# the generated schema file is left out. `make format` rewrites them in place.
-SWIFT_FILES = $(shell git ls-files 'Sources/*.swift' 'Tests/*.swift' Package.swift | grep -v EmbeddedMigrations.swift)
+# The Swift sources as swift-format (shipped with the toolchain) wants them, per .swift-format.
+# `make format` rewrites them in place.
+SWIFT_FILES = $(shell git ls-files 'Sources/*.swift' 'Tests/*.swift' 'Plugins/*.swift' Package.swift)
 
 # The Python tools (scripts/webhook_tools, its launchers, check-deploy.py, console-test.py) as
 # ruff wants them, per pyproject.toml; scripts/python-tools installs ruff and pytest into
@@ -50,7 +49,6 @@ format:
 test: server-deps lint
 	scripts/python-tools test
 	@NEED_BROWSER=1 scripts/ensure-deps
-	@scripts/embed-sql
 	$(SWIFT) build --build-tests
 	scripts/with-postgres $(SWIFT) test --skip-build
 	scripts/with-postgres scripts/console-test
@@ -78,7 +76,6 @@ run: build
 # synchronous_commit on (and pg_stat_statements loaded), nginx as the throughput receiver.
 # Prints a table with the targets beside the figures and writes .bench/results-*.json.
 bench: bench-deps
-	@scripts/embed-sql
 	$(SWIFT) build -c release --product webhook-worker
 	PG_TUNING=durable WEBHOOK_WORKER_BIN=.build/release/webhook-worker scripts/with-postgres scripts/bench
 
@@ -87,7 +84,6 @@ bench: bench-deps
 # It starts a PostgreSQL of its own, so that it can restart it. Then a long search of the keyed
 # claim's interleavings (STRESS_SEEDS, default 120; make test runs 16).
 chaos: server-deps
-	@scripts/embed-sql
 	$(SWIFT) build -c release --product webhook-worker
 	WEBHOOK_WORKER_BIN=.build/release/webhook-worker scripts/chaos
 	$(SWIFT) build --build-tests
@@ -98,9 +94,14 @@ chaos: server-deps
 # The receiver is nginx, as in the benchmark.
 soak: deps
 	@NEED_NGINX=1 scripts/ensure-deps
-	@scripts/embed-sql
 	$(SWIFT) build -c release --product webhook-worker
 	BENCH_SOAK_SECONDS=$${SOAK_SECONDS:-600} WEBHOOK_WORKER_BIN=.build/release/webhook-worker scripts/with-postgres scripts/bench
 
 clean:
 	rm -rf .build .pg
+
+# The schema snapshots (sql/job_queue/schema.sql, sql/webhook_delivery/schema.sql) rewritten
+# from freshly migrated databases; SchemaSnapshotTests fails when they differ.
+schema-snapshot: server-deps
+	$(SWIFT) build --build-tests
+	SCHEMA_SNAPSHOT_WRITE=1 scripts/with-postgres $(SWIFT) test --skip-build --filter SchemaSnapshot

@@ -45,6 +45,10 @@ let package = Package(
             name: "WebhookWorkerSchema",
             dependencies: ["LibPQ", "JobQueue", "WebhookDelivery"]
         ),
+        // The SQL of sql/<target in snake case>/ (migrations and statements), compiled into the
+        // target at build time by embed-sql-tool; see Plugins/EmbedSQL.
+        .executableTarget(name: "embed-sql-tool"),
+        .plugin(name: "EmbedSQL", capability: .buildTool(), dependencies: ["embed-sql-tool"]),
         .target(
             name: "JobQueue",
             dependencies: [
@@ -54,7 +58,8 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
                 .product(name: "W3CTraceContext", package: "swift-w3c-trace-context"),
-            ]
+            ],
+            plugins: ["EmbedSQL"]
         ),
         .target(
             name: "WebhookDelivery",
@@ -70,7 +75,8 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
-            ]
+            ],
+            plugins: ["EmbedSQL"]
         ),
         // Exporting spans (OTLP over HTTP) when OTEL_EXPORTER_OTLP_ENDPOINT is set.
         .target(

@@ -7,7 +7,7 @@ import Logging
 ///
 /// JobQueue owns its schema: ``migrations`` are the queue's tables, indexes, triggers and
 /// functions, created in the schema named here, and ``migrate(_:logger:)`` applies them, recording
-/// each in `<name>.schema_migrations`. Every statement of the queue's types (``JobWorker``,
+/// each in `<name>.schema_migrations` (owner `job_queue`). Every statement of the queue's types (``JobWorker``,
 /// ``JobEnqueuer``, ``DeadLetters``, ``PausedKinds``, ``QueueStatistics``, ``JobAttemptHistory``)
 /// names the schema given here, so queues in different schemas of one database are independent.
 ///
@@ -70,15 +70,24 @@ public struct JobQueueSchema: Sendable, Hashable, CustomStringConvertible {
             && text.unicodeScalars.allSatisfy { lower.contains($0) || digits.contains($0) || $0 == "_" }
     }
 
-    /// The queue's migrations for this schema and channel: the files of `sql/job_queue/` with
-    /// `{{schema}}` and `{{channel}}` filled in. Versions are those of the files; a program whose
-    /// own migrations share the ledger keeps to other versions, or joins its part of a version to
-    /// the queue's in one migration.
+    /// The owner of the queue's migrations in a ledger: JobQueue numbers its own line, 1, 2, 3, ...
+    public static let migrationOwner = "job_queue"
+
+    /// The queue's migrations for this schema and channel: the files of `sql/job_queue/`
+    /// (compiled in by the EmbedSQL plugin) with `{{schema}}` and `{{channel}}` filled in. A
+    /// program whose own migrations share the schema and its ledger puts them in a line of its
+    /// own, after this one (they build on the queue's tables).
     public var migrations: [Migration] {
-        Self.templates.map { template in
-            Migration(version: template.version, name: template.name, sql: render(template.sql))
+        EmbeddedSQL.migrations.map { template in
+            Migration(
+                owner: Self.migrationOwner, version: template.version, name: template.name,
+                sql: render(template.sql))
         }
     }
+
+    /// The versions the queue's migrations 1, 2, 3, ... had while the owners of a schema shared one
+    /// sequence, for moving a ledger recorded then (``LedgerMove``).
+    public static let formerLedger = LedgerMove(formerVersions: [migrationOwner: [1, 3, 4, 5, 7, 8, 10, 13]])
 
     /// Fills in a template's placeholders.
     func render(_ template: String) -> String {
@@ -87,11 +96,11 @@ public struct JobQueueSchema: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// Applies ``migrations`` with the ledger `<name>.schema_migrations`.
-    public var migrator: Migrator { Migrator(schema: name, migrations: migrations) }
+    public var migrator: Migrator { Migrator(schema: name, migrations: migrations, formerLedger: Self.formerLedger) }
 
-    /// Creates the schema or brings it up to date; returns the versions applied by this call.
+    /// Creates the schema or brings it up to date; returns the migrations applied by this call.
     @discardableResult
-    public func migrate(_ connection: PostgresConnection, logger: Logger) async throws -> [Int] {
+    public func migrate(_ connection: PostgresConnection, logger: Logger) async throws -> [Migration] {
         try await migrator.migrate(connection, logger: logger)
     }
 

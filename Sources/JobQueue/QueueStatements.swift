@@ -2,8 +2,9 @@ import LibPQ
 
 /// Every statement of the queue for one schema, built once per ``JobQueueSchema``. The text names
 /// the schema, and so does the name a statement is prepared under (`<schema>.claimJobs`): two
-/// queues sharing a connection never run each other's prepared statements. The texts are written
-/// beside the code that runs them.
+/// queues sharing a connection never run each other's prepared statements. The worker's
+/// statements (claims, leases, outcomes) are the sections of `sql/job_queue/statements/*.sql`,
+/// compiled in by the EmbedSQL plugin; the operations' are written beside the code that runs them.
 final class QueueStatements: Sendable {
     let claimJobs: PostgresQuery
     let extendLeases: PostgresQuery
@@ -42,17 +43,17 @@ final class QueueStatements: Sendable {
     let readTraceContexts: PostgresQuery
 
     init(schema: String) {
-        claimJobs = JobStore.claim(schema)
-        extendLeases = JobStore.extendLeases(schema)
-        leasesLost = JobStore.leasesLost(schema)
-        reapExpiredLeases = JobStore.reap(schema)
-        repairConcurrencyKeys = JobStore.repairKeys(schema)
-        completeJobs = JobStore.complete(schema)
-        cancelJobs = JobStore.cancel(schema)
-        retryJobs = JobStore.retry(schema)
-        releaseJobs = JobStore.release(schema)
-        snoozeJobs = JobStore.snooze(schema)
-        deadLetterJobs = JobStore.deadLetter(schema)
+        claimJobs = Self.embedded("claimJobs", EmbeddedSQL.claimJobs, schema)
+        extendLeases = Self.embedded("extendLeases", EmbeddedSQL.extendLeases, schema)
+        leasesLost = Self.embedded("leasesLost", EmbeddedSQL.leasesLost, schema)
+        reapExpiredLeases = Self.embedded("reapExpiredLeases", EmbeddedSQL.reapExpiredLeases, schema)
+        repairConcurrencyKeys = Self.embedded("repairConcurrencyKeys", EmbeddedSQL.repairConcurrencyKeys, schema)
+        completeJobs = Self.embedded("completeJobs", EmbeddedSQL.completeJobs, schema)
+        cancelJobs = Self.embedded("cancelJobs", EmbeddedSQL.cancelJobs, schema)
+        retryJobs = Self.embedded("retryJobs", EmbeddedSQL.retryJobs, schema)
+        releaseJobs = Self.embedded("releaseJobs", EmbeddedSQL.releaseJobs, schema)
+        snoozeJobs = Self.embedded("snoozeJobs", EmbeddedSQL.snoozeJobs, schema)
+        deadLetterJobs = Self.embedded("deadLetterJobs", EmbeddedSQL.deadLetterJobs, schema)
         listDeadLetters = DeadLetters.list(schema)
         showDeadLetter = DeadLetters.get(schema)
         deadLetterAttempts = DeadLetters.attempts(schema)
@@ -77,5 +78,10 @@ final class QueueStatements: Sendable {
         enqueueJob = JobEnqueuer.insert(schema, returning: true)
         enqueueJobCopies = JobEnqueuer.insert(schema, returning: false)
         readTraceContexts = JobTracing.readTraceContexts(schema)
+    }
+
+    /// A statement of `sql/job_queue/statements/` for `schema`, prepared as `<schema>.<name>`.
+    private static func embedded(_ name: String, _ template: String, _ schema: String) -> PostgresQuery {
+        PostgresQuery("\(schema).\(name)", template.replacingOccurrences(of: "{{schema}}", with: schema))
     }
 }

@@ -1,27 +1,23 @@
 import Logging
 
-/// One numbered SQL file.
+/// One numbered SQL file of one owner.
 public struct Migration: Sendable, Hashable {
+    /// Whose line it belongs to (`job_queue`, `webhook_delivery`): each owner numbers its own
+    /// migrations 1, 2, 3, ... and the ledger records them by (owner, version).
+    public let owner: String
     public let version: Int
     public let name: String
     public let sql: String
-    /// The checksums of earlier texts of this migration that databases may have recorded: the
-    /// same statements, since rearranged (e.g. split between the modules that own them). A
-    /// database that applied one of these is up to date with this text and gets no warning.
-    public let formerChecksums: Set<String>
 
-    public init(version: Int, name: String, sql: String, formerChecksums: Set<String> = []) {
+    public init(owner: String, version: Int, name: String, sql: String) {
+        self.owner = owner
         self.version = version
         self.name = name
         self.sql = sql
-        self.formerChecksums = formerChecksums
     }
 
-    /// Whether a database that recorded `checksum` for this version applied this text (or an
-    /// equivalent former one).
-    public func matches(checksum: String) -> Bool {
-        checksum == self.checksum || formerChecksums.contains(checksum)
-    }
+    /// `owner/name`, as logs and messages name a migration.
+    public var id: String { "\(owner)/\(name)" }
 
     /// FNV-1a of the text, recorded so that an edited, already-applied file is noticed.
     public var checksum: String {
@@ -38,99 +34,160 @@ public struct Migration: Sendable, Hashable {
 /// lock (`pg_advisory_xact_lock`), so that replicas starting together take turns: each one
 /// re-reads what is applied once it holds the lock. No session state, so it is correct through a
 /// transaction pooler too (a session lock could be taken on one server connection and released
-/// on another). Applied versions are recorded in
-/// `<schema>.schema_migrations`; applying them again changes nothing.
+/// on another). Applied migrations are recorded in `<schema>.schema_migrations` by owner and
+/// version; applying them again changes nothing.
+///
+/// The list may hold the lines of several owners, each numbered on its own: a library's line
+/// comes before the lines of the programs that build on its objects, and each line is applied
+/// in its order. A ledger from before lines (one shared version sequence, `version` its key) is
+/// moved over once; see ``LedgerMove``.
 public struct Migrator: Sendable {
     public let schema: String
     public let migrations: [Migration]
+    /// How a ledger from before lines maps to the lines.
+    public let formerLedger: LedgerMove
     /// The advisory lock's key; constant so every replica and `migrate` run contends for it.
     public static let lockKey: Int64 = 0x7768_6b5f_6d69_67  // "whk_mig"
 
-    public init(schema: String, migrations: [Migration]) {
+    /// A migration as the ledger identifies it.
+    struct Key: Hashable {
+        let owner: String
+        let version: Int
+    }
+
+    public init(schema: String, migrations: [Migration], formerLedger: LedgerMove = LedgerMove()) {
         precondition(
             schema.first.map { $0.isLetter || $0 == "_" } == true
                 && schema.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") },
             "schema must be a plain identifier")
+        var seen: [String: Int] = [:]
+        for migration in migrations {
+            precondition(
+                migration.version > seen[migration.owner, default: 0],
+                "\(migration.id): versions of one owner must increase")
+            seen[migration.owner] = migration.version
+        }
         self.schema = schema
-        self.migrations = migrations.sorted { $0.version < $1.version }
+        self.migrations = migrations
+        self.formerLedger = formerLedger
     }
 
-    /// Applies what is missing and returns the versions applied by this call.
+    /// Applies what is missing and returns the migrations applied by this call, in order.
     @discardableResult
-    public func migrate(_ connection: PostgresConnection, logger: Logger) async throws -> [Int] {
+    public func migrate(_ connection: PostgresConnection, logger: Logger) async throws -> [Migration] {
         // Up to date: change nothing and take no lock, so a replica whose role may not CREATE
         // in the database starts fine once the schema exists.
-        let present = try await appliedVersions(connection)
-        if migrations.allSatisfy({ present[$0.version] != nil }) {
-            warnAboutChanged(present, logger: logger)
-            return []
+        if try await ledgerFormat(connection) == .lines {
+            let present = try await applied(connection)
+            if migrations.allSatisfy({ present[Key(owner: $0.owner, version: $0.version)] != nil }) {
+                warnAboutChanged(present, logger: logger)
+                return []
+            }
         }
         return try await apply(connection, logger: logger)
     }
 
     /// Warns once per migration whose text changed since a database recorded it: that database
     /// did not run the new text, and never will.
-    func warnAboutChanged(_ present: [Int: String], logger: Logger) {
+    func warnAboutChanged(_ present: [Key: String], logger: Logger) {
         for migration in migrations {
-            guard let checksum = present[migration.version], !migration.matches(checksum: checksum) else { continue }
+            guard let checksum = present[Key(owner: migration.owner, version: migration.version)],
+                checksum != migration.checksum
+            else { continue }
             logger.warning(
                 "an applied migration has changed since it was applied; it is not run again",
-                metadata: ["migration": "\(migration.name)"])
+                metadata: ["migration": "\(migration.id)"])
         }
     }
 
     static let lock = PostgresQuery("migrationLock", "SELECT pg_advisory_xact_lock($1::bigint)")
 
-    /// The versions already recorded, with their checksums.
-    public func appliedVersions(_ connection: PostgresConnection) async throws -> [Int: String] {
-        let exists = try await connection.query(
-            PostgresQuery("migrationTableExists", "SELECT to_regclass($1) IS NOT NULL AS present"),
+    enum LedgerFormat { case none, shared, lines }
+
+    /// Whether the ledger exists, and whether it is keyed by owner.
+    func ledgerFormat(_ connection: PostgresConnection) async throws -> LedgerFormat {
+        let result = try await connection.query(
+            PostgresQuery(
+                "migrationLedgerFormat",
+                """
+                SELECT to_regclass($1) IS NOT NULL AS present,
+                       EXISTS (SELECT 1 FROM pg_catalog.pg_attribute
+                               WHERE attrelid = to_regclass($1) AND attname = 'owner' AND NOT attisdropped) AS lines
+                """),
             ["\(schema).schema_migrations"])
-        guard try exists.first?.decode("present", as: Bool.self) == true else { return [:] }
-        let rows = try await connection.query(
-            PostgresQuery("migrationVersions", "SELECT version, checksum FROM \(schema).schema_migrations"))
-        var versions: [Int: String] = [:]
-        for row in rows.rows { versions[try row.decode("version")] = try row.decode("checksum") }
-        return versions
+        guard let row = result.first, try row.decode("present", as: Bool.self) else { return .none }
+        return try row.decode("lines", as: Bool.self) ? .lines : .shared
     }
 
-    private func apply(_ connection: PostgresConnection, logger: Logger) async throws -> [Int] {
+    /// The migrations already recorded, with their checksums (the ledger keyed by owner).
+    func applied(_ connection: PostgresConnection) async throws -> [Key: String] {
+        let rows = try await connection.query(
+            PostgresQuery("migrationsApplied", "SELECT owner, version, checksum FROM \(schema).schema_migrations"))
+        var applied: [Key: String] = [:]
+        for row in rows.rows {
+            let key = Key(owner: try row.decode("owner"), version: try row.decode("version"))
+            applied[key] = try row.decode("checksum")
+        }
+        return applied
+    }
+
+    /// The names of the applied migrations, by owner, in version order (for `migrate`'s report
+    /// and tests).
+    public func appliedNames(_ connection: PostgresConnection) async throws -> [String] {
+        guard try await ledgerFormat(connection) == .lines else { return [] }
+        let rows = try await connection.query(
+            PostgresQuery(
+                "migrationNames", "SELECT owner || '/' || name AS id FROM \(schema).schema_migrations ORDER BY 1"))
+        return try rows.rows.map { try $0.decode("id") }
+    }
+
+    private func apply(_ connection: PostgresConnection, logger: Logger) async throws -> [Migration] {
         try await connection.transaction { connection in
             try await connection.query(Self.lock, [Self.lockKey])
-            try await connection.execute(
-                script: """
-                    CREATE SCHEMA IF NOT EXISTS \(schema);
-                    CREATE TABLE IF NOT EXISTS \(schema).schema_migrations (
-                        version integer PRIMARY KEY,
-                        name text NOT NULL,
-                        checksum text NOT NULL,
-                        applied_at timestamptz NOT NULL DEFAULT now()
-                    );
-                    """, name: "migrationBootstrap")
+            switch try await ledgerFormat(connection) {
+            case .lines: break
+            case .shared:
+                try await formerLedger.move(schema: schema, migrations: migrations, on: connection, logger: logger)
+            case .none:
+                try await connection.execute(
+                    script: """
+                        CREATE SCHEMA IF NOT EXISTS \(schema);
+                        CREATE TABLE \(schema).schema_migrations (
+                            owner text NOT NULL,
+                            version integer NOT NULL,
+                            name text NOT NULL,
+                            checksum text NOT NULL,
+                            applied_at timestamptz NOT NULL DEFAULT now(),
+                            PRIMARY KEY (owner, version)
+                        );
+                        """, name: "migrationBootstrap")
+            }
         }
-        var newlyApplied: [Int] = []
+        var newlyApplied: [Migration] = []
         for migration in migrations {
             let ran = try await connection.transaction { connection -> Bool in
                 try await connection.query(Self.lock, [Self.lockKey])
-                if let checksum = try await appliedVersions(connection)[migration.version] {
-                    if !migration.matches(checksum: checksum) {
+                let key = Key(owner: migration.owner, version: migration.version)
+                if let checksum = try await applied(connection)[key] {
+                    if checksum != migration.checksum {
                         logger.warning(
                             "an applied migration has changed since it was applied; it is not run again",
-                            metadata: ["migration": "\(migration.name)"])
+                            metadata: ["migration": "\(migration.id)"])
                     }
                     return false
                 }
-                try await connection.execute(script: migration.sql, name: "migration \(migration.name)")
+                try await connection.execute(script: migration.sql, name: "migration \(migration.id)")
                 try await connection.query(
                     PostgresQuery(
                         "migrationRecord",
-                        "INSERT INTO \(schema).schema_migrations (version, name, checksum) VALUES ($1, $2, $3)"),
-                    [migration.version, migration.name, migration.checksum])
+                        "INSERT INTO \(schema).schema_migrations (owner, version, name, checksum)"
+                            + " VALUES ($1, $2, $3, $4)"),
+                    [migration.owner, migration.version, migration.name, migration.checksum])
                 return true
             }
             guard ran else { continue }
-            logger.info("applied migration", metadata: ["migration": "\(migration.name)"])
-            newlyApplied.append(migration.version)
+            logger.info("applied migration", metadata: ["migration": "\(migration.id)"])
+            newlyApplied.append(migration)
         }
         return newlyApplied
     }

@@ -48,14 +48,16 @@ public struct IntegrationCatchUp: Sendable {
     static let lock = PostgresQuery("catchUpLock", "SELECT pg_try_advisory_xact_lock($1::bigint) AS locked")
 
     // "createdAt" is a timestamp without time zone that Prisma writes in UTC, hence the
-    // conversions. Accounts created before migration 012 are left alone: the ledger starts there,
-    // and an older account's event may well have been delivered without a row in it.
+    // conversions. Accounts created before the deliveries' migration 008 are left alone: the
+    // ledger starts there, and an older account's event may well have been delivered without a
+    // row in it.
     static let sweep = PostgresQuery(
         "catchUpSweep",
         """
         WITH since AS (
             SELECT greatest(now() - $1::interval,
-                            (SELECT applied_at FROM webhook_worker.schema_migrations WHERE version = 12))
+                            (SELECT applied_at FROM webhook_worker.schema_migrations
+                             WHERE owner = 'webhook_delivery' AND version = 8))
                    AT TIME ZONE 'UTC' AS at
         ), missed AS (
             SELECT a.id, a."integratedById" AS user_id

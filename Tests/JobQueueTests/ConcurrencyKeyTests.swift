@@ -123,7 +123,7 @@ struct ConcurrencyKeyTests {
     }
 }
 
-/// `repair_concurrency_keys` (sql/job_queue/013), the reconciler's statement, on keys broken by
+/// `repair_concurrency_keys` (sql/job_queue/008), the reconciler's statement, on keys broken by
 /// hand, and on keys that only look broken while a claim or a wake-up is under way.
 @Suite("Concurrency key repair", .timeLimit(.minutes(2)))
 struct ConcurrencyKeyRepairTests {

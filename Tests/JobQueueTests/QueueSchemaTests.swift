@@ -14,7 +14,7 @@ struct QueueSchemaTests {
             let other = try testQueue()
             try await database.withConnection { connection in
                 #expect(
-                    try await other.migrate(connection, logger: TestDatabase.logger) == other.migrations.map(\.version))
+                    try await other.migrate(connection, logger: TestDatabase.logger) == other.migrations)
                 #expect(try await other.migrate(connection, logger: TestDatabase.logger).isEmpty)
                 #expect(try await JobEnqueuer(connection, schema: mine).enqueue(NewJob(kind: "a")) != nil)
                 #expect(try await JobEnqueuer(connection, schema: other).enqueue(NewJob(kind: "b"), copies: 2) == 2)

@@ -8,142 +8,201 @@ import Testing
 import WebhookDelivery
 @testable import WebhookWorkerSchema
 
-/// The deployed schema is JobQueue's migrations (rendered for `webhook_worker`) and the
-/// delivery's, composed; a database migrated before the queue's SQL moved to a folder of its own
-/// must find it unchanged.
+/// The deployed schema is two lines of migrations, each numbered by its owner: JobQueue's
+/// (rendered for `webhook_worker`), then the deliveries'. A database migrated while the two
+/// shared one version sequence has its ledger moved over once, and nothing applied again.
 @Suite("The worker's composed schema", .timeLimit(.minutes(2)))
 struct SchemaCompositionTests {
-    /// The files of sql/ before the split, by version: their names and the checksums
-    /// (``Migration/checksum``) every database migrated by an earlier release recorded. Computed
-    /// once from those files; they never change.
-    static let historical: [Int: (name: String, checksum: String)] = [
-        1: ("001_jobs", "e9a98bf854fa01c3"),
-        2: ("002_deliveries", "f40f102c38615273"),
-        3: ("003_releases", "715da9e92720101f"),
-        4: ("004_concurrency_keys", "eb70db54b61acf91"),
-        5: ("005_endpoints", "5a24e3ae378dd8fa"),
-        6: ("006_retired_secrets", "3b2f39de2f1bd028"),
-        7: ("007_cheaper_keyed_claim", "7d5af4324e9a947c"),
+    /// The shared sequence as the last release before lines recorded it: each version's file
+    /// name, and for 001, 005 and 007, whose text joined both owners' parts, the checksum
+    /// databases recorded (the others recorded their one part's, the same text as now).
+    static let shared: [Int: (name: String, checksum: String?)] = [
+        1: ("001_jobs", "e9a98bf854fa01c3"), 2: ("002_deliveries", nil), 3: ("003_releases", nil),
+        4: ("004_concurrency_keys", nil), 5: ("005_endpoints", "5a24e3ae378dd8fa"), 6: ("006_retired_secrets", nil),
+        7: ("007_cheaper_keyed_claim", "7d5af4324e9a947c"), 8: ("008_trace_context", nil),
+        9: ("009_console_audit", nil), 10: ("010_definer_triggers", nil), 11: ("011_console_sign_outs", nil),
+        12: ("012_definer_triggers_and_catch_up", nil), 13: ("013_claim_reaches_unseen_keys", nil),
+        14: ("014_one_live_job_per_delivery", nil),
     ]
 
-    @Test("each composed migration has the old file's version and name, and its checksum is accepted")
-    func checksumsMatchTheOldFiles() {
-        let composed = WebhookWorkerSchema.migrations.filter { Self.historical[$0.version] != nil }
-        #expect(composed.map(\.version) == Self.historical.keys.sorted())
-        for migration in composed {
-            let old = Self.historical[migration.version]!
-            #expect(migration.name == old.name)
-            #expect(migration.matches(checksum: old.checksum), "\(migration.name) would warn on old databases")
-        }
-        // Only 001 (its comments no longer name the program) and 005 (statements grouped by owner)
-        // differ in text; the rest are the old files byte for byte.
-        let differing = composed.filter { $0.checksum != Self.historical[$0.version]!.checksum }.map(\.version)
-        #expect(differing == [1, 5])
-    }
-
-    @Test("the queue's part of the composed schema is JobQueue's own migrations, rendered for webhook_worker")
-    func queuePartIsJobQueues() {
+    @Test("each owner numbers its own line from 1; JobQueue's comes first, rendered for webhook_worker")
+    func linesAreNumberedByOwner() {
         let queue = WebhookWorkerSchema.queue
         #expect(
-            (queue.name, queue.channel, queue.metricPrefix) == (
-                "webhook_worker", "webhook_worker_jobs", "webhook_worker"
-            ))
-        for part in queue.migrations {
-            let composed = WebhookWorkerSchema.migrations.first { $0.version == part.version }
-            #expect(composed?.sql.hasPrefix(part.sql) == true, "\(part.name) is not the start of its version")
-            #expect(!part.sql.contains("{{"), "\(part.name) has a placeholder left")
+            (queue.name, queue.channel, queue.metricPrefix)
+                == ("webhook_worker", "webhook_worker_jobs", "webhook_worker"))
+        let owners = WebhookWorkerSchema.migrations.map(\.owner)
+        #expect(owners == queue.migrations.map(\.owner) + WebhookDeliverySchema.migrations.map(\.owner))
+        #expect(Set(owners) == ["job_queue", "webhook_delivery"])
+        for owner in Set(owners) {
+            let line = WebhookWorkerSchema.migrations.filter { $0.owner == owner }
+            #expect(line.map(\.version) == Array(1...line.count), "\(owner) is not numbered 1, 2, 3, ...")
+            #expect(line.allSatisfy { $0.name.hasPrefix(String(format: "%03d_", $0.version)) })
         }
-        for part in WebhookDeliverySchema.migrations {
-            let composed = WebhookWorkerSchema.migrations.first { $0.version == part.version }
-            #expect(composed?.sql.hasSuffix(part.sql) == true, "\(part.name) is not the end of its version")
+        #expect(queue.migrations.allSatisfy { !$0.sql.contains("{{") })
+    }
+
+    /// Rewrites the ledger of `database` as a release before lines left it: one row per shared
+    /// version, keyed by `version`, each applied on `2024-01-0N`.
+    static func recordSharedLedger(
+        _ database: TestDatabase, schema: String, versions: [Int], checksums: [Int: String]
+    ) async throws {
+        try await database.script(
+            """
+            DROP TABLE \(schema).schema_migrations;
+            CREATE TABLE \(schema).schema_migrations (
+                version integer PRIMARY KEY,
+                name text NOT NULL,
+                checksum text NOT NULL,
+                applied_at timestamptz NOT NULL DEFAULT now()
+            );
+            """)
+        for version in versions {
+            try await database.query(
+                "INSERT INTO \(schema).schema_migrations (version, name, checksum, applied_at)"
+                    + " VALUES ($1::integer, $2, $3, '2024-01-01'::timestamptz + $1::integer * interval '1 day')",
+                [version, shared[version]!.name, checksums[version]!])
         }
     }
 
-    @Test("a database migrated by an earlier release has nothing to apply and no changed migration")
-    func earlierReleaseDatabaseIsUpToDate() async throws {
-        try await withTestDatabase { database in
-            // What the previous release recorded: the old files' names and checksums.
-            for (version, old) in Self.historical {
-                try await database.query(
-                    "UPDATE webhook_worker.schema_migrations SET name = $2, checksum = $3 WHERE version = $1",
-                    [version, old.name, old.checksum])
+    /// The checksum each shared version recorded: the joined versions' from the old files, the
+    /// others' their one migration's.
+    static func sharedChecksums(_ formerVersions: [Int: Migration]) -> [Int: String] {
+        var checksums: [Int: String] = [:]
+        for (version, old) in shared {
+            checksums[version] = old.checksum ?? formerVersions[version]?.checksum
+        }
+        return checksums
+    }
+
+    /// The worker's migrations by the shared version each had.
+    static var workerFormerVersions: [Int: Migration] {
+        var byVersion: [Int: Migration] = [:]
+        for (owner, versions) in WebhookWorkerSchema.migrator.formerLedger.formerVersions {
+            for (version, migration) in zip(versions, WebhookWorkerSchema.migrations.filter { $0.owner == owner }) {
+                if byVersion[version] == nil || owner == WebhookDeliverySchema.migrationOwner {
+                    byVersion[version] = migration
+                }
             }
+        }
+        return byVersion
+    }
+
+    @Test("a database migrated before lines has its ledger moved once; nothing is applied again")
+    func sharedLedgerIsMovedOnce() async throws {
+        try await withTestDatabase { database in
+            try await Self.recordSharedLedger(
+                database, schema: "webhook_worker", versions: Array(1...14),
+                checksums: Self.sharedChecksums(Self.workerFormerVersions))
             let recorder = WarningRecorder()
             let logger = Logger(label: "test") { _ in recorder }
-            try await database.withConnection { connection in
-                let applied = try await WebhookWorkerSchema.migrator.migrate(connection, logger: logger)
-                #expect(applied.isEmpty)
-                // A later version makes the migrator go through every recorded one under its lock,
-                // where a changed migration is reported: none is.
-                let next = (WebhookWorkerSchema.migrations.map(\.version).max() ?? 0) + 1
-                let later = Migrator(
-                    schema: WebhookWorkerSchema.name,
-                    migrations: WebhookWorkerSchema.migrations + [
-                        Migration(version: next, name: "later", sql: "SELECT 1")
-                    ])
-                let appliedLater = try await later.migrate(connection, logger: logger)
-                #expect(appliedLater == [next])
+            // Six replicas at once: one moves the ledger under the lock, the others find it moved.
+            let applied = try await withThrowingTaskGroup(of: [Migration].self) { group in
+                for _ in 0..<6 {
+                    group.addTask {
+                        try await database.withConnection {
+                            try await WebhookWorkerSchema.migrator.migrate($0, logger: logger)
+                        }
+                    }
+                }
+                return try await group.reduce(into: [Migration]()) { $0 += $1 }
             }
+            #expect(applied.isEmpty, "applied again: \(applied.map(\.id))")
+            #expect(recorder.warnings.isEmpty, "\(recorder.warnings)")
+            let rows = try await database.query(
+                "SELECT owner, version, name, checksum, applied_at::date::text AS day"
+                    + " FROM webhook_worker.schema_migrations ORDER BY owner, version")
+            let ledger = try rows.rows.map {
+                "\(try $0.decode("owner", as: String.self))/\(try $0.decode("name", as: String.self))"
+                    + " \(try $0.decode("version", as: Int.self)) \(try $0.decode("checksum", as: String.self))"
+            }
+            let expected = WebhookWorkerSchema.migrations.sorted { ($0.owner, $0.version) < ($1.owner, $1.version) }
+                .map { "\($0.id) \($0.version) \($0.checksum)" }
+            #expect(ledger == expected)
+            // Each row keeps the day its shared version was applied: the deliveries' 003 was 005.
+            #expect(
+                try await database.scalar(
+                    "SELECT applied_at::date::text FROM webhook_worker.schema_migrations"
+                        + " WHERE owner = 'webhook_delivery' AND version = 3", as: String.self) == "2024-01-06")
+            // Moved once: a later migration is all that a new release applies.
+            let later = Migrator(
+                schema: WebhookWorkerSchema.name,
+                migrations: WebhookWorkerSchema.migrations + [
+                    Migration(
+                        owner: WebhookDeliverySchema.migrationOwner, version: 100, name: "100_later", sql: "SELECT 1")
+                ], formerLedger: WebhookWorkerSchema.migrator.formerLedger)
+            let appliedLater = try await database.withConnection { try await later.migrate($0, logger: logger) }
+            #expect(appliedLater.map(\.id) == ["webhook_delivery/100_later"])
             #expect(recorder.warnings.isEmpty, "\(recorder.warnings)")
         }
     }
 
-    @Test("a migration whose recorded checksum is unknown is reported, not run again")
-    func changedMigrationIsReported() async throws {
-        try await withTestDatabase { database in
-            try await database.query(
-                "UPDATE webhook_worker.schema_migrations SET checksum = 'edited' WHERE version = 5")
+    @Test("a queue of JobQueue's own migrated before lines has its ledger moved; nothing is applied again")
+    func queueLedgerIsMoved() async throws {
+        try await withQueueDatabase { database in
+            let queue = database.queue
+            var byVersion: [Int: Migration] = [:]
+            let formerVersions = JobQueueSchema.formerLedger.formerVersions[JobQueueSchema.migrationOwner]!
+            for (version, migration) in zip(formerVersions, queue.migrations) {
+                byVersion[version] = migration
+            }
+            // A queue alone recorded its own files: their names, and their texts' checksums.
+            try await Self.recordSharedLedger(
+                database, schema: queue.name, versions: byVersion.keys.sorted(),
+                checksums: byVersion.mapValues(\.checksum))
             let recorder = WarningRecorder()
             let logger = Logger(label: "test") { _ in recorder }
-            let next = (WebhookWorkerSchema.migrations.map(\.version).max() ?? 0) + 1
-            let later = Migrator(
-                schema: WebhookWorkerSchema.name,
-                migrations: WebhookWorkerSchema.migrations + [Migration(version: next, name: "later", sql: "SELECT 1")])
-            let applied = try await database.withConnection { try await later.migrate($0, logger: logger) }
-            #expect(applied == [next])
-            #expect(recorder.warnings.count == 1)
-            #expect(recorder.warnings.first?.contains("005_endpoints") == true)
+            let (first, second, names) = try await database.withConnection { connection in
+                (
+                    try await queue.migrator.migrate(connection, logger: logger),
+                    try await queue.migrator.migrate(connection, logger: logger),
+                    try await queue.migrator.appliedNames(connection)
+                )
+            }
+            #expect(first.isEmpty && second.isEmpty, "applied again: \(first.map(\.id))")
+            #expect(names == queue.migrations.map(\.id), "the ledger does not list the queue's migrations")
+            #expect(recorder.warnings.isEmpty, "\(recorder.warnings)")
         }
     }
 
-    @Test("a changed migration is reported when nothing is pending too")
-    func changedMigrationIsReportedWhenUpToDate() async throws {
+    @Test("a ledger with a version no owner had is refused, and left as it was")
+    func unknownSharedVersionIsRefused() async throws {
+        try await withQueueDatabase { database in
+            let queue = database.queue
+            try await Self.recordSharedLedger(database, schema: queue.name, versions: [1], checksums: [1: "x"])
+            try await database.query(
+                "INSERT INTO \(queue.name).schema_migrations (version, name, checksum) VALUES (99, '099_future', 'x')")
+            await #expect(throws: LedgerMove.Unmapped.self) {
+                try await database.withConnection { try await queue.migrator.migrate($0, logger: TestDatabase.logger) }
+            }
+            #expect(try await database.count("SELECT count(*) FROM \(queue.name).schema_migrations") == 2)
+        }
+    }
+
+    @Test("a migration whose recorded checksum differs is reported, not run again")
+    func changedMigrationIsReported() async throws {
         try await withTestDatabase { database in
             try await database.query(
-                "UPDATE webhook_worker.schema_migrations SET checksum = 'edited' WHERE version = 5")
+                "UPDATE webhook_worker.schema_migrations SET checksum = 'edited'"
+                    + " WHERE owner = 'webhook_delivery' AND version = 3")
             let recorder = WarningRecorder()
             let logger = Logger(label: "test") { _ in recorder }
+            // Up to date: reported without the lock.
             let applied = try await database.withConnection {
                 try await WebhookWorkerSchema.migrator.migrate($0, logger: logger)
             }
             #expect(applied.isEmpty)
             #expect(recorder.warnings.count == 1)
-            #expect(recorder.warnings.first?.contains("005_endpoints") == true)
-        }
-    }
-
-    @Test("the embedded migrations are exactly the files of sql/job_queue/ and sql/webhook_delivery/")
-    func embeddedMigrationsMatchFiles() throws {
-        func files(_ folder: String) throws -> [(name: String, text: String)] {
-            let directory = TestDatabase.repoRoot + "/sql/" + folder
-            return try FileManager.default.contentsOfDirectory(atPath: directory)
-                .filter { $0.hasSuffix(".sql") && $0.first?.isNumber == true }.sorted()
-                .map { (String($0.dropLast(4)), try String(contentsOfFile: directory + "/" + $0, encoding: .utf8)) }
-        }
-        // The queue's are templates: rendered with placeholders that stand for themselves.
-        let templates = try JobQueueSchema(name: "x_schema_x", channel: "x_channel_x").migrations.map { migration in
-            migration.sql.replacingOccurrences(of: "x_schema_x", with: "{{schema}}")
-                .replacingOccurrences(of: "x_channel_x", with: "{{channel}}")
-        }
-        let queueFiles = try files("job_queue")
-        #expect(queueFiles.map(\.name) == JobQueueSchema.default.migrations.map(\.name))
-        for (file, template) in zip(queueFiles, templates) {
-            #expect(file.text == template + "\n", "run `make` to regenerate sql/job_queue/\(file.name).sql")
-        }
-        let deliveryFiles = try files("webhook_delivery")
-        #expect(deliveryFiles.map(\.name) == WebhookDeliverySchema.migrations.map(\.name))
-        for (file, migration) in zip(deliveryFiles, WebhookDeliverySchema.migrations) {
-            #expect(file.text == migration.sql + "\n", "run `make` to regenerate sql/webhook_delivery/\(file.name).sql")
+            #expect(recorder.warnings.first?.contains("webhook_delivery/003_endpoints") == true)
+            // With one pending: reported under the lock, and only the pending one runs.
+            let later = Migrator(
+                schema: WebhookWorkerSchema.name,
+                migrations: WebhookWorkerSchema.migrations + [
+                    Migration(owner: "job_queue", version: 100, name: "100_later", sql: "SELECT 1")
+                ])
+            let appliedLater = try await database.withConnection { try await later.migrate($0, logger: logger) }
+            #expect(appliedLater.map(\.id) == ["job_queue/100_later"])
+            #expect(recorder.warnings.count == 2)
         }
     }
 
@@ -153,7 +212,7 @@ struct SchemaCompositionTests {
         let name = "t_migrate_\(UInt32.random(in: 0 ... .max))"
         try await admin.execute(script: "CREATE DATABASE \(name)", name: "create")
         let conninfo = TestDatabase.withDatabase(TestDatabase.serverURL, name)
-        let applied = try await withThrowingTaskGroup(of: [Int].self) { group in
+        let applied = try await withThrowingTaskGroup(of: [Migration].self) { group in
             for _ in 0..<6 {
                 group.addTask {
                     let connection = try await PostgresConnection.connect(conninfo, logger: TestDatabase.logger)
@@ -163,9 +222,10 @@ struct SchemaCompositionTests {
                     return applied
                 }
             }
-            return try await group.reduce(into: [[Int]]()) { $0.append($1) }
+            return try await group.reduce(into: [Migration]()) { $0 += $1 }
         }
-        #expect(applied.flatMap { $0 }.sorted() == WebhookWorkerSchema.migrations.map(\.version))
+        #expect(Set(applied) == Set(WebhookWorkerSchema.migrations))
+        #expect(applied.count == WebhookWorkerSchema.migrations.count)
         let connection = try await PostgresConnection.connect(conninfo, logger: TestDatabase.logger)
         #expect(try await WebhookWorkerSchema.migrator.migrate(connection, logger: TestDatabase.logger).isEmpty)
         let count = try await connection.query(

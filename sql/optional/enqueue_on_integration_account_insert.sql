@@ -32,9 +32,9 @@
 -- two deliveries, with different delivery ids, to every receiver.
 --
 -- Privileges. The trigger's function, webhook_worker.enqueue_on_integration_account_insert(), is
--- created by `webhook-worker migrate` (migration 012) and runs with the rights of the role that
--- owns the schema webhook_worker (SECURITY DEFINER): the web app's role needs no grant on the
--- queue for it. Run this file as the owner of "IntegrationAccount" (dropping a trigger needs
+-- created by `webhook-worker migrate` (the deliveries' migration 008) and runs with the rights
+-- of the role that owns the schema webhook_worker (SECURITY DEFINER): the web app's role needs
+-- no grant on the queue for it. Run this file as the owner of "IntegrationAccount" (dropping a trigger needs
 -- it) after the schema's owner has allowed that role to attach the function:
 --
 --     GRANT EXECUTE ON FUNCTION webhook_worker.enqueue_on_integration_account_insert() TO web_app_owner;

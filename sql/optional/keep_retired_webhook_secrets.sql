@@ -15,9 +15,9 @@
 --     printf '%s' "$OLD_SECRET" | webhook-worker secrets retire --client CLIENT_ID
 
 -- Privileges. The trigger's function, webhook_worker.keep_retired_secret_on_update(), is created
--- by `webhook-worker migrate` (migration 012) and runs with the rights of the role that owns the
--- schema webhook_worker (SECURITY DEFINER): the web app's role, which changes the secret, needs no
--- grant on retired_secrets. Run this file as the owner of "OAuthClient" after the schema's owner
+-- by `webhook-worker migrate` (the deliveries' migration 008) and runs with the rights of the
+-- role that owns the schema webhook_worker (SECURITY DEFINER): the web app's role, which changes
+-- the secret, needs no grant on retired_secrets. Run this file as the owner of "OAuthClient" after the schema's owner
 -- has allowed that role to attach the function:
 --
 --     GRANT EXECUTE ON FUNCTION webhook_worker.keep_retired_secret_on_update() TO web_app_owner;

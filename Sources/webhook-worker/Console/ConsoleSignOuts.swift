@@ -1,7 +1,7 @@
 import Foundation
 import LibPQ
 
-/// Sessions signed out before their expiry (`webhook_worker.console_sign_outs`, migration 011).
+/// Sessions signed out before their expiry (`webhook_worker.console_sign_outs`, the deliveries' migration 007).
 ///
 /// A session cookie is signed, not stored: it works on every replica with the same token and
 /// after a restart, so a list in one process's memory would not end it. The list is in the

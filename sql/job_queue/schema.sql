@@ -1,0 +1,808 @@
+-- Generated from a freshly migrated database (SchemaSnapshotTests); do not edit. Regenerate with
+-- make schema-snapshot.
+
+CREATE SCHEMA job_queue;
+
+CREATE TYPE job_queue.claim_position AS (
+	priority smallint,
+	run_at timestamp with time zone,
+	id bigint
+);
+
+CREATE FUNCTION job_queue.claim_jobs(kinds text[], keyed_kinds text[], key_limits integer[], batch integer, worker text, lease interval) RETURNS TABLE(id bigint, kind text, payload jsonb, priority smallint, attempt integer, max_attempts integer, released integer, created_at timestamp with time zone, run_at timestamp with time zone, concurrency_key text)
+    LANGUAGE plpgsql
+    SET enable_sort TO 'off'
+    SET enable_bitmapscan TO 'off'
+    SET enable_seqscan TO 'off'
+    SET jit TO 'off'
+    SET plan_cache_mode TO 'force_generic_plan'
+    AS $$
+#variable_conflict use_column
+DECLARE
+    -- Jobs locked so far.
+    cands job_queue.claim_position[];
+    added job_queue.claim_position[];
+    -- Once there are `batch` candidates, the batch-th at the last count: nothing after it can be
+    -- claimed. Recounted only when candidates reach twice `batch`, so it may be late, never early.
+    cut job_queue.claim_position;
+    k text;
+    lim integer;
+    p smallint;
+    keys_cur refcursor;
+    h record;
+    key_name text;
+    pos integer;
+    running integer;
+    allowance integer;
+    -- Keys this claim decided for, and the jobs it took of each.
+    seen_keys text[] := '{}';
+    seen_taken integer[] := '{}';
+    -- Rows visited, for step 5, with their kind's limit.
+    t_kinds text[] := '{}';
+    t_keys text[] := '{}';
+    t_pris smallint[] := '{}';
+    t_lims integer[] := '{}';
+BEGIN
+    IF batch IS NULL OR batch < 1 OR kinds IS NULL THEN
+        RETURN;
+    END IF;
+    IF cardinality(coalesce(keyed_kinds, '{}')) <> cardinality(coalesce(key_limits, '{}')) THEN
+        RAISE EXCEPTION 'keyed_kinds and key_limits differ in length' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- Counting a key's running jobs must see claims committed after this transaction began.
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'claim_jobs needs READ COMMITTED, not %', current_setting('transaction_isolation')
+            USING ERRCODE = 'invalid_transaction_state';
+    END IF;
+
+    -- 0. The common case, nothing keyed due and no wake-up to fold in: one statement, the claim
+    --    as it was before keys existed (about half the cost of the general path below).
+    IF NOT EXISTS (SELECT 1 FROM job_queue.concurrency_key_wakeups)
+       AND NOT EXISTS (SELECT 1 FROM job_queue.concurrency_keys c
+                       WHERE c.kind = ANY(kinds) AND c.head_run_at <= now()) THEN
+        -- `id = ANY (ARRAY(...))`, not a join: the plan is generic (the batch size unknown), and
+        -- a join was planned as a hash over the whole queue once statistics showed a backlog.
+        RETURN QUERY
+        UPDATE job_queue.jobs j
+        SET state = 'running', attempt = j.attempt + 1, locked_by = worker,
+            locked_until = now() + lease, attempted_at = now()
+        WHERE j.id = ANY (ARRAY(
+            SELECT p.id FROM job_queue.jobs p
+            WHERE p.state = 'available' AND p.run_at <= now() AND p.kind = ANY(kinds) AND p.concurrency_key IS NULL
+            ORDER BY p.priority, p.run_at, p.id
+            LIMIT batch
+            FOR UPDATE SKIP LOCKED))
+        RETURNING j.id, j.kind, j.payload, j.priority, j.attempt, j.max_attempts, j.released, j.created_at,
+                  j.run_at, j.concurrency_key;
+        RETURN;
+    END IF;
+
+    -- 1. Wake-ups become heads. A job that became waiting proposes itself for its key and
+    --    priority. A released slot proposes, for every priority at which its key has a waiting
+    --    job (read from jobs, not from the key rows), that priority's first job, and for every
+    --    visible row of the key with none, '-infinity' (the row is visited and deleted). Reading
+    --    the priorities from jobs is what makes a wake-up reach a row it cannot see: a row that a
+    --    claim still open inserted and then parked as full. Proposing for it conflicts with that
+    --    insert, so the upsert waits for the claim's commit and then unparks the row; a wake-up
+    --    that only looked at visible rows was consumed with nothing to update, and the key stayed
+    --    parked with free slots until a new job arrived for it (issue 20). A visible row parked by
+    --    a claim still holding it is locked, so the upsert waits for it the same way.
+    WITH w AS (
+        DELETE FROM job_queue.concurrency_key_wakeups w
+        WHERE w.id IN (SELECT w2.id FROM job_queue.concurrency_key_wakeups w2
+                       ORDER BY w2.id LIMIT 1000 FOR UPDATE SKIP LOCKED)
+        RETURNING w.kind, w.concurrency_key, w.priority, w.run_at, w.job_id
+    ), freed AS (
+        SELECT DISTINCT w.kind, w.concurrency_key FROM w WHERE w.priority IS NULL
+    ), proposed AS (
+        SELECT w.kind, w.concurrency_key, w.priority, w.run_at, w.job_id FROM w WHERE w.priority IS NOT NULL
+        UNION ALL
+        SELECT c.kind, c.concurrency_key, c.priority, '-infinity'::timestamptz, 0::bigint
+        FROM job_queue.concurrency_keys c
+        WHERE (c.kind, c.concurrency_key) IN (SELECT f.kind, f.concurrency_key FROM freed f)
+          AND NOT EXISTS (SELECT 1 FROM job_queue.jobs j
+                          WHERE j.kind = c.kind AND j.concurrency_key = c.concurrency_key
+                            AND j.priority = c.priority AND j.state = 'available')
+        UNION ALL
+        SELECT f.kind, f.concurrency_key, n.priority, n.run_at, n.id
+        FROM freed f
+        CROSS JOIN LATERAL job_queue.first_waiting_per_priority(f.kind, f.concurrency_key) n
+    ), firsts AS (
+        SELECT DISTINCT ON (o.kind, o.concurrency_key, o.priority)
+               o.kind, o.concurrency_key, o.priority, o.run_at, o.job_id
+        FROM proposed o
+        ORDER BY o.kind, o.concurrency_key, o.priority, o.run_at, o.job_id
+    )
+    INSERT INTO job_queue.concurrency_keys AS c (kind, concurrency_key, priority, head_run_at, head_id)
+    SELECT f.kind, f.concurrency_key, f.priority, f.run_at, f.job_id FROM firsts f
+    ORDER BY f.kind, f.concurrency_key, f.priority
+    ON CONFLICT ON CONSTRAINT concurrency_keys_pkey DO UPDATE
+    SET head_run_at = excluded.head_run_at, head_id = excluded.head_id
+    WHERE (excluded.head_run_at, excluded.head_id) < (c.head_run_at, c.head_id);
+
+    -- 2.
+    cands := ARRAY(
+        SELECT ROW(j.priority, j.run_at, j.id)::job_queue.claim_position
+        FROM job_queue.jobs j
+        WHERE j.state = 'available' AND j.run_at <= now() AND j.kind = ANY(kinds) AND j.concurrency_key IS NULL
+        ORDER BY j.priority, j.run_at, j.id
+        LIMIT batch
+        FOR UPDATE SKIP LOCKED);
+    IF cardinality(cands) >= batch THEN
+        cut := cands[batch];
+    END IF;
+
+    -- 3.
+    FOR k IN SELECT DISTINCT x FROM unnest(kinds) AS x WHERE x IS NOT NULL LOOP
+        lim := key_limits[array_position(keyed_kinds, k)];
+        SELECT min(c.priority) INTO p FROM job_queue.concurrency_keys c WHERE c.kind = k;
+        WHILE p IS NOT NULL AND (cut IS NULL OR p <= cut.priority) LOOP
+            -- FETCH takes one row at a time: a FOR loop would lock ten rows ahead of need.
+            OPEN keys_cur FOR
+                SELECT c.concurrency_key, c.head_run_at, c.head_id
+                FROM job_queue.concurrency_keys c
+                WHERE c.kind = k AND c.priority = p AND c.head_run_at <= now()
+                ORDER BY c.head_run_at, c.head_id
+                FOR UPDATE SKIP LOCKED;
+            LOOP
+                FETCH keys_cur INTO h;
+                EXIT WHEN NOT FOUND;
+                EXIT WHEN cut IS NOT NULL AND ROW(p, h.head_run_at, h.head_id)::job_queue.claim_position >= cut;
+                key_name := k || E'\x1f' || h.concurrency_key;
+                -- Another claim is deciding for this key (at another priority): skip it.
+                CONTINUE WHEN NOT pg_try_advisory_xact_lock(1466458907, hashtext(key_name));
+                IF lim IS NULL THEN
+                    running := 0;
+                ELSE
+                    SELECT count(*) INTO running FROM (
+                        SELECT 1 FROM job_queue.jobs j
+                        WHERE j.kind = k AND j.concurrency_key = h.concurrency_key AND j.state = 'running'
+                        LIMIT greatest(lim, 0)) r;
+                END IF;
+                pos := array_position(seen_keys, key_name);
+                IF pos IS NULL THEN
+                    seen_keys := seen_keys || key_name;
+                    seen_taken := seen_taken || 0;
+                    pos := cardinality(seen_keys);
+                END IF;
+                t_kinds := t_kinds || k;
+                t_keys := t_keys || h.concurrency_key;
+                t_pris := t_pris || p;
+                t_lims := t_lims || lim;
+                allowance := CASE WHEN lim IS NULL THEN batch ELSE least(lim - running - seen_taken[pos], batch) END;
+                CONTINUE WHEN allowance <= 0;
+                IF cut IS NULL OR p < cut.priority THEN
+                    added := ARRAY(
+                        SELECT ROW(j.priority, j.run_at, j.id)::job_queue.claim_position
+                        FROM job_queue.jobs j
+                        WHERE j.kind = k AND j.concurrency_key = h.concurrency_key AND j.priority = p
+                          AND j.state = 'available' AND j.run_at <= now()
+                        ORDER BY j.run_at, j.id
+                        LIMIT allowance
+                        FOR UPDATE SKIP LOCKED);
+                ELSE
+                    added := ARRAY(
+                        SELECT ROW(j.priority, j.run_at, j.id)::job_queue.claim_position
+                        FROM job_queue.jobs j
+                        WHERE j.kind = k AND j.concurrency_key = h.concurrency_key AND j.priority = p
+                          AND j.state = 'available' AND j.run_at <= now()
+                          AND (j.run_at, j.id) < (cut.run_at, cut.id)
+                        ORDER BY j.run_at, j.id
+                        LIMIT allowance
+                        FOR UPDATE SKIP LOCKED);
+                END IF;
+                seen_taken[pos] := seen_taken[pos] + cardinality(added);
+                IF cardinality(added) > 0 THEN
+                    cands := cands || added;
+                    IF cardinality(cands) >= batch * (CASE WHEN cut IS NULL THEN 1 ELSE 2 END) THEN
+                        -- Keep the first `batch` (the others stay locked until commit, unused).
+                        cands := ARRAY(SELECT ROW(u.priority, u.run_at, u.id)::job_queue.claim_position
+                                       FROM unnest(cands) AS u ORDER BY u.priority, u.run_at, u.id LIMIT batch);
+                        cut := cands[batch];
+                    END IF;
+                END IF;
+            END LOOP;
+            CLOSE keys_cur;
+            SELECT min(c.priority) INTO p FROM job_queue.concurrency_keys c WHERE c.kind = k AND c.priority > p;
+        END LOOP;
+    END LOOP;
+
+    -- 4. By primary key, whatever the table's statistics say (a join could be planned as a scan
+    --    of the whole queue when the statistics predate the backlog).
+    RETURN QUERY
+    UPDATE job_queue.jobs j
+    SET state = 'running', attempt = j.attempt + 1, locked_by = worker,
+        locked_until = now() + lease, attempted_at = now()
+    WHERE j.id = ANY (ARRAY(SELECT u.id FROM unnest(cands) AS u ORDER BY u.priority, u.run_at, u.id LIMIT batch))
+    RETURNING j.id, j.kind, j.payload, j.priority, j.attempt, j.max_attempts, j.released, j.created_at,
+              j.run_at, j.concurrency_key;
+
+    -- 5. These rows are locked by this claim, and the jobs it just took are running now. A key
+    --    is full if, counted again (a new snapshot: this claim's jobs and every committed one), it
+    --    has `limit` running jobs; it is parked only if that limit is above 0, so that one of
+    --    them must end, and wake it, before anything more could run. A parked row keeps the limit
+    --    it was parked under as its head_id, so that the reconciler can unpark it when a replica
+    --    runs with a higher limit (until then, the end of any of its running jobs unparks it).
+    --    One statement moves the rows that still have waiting jobs and deletes the others.
+    IF cardinality(t_kinds) > 0 THEN
+        WITH t AS (
+            SELECT t.kind, t.concurrency_key, t.priority, t.lim, n.run_at, n.id, r.running
+            FROM unnest(t_kinds, t_keys, t_pris, t_lims) AS t(kind, concurrency_key, priority, lim)
+            LEFT JOIN LATERAL (
+                SELECT j.run_at, j.id FROM job_queue.jobs j
+                WHERE j.kind = t.kind AND j.concurrency_key = t.concurrency_key AND j.priority = t.priority
+                  AND j.state = 'available'
+                ORDER BY j.run_at, j.id
+                LIMIT 1) n ON true
+            CROSS JOIN LATERAL (
+                SELECT count(*) AS running FROM (
+                    SELECT 1 FROM job_queue.jobs j
+                    WHERE j.kind = t.kind AND j.concurrency_key = t.concurrency_key AND j.state = 'running'
+                    LIMIT greatest(t.lim, 0)) x) r
+        ), moved AS (
+            UPDATE job_queue.concurrency_keys c
+            SET head_run_at = CASE WHEN t.lim > 0 AND t.running >= t.lim THEN 'infinity' ELSE t.run_at END,
+                head_id = CASE WHEN t.lim > 0 AND t.running >= t.lim THEN t.lim ELSE t.id END
+            FROM t
+            WHERE t.id IS NOT NULL
+              AND c.kind = t.kind AND c.concurrency_key = t.concurrency_key AND c.priority = t.priority
+        )
+        DELETE FROM job_queue.concurrency_keys c
+        USING t
+        WHERE t.id IS NULL
+          AND c.kind = t.kind AND c.concurrency_key = t.concurrency_key AND c.priority = t.priority;
+    END IF;
+END;
+$$;
+
+COMMENT ON FUNCTION job_queue.claim_jobs(kinds text[], keyed_kinds text[], key_limits integer[], batch integer, worker text, lease interval) IS 'The claim. kinds: kinds this replica runs; keyed_kinds/key_limits: per-key limits by kind (same length); batch: free slots; worker: locked_by; lease: locked_until - now().';
+
+CREATE FUNCTION job_queue.enqueue(kind text, payload jsonb DEFAULT '{}'::jsonb, run_at timestamp with time zone DEFAULT now(), priority integer DEFAULT 0, max_attempts integer DEFAULT NULL::integer, unique_key text DEFAULT NULL::text, concurrency_key text DEFAULT NULL::text, trace_context text DEFAULT NULL::text) RETURNS bigint
+    LANGUAGE sql
+    AS $$
+    INSERT INTO job_queue.jobs
+        (kind, payload, run_at, priority, max_attempts, unique_key, concurrency_key, trace_context)
+    VALUES (enqueue.kind, enqueue.payload, enqueue.run_at, enqueue.priority::smallint, enqueue.max_attempts,
+            enqueue.unique_key, enqueue.concurrency_key, enqueue.trace_context)
+    ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
+    RETURNING id;
+$$;
+
+CREATE FUNCTION job_queue.first_waiting_per_priority(kind text, concurrency_key text) RETURNS TABLE(priority smallint, run_at timestamp with time zone, id bigint)
+    LANGUAGE sql STABLE
+    AS $$
+    WITH RECURSIVE firsts AS (
+        (SELECT j.priority, j.run_at, j.id FROM job_queue.jobs j
+         WHERE j.kind = first_waiting_per_priority.kind
+           AND j.concurrency_key = first_waiting_per_priority.concurrency_key AND j.state = 'available'
+         ORDER BY j.priority, j.run_at, j.id
+         LIMIT 1)
+        UNION ALL
+        SELECT n.priority, n.run_at, n.id
+        FROM firsts f
+        CROSS JOIN LATERAL (
+            SELECT j.priority, j.run_at, j.id FROM job_queue.jobs j
+            WHERE j.kind = first_waiting_per_priority.kind
+              AND j.concurrency_key = first_waiting_per_priority.concurrency_key AND j.state = 'available'
+              AND j.priority > f.priority
+            ORDER BY j.priority, j.run_at, j.id
+            LIMIT 1) n
+    )
+    SELECT * FROM firsts;
+$$;
+
+CREATE FUNCTION job_queue.notify_jobs_inserted() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    k text;
+BEGIN
+    FOR k IN SELECT DISTINCT kind FROM inserted_jobs WHERE run_at <= now() LOOP
+        PERFORM pg_notify('job_queue_jobs', k);
+    END LOOP;
+    RETURN NULL;
+END;
+$$;
+
+CREATE FUNCTION job_queue.notify_paused_kinds() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    PERFORM pg_notify('job_queue_jobs', '');
+    RETURN NULL;
+END;
+$$;
+
+CREATE FUNCTION job_queue.reap_expired_leases(default_max_attempts integer, batch integer DEFAULT 500) RETURNS TABLE(kind text, jobs integer)
+    LANGUAGE plpgsql
+    AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+    WITH expired AS (
+        SELECT id, locked_by, attempted_at
+        FROM job_queue.jobs
+        WHERE state = 'running' AND locked_until < now()
+        ORDER BY locked_until
+        LIMIT batch
+        FOR UPDATE SKIP LOCKED
+    ), dead AS (
+        DELETE FROM job_queue.jobs j
+        USING expired e
+        WHERE j.id = e.id AND j.attempt >= coalesce(j.max_attempts, default_max_attempts)
+        RETURNING j.*, e.locked_by AS lost_by, e.attempted_at AS lost_started
+    ), dead_rows AS (
+        INSERT INTO job_queue.dead_letter_jobs
+            (job_id, kind, payload, priority, attempts, max_attempts, reason, last_error, unique_key, created_at,
+             concurrency_key)
+        SELECT id, kind, payload, priority, attempt, coalesce(max_attempts, default_max_attempts),
+               'attempts_exhausted', 'lease expired on the last attempt (worker ' || lost_by || ' stopped renewing it)',
+               unique_key, created_at, concurrency_key
+        FROM dead
+    ), back AS (
+        UPDATE job_queue.jobs j
+        SET state = 'available', locked_by = NULL, locked_until = NULL, run_at = now(),
+            last_error = 'lease expired (worker ' || e.locked_by || ' stopped renewing it)'
+        FROM expired e
+        WHERE j.id = e.id AND j.attempt < coalesce(j.max_attempts, default_max_attempts)
+        RETURNING j.id, j.kind, j.attempt, e.locked_by AS lost_by, e.attempted_at AS lost_started
+    ), attempts AS (
+        INSERT INTO job_queue.job_attempts (job_id, kind, attempt, worker_id, started_at, outcome, error)
+        SELECT id, kind, attempt, lost_by, coalesce(lost_started, now()), 'lost', 'lease expired'
+        FROM back
+        UNION ALL
+        SELECT id, kind, attempt, lost_by, coalesce(lost_started, now()), 'lost', 'lease expired'
+        FROM dead
+        RETURNING job_attempts.kind
+    )
+    SELECT a.kind, count(*)::integer FROM attempts a GROUP BY a.kind;
+    IF FOUND THEN
+        PERFORM pg_notify('job_queue_jobs', '');
+    END IF;
+END;
+$$;
+
+CREATE FUNCTION job_queue.rebuild_concurrency_keys() RETURNS integer
+    LANGUAGE sql
+    AS $$
+    DELETE FROM job_queue.concurrency_keys;
+    WITH w AS (
+        INSERT INTO job_queue.concurrency_key_wakeups (kind, concurrency_key, priority, run_at, job_id)
+        SELECT DISTINCT ON (kind, concurrency_key, priority) kind, concurrency_key, priority, run_at, id
+        FROM job_queue.jobs
+        WHERE state = 'available' AND concurrency_key IS NOT NULL
+        ORDER BY kind, concurrency_key, priority, run_at, id
+        RETURNING 1
+    )
+    SELECT count(*)::integer FROM w;
+$$;
+
+CREATE FUNCTION job_queue.repair_concurrency_keys(kinds text[], keyed_kinds text[], key_limits integer[], max_keys integer DEFAULT 1000) RETURNS TABLE(kind text, concurrency_key text, priority smallint, was text)
+    LANGUAGE plpgsql
+    SET enable_seqscan TO 'off'
+    SET jit TO 'off'
+    AS $$
+#variable_conflict use_column
+DECLARE
+    k text;
+    lim integer;
+    cand record;
+    cur record;
+    first_job record;
+    running integer;
+    mended integer := 0;
+BEGIN
+    IF NOT pg_try_advisory_xact_lock(1466458908, hashtext('job_queue')) THEN
+        RETURN;
+    END IF;
+    FOR k IN SELECT DISTINCT x FROM unnest(kinds) AS x WHERE x IS NOT NULL LOOP
+        lim := key_limits[array_position(keyed_kinds, k)];
+        FOR cand IN
+            -- Every (key, priority) of the kind with waiting jobs, by a skip scan, with its row.
+            WITH RECURSIVE firsts AS (
+                (SELECT j.concurrency_key, j.priority FROM job_queue.jobs j
+                 WHERE j.kind = k AND j.concurrency_key IS NOT NULL AND j.state = 'available'
+                 ORDER BY j.concurrency_key, j.priority
+                 LIMIT 1)
+                UNION ALL
+                SELECT n.concurrency_key, n.priority
+                FROM firsts f
+                CROSS JOIN LATERAL (
+                    SELECT j.concurrency_key, j.priority FROM job_queue.jobs j
+                    WHERE j.kind = k AND j.concurrency_key IS NOT NULL AND j.state = 'available'
+                      AND (j.concurrency_key, j.priority) > (f.concurrency_key, f.priority)
+                    ORDER BY j.concurrency_key, j.priority
+                    LIMIT 1) n
+            )
+            SELECT f.concurrency_key, f.priority, j.run_at, j.id, c.head_run_at, c.head_id
+            FROM firsts f
+            CROSS JOIN LATERAL (
+                SELECT j.run_at, j.id FROM job_queue.jobs j
+                WHERE j.kind = k AND j.concurrency_key = f.concurrency_key AND j.priority = f.priority
+                  AND j.state = 'available'
+                ORDER BY j.run_at, j.id
+                LIMIT 1) j
+            LEFT JOIN job_queue.concurrency_keys c
+                ON c.kind = k AND c.concurrency_key = f.concurrency_key AND c.priority = f.priority
+            WHERE j.run_at <= now()
+              AND (c.head_run_at IS NULL OR (c.head_run_at, c.head_id) > (j.run_at, j.id))
+        LOOP
+            EXIT WHEN mended >= max_keys;
+            running := NULL;
+            -- A wake-up not folded yet will set the row right at the next claim.
+            CONTINUE WHEN EXISTS (SELECT 1 FROM job_queue.concurrency_key_wakeups w
+                                  WHERE w.kind = k AND w.concurrency_key = cand.concurrency_key);
+            -- A claim is deciding for this key now: it will set the row.
+            CONTINUE WHEN NOT pg_try_advisory_xact_lock(1466458907, hashtext(k || E'\x1f' || cand.concurrency_key));
+            SELECT c.head_run_at, c.head_id INTO cur FROM job_queue.concurrency_keys c
+            WHERE c.kind = k AND c.concurrency_key = cand.concurrency_key AND c.priority = cand.priority
+            FOR UPDATE SKIP LOCKED;
+            IF NOT FOUND AND EXISTS (SELECT 1 FROM job_queue.concurrency_keys c
+                                     WHERE c.kind = k AND c.concurrency_key = cand.concurrency_key
+                                       AND c.priority = cand.priority) THEN
+                CONTINUE;  -- locked by a claim folding wake-ups
+            END IF;
+            -- New statements from here: new snapshots, which see every claim that committed
+            -- for this key before its lock was taken.
+            SELECT j.run_at, j.id INTO first_job FROM job_queue.jobs j
+            WHERE j.kind = k AND j.concurrency_key = cand.concurrency_key AND j.priority = cand.priority
+              AND j.state = 'available'
+            ORDER BY j.run_at, j.id
+            LIMIT 1;
+            CONTINUE WHEN NOT FOUND;
+            IF cur.head_run_at IS NOT NULL AND (cur.head_run_at, cur.head_id) <= (first_job.run_at, first_job.id) THEN
+                CONTINUE;
+            END IF;
+            IF cur.head_run_at = 'infinity' AND lim > 0 THEN
+                SELECT count(*) INTO running FROM (
+                    SELECT 1 FROM job_queue.jobs j
+                    WHERE j.kind = k AND j.concurrency_key = cand.concurrency_key AND j.state = 'running'
+                    LIMIT lim) r;
+                -- Full under this replica's limit: rightly parked.
+                CONTINUE WHEN running >= lim;
+            END IF;
+            INSERT INTO job_queue.concurrency_keys AS c (kind, concurrency_key, priority, head_run_at, head_id)
+            VALUES (k, cand.concurrency_key, cand.priority, first_job.run_at, first_job.id)
+            ON CONFLICT ON CONSTRAINT concurrency_keys_pkey DO UPDATE
+            SET head_run_at = excluded.head_run_at, head_id = excluded.head_id;
+            mended := mended + 1;
+            kind := k;
+            concurrency_key := cand.concurrency_key;
+            priority := cand.priority;
+            was := CASE WHEN cur.head_run_at IS NULL THEN 'missing'
+                        WHEN cur.head_run_at = 'infinity' AND running >= cur.head_id THEN 'limit_raised'
+                        WHEN cur.head_run_at = 'infinity' THEN 'parked' ELSE 'late' END;
+            RETURN NEXT;
+        END LOOP;
+    END LOOP;
+END;
+$$;
+
+COMMENT ON FUNCTION job_queue.repair_concurrency_keys(kinds text[], keyed_kinds text[], key_limits integer[], max_keys integer) IS 'The reconciler: mends key rows left missing, late or parked below their limit; returns what it mended.';
+
+CREATE FUNCTION job_queue.requeue_dead_letter(dead_letter_id bigint) RETURNS bigint
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    d job_queue.dead_letter_jobs;
+    new_id bigint;
+BEGIN
+    SELECT * INTO d FROM job_queue.dead_letter_jobs WHERE id = dead_letter_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'dead letter % does not exist', dead_letter_id USING ERRCODE = 'no_data_found';
+    END IF;
+    IF d.requeued_at IS NOT NULL THEN
+        RAISE EXCEPTION 'dead letter % was already requeued as job %', dead_letter_id, d.requeued_job_id
+            USING ERRCODE = 'unique_violation';
+    END IF;
+    INSERT INTO job_queue.jobs (kind, payload, priority, max_attempts, unique_key, concurrency_key)
+    VALUES (d.kind, d.payload, d.priority, d.max_attempts, d.unique_key, d.concurrency_key)
+    ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
+    RETURNING id INTO new_id;
+    IF new_id IS NULL THEN
+        RAISE EXCEPTION 'a job with unique key % is already queued', d.unique_key USING ERRCODE = 'unique_violation';
+    END IF;
+    UPDATE job_queue.dead_letter_jobs SET requeued_at = now(), requeued_job_id = new_id WHERE id = dead_letter_id;
+    RETURN new_id;
+END;
+$$;
+
+CREATE FUNCTION job_queue.skip_duplicate_unique_key() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM job_queue.jobs WHERE unique_key = NEW.unique_key) THEN
+        RETURN NULL;
+    END IF;
+    RETURN NEW;
+END;
+$$;
+
+CREATE FUNCTION job_queue.wake_deleted_concurrency_key() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+    INSERT INTO job_queue.concurrency_key_wakeups (kind, concurrency_key) VALUES (OLD.kind, OLD.concurrency_key);
+    RETURN NULL;
+END;
+$$;
+
+CREATE FUNCTION job_queue.wake_inserted_concurrency_keys() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+    INSERT INTO job_queue.concurrency_key_wakeups (kind, concurrency_key, priority, run_at, job_id)
+    SELECT DISTINCT ON (kind, concurrency_key, priority) kind, concurrency_key, priority, run_at, id
+    FROM inserted_jobs
+    WHERE state = 'available' AND concurrency_key IS NOT NULL
+    ORDER BY kind, concurrency_key, priority, run_at, id;
+    RETURN NULL;
+END;
+$$;
+
+CREATE FUNCTION job_queue.wake_updated_concurrency_key() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+    IF NEW.state = 'available' AND NEW.concurrency_key IS NOT NULL THEN
+        INSERT INTO job_queue.concurrency_key_wakeups (kind, concurrency_key, priority, run_at, job_id)
+        VALUES (NEW.kind, NEW.concurrency_key, NEW.priority, NEW.run_at, NEW.id);
+    END IF;
+    IF OLD.state = 'running' AND OLD.concurrency_key IS NOT NULL THEN
+        INSERT INTO job_queue.concurrency_key_wakeups (kind, concurrency_key) VALUES (OLD.kind, OLD.concurrency_key);
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+CREATE TABLE job_queue.jobs (
+    id bigint NOT NULL,
+    kind text NOT NULL,
+    payload jsonb DEFAULT '{}'::jsonb NOT NULL,
+    priority smallint DEFAULT 0 NOT NULL,
+    run_at timestamp with time zone DEFAULT now() NOT NULL,
+    attempt integer DEFAULT 0 NOT NULL,
+    max_attempts integer,
+    state text DEFAULT 'available'::text NOT NULL,
+    locked_by text,
+    locked_until timestamp with time zone,
+    attempted_at timestamp with time zone,
+    unique_key text,
+    last_error text,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    released integer DEFAULT 0 NOT NULL,
+    concurrency_key text,
+    trace_context text,
+    CONSTRAINT jobs_attempt_check CHECK ((attempt >= 0)),
+    CONSTRAINT jobs_concurrency_key_check CHECK (((concurrency_key <> ''::text) AND (length(concurrency_key) <= 500))),
+    CONSTRAINT jobs_kind_check CHECK (((kind <> ''::text) AND (length(kind) <= 200))),
+    CONSTRAINT jobs_max_attempts_check CHECK (((max_attempts IS NULL) OR (max_attempts >= 1))),
+    CONSTRAINT jobs_released_check CHECK ((released >= 0)),
+    CONSTRAINT jobs_running_is_locked CHECK (((state <> 'running'::text) OR ((locked_by IS NOT NULL) AND (locked_until IS NOT NULL)))),
+    CONSTRAINT jobs_state_check CHECK ((state = ANY (ARRAY['available'::text, 'running'::text])))
+)
+WITH (autovacuum_vacuum_scale_factor='0.0', autovacuum_vacuum_threshold='1000', autovacuum_vacuum_insert_scale_factor='0.0', autovacuum_vacuum_insert_threshold='5000', autovacuum_analyze_scale_factor='0.02', autovacuum_vacuum_cost_delay='0', fillfactor='80');
+
+COMMENT ON TABLE job_queue.jobs IS 'The queue. Insert (kind, payload); everything else has a default. Finished jobs leave this table: see job_attempts and dead_letter_jobs.';
+
+COMMENT ON COLUMN job_queue.jobs.concurrency_key IS 'Optional. Jobs of one kind with the same key share that kind''s per-key limit (when the worker sets one).';
+
+COMMENT ON COLUMN job_queue.jobs.trace_context IS 'Optional W3C traceparent (then a space and a tracestate, if any) of the request that enqueued the job; its attempts'' spans continue that trace. Handlers copy it to the jobs they enqueue.';
+
+CREATE VIEW job_queue.concurrency_key_depth AS
+ SELECT jobs.kind,
+    jobs.concurrency_key,
+    count(*) FILTER (WHERE (jobs.state = 'running'::text)) AS running,
+    count(*) FILTER (WHERE ((jobs.state = 'available'::text) AND (jobs.run_at <= now()))) AS waiting,
+    count(*) FILTER (WHERE ((jobs.state = 'available'::text) AND (jobs.run_at > now()))) AS scheduled,
+    min(jobs.run_at) FILTER (WHERE ((jobs.state = 'available'::text) AND (jobs.run_at <= now()))) AS oldest_run_at
+   FROM job_queue.jobs
+  WHERE (jobs.concurrency_key IS NOT NULL)
+  GROUP BY jobs.kind, jobs.concurrency_key;
+
+CREATE TABLE job_queue.concurrency_key_wakeups (
+    id bigint NOT NULL,
+    kind text NOT NULL,
+    concurrency_key text NOT NULL,
+    priority smallint,
+    run_at timestamp with time zone,
+    job_id bigint
+)
+WITH (autovacuum_vacuum_scale_factor='0.0', autovacuum_vacuum_threshold='1000', autovacuum_vacuum_insert_scale_factor='0.0', autovacuum_vacuum_insert_threshold='5000', autovacuum_vacuum_cost_delay='0');
+
+COMMENT ON TABLE job_queue.concurrency_key_wakeups IS 'Claim bookkeeping: keyed jobs that became waiting, or stopped running, since the last claims.';
+
+ALTER TABLE job_queue.concurrency_key_wakeups ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME job_queue.concurrency_key_wakeups_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+CREATE TABLE job_queue.concurrency_keys (
+    kind text NOT NULL,
+    concurrency_key text NOT NULL,
+    priority smallint NOT NULL,
+    head_run_at timestamp with time zone NOT NULL,
+    head_id bigint NOT NULL
+)
+WITH (autovacuum_vacuum_scale_factor='0.0', autovacuum_vacuum_threshold='1000', autovacuum_analyze_scale_factor='0.02', autovacuum_vacuum_cost_delay='0');
+
+COMMENT ON TABLE job_queue.concurrency_keys IS 'Claim bookkeeping: keys that may have waiting jobs, by their first one per priority (infinity: parked while full). Rebuild with job_queue.rebuild_concurrency_keys().';
+
+CREATE TABLE job_queue.dead_letter_jobs (
+    id bigint NOT NULL,
+    job_id bigint NOT NULL,
+    kind text NOT NULL,
+    payload jsonb NOT NULL,
+    priority smallint NOT NULL,
+    attempts integer NOT NULL,
+    max_attempts integer NOT NULL,
+    reason text NOT NULL,
+    last_error text,
+    unique_key text,
+    created_at timestamp with time zone NOT NULL,
+    dead_at timestamp with time zone DEFAULT now() NOT NULL,
+    requeued_at timestamp with time zone,
+    requeued_job_id bigint,
+    concurrency_key text,
+    CONSTRAINT dead_letter_jobs_reason_check CHECK ((reason = ANY (ARRAY['attempts_exhausted'::text, 'permanent_failure'::text])))
+);
+
+COMMENT ON TABLE job_queue.dead_letter_jobs IS 'Jobs that gave up. last_error says why in words. Put one back with SELECT job_queue.requeue_dead_letter(id).';
+
+ALTER TABLE job_queue.dead_letter_jobs ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME job_queue.dead_letter_jobs_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+CREATE VIEW job_queue.dead_letters_by_reason AS
+ SELECT dead_letter_jobs.kind,
+    dead_letter_jobs.reason,
+    count(*) AS dead_letters,
+    min(dead_letter_jobs.dead_at) AS first_dead_at,
+    max(dead_letter_jobs.dead_at) AS last_dead_at
+   FROM job_queue.dead_letter_jobs
+  WHERE (dead_letter_jobs.requeued_at IS NULL)
+  GROUP BY dead_letter_jobs.kind, dead_letter_jobs.reason;
+
+CREATE TABLE job_queue.job_attempts (
+    id bigint NOT NULL,
+    job_id bigint NOT NULL,
+    kind text NOT NULL,
+    attempt integer NOT NULL,
+    worker_id text NOT NULL,
+    started_at timestamp with time zone NOT NULL,
+    finished_at timestamp with time zone DEFAULT now() NOT NULL,
+    outcome text NOT NULL,
+    error text,
+    CONSTRAINT job_attempts_outcome_check CHECK ((outcome = ANY (ARRAY['succeeded'::text, 'failed'::text, 'lost'::text, 'released'::text, 'cancelled'::text])))
+);
+
+COMMENT ON TABLE job_queue.job_attempts IS 'One row per attempt of any job, written when the attempt ends. Pruned by age.';
+
+ALTER TABLE job_queue.job_attempts ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME job_queue.job_attempts_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+ALTER TABLE job_queue.jobs ALTER COLUMN id ADD GENERATED BY DEFAULT AS IDENTITY (
+    SEQUENCE NAME job_queue.jobs_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+CREATE VIEW job_queue.oldest_waiting AS
+ SELECT jobs.kind,
+    count(*) AS waiting,
+    min(jobs.run_at) AS oldest_run_at,
+    (now() - min(jobs.run_at)) AS wait
+   FROM job_queue.jobs
+  WHERE ((jobs.state = 'available'::text) AND (jobs.run_at <= now()))
+  GROUP BY jobs.kind;
+
+CREATE TABLE job_queue.paused_kinds (
+    kind text NOT NULL,
+    paused_at timestamp with time zone DEFAULT now() NOT NULL,
+    paused_by text
+);
+
+CREATE VIEW job_queue.queue_depth AS
+ SELECT jobs.kind,
+        CASE
+            WHEN (jobs.state = 'running'::text) THEN 'running'::text
+            WHEN ((jobs.run_at > now()) AND (jobs.attempt > 0)) THEN 'retrying'::text
+            WHEN (jobs.run_at > now()) THEN 'scheduled'::text
+            ELSE 'available'::text
+        END AS state,
+    count(*) AS jobs,
+    min(jobs.run_at) AS oldest_run_at,
+    (now() - min(jobs.run_at)) AS oldest_age
+   FROM job_queue.jobs
+  GROUP BY jobs.kind,
+        CASE
+            WHEN (jobs.state = 'running'::text) THEN 'running'::text
+            WHEN ((jobs.run_at > now()) AND (jobs.attempt > 0)) THEN 'retrying'::text
+            WHEN (jobs.run_at > now()) THEN 'scheduled'::text
+            ELSE 'available'::text
+        END;
+
+CREATE TABLE job_queue.schema_migrations (
+    owner text NOT NULL,
+    version integer NOT NULL,
+    name text NOT NULL,
+    checksum text NOT NULL,
+    applied_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+ALTER TABLE ONLY job_queue.concurrency_key_wakeups
+    ADD CONSTRAINT concurrency_key_wakeups_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY job_queue.concurrency_keys
+    ADD CONSTRAINT concurrency_keys_pkey PRIMARY KEY (kind, concurrency_key, priority);
+
+ALTER TABLE ONLY job_queue.dead_letter_jobs
+    ADD CONSTRAINT dead_letter_jobs_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY job_queue.job_attempts
+    ADD CONSTRAINT job_attempts_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY job_queue.jobs
+    ADD CONSTRAINT jobs_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY job_queue.paused_kinds
+    ADD CONSTRAINT paused_kinds_pkey PRIMARY KEY (kind);
+
+ALTER TABLE ONLY job_queue.schema_migrations
+    ADD CONSTRAINT schema_migrations_pkey PRIMARY KEY (owner, version);
+
+CREATE INDEX concurrency_keys_head_idx ON job_queue.concurrency_keys USING btree (kind, priority, head_run_at, head_id);
+
+CREATE INDEX dead_letter_jobs_dead_at_idx ON job_queue.dead_letter_jobs USING btree (dead_at);
+
+CREATE INDEX dead_letter_jobs_job_idx ON job_queue.dead_letter_jobs USING btree (job_id);
+
+CREATE INDEX dead_letter_jobs_open_idx ON job_queue.dead_letter_jobs USING btree (kind, dead_at) WHERE (requeued_at IS NULL);
+
+CREATE INDEX job_attempts_finished_idx ON job_queue.job_attempts USING btree (finished_at);
+
+CREATE INDEX job_attempts_job_idx ON job_queue.job_attempts USING btree (job_id, attempt);
+
+CREATE INDEX jobs_claim_keyed_idx ON job_queue.jobs USING btree (kind, concurrency_key, priority, run_at, id) WHERE ((state = 'available'::text) AND (concurrency_key IS NOT NULL));
+
+CREATE INDEX jobs_claim_unkeyed_idx ON job_queue.jobs USING btree (priority, run_at, id) WHERE ((state = 'available'::text) AND (concurrency_key IS NULL));
+
+CREATE INDEX jobs_lease_idx ON job_queue.jobs USING btree (locked_until) WHERE (state = 'running'::text);
+
+CREATE INDEX jobs_running_key_idx ON job_queue.jobs USING btree (kind, concurrency_key) WHERE ((state = 'running'::text) AND (concurrency_key IS NOT NULL));
+
+CREATE UNIQUE INDEX jobs_unique_key_idx ON job_queue.jobs USING btree (unique_key) WHERE (unique_key IS NOT NULL);
+
+CREATE TRIGGER jobs_notify_insert AFTER INSERT ON job_queue.jobs REFERENCING NEW TABLE AS inserted_jobs FOR EACH STATEMENT EXECUTE FUNCTION job_queue.notify_jobs_inserted();
+
+CREATE TRIGGER jobs_skip_duplicate_unique_key BEFORE INSERT ON job_queue.jobs FOR EACH ROW WHEN ((new.unique_key IS NOT NULL)) EXECUTE FUNCTION job_queue.skip_duplicate_unique_key();
+
+CREATE TRIGGER jobs_wake_concurrency_keys_delete AFTER DELETE ON job_queue.jobs FOR EACH ROW WHEN (((old.state = 'running'::text) AND (old.concurrency_key IS NOT NULL))) EXECUTE FUNCTION job_queue.wake_deleted_concurrency_key();
+
+CREATE TRIGGER jobs_wake_concurrency_keys_insert AFTER INSERT ON job_queue.jobs REFERENCING NEW TABLE AS inserted_jobs FOR EACH STATEMENT EXECUTE FUNCTION job_queue.wake_inserted_concurrency_keys();
+
+CREATE TRIGGER jobs_wake_concurrency_keys_update AFTER UPDATE ON job_queue.jobs FOR EACH ROW WHEN ((((new.state = 'available'::text) AND (new.concurrency_key IS NOT NULL) AND ((old.state <> 'available'::text) OR (old.kind <> new.kind) OR (old.priority <> new.priority) OR (old.concurrency_key IS DISTINCT FROM new.concurrency_key) OR (new.run_at < old.run_at))) OR ((old.state = 'running'::text) AND (old.concurrency_key IS NOT NULL) AND ((new.state <> 'running'::text) OR (old.kind <> new.kind) OR (old.concurrency_key IS DISTINCT FROM new.concurrency_key))))) EXECUTE FUNCTION job_queue.wake_updated_concurrency_key();
+
+CREATE TRIGGER paused_kinds_notify AFTER INSERT OR DELETE ON job_queue.paused_kinds FOR EACH STATEMENT EXECUTE FUNCTION job_queue.notify_paused_kinds();

@@ -1,0 +1,399 @@
+-- Generated from a freshly migrated database (SchemaSnapshotTests); do not edit. Regenerate with
+-- make schema-snapshot.
+
+CREATE FUNCTION webhook_worker.endpoint_permit(endpoint_key text, probe_timeout interval) RETURNS TABLE(decision text, wait interval)
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    e webhook_worker.endpoints;
+BEGIN
+    SELECT * INTO e FROM webhook_worker.endpoints WHERE key = endpoint_key;
+    IF NOT FOUND OR e.state = 'closed' THEN
+        RETURN QUERY SELECT 'send'::text, NULL::interval;
+    ELSIF e.state = 'disabled' THEN
+        RETURN QUERY SELECT 'disabled'::text, NULL::interval;
+    ELSIF e.state = 'open' AND e.next_probe_at > now() THEN
+        RETURN QUERY SELECT 'wait'::text, e.next_probe_at - now();
+    ELSIF e.state = 'half_open' AND e.probe_started_at > now() - probe_timeout THEN
+        RETURN QUERY SELECT 'wait'::text, e.probe_started_at + probe_timeout - now();
+    ELSE
+        -- Replicas racing here agree: the second UPDATE finds the row changed and matches nothing.
+        UPDATE webhook_worker.endpoints SET state = 'half_open', probe_started_at = now(), updated_at = now()
+        WHERE key = endpoint_key AND state = e.state AND probe_started_at IS NOT DISTINCT FROM e.probe_started_at;
+        IF FOUND THEN
+            RETURN QUERY SELECT 'probe'::text, NULL::interval;
+        ELSE
+            RETURN QUERY SELECT 'wait'::text, probe_timeout;
+        END IF;
+    END IF;
+END;
+$$;
+
+CREATE FUNCTION webhook_worker.endpoint_record(endpoint_key text, succeeded boolean, error text, failure_threshold integer, cooldown interval, max_cooldown interval, disable_after interval) RETURNS text
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    e webhook_worker.endpoints;
+    was text;
+BEGIN
+    IF succeeded THEN
+        SELECT state INTO was FROM webhook_worker.endpoints WHERE key = endpoint_key FOR UPDATE;
+        IF NOT FOUND THEN
+            RETURN 'closed';
+        END IF;
+        UPDATE webhook_worker.endpoints
+        SET state = CASE WHEN state = 'disabled' THEN 'disabled' ELSE 'closed' END,
+            consecutive_failures = 0, failing_since = NULL, trips = 0, opened_at = NULL, next_probe_at = NULL,
+            probe_started_at = NULL, last_success_at = now(),
+            recoveries = recoveries + CASE WHEN state IN ('open', 'half_open') THEN 1 ELSE 0 END, updated_at = now()
+        WHERE key = endpoint_key
+        RETURNING * INTO e;
+        IF was IN ('open', 'half_open') THEN
+            PERFORM webhook_worker.wake_endpoint(endpoint_key);
+        END IF;
+        RETURN e.state;
+    END IF;
+
+    INSERT INTO webhook_worker.endpoints AS x (key, consecutive_failures, failing_since, last_error, last_failure_at, failures)
+    VALUES (endpoint_key, 1, now(), error, now(), 1)
+    ON CONFLICT (key) DO UPDATE
+    SET consecutive_failures = x.consecutive_failures + 1, failing_since = coalesce(x.failing_since, now()),
+        last_error = excluded.last_error, last_failure_at = now(), failures = x.failures + 1, updated_at = now()
+    RETURNING * INTO e;
+    IF e.state = 'disabled' THEN
+        RETURN 'disabled';
+    ELSIF e.failing_since <= now() - disable_after THEN
+        UPDATE webhook_worker.endpoints
+        SET state = 'disabled', disabled_at = now(), disabled_by = 'automatic: no success since ' || e.failing_since,
+            next_probe_at = NULL, probe_started_at = NULL
+        WHERE key = endpoint_key;
+        PERFORM webhook_worker.wake_endpoint(endpoint_key);
+        RETURN 'disabled';
+    ELSIF e.state = 'half_open' OR (e.state = 'closed' AND e.consecutive_failures >= failure_threshold) THEN
+        UPDATE webhook_worker.endpoints
+        SET state = 'open', trips = trips + 1, opened_at = now(), probe_started_at = NULL,
+            next_probe_at = now() + least(max_cooldown, cooldown * power(2, least(trips, 30)))
+        WHERE key = endpoint_key;
+        RETURN 'open';
+    END IF;
+    RETURN e.state;
+END;
+$$;
+
+CREATE FUNCTION webhook_worker.enqueue_on_integration_account_insert() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    SET lock_timeout TO '2s'
+    AS $$
+BEGIN
+    BEGIN
+        -- Checked here, not in a WHEN clause on the trigger: a WHEN clause would make these
+        -- columns depend on the trigger and block the web app's migrations from dropping them.
+        IF NEW."isActive" IS NOT TRUE OR NEW.deleted IS NOT NULL THEN
+            RETURN NULL;
+        END IF;
+        INSERT INTO webhook_worker.jobs (kind, payload)
+        VALUES (
+            'integration.connected',
+            pg_catalog.jsonb_build_object('integration_account_id', NEW.id, 'user_id', NEW."integratedById")
+        );
+    EXCEPTION WHEN OTHERS THEN
+        -- Never fail the web app's insert (the seed's rule). The worker's catch-up enqueues the
+        -- event later, and counts it (webhook_worker_integration_events_caught_up_total).
+        RAISE WARNING 'webhook-worker: integration.connected was not enqueued for IntegrationAccount % (the worker''s catch-up will enqueue it): % (SQLSTATE %)',
+            NEW.id, SQLERRM, SQLSTATE;
+    END;
+    RETURN NULL;  -- ignored for AFTER triggers
+END;
+$$;
+
+COMMENT ON FUNCTION webhook_worker.enqueue_on_integration_account_insert() IS 'Run by the optional trigger of sql/optional/enqueue_on_integration_account_insert.sql: enqueues integration.connected after an IntegrationAccount insert; never fails the insert.';
+
+CREATE FUNCTION webhook_worker.fail_delivery_of_dead_letter() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+DECLARE
+    id text := NEW.payload ->> 'delivery_id';
+BEGIN
+    IF id ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN
+        UPDATE webhook_worker.webhook_deliveries
+        SET status = 'failed', last_error = coalesce(NEW.last_error, last_error), updated_at = now()
+        WHERE delivery_id = id::uuid AND status = 'pending';
+    END IF;
+    RETURN NULL;
+END;
+$_$;
+
+CREATE FUNCTION webhook_worker.keep_retired_secret_on_update() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+    BEGIN
+        INSERT INTO webhook_worker.retired_secrets (oauth_client_id, secret) VALUES (OLD.id, OLD."webhookSecret");
+    EXCEPTION WHEN OTHERS THEN
+        -- Never fail the web app's update. The message names the client, never a secret.
+        RAISE WARNING 'webhook-worker: the previous webhook secret of client % was not kept: % (SQLSTATE %)',
+            OLD.id, SQLERRM, SQLSTATE;
+    END;
+    RETURN NULL;
+END;
+$$;
+
+COMMENT ON FUNCTION webhook_worker.keep_retired_secret_on_update() IS 'Run by the optional trigger of sql/optional/keep_retired_webhook_secrets.sql: keeps the previous webhook secret in retired_secrets.';
+
+CREATE FUNCTION webhook_worker.record_integration_connected_enqueued() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+    IF pg_catalog.jsonb_typeof(NEW.payload -> 'integration_account_id') = 'string' THEN
+        INSERT INTO webhook_worker.integration_connected_enqueued (integration_account_id, job_id)
+        VALUES (NEW.payload ->> 'integration_account_id', NEW.id)
+        ON CONFLICT (integration_account_id) DO NOTHING;
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+CREATE TABLE webhook_worker.endpoints (
+    key text NOT NULL,
+    state text DEFAULT 'closed'::text NOT NULL,
+    consecutive_failures integer DEFAULT 0 NOT NULL,
+    failing_since timestamp with time zone,
+    trips integer DEFAULT 0 NOT NULL,
+    opened_at timestamp with time zone,
+    next_probe_at timestamp with time zone,
+    probe_started_at timestamp with time zone,
+    disabled_at timestamp with time zone,
+    disabled_by text,
+    last_error text,
+    last_failure_at timestamp with time zone,
+    last_success_at timestamp with time zone,
+    failures bigint DEFAULT 0 NOT NULL,
+    recoveries bigint DEFAULT 0 NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT endpoints_state_check CHECK ((state = ANY (ARRAY['closed'::text, 'open'::text, 'half_open'::text, 'disabled'::text])))
+);
+
+COMMENT ON TABLE webhook_worker.endpoints IS 'Circuit breaker state per webhook endpoint (one OAuth client). Enable a disabled one with webhook-worker endpoints enable.';
+
+CREATE FUNCTION webhook_worker.set_endpoint_enabled(endpoint_key text, enabled boolean, actor text) RETURNS webhook_worker.endpoints
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    e webhook_worker.endpoints;
+BEGIN
+    INSERT INTO webhook_worker.endpoints AS x (key) VALUES (endpoint_key) ON CONFLICT (key) DO NOTHING;
+    UPDATE webhook_worker.endpoints
+    SET state = CASE WHEN enabled THEN 'closed' ELSE 'disabled' END,
+        consecutive_failures = CASE WHEN enabled THEN 0 ELSE consecutive_failures END,
+        failing_since = CASE WHEN enabled THEN NULL ELSE failing_since END,
+        trips = CASE WHEN enabled THEN 0 ELSE trips END,
+        opened_at = NULL, next_probe_at = NULL, probe_started_at = NULL,
+        disabled_at = CASE WHEN enabled THEN NULL ELSE now() END,
+        disabled_by = CASE WHEN enabled THEN NULL ELSE actor END,
+        updated_at = now()
+    WHERE key = endpoint_key
+    RETURNING * INTO e;
+    PERFORM webhook_worker.wake_endpoint(endpoint_key);
+    RETURN e;
+END;
+$$;
+
+CREATE FUNCTION webhook_worker.wake_endpoint(endpoint_key text) RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    woken integer;
+BEGIN
+    UPDATE webhook_worker.jobs SET run_at = now()
+    WHERE concurrency_key = endpoint_key AND state = 'available' AND run_at > now() AND last_error LIKE 'waiting:%';
+    GET DIAGNOSTICS woken = ROW_COUNT;
+    IF woken > 0 THEN
+        PERFORM pg_notify('webhook_worker_jobs', '');
+    END IF;
+    RETURN woken;
+END;
+$$;
+
+CREATE TABLE webhook_worker.console_audit (
+    id bigint NOT NULL,
+    at timestamp with time zone DEFAULT now() NOT NULL,
+    actor text NOT NULL,
+    action text NOT NULL,
+    target text NOT NULL,
+    detail jsonb DEFAULT '{}'::jsonb NOT NULL,
+    outcome text NOT NULL
+);
+
+COMMENT ON TABLE webhook_worker.console_audit IS 'Actions taken through the web console: who (token name), what, on what, and how it ended.';
+
+ALTER TABLE webhook_worker.console_audit ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME webhook_worker.console_audit_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+CREATE TABLE webhook_worker.console_sign_outs (
+    nonce text NOT NULL,
+    actor text NOT NULL,
+    signed_out timestamp with time zone DEFAULT now() NOT NULL,
+    expires_at timestamp with time zone NOT NULL
+);
+
+COMMENT ON TABLE webhook_worker.console_sign_outs IS 'Web console sessions signed out before their expiry: their cookies are refused until then.';
+
+CREATE TABLE webhook_worker.dead_letter_jobs (
+    id bigint NOT NULL,
+    job_id bigint NOT NULL,
+    kind text NOT NULL,
+    payload jsonb NOT NULL,
+    priority smallint NOT NULL,
+    attempts integer NOT NULL,
+    max_attempts integer NOT NULL,
+    reason text NOT NULL,
+    last_error text,
+    unique_key text,
+    created_at timestamp with time zone NOT NULL,
+    dead_at timestamp with time zone DEFAULT now() NOT NULL,
+    requeued_at timestamp with time zone,
+    requeued_job_id bigint,
+    concurrency_key text,
+    CONSTRAINT dead_letter_jobs_reason_check CHECK ((reason = ANY (ARRAY['attempts_exhausted'::text, 'permanent_failure'::text, 'endpoint_disabled'::text])))
+);
+
+CREATE TABLE webhook_worker.webhook_deliveries (
+    delivery_id uuid NOT NULL,
+    event text NOT NULL,
+    source_job_id bigint NOT NULL,
+    integration_account_id text NOT NULL,
+    user_id text NOT NULL,
+    oauth_client_id text NOT NULL,
+    payload text NOT NULL,
+    status text DEFAULT 'pending'::text NOT NULL,
+    attempts integer DEFAULT 0 NOT NULL,
+    last_http_status integer,
+    last_error text,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    delivered_at timestamp with time zone,
+    CONSTRAINT webhook_deliveries_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'delivered'::text, 'failed'::text, 'cancelled'::text])))
+)
+WITH (fillfactor='60');
+
+COMMENT ON TABLE webhook_worker.webhook_deliveries IS 'One row per (event, OAuth client). status: pending (attempts remain), delivered, failed (dead letter), cancelled (no longer a recipient).';
+
+CREATE VIEW webhook_worker.deliveries_by_client AS
+ SELECT webhook_deliveries.oauth_client_id,
+    webhook_deliveries.status,
+    count(*) AS deliveries,
+    max(webhook_deliveries.created_at) AS last_created_at,
+    max(webhook_deliveries.delivered_at) AS last_delivered_at
+   FROM webhook_worker.webhook_deliveries
+  GROUP BY webhook_deliveries.oauth_client_id, webhook_deliveries.status;
+
+CREATE TABLE webhook_worker.delivery_attempts (
+    id bigint NOT NULL,
+    delivery_id uuid NOT NULL,
+    attempt integer NOT NULL,
+    job_id bigint,
+    worker_id text,
+    url text NOT NULL,
+    http_status integer,
+    error_class text,
+    error text,
+    duration_ms integer NOT NULL,
+    response_excerpt text,
+    attempted_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+COMMENT ON TABLE webhook_worker.delivery_attempts IS 'One row per HTTP attempt of a delivery.';
+
+ALTER TABLE webhook_worker.delivery_attempts ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME webhook_worker.delivery_attempts_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+CREATE TABLE webhook_worker.integration_connected_enqueued (
+    integration_account_id text NOT NULL,
+    job_id bigint NOT NULL,
+    enqueued_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+COMMENT ON TABLE webhook_worker.integration_connected_enqueued IS 'Integration accounts that had an integration.connected job inserted, however it was inserted; read by the worker''s catch-up, which deletes rows older than twice its window.';
+
+COMMENT ON TABLE webhook_worker.job_attempts IS 'One row per attempt of any job, written when the attempt ends. Pruned by age (webhook-worker prune).';
+
+CREATE TABLE webhook_worker.retired_secrets (
+    id bigint NOT NULL,
+    oauth_client_id text NOT NULL,
+    secret text NOT NULL,
+    retired_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+COMMENT ON TABLE webhook_worker.retired_secrets IS 'Previous webhook secrets of OAuth clients, still signed with during the overlap. Contains secrets.';
+
+ALTER TABLE webhook_worker.retired_secrets ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME webhook_worker.retired_secrets_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+ALTER TABLE ONLY webhook_worker.console_audit
+    ADD CONSTRAINT console_audit_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY webhook_worker.console_sign_outs
+    ADD CONSTRAINT console_sign_outs_pkey PRIMARY KEY (nonce);
+
+ALTER TABLE ONLY webhook_worker.delivery_attempts
+    ADD CONSTRAINT delivery_attempts_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY webhook_worker.endpoints
+    ADD CONSTRAINT endpoints_pkey PRIMARY KEY (key);
+
+ALTER TABLE ONLY webhook_worker.integration_connected_enqueued
+    ADD CONSTRAINT integration_connected_enqueued_pkey PRIMARY KEY (integration_account_id);
+
+ALTER TABLE ONLY webhook_worker.retired_secrets
+    ADD CONSTRAINT retired_secrets_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY webhook_worker.webhook_deliveries
+    ADD CONSTRAINT webhook_deliveries_once_per_client UNIQUE (source_job_id, oauth_client_id);
+
+ALTER TABLE ONLY webhook_worker.webhook_deliveries
+    ADD CONSTRAINT webhook_deliveries_pkey PRIMARY KEY (delivery_id);
+
+CREATE INDEX console_audit_at_idx ON webhook_worker.console_audit USING btree (at);
+
+CREATE INDEX console_sign_outs_expires_at_idx ON webhook_worker.console_sign_outs USING btree (expires_at);
+
+CREATE INDEX delivery_attempts_attempted_idx ON webhook_worker.delivery_attempts USING btree (attempted_at);
+
+CREATE INDEX delivery_attempts_delivery_idx ON webhook_worker.delivery_attempts USING btree (delivery_id, attempt);
+
+CREATE INDEX integration_connected_enqueued_at_idx ON webhook_worker.integration_connected_enqueued USING btree (enqueued_at);
+
+CREATE INDEX retired_secrets_client_idx ON webhook_worker.retired_secrets USING btree (oauth_client_id, retired_at DESC);
+
+CREATE INDEX webhook_deliveries_client_idx ON webhook_worker.webhook_deliveries USING btree (oauth_client_id, created_at);
+
+CREATE INDEX webhook_deliveries_created_idx ON webhook_worker.webhook_deliveries USING btree (created_at);
+
+CREATE TRIGGER dead_letter_fails_delivery AFTER INSERT ON webhook_worker.dead_letter_jobs FOR EACH ROW WHEN ((new.kind = 'webhook.deliver'::text)) EXECUTE FUNCTION webhook_worker.fail_delivery_of_dead_letter();
+
+CREATE TRIGGER jobs_record_integration_connected AFTER INSERT ON webhook_worker.jobs FOR EACH ROW WHEN ((new.kind = 'integration.connected'::text)) EXECUTE FUNCTION webhook_worker.record_integration_connected_enqueued();
+
+ALTER TABLE ONLY webhook_worker.delivery_attempts
+    ADD CONSTRAINT delivery_attempts_delivery_id_fkey FOREIGN KEY (delivery_id) REFERENCES webhook_worker.webhook_deliveries(delivery_id) ON DELETE CASCADE;

@@ -13,7 +13,7 @@ public struct DeadLetter: Sendable, Equatable {
     public let maxAttempts: Int
     public let lastError: String?
     /// The payload's JSON text as stored.
-    public let payload: PostgresJSON
+    public let payload: PQJSON
     public let createdAt: Date
     public let deadAt: Date
     /// When it was put back in the queue, and as which job.
@@ -25,7 +25,7 @@ public struct DeadLetter: Sendable, Equatable {
         requeued_job_id
         """
 
-    init(_ row: PostgresRow) throws {
+    init(_ row: PQRow) throws {
         id = try row.decode("id")
         jobID = try row.decode("job_id")
         kind = try row.decode("kind")
@@ -51,7 +51,7 @@ public struct JobAttemptRecord: Sendable, Equatable {
     public let finishedAt: Date
     public let error: String?
 
-    init(_ row: PostgresRow) throws {
+    init(_ row: PQRow) throws {
         attempt = try row.decode("attempt")
         outcome = try row.decode("outcome")
         workerID = try row.decode("worker_id")

@@ -2,8 +2,8 @@ import Foundation
 import LibPQ
 
 extension DeadLetters {
-    static func listByReason(_ schema: String) -> PostgresQuery {
-        PostgresQuery(
+    static func listByReason(_ schema: String) -> PQQuery {
+        PQQuery(
             "\(schema).listDeadLettersByReason",
             """
             SELECT \(DeadLetter.columns) FROM \(schema).dead_letter_jobs
@@ -22,8 +22,8 @@ extension DeadLetters {
         ).rows.map(DeadLetter.init)
     }
 
-    static func requeueableIDs(_ schema: String) -> PostgresQuery {
-        PostgresQuery(
+    static func requeueableIDs(_ schema: String) -> PQQuery {
+        PQQuery(
             "\(schema).requeueableDeadLetterIDs",
             """
             SELECT id FROM \(schema).dead_letter_jobs
@@ -39,8 +39,8 @@ extension DeadLetters {
         }
     }
 
-    static func purgeMatching(_ schema: String) -> PostgresQuery {
-        PostgresQuery(
+    static func purgeMatching(_ schema: String) -> PQQuery {
+        PQQuery(
             "\(schema).purgeMatchingDeadLetters",
             """
             DELETE FROM \(schema).dead_letter_jobs WHERE id IN (
@@ -62,8 +62,8 @@ extension DeadLetters {
             batchSize: batchSize)
     }
 
-    static func reasons(_ schema: String) -> PostgresQuery {
-        PostgresQuery(
+    static func reasons(_ schema: String) -> PQQuery {
+        PQQuery(
             "\(schema).deadLetterReasons", "SELECT DISTINCT reason FROM \(schema).dead_letter_jobs ORDER BY reason")
     }
 

@@ -6,11 +6,11 @@ import LibPQ
 /// Every method runs on the connection given at `init`, one statement (or one batch) at a time;
 /// none holds a transaction open between calls.
 public struct DeadLetters: Sendable {
-    public let connection: PostgresConnection
+    public let connection: PQConnection
     /// The queue worked on.
     public let schema: JobQueueSchema
 
-    public init(_ connection: PostgresConnection, schema: JobQueueSchema) {
+    public init(_ connection: PQConnection, schema: JobQueueSchema) {
         self.connection = connection
         self.schema = schema
     }
@@ -29,7 +29,7 @@ public struct DeadLetters: Sendable {
             self.ids = ids
         }
 
-        var bindings: [any PostgresEncodable] { [kind, diedSince, ids.map(PostgresArray.init)] }
+        var bindings: [any PQEncodable] { [kind, diedSince, ids.map(PQArray.init)] }
     }
 
     /// The filter's condition on parameters `$1` (kind), `$2` (since) and `$3` (ids).
@@ -38,8 +38,8 @@ public struct DeadLetters: Sendable {
         AND ($3::bigint[] IS NULL OR id = ANY($3))
         """
 
-    static func list(_ schema: String) -> PostgresQuery {
-        PostgresQuery(
+    static func list(_ schema: String) -> PQQuery {
+        PQQuery(
             "\(schema).listDeadLetters",
             """
             SELECT \(DeadLetter.columns) FROM \(schema).dead_letter_jobs
@@ -59,8 +59,8 @@ public struct DeadLetters: Sendable {
             .map(DeadLetter.init)
     }
 
-    static func get(_ schema: String) -> PostgresQuery {
-        PostgresQuery(
+    static func get(_ schema: String) -> PQQuery {
+        PQQuery(
             "\(schema).showDeadLetter", "SELECT \(DeadLetter.columns) FROM \(schema).dead_letter_jobs WHERE id = $1")
     }
 
@@ -69,8 +69,8 @@ public struct DeadLetters: Sendable {
         try await connection.query(schema.statements.showDeadLetter, [id]).rows.first.map(DeadLetter.init)
     }
 
-    static func attempts(_ schema: String) -> PostgresQuery {
-        PostgresQuery(
+    static func attempts(_ schema: String) -> PQQuery {
+        PQQuery(
             "\(schema).deadLetterAttempts",
             """
             SELECT attempt, outcome, worker_id, started_at, finished_at, error FROM \(schema).job_attempts
@@ -98,8 +98,8 @@ public struct DeadLetters: Sendable {
         }
     }
 
-    static func requeue(_ schema: String) -> PostgresQuery {
-        PostgresQuery("\(schema).requeueDeadLetter", "SELECT \(schema).requeue_dead_letter($1) AS id")
+    static func requeue(_ schema: String) -> PQQuery {
+        PQQuery("\(schema).requeueDeadLetter", "SELECT \(schema).requeue_dead_letter($1) AS id")
     }
 
     /// Puts one dead letter's job back in the queue with fresh attempts, and marks the dead
@@ -109,9 +109,9 @@ public struct DeadLetters: Sendable {
     public func requeue(id: Int64) async throws -> Int64 {
         do {
             return try await connection.query(schema.statements.requeueDeadLetter, [id]).first?.decode("id") ?? 0
-        } catch let error as PostgresError where error.sqlState == "P0002" {
+        } catch let error as PQError where error.sqlState == "P0002" {
             throw RequeueError.notFound(id: id)
-        } catch let error as PostgresError where error.sqlState == "23505" {
+        } catch let error as PQError where error.sqlState == "23505" {
             throw RequeueError.alreadyQueued(error.message)
         }
     }
@@ -125,16 +125,16 @@ public struct DeadLetters: Sendable {
         public var skippedAlreadyQueued: Int
     }
 
-    static func countRequeueable(_ schema: String) -> PostgresQuery {
-        PostgresQuery(
+    static func countRequeueable(_ schema: String) -> PQQuery {
+        PQQuery(
             "\(schema).countRequeueable",
             "SELECT count(*) AS n FROM \(schema).dead_letter_jobs WHERE requeued_at IS NULL AND \(matches)")
     }
 
     // One batch per statement, in id order; a dead letter whose unique key is already queued
     // again is skipped instead of failing the batch.
-    static func requeueBatch(_ schema: String) -> PostgresQuery {
-        PostgresQuery(
+    static func requeueBatch(_ schema: String) -> PQQuery {
+        PQQuery(
             "\(schema).requeueBatch",
             """
             WITH batch AS (
@@ -178,8 +178,8 @@ public struct DeadLetters: Sendable {
         }
     }
 
-    static func purge(_ schema: String) -> PostgresQuery {
-        PostgresQuery(
+    static func purge(_ schema: String) -> PQQuery {
+        PQQuery(
             "\(schema).purgeDeadLetters",
             """
             DELETE FROM \(schema).dead_letter_jobs WHERE id IN (

@@ -49,7 +49,7 @@ final class Finisher: Sendable {
     static let helpThreshold = 32
 
     private let store: JobStore
-    private let database: PostgresConnectionPool
+    private let database: PQConnectionPool
     private let logger: Logger
     private let maxBatch: Int
     private let pending = Mutex(Pending())
@@ -62,7 +62,7 @@ final class Finisher: Sendable {
     ///   - writers: batches written at once, each on its own connection of `database`.
     ///   - recorded: called with each batch's entries once their fate is known.
     init(
-        store: JobStore, database: PostgresConnectionPool, maxBatch: Int, writers: Int, logger: Logger,
+        store: JobStore, database: PQConnectionPool, maxBatch: Int, writers: Int, logger: Logger,
         recorded: @escaping @Sendable ([(Entry, Result)]) -> Void
     ) {
         self.store = store
@@ -148,7 +148,7 @@ final class Finisher: Sendable {
                 reported = false
                 backoff = .milliseconds(100)
                 recorded(batch.map { ($0, applied.contains($0.job.id) ? .applied : .notHeld) })
-            } catch let error as PostgresError where error.isTransient {
+            } catch let error as PQError where error.isTransient {
                 if !reported {
                     logger.warning(
                         "could not record job outcomes, retrying",
@@ -194,7 +194,7 @@ final class Finisher: Sendable {
         try await database.withConnection { connection in
             do {
                 return try await writePipelined(entries, on: connection)
-            } catch let error as PostgresError where !error.isTransient {
+            } catch let error as PQError where !error.isTransient {
                 // A statement was refused and the whole batch rolled back: write it again with a
                 // savepoint per entry, so that only the entry at fault fails.
                 logger.debug("batched outcome write failed; writing entry by entry", metadata: ["error": "\(error)"])
@@ -214,11 +214,11 @@ final class Finisher: Sendable {
     /// The whole batch in one transaction and at most two round trips: the guarded state changes
     /// (one statement per kind of outcome), then the statements of the entries this replica
     /// still held, and the commit.
-    private func writePipelined(_ entries: [Entry], on connection: PostgresConnection) async throws -> Set<Int64> {
+    private func writePipelined(_ entries: [Entry], on connection: PQConnection) async throws -> Set<Int64> {
         let guarded = guardedStatements(entries)
         let hasSideEffects = entries.contains { !$0.statements.isEmpty }
         let first = try await connection.pipeline(
-            [PostgresStatement(Self.begin)] + guarded + (hasSideEffects ? [] : [PostgresStatement(Self.commit)]))
+            [PQStatement(Self.begin)] + guarded + (hasSideEffects ? [] : [PQStatement(Self.commit)]))
         var applied = Set<Int64>()
         do {
             for result in first {
@@ -231,9 +231,9 @@ final class Finisher: Sendable {
         }
         guard hasSideEffects else { return applied }
         let side = BoundStatement.merged(entries.filter { applied.contains($0.job.id) }.flatMap(\.statements))
-        let second: [Swift.Result<PostgresResult, PostgresError>]
+        let second: [Swift.Result<PQResult, PQError>]
         do {
-            second = try await connection.pipeline(side + [PostgresStatement(Self.commit)])
+            second = try await connection.pipeline(side + [PQStatement(Self.commit)])
         } catch {
             // The BEGIN of the first call is still open: end it (the pool would not take the
             // connection back in a transaction either).
@@ -247,13 +247,13 @@ final class Finisher: Sendable {
         return applied
     }
 
-    static let begin = PostgresQuery("", "BEGIN")
-    static let commit = PostgresQuery("", "COMMIT")
+    static let begin = PQQuery("", "BEGIN")
+    static let commit = PQQuery("", "COMMIT")
 
     /// One guarded state change plus the handler's statements, inside a savepoint: if the
     /// statements fail, the attempt is recorded as failed instead and the batch goes on.
     private func applyWithStatements(
-        _ entry: Entry, savepoint: Int, on connection: PostgresConnection
+        _ entry: Entry, savepoint: Int, on connection: PQConnection
     ) async throws
         -> Set<Int64>
     {
@@ -267,7 +267,7 @@ final class Finisher: Sendable {
             }
             try await connection.execute(script: "RELEASE SAVEPOINT outcome_\(savepoint)", name: "releaseSavepoint")
             return applied
-        } catch let error as PostgresError where !error.isTransient {
+        } catch let error as PQError where !error.isTransient {
             try await connection.execute(
                 script: "ROLLBACK TO SAVEPOINT outcome_\(savepoint)", name: "rollbackSavepoint")
             logger.error(
@@ -285,7 +285,7 @@ final class Finisher: Sendable {
     }
 
     /// Guarded state changes for entries without statements: one statement per kind of outcome.
-    private func apply(_ entries: [Entry], on connection: PostgresConnection) async throws -> Set<Int64> {
+    private func apply(_ entries: [Entry], on connection: PQConnection) async throws -> Set<Int64> {
         var applied = Set<Int64>()
         for statement in guardedStatements(entries) {
             let result = try await connection.query(statement.query, statement.bindings)
@@ -296,7 +296,7 @@ final class Finisher: Sendable {
 
     /// The guarded state changes for `entries`: one statement per kind of outcome present, each
     /// returning the `job_id`s it changed.
-    private func guardedStatements(_ entries: [Entry]) -> [PostgresStatement] {
+    private func guardedStatements(_ entries: [Entry]) -> [PQStatement] {
         guard !entries.isEmpty else { return [] }
         var complete: [Entry] = [], cancel: [(Entry, String)] = [], retry: [(Entry, String, Duration)] = []
         var dead: [(Entry, DeadLetterReason, String)] = [], release: [(Entry, String, Duration?)] = []
@@ -311,70 +311,70 @@ final class Finisher: Sendable {
             case .snooze(let reason, let wait): snooze.append((entry, Self.clean(reason), wait))
             }
         }
-        var statements: [PostgresStatement] = []
+        var statements: [PQStatement] = []
         let worker = store.workerID
         if !complete.isEmpty {
             statements.append(
-                PostgresStatement(
+                PQStatement(
                     store.statements.completeJobs, [ids(complete), attempts(complete), worker, sinceEnded(complete)]))
         }
         if !cancel.isEmpty {
             let e = cancel.map(\.0)
             statements.append(
-                PostgresStatement(
+                PQStatement(
                     store.statements.cancelJobs,
-                    [ids(e), attempts(e), worker, sinceEnded(e), PostgresArray(cancel.map(\.1))]))
+                    [ids(e), attempts(e), worker, sinceEnded(e), PQArray(cancel.map(\.1))]))
         }
         if !retry.isEmpty {
             let e = retry.map(\.0)
             statements.append(
-                PostgresStatement(
+                PQStatement(
                     store.statements.retryJobs,
                     [
-                        ids(e), attempts(e), worker, sinceEnded(e), PostgresArray(retry.map(\.1)),
-                        PostgresArray(retry.map { PostgresInterval($0.2) }),
+                        ids(e), attempts(e), worker, sinceEnded(e), PQArray(retry.map(\.1)),
+                        PQArray(retry.map { PQInterval($0.2) }),
                     ]))
         }
         if !dead.isEmpty {
             let e = dead.map(\.0)
             statements.append(
-                PostgresStatement(
+                PQStatement(
                     store.statements.deadLetterJobs,
                     [
-                        ids(e), attempts(e), worker, sinceEnded(e), PostgresArray(dead.map(\.2)),
-                        PostgresArray(dead.map(\.1.rawValue)), PostgresArray(e.map(\.job.maxAttempts)),
+                        ids(e), attempts(e), worker, sinceEnded(e), PQArray(dead.map(\.2)),
+                        PQArray(dead.map(\.1.rawValue)), PQArray(e.map(\.job.maxAttempts)),
                     ]))
         }
         if !release.isEmpty {
             let e = release.map(\.0)
             statements.append(
-                PostgresStatement(
+                PQStatement(
                     store.statements.releaseJobs,
                     [
-                        ids(e), attempts(e), worker, sinceEnded(e), PostgresArray(release.map(\.1)),
-                        PostgresArray(release.map { $0.2.map(PostgresInterval.init) }),
+                        ids(e), attempts(e), worker, sinceEnded(e), PQArray(release.map(\.1)),
+                        PQArray(release.map { $0.2.map(PQInterval.init) }),
                     ]))
         }
         if !snooze.isEmpty {
             let e = snooze.map(\.0)
             statements.append(
-                PostgresStatement(
+                PQStatement(
                     store.statements.snoozeJobs,
                     [
-                        ids(e), attempts(e), worker, PostgresArray(snooze.map(\.1)),
-                        PostgresArray(snooze.map { PostgresInterval($0.2) }),
+                        ids(e), attempts(e), worker, PQArray(snooze.map(\.1)),
+                        PQArray(snooze.map { PQInterval($0.2) }),
                     ]))
         }
         return statements
     }
 
     /// How long ago each entry's handler returned.
-    private func sinceEnded(_ entries: [Entry]) -> PostgresArray<PostgresInterval> {
+    private func sinceEnded(_ entries: [Entry]) -> PQArray<PQInterval> {
         let now = ContinuousClock.now
-        return PostgresArray(entries.map { PostgresInterval(now - $0.ended) })
+        return PQArray(entries.map { PQInterval(now - $0.ended) })
     }
-    private func ids(_ entries: [Entry]) -> PostgresArray<Int64> { PostgresArray(entries.map(\.job.id)) }
-    private func attempts(_ entries: [Entry]) -> PostgresArray<Int> { PostgresArray(entries.map(\.job.attempt)) }
+    private func ids(_ entries: [Entry]) -> PQArray<Int64> { PQArray(entries.map(\.job.id)) }
+    private func attempts(_ entries: [Entry]) -> PQArray<Int> { PQArray(entries.map(\.job.attempt)) }
 
     /// Error texts go into `text` columns: no NUL bytes (PostgreSQL refuses them), and capped.
     static func clean(_ text: String) -> String {

@@ -6,7 +6,7 @@ public struct Job: Sendable {
     public let id: Int64
     public let kind: String
     /// The payload's JSON text as stored (`jsonb` normalizes spacing and key order).
-    public let payload: PostgresJSON
+    public let payload: PQJSON
     public let priority: Int
     /// This attempt's number, starting at 1.
     public let attempt: Int
@@ -23,7 +23,7 @@ public struct Job: Sendable {
     public internal(set) var traceContext: String?
 
     public init(
-        id: Int64, kind: String, payload: PostgresJSON, priority: Int = 0, attempt: Int, maxAttempts: Int,
+        id: Int64, kind: String, payload: PQJSON, priority: Int = 0, attempt: Int, maxAttempts: Int,
         createdAt: Date, runAt: Date, released: Int = 0, concurrencyKey: String? = nil
     ) {
         self.released = released

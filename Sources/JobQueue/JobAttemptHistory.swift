@@ -3,17 +3,17 @@ import LibPQ
 
 /// The attempts history (one row per finished attempt of any job), kept until pruned by age.
 public struct JobAttemptHistory: Sendable {
-    public let connection: PostgresConnection
+    public let connection: PQConnection
     /// The queue worked on.
     public let schema: JobQueueSchema
 
-    public init(_ connection: PostgresConnection, schema: JobQueueSchema) {
+    public init(_ connection: PQConnection, schema: JobQueueSchema) {
         self.connection = connection
         self.schema = schema
     }
 
-    static func prune(_ schema: String) -> PostgresQuery {
-        PostgresQuery(
+    static func prune(_ schema: String) -> PQQuery {
+        PQQuery(
             "\(schema).pruneJobAttempts",
             """
             DELETE FROM \(schema).job_attempts WHERE id IN (

@@ -15,18 +15,18 @@ import LibPQ
 /// }
 /// ```
 public struct JobEnqueuer: Sendable {
-    public let connection: PostgresConnection
+    public let connection: PQConnection
     /// The queue worked on.
     public let schema: JobQueueSchema
 
-    public init(_ connection: PostgresConnection, schema: JobQueueSchema) {
+    public init(_ connection: PQConnection, schema: JobQueueSchema) {
         self.connection = connection
         self.schema = schema
     }
 
     /// Inserts `copies` rows of one job; a row whose unique key is already queued is skipped.
-    static func insert(_ schema: String, returning: Bool) -> PostgresQuery {
-        PostgresQuery(
+    static func insert(_ schema: String, returning: Bool) -> PQQuery {
+        PQQuery(
             "\(schema)." + (returning ? "enqueueJob" : "enqueueJobCopies"),
             """
             INSERT INTO \(schema).jobs
@@ -37,7 +37,7 @@ public struct JobEnqueuer: Sendable {
             """ + (returning ? "\nRETURNING id" : ""))
     }
 
-    private func bindings(_ job: NewJob, copies: Int) -> [any PostgresEncodable] {
+    private func bindings(_ job: NewJob, copies: Int) -> [any PQEncodable] {
         [
             job.kind, job.payload, job.runAt, job.priority, job.maxAttempts, job.uniqueKey, job.concurrencyKey, copies,
             job.traceContext,

@@ -26,7 +26,7 @@ import LibPQ
 ///
 /// // Schema `accounts_queue`, channel `accounts_queue_jobs`, metrics `accounts_queue_*`.
 /// let queue = try JobQueueSchema(name: "accounts_queue")
-/// try await PostgresConnection.withConnection(url, logger: logger) { connection in
+/// try await PQConnection.withConnection(url, logger: logger) { connection in
 ///     try await queue.migrate(connection, logger: logger)  // creates or updates the schema
 ///     try await JobEnqueuer(connection, schema: queue).enqueue(
 ///         NewJob(kind: "email.welcome", encoding: WelcomeEmail(userID: "u1")))
@@ -61,13 +61,13 @@ public struct JobContext: Sendable {
     /// A logger carrying `job.id`, `job.kind` and `job.attempt`.
     public var logger: Logger
     /// Connections shared by the replica's handlers; hold one only as long as a statement needs.
-    public var database: PostgresConnectionPool
+    public var database: PQConnectionPool
     public var workerID: String
     /// Spans for the handler's statements and requests: children of the attempt's span (which
     /// is the task's current span). Off unless the worker traces.
     public var tracing: JobTracing
 
-    public init(logger: Logger, database: PostgresConnectionPool, workerID: String, tracing: JobTracing = .off) {
+    public init(logger: Logger, database: PQConnectionPool, workerID: String, tracing: JobTracing = .off) {
         self.logger = logger
         self.database = database
         self.workerID = workerID

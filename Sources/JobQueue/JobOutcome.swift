@@ -11,19 +11,19 @@ import LibPQ
 /// executor start-up, trigger and index setup) is paid once. Rows of one query run where the
 /// first of them stands among the batch's statements.
 public struct BoundStatement: Sendable {
-    public let query: PostgresQuery
+    public let query: PQQuery
     /// A plain statement's parameters, or a row's values (one per column).
-    public let bindings: [any PostgresEncodable]
+    public let bindings: [any PQEncodable]
     /// A row of a set-based statement, to be run with other rows of the same query.
     public let isRow: Bool
 
-    public init(_ query: PostgresQuery, _ bindings: [any PostgresEncodable] = []) {
+    public init(_ query: PQQuery, _ bindings: [any PQEncodable] = []) {
         self.query = query
         self.bindings = bindings
         self.isRow = false
     }
 
-    private init(row query: PostgresQuery, _ values: [any PostgresEncodable]) {
+    private init(row query: PQQuery, _ values: [any PQEncodable]) {
         self.query = query
         self.bindings = values
         self.isRow = true
@@ -31,18 +31,18 @@ public struct BoundStatement: Sendable {
 
     /// One row of `query`, a statement whose parameters are arrays, one per column: `$n` receives
     /// the `n`-th value of every row written with it, in the order of the outcomes.
-    public static func row(of query: PostgresQuery, _ values: [any PostgresEncodable]) -> BoundStatement {
+    public static func row(of query: PQQuery, _ values: [any PQEncodable]) -> BoundStatement {
         BoundStatement(row: query, values)
     }
 
     /// The statements to run for `statements`: plain ones as they are, rows merged into one
     /// statement per query (at the first row's place), each column an array of its rows' values.
-    static func merged(_ statements: [BoundStatement]) -> [PostgresStatement] {
-        var merged: [PostgresStatement?] = []
-        var rows: [PostgresQuery: (index: Int, columns: [[String?]])] = [:]
+    static func merged(_ statements: [BoundStatement]) -> [PQStatement] {
+        var merged: [PQStatement?] = []
+        var rows: [PQQuery: (index: Int, columns: [[String?]])] = [:]
         for statement in statements {
             guard statement.isRow else {
-                merged.append(PostgresStatement(statement.query, statement.bindings))
+                merged.append(PQStatement(statement.query, statement.bindings))
                 continue
             }
             let values = statement.bindings.map(\.postgresText)
@@ -56,7 +56,7 @@ public struct BoundStatement: Sendable {
             }
         }
         for (query, group) in rows {
-            merged[group.index] = PostgresStatement(query, group.columns.map { PostgresArray($0) })
+            merged[group.index] = PQStatement(query, group.columns.map { PQArray($0) })
         }
         return merged.compactMap { $0 }
     }

@@ -13,7 +13,7 @@ import Logging
 ///
 /// ```swift
 /// let queue = try JobQueueSchema(name: "billing_queue")  // channel billing_queue_jobs
-/// try await PostgresConnection.withConnection(url, logger: logger) { connection in
+/// try await PQConnection.withConnection(url, logger: logger) { connection in
 ///     try await queue.migrate(connection, logger: logger)
 /// }
 /// ```
@@ -100,7 +100,7 @@ public struct JobQueueSchema: Sendable, Hashable, CustomStringConvertible {
 
     /// Creates the schema or brings it up to date; returns the migrations applied by this call.
     @discardableResult
-    public func migrate(_ connection: PostgresConnection, logger: Logger) async throws -> [Migration] {
+    public func migrate(_ connection: PQConnection, logger: Logger) async throws -> [Migration] {
         try await migrator.migrate(connection, logger: logger)
     }
 

@@ -29,15 +29,15 @@ struct JobStore: Sendable {
     /// - Parameter keyLimits: per kind, the most jobs with one `concurrency_key` running at once
     ///   across all replicas; kinds not listed have no limit.
     func claim(
-        _ connection: PostgresConnection, kinds: [String], keyLimits: [String: Int], limit: Int, lease: Duration,
+        _ connection: PQConnection, kinds: [String], keyLimits: [String: Int], limit: Int, lease: Duration,
         maxAttempts: (String) -> Int
     ) async throws -> Claimed {
         let keyed = keyLimits.sorted { $0.key < $1.key }
         let result = try await connection.query(
             statements.claimJobs,
             [
-                PostgresArray(kinds), limit, workerID, PostgresInterval(lease), PostgresArray(keyed.map(\.key)),
-                PostgresArray(keyed.map(\.value)),
+                PQArray(kinds), limit, workerID, PQInterval(lease), PQArray(keyed.map(\.key)),
+                PQArray(keyed.map(\.value)),
             ])
         var claimed = Claimed()
         claimed.jobs.reserveCapacity(result.count)
@@ -55,7 +55,7 @@ struct JobStore: Sendable {
                     ))
             } catch {
                 let placeholder = Job(
-                    id: id, kind: kind, payload: PostgresJSON("{}"), attempt: attempt, maxAttempts: attempt,
+                    id: id, kind: kind, payload: PQJSON("{}"), attempt: attempt, maxAttempts: attempt,
                     createdAt: Date(timeIntervalSince1970: 0), runAt: Date(timeIntervalSince1970: 0))
                 claimed.unreadable.append((placeholder, "the job row could not be read: \(error)"))
             }
@@ -67,15 +67,15 @@ struct JobStore: Sendable {
     // MARK: Leases
 
     /// Extends the leases of the jobs this replica holds; returns those it no longer holds.
-    func extendLeases(_ connection: PostgresConnection, ids: [Int64], lease: Duration) async throws -> [Int64] {
-        try await connection.query(statements.extendLeases, [PostgresArray(ids), workerID, PostgresInterval(lease)])
-        let lost = try await connection.query(statements.leasesLost, [PostgresArray(ids), workerID])
+    func extendLeases(_ connection: PQConnection, ids: [Int64], lease: Duration) async throws -> [Int64] {
+        try await connection.query(statements.extendLeases, [PQArray(ids), workerID, PQInterval(lease)])
+        let lost = try await connection.query(statements.leasesLost, [PQArray(ids), workerID])
         return try lost.rows.map { try $0.decode("id", as: Int64.self) }
     }
 
     /// Returns expired leases of any replica to the queue; the jobs reaped, by kind.
     func reapExpiredLeases(
-        _ connection: PostgresConnection, defaultMaxAttempts: Int, batch: Int = 500
+        _ connection: PQConnection, defaultMaxAttempts: Int, batch: Int = 500
     ) async throws
         -> [String: Int]
     {
@@ -100,12 +100,12 @@ struct JobStore: Sendable {
     /// Mends the key rows of `kinds` that cannot be right (sql/job_queue/008); one replica at a
     /// time (the others get nothing back).
     func repairConcurrencyKeys(
-        _ connection: PostgresConnection, kinds: [String], keyLimits: [String: Int]
+        _ connection: PQConnection, kinds: [String], keyLimits: [String: Int]
     ) async throws -> [RepairedKey] {
         let keyed = keyLimits.sorted { $0.key < $1.key }
         let result = try await connection.query(
             statements.repairConcurrencyKeys,
-            [PostgresArray(kinds), PostgresArray(keyed.map(\.key)), PostgresArray(keyed.map(\.value))])
+            [PQArray(kinds), PQArray(keyed.map(\.key)), PQArray(keyed.map(\.value))])
         return try result.rows.map {
             RepairedKey(
                 kind: try $0.decode("kind"), concurrencyKey: try $0.decode("concurrency_key"),

@@ -106,8 +106,8 @@ public struct JobTracing: Sendable {
 
     /// The stored trace contexts of `jobs` (one statement), for the attempts' spans. Only called
     /// while tracing is on: off, the claim stays one statement.
-    static func readTraceContexts(_ schema: String) -> PostgresQuery {
-        PostgresQuery(
+    static func readTraceContexts(_ schema: String) -> PQQuery {
+        PQQuery(
             "\(schema).readTraceContexts",
             "SELECT id, trace_context FROM \(schema).jobs WHERE id = ANY($1::bigint[]) AND trace_context IS NOT NULL")
     }
@@ -115,12 +115,12 @@ public struct JobTracing: Sendable {
     /// `jobs` with their `trace_context` filled in where they have one. A failed read costs the
     /// spans their parent, never the jobs.
     func withTraceContexts(
-        _ jobs: [Job], schema: JobQueueSchema, connection: PostgresConnection, logger: Logger
+        _ jobs: [Job], schema: JobQueueSchema, connection: PQConnection, logger: Logger
     ) async -> [Job] {
         guard isOn, !jobs.isEmpty else { return jobs }
         do {
             let rows = try await connection.query(
-                schema.statements.readTraceContexts, [PostgresArray(jobs.map(\.id))])
+                schema.statements.readTraceContexts, [PQArray(jobs.map(\.id))])
             guard rows.count > 0 else { return jobs }
             var stored: [Int64: String] = [:]
             for row in rows.rows {

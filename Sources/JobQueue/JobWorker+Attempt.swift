@@ -84,7 +84,7 @@ extension JobWorker {
         if stopped != nil || Task.isCancelled {
             return .release(reason: "released at shutdown; this attempt does not count", wait: nil)
         }
-        if let error = error as? PostgresError, error.isTransient {
+        if let error = error as? PQError, error.isTransient {
             // The database failed, not the job (a terminated backend, a restart, a lock held
             // elsewhere past lock_timeout): try again later without spending one of the job's
             // attempts, waiting longer each time. A job that keeps breaking its connection spends

@@ -5,7 +5,7 @@ import Metrics
 // maintenance services (reaped leases, mended keys); and what the lease renewer asks of the
 // worker.
 extension JobWorker: LeaseHolder {
-    func consumeNotifications(_ listener: PostgresListener) async {
+    func consumeNotifications(_ listener: PQListener) async {
         let kinds = Set(self.kinds)
         for await event in listener.events {
             switch event {

@@ -28,7 +28,7 @@ import Synchronization
 public final class JobWorker: Service, Sendable {
     public let configuration: JobWorkerConfiguration
     let handlers: [String: any JobHandler]
-    let database: PostgresConnectionPool
+    let database: PQConnectionPool
     let logger: Logger
     let store: JobStore
     let metrics: MetricNames
@@ -59,7 +59,7 @@ public final class JobWorker: Service, Sendable {
     ///   - handlers: one per kind; the worker claims only these kinds.
     ///   - database: the pool handlers use.
     public init(
-        configuration: JobWorkerConfiguration, handlers: [any JobHandler], database: PostgresConnectionPool,
+        configuration: JobWorkerConfiguration, handlers: [any JobHandler], database: PQConnectionPool,
         logger: Logger
     ) {
         self.configuration = configuration
@@ -105,17 +105,17 @@ public final class JobWorker: Service, Sendable {
             metadata: [
                 "worker.kinds": "\(kinds.joined(separator: ","))", "worker.concurrency": "\(configuration.concurrency)",
             ])
-        func pool(_ connections: Int) -> PostgresConnectionPool.Configuration {
+        func pool(_ connections: Int) -> PQConnectionPool.Configuration {
             configuration.databasePool(maxConnections: connections)
         }
         try await withTaskCancellationOrGracefulShutdownHandler {
-            try await PostgresConnectionPool.withPool(
+            try await PQConnectionPool.withPool(
                 configuration: pool(1), logger: logger
             ) { claiming in
-                try await PostgresConnectionPool.withPool(
+                try await PQConnectionPool.withPool(
                     configuration: pool(1), logger: logger
                 ) { upkeep in
-                    try await PostgresConnectionPool.withPool(
+                    try await PQConnectionPool.withPool(
                         configuration: pool(configuration.outcomeWriters),
                         logger: logger
                     ) { outcomes in
@@ -130,7 +130,7 @@ public final class JobWorker: Service, Sendable {
     }
 
     private func work(
-        claiming: PostgresConnectionPool, upkeep: PostgresConnectionPool, outcomes: PostgresConnectionPool
+        claiming: PQConnectionPool, upkeep: PQConnectionPool, outcomes: PQConnectionPool
     ) async {
         let finisher = Finisher(
             store: store, database: outcomes, maxBatch: configuration.finishBatchSize,
@@ -141,7 +141,7 @@ public final class JobWorker: Service, Sendable {
         // is awaited below and ends at its own deadline, set when the drain ends.
         let finishing = Task { await finisher.run() }
         let maintenance = self.maintenance
-        await PostgresListener.withListener(
+        await PQListener.withListener(
             conninfo: configuration.listenConninfo ?? configuration.conninfo, channels: [configuration.schema.channel],
             applicationName: configuration.applicationName + "-listen", logger: logger
         ) {
@@ -164,7 +164,7 @@ public final class JobWorker: Service, Sendable {
     /// Claims while there are free slots and no shutdown, then drains: carries out the state
     /// machine's actions until it answers ``StateMachine/Action/finishDrain(cancel:stopFinisher:)``.
     private func claimLoop(
-        _ connections: PostgresConnectionPool, finisher: Finisher, group: inout DiscardingTaskGroup
+        _ connections: PQConnectionPool, finisher: Finisher, group: inout DiscardingTaskGroup
     ) async {
         let clock = ContinuousClock()
         var wakeUps = self.wakeUps.stream.makeAsyncIterator()
@@ -216,7 +216,7 @@ public final class JobWorker: Service, Sendable {
         }
     }
 
-    private func claim(_ connections: PostgresConnectionPool, limit: Int) async throws -> JobStore.Claimed {
+    private func claim(_ connections: PQConnectionPool, limit: Int) async throws -> JobStore.Claimed {
         let keyLimits = handlers.compactMapValues(\.concurrencyLimit)
         return try await connections.withConnection { connection in
             var claimed = try await store.claim(

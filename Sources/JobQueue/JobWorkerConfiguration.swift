@@ -70,7 +70,7 @@ public struct JobWorkerConfiguration: Sendable {
     public init(
         conninfo: String?,
         schema: JobQueueSchema,
-        applicationName: String = PostgresConnection.defaultApplicationName,
+        applicationName: String = PQConnection.defaultApplicationName,
         workerID: String = JobWorkerConfiguration.defaultWorkerID(),
         concurrency: Int = 128,
         lease: Duration = .seconds(60),
@@ -147,7 +147,7 @@ public struct JobWorkerConfiguration: Sendable {
     public func databasePool(
         maxConnections: Int, applicationName: String? = nil
     )
-        -> PostgresConnectionPool.Configuration
+        -> PQConnectionPool.Configuration
     {
         .init(
             conninfo: conninfo, maxConnections: maxConnections,

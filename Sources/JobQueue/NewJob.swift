@@ -7,7 +7,7 @@ public struct NewJob: Sendable, Equatable {
     /// Which handler runs it, e.g. `noop`.
     public var kind: String
     /// The payload's JSON text.
-    public var payload: PostgresJSON
+    public var payload: PQJSON
     /// When it may run first; nil for now.
     public var runAt: Date?
     /// Lower runs first.
@@ -24,7 +24,7 @@ public struct NewJob: Sendable, Equatable {
     public var traceContext: String?
 
     public init(
-        kind: String, payload: PostgresJSON = PostgresJSON("{}"), runAt: Date? = nil, priority: Int = 0,
+        kind: String, payload: PQJSON = PQJSON("{}"), runAt: Date? = nil, priority: Int = 0,
         maxAttempts: Int? = nil, uniqueKey: String? = nil, concurrencyKey: String? = nil, traceContext: String? = nil
     ) {
         self.kind = kind
@@ -46,7 +46,7 @@ public struct NewJob: Sendable, Equatable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         self.init(
-            kind: kind, payload: PostgresJSON(bytes: Array(try encoder.encode(payload))), runAt: runAt,
+            kind: kind, payload: PQJSON(bytes: Array(try encoder.encode(payload))), runAt: runAt,
             priority: priority,
             maxAttempts: maxAttempts, uniqueKey: uniqueKey, concurrencyKey: concurrencyKey, traceContext: traceContext)
     }

@@ -4,11 +4,11 @@ import LibPQ
 /// Pausing a kind of job across all replicas: while paused, no replica claims it (each notices
 /// within a poll interval); jobs already running finish.
 public struct PausedKinds: Sendable {
-    public let connection: PostgresConnection
+    public let connection: PQConnection
     /// The queue worked on.
     public let schema: JobQueueSchema
 
-    public init(_ connection: PostgresConnection, schema: JobQueueSchema) {
+    public init(_ connection: PQConnection, schema: JobQueueSchema) {
         self.connection = connection
         self.schema = schema
     }
@@ -20,8 +20,8 @@ public struct PausedKinds: Sendable {
         public let pausedBy: String?
     }
 
-    static func pause(_ schema: String) -> PostgresQuery {
-        PostgresQuery(
+    static func pause(_ schema: String) -> PQQuery {
+        PQQuery(
             "\(schema).pauseKind",
             "INSERT INTO \(schema).paused_kinds (kind, paused_by) VALUES ($1, $2) ON CONFLICT (kind) DO NOTHING")
     }
@@ -33,8 +33,8 @@ public struct PausedKinds: Sendable {
         try await connection.query(schema.statements.pauseKind, [kind, actor]).affectedRows > 0
     }
 
-    static func resume(_ schema: String) -> PostgresQuery {
-        PostgresQuery("\(schema).resumeKind", "DELETE FROM \(schema).paused_kinds WHERE kind = $1")
+    static func resume(_ schema: String) -> PQQuery {
+        PQQuery("\(schema).resumeKind", "DELETE FROM \(schema).paused_kinds WHERE kind = $1")
     }
 
     /// Lets replicas claim `kind` again.
@@ -44,8 +44,8 @@ public struct PausedKinds: Sendable {
         try await connection.query(schema.statements.resumeKind, [kind]).affectedRows > 0
     }
 
-    static func list(_ schema: String) -> PostgresQuery {
-        PostgresQuery(
+    static func list(_ schema: String) -> PQQuery {
+        PQQuery(
             "\(schema).statsPaused", "SELECT kind, paused_at, paused_by FROM \(schema).paused_kinds ORDER BY kind")
     }
 

@@ -6,41 +6,41 @@ import LibPQ
 /// statements (claims, leases, outcomes) are the sections of `sql/job_queue/statements/*.sql`,
 /// compiled in by the EmbedSQL plugin; the operations' are written beside the code that runs them.
 final class QueueStatements: Sendable {
-    let claimJobs: PostgresQuery
-    let extendLeases: PostgresQuery
-    let leasesLost: PostgresQuery
-    let reapExpiredLeases: PostgresQuery
-    let repairConcurrencyKeys: PostgresQuery
-    let completeJobs: PostgresQuery
-    let cancelJobs: PostgresQuery
-    let retryJobs: PostgresQuery
-    let releaseJobs: PostgresQuery
-    let snoozeJobs: PostgresQuery
-    let deadLetterJobs: PostgresQuery
-    let listDeadLetters: PostgresQuery
-    let showDeadLetter: PostgresQuery
-    let deadLetterAttempts: PostgresQuery
-    let requeueDeadLetter: PostgresQuery
-    let countRequeueable: PostgresQuery
-    let requeueBatch: PostgresQuery
-    let purgeDeadLetters: PostgresQuery
-    let listDeadLettersByReason: PostgresQuery
-    let requeueableDeadLetterIDs: PostgresQuery
-    let purgeMatchingDeadLetters: PostgresQuery
-    let deadLetterReasons: PostgresQuery
-    let pauseKind: PostgresQuery
-    let resumeKind: PostgresQuery
-    let statsPaused: PostgresQuery
-    let statsDepth: PostgresQuery
-    let statsWaiting: PostgresQuery
-    let statsReplicas: PostgresQuery
-    let statsThroughput: PostgresQuery
-    let statsDead: PostgresQuery
-    let statsMinutes: PostgresQuery
-    let pruneJobAttempts: PostgresQuery
-    let enqueueJob: PostgresQuery
-    let enqueueJobCopies: PostgresQuery
-    let readTraceContexts: PostgresQuery
+    let claimJobs: PQQuery
+    let extendLeases: PQQuery
+    let leasesLost: PQQuery
+    let reapExpiredLeases: PQQuery
+    let repairConcurrencyKeys: PQQuery
+    let completeJobs: PQQuery
+    let cancelJobs: PQQuery
+    let retryJobs: PQQuery
+    let releaseJobs: PQQuery
+    let snoozeJobs: PQQuery
+    let deadLetterJobs: PQQuery
+    let listDeadLetters: PQQuery
+    let showDeadLetter: PQQuery
+    let deadLetterAttempts: PQQuery
+    let requeueDeadLetter: PQQuery
+    let countRequeueable: PQQuery
+    let requeueBatch: PQQuery
+    let purgeDeadLetters: PQQuery
+    let listDeadLettersByReason: PQQuery
+    let requeueableDeadLetterIDs: PQQuery
+    let purgeMatchingDeadLetters: PQQuery
+    let deadLetterReasons: PQQuery
+    let pauseKind: PQQuery
+    let resumeKind: PQQuery
+    let statsPaused: PQQuery
+    let statsDepth: PQQuery
+    let statsWaiting: PQQuery
+    let statsReplicas: PQQuery
+    let statsThroughput: PQQuery
+    let statsDead: PQQuery
+    let statsMinutes: PQQuery
+    let pruneJobAttempts: PQQuery
+    let enqueueJob: PQQuery
+    let enqueueJobCopies: PQQuery
+    let readTraceContexts: PQQuery
 
     init(schema: String) {
         claimJobs = Self.embedded("claimJobs", EmbeddedSQL.claimJobs, schema)
@@ -81,7 +81,7 @@ final class QueueStatements: Sendable {
     }
 
     /// A statement of `sql/job_queue/statements/` for `schema`, prepared as `<schema>.<name>`.
-    private static func embedded(_ name: String, _ template: String, _ schema: String) -> PostgresQuery {
-        PostgresQuery("\(schema).\(name)", template.replacingOccurrences(of: "{{schema}}", with: schema))
+    private static func embedded(_ name: String, _ template: String, _ schema: String) -> PQQuery {
+        PQQuery("\(schema).\(name)", template.replacingOccurrences(of: "{{schema}}", with: schema))
     }
 }

@@ -11,8 +11,8 @@ extension QueueStatistics {
         public let failed: Int
     }
 
-    static func minutesQuery(_ schema: String) -> PostgresQuery {
-        PostgresQuery(
+    static func minutesQuery(_ schema: String) -> PQQuery {
+        PQQuery(
             "\(schema).statsMinutes",
             """
             WITH minutes AS (
@@ -35,7 +35,7 @@ extension QueueStatistics {
     /// Attempts finished per minute over the last `minutes` minutes (this one included, oldest
     /// first, one entry per minute even when nothing finished), of `kind` when given.
     public static func throughputPerMinute(
-        _ connection: PostgresConnection, schema: JobQueueSchema, minutes: Int = 60, kind: String? = nil
+        _ connection: PQConnection, schema: JobQueueSchema, minutes: Int = 60, kind: String? = nil
     ) async throws -> [Minute] {
         precondition(minutes > 0, "at least one minute")
         return try await connection.query(schema.statements.statsMinutes, [minutes, kind]).rows.map { row in

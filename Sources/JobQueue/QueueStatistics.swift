@@ -52,32 +52,32 @@ public struct QueueStatistics: Sendable, Equatable {
     public let deadLetters: [DeadLetterCount]
     public let pausedKinds: [PausedKinds.Pause]
 
-    static func depthQuery(_ schema: String) -> PostgresQuery {
-        PostgresQuery(
+    static func depthQuery(_ schema: String) -> PQQuery {
+        PQQuery(
             "\(schema).statsDepth",
             """
             SELECT kind, state, jobs, extract(epoch FROM oldest_age)::float8 AS oldest_age_seconds
             FROM \(schema).queue_depth ORDER BY kind, state
             """)
     }
-    static func waitingQuery(_ schema: String) -> PostgresQuery {
-        PostgresQuery(
+    static func waitingQuery(_ schema: String) -> PQQuery {
+        PQQuery(
             "\(schema).statsWaiting",
             """
             SELECT kind, waiting, round(extract(epoch FROM wait)::numeric, 3)::float8 AS oldest_wait_seconds
             FROM \(schema).oldest_waiting ORDER BY kind
             """)
     }
-    static func replicasQuery(_ schema: String) -> PostgresQuery {
-        PostgresQuery(
+    static func replicasQuery(_ schema: String) -> PQQuery {
+        PQQuery(
             "\(schema).statsReplicas",
             """
             SELECT locked_by AS worker_id, count(*) AS running, min(locked_until) AS next_lease_expiry
             FROM \(schema).jobs WHERE state = 'running' GROUP BY locked_by ORDER BY locked_by
             """)
     }
-    static func throughputQuery(_ schema: String) -> PostgresQuery {
-        PostgresQuery(
+    static func throughputQuery(_ schema: String) -> PQQuery {
+        PQQuery(
             "\(schema).statsThroughput",
             """
             SELECT kind,
@@ -91,8 +91,8 @@ public struct QueueStatistics: Sendable, Equatable {
             GROUP BY kind ORDER BY kind
             """)
     }
-    static func deadQuery(_ schema: String) -> PostgresQuery {
-        PostgresQuery(
+    static func deadQuery(_ schema: String) -> PQQuery {
+        PQQuery(
             "\(schema).statsDead",
             """
             SELECT kind, reason, dead_letters, last_dead_at FROM \(schema).dead_letters_by_reason
@@ -101,7 +101,7 @@ public struct QueueStatistics: Sendable, Equatable {
     }
 
     /// Reads every figure, one statement each.
-    public static func read(_ connection: PostgresConnection, schema: JobQueueSchema) async throws -> QueueStatistics {
+    public static func read(_ connection: PQConnection, schema: JobQueueSchema) async throws -> QueueStatistics {
         let depth = try await connection.query(schema.statements.statsDepth).rows.map { row in
             Depth(
                 kind: try row.decode("kind"), state: try row.decode("state"), jobs: try row.decode("jobs"),

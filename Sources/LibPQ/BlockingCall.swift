@@ -8,7 +8,7 @@ import Synchronization
 /// blocking C call meets Swift concurrency, and no stream type can both hand back a value and be
 /// abandoned half-way. A cancelled call that has not started never runs. A call that is running
 /// is asked to stop (`whenCancelledWhileRunning`: `PQcancel` for statements, a flag the connect
-/// loop polls); if it has not returned after ``PostgresConnection/cancellationGrace``, the caller
+/// loop polls); if it has not returned after ``PQConnection/cancellationGrace``, the caller
 /// is released with `CancellationError` and `whenAbandoned` marks the connection unusable. A
 /// value the call produces after it was abandoned goes to `orphan` (to close a handle).
 final class BlockingCall<T: Sendable>: Sendable {
@@ -43,7 +43,7 @@ final class BlockingCall<T: Sendable>: Sendable {
             guard call.cancel() else { return }
             whenCancelledWhileRunning()
             DispatchQueue.global().asyncAfter(
-                deadline: .now() + .milliseconds(Int(PostgresConnection.cancellationGrace.components.seconds * 1000))
+                deadline: .now() + .milliseconds(Int(PQConnection.cancellationGrace.components.seconds * 1000))
             ) {
                 call.abandonIfRunning(whenAbandoned)
             }

@@ -9,7 +9,7 @@ import Synchronization
 /// on the way accepts and never answers. libpq 17's `PQcancelStart`/`PQcancelPoll` could be
 /// bounded, but the libpq we build against (15 on Debian bookworm) lacks them. So each request
 /// runs on a thread of its own that nobody waits for: ``BlockingCall`` releases the cancelled
-/// caller after ``PostgresConnection/cancellationGrace`` either way, and the thread ends when
+/// caller after ``PQConnection/cancellationGrace`` either way, and the thread ends when
 /// libpq gives up.
 ///
 /// The lock guards the bookkeeping only, never `PQcancel`, so ``free()`` (from `close()` and

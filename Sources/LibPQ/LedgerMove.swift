@@ -27,7 +27,7 @@ public struct LedgerMove: Sendable {
     }
 
     func move(
-        schema: String, migrations: [Migration], on connection: PostgresConnection, logger: Logger
+        schema: String, migrations: [Migration], on connection: PQConnection, logger: Logger
     )
         async throws
     {
@@ -37,7 +37,7 @@ public struct LedgerMove: Sendable {
             for (former, migration) in zip(versions, line) { rows.append((former, migration)) }
         }
         let recorded = try await connection.query(
-            PostgresQuery("migrationFormerVersions", "SELECT version FROM \(schema).schema_migrations ORDER BY version")
+            PQQuery("migrationFormerVersions", "SELECT version FROM \(schema).schema_migrations ORDER BY version")
         ).rows.map { try $0.decode("version", as: Int.self) }
         let known = Set(rows.map { $0.former })
         if let unknown = recorded.first(where: { !known.contains($0) }) {
@@ -52,7 +52,7 @@ public struct LedgerMove: Sendable {
                     ADD COLUMN owner text;
                 """, name: "migrationLedgerMoveAlter")
         try await connection.query(
-            PostgresQuery(
+            PQQuery(
                 "migrationLedgerMove",
                 """
                 INSERT INTO \(schema).schema_migrations (owner, version, name, checksum, applied_at)
@@ -63,9 +63,9 @@ public struct LedgerMove: Sendable {
                 WHERE old.owner IS NULL
                 """),
             [
-                PostgresArray(rows.map { $0.former }), PostgresArray(rows.map { $0.migration.owner }),
-                PostgresArray(rows.map { $0.migration.version }), PostgresArray(rows.map { $0.migration.name }),
-                PostgresArray(rows.map { $0.migration.checksum }),
+                PQArray(rows.map { $0.former }), PQArray(rows.map { $0.migration.owner }),
+                PQArray(rows.map { $0.migration.version }), PQArray(rows.map { $0.migration.name }),
+                PQArray(rows.map { $0.migration.checksum }),
             ])
         try await connection.execute(
             script: """

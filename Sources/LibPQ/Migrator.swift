@@ -74,7 +74,7 @@ public struct Migrator: Sendable {
 
     /// Applies what is missing and returns the migrations applied by this call, in order.
     @discardableResult
-    public func migrate(_ connection: PostgresConnection, logger: Logger) async throws -> [Migration] {
+    public func migrate(_ connection: PQConnection, logger: Logger) async throws -> [Migration] {
         // Up to date: change nothing and take no lock, so a replica whose role may not CREATE
         // in the database starts fine once the schema exists.
         if try await ledgerFormat(connection) == .lines {
@@ -100,14 +100,14 @@ public struct Migrator: Sendable {
         }
     }
 
-    static let lock = PostgresQuery("migrationLock", "SELECT pg_advisory_xact_lock($1::bigint)")
+    static let lock = PQQuery("migrationLock", "SELECT pg_advisory_xact_lock($1::bigint)")
 
     enum LedgerFormat { case none, shared, lines }
 
     /// Whether the ledger exists, and whether it is keyed by owner.
-    func ledgerFormat(_ connection: PostgresConnection) async throws -> LedgerFormat {
+    func ledgerFormat(_ connection: PQConnection) async throws -> LedgerFormat {
         let result = try await connection.query(
-            PostgresQuery(
+            PQQuery(
                 "migrationLedgerFormat",
                 """
                 SELECT to_regclass($1) IS NOT NULL AS present,
@@ -120,9 +120,9 @@ public struct Migrator: Sendable {
     }
 
     /// The migrations already recorded, with their checksums (the ledger keyed by owner).
-    func applied(_ connection: PostgresConnection) async throws -> [Key: String] {
+    func applied(_ connection: PQConnection) async throws -> [Key: String] {
         let rows = try await connection.query(
-            PostgresQuery("migrationsApplied", "SELECT owner, version, checksum FROM \(schema).schema_migrations"))
+            PQQuery("migrationsApplied", "SELECT owner, version, checksum FROM \(schema).schema_migrations"))
         var applied: [Key: String] = [:]
         for row in rows.rows {
             let key = Key(owner: try row.decode("owner"), version: try row.decode("version"))
@@ -133,15 +133,15 @@ public struct Migrator: Sendable {
 
     /// The names of the applied migrations, by owner, in version order (for `migrate`'s report
     /// and tests).
-    public func appliedNames(_ connection: PostgresConnection) async throws -> [String] {
+    public func appliedNames(_ connection: PQConnection) async throws -> [String] {
         guard try await ledgerFormat(connection) == .lines else { return [] }
         let rows = try await connection.query(
-            PostgresQuery(
+            PQQuery(
                 "migrationNames", "SELECT owner || '/' || name AS id FROM \(schema).schema_migrations ORDER BY 1"))
         return try rows.rows.map { try $0.decode("id") }
     }
 
-    private func apply(_ connection: PostgresConnection, logger: Logger) async throws -> [Migration] {
+    private func apply(_ connection: PQConnection, logger: Logger) async throws -> [Migration] {
         try await connection.transaction { connection in
             try await connection.query(Self.lock, [Self.lockKey])
             switch try await ledgerFormat(connection) {
@@ -178,7 +178,7 @@ public struct Migrator: Sendable {
                 }
                 try await connection.execute(script: migration.sql, name: "migration \(migration.id)")
                 try await connection.query(
-                    PostgresQuery(
+                    PQQuery(
                         "migrationRecord",
                         "INSERT INTO \(schema).schema_migrations (owner, version, name, checksum)"
                             + " VALUES ($1, $2, $3, $4)"),

@@ -14,13 +14,13 @@ public func withTeardown<T>(_ body: () async throws -> T, teardown: () async -> 
     return value
 }
 
-extension PostgresConnection {
+extension PQConnection {
     /// Opens a connection, runs `body` on it, and closes it however `body` ends: for work that
     /// needs one connection for a while (an operator command, a script), where a pool is too much.
     public static func withConnection<T>(
-        _ conninfo: String?, applicationName: String = PostgresConnection.defaultApplicationName,
+        _ conninfo: String?, applicationName: String = PQConnection.defaultApplicationName,
         sessionSettings: String? = nil,
-        logger: Logger, _ body: (PostgresConnection) async throws -> T
+        logger: Logger, _ body: (PQConnection) async throws -> T
     ) async throws -> T {
         let connection = try await connect(
             conninfo, applicationName: applicationName, sessionSettings: sessionSettings, logger: logger)

@@ -4,9 +4,9 @@ import LibPQ
 /// The console's audit trail (`webhook_worker.console_audit`): who did what, to what, and how it
 /// ended. Consoles record every action through it; nothing secret belongs in any field.
 public struct AuditLog: Sendable {
-    public let connection: PostgresConnection
+    public let connection: PQConnection
 
-    public init(_ connection: PostgresConnection) {
+    public init(_ connection: PQConnection) {
         self.connection = connection
     }
 
@@ -22,7 +22,7 @@ public struct AuditLog: Sendable {
         public let outcome: String
     }
 
-    static let record = PostgresQuery(
+    static let record = PQQuery(
         "recordAudit",
         """
         INSERT INTO webhook_worker.console_audit (actor, action, target, detail, outcome)
@@ -41,7 +41,7 @@ public struct AuditLog: Sendable {
         return try await connection.query(Self.record, [actor, action, target, json, outcome]).first?.decode("id") ?? 0
     }
 
-    static let prune = PostgresQuery(
+    static let prune = PQQuery(
         "pruneAudit",
         """
         DELETE FROM webhook_worker.console_audit WHERE id IN (
@@ -58,7 +58,7 @@ public struct AuditLog: Sendable {
         try await connection.deleteInBatches(Self.prune, [cutoff], batchSize: batchSize, progress: progress)
     }
 
-    static let recent = PostgresQuery(
+    static let recent = PQQuery(
         "recentAudit",
         """
         SELECT id, at, actor, action, target, detail::text AS detail, outcome FROM webhook_worker.console_audit

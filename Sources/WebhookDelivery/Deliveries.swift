@@ -5,9 +5,9 @@ import LibPQ
 /// The delivery history's operations: list, show, resend, cancel and prune, for operators and
 /// consoles.
 public struct Deliveries: Sendable {
-    public let connection: PostgresConnection
+    public let connection: PQConnection
 
-    public init(_ connection: PostgresConnection) {
+    public init(_ connection: PQConnection) {
         self.connection = connection
     }
 
@@ -26,7 +26,7 @@ public struct Deliveries: Sendable {
         }
     }
 
-    static let list = PostgresQuery(
+    static let list = PQQuery(
         "listDeliveries",
         """
         SELECT \(Delivery.columns) FROM webhook_worker.webhook_deliveries
@@ -41,7 +41,7 @@ public struct Deliveries: Sendable {
             .map { try Delivery($0, withPayload: false) }
     }
 
-    static let get = PostgresQuery(
+    static let get = PQQuery(
         "showDelivery",
         "SELECT \(Delivery.columns), payload FROM webhook_worker.webhook_deliveries WHERE delivery_id = $1::uuid")
 
@@ -50,7 +50,7 @@ public struct Deliveries: Sendable {
         try await connection.query(Self.get, [id]).rows.first.map { try Delivery($0, withPayload: true) }
     }
 
-    static let attempts = PostgresQuery(
+    static let attempts = PQQuery(
         "deliveryAttempts",
         """
         SELECT attempt, attempted_at, url, http_status, error_class, error, duration_ms, response_excerpt, \
@@ -77,7 +77,7 @@ public struct Deliveries: Sendable {
         }
     }
 
-    static let markPending = PostgresQuery(
+    static let markPending = PQQuery(
         "resendDelivery",
         """
         UPDATE webhook_worker.webhook_deliveries SET status = 'pending', updated_at = now()
@@ -88,7 +88,7 @@ public struct Deliveries: Sendable {
         RETURNING oauth_client_id
         """)
 
-    static let exists = PostgresQuery(
+    static let exists = PQQuery(
         "deliveryExists", "SELECT 1 AS one FROM webhook_worker.webhook_deliveries WHERE delivery_id = $1::uuid")
 
     /// Sends delivery `id` again: same id, same bytes, a fresh chain of attempts. The recipient is
@@ -119,7 +119,7 @@ public struct Deliveries: Sendable {
         public var jobsRemoved: Int
     }
 
-    static let cancel = PostgresQuery(
+    static let cancel = PQQuery(
         "cancelDeliveries",
         """
         WITH cancelled AS (
@@ -153,7 +153,7 @@ public struct Deliveries: Sendable {
             deliveries: try row?.decode("cancelled") ?? 0, jobsRemoved: try row?.decode("jobs_removed") ?? 0)
     }
 
-    static let deadLettersOfClient = PostgresQuery(
+    static let deadLettersOfClient = PQQuery(
         "deadLettersOfClient",
         """
         SELECT id FROM webhook_worker.dead_letter_jobs
@@ -172,7 +172,7 @@ public struct Deliveries: Sendable {
         try await connection.query(Self.deadLettersOfClient, [client]).rows.map { try $0.decode("id") }
     }
 
-    static let clientNames = PostgresQuery(
+    static let clientNames = PQQuery(
         "deliveryClientNames",
         """
         SELECT d.delivery_id, coalesce(c.name, d.oauth_client_id) AS client
@@ -185,7 +185,7 @@ public struct Deliveries: Sendable {
     public func clientNames(of ids: [UUID]) async throws -> [UUID: String] {
         guard !ids.isEmpty else { return [:] }
         var names: [UUID: String] = [:]
-        for row in try await connection.query(Self.clientNames, [PostgresArray(ids)]).rows {
+        for row in try await connection.query(Self.clientNames, [PQArray(ids)]).rows {
             names[try row.decode("delivery_id")] = try row.decode("client")
         }
         return names
@@ -197,14 +197,14 @@ public struct Deliveries: Sendable {
         public var deliveries: Int
     }
 
-    static let pruneAttempts = PostgresQuery(
+    static let pruneAttempts = PQQuery(
         "pruneDeliveryAttempts",
         """
         DELETE FROM webhook_worker.delivery_attempts WHERE id IN (
             SELECT id FROM webhook_worker.delivery_attempts WHERE attempted_at < $1 LIMIT $2)
         """)
 
-    static let pruneDeliveries = PostgresQuery(
+    static let pruneDeliveries = PQQuery(
         "pruneDeliveries",
         """
         DELETE FROM webhook_worker.webhook_deliveries WHERE delivery_id IN (

@@ -31,7 +31,7 @@ public struct Delivery: Sendable, Equatable {
         integration_account_id, user_id, source_job_id, created_at, updated_at, delivered_at
         """
 
-    init(_ row: PostgresRow, withPayload: Bool) throws {
+    init(_ row: PQRow, withPayload: Bool) throws {
         deliveryID = try row.decode("delivery_id")
         event = try row.decode("event")
         status = try row.decode("status")
@@ -64,7 +64,7 @@ public struct DeliveryAttemptRecord: Sendable, Equatable {
     public let workerID: String?
     public let jobID: Int64?
 
-    init(_ row: PostgresRow) throws {
+    init(_ row: PQRow) throws {
         attempt = try row.decode("attempt")
         attemptedAt = try row.decode("attempted_at")
         url = URLRedaction.redacted(try row.decode("url"))

@@ -3,7 +3,7 @@ import LibPQ
 /// Why an attempt got no HTTP response: stored in `delivery_attempts.error_class` and logged as
 /// `error.class`. The raw values are the stored strings; new cases may appear in later releases,
 /// so readers of stored rows treat the column as text.
-public enum DeliveryErrorClass: String, Sendable, CaseIterable, CustomStringConvertible, PostgresEncodable {
+public enum DeliveryErrorClass: String, Sendable, CaseIterable, CustomStringConvertible, PQEncodable {
     /// The request, the connection or the TLS handshake ran past its deadline.
     case timeout
     /// Nothing accepted the connection (refused, unreachable).

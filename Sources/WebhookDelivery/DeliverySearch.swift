@@ -44,7 +44,7 @@ extension Deliveries {
         }
     }
 
-    static let search = PostgresQuery(
+    static let search = PQQuery(
         "searchDeliveries",
         """
         SELECT \(Delivery.columns), c.name AS client_name, c."clientId" AS client_public_id,
@@ -62,7 +62,7 @@ extension Deliveries {
     /// Deliveries matching `search`, newest first, without their payloads, each with its client's
     /// name and public id and its last error class. Reads the web app's `"OAuthClient"` table.
     public func search(_ search: Search, limit: Int = 100) async throws -> [DeliverySummary] {
-        let bindings: [any PostgresEncodable] = [
+        let bindings: [any PQEncodable] = [
             try await OAuthClientName(connection).id(for: search.client), search.user, search.status?.rawValue,
             search.deliveryID, search.event,
             search.integrationAccount, search.createdFrom, search.createdUntil, limit,

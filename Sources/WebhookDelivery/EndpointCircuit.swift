@@ -31,7 +31,7 @@ enum EndpointCircuit {
         case disabled
     }
 
-    static let permitQuery = PostgresQuery(
+    static let permitQuery = PQQuery(
         "endpointPermit",
         """
         SELECT decision, extract(epoch FROM wait)::float8 AS wait FROM webhook_worker.endpoint_permit($1, \
@@ -40,12 +40,12 @@ enum EndpointCircuit {
     )
 
     static func permit(
-        key: String, configuration: WebhookDeliveryConfiguration, database: PostgresConnectionPool
+        key: String, configuration: WebhookDeliveryConfiguration, database: PQConnectionPool
     )
         async throws -> Permit
     {
         guard
-            let row = try await database.query(permitQuery, [key, PostgresInterval(configuration.probeTimeout)]).first
+            let row = try await database.query(permitQuery, [key, PQInterval(configuration.probeTimeout)]).first
         else { return .send }
         switch try row.decode("decision", as: String.self) {
         case "probe": return .probe
@@ -57,7 +57,7 @@ enum EndpointCircuit {
         }
     }
 
-    static let recordQuery = PostgresQuery(
+    static let recordQuery = PQQuery(
         "endpointRecord",
         "SELECT webhook_worker.endpoint_record($1, $2, $3, $4, $5::interval, $6::interval, $7::interval) AS state")
 
@@ -65,14 +65,14 @@ enum EndpointCircuit {
     @discardableResult
     static func record(
         key: String, succeeded: Bool, error: String?, configuration: WebhookDeliveryConfiguration,
-        database: PostgresConnectionPool
+        database: PQConnectionPool
     ) async throws -> String {
         let row = try await database.query(
             recordQuery,
             [
                 key, succeeded, error.map { String($0.prefix(500)) }, configuration.failureThreshold,
-                PostgresInterval(configuration.cooldown), PostgresInterval(configuration.maxCooldown),
-                PostgresInterval(configuration.disableAfter),
+                PQInterval(configuration.cooldown), PQInterval(configuration.maxCooldown),
+                PQInterval(configuration.disableAfter),
             ]
         ).first
         return try row?.decodeIfPresent("state", as: String.self) ?? "closed"

@@ -42,7 +42,7 @@ public struct EndpointHealth: Sendable, Equatable {
         LEFT JOIN "OAuthClient" c ON 'client:' || c.id = e.key
         """
 
-    init(_ row: PostgresRow) throws {
+    init(_ row: PQRow) throws {
         key = try row.decode("key")
         oauthClientID = try row.decode("oauth_client_id")
         clientName = try row.decodeIfPresent("client_name")

@@ -35,7 +35,7 @@ public struct EndpointOverview: Sendable, Equatable {
 }
 
 extension Endpoints {
-    static let overview = PostgresQuery(
+    static let overview = PQQuery(
         "endpointOverview",
         """
         WITH clients AS (

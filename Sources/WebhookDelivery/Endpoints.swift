@@ -3,9 +3,9 @@ import LibPQ
 
 /// The receiving endpoints' operations: list, show, enable and disable, for operators and consoles.
 public struct Endpoints: Sendable {
-    public let connection: PostgresConnection
+    public let connection: PQConnection
 
-    public init(_ connection: PostgresConnection) {
+    public init(_ connection: PQConnection) {
         self.connection = connection
     }
 
@@ -19,7 +19,7 @@ public struct Endpoints: Sendable {
         case closed, open, halfOpen = "half_open", disabled
     }
 
-    static let list = PostgresQuery(
+    static let list = PQQuery(
         "listEndpoints",
         """
         \(EndpointHealth.select)
@@ -33,7 +33,7 @@ public struct Endpoints: Sendable {
         try await connection.query(Self.list, [state?.rawValue]).rows.map(EndpointHealth.init)
     }
 
-    static let get = PostgresQuery("showEndpoint", "\(EndpointHealth.select) WHERE e.key = $1")
+    static let get = PQQuery("showEndpoint", "\(EndpointHealth.select) WHERE e.key = $1")
 
     /// The endpoint with key `key`, or nil when it never failed and was never disabled (healthy).
     public func get(key: String) async throws -> EndpointHealth? {
@@ -49,7 +49,7 @@ public struct Endpoints: Sendable {
         public let lastError: String?
     }
 
-    static let notClosed = PostgresQuery(
+    static let notClosed = PQQuery(
         "statsEndpoints",
         """
         SELECT substr(key, 8) AS oauth_client_id, state, consecutive_failures, next_probe_at, last_error
@@ -67,7 +67,7 @@ public struct Endpoints: Sendable {
         }
     }
 
-    static let setEnabled = PostgresQuery(
+    static let setEnabled = PQQuery(
         "setEndpointEnabled", "SELECT (webhook_worker.set_endpoint_enabled($1, $2, $3)).state AS state")
 
     /// Enables the endpoint (closes its circuit, forgets its failures, sends its waiting

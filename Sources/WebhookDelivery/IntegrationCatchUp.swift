@@ -45,13 +45,13 @@ public struct IntegrationCatchUp: Sendable {
     /// The advisory lock's key, "whk_cat": constant, so every replica contends for the same one.
     static let lockKey: Int64 = 0x7768_6b5f_6361_74
 
-    static let lock = PostgresQuery("catchUpLock", "SELECT pg_try_advisory_xact_lock($1::bigint) AS locked")
+    static let lock = PQQuery("catchUpLock", "SELECT pg_try_advisory_xact_lock($1::bigint) AS locked")
 
     // "createdAt" is a timestamp without time zone that Prisma writes in UTC, hence the
     // conversions. Accounts created before the deliveries' migration 008 are left alone: the
     // ledger starts there, and an older account's event may well have been delivered without a
     // row in it.
-    static let sweep = PostgresQuery(
+    static let sweep = PQQuery(
         "catchUpSweep",
         """
         WITH since AS (
@@ -80,7 +80,7 @@ public struct IntegrationCatchUp: Sendable {
         """)
 
     /// The ledger only needs to outlive the window; twice it leaves room for a slow clock.
-    static let forget = PostgresQuery(
+    static let forget = PQQuery(
         "catchUpForget",
         """
         DELETE FROM webhook_worker.integration_connected_enqueued
@@ -92,9 +92,9 @@ public struct IntegrationCatchUp: Sendable {
 
     /// One sweep, if no other replica is sweeping.
     /// - Returns: the accounts whose event it enqueued, or nil when another replica held the lock.
-    public func sweep(_ database: PostgresConnectionPool) async throws -> [String]? {
-        let window = PostgresInterval(configuration.window)
-        let interval = PostgresInterval(configuration.interval)
+    public func sweep(_ database: PQConnectionPool) async throws -> [String]? {
+        let window = PQInterval(configuration.window)
+        let interval = PQInterval(configuration.interval)
         let batch = configuration.batch
         return try await database.transaction { connection -> [String]? in
             let locked = try await connection.query(Self.lock, [Self.lockKey])
@@ -108,7 +108,7 @@ public struct IntegrationCatchUp: Sendable {
     /// Sweeps every ``Configuration/interval`` until the task is cancelled, the first time one
     /// interval after it starts (nothing a sweep finds is urgent at start-up). A failed sweep is
     /// logged (with its SQLSTATE, never a value) and tried again at the next interval.
-    public func run(database: PostgresConnectionPool, logger: Logger) async {
+    public func run(database: PQConnectionPool, logger: Logger) async {
         let caughtUp = Counter(label: DeliveryMetricNames.worker.integrationEventsCaughtUp)
         // Exported from the start, so that the alert rule sees 0 rather than no series.
         caughtUp.increment(by: 0)

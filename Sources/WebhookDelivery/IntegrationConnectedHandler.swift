@@ -14,7 +14,7 @@ public struct IntegrationConnectedHandler: JobHandler {
         self.configuration = configuration
     }
 
-    static let account = PostgresQuery(
+    static let account = PQQuery(
         "integrationAccount",
         """
         SELECT a.id, a."accountId" AS account_id, a."isActive" AS active, a.deleted IS NOT NULL AS deleted,
@@ -28,7 +28,7 @@ public struct IntegrationConnectedHandler: JobHandler {
     /// resend (`webhook.deliver:<delivery id>`), and its dead letter keeps it: however a delivery's
     /// job is made (fan-out, resend, a dead letter retried, the console), one is live at a time,
     /// so one delivery id is never sent twice at once.
-    static let createDeliveries = PostgresQuery(
+    static let createDeliveries = PQQuery(
         "createDeliveries",
         """
         WITH created AS (
@@ -47,7 +47,7 @@ public struct IntegrationConnectedHandler: JobHandler {
 
     /// The job's own `trace_context`, copied to its deliveries' jobs when the worker does not
     /// trace (tracing on, they get the fan-out span's context, which continues it).
-    static let traceContext = PostgresQuery(
+    static let traceContext = PQQuery(
         "fanOutTraceContext", "SELECT trace_context FROM webhook_worker.jobs WHERE id = $1")
 
     public func handle(_ job: Job, context: JobContext) async throws -> JobOutcome {
@@ -63,7 +63,7 @@ public struct IntegrationConnectedHandler: JobHandler {
 
         let tracing = context.tracing
         let (accountRows, recipientRows, stored) = try await context.database.withConnection {
-            connection -> (PostgresResult, PostgresResult, String?) in
+            connection -> (PQResult, PQResult, String?) in
             let account = try await tracing.withStatementSpan(Self.account.name) {
                 try await connection.query(Self.account, [accountID])
             }
@@ -107,7 +107,7 @@ public struct IntegrationConnectedHandler: JobHandler {
             BoundStatement(
                 Self.createDeliveries,
                 [
-                    job.id, accountID, userID, PostgresArray(clients), PostgresArray(deliveryIDs), body,
+                    job.id, accountID, userID, PQArray(clients), PQArray(deliveryIDs), body,
                     tracing.currentTraceContext() ?? stored,
                 ])
         ])

@@ -8,7 +8,7 @@ public protocol JobPayloadDecodable: Decodable {}
 
 extension JobPayloadDecodable {
     /// Decodes `json`, the payload of a job of `kind`.
-    public init(_ json: PostgresJSON, kind: String) throws(PayloadError) {
+    public init(_ json: PQJSON, kind: String) throws(PayloadError) {
         do {
             self = try JSONDecoder().decode(Self.self, from: Data(json.bytes))
         } catch let problem as PayloadProblem {

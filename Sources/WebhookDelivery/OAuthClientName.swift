@@ -5,14 +5,14 @@ import LibPQ
 /// app and the client's owner see), or its endpoint key (`client:<id>`, as `endpoints list`
 /// prints it). One resolver, so that no command accepts fewer forms than another.
 public struct OAuthClientName: Sendable {
-    public let connection: PostgresConnection
+    public let connection: PQConnection
 
-    public init(_ connection: PostgresConnection) {
+    public init(_ connection: PQConnection) {
         self.connection = connection
     }
 
     // An id wins over a public clientId that happens to be the same text.
-    static let resolve = PostgresQuery(
+    static let resolve = PQQuery(
         "resolveOAuthClient",
         #"SELECT id FROM "OAuthClient" WHERE id = $1 OR "clientId" = $1 ORDER BY id = $1 DESC LIMIT 1"#)
 

@@ -12,7 +12,7 @@ import Synchronization
 /// two statements.
 final class RecheckReader: Sendable {
     private enum Signal {
-        case row(PostgresRow?)
+        case row(PQRow?)
         /// Read for yourself and everyone waiting.
         case lead
     }
@@ -29,7 +29,7 @@ final class RecheckReader: Sendable {
 
     /// The row of `delivery`, or nil when it does not exist.
     /// - Parameter overlap: how long retired secrets still sign (`$2` of the statement).
-    func row(for delivery: UUID, overlap: Duration, database: PostgresConnectionPool) async throws -> PostgresRow? {
+    func row(for delivery: UUID, overlap: Duration, database: PQConnectionPool) async throws -> PQRow? {
         let signal = try await withCheckedThrowingContinuation {
             (continuation: CheckedContinuation<Signal, any Error>) in
             let leads = state.withLock { state -> Bool in
@@ -52,7 +52,7 @@ final class RecheckReader: Sendable {
 
     /// Reads for `leader` and whoever waits, then hands the next read to the first who came in
     /// meanwhile, or ends reading.
-    private func read(leader: UUID, overlap: Duration, database: PostgresConnectionPool) async throws -> PostgresRow? {
+    private func read(leader: UUID, overlap: Duration, database: PQConnectionPool) async throws -> PQRow? {
         let others = state.withLock { state in
             let taken = Array(state.waiting.prefix(Self.maxBatch - 1))
             state.waiting.removeFirst(taken.count)
@@ -68,11 +68,11 @@ final class RecheckReader: Sendable {
             }
             next?.resume(returning: .lead)
         }
-        let rows: [UUID: PostgresRow]
+        let rows: [UUID: PQRow]
         do {
             let result = try await database.query(
-                Recipients.recheck, [PostgresArray([leader] + others.map(\.id)), PostgresInterval(overlap)])
-            var byID: [UUID: PostgresRow] = [:]
+                Recipients.recheck, [PQArray([leader] + others.map(\.id)), PQInterval(overlap)])
+            var byID: [UUID: PQRow] = [:]
             for row in result.rows { byID[try row.decode("delivery_id", as: UUID.self)] = row }
             rows = byID
         } catch {

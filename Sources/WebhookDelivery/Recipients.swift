@@ -29,7 +29,7 @@ enum Recipients {
         AND \(hasGrant(client: "c.id", user: "$1"))
         """
 
-    static let forUser = PostgresQuery(
+    static let forUser = PQQuery(
         "recipientsForUser",
         """
         SELECT c.id FROM "OAuthClient" c
@@ -41,7 +41,7 @@ enum Recipients {
     /// when it no longer is, its endpoint's circuit (no row: never failed), and its secrets
     /// retired less than `$2` ago (a JSON array, newest first), which sign alongside the current
     /// one. Read through ``RecheckReader``, many deliveries at a time.
-    static let recheck = PostgresQuery(
+    static let recheck = PQQuery(
         "recheckDeliveries",
         """
         SELECT d.delivery_id, d.status, d.payload, d.oauth_client_id, d.attempts,

@@ -23,7 +23,7 @@ public struct WebhookDeliverHandler: JobHandler {
     /// are recorded by one statement. A cancel that landed while the attempt was in flight keeps
     /// the delivery `cancelled` unless the receiver answered 2xx: then it has the webhook, and the
     /// delivery is `delivered` with its `delivered_at`, never a cancelled one that was delivered.
-    static let recordAttempt = PostgresQuery(
+    static let recordAttempt = PQQuery(
         "recordDeliveryAttempts",
         """
         WITH r AS (
@@ -50,7 +50,7 @@ public struct WebhookDeliverHandler: JobHandler {
         WHERE d.delivery_id = r.delivery_id
         """)
 
-    static let markCancelled = PostgresQuery(
+    static let markCancelled = PQQuery(
         "cancelDelivery",
         """
         UPDATE webhook_worker.webhook_deliveries
@@ -240,7 +240,7 @@ public struct WebhookDeliverHandler: JobHandler {
         return headers
     }
 
-    static func ineligibility(_ row: PostgresRow, clientID: String) throws -> String? {
+    static func ineligibility(_ row: PQRow, clientID: String) throws -> String? {
         if try !row.decode("client_exists", as: Bool.self) { return "OAuth client \(clientID) no longer exists" }
         if try !row.decode("client_active", as: Bool.self) { return "OAuth client \(clientID) is inactive" }
         if (try row.decodeIfPresent("url", as: String.self) ?? "").isEmpty {

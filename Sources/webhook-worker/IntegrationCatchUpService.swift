@@ -7,7 +7,7 @@ import WebhookDelivery
 /// cut short rolls back, and the next replica's sweep does its work.
 struct IntegrationCatchUpService: Service {
     let catchUp: IntegrationCatchUp
-    let database: PostgresConnectionPool
+    let database: PQConnectionPool
     let logger: Logger
 
     func run() async throws {

@@ -24,11 +24,11 @@ struct MigrateCommand: AsyncParsableCommand {
 /// Statements are sent unnamed when `preparedStatements` is false; by default as
 /// WORKER_PREPARED_STATEMENTS says (off for a transaction pooler), so operator commands work
 /// through one too, read by the same rule as `run`'s `--prepared-statements`.
-func connectOrExit(_ conninfo: String?, preparedStatements: Bool? = nil) async throws -> PostgresConnection {
+func connectOrExit(_ conninfo: String?, preparedStatements: Bool? = nil) async throws -> PQConnection {
     var read = SettingsReader(environment: ProcessInfo.processInfo.environment)
     let prepared = try preparedStatements ?? read.onOff(RunSettings.preparedStatements, nil)
     do {
-        return try await PostgresConnection.connect(
+        return try await PQConnection.connect(
             conninfo, applicationName: "webhook-worker", preparedStatements: prepared,
             logger: .init(label: "webhook-worker.db"))
     } catch {

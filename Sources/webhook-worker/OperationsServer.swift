@@ -12,7 +12,7 @@ import ServiceLifecycle
 enum OperationsServer {
     static func make(
         host: String, port: Int, registry: PrometheusCollectorRegistry, worker: JobWorker,
-        database: PostgresConnectionPool, console: Console? = nil,
+        database: PQConnectionPool, console: Console? = nil,
         logger: Logger
     ) -> some Service {
         let router = Router()
@@ -39,12 +39,12 @@ enum OperationsServer {
     }
 
     /// Why this replica should not get work now; empty when it is ready.
-    static func readinessProblems(worker: JobWorker, database: PostgresConnectionPool) async -> [String] {
+    static func readinessProblems(worker: JobWorker, database: PQConnectionPool) async -> [String] {
         var problems: [String] = []
         if worker.isStopping { problems.append("shutting down") }
         if !worker.isListening { problems.append("LISTEN connection down") }
         let reachable = await withTaskGroup(of: Bool.self) { group in
-            group.addTask { (try? await database.query(PostgresQuery("readinessPing", "SELECT 1 AS one"))) != nil }
+            group.addTask { (try? await database.query(PQQuery("readinessPing", "SELECT 1 AS one"))) != nil }
             group.addTask {
                 try? await Task.sleep(for: .seconds(2))
                 return false

@@ -8,7 +8,7 @@ import Synchronization
 /// `body` ends. An unreachable database prints one line and exits 1.
 @discardableResult
 func withOperatorConnection<T>(
-    _ options: DatabaseOptions, _ body: (PostgresConnection) async throws -> T
+    _ options: DatabaseOptions, _ body: (PQConnection) async throws -> T
 ) async throws -> T {
     let connection = try await connectOrExit(options.conninfo)
     return try await withTeardown {

@@ -51,7 +51,7 @@ struct Output {
     }
 
     /// A JSON document as a value `JSONSerialization` writes, or its text when it does not parse.
-    static func document(_ json: PostgresJSON) -> Any {
+    static func document(_ json: PQJSON) -> Any {
         (try? JSONSerialization.jsonObject(with: Data(json.bytes), options: [.fragmentsAllowed])) ?? json.text
     }
 
@@ -67,7 +67,7 @@ struct Output {
         switch value {
         case let date as Date: return timestamp(date)
         case let uuid as UUID: return uuid.uuidString.lowercased()
-        case let json as PostgresJSON: return document(json)
+        case let json as PQJSON: return document(json)
         case let number as Double: return NSNumber(value: number)
         case let array as [Any]: return array.map(jsonSafe)
         case let object as [String: Any]: return object.mapValues(jsonSafe)
@@ -82,7 +82,7 @@ struct Output {
         case let date as Date: return timestamp(date)
         case let uuid as UUID: return uuid.uuidString.lowercased()
         case let number as Double: return NSNumber(value: number).description
-        case let json as PostgresJSON:
+        case let json as PQJSON:
             let data = try? JSONSerialization.data(
                 withJSONObject: document(json), options: [.sortedKeys, .fragmentsAllowed])
             return data.map { String(decoding: $0, as: UTF8.self) } ?? json.text

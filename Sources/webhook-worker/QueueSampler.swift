@@ -12,7 +12,7 @@ extension QueueSampler {
     /// that recovers is reported closed (0) once, then left out.
     func sampleEndpoints(reported: Set<String>) async throws -> Set<String> {
         let rows = try await database.query(
-            PostgresQuery(
+            PQQuery(
                 "sampleEndpoints",
                 """
                 SELECT substr(key, 8) AS client, state, consecutive_failures FROM webhook_worker.endpoints
@@ -50,7 +50,7 @@ extension QueueSampler {
 /// These describe the whole queue, not this replica: every replica exports the same values, so
 /// dashboards read them with `max()` across replicas (a `sum()` would multiply them).
 struct QueueSampler: Service {
-    let database: PostgresConnectionPool
+    let database: PQConnectionPool
     let kinds: Set<String>
     let interval: Duration
     let logger: Logger
@@ -62,7 +62,7 @@ struct QueueSampler: Service {
             while !Task.isCancelled {
                 do {
                     let rows = try await database.query(
-                        PostgresQuery(
+                        PQQuery(
                             "sampleQueue",
                             """
                             SELECT kind, state, jobs, coalesce(extract(epoch FROM oldest_age), 0)::float8 AS oldest

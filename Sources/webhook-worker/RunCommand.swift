@@ -88,7 +88,7 @@ struct RunCommand: AsyncParsableCommand {
         await connection.close()
 
         // Handlers' statements run under the same timeouts as the worker's own.
-        let pool = PostgresConnectionPool(
+        let pool = PQConnectionPool(
             configuration: settings.queue.databasePool(maxConnections: settings.poolSize), logger: logger)
         let sender = WebhookSender(configuration: settings.delivery)
         let worker = JobWorker(

@@ -133,7 +133,7 @@ struct ConcurrencyKeyRepairTests {
             SELECT concurrency_key || ':' || was AS mended
             FROM \(database.schema).repair_concurrency_keys('{test.job}', '{test.job}', $1::int[])
             ORDER BY 1
-            """, [PostgresArray([limit])])
+            """, [PQArray([limit])])
         return try result.rows.map { try $0.decode("mended") }
     }
 
@@ -210,7 +210,7 @@ struct ConcurrencyKeyRepairTests {
             try await database.withConnection { first in
                 try await first.execute(script: "BEGIN", name: "begin")
                 let mended = try await first.query(
-                    PostgresQuery(
+                    PQQuery(
                         "", "SELECT count(*) AS n FROM \(s).repair_concurrency_keys('{test.job}', '{test.job}', '{2}')")
                 )
                 #expect(try mended.first!.decode("n", as: Int.self) == 1)

@@ -182,7 +182,7 @@ struct JobQueueTests {
                     "SELECT requeued_job_id FROM \(database.schema).dead_letter_jobs WHERE id = $1", [letterID],
                     as: Int64.self) == newID)
             // Requeuing twice is refused with a clear error.
-            await #expect(throws: PostgresError.self) {
+            await #expect(throws: PQError.self) {
                 try await database.query("SELECT \(database.schema).requeue_dead_letter($1)", [letterID])
             }
             try await worker.stop()
@@ -276,7 +276,7 @@ struct JobQueueTests {
                 if text.contains("throw") { throw TestFailure(message: "cannot read \u{0}payload") }
                 if text.contains("badsql") {
                     return .complete(statements: [
-                        BoundStatement(PostgresQuery("bad", "INSERT INTO no_such_table VALUES (1)"))
+                        BoundStatement(PQQuery("bad", "INSERT INTO no_such_table VALUES (1)"))
                     ])
                 }
                 return .complete
@@ -341,7 +341,7 @@ struct JobQueueTests {
                 CREATE TRIGGER row_sink_statement AFTER INSERT ON public.row_sink
                     FOR EACH STATEMENT EXECUTE FUNCTION public.count_row_sink_statement();
                 """)
-            let insert = PostgresQuery(
+            let insert = PQQuery(
                 "insertRowSink",
                 "INSERT INTO public.row_sink (job_id, label) SELECT * FROM unnest($1::bigint[], $2::text[])")
             let handler = ClosureHandler(retryStrategy: .schedule([.seconds(3600)])) { job in

@@ -101,14 +101,14 @@ final class ClaimStress {
 
     /// What a statement came back with.
     enum Outcome: Sendable {
-        case rows(PostgresResult)
-        case failed(PostgresError)
+        case rows(PQResult)
+        case failed(PQError)
     }
 
     /// A connection and what the driver knows of it.
     final class Session {
         let index: Int
-        var connection: PostgresConnection
+        var connection: PQConnection
         var pid: Int32
         var inTransaction = false
         /// Whether the open transaction is a claim's (it claims only) or a writer's.
@@ -119,7 +119,7 @@ final class ClaimStress {
         /// Jobs this session's open transaction claimed (not yet visible to others), with the
         /// limit of the claim that took them.
         var claimedHere: [(id: Int64, attempt: Int, worker: String)] = []
-        init(index: Int, connection: PostgresConnection, pid: Int32) {
+        init(index: Int, connection: PQConnection, pid: Int32) {
             self.index = index
             self.connection = connection
             self.pid = pid
@@ -131,7 +131,7 @@ final class ClaimStress {
     let statements: QueueStatements
     let schema: String
     var random: SeededGenerator
-    let control: PostgresConnection
+    let control: PQConnection
     var sessions: [Session] = []
     var totals = Totals()
     /// Per kind, the key limit that claims pass now; the driver changes it as it goes.
@@ -159,7 +159,7 @@ final class ClaimStress {
         // Deadlocks are legitimate here (the search mixes claims and completions in one open
         // transaction, which no replica does); find them quickly.
         try? await connection.execute(script: "SET deadlock_timeout = '20ms'", name: "deadlockTimeout")
-        let pid: Int32 = try await connection.query(PostgresQuery("pid", "SELECT pg_backend_pid() AS pid"))
+        let pid: Int32 = try await connection.query(PQQuery("pid", "SELECT pg_backend_pid() AS pid"))
             .first!.decode("pid")
         return Session(index: index, connection: connection, pid: pid)
     }
@@ -168,7 +168,7 @@ final class ClaimStress {
     func close() async {
         for session in sessions {
             _ = try? await control.query(
-                PostgresQuery("terminate", "SELECT pg_terminate_backend($1)"), [Int(session.pid)])
+                PQQuery("terminate", "SELECT pg_terminate_backend($1)"), [Int(session.pid)])
         }
         for session in sessions {
             if let running = session.running { _ = await running.task.value }
@@ -282,7 +282,7 @@ final class ClaimStress {
 
     /// Starts a statement on `session` in a task of its own; `then` runs on the driver when it ends.
     func run(
-        _ session: Session, _ query: PostgresQuery, _ bindings: [any PostgresEncodable] = [],
+        _ session: Session, _ query: PQQuery, _ bindings: [any PQEncodable] = [],
         then: @escaping (Outcome) -> Void
     ) {
         let connection = session.connection
@@ -295,10 +295,10 @@ final class ClaimStress {
             defer { done.set() }
             do {
                 return .rows(try await connection.query(query, bindings))
-            } catch let error as PostgresError {
+            } catch let error as PQError {
                 return .failed(error)
             } catch {
-                return .failed(PostgresError(code: .client, message: "\(error)"))
+                return .failed(PQError(code: .client, message: "\(error)"))
             }
         }
         session.running = (task, done, then)
@@ -306,10 +306,10 @@ final class ClaimStress {
 
     /// A one-off statement (not prepared).
     func run(
-        _ session: Session, _ sql: String, _ bindings: [any PostgresEncodable] = [],
+        _ session: Session, _ sql: String, _ bindings: [any PQEncodable] = [],
         then: @escaping (Outcome) -> Void
     ) {
-        run(session, PostgresQuery("", sql), bindings, then: then)
+        run(session, PQQuery("", sql), bindings, then: then)
     }
 
     /// Waits until `session`'s statement ends, or waits on a lock that only idle sessions hold
@@ -346,9 +346,9 @@ final class ClaimStress {
     /// sessions that are idle: nothing moves until the driver moves one of those.
     func isBlockedByIdleSessions(_ session: Session) async throws -> Bool {
         let result = try await control.query(
-            PostgresQuery(
+            PQQuery(
                 "blockers", "SELECT pid, pg_blocking_pids(pid)::text AS pids FROM unnest($1::int[]) AS pid"),
-            [PostgresArray(sessions.map { Int($0.pid) })])
+            [PQArray(sessions.map { Int($0.pid) })])
         var blockers: [Int32: [Int32]] = [:]
         for row in result.rows {
             let text: String = try row.decode("pids")
@@ -439,7 +439,7 @@ final class ClaimStress {
             SELECT k, c, p::smallint, now() + make_interval(secs => d)
             FROM unnest($1::text[], $2::text[], $3::int[], $4::int[]) AS t(k, c, p, d)
             """,
-            [PostgresArray(kinds), PostgresArray(keys), PostgresArray(priorities), PostgresArray(delays)]
+            [PQArray(kinds), PQArray(keys), PQArray(priorities), PQArray(delays)]
         ) { _ in }
         try await settle(session)
     }
@@ -459,8 +459,8 @@ final class ClaimStress {
         run(
             session, statements.claimJobs,
             [
-                PostgresArray(kinds), batch, worker, PostgresInterval(lease), PostgresArray(keyed.map(\.key)),
-                PostgresArray(keyed.map(\.value)),
+                PQArray(kinds), batch, worker, PQInterval(lease), PQArray(keyed.map(\.key)),
+                PQArray(keyed.map(\.value)),
             ]
         ) { outcome in
             guard case .rows(let result) = outcome else { return }
@@ -482,7 +482,7 @@ final class ClaimStress {
     func finish(_ session: Session, how: Finish) async throws {
         var candidates = session.claimedHere
         let committed = try await control.query(
-            PostgresQuery(
+            PQQuery(
                 "running", "SELECT id, attempt, locked_by FROM \(schema).jobs WHERE state = 'running' ORDER BY id"))
         for row in committed.rows {
             candidates.append((try row.decode("id"), try row.decode("attempt"), try row.decode("locked_by")))
@@ -491,11 +491,11 @@ final class ClaimStress {
             return session.inTransaction ? try await insert(session) : try await claim(session)
         }
         let job = pick(candidates)
-        let ids = PostgresArray([job.id])
-        let attempts = PostgresArray([job.attempt])
-        let ago = PostgresArray([PostgresInterval(.zero)])
-        let wait = PostgresArray([PostgresInterval(chance(20) ? .seconds(3600) : .zero)])
-        let error = PostgresArray(["stress"])
+        let ids = PQArray([job.id])
+        let attempts = PQArray([job.attempt])
+        let ago = PQArray([PQInterval(.zero)])
+        let wait = PQArray([PQInterval(chance(20) ? .seconds(3600) : .zero)])
+        let error = PQArray(["stress"])
         switch how {
         case .complete:
             run(session, statements.completeJobs, [ids, attempts, job.worker, ago]) { _ in }
@@ -504,12 +504,12 @@ final class ClaimStress {
         case .release:
             run(
                 session, statements.releaseJobs,
-                [ids, attempts, job.worker, ago, error, PostgresArray([NullBinding()])]
+                [ids, attempts, job.worker, ago, error, PQArray([NullBinding()])]
             ) { _ in }
         case .deadLetter:
             run(
                 session, statements.deadLetterJobs,
-                [ids, attempts, job.worker, ago, error, PostgresArray(["attempts_exhausted"]), PostgresArray([3])]
+                [ids, attempts, job.worker, ago, error, PQArray(["attempts_exhausted"]), PQArray([3])]
             ) { _ in }
         }
         session.claimedHere.removeAll { $0.id == job.id }
@@ -551,7 +551,7 @@ final class ClaimStress {
         // rolled back: without one it returns at once, and the next moves (a quiescence check
         // among them) would meet the locks and invisible rows of a transaction still ending.
         _ = try await control.query(
-            PostgresQuery("terminate", "SELECT pg_terminate_backend($1, 20000)"), [Int(session.pid)])
+            PQQuery("terminate", "SELECT pg_terminate_backend($1, 20000)"), [Int(session.pid)])
         if let running = session.running { _ = await running.task.value }
         session.running = nil
         await session.connection.close()
@@ -569,7 +569,7 @@ final class ClaimStress {
     func checkLimits() async throws {
         try await settleWaiting()
         let result = try await control.query(
-            PostgresQuery(
+            PQQuery(
                 "runningByKey",
                 """
                 SELECT kind, concurrency_key, array_agg(id ORDER BY id)::text AS ids,
@@ -600,7 +600,7 @@ final class ClaimStress {
     /// the jobs it took, and a job that stopped running has committed its wake-up.
     func checkParked() async throws {
         let result = try await control.query(
-            PostgresQuery(
+            PQQuery(
                 "parkedWithRoom",
                 """
                 SELECT c.kind, c.concurrency_key, c.priority, c.head_id,
@@ -665,7 +665,7 @@ final class ClaimStress {
         if failure != nil { return }
         try await control.execute(script: "DELETE FROM \(schema).paused_kinds", name: "resumeAll")
         let due = try await control.query(
-            PostgresQuery(
+            PQQuery(
                 "claimableKeys",
                 """
                 SELECT j.kind, j.concurrency_key,
@@ -693,10 +693,10 @@ final class ClaimStress {
         let claimed = try await control.query(
             statements.claimJobs,
             [
-                PostgresArray(Self.kinds), 1_000,
+                PQArray(Self.kinds), 1_000,
                 "quiescence/" + keyed.map { "\($0.key)=\($0.value)" }.joined(separator: ","),
-                PostgresInterval(.seconds(3600)),
-                PostgresArray(keyed.map(\.key)), PostgresArray(keyed.map(\.value)),
+                PQInterval(.seconds(3600)),
+                PQArray(keyed.map(\.key)), PQArray(keyed.map(\.value)),
             ])
         var got: Set<String> = []
         for row in claimed.rows {
@@ -706,7 +706,7 @@ final class ClaimStress {
         let stranded = expected.subtracting(got)
         if !stranded.isEmpty {
             let keys = try await control.query(
-                PostgresQuery(
+                PQQuery(
                     "keyRows",
                     "SELECT kind, concurrency_key, priority, head_run_at::text AS head FROM \(schema).concurrency_keys")
             )
@@ -735,14 +735,14 @@ final class ClaimStress {
     /// of every key in `stranded`.
     func mendedByReconciler(_ stranded: Set<String>, keyed: [(key: String, value: Int)]) async throws -> Bool {
         _ = try await control.query(
-            PostgresQuery("", "SELECT * FROM \(schema).repair_concurrency_keys($1, $2, $3)"),
-            [PostgresArray(Self.kinds), PostgresArray(keyed.map(\.key)), PostgresArray(keyed.map(\.value))])
+            PQQuery("", "SELECT * FROM \(schema).repair_concurrency_keys($1, $2, $3)"),
+            [PQArray(Self.kinds), PQArray(keyed.map(\.key)), PQArray(keyed.map(\.value))])
         let claimed = try await control.query(
             statements.claimJobs,
             [
-                PostgresArray(Self.kinds), 1_000,
+                PQArray(Self.kinds), 1_000,
                 "reconciled/" + keyed.map { "\($0.key)=\($0.value)" }.joined(separator: ","),
-                PostgresInterval(.seconds(3600)), PostgresArray(keyed.map(\.key)), PostgresArray(keyed.map(\.value)),
+                PQInterval(.seconds(3600)), PQArray(keyed.map(\.key)), PQArray(keyed.map(\.value)),
             ])
         let got = Set(
             try claimed.rows.map {
@@ -753,6 +753,6 @@ final class ClaimStress {
 }
 
 /// SQL NULL.
-struct NullBinding: PostgresEncodable {
+struct NullBinding: PQEncodable {
     var postgresText: String? { nil }
 }

@@ -54,7 +54,7 @@ struct PartialFailureTests {
                     "INSERT INTO \(database.schema).jobs (kind, max_attempts) VALUES ('test.job', 2) RETURNING id",
                     as: Int64.self))
             let handler = ClosureHandler { _ in
-                throw PostgresError(
+                throw PQError(
                     code: .server, message: "canceling statement due to statement timeout", sqlState: "57014")
             }
             let worker = RunningWorker(database, handlers: [handler]) {
@@ -245,11 +245,11 @@ struct PartialFailureTests {
             let two = try await database.connect()
             try await one.execute(script: "BEGIN", name: "begin")
             let first = try await one.query(
-                PostgresQuery("", "SELECT \(database.schema).enqueue('test.job', unique_key => 'k') AS id"))
+                PQQuery("", "SELECT \(database.schema).enqueue('test.job', unique_key => 'k') AS id"))
             #expect(try first.first?.decodeIfPresent("id", as: Int64.self) != nil)
             // The second waits for the first transaction, then finds the key taken.
             async let second = two.query(
-                PostgresQuery("", "SELECT \(database.schema).enqueue('test.job', unique_key => 'k') AS id"))
+                PQQuery("", "SELECT \(database.schema).enqueue('test.job', unique_key => 'k') AS id"))
             try await Task.sleep(for: .milliseconds(200))
             try await one.execute(script: "COMMIT", name: "commit")
             #expect(try await second.first?.decodeIfPresent("id", as: Int64.self) == nil)

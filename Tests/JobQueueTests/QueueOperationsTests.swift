@@ -14,7 +14,7 @@ struct QueueOperationsTests {
                 let enqueuer = JobEnqueuer(connection, schema: database.queue)
                 let runAt = Date(timeIntervalSince1970: 2_000_000_000.25)
                 let job = NewJob(
-                    kind: "test.kind", payload: PostgresJSON(#"{"n": 1}"#), runAt: runAt, priority: -2, maxAttempts: 3,
+                    kind: "test.kind", payload: PQJSON(#"{"n": 1}"#), runAt: runAt, priority: -2, maxAttempts: 3,
                     uniqueKey: "test:1", concurrencyKey: "key-a")
                 let id = try #require(try await enqueuer.enqueue(job))
                 let row = try #require(

@@ -30,7 +30,7 @@ struct QueueSchemaTests {
 
                 // Each queue's statements are prepared under names of their own on the shared connection.
                 let prepared = try await connection.query(
-                    PostgresQuery("", "SELECT name FROM pg_prepared_statements ORDER BY name")
+                    PQQuery("", "SELECT name FROM pg_prepared_statements ORDER BY name")
                 ).rows.map { try $0.decode("name", as: String.self) }
                 #expect(prepared.contains("\(mine.name).enqueueJob"))
                 #expect(prepared.contains("\(other.name).enqueueJobCopies"))
@@ -48,7 +48,7 @@ struct QueueSchemaTests {
     @Test("the insert trigger notifies the queue's own channel")
     func notifiesItsChannel() async throws {
         try await withQueueDatabase { database in
-            let listener = PostgresListener(
+            let listener = PQListener(
                 conninfo: database.conninfo, channels: [database.queue.channel], applicationName: "queue-test-listen",
                 logger: TestDatabase.logger)
             listener.start()

@@ -14,7 +14,7 @@ struct LibPQTests {
             let date = Date(timeIntervalSince1970: 1_705_314_600.123456)
             let row = try #require(
                 try await connection.query(
-                    PostgresQuery(
+                    PQQuery(
                         "roundTrip",
                         """
                         SELECT $1::bigint AS i, $2::text AS s, $3::bool AS b, $4::float8 AS d, $5::timestamptz AS t, \
@@ -23,7 +23,7 @@ struct LibPQTests {
                     ),
                     [
                         Int64.max, "quote ' and \"double\" and \\ and 日本語", true, 2.5, date, id,
-                        PostgresJSON(#"{"k": [1, "x"]}"#), String?.none, PostgresArray(["a,b", "c\"d", "e\\f"]),
+                        PQJSON(#"{"k": [1, "x"]}"#), String?.none, PQArray(["a,b", "c\"d", "e\\f"]),
                     ]
                 ).first)
             #expect(try row.decode("i", as: Int64.self) == .max)
@@ -32,7 +32,7 @@ struct LibPQTests {
             #expect(try row.decode("d", as: Double.self) == 2.5)
             #expect(abs(try row.decode("t", as: Date.self).timeIntervalSince(date)) < 0.000_002)
             #expect(try row.decode("u", as: UUID.self) == id)
-            #expect(try row.decode("j", as: PostgresJSON.self).text == #"{"k": [1, "x"]}"#)
+            #expect(try row.decode("j", as: PQJSON.self).text == #"{"k": [1, "x"]}"#)
             #expect(try row.decodeIfPresent("n", as: String.self) == nil)
             #expect(try row.decode("a", as: String.self) == #"{"a,b","c\"d","e\\f"}"#)
             await connection.close()
@@ -46,11 +46,11 @@ struct LibPQTests {
             try await connection.execute(
                 script: "CREATE TABLE t (id int PRIMARY KEY, secret text CHECK (secret <> 'payload-7f3a'))",
                 name: "create")
-            try await connection.query(PostgresQuery("insertT", "INSERT INTO t VALUES ($1, $2)"), [13579, "x"])
+            try await connection.query(PQQuery("insertT", "INSERT INTO t VALUES ($1, $2)"), [13579, "x"])
             do {
-                try await connection.query(PostgresQuery("insertT", "INSERT INTO t VALUES ($1, $2)"), [13579, "x"])
+                try await connection.query(PQQuery("insertT", "INSERT INTO t VALUES ($1, $2)"), [13579, "x"])
                 Issue.record("a duplicate key must fail")
-            } catch let error as PostgresError {
+            } catch let error as PQError {
                 #expect(error.sqlState == "23505")
                 #expect(error.isUniqueViolation)
                 #expect(error.statement == "insertT")
@@ -61,16 +61,16 @@ struct LibPQTests {
             }
             do {
                 try await connection.query(
-                    PostgresQuery("insertT", "INSERT INTO t VALUES ($1, $2)"), [2, "payload-7f3a"])
+                    PQQuery("insertT", "INSERT INTO t VALUES ($1, $2)"), [2, "payload-7f3a"])
                 Issue.record("a check violation must fail")
-            } catch let error as PostgresError {
+            } catch let error as PQError {
                 // DETAIL would be "Failing row contains (2, payload-7f3a)".
                 #expect(error.sqlState == "23514")
                 #expect(!"\(error)".contains("payload-7f3a"), "\(error)")
             }
             // A decoding error names the column, not the value.
-            await #expect(throws: PostgresError.self) {
-                try await connection.query(PostgresQuery("", "SELECT 'secret-value' AS x")).first?.decode(
+            await #expect(throws: PQError.self) {
+                try await connection.query(PQQuery("", "SELECT 'secret-value' AS x")).first?.decode(
                     "x", as: Int.self)
             }
             await connection.close()
@@ -82,10 +82,10 @@ struct LibPQTests {
         try await withTestDatabase { database in
             let connection = try await database.connect()
             try await connection.execute(script: "CREATE TABLE t (id int)", name: "create")
-            try await connection.transaction { try await $0.query(PostgresQuery("", "INSERT INTO t VALUES (1)")) }
+            try await connection.transaction { try await $0.query(PQQuery("", "INSERT INTO t VALUES (1)")) }
             await #expect(throws: TestFailure.self) {
                 try await connection.transaction { connection in
-                    try await connection.query(PostgresQuery("", "INSERT INTO t VALUES (2)"))
+                    try await connection.query(PQQuery("", "INSERT INTO t VALUES (2)"))
                     throw TestFailure(message: "abort")
                 }
             }
@@ -101,8 +101,8 @@ struct LibPQTests {
             try await connection.execute(script: "CREATE TABLE t (id int PRIMARY KEY)", name: "create")
             await #expect(throws: TestFailure.self) {
                 try await connection.transaction { outer in
-                    try await outer.query(PostgresQuery("", "INSERT INTO t VALUES (1)"))
-                    try await outer.transaction { try await $0.query(PostgresQuery("", "INSERT INTO t VALUES (2)")) }
+                    try await outer.query(PQQuery("", "INSERT INTO t VALUES (1)"))
+                    try await outer.transaction { try await $0.query(PQQuery("", "INSERT INTO t VALUES (2)")) }
                     // An inner COMMIT would have made 1 and 2 permanent here.
                     throw TestFailure(message: "abort the outer one")
                 }
@@ -110,12 +110,12 @@ struct LibPQTests {
             #expect(try await database.count("SELECT count(*) FROM t") == 0)
 
             try await connection.transaction { outer in
-                try await outer.query(PostgresQuery("", "INSERT INTO t VALUES (1)"))
+                try await outer.query(PQQuery("", "INSERT INTO t VALUES (1)"))
                 // A failed statement inside aborts only the savepoint; the outer transaction goes on.
-                await #expect(throws: PostgresError.self) {
-                    try await outer.transaction { try await $0.query(PostgresQuery("", "INSERT INTO t VALUES (1)")) }
+                await #expect(throws: PQError.self) {
+                    try await outer.transaction { try await $0.query(PQQuery("", "INSERT INTO t VALUES (1)")) }
                 }
-                try await outer.query(PostgresQuery("", "INSERT INTO t VALUES (3)"))
+                try await outer.query(PQQuery("", "INSERT INTO t VALUES (3)"))
             }
             #expect(try await database.count("SELECT count(*) FROM t") == 2)
             await connection.close()
@@ -125,10 +125,10 @@ struct LibPQTests {
     @Test("a failed connection names host and port but never the password")
     func connectionFailure() async throws {
         do {
-            _ = try await PostgresConnection.connect(
+            _ = try await PQConnection.connect(
                 "postgresql://someone:hunter2-secret@127.0.0.1:1/db?connect_timeout=2", logger: TestDatabase.logger)
             Issue.record("connecting to port 1 must fail")
-        } catch let error as PostgresError {
+        } catch let error as PQError {
             #expect(error.code == .connectionFailed)
             #expect("\(error)".contains("127.0.0.1:1"))
             #expect(!"\(error)".contains("hunter2"))
@@ -138,7 +138,7 @@ struct LibPQTests {
     @Test("the listener delivers notifications, and reconnects after its backend is terminated")
     func listenerReconnects() async throws {
         try await withTestDatabase { database in
-            let listener = PostgresListener(
+            let listener = PQListener(
                 conninfo: database.conninfo, channels: ["test_channel"], applicationName: "test-listen",
                 logger: TestDatabase.logger)
             listener.start()

@@ -15,12 +15,12 @@ struct ParameterFuzzTests {
     func textRoundTrip() async throws {
         try await withTestDatabase { database in
             let connection = try await database.connect()
-            let query = PostgresQuery(
+            let query = PQQuery(
                 "roundTripText", "SELECT $1::text AS t, $2::text[] = $3::text[] AS same, cardinality($2::text[]) AS n")
             await propertyCheck(count: 300, input: Self.text) { text in
                 let list = text.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
                 let row = try #require(
-                    try await connection.query(query, [text, PostgresArray(list), PostgresArray(list)]).first)
+                    try await connection.query(query, [text, PQArray(list), PQArray(list)]).first)
                 #expect(try row.decode("t", as: String.self) == text)
                 #expect(try row.decode("same", as: Bool.self))
                 #expect(try row.decode("n", as: Int.self) == list.count)

@@ -16,20 +16,20 @@ struct LibPQPartialFailureTests {
             let conninfo = TCPProxy.conninfo(of: TestDatabase.serverURL, database: database.name, port: proxy.port)
             for _ in 0..<20 {
                 do {
-                    _ = try await PostgresConnection.connect(conninfo, logger: TestDatabase.logger)
+                    _ = try await PQConnection.connect(conninfo, logger: TestDatabase.logger)
                     Issue.record("the connection should have failed")
-                } catch let error as PostgresError {
+                } catch let error as PQError {
                     #expect(error.isTransient, "\(error)")
                 }
             }
-            let pool = PostgresConnectionPool(configuration: .init(conninfo: conninfo), logger: TestDatabase.logger)
-            await #expect(throws: PostgresError.self) { try await pool.query(PostgresQuery("", "SELECT 1")) }
+            let pool = PQConnectionPool(configuration: .init(conninfo: conninfo), logger: TestDatabase.logger)
+            await #expect(throws: PQError.self) { try await pool.query(PQQuery("", "SELECT 1")) }
             await pool.close()
             // The same proxy forwarding again: connections work.
             proxy.setMode(.forward)
-            let connection = try await PostgresConnection.connect(conninfo, logger: TestDatabase.logger)
+            let connection = try await PQConnection.connect(conninfo, logger: TestDatabase.logger)
             #expect(
-                try await connection.query(PostgresQuery("", "SELECT 1 AS one")).first?.decode("one", as: Int.self) == 1
+                try await connection.query(PQQuery("", "SELECT 1 AS one")).first?.decode("one", as: Int.self) == 1
             )
             await connection.close()
         }
@@ -43,7 +43,7 @@ struct LibPQPartialFailureTests {
             let started = clock.now
             let returned = await finishes(within: .seconds(10)) {
                 try await withThrowingTaskGroup(of: Void.self) { group in
-                    group.addTask { try await connection.query(PostgresQuery("sleep", "SELECT pg_sleep(30)")) }
+                    group.addTask { try await connection.query(PQQuery("sleep", "SELECT pg_sleep(30)")) }
                     group.addTask { try await Task.sleep(for: .milliseconds(300)) }
                     _ = try await group.next()
                     group.cancelAll()
@@ -54,7 +54,7 @@ struct LibPQPartialFailureTests {
             #expect(clock.now - started < .seconds(5))
             #expect(connection.isReusable)
             #expect(
-                try await connection.query(PostgresQuery("", "SELECT 2 AS two")).first?.decode("two", as: Int.self) == 2
+                try await connection.query(PQQuery("", "SELECT 2 AS two")).first?.decode("two", as: Int.self) == 2
             )
             await connection.close()
         }
@@ -64,12 +64,12 @@ struct LibPQPartialFailureTests {
     func poolDiscardsOpenTransaction() async throws {
         try await withTestDatabase { database in
             try await database.script("CREATE TABLE t (n int)")
-            let pool = PostgresConnectionPool(
+            let pool = PQConnectionPool(
                 configuration: .init(conninfo: database.conninfo, maxConnections: 1), logger: TestDatabase.logger)
             try await pool.withConnection { connection in
                 try await connection.execute(script: "BEGIN; INSERT INTO t VALUES (1)", name: "leftOpen")
             }
-            try await pool.query(PostgresQuery("", "INSERT INTO t VALUES (2)"))
+            try await pool.query(PQQuery("", "INSERT INTO t VALUES (2)"))
             await pool.close()
             // Had the second insert run inside the first transaction, neither row would be visible.
             #expect(try await database.count("SELECT count(*) FROM t WHERE n = 2") == 1)

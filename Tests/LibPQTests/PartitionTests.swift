@@ -18,14 +18,14 @@ struct PartitionTests {
             // One call more than Swift has cooperative threads: if each cancelled call held one,
             // none would be left for the heartbeat below.
             let width = ProcessInfo.processInfo.activeProcessorCount + 1
-            let pool = PostgresConnectionPool(
+            let pool = PQConnectionPool(
                 configuration: .init(
                     conninfo: conninfo, maxConnections: width, applicationName: "partition-test",
                     connectTimeout: .seconds(2)),
                 logger: TestDatabase.logger)
-            let single = try await PostgresConnection.connect(
+            let single = try await PQConnection.connect(
                 conninfo, applicationName: "partition-test", connectTimeout: .seconds(2), logger: TestDatabase.logger)
-            let sleep = PostgresQuery("", "SELECT pg_sleep(30)")
+            let sleep = PQQuery("", "SELECT pg_sleep(30)")
             var calls = (0..<width).map { _ in
                 Task { try await pool.withConnection { connection in try await connection.query(sleep) } }
             }
@@ -87,7 +87,7 @@ struct PartitionTests {
         try await withTestDatabase { database in
             let proxy = try TCPProxy(upstreamPort: TCPProxy.serverPort, mode: .stallAtFirstQuery)
             defer { proxy.stop() }
-            let listener = PostgresListener(
+            let listener = PQListener(
                 conninfo: TCPProxy.conninfo(of: TestDatabase.serverURL, database: database.name, port: proxy.port),
                 channels: ["test_channel"], logger: TestDatabase.logger)
             listener.start()

@@ -91,11 +91,11 @@ struct DeliveryFixture {
         return (worker, sender)
     }
 
-    func deliveries() async throws -> [PostgresRow] {
+    func deliveries() async throws -> [PQRow] {
         try await database.query("SELECT * FROM webhook_worker.webhook_deliveries ORDER BY oauth_client_id").rows
     }
 
-    func delivery(client: String) async throws -> PostgresRow? {
+    func delivery(client: String) async throws -> PQRow? {
         try await database.query("SELECT * FROM webhook_worker.webhook_deliveries WHERE oauth_client_id = $1", [client])
             .first
     }
@@ -117,7 +117,7 @@ struct DeliveryFixture {
         try? await delivery(client: client)?.decode("status", as: String.self)
     }
 
-    func attempts(client: String) async throws -> [PostgresRow] {
+    func attempts(client: String) async throws -> [PQRow] {
         try await database.query(
             """
             SELECT a.* FROM webhook_worker.delivery_attempts a

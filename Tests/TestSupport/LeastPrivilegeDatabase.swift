@@ -25,18 +25,18 @@ struct LeastPrivilegeDatabase: Sendable {
         return components.string!
     }
 
-    func withConnection<T>(as role: String, _ body: (PostgresConnection) async throws -> T) async throws -> T {
-        try await PostgresConnection.withConnection(conninfo(as: role), logger: TestDatabase.logger, body)
+    func withConnection<T>(as role: String, _ body: (PQConnection) async throws -> T) async throws -> T {
+        try await PQConnection.withConnection(conninfo(as: role), logger: TestDatabase.logger, body)
     }
 
     /// Runs one statement as `role`.
     @discardableResult
     func query(
-        as role: String, _ sql: String, _ bindings: [any PostgresEncodable] = []
+        as role: String, _ sql: String, _ bindings: [any PQEncodable] = []
     ) async throws
-        -> PostgresResult
+        -> PQResult
     {
-        try await withConnection(as: role) { try await $0.query(PostgresQuery("", sql), bindings) }
+        try await withConnection(as: role) { try await $0.query(PQQuery("", sql), bindings) }
     }
 
     static func create() async throws -> LeastPrivilegeDatabase {
@@ -46,7 +46,7 @@ struct LeastPrivilegeDatabase: Sendable {
         let setup = LeastPrivilegeDatabase(
             database: TestDatabase(name: name, conninfo: TestDatabase.withDatabase(server, name), admin: server),
             suffix: suffix)
-        try await PostgresConnection.withConnection(server, logger: TestDatabase.logger) { admin in
+        try await PQConnection.withConnection(server, logger: TestDatabase.logger) { admin in
             for role in setup.roles {
                 try await admin.execute(script: "CREATE ROLE \(role) LOGIN", name: "createRole")
             }
@@ -91,7 +91,7 @@ struct LeastPrivilegeDatabase: Sendable {
 
     func drop() async {
         await database.drop()
-        guard let admin = try? await PostgresConnection.connect(TestDatabase.serverURL, logger: TestDatabase.logger)
+        guard let admin = try? await PQConnection.connect(TestDatabase.serverURL, logger: TestDatabase.logger)
         else { return }
         for role in roles {
             try? await admin.execute(script: "DROP ROLE IF EXISTS \(role)", name: "dropRole")

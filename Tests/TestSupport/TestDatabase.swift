@@ -44,7 +44,7 @@ struct TestDatabase: Sendable {
         appTables: Bool = false, server: String = serverURL, queue: JobQueueSchema? = nil
     ) async throws -> TestDatabase {
         let name = "t_\(UUID().uuidString.prefix(12).lowercased().replacingOccurrences(of: "-", with: ""))"
-        let admin = try await PostgresConnection.connect(server, logger: logger)
+        let admin = try await PQConnection.connect(server, logger: logger)
         try await admin.execute(script: "CREATE DATABASE \(name)", name: "createDatabase")
         await admin.close()
         let database = TestDatabase(
@@ -66,23 +66,23 @@ struct TestDatabase: Sendable {
         return database
     }
 
-    func connect() async throws -> PostgresConnection {
-        try await PostgresConnection.connect(conninfo, logger: Self.logger)
+    func connect() async throws -> PQConnection {
+        try await PQConnection.connect(conninfo, logger: Self.logger)
     }
 
-    func pool(size: Int = 4) -> PostgresConnectionPool {
-        PostgresConnectionPool(configuration: .init(conninfo: conninfo, maxConnections: size), logger: Self.logger)
+    func pool(size: Int = 4) -> PQConnectionPool {
+        PQConnectionPool(configuration: .init(conninfo: conninfo, maxConnections: size), logger: Self.logger)
     }
 
     /// Runs `body` on a connection of its own, closed however `body` ends.
-    func withConnection<T>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
-        try await PostgresConnection.withConnection(conninfo, logger: Self.logger, body)
+    func withConnection<T>(_ body: (PQConnection) async throws -> T) async throws -> T {
+        try await PQConnection.withConnection(conninfo, logger: Self.logger, body)
     }
 
     /// Runs one statement on a short-lived connection.
     @discardableResult
-    func query(_ sql: String, _ bindings: [any PostgresEncodable] = []) async throws -> PostgresResult {
-        try await withConnection { try await $0.query(PostgresQuery("", sql), bindings) }
+    func query(_ sql: String, _ bindings: [any PQEncodable] = []) async throws -> PQResult {
+        try await withConnection { try await $0.query(PQQuery("", sql), bindings) }
     }
 
     /// Runs several statements without parameters.
@@ -90,8 +90,8 @@ struct TestDatabase: Sendable {
         try await withConnection { try await $0.execute(script: sql, name: "script") }
     }
 
-    func scalar<T: PostgresDecodable>(
-        _ sql: String, _ bindings: [any PostgresEncodable] = [], as: T.Type = T.self
+    func scalar<T: PQDecodable>(
+        _ sql: String, _ bindings: [any PQEncodable] = [], as: T.Type = T.self
     )
         async throws -> T?
     {
@@ -100,12 +100,12 @@ struct TestDatabase: Sendable {
         return try row.decodeIfPresent(column, as: T.self)
     }
 
-    func count(_ sql: String, _ bindings: [any PostgresEncodable] = []) async throws -> Int {
+    func count(_ sql: String, _ bindings: [any PQEncodable] = []) async throws -> Int {
         try await scalar(sql, bindings, as: Int.self) ?? 0
     }
 
     func drop() async {
-        guard let admin = try? await PostgresConnection.connect(admin, logger: Self.logger) else { return }
+        guard let admin = try? await PQConnection.connect(admin, logger: Self.logger) else { return }
         try? await admin.execute(script: "DROP DATABASE IF EXISTS \(name) WITH (FORCE)", name: "dropDatabase")
         await admin.close()
     }
@@ -177,7 +177,7 @@ func eventually(
 final class RunningWorker: Sendable {
     let worker: JobWorker
     let task: Task<Void, any Error>
-    let pool: PostgresConnectionPool
+    let pool: PQConnectionPool
 
     /// - Parameter conninfo: where the worker and its handlers connect; the test database unless
     ///   given (a ``TCPProxy`` in front of it).
@@ -191,7 +191,7 @@ final class RunningWorker: Sendable {
             pollInterval: .seconds(1), shutdownTimeout: .seconds(5))
         configure(&configuration)
         // The handlers' pool runs under the worker's timeouts, as `run` sets it up.
-        pool = PostgresConnectionPool(
+        pool = PQConnectionPool(
             configuration: configuration.databasePool(maxConnections: 4), logger: TestDatabase.logger)
         worker = JobWorker(
             configuration: configuration, handlers: handlers, database: pool, logger: TestDatabase.logger)

@@ -215,7 +215,7 @@ struct DeliveryTests {
             await untrusted.stop()
             #expect(untrusted.received.isEmpty, "no request is sent over an untrusted connection")
 
-            func first(_ client: String) async throws -> PostgresRow {
+            func first(_ client: String) async throws -> PQRow {
                 try #require(try await fixture.attempts(client: client).first)
             }
             #expect(try await first("slow").decodeIfPresent("error_class", as: String.self) == "timeout")
@@ -379,7 +379,7 @@ struct DeliveryTests {
             let handler = IntegrationConnectedHandler(configuration: .init())
             let job = Job(
                 id: 777, kind: "integration.connected",
-                payload: PostgresJSON(#"{"integration_account_id": "acct-1", "user_id": "user-1"}"#), attempt: 1,
+                payload: PQJSON(#"{"integration_account_id": "acct-1", "user_id": "user-1"}"#), attempt: 1,
                 maxAttempts: 8, createdAt: Date(), runAt: Date())
             let pool = database.pool()
             for _ in 0..<2 {

@@ -10,7 +10,7 @@ import WebhookDelivery
 struct JobPayloadTests {
     static func reason(_ text: String) -> String? {
         do {
-            _ = try IntegrationConnectedPayload(PostgresJSON(text), kind: "integration.connected")
+            _ = try IntegrationConnectedPayload(PQJSON(text), kind: "integration.connected")
             return nil
         } catch {
             return error.description
@@ -52,18 +52,18 @@ struct JobPayloadTests {
     @Test("a good payload decodes, extra fields ignored; a delivery id must be a UUID")
     func readable() throws {
         let payload = try IntegrationConnectedPayload(
-            PostgresJSON(#"{"user_id": "u1", "integration_account_id": "a1", "extra": {"x": 1}}"#),
+            PQJSON(#"{"user_id": "u1", "integration_account_id": "a1", "extra": {"x": 1}}"#),
             kind: "integration.connected")
         #expect(payload == IntegrationConnectedPayload(integrationAccountID: "a1", userID: "u1"))
         let id = UUID()
         #expect(
-            try DeliverPayload(PostgresJSON(#"{"delivery_id": "\#(id.uuidString)"}"#), kind: "webhook.deliver")
+            try DeliverPayload(PQJSON(#"{"delivery_id": "\#(id.uuidString)"}"#), kind: "webhook.deliver")
                 .deliveryID == id)
         #expect(throws: PayloadError.self) {
-            try DeliverPayload(PostgresJSON(#"{"delivery_id": "nope"}"#), kind: "webhook.deliver")
+            try DeliverPayload(PQJSON(#"{"delivery_id": "nope"}"#), kind: "webhook.deliver")
         }
         do {
-            _ = try DeliverPayload(PostgresJSON(#"{"delivery_id": "nope"}"#), kind: "webhook.deliver")
+            _ = try DeliverPayload(PQJSON(#"{"delivery_id": "nope"}"#), kind: "webhook.deliver")
         } catch {
             #expect(error.description == #"the webhook.deliver payload's "delivery_id" is not a UUID"#)
         }

@@ -254,7 +254,7 @@ extension ConsoleTests {
             func remaining() async throws -> [Int64] {
                 try await database.withConnection { connection in
                     try await connection.query(
-                        PostgresQuery("", "SELECT job_id FROM webhook_worker.dead_letter_jobs ORDER BY job_id")
+                        PQQuery("", "SELECT job_id FROM webhook_worker.dead_letter_jobs ORDER BY job_id")
                     ).rows.map { try $0.decode("job_id") }
                 }
             }

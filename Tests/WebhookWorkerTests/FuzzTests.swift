@@ -70,7 +70,7 @@ enum Fuzz {
 struct FuzzTests {
     static func job(kind: String, payload: [UInt8], attempt: Int = 1) -> Job {
         Job(
-            id: Int64.random(in: 1...1_000_000_000), kind: kind, payload: PostgresJSON(bytes: payload),
+            id: Int64.random(in: 1...1_000_000_000), kind: kind, payload: PQJSON(bytes: payload),
             attempt: attempt,
             maxAttempts: 8, createdAt: Date(), runAt: Date())
     }

@@ -14,7 +14,7 @@ struct LeastPrivilegeTests {
         do {
             try await setup.withConnection(as: role) { try await $0.execute(script: sql, name: "statement") }
             return nil
-        } catch let error as PostgresError {
+        } catch let error as PQError {
             return error.sqlState ?? "\(error)"
         } catch {
             return "\(error)"
@@ -216,7 +216,7 @@ struct DocsSQLTests {
     }
 
     /// What a reader would put in place of the examples' parameters.
-    static func bindings(for statement: String) -> [any PostgresEncodable] {
+    static func bindings(for statement: String) -> [any PQEncodable] {
         let values = ["acc_docs", "usr_docs", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"]
         let used = statement.matches(of: /\$(\d)/).compactMap { Int($0.output.1) }.max() ?? 0
         return Array(values.prefix(used))

@@ -50,29 +50,29 @@ struct PgBouncerTests {
             var configuration = JobWorkerConfiguration(
                 conninfo: nil, schema: WebhookWorkerSchema.queue, statementTimeout: .milliseconds(300))
             configuration.throughPgBouncer(database)
-            try await PostgresConnectionPool.withPool(
+            try await PQConnectionPool.withPool(
                 configuration: configuration.databasePool(maxConnections: 1), logger: TestDatabase.logger
             ) { pool in
-                let shown = try await pool.query(PostgresQuery("showTimeout", "SHOW statement_timeout"))
+                let shown = try await pool.query(PQQuery("showTimeout", "SHOW statement_timeout"))
                 #expect(try shown.first?.decode("statement_timeout", as: String.self) == "300ms")
                 let inTransaction = try await pool.transaction { connection in
-                    try await connection.query(PostgresQuery("showLockTimeout", "SHOW lock_timeout")).first?
+                    try await connection.query(PQQuery("showLockTimeout", "SHOW lock_timeout")).first?
                         .decode("lock_timeout", as: String.self)
                 }
                 #expect(inTransaction == "2s")
-                await #expect(throws: PostgresError.self) {
-                    try await pool.query(PostgresQuery("sleep", "SELECT pg_sleep(2)"))
+                await #expect(throws: PQError.self) {
+                    try await pool.query(PQQuery("sleep", "SELECT pg_sleep(2)"))
                 }
                 // Named twice on purpose: no "prepared statement does not exist" on another backend.
-                for _ in 0..<20 { try await pool.query(PostgresQuery("one", "SELECT 1 AS one")) }
+                for _ in 0..<20 { try await pool.query(PQQuery("one", "SELECT 1 AS one")) }
             }
             // A plain client of the pooler: PgBouncer lends it the server connection the worker
             // used last (the only one of this fresh database). None of the worker's settings.
-            let other = try await PostgresConnection.connect(
+            let other = try await PQConnection.connect(
                 TestPgBouncer.conninfo(database), logger: TestDatabase.logger)
             defer { Task { await other.close() } }
             let row = try await other.query(
-                PostgresQuery(
+                PQQuery(
                     "",
                     "SELECT current_setting('statement_timeout') AS st, current_setting('lock_timeout') AS lt, "
                         + "current_setting('IntervalStyle') AS style, current_setting('TimeZone') AS tz, "
@@ -98,7 +98,7 @@ struct PgBouncerTests {
             try await withThrowingTaskGroup(of: [Migration].self) { group in
                 for _ in 0..<3 {
                     group.addTask {
-                        let connection = try await PostgresConnection.connect(
+                        let connection = try await PQConnection.connect(
                             TestPgBouncer.conninfo(database), preparedStatements: false, logger: TestDatabase.logger)
                         defer { Task { await connection.close() } }
                         return try await WebhookWorkerSchema.migrator.migrate(connection, logger: TestDatabase.logger)

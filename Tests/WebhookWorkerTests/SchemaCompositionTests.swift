@@ -208,14 +208,14 @@ struct SchemaCompositionTests {
 
     @Test("concurrent migrate from several connections is safe; twice changes nothing")
     func concurrentMigrations() async throws {
-        let admin = try await PostgresConnection.connect(TestDatabase.serverURL, logger: TestDatabase.logger)
+        let admin = try await PQConnection.connect(TestDatabase.serverURL, logger: TestDatabase.logger)
         let name = "t_migrate_\(UInt32.random(in: 0 ... .max))"
         try await admin.execute(script: "CREATE DATABASE \(name)", name: "create")
         let conninfo = TestDatabase.withDatabase(TestDatabase.serverURL, name)
         let applied = try await withThrowingTaskGroup(of: [Migration].self) { group in
             for _ in 0..<6 {
                 group.addTask {
-                    let connection = try await PostgresConnection.connect(conninfo, logger: TestDatabase.logger)
+                    let connection = try await PQConnection.connect(conninfo, logger: TestDatabase.logger)
                     let applied = try await WebhookWorkerSchema.migrator.migrate(
                         connection, logger: TestDatabase.logger)
                     await connection.close()
@@ -226,10 +226,10 @@ struct SchemaCompositionTests {
         }
         #expect(Set(applied) == Set(WebhookWorkerSchema.migrations))
         #expect(applied.count == WebhookWorkerSchema.migrations.count)
-        let connection = try await PostgresConnection.connect(conninfo, logger: TestDatabase.logger)
+        let connection = try await PQConnection.connect(conninfo, logger: TestDatabase.logger)
         #expect(try await WebhookWorkerSchema.migrator.migrate(connection, logger: TestDatabase.logger).isEmpty)
         let count = try await connection.query(
-            PostgresQuery("", "SELECT count(*) AS n FROM webhook_worker.schema_migrations"))
+            PQQuery("", "SELECT count(*) AS n FROM webhook_worker.schema_migrations"))
         #expect(try count.first?.decode("n", as: Int.self) == WebhookWorkerSchema.migrations.count)
         await connection.close()
         try await admin.execute(script: "DROP DATABASE \(name) WITH (FORCE)", name: "drop")

@@ -149,9 +149,9 @@ struct SecretRotationTests {
             #expect(await fixture.status(client: "unsigning") == "delivered")
             // The decision is in what the re-check hands the sender: no retired secret to sign with.
             let id = try #require(try await fixture.delivery(client: "unsigning")?.decode("delivery_id", as: UUID.self))
-            let overlap = PostgresInterval(.seconds(86_400))
+            let overlap = PQInterval(.seconds(86_400))
             let recheck = try await database.withConnection { connection in
-                try await connection.query(Recipients.recheck, [PostgresArray([id]), overlap]).first
+                try await connection.query(Recipients.recheck, [PQArray([id]), overlap]).first
             }
             #expect(try #require(recheck).decodeIfPresent("retired_secrets", as: String.self) == nil)
         }

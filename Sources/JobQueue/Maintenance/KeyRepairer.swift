@@ -18,7 +18,7 @@ struct KeyRepairer: Sendable {
     let wakeUps: WakeUps<Void>
     let signals: WorkerTestSignals
 
-    func run(_ connections: PostgresConnectionPool) async {
+    func run(_ connections: PQConnectionPool) async {
         guard !keyLimits.isEmpty else { return }
         do {
             let mended = try await connections.withConnection { connection in

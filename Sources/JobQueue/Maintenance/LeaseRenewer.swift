@@ -21,7 +21,7 @@ struct LeaseRenewer: Sendable {
     let logger: Logger
     let signals: WorkerTestSignals
 
-    func run(_ connections: PostgresConnectionPool) async {
+    func run(_ connections: PQConnectionPool) async {
         let ids = holder.heldJobIDs
         guard !ids.isEmpty else { return signals.leasesLost.signal([]) }
         do {

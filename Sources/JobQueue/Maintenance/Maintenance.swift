@@ -15,7 +15,7 @@ struct Maintenance: Sendable {
     let repairInterval: Duration?
 
     /// Runs the services on their schedules until the task is cancelled.
-    func run(_ connections: PostgresConnectionPool) async {
+    func run(_ connections: PQConnectionPool) async {
         let clock = ContinuousClock()
         var nextRenewal = clock.now + renewInterval
         var nextReap = clock.now

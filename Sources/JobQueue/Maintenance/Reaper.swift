@@ -13,7 +13,7 @@ struct Reaper: Sendable {
     let wakeUps: WakeUps<Void>
     let signals: WorkerTestSignals
 
-    func run(_ connections: PostgresConnectionPool) async {
+    func run(_ connections: PQConnectionPool) async {
         do {
             let reaped = try await connections.withConnection { connection in
                 try await store.reapExpiredLeases(connection, defaultMaxAttempts: defaultMaxAttempts)

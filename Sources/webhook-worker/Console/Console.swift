@@ -19,7 +19,7 @@ import WebhookDelivery
 /// sign-ins and sign-outs are recorded too; every answer carries
 /// ``ConsoleResponse/securityHeaders``; everything rendered goes through ``HTML``.
 final class Console: Sendable {
-    let database: PostgresConnectionPool
+    let database: PQConnectionPool
     let sessions: ConsoleSessions
     let hosts: ConsoleHosts
     let readOnly: Bool
@@ -33,7 +33,7 @@ final class Console: Sendable {
     static let anonymous = "anonymous"
 
     init(
-        database: PostgresConnectionPool, tokens: ConsoleTokens, hosts: ConsoleHosts = ConsoleHosts(),
+        database: PQConnectionPool, tokens: ConsoleTokens, hosts: ConsoleHosts = ConsoleHosts(),
         readOnly: Bool, logger: Logger, knownKinds: [String] = WorkerHandlers.kinds
     ) {
         self.database = database

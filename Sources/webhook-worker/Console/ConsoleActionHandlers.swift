@@ -17,7 +17,7 @@ extension Console {
     /// Runs `act` on a connection in a transaction that also writes its audit row; nil from `act`
     /// is no such action (404). The browser goes back to the form's `back`, or where the outcome says.
     func perform(
-        _ context: ConsoleContext, _ act: (_ connection: PostgresConnection, _ by: String) async throws -> Outcome?
+        _ context: ConsoleContext, _ act: (_ connection: PQConnection, _ by: String) async throws -> Outcome?
     ) async -> ConsoleResponse {
         let identity = context.signedIn
         let path = context.path

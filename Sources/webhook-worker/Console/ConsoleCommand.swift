@@ -25,7 +25,7 @@ struct ConsoleSettings {
     /// The pool of `webhook-worker console`: four connections under ``statementTimeout`` and
     /// ``lockTimeout``, set per session, or per transaction behind a transaction pooler
     /// (`preparedStatements` false).
-    static func databasePool(conninfo: String?, preparedStatements: Bool) -> PostgresConnectionPool.Configuration {
+    static func databasePool(conninfo: String?, preparedStatements: Bool) -> PQConnectionPool.Configuration {
         let settings = [
             ("statement_timeout", statementTimeout.totalMilliseconds), ("lock_timeout", lockTimeout.totalMilliseconds),
         ]
@@ -119,7 +119,7 @@ struct ConsoleCommand: AsyncParsableCommand {
         let prepared = try SettingSource(
             "prepared-statements", "WORKER_PREPARED_STATEMENTS", nil, env: ProcessInfo.processInfo.environment
         ).onOff(default: true)
-        let pool = PostgresConnectionPool(
+        let pool = PQConnectionPool(
             configuration: ConsoleSettings.databasePool(conninfo: database.conninfo, preparedStatements: prepared),
             logger: logger)
         let console = Console(

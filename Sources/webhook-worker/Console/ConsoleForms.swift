@@ -89,7 +89,7 @@ struct DeadLetterFilter {
     }
 
     /// The library filter: the client (internal or public id) becomes the ids of its deliveries' dead letters.
-    private func filter(_ connection: PostgresConnection) async throws -> DeadLetters.Filter {
+    private func filter(_ connection: PQConnection) async throws -> DeadLetters.Filter {
         var filter = DeadLetters.Filter(kind: kind, diedSince: diedSince)
         if let client {
             let key = try await Endpoints(connection).key(for: client)
@@ -99,19 +99,19 @@ struct DeadLetterFilter {
         return filter
     }
 
-    func list(_ connection: PostgresConnection) async throws -> [DeadLetter] {
+    func list(_ connection: PQConnection) async throws -> [DeadLetter] {
         try await DeadLetters(connection, schema: WebhookWorkerSchema.queue).list(
             try await filter(connection), reason: reason, includeRequeued: includeRequeued && client == nil, limit: 200)
     }
 
     /// Deletes what ``list(_:)`` shows (every row, not only the first 200) that died before `cutoff`.
-    func purge(_ connection: PostgresConnection, diedBefore cutoff: Date) async throws -> Int {
+    func purge(_ connection: PQConnection, diedBefore cutoff: Date) async throws -> Int {
         try await DeadLetters(connection, schema: WebhookWorkerSchema.queue).purge(
             try await filter(connection), reason: reason, includeRequeued: includeRequeued && client == nil,
             diedBefore: cutoff)
     }
 
-    func requeueableIDs(_ connection: PostgresConnection) async throws -> [Int64] {
+    func requeueableIDs(_ connection: PQConnection) async throws -> [Int64] {
         try await DeadLetters(connection, schema: WebhookWorkerSchema.queue).requeueableIDs(
             try await filter(connection), reason: reason)
     }

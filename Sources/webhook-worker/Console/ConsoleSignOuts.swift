@@ -8,13 +8,13 @@ import LibPQ
 /// database, read once per request that carries a cookie. The console's only SQL of its own:
 /// the table is the console's alone, like its cookies.
 struct ConsoleSignOuts: Sendable {
-    let connection: PostgresConnection
+    let connection: PQConnection
 
-    init(_ connection: PostgresConnection) {
+    init(_ connection: PQConnection) {
         self.connection = connection
     }
 
-    static let record = PostgresQuery(
+    static let record = PQQuery(
         "consoleSignOut",
         """
         WITH expired AS (DELETE FROM webhook_worker.console_sign_outs WHERE expires_at < now())
@@ -28,7 +28,7 @@ struct ConsoleSignOuts: Sendable {
         try await connection.query(Self.record, [nonce, actor, Int(lifetime)])
     }
 
-    static let isSignedOut = PostgresQuery(
+    static let isSignedOut = PQQuery(
         "consoleIsSignedOut", "SELECT 1 AS one FROM webhook_worker.console_sign_outs WHERE nonce = $1")
 
     /// Whether the session of `nonce` was signed out.

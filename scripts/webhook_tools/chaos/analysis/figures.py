@@ -123,12 +123,12 @@ def log_figures(an):
     c = an.c
     fig = an.figures
     db_failures = collections.Counter(a["kind"] for a in an.all_attempts
-                                      if a["outcome"] == "failed" and "PostgresError" in (a["error"] or ""))
+                                      if a["outcome"] == "failed" and "PQError" in (a["error"] or ""))
     fig["attempts failed on the worker's own database error"] = (
         f"{sum(db_failures.values())} ({', '.join(f'{k} {v}' for k, v in sorted(db_failures.items())) or '-'})")
     dead_on_db = collections.Counter()
     for dl in an.dead_rows:
-        if "PostgresError" in (dl["last_error"] or ""):
+        if "PQError" in (dl["last_error"] or ""):
             d = an.deliveries.get((dl["payload"] or {}).get("delivery_id"))
             dead_on_db[c.client_behaviour.get(d["oauth_client_id"]) if d else dl["kind"]] += 1
     if dead_on_db:

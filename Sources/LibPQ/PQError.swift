@@ -3,7 +3,7 @@
 /// It carries what a reader needs to act on it: the SQLSTATE, the server's message and hint, and
 /// the name of the statement that failed. It never carries parameter values, row values (the
 /// server's DETAIL is not kept) or the connection's password, so it is safe to log and store.
-public struct PostgresError: Error, Sendable, CustomStringConvertible {
+public struct PQError: Error, Sendable, CustomStringConvertible {
     /// What kind of failure this is. New codes can be added without breaking callers.
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         private enum Base: String, Hashable, Sendable {

@@ -6,17 +6,17 @@ import Synchronization
 
 /// The libpq calls behind each statement, run on the connection's queue: plain and parameterized
 /// statements, prepared by name or not, pipelines, and their results and errors.
-extension PostgresConnection {
+extension PQConnection {
 
     private func liveHandle(_ name: String) throws -> OpaquePointer {
         guard let handle, PQstatus(handle) == CONNECTION_OK else {
-            throw PostgresError(code: .connectionLost, message: "the connection is closed", statement: name)
+            throw PQError(code: .connectionLost, message: "the connection is closed", statement: name)
         }
         return handle
     }
 
     @discardableResult
-    func runSimple(_ sql: String, name: String) throws -> PostgresResult {
+    func runSimple(_ sql: String, name: String) throws -> PQResult {
         let handle = try liveHandle(name)
         return try consume(PQexec(handle, sql), handle: handle, name: name)
     }
@@ -29,13 +29,13 @@ extension PostgresConnection {
 
     /// The ``transactionSetup`` statement when the connection is outside a transaction (it must
     /// then precede the statements sent, in the same pipeline), or nil.
-    func setupOutsideTransaction(_ name: String) throws -> PostgresQuery? {
+    func setupOutsideTransaction(_ name: String) throws -> PQQuery? {
         guard let transactionSetup else { return nil }
         let handle = try liveHandle(name)
-        return PQtransactionStatus(handle) == PQTRANS_IDLE ? PostgresQuery("", transactionSetup) : nil
+        return PQtransactionStatus(handle) == PQTRANS_IDLE ? PQQuery("", transactionSetup) : nil
     }
 
-    func runParams(_ query: PostgresQuery, _ texts: [String?]) throws -> PostgresResult {
+    func runParams(_ query: PQQuery, _ texts: [String?]) throws -> PQResult {
         if let setup = try setupOutsideTransaction(query.name) {
             // One round trip: the setup and the statement, one implicit transaction.
             let results = try runPipeline([(setup, []), (query, texts)])
@@ -65,11 +65,11 @@ extension PostgresConnection {
     }
 
     func runPipeline(
-        _ statements: [(PostgresQuery, [String?])]
-    ) throws -> [Result<PostgresResult, PostgresError>] {
+        _ statements: [(PQQuery, [String?])]
+    ) throws -> [Result<PQResult, PQError>] {
         let handle = try liveHandle("pipeline")
         guard PQenterPipelineMode(handle) == 1 else {
-            throw PostgresError(code: .client, message: Self.errorMessage(handle), statement: "pipeline")
+            throw PQError(code: .client, message: Self.errorMessage(handle), statement: "pipeline")
         }
         defer { PQexitPipelineMode(handle) }
 
@@ -79,8 +79,8 @@ extension PostgresConnection {
         }
         var pending: [Pending] = []
         var preparing: [String: String] = [:]
-        func lost(_ name: String) -> PostgresError {
-            PostgresError(
+        func lost(_ name: String) -> PQError {
+            PQError(
                 code: PQstatus(handle) == CONNECTION_OK ? .client : .connectionLost, message: Self.errorMessage(handle),
                 statement: name)
         }
@@ -106,15 +106,15 @@ extension PostgresConnection {
         }
         guard PQpipelineSync(handle) == 1 else { throw lost("pipeline") }
 
-        let skipped = PostgresError(code: .client, message: "not run: an earlier statement in the pipeline failed")
-        var results = [Result<PostgresResult, PostgresError>](repeating: .failure(skipped), count: statements.count)
+        let skipped = PQError(code: .client, message: "not run: an earlier statement in the pipeline failed")
+        var results = [Result<PQResult, PQError>](repeating: .failure(skipped), count: statements.count)
         for item in pending {
             let name: String
             switch item {
             case .prepare(let prepareName, _): name = prepareName
             case .statement(let index): name = statements[index].0.name
             }
-            var outcome: Result<PostgresResult, PostgresError> = .failure(skipped)
+            var outcome: Result<PQResult, PQError> = .failure(skipped)
             while let raw = PQgetResult(handle) {
                 switch PQresultStatus(raw) {
                 case PGRES_COMMAND_OK, PGRES_TUPLES_OK, PGRES_EMPTY_QUERY:
@@ -140,10 +140,10 @@ extension PostgresConnection {
         return results
     }
 
-    private func consume(_ raw: OpaquePointer?, handle: OpaquePointer, name: String) throws -> PostgresResult {
+    private func consume(_ raw: OpaquePointer?, handle: OpaquePointer, name: String) throws -> PQResult {
         guard let raw else {
             let lost = PQstatus(handle) != CONNECTION_OK
-            throw PostgresError(
+            throw PQError(
                 code: lost ? .connectionLost : .client, message: Self.errorMessage(handle), statement: name)
         }
         defer { PQclear(raw) }
@@ -155,7 +155,7 @@ extension PostgresConnection {
         }
     }
 
-    static func error(from raw: OpaquePointer, handle: OpaquePointer, name: String) -> PostgresError {
+    static func error(from raw: OpaquePointer, handle: OpaquePointer, name: String) -> PQError {
         func field(_ code: UInt8) -> String? {
             PQresultErrorField(raw, Int32(code)).map { String(cString: $0) }
         }
@@ -167,14 +167,14 @@ extension PostgresConnection {
         let message =
             primary
             ?? String(cString: PQresultErrorMessage(raw)).trimmingCharacters(in: .whitespacesAndNewlines)
-        return PostgresError(
+        return PQError(
             code: sqlState == nil && lost ? .connectionLost : .server,
             message: message.isEmpty ? errorMessage(handle) : message,
             sqlState: sqlState, hint: field(UInt8(ascii: "H")),
             statement: name)
     }
 
-    private static func copy(_ raw: OpaquePointer, name: String) -> PostgresResult {
+    private static func copy(_ raw: OpaquePointer, name: String) -> PQResult {
         let rowCount = Int(PQntuples(raw))
         let columnCount = Int(PQnfields(raw))
         let columns = (0..<columnCount).map { String(cString: PQfname(raw, Int32($0))) }
@@ -193,6 +193,6 @@ extension PostgresConnection {
             values.append(rowValues)
         }
         let affected = PQcmdTuples(raw).map { Int(String(cString: $0)) ?? 0 } ?? 0
-        return PostgresResult(columns: columns, values: values, affectedRows: affected, statement: name)
+        return PQResult(columns: columns, values: values, affectedRows: affected, statement: name)
     }
 }

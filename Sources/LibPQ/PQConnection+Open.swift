@@ -5,7 +5,7 @@ import Logging
 import Synchronization
 
 /// Opening a libpq connection, and the notices it receives.
-extension PostgresConnection {
+extension PQConnection {
     /// A `PGconn` pointer handed from the connection's queue to its owner.
     struct Handle: @unchecked Sendable {
         let pointer: OpaquePointer
@@ -45,12 +45,12 @@ extension PostgresConnection {
             }
         }
         guard let conn = started else {
-            throw PostgresError(code: .connectionFailed, message: "libpq could not allocate a connection")
+            throw PQError(code: .connectionFailed, message: "libpq could not allocate a connection")
         }
-        func fail(_ message: String) -> PostgresError {
+        func fail(_ message: String) -> PQError {
             let endpoint = endpoint(of: conn)
             PQfinish(conn)
-            return PostgresError(code: .connectionFailed, message: "could not connect to \(endpoint): \(message)")
+            return PQError(code: .connectionFailed, message: "could not connect to \(endpoint): \(message)")
         }
         guard PQstatus(conn) != CONNECTION_BAD else { throw fail(errorMessage(conn)) }
         let clock = ContinuousClock()

@@ -1,4 +1,4 @@
-extension PostgresConnection {
+extension PQConnection {
     /// Runs a `DELETE ... LIMIT`-style statement again and again, each run its own transaction,
     /// until it deletes nothing, so that no delete holds its locks for long.
     ///
@@ -8,7 +8,7 @@ extension PostgresConnection {
     ///   - progress: called after each batch that deleted rows, with the total so far.
     /// - Returns: the rows deleted in all.
     public func deleteInBatches(
-        _ query: PostgresQuery, _ bindings: [any PostgresEncodable], batchSize: Int,
+        _ query: PQQuery, _ bindings: [any PQEncodable], batchSize: Int,
         progress: (Int) -> Void = { _ in }
     ) async throws -> Int {
         var total = 0

@@ -4,7 +4,7 @@
 /// statement is prepared on each connection, so it is parsed and planned once per connection.
 /// Keep the text constant: values travel as parameters (`$1`, `$2`, ...), never inside it.
 /// An empty name marks a one-off statement, sent without being prepared.
-public struct PostgresQuery: Sendable, Hashable, CustomStringConvertible {
+public struct PQQuery: Sendable, Hashable, CustomStringConvertible {
     public let name: String
     public let sql: String
 
@@ -17,11 +17,11 @@ public struct PostgresQuery: Sendable, Hashable, CustomStringConvertible {
 }
 
 /// A statement with its parameters, ready to run.
-public struct PostgresStatement: Sendable {
-    public let query: PostgresQuery
-    public let bindings: [any PostgresEncodable]
+public struct PQStatement: Sendable {
+    public let query: PQQuery
+    public let bindings: [any PQEncodable]
 
-    public init(_ query: PostgresQuery, _ bindings: [any PostgresEncodable] = []) {
+    public init(_ query: PQQuery, _ bindings: [any PQEncodable] = []) {
         self.query = query
         self.bindings = bindings
     }

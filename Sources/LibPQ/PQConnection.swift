@@ -6,6 +6,11 @@ import Synchronization
 
 /// One libpq connection.
 ///
+/// The module's public types carry libpq's `PQ` prefix (`PQConnection`, `PQQuery`, `PQRow`, ...):
+/// they are thin Swift over libpq, and their behaviour differs from the `Postgres*` types of
+/// postgres-nio (blocking calls on a queue of their own, libpq's text formats, no NIO), so they
+/// do not borrow those names.
+///
 /// libpq calls block, and a `PGconn` may be used by one thread at a time. Every call therefore
 /// runs on the connection's own serial dispatch queue: a thread outside Swift's cooperative pool,
 /// so a slow statement never starves other tasks. The caller's task suspends until the call ends.
@@ -16,7 +21,7 @@ import Synchronization
 /// is then marked unusable and closes once libpq returns. A timeout built from a task group
 /// therefore holds even while libpq is blocked.
 ///
-/// A connection is used by one task at a time (take it from ``PostgresConnectionPool`` or own
+/// A connection is used by one task at a time (take it from ``PQConnectionPool`` or own
 /// it); statements from two tasks would interleave inside each other's transactions.
 ///
 /// Behind a transaction pooler (PgBouncer's `pool_mode = transaction`) a connection's session
@@ -25,7 +30,7 @@ import Synchronization
 ///
 /// `@unchecked Sendable`: the only mutable state (`handle`, `prepared`) is read and written on
 /// `queue` alone; `broken` is atomic, and the cancel handle has a lock of its own.
-public final class PostgresConnection: @unchecked Sendable {
+public final class PQConnection: @unchecked Sendable {
     private let queue: DispatchQueue
     var handle: OpaquePointer?
     var prepared: [String: String] = [:]
@@ -53,7 +58,7 @@ public final class PostgresConnection: @unchecked Sendable {
     public static let cancellationGrace: Duration = .seconds(2)
 
     /// The session settings every connection gets: timestamps are read and written in UTC and
-    /// ISO form (``PostgresValue`` relies on them). Only parameters that PgBouncer tracks per
+    /// ISO form (``PQValue`` relies on them). Only parameters that PgBouncer tracks per
     /// client (`TimeZone` and `DateStyle`, with `client_encoding`, `standard_conforming_strings`
     /// and `application_name`): in transaction pooling it restores each client's own values on
     /// every server connection it lends, so they are correct behind it and do not reach its other
@@ -102,11 +107,11 @@ public final class PostgresConnection: @unchecked Sendable {
     public static let defaultApplicationName = ProcessInfo.processInfo.processName
 
     public static func connect(
-        _ conninfo: String?, applicationName: String = PostgresConnection.defaultApplicationName,
+        _ conninfo: String?, applicationName: String = PQConnection.defaultApplicationName,
         sessionSettings: String? = nil,
         preparedStatements: Bool = true, transactionSetup: String? = nil,
         connectTimeout: Duration = .seconds(10), logger: Logger
-    ) async throws -> PostgresConnection {
+    ) async throws -> PQConnection {
         let queue = DispatchQueue(label: "libpq.connection")
         let handle = try await BlockingCall<Handle>.run(
             on: queue, whenCancelledWhileRunning: {}, orphan: { PQfinish($0.pointer) }
@@ -117,7 +122,7 @@ public final class PostgresConnection: @unchecked Sendable {
         }
         // From here on the connection object owns the handle and the notice sink: a failure
         // closes it once, through `deinit`.
-        let connection = PostgresConnection(
+        let connection = PQConnection(
             handle: handle.pointer, queue: queue, logger: logger, preparedStatements: preparedStatements,
             transactionSetup: transactionSetup)
         let settings = [baseSessionSettings, sessionSettings].compactMap { $0 }.joined(separator: "; ")
@@ -187,7 +192,7 @@ public final class PostgresConnection: @unchecked Sendable {
 
     /// Runs a statement with parameters bound separately from its text and returns its rows.
     @discardableResult
-    public func query(_ query: PostgresQuery, _ bindings: [any PostgresEncodable] = []) async throws -> PostgresResult {
+    public func query(_ query: PQQuery, _ bindings: [any PQEncodable] = []) async throws -> PQResult {
         let texts = bindings.map(\.postgresText)
         return try await onQueue(query.name) { _ in try self.runParams(query, texts) }
     }
@@ -196,7 +201,7 @@ public final class PostgresConnection: @unchecked Sendable {
     /// round trip together instead of one each. Without an explicit `BEGIN` among them they run
     /// as one implicit transaction. After a statement fails, the ones after it do not run: their
     /// results are failures saying so.
-    public func pipeline(_ statements: [PostgresStatement]) async throws -> [Result<PostgresResult, PostgresError>] {
+    public func pipeline(_ statements: [PQStatement]) async throws -> [Result<PQResult, PQError>] {
         let prepared = statements.map { ($0.query, $0.bindings.map(\.postgresText)) }
         return try await onQueue("pipeline") { _ in
             guard let setup = try self.setupOutsideTransaction("pipeline") else {
@@ -221,7 +226,7 @@ public final class PostgresConnection: @unchecked Sendable {
     /// the caller's transaction stays usable. (A second `BEGIN` would be ignored and the inner
     /// `COMMIT` would commit the caller's work early.)
     public func transaction<T: Sendable>(
-        _ body: (PostgresConnection) async throws -> T
+        _ body: (PQConnection) async throws -> T
     ) async throws -> T {
         if try await onQueue("transactionStatus", { _ in try self.isInTransaction("transactionStatus") }) {
             return try await savepoint(body)
@@ -240,7 +245,7 @@ public final class PostgresConnection: @unchecked Sendable {
 
     /// `body` under a savepoint of the transaction in progress. One name serves every depth:
     /// `RELEASE` and `ROLLBACK TO` act on the latest savepoint of that name, the innermost.
-    private func savepoint<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+    private func savepoint<T: Sendable>(_ body: (PQConnection) async throws -> T) async throws -> T {
         try await execute(script: "SAVEPOINT libpq_nested", name: "savepoint")
         let value: T
         do {
@@ -260,7 +265,7 @@ public final class PostgresConnection: @unchecked Sendable {
         _ name: String, _ work: @escaping @Sendable (_ isCancelled: () -> Bool) throws -> T
     ) async throws -> T {
         if broken.load(ordering: .acquiring) {
-            throw PostgresError(
+            throw PQError(
                 code: .connectionLost, message: "the connection was abandoned by a cancelled call", statement: name)
         }
         return try await BlockingCall<T>.run(

@@ -4,17 +4,17 @@ import Foundation
 ///
 /// Parameters are always sent separately from the statement text (`PQexecParams`), never
 /// interpolated into SQL. Cast in SQL where the server cannot infer the type (`$1::jsonb`).
-public protocol PostgresEncodable: Sendable {
+public protocol PQEncodable: Sendable {
     /// The text form PostgreSQL parses, or nil for SQL NULL.
     var postgresText: String? { get }
 }
 
 /// A type that can be read from a result column in PostgreSQL's text format.
-public protocol PostgresDecodable: Sendable {
+public protocol PQDecodable: Sendable {
     init(postgresText text: String) throws
 }
 
-extension Optional: PostgresEncodable where Wrapped: PostgresEncodable {
+extension Optional: PQEncodable where Wrapped: PQEncodable {
     public var postgresText: String? {
         switch self {
         case .none: nil
@@ -23,40 +23,40 @@ extension Optional: PostgresEncodable where Wrapped: PostgresEncodable {
     }
 }
 
-extension String: PostgresEncodable, PostgresDecodable {
+extension String: PQEncodable, PQDecodable {
     public var postgresText: String? { self }
     public init(postgresText text: String) { self = text }
 }
 
-extension Substring: PostgresEncodable {
+extension Substring: PQEncodable {
     public var postgresText: String? { String(self) }
 }
 
-extension Int: PostgresEncodable, PostgresDecodable {
+extension Int: PQEncodable, PQDecodable {
     public var postgresText: String? { String(self) }
     public init(postgresText text: String) throws {
-        guard let value = Int(text) else { throw PostgresError.decoding(text, as: "Int") }
+        guard let value = Int(text) else { throw PQError.decoding(text, as: "Int") }
         self = value
     }
 }
 
-extension Int64: PostgresEncodable, PostgresDecodable {
+extension Int64: PQEncodable, PQDecodable {
     public var postgresText: String? { String(self) }
     public init(postgresText text: String) throws {
-        guard let value = Int64(text) else { throw PostgresError.decoding(text, as: "Int64") }
+        guard let value = Int64(text) else { throw PQError.decoding(text, as: "Int64") }
         self = value
     }
 }
 
-extension Int32: PostgresEncodable, PostgresDecodable {
+extension Int32: PQEncodable, PQDecodable {
     public var postgresText: String? { String(self) }
     public init(postgresText text: String) throws {
-        guard let value = Int32(text) else { throw PostgresError.decoding(text, as: "Int32") }
+        guard let value = Int32(text) else { throw PQError.decoding(text, as: "Int32") }
         self = value
     }
 }
 
-extension Double: PostgresEncodable, PostgresDecodable {
+extension Double: PQEncodable, PQDecodable {
     public var postgresText: String? {
         if isNaN { return "NaN" }
         if isInfinite { return self > 0 ? "Infinity" : "-Infinity" }
@@ -68,44 +68,44 @@ extension Double: PostgresEncodable, PostgresDecodable {
         case "Infinity": self = .infinity
         case "-Infinity": self = -.infinity
         default:
-            guard let value = Double(text) else { throw PostgresError.decoding(text, as: "Double") }
+            guard let value = Double(text) else { throw PQError.decoding(text, as: "Double") }
             self = value
         }
     }
 }
 
-extension Bool: PostgresEncodable, PostgresDecodable {
+extension Bool: PQEncodable, PQDecodable {
     public var postgresText: String? { self ? "t" : "f" }
     public init(postgresText text: String) throws {
         switch text {
         case "t", "true": self = true
         case "f", "false": self = false
-        default: throw PostgresError.decoding(text, as: "Bool")
+        default: throw PQError.decoding(text, as: "Bool")
         }
     }
 }
 
-extension UUID: PostgresEncodable, PostgresDecodable {
+extension UUID: PQEncodable, PQDecodable {
     public var postgresText: String? { uuidString.lowercased() }
     public init(postgresText text: String) throws {
-        guard let value = UUID(uuidString: text) else { throw PostgresError.decoding(text, as: "UUID") }
+        guard let value = UUID(uuidString: text) else { throw PQError.decoding(text, as: "UUID") }
         self = value
     }
 }
 
-extension Date: PostgresEncodable, PostgresDecodable {
+extension Date: PQEncodable, PQDecodable {
     /// Sent as an ISO 8601 instant in UTC with microseconds, which `timestamptz` parses exactly.
     /// Read as the connection's session settings (`DateStyle=ISO`, `TimeZone=UTC`) write it,
     /// e.g. `2024-01-15 10:30:00.123456+00`.
     public var postgresText: String? { UTCTime.iso8601(self, fractionDigits: 6) }
     public init(postgresText text: String) throws {
-        guard let value = UTCTime.parseISO8601(text) else { throw PostgresError.decoding(text, as: "Date") }
+        guard let value = UTCTime.parseISO8601(text) else { throw PQError.decoding(text, as: "Date") }
         self = value
     }
 }
 
 /// JSON carried as its exact bytes; bind it with a `::jsonb` or `::json` cast.
-public struct PostgresJSON: PostgresEncodable, PostgresDecodable, Hashable {
+public struct PQJSON: PQEncodable, PQDecodable, Hashable {
     public var bytes: [UInt8]
     public init(bytes: [UInt8]) { self.bytes = bytes }
     public init(_ text: String) { self.bytes = Array(text.utf8) }
@@ -115,7 +115,7 @@ public struct PostgresJSON: PostgresEncodable, PostgresDecodable, Hashable {
 }
 
 /// An interval, bound as a number of microseconds (`$1::interval` accepts `"1500000 microseconds"`).
-public struct PostgresInterval: PostgresEncodable {
+public struct PQInterval: PQEncodable {
     public var duration: Duration
     public init(_ duration: Duration) { self.duration = duration }
     public var postgresText: String? {
@@ -125,7 +125,7 @@ public struct PostgresInterval: PostgresEncodable {
 }
 
 /// A one-dimensional array literal for `$1::bigint[]`, `$1::text[]` and the like.
-public struct PostgresArray<Element: PostgresEncodable>: PostgresEncodable {
+public struct PQArray<Element: PQEncodable>: PQEncodable {
     public var elements: [Element]
     public init(_ elements: [Element]) { self.elements = elements }
     public var postgresText: String? {
@@ -150,9 +150,9 @@ public struct PostgresArray<Element: PostgresEncodable>: PostgresEncodable {
     }
 }
 
-extension PostgresError {
-    static func decoding(_ text: String, as type: String) -> PostgresError {
+extension PQError {
+    static func decoding(_ text: String, as type: String) -> PQError {
         // The value itself is left out: it may be a secret or a payload.
-        PostgresError(code: .decoding, message: "a \(text.utf8.count)-byte value is not a valid \(type)")
+        PQError(code: .decoding, message: "a \(text.utf8.count)-byte value is not a valid \(type)")
     }
 }

@@ -13,7 +13,7 @@ import Synchronization
 /// The waiters are a hand-written list of continuations, like postgres-nio's pool: the pool must
 /// wake exactly one waiter per freed slot, in arrival order, and remove one particular waiter
 /// when its task is cancelled; an `AsyncStream` can do neither.
-public final class PostgresConnectionPool: Sendable {
+public final class PQConnectionPool: Sendable {
     public struct Configuration: Sendable {
         /// A `postgresql://` URI or `key=value` string; nil uses libpq's defaults.
         public var conninfo: String?
@@ -23,17 +23,17 @@ public final class PostgresConnectionPool: Sendable {
         /// not for a connection through a transaction pooler (use `transactionSetup`).
         public var sessionSetup: String?
         /// False: statements are sent unnamed, never prepared (a transaction pooler such as
-        /// PgBouncer before 1.21). See ``PostgresConnection/preparedStatements``.
+        /// PgBouncer before 1.21). See ``PQConnection/preparedStatements``.
         public var preparedStatements: Bool
         /// One statement run first in every transaction, e.g. `SELECT set_config(..., true)`.
-        /// See ``PostgresConnection/transactionSetup``.
+        /// See ``PQConnection/transactionSetup``.
         public var transactionSetup: String?
         /// How long opening one connection may take.
         public var connectTimeout: Duration
 
         public init(
             conninfo: String?, maxConnections: Int = 8,
-            applicationName: String = PostgresConnection.defaultApplicationName,
+            applicationName: String = PQConnection.defaultApplicationName,
             sessionSetup: String? = nil,
             connectTimeout: Duration = .seconds(10), preparedStatements: Bool = true, transactionSetup: String? = nil
         ) {
@@ -48,7 +48,7 @@ public final class PostgresConnectionPool: Sendable {
     }
 
     private struct State {
-        var idle: [PostgresConnection] = []
+        var idle: [PQConnection] = []
         var open = 0
         var waiters: [(id: Int, continuation: CheckedContinuation<Void, any Error>)] = []
         var nextWaiterID = 0
@@ -66,9 +66,9 @@ public final class PostgresConnectionPool: Sendable {
 
     /// Runs `body` with a new pool and closes the pool when `body` ends, however it ends.
     public static func withPool<T>(
-        configuration: Configuration, logger: Logger, _ body: (PostgresConnectionPool) async throws -> T
+        configuration: Configuration, logger: Logger, _ body: (PQConnectionPool) async throws -> T
     ) async rethrows -> T {
-        let pool = PostgresConnectionPool(configuration: configuration, logger: logger)
+        let pool = PQConnectionPool(configuration: configuration, logger: logger)
         return try await withTeardown {
             try await body(pool)
         } teardown: {
@@ -77,7 +77,7 @@ public final class PostgresConnectionPool: Sendable {
     }
 
     /// Lends `body` a connection for its duration.
-    public func withConnection<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+    public func withConnection<T: Sendable>(_ body: (PQConnection) async throws -> T) async throws -> T {
         let connection = try await lease()
         do {
             let value = try await body(connection)
@@ -90,13 +90,13 @@ public final class PostgresConnectionPool: Sendable {
     }
 
     /// Runs `body` in a transaction on a pooled connection.
-    public func transaction<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+    public func transaction<T: Sendable>(_ body: (PQConnection) async throws -> T) async throws -> T {
         try await withConnection { connection in try await connection.transaction(body) }
     }
 
     /// Runs one statement on a pooled connection.
     @discardableResult
-    public func query(_ query: PostgresQuery, _ bindings: [any PostgresEncodable] = []) async throws -> PostgresResult {
+    public func query(_ query: PQQuery, _ bindings: [any PQEncodable] = []) async throws -> PQResult {
         try await withConnection { connection in try await connection.query(query, bindings) }
     }
 
@@ -121,12 +121,12 @@ public final class PostgresConnectionPool: Sendable {
     }
 
     private enum Step {
-        case use(PostgresConnection)
+        case use(PQConnection)
         case open
         case wait
     }
 
-    private func lease() async throws -> PostgresConnection {
+    private func lease() async throws -> PQConnection {
         while true {
             try Task.checkCancellation()
             let step: Step = state.withLock { state in
@@ -144,7 +144,7 @@ public final class PostgresConnectionPool: Sendable {
                 await discard(connection)
             case .open:
                 do {
-                    return try await PostgresConnection.connect(
+                    return try await PQConnection.connect(
                         configuration.conninfo, applicationName: configuration.applicationName,
                         sessionSettings: configuration.sessionSetup,
                         preparedStatements: configuration.preparedStatements,
@@ -157,7 +157,7 @@ public final class PostgresConnectionPool: Sendable {
                 }
             case .wait:
                 if state.withLock({ $0.closed }) {
-                    throw PostgresError(code: .client, message: "the connection pool is closed")
+                    throw PQError(code: .client, message: "the connection pool is closed")
                 }
                 try await waitForConnection()
                 // Woken for a freed connection but cancelled before running again: the wake-up
@@ -198,7 +198,7 @@ public final class PostgresConnectionPool: Sendable {
         }
     }
 
-    private func give(back connection: PostgresConnection) async {
+    private func give(back connection: PQConnection) async {
         guard connection.isReusable else {
             await discard(connection)
             return
@@ -218,7 +218,7 @@ public final class PostgresConnectionPool: Sendable {
         }
     }
 
-    private func discard(_ connection: PostgresConnection) async {
+    private func discard(_ connection: PQConnection) async {
         state.withLock { $0.open -= 1 }
         logger.debug(
             "dropping a database connection that is broken or not idle",

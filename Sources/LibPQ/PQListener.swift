@@ -14,7 +14,7 @@ import Synchronization
 ///
 /// Use it through ``withListener(conninfo:channels:logger:_:)``, which starts the thread and
 /// stops it (and closes the connection) when the body ends.
-public final class PostgresListener: Sendable {
+public final class PQListener: Sendable {
     public enum Event: Sendable, Equatable {
         /// LISTEN is in place. `reconnected` is true after an outage: rescan.
         case connected(reconnected: Bool)
@@ -41,7 +41,7 @@ public final class PostgresListener: Sendable {
     ///   - channels: channel names; each must be a plain lower-case identifier.
     ///   - applicationName: the listening connection's `application_name`, and its thread's name.
     public init(
-        conninfo: String?, channels: [String], applicationName: String = PostgresListener.defaultApplicationName,
+        conninfo: String?, channels: [String], applicationName: String = PQListener.defaultApplicationName,
         logger: Logger
     ) {
         precondition(
@@ -57,10 +57,10 @@ public final class PostgresListener: Sendable {
 
     /// Listens while `body` runs, then stops the thread and closes the connection.
     public static func withListener<T>(
-        conninfo: String?, channels: [String], applicationName: String = PostgresListener.defaultApplicationName,
-        logger: Logger, _ body: (PostgresListener) async throws -> T
+        conninfo: String?, channels: [String], applicationName: String = PQListener.defaultApplicationName,
+        logger: Logger, _ body: (PQListener) async throws -> T
     ) async rethrows -> T {
-        let listener = PostgresListener(
+        let listener = PQListener(
             conninfo: conninfo, channels: channels, applicationName: applicationName, logger: logger)
         listener.start()
         return try await withTeardown {
@@ -70,8 +70,8 @@ public final class PostgresListener: Sendable {
         }
     }
 
-    /// The program's name (``PostgresConnection/defaultApplicationName``) followed by `-listen`.
-    public static let defaultApplicationName = PostgresConnection.defaultApplicationName + "-listen"
+    /// The program's name (``PQConnection/defaultApplicationName``) followed by `-listen`.
+    public static let defaultApplicationName = PQConnection.defaultApplicationName + "-listen"
 
     /// True while LISTEN is in place (for readiness checks).
     public var isConnected: Bool { connected.load(ordering: .relaxed) }
@@ -115,20 +115,20 @@ public final class PostgresListener: Sendable {
         while !isStopped {
             guard let live = conn else {
                 do {
-                    let opened = try PostgresConnection.openHandle(
+                    let opened = try PQConnection.openHandle(
                         conninfo, applicationName: applicationName, isCancelled: { self.isStopped })
                     // `notices` lives as long as the listener, which outlives this connection.
                     PQsetNoticeReceiver(opened, noticeReceiver, Unmanaged.passUnretained(notices).toOpaque())
                     for channel in channels {
                         guard let result = PQexec(opened, "LISTEN \(channel)") else {
-                            let error = PostgresError(
-                                code: .connectionLost, message: PostgresConnection.errorMessage(opened),
+                            let error = PQError(
+                                code: .connectionLost, message: PQConnection.errorMessage(opened),
                                 statement: "listen")
                             PQfinish(opened)
                             throw error
                         }
                         let ok = PQresultStatus(result) == PGRES_COMMAND_OK
-                        let error = ok ? nil : PostgresConnection.error(from: result, handle: opened, name: "listen")
+                        let error = ok ? nil : PQConnection.error(from: result, handle: opened, name: "listen")
                         PQclear(result)
                         if let error {
                             PQfinish(opened)
@@ -169,7 +169,7 @@ public final class PostgresListener: Sendable {
                 broken = PQstatus(live) != CONNECTION_OK
             }
             if broken {
-                let message = PostgresConnection.errorMessage(live)
+                let message = PQConnection.errorMessage(live)
                 PQfinish(live)
                 conn = nil
                 connected.store(false, ordering: .relaxed)

@@ -1,5 +1,5 @@
 /// The rows a statement returned, copied out of libpq's result so that it can be freed at once.
-public struct PostgresResult: Sendable {
+public struct PQResult: Sendable {
     /// Column names, in order.
     public let columns: [String]
     /// Values in text format, row by row; nil is SQL NULL.
@@ -12,12 +12,12 @@ public struct PostgresResult: Sendable {
     public var count: Int { values.count }
     public var isEmpty: Bool { values.isEmpty }
 
-    public var rows: [PostgresRow] {
+    public var rows: [PQRow] {
         let index = columnIndex
-        return values.map { PostgresRow(values: $0, columnIndex: index, statement: statement) }
+        return values.map { PQRow(values: $0, columnIndex: index, statement: statement) }
     }
 
-    public var first: PostgresRow? { rows.first }
+    public var first: PQRow? { rows.first }
 
     var columnIndex: [String: Int] {
         var index: [String: Int] = [:]
@@ -27,29 +27,29 @@ public struct PostgresResult: Sendable {
 }
 
 /// One row of a result, read by column name.
-public struct PostgresRow: Sendable {
+public struct PQRow: Sendable {
     let values: [String?]
     let columnIndex: [String: Int]
     let statement: String
 
     /// Reads a non-NULL column; NULL or a missing column is an error naming the column.
-    public func decode<T: PostgresDecodable>(_ column: String, as type: T.Type = T.self) throws -> T {
+    public func decode<T: PQDecodable>(_ column: String, as type: T.Type = T.self) throws -> T {
         guard let value = try decodeIfPresent(column, as: type) else {
-            throw PostgresError(
+            throw PQError(
                 code: .decoding, message: "column \(column) is NULL, expected \(T.self)", statement: statement)
         }
         return value
     }
 
     /// Reads a column that may be NULL.
-    public func decodeIfPresent<T: PostgresDecodable>(_ column: String, as type: T.Type = T.self) throws -> T? {
+    public func decodeIfPresent<T: PQDecodable>(_ column: String, as type: T.Type = T.self) throws -> T? {
         guard let position = columnIndex[column] else {
-            throw PostgresError(code: .decoding, message: "no column named \(column)", statement: statement)
+            throw PQError(code: .decoding, message: "no column named \(column)", statement: statement)
         }
         guard let text = values[position] else { return nil }
         do {
             return try T(postgresText: text)
-        } catch var error as PostgresError {
+        } catch var error as PQError {
             error.message = "column \(column): \(error.message)"
             error.statement = statement
             throw error

@@ -327,7 +327,7 @@ extension ConsoleTests {
     func consoleTimeouts(preparedStatements: String) async throws {
         // off: the timeouts are set per transaction (a transaction pooler), not per session.
         try await withTestDatabase(appTables: true) { database in
-            let port = Int.random(in: 30000...60000)
+            let port = try freeLoopbackPort()
             let console = try startWorker(
                 ["console", "--port", "\(port)"],
                 environment: ["DATABASE_URL": database.conninfo, "WORKER_PREPARED_STATEMENTS": preparedStatements])

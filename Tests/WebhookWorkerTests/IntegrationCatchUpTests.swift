@@ -36,7 +36,7 @@ struct IntegrationCatchUpTests {
                 VALUES ('c1', 'pub-1', 'One', 'integration', 'http://127.0.0.1:\(receiver.port)/c1');
                 INSERT INTO "OAuthIntegrationGrant" (id, "clientId", "userId") VALUES ('g1', 'c1', 'user-1');
                 """)
-            let port = Int.random(in: 30000...60000)
+            let port = try freeLoopbackPort()
             let worker = try startWorker(
                 [
                     "run", "--allow-http", "--allow-private-networks", "--poll-interval", "200ms",

@@ -34,7 +34,7 @@ struct KeyRepairTests {
                 INSERT INTO webhook_worker.concurrency_keys (kind, concurrency_key, priority, head_run_at, head_id)
                 VALUES ('webhook.deliver', 'client:c1', 0, 'infinity', 4);
                 """)
-            let port = Int.random(in: 30000...60000)
+            let port = try freeLoopbackPort()
             let arguments = [
                 "run", "--allow-http", "--allow-private-networks", "--poll-interval", "200ms", "--catch-up-interval",
                 "off", "--http-port", "\(port)", "--http-host", "127.0.0.1", "--key-repair-interval", "300ms",

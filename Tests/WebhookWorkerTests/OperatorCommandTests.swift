@@ -297,7 +297,7 @@ struct OperatorCommandTests {
         let server = try runScript("start", directory).trimmingCharacters(in: .whitespacesAndNewlines)
         defer { _ = try? runScript("destroy", directory) }
         let database = try await TestDatabase.create(server: server)
-        let port = Int.random(in: 30000...60000)
+        let port = try freeLoopbackPort()
         let worker = try startWorker(
             ["run", "--http-port", "\(port)", "--http-host", "127.0.0.1", "--poll-interval", "200ms"],
             environment: ["DATABASE_URL": database.conninfo])

@@ -14,11 +14,15 @@ public struct IntegrationConnectedHandler: JobHandler {
         self.configuration = configuration
     }
 
+    /// The account, and the clients this job already made a delivery for (`fanned_out`, a JSON
+    /// array): a fan-out that runs again creates nothing twice.
     static let account = PQQuery(
         "integrationAccount",
         """
         SELECT a.id, a."accountId" AS account_id, a."isActive" AS active, a.deleted IS NOT NULL AS deleted,
-               d.id AS definition_id, d.name, d.slug, d.icon
+               d.id AS definition_id, d.name, d.slug, d.icon,
+               (SELECT coalesce(json_agg(oauth_client_id), '[]')::text FROM webhook_worker.webhook_deliveries
+                WHERE source_job_id = $2) AS fanned_out
         FROM "IntegrationAccount" a
         LEFT JOIN "IntegrationDefinitionV2" d ON d.id = a."integrationDefinitionId"
         WHERE a.id = $1
@@ -28,10 +32,11 @@ public struct IntegrationConnectedHandler: JobHandler {
     /// statement that follows it in the same transaction (``DeliverPayload/job(clientID:)``, as
     /// for a resend): both run in one round trip, with the job's outcome.
     ///
-    /// A delivery is made once per (source job, client): a second fan-out of one job cannot
-    /// commit, as its outcome is recorded only while this worker holds the job. Should it
-    /// happen anyway, the unique violation fails the attempt rather than enqueue jobs for
-    /// deliveries that were not made.
+    /// A delivery is made once per (source job, client): the clients the job already has one for
+    /// are left out (``account``'s `fanned_out`). Should two fan-outs of one job race past that
+    /// read (one of them cannot commit anyway: an outcome is recorded only while its worker holds
+    /// the job), the unique violation fails the attempt rather than enqueue jobs for deliveries
+    /// that were not made, and its retry finds the deliveries made.
     static let createDeliveries = PQQuery(
         "createDeliveries",
         """
@@ -56,7 +61,7 @@ public struct IntegrationConnectedHandler: JobHandler {
         let (accountRows, recipientRows, stored) = try await context.database.withConnection {
             connection -> (PQResult, PQResult, String?) in
             let account = try await tracing.withStatementSpan(Self.account.name) {
-                try await connection.query(Self.account, [accountID])
+                try await connection.query(Self.account, [accountID, job.id])
             }
             let recipients = try await tracing.withStatementSpan(Recipients.forUser.name) {
                 try await connection.query(Recipients.forUser, [userID])
@@ -83,9 +88,16 @@ public struct IntegrationConnectedHandler: JobHandler {
             return .fail("integration account \(accountID) has no integration definition")
         }
 
-        let clients: [String] = try recipientRows.rows.map { try $0.decode("id") }
-        guard !clients.isEmpty else {
+        let recipients: [String] = try recipientRows.rows.map { try $0.decode("id") }
+        guard !recipients.isEmpty else {
             context.logger.debug("no OAuth client is subscribed to this user's integrations; nothing to send")
+            return .complete
+        }
+        let fannedOut = Set(
+            try JSONDecoder().decode([String].self, from: Data(try account.decode("fanned_out", as: String.self).utf8)))
+        let clients = recipients.filter { !fannedOut.contains($0) }
+        guard !clients.isEmpty else {
+            context.logger.debug("this job already made a delivery for every recipient; nothing more to send")
             return .complete
         }
         let event = IntegrationConnectedEvent(

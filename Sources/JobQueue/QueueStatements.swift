@@ -44,6 +44,7 @@ final class QueueStatements: Sendable {
     let enqueueJobs: PQQuery
     let jobTraceContext: PQQuery
     let jobIsQueued: PQQuery
+    let jobIsQueuedByKey: PQQuery
     let cancelWaitingJobs: PQQuery
     let requeueableDeadLettersByPayload: PQQuery
 
@@ -86,6 +87,7 @@ final class QueueStatements: Sendable {
         enqueueJobs = JobEnqueuer.insertMany(schema)
         jobTraceContext = QueuedJobs.traceContext(schema)
         jobIsQueued = QueuedJobs.isQueued(schema)
+        jobIsQueuedByKey = QueuedJobs.isQueuedByKey(schema)
         cancelWaitingJobs = QueuedJobs.cancelWaiting(schema)
         requeueableDeadLettersByPayload = DeadLetters.requeueableByPayload(schema)
     }

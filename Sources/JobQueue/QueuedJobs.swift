@@ -39,6 +39,19 @@ public struct QueuedJobs: Sendable {
             "queued", as: Bool.self) ?? false
     }
 
+    static func isQueuedByKey(_ schema: String) -> PQQuery {
+        PQQuery(
+            "\(schema).jobIsQueuedByKey",
+            "SELECT EXISTS (SELECT 1 FROM \(schema).jobs WHERE unique_key = $1) AS queued")
+    }
+
+    /// Whether the job with unique key `key` is in the queue, in any state: while it is, an
+    /// enqueue with that key is skipped.
+    public func isQueued(uniqueKey key: String) async throws -> Bool {
+        try await connection.query(schema.statements.jobIsQueuedByKey, [key]).first?.decode(
+            "queued", as: Bool.self) ?? false
+    }
+
     static func cancelWaiting(_ schema: String) -> PQQuery {
         PQQuery(
             "\(schema).cancelWaitingJobs",

@@ -74,7 +74,7 @@ struct QueueNounOperationsTests {
         }
     }
 
-    @Test("trace context and live-job checks by payload key")
+    @Test("trace context and live-job checks by payload key and by unique key")
     func traceContextAndIsQueued() async throws {
         try await withQueueDatabase { database in
             try await database.withConnection { connection in
@@ -82,7 +82,7 @@ struct QueueNounOperationsTests {
                 let traced = try #require(
                     try await enqueuer.enqueue(
                         NewJob(kind: "send", payload: PQJSON(#"{"item": "x1"}"#), traceContext: "00-abc-def-01")))
-                let plain = try #require(try await enqueuer.enqueue(NewJob(kind: "send")))
+                let plain = try #require(try await enqueuer.enqueue(NewJob(kind: "send", uniqueKey: "send:plain")))
                 let jobs = QueuedJobs(connection, schema: database.queue)
                 #expect(try await jobs.traceContext(ofJob: traced) == "00-abc-def-01")
                 #expect(try await jobs.traceContext(ofJob: plain) == nil)
@@ -90,10 +90,14 @@ struct QueueNounOperationsTests {
                 #expect(try await jobs.isQueued(kind: "send", payloadKey: "item", equals: "x1"))
                 #expect(try await jobs.isQueued(kind: "send", payloadKey: "item", equals: "x2") == false)
                 #expect(try await jobs.isQueued(kind: "other", payloadKey: "item", equals: "x1") == false)
+                #expect(try await jobs.isQueued(uniqueKey: "send:plain"))
+                #expect(try await jobs.isQueued(uniqueKey: "send:other") == false)
                 // Running counts as queued.
                 try await database.query(
                     "UPDATE \(database.schema).jobs SET \(running) WHERE id = $1", [traced])
                 #expect(try await jobs.isQueued(kind: "send", payloadKey: "item", equals: "x1"))
+                try await database.query("DELETE FROM \(database.schema).jobs WHERE id = $1", [plain])
+                #expect(try await jobs.isQueued(uniqueKey: "send:plain") == false)
             }
         }
     }

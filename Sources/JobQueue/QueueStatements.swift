@@ -41,6 +41,12 @@ final class QueueStatements: Sendable {
     let enqueueJob: PQQuery
     let enqueueJobCopies: PQQuery
     let readTraceContexts: PQQuery
+    let enqueueJobs: PQQuery
+    let jobTraceContext: PQQuery
+    let jobIsQueued: PQQuery
+    let jobIsQueuedByKey: PQQuery
+    let cancelWaitingJobs: PQQuery
+    let requeueableDeadLettersByPayload: PQQuery
 
     init(schema: String) {
         claimJobs = Self.embedded("claimJobs", EmbeddedSQL.claimJobs, schema)
@@ -78,6 +84,12 @@ final class QueueStatements: Sendable {
         enqueueJob = JobEnqueuer.insert(schema, returning: true)
         enqueueJobCopies = JobEnqueuer.insert(schema, returning: false)
         readTraceContexts = JobTracing.readTraceContexts(schema)
+        enqueueJobs = JobEnqueuer.insertMany(schema)
+        jobTraceContext = QueuedJobs.traceContext(schema)
+        jobIsQueued = QueuedJobs.isQueued(schema)
+        jobIsQueuedByKey = QueuedJobs.isQueuedByKey(schema)
+        cancelWaitingJobs = QueuedJobs.cancelWaiting(schema)
+        requeueableDeadLettersByPayload = DeadLetters.requeueableByPayload(schema)
     }
 
     /// A statement of `sql/job_queue/statements/` for `schema`, prepared as `<schema>.<name>`.

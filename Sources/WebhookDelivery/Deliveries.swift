@@ -82,9 +82,6 @@ public struct Deliveries: Sendable {
         """
         UPDATE webhook_worker.webhook_deliveries SET status = 'pending', updated_at = now()
         WHERE delivery_id = $1::uuid
-          AND NOT EXISTS (
-              SELECT 1 FROM webhook_worker.jobs
-              WHERE kind = 'webhook.deliver' AND payload ->> 'delivery_id' = $1::uuid::text)
         RETURNING oauth_client_id
         """)
 
@@ -97,6 +94,12 @@ public struct Deliveries: Sendable {
     /// - Throws: ``ResendError`` when there is no such delivery or a job for it is queued.
     public func resend(_ id: UUID) async throws -> Int64 {
         let job: Int64? = try await connection.transaction { connection in
+            // Any job for it, with or without the unique key the enqueue below would collide with.
+            if try await QueuedJobs(connection, schema: WebhookDeliverySchema.queue).isQueued(
+                kind: WebhookDeliverHandler.kind, payloadKey: DeliverPayload.idKey, equals: id.uuidString.lowercased())
+            {
+                return nil
+            }
             guard
                 let client: String = try await connection.query(Self.markPending, [id]).first?.decode("oauth_client_id")
             else { return nil }
@@ -122,24 +125,11 @@ public struct Deliveries: Sendable {
     static let cancel = PQQuery(
         "cancelDeliveries",
         """
-        WITH cancelled AS (
-            UPDATE webhook_worker.webhook_deliveries
-            SET status = 'cancelled', last_error = 'cancelled by an operator', updated_at = now()
-            WHERE status = 'pending' AND ($1::uuid IS NULL OR delivery_id = $1::uuid)
-              AND ($2::text IS NULL OR oauth_client_id = $2)
-            RETURNING delivery_id
-        ), removed AS (
-            DELETE FROM webhook_worker.jobs j USING cancelled c
-            WHERE j.kind = 'webhook.deliver' AND j.state = 'available'
-              AND j.payload ->> 'delivery_id' = c.delivery_id::text
-            RETURNING j.id, j.kind, j.attempt
-        ), recorded AS (
-            INSERT INTO webhook_worker.job_attempts (job_id, kind, attempt, worker_id, started_at, finished_at, \
-        outcome, error)
-            -- The attempt that would have run next: the job's earlier numbers are taken.
-            SELECT id, kind, attempt + 1, 'operator', now(), now(), 'cancelled', 'cancelled by an operator' FROM removed
-        )
-        SELECT (SELECT count(*) FROM cancelled) AS cancelled, (SELECT count(*) FROM removed) AS jobs_removed
+        UPDATE webhook_worker.webhook_deliveries
+        SET status = 'cancelled', last_error = 'cancelled by an operator', updated_at = now()
+        WHERE status = 'pending' AND ($1::uuid IS NULL OR delivery_id = $1::uuid)
+          AND ($2::text IS NULL OR oauth_client_id = $2)
+        RETURNING delivery_id
         """)
 
     /// Cancels pending deliveries, delivery `id` or every one of OAuth client `client`: each
@@ -148,28 +138,38 @@ public struct Deliveries: Sendable {
     /// webhook and the delivery ends `delivered`; otherwise it stays cancelled and is not retried.
     public func cancel(id: UUID? = nil, client: String? = nil) async throws -> Cancelled {
         precondition(id != nil || client != nil, "cancel needs a delivery or a client")
-        let row = try await connection.query(Self.cancel, [id, client]).first
-        return Cancelled(
-            deliveries: try row?.decode("cancelled") ?? 0, jobsRemoved: try row?.decode("jobs_removed") ?? 0)
+        return try await connection.transaction { connection in
+            let cancelled: [UUID] = try await connection.query(Self.cancel, [id, client]).rows.map {
+                try $0.decode("delivery_id")
+            }
+            let removed = try await QueuedJobs(connection, schema: WebhookDeliverySchema.queue).cancelWaiting(
+                kind: WebhookDeliverHandler.kind, payloadKey: DeliverPayload.idKey,
+                in: cancelled.map { $0.uuidString.lowercased() }, actor: "operator", reason: "cancelled by an operator")
+            return Cancelled(deliveries: cancelled.count, jobsRemoved: removed)
+        }
     }
 
-    static let deadLettersOfClient = PQQuery(
-        "deadLettersOfClient",
+    static let deliveriesOfClient = PQQuery(
+        "deliveriesOfClient",
         """
-        SELECT id FROM webhook_worker.dead_letter_jobs
-        WHERE requeued_at IS NULL AND kind = 'webhook.deliver' AND EXISTS (
-            SELECT 1 FROM webhook_worker.webhook_deliveries d
-            WHERE d.delivery_id = CASE WHEN dead_letter_jobs.payload ->> 'delivery_id'
-                                            ~* '^[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}$'
-                                       THEN (dead_letter_jobs.payload ->> 'delivery_id')::uuid END
-              AND d.oauth_client_id = $1)
-        ORDER BY id
+        SELECT delivery_id FROM webhook_worker.webhook_deliveries
+        WHERE delivery_id = ANY ($1::uuid[]) AND oauth_client_id = $2
         """)
 
     /// The dead letters (not requeued) of OAuth client `client`'s deliveries: pass them to
     /// ``DeadLetters/requeueAll(_:batchSize:progress:)`` as ``DeadLetters/Filter/ids``.
     public func deadLetterIDs(ofClient client: String) async throws -> [Int64] {
-        try await connection.query(Self.deadLettersOfClient, [client]).rows.map { try $0.decode("id") }
+        let deadLetters = try await DeadLetters(connection, schema: WebhookDeliverySchema.queue).requeueable(
+            kind: WebhookDeliverHandler.kind, payloadKey: DeliverPayload.idKey)
+        // Those whose payload names a delivery (a UUID, in either case), then those of the client.
+        let named = deadLetters.compactMap { letter in
+            letter.value.flatMap(UUID.init(uuidString:)).map { (id: letter.id, delivery: $0) }
+        }
+        guard !named.isEmpty else { return [] }
+        let deliveries = PQArray(Array(Set(named.map(\.delivery))))
+        let rows = try await connection.query(Self.deliveriesOfClient, [deliveries, client]).rows
+        let ofClient = Set(try rows.map { try $0.decode("delivery_id", as: UUID.self) })
+        return named.filter { ofClient.contains($0.delivery) }.map(\.id)
     }
 
     static let clientNames = PQQuery(

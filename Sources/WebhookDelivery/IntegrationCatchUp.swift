@@ -1,4 +1,5 @@
 import Foundation
+import JobQueue
 import LibPQ
 import Logging
 import Metrics
@@ -70,14 +71,29 @@ public struct IntegrationCatchUp: Sendable {
             ORDER BY a."createdAt"
             LIMIT $3
         )
-        INSERT INTO webhook_worker.jobs (kind, payload, unique_key)
-        SELECT 'integration.connected',
-               jsonb_build_object('integration_account_id', id, 'user_id', user_id),
-               'integration.connected:' || id
-        FROM missed
-        ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
-        RETURNING payload ->> 'integration_account_id' AS account
+        SELECT id, user_id FROM missed
         """)
+
+    /// The payload the sweep enqueues: ``IntegrationConnectedPayload``'s, with the user as the
+    /// account has it (null when it has none: the job then fails, as it would from the web app).
+    struct SweptPayload: Encodable {
+        let accountID: String
+        let userID: String?
+
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: IntegrationConnectedPayload.CodingKeys.self)
+            try container.encode(accountID, forKey: .integrationAccountID)
+            try container.encode(userID, forKey: .userID)
+        }
+    }
+
+    /// The job a sweep enqueues for account `accountID`: keyed by the account, so that two sweeps
+    /// that overlap enqueue it once.
+    static func job(accountID: String, userID: String?) throws -> NewJob {
+        try NewJob(
+            kind: IntegrationConnectedHandler.kind, encoding: SweptPayload(accountID: accountID, userID: userID),
+            uniqueKey: "\(IntegrationConnectedHandler.kind):\(accountID)")
+    }
 
     /// The ledger only needs to outlive the window; twice it leaves room for a slow clock.
     static let forget = PQQuery(
@@ -99,9 +115,17 @@ public struct IntegrationCatchUp: Sendable {
         return try await database.transaction { connection -> [String]? in
             let locked = try await connection.query(Self.lock, [Self.lockKey])
             guard try locked.first?.decode("locked", as: Bool.self) == true else { return nil }
-            let enqueued = try await connection.query(Self.sweep, [window, interval, batch])
+            let missed: [(account: String, job: NewJob)] = try await connection.query(
+                Self.sweep, [window, interval, batch]
+            ).rows.map {
+                let account: String = try $0.decode("id")
+                return (account, try Self.job(accountID: account, userID: try $0.decodeIfPresent("user_id")))
+            }
+            let enqueued = Set(
+                try await JobEnqueuer(connection, schema: WebhookDeliverySchema.queue).enqueue(missed.map(\.job))
+                    .compactMap(\.uniqueKey))
             try await connection.query(Self.forget, [window])
-            return try enqueued.rows.map { try $0.decode("account", as: String.self) }
+            return missed.filter { enqueued.contains($0.job.uniqueKey ?? "") }.map(\.account)
         }
     }
 

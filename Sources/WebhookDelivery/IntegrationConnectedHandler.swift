@@ -14,41 +14,37 @@ public struct IntegrationConnectedHandler: JobHandler {
         self.configuration = configuration
     }
 
+    /// The account, and the clients this job already made a delivery for (`fanned_out`, a JSON
+    /// array): a fan-out that runs again creates nothing twice.
     static let account = PQQuery(
         "integrationAccount",
         """
         SELECT a.id, a."accountId" AS account_id, a."isActive" AS active, a.deleted IS NOT NULL AS deleted,
-               d.id AS definition_id, d.name, d.slug, d.icon
+               d.id AS definition_id, d.name, d.slug, d.icon,
+               (SELECT coalesce(json_agg(oauth_client_id), '[]')::text FROM webhook_worker.webhook_deliveries
+                WHERE source_job_id = $2) AS fanned_out
         FROM "IntegrationAccount" a
         LEFT JOIN "IntegrationDefinitionV2" d ON d.id = a."integrationDefinitionId"
         WHERE a.id = $1
         """)
 
-    /// Each delivery's job carries the unique key that ``DeliverPayload/job(clientID:)`` gives a
-    /// resend (`webhook.deliver:<delivery id>`), and its dead letter keeps it: however a delivery's
-    /// job is made (fan-out, resend, a dead letter retried, the console), one is live at a time,
-    /// so one delivery id is never sent twice at once.
+    /// The deliveries, one per recipient. Each one's `webhook.deliver` job is enqueued by the
+    /// statement that follows it in the same transaction (``DeliverPayload/job(clientID:)``, as
+    /// for a resend): both run in one round trip, with the job's outcome.
+    ///
+    /// A delivery is made once per (source job, client): the clients the job already has one for
+    /// are left out (``account``'s `fanned_out`). Should two fan-outs of one job race past that
+    /// read (one of them cannot commit anyway: an outcome is recorded only while its worker holds
+    /// the job), the unique violation fails the attempt rather than enqueue jobs for deliveries
+    /// that were not made, and its retry finds the deliveries made.
     static let createDeliveries = PQQuery(
         "createDeliveries",
         """
-        WITH created AS (
-            INSERT INTO webhook_worker.webhook_deliveries
-                (delivery_id, event, source_job_id, integration_account_id, user_id, oauth_client_id, payload)
-            SELECT t.delivery_id, 'integration.connected', $1, $2, $3, t.client_id, $6
-            FROM unnest($4::text[], $5::uuid[]) AS t(client_id, delivery_id)
-            ON CONFLICT ON CONSTRAINT webhook_deliveries_once_per_client DO NOTHING
-            RETURNING delivery_id, oauth_client_id
-        )
-        INSERT INTO webhook_worker.jobs (kind, payload, unique_key, concurrency_key, trace_context)
-        SELECT 'webhook.deliver', jsonb_build_object('delivery_id', delivery_id),
-               'webhook.deliver:' || delivery_id, 'client:' || oauth_client_id, $7
-        FROM created
+        INSERT INTO webhook_worker.webhook_deliveries
+            (delivery_id, event, source_job_id, integration_account_id, user_id, oauth_client_id, payload)
+        SELECT t.delivery_id, 'integration.connected', $1, $2, $3, t.client_id, $6
+        FROM unnest($4::text[], $5::uuid[]) AS t(client_id, delivery_id)
         """)
-
-    /// The job's own `trace_context`, copied to its deliveries' jobs when the worker does not
-    /// trace (tracing on, they get the fan-out span's context, which continues it).
-    static let traceContext = PQQuery(
-        "fanOutTraceContext", "SELECT trace_context FROM webhook_worker.jobs WHERE id = $1")
 
     public func handle(_ job: Job, context: JobContext) async throws -> JobOutcome {
         let accountID: String
@@ -65,15 +61,17 @@ public struct IntegrationConnectedHandler: JobHandler {
         let (accountRows, recipientRows, stored) = try await context.database.withConnection {
             connection -> (PQResult, PQResult, String?) in
             let account = try await tracing.withStatementSpan(Self.account.name) {
-                try await connection.query(Self.account, [accountID])
+                try await connection.query(Self.account, [accountID, job.id])
             }
             let recipients = try await tracing.withStatementSpan(Recipients.forUser.name) {
                 try await connection.query(Recipients.forUser, [userID])
             }
             var stored: String?
             if !tracing.isOn {
-                stored = try await connection.query(Self.traceContext, [job.id]).first?.decodeIfPresent(
-                    "trace_context", as: String.self)
+                // The job's own `trace_context`, copied to its deliveries' jobs when the worker
+                // does not trace (tracing on, they get the fan-out span's context, which continues it).
+                stored = try await QueuedJobs(connection, schema: WebhookDeliverySchema.queue).traceContext(
+                    ofJob: job.id)
             }
             return (account, recipients, stored)
         }
@@ -90,9 +88,16 @@ public struct IntegrationConnectedHandler: JobHandler {
             return .fail("integration account \(accountID) has no integration definition")
         }
 
-        let clients: [String] = try recipientRows.rows.map { try $0.decode("id") }
-        guard !clients.isEmpty else {
+        let recipients: [String] = try recipientRows.rows.map { try $0.decode("id") }
+        guard !recipients.isEmpty else {
             context.logger.debug("no OAuth client is subscribed to this user's integrations; nothing to send")
+            return .complete
+        }
+        let fannedOut = Set(
+            try JSONDecoder().decode([String].self, from: Data(try account.decode("fanned_out", as: String.self).utf8)))
+        let clients = recipients.filter { !fannedOut.contains($0) }
+        guard !clients.isEmpty else {
+            context.logger.debug("this job already made a delivery for every recipient; nothing more to send")
             return .complete
         }
         let event = IntegrationConnectedEvent(
@@ -103,13 +108,16 @@ public struct IntegrationConnectedHandler: JobHandler {
         let body = String(decoding: event.body(), as: UTF8.self)
         let deliveryIDs = clients.map { _ in UUID() }
         context.logger.info("fanning out integration.connected", metadata: ["recipients": "\(clients.count)"])
+        let traceContext = tracing.currentTraceContext() ?? stored
+        let jobs = try zip(clients, deliveryIDs).map { client, deliveryID in
+            var job = try DeliverPayload(deliveryID: deliveryID).job(clientID: client)
+            job.traceContext = traceContext
+            return job
+        }
         return .complete(statements: [
             BoundStatement(
-                Self.createDeliveries,
-                [
-                    job.id, accountID, userID, PQArray(clients), PQArray(deliveryIDs), body,
-                    tracing.currentTraceContext() ?? stored,
-                ])
+                Self.createDeliveries, [job.id, accountID, userID, PQArray(clients), PQArray(deliveryIDs), body]),
+            JobEnqueuer.enqueueing(jobs, in: WebhookDeliverySchema.queue),
         ])
     }
 }

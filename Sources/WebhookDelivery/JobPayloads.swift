@@ -97,6 +97,9 @@ public struct DeliverPayload: Codable, JobPayloadDecodable, Sendable, Equatable 
         case deliveryID = "delivery_id"
     }
 
+    /// The payload's key holding the delivery id, for asking the queue about a delivery's jobs.
+    static let idKey = CodingKeys.deliveryID.stringValue
+
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         guard let id = UUID(uuidString: try container.id(.deliveryID)) else {

@@ -8,7 +8,7 @@ import WebhookWorkerSchema
 struct DeadLettersCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dead-letters",
-        abstract: "Inspect, requeue and purge jobs that gave up (webhook_worker.dead_letter_jobs).",
+        abstract: "Inspect, requeue and purge jobs that gave up (the queue's dead letters).",
         subcommands: [List.self, Show.self, Retry.self, Purge.self])
 
     struct List: AsyncParsableCommand {

@@ -10,7 +10,7 @@ struct PruneCommand: AsyncParsableCommand {
         commandName: "prune",
         abstract: "Delete old attempt rows and finished deliveries, in batches.",
         discussion: """
-            Removes job_attempts and delivery_attempts older than the age, and deliveries that \
+            Removes job attempts and delivery attempts older than the age, and deliveries that \
             ended (delivered, failed, cancelled) longer ago, with their attempts. Pending \
             deliveries and dead letters are kept (see dead-letters purge). Retired webhook secrets \
             older than the secret overlap are deleted too. The console's audit trail is kept unless \

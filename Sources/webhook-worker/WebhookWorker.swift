@@ -7,9 +7,10 @@ struct WebhookWorker: AsyncParsableCommand {
         commandName: "webhook-worker",
         abstract: "Delivers OAuth integration webhooks out of PostgreSQL.",
         discussion: """
-            The web app inserts a row into webhook_worker.jobs; replicas of this worker claim it, \
-            POST a signed integration.connected webhook to every OAuth application entitled to it, \
-            retry with backoff, and record every attempt and dead letter in the same database.
+            The web app enqueues an integration.connected job (SQL: webhook_worker.enqueue()); \
+            replicas of this worker claim it, POST a signed integration.connected webhook to every \
+            OAuth application entitled to it, retry with backoff, and record every attempt and dead \
+            letter in the same database.
 
             Exit status: 0 success, 1 nothing found where something was asked for (or the \
             database is unreachable), 2 bad usage or a bad setting.

@@ -115,7 +115,7 @@ public final class JobWorker: Service, Sendable {
                 try await PQConnectionPool.withPool(
                     configuration: pool(1), logger: logger
                 ) { upkeep in
-                    try await PQConnectionPool.withPool(
+                    await PQConnectionPool.withPool(
                         configuration: pool(configuration.outcomeWriters),
                         logger: logger
                     ) { outcomes in

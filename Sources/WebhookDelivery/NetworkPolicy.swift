@@ -139,7 +139,8 @@ public struct NetworkPolicy: Sendable {
                     let bytes = withUnsafeBytes(of: address) { Array($0) }
                     var buffer = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
                     inet_ntop(AF_INET6, &address, &buffer, socklen_t(buffer.count))
-                    addresses.append(.init(bytes: bytes, text: String(cString: buffer)))
+                    let text = buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
+                    addresses.append(.init(bytes: bytes, text: String(decoding: text, as: UTF8.self)))
                 }
             }
             cursor = entry.pointee.ai_next

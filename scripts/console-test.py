@@ -25,6 +25,7 @@ import urllib.parse
 import urllib.request
 
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -263,7 +264,19 @@ def main():
             """Clicks and waits for the next page (a form's POST, its 303 and the GET)."""
             page = driver.find_element(By.TAG_NAME, "html")
             element.click()
-            WebDriverWait(driver, 10).until(expected_conditions.staleness_of(page))
+            WebDriverWait(driver, 10).until(lambda _: left_behind(page))
+
+        def left_behind(page):
+            """Whether the browser has left the page `page` belonged to. While the next page
+            replaces it, chromedriver may answer with a plain WebDriverException ("Node with
+            given id does not belong to the document") instead of a stale element: both say
+            the old page is gone."""
+            try:
+                return expected_conditions.staleness_of(page)(driver)
+            except WebDriverException as error:
+                if "does not belong to the document" in str(error):
+                    return True
+                raise
 
         def submit(form_action):
             forms = [f for f in driver.find_elements(By.CSS_SELECTOR, "form[method=post]")

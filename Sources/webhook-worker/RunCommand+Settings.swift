@@ -91,6 +91,9 @@ extension RunCommand {
             }
         }
         queue.keyRepairInterval = try read.durationOrOff(RunSettings.keyRepairInterval, keyRepairInterval)
+        queue.history = HistoryUpkeepConfiguration(
+            partitionLength: try read.duration(RunSettings.historyPartition, historyPartition),
+            retention: try read.durationOrOff(RunSettings.historyRetention, historyRetention))
         let catchUp = try catchUpConfiguration(&read)
         var logged = read.logged
         logged["version"] = "\(BuildInfo.version)"

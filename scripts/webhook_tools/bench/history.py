@@ -55,8 +55,10 @@ def history(bench):
     # for everything before it.
     psql(url, """
         SELECT count(*) FROM webhook_worker.drop_history_partitions('infinity');
-        SELECT count(*) FROM webhook_worker.create_history_partitions(interval '1 day', interval '3 days',
-                                                                     now() - interval '32 days');""", timeout)
+        SELECT count(*) FROM webhook_worker.create_history_partitions(interval '1 day', interval '1 day',
+                                                                     now() - interval '32 days');
+        SELECT count(*) FROM webhook_worker.create_history_partitions(interval '1 day', interval '3 days');""",
+         timeout)
     result = {"attempt_rows_per_day": rows}
 
     # The same day's worth of attempts twice: one removed by DELETE, as prune does (one statement:

@@ -173,7 +173,8 @@ def report(bench):
         print(line(cells))
     print()
     print("Pick-up latency is measured to job_attempts.started_at, the claim, just before the handler starts.")
-    print("Targets are issue 11's; a missed one is reported, not counted as a problem (isolation's are).")
+    print("Targets are issue 11's (history's: issue 23's); a missed one is reported, not counted as a problem "
+          "(isolation's are).")
     if bench.statements_error:
         print(f"pg_stat_statements unavailable: {bench.statements_error}")
     if bench.problems:

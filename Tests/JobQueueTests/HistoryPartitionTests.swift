@@ -27,8 +27,8 @@ struct HistoryPartitionTests {
         try #require(
             try await database.scalar(
                 """
-                INSERT INTO \(database.schema).job_attempts (job_id, kind, attempt, worker_id, started_at, finished_at, \
-                outcome)
+                INSERT INTO \(database.schema).job_attempts
+                    (job_id, kind, attempt, worker_id, started_at, finished_at, outcome)
                 VALUES (1, 'k', 1, 'w', now(), now() - make_interval(days => $1), 'succeeded') RETURNING id
                 """, [daysAgo], as: Int64.self))
     }
@@ -165,7 +165,8 @@ struct HistoryPartitionTests {
                 try await database.count(
                     """
                     SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                    WHERE n.nspname = $1 AND c.relname LIKE 'job\\_attempts\\_p%' AND c.relkind = 'r' AND NOT c.relispartition
+                    WHERE n.nspname = $1 AND c.relname LIKE 'job\\_attempts\\_p%' AND c.relkind = 'r'
+                      AND NOT c.relispartition
                     """, [s]) == 0)
         }
     }

@@ -172,6 +172,27 @@ struct HistoryPartitionTests {
     }
 }
 
+/// The upkeep runs in every replica, beside the reaper, when it starts and then every interval.
+@Suite("History upkeep in the worker", .timeLimit(.minutes(2)))
+struct HistoryUpkeepServiceTests {
+    @Test("a worker started after five weeks off creates the days up to now and drops those past retention")
+    func workerKeepsTheHistory() async throws {
+        try await withQueueDatabase { database in
+            try await HistoryPartitionTests().startFortyDaysAgo(database)
+            let worker = RunningWorker(database, handlers: [NoopHandler()]) {
+                $0.history = HistoryUpkeepConfiguration(
+                    partitionLength: .seconds(86_400), retention: .seconds(30 * 86_400), interval: .seconds(3_600))
+            }
+            let kept = await worker.worker.testSignals.historyKept.wait { !$0.created.isEmpty }
+            try await worker.stop()
+            let upkeep = try #require(kept)
+            #expect(upkeep.dropped.count >= 9)
+            #expect(upkeep.fewestFuturePartitions >= 2)
+            #expect(upkeep.created.allSatisfy { $0.hasPrefix("\(database.schema).job_attempts_p") })
+        }
+    }
+}
+
 /// The hot tables the claim walks keep the settings that keep them small and vacuumed while
 /// the history grows elsewhere (docs/database.md, "Server settings for a queue").
 @Suite("Hot queue tables' storage settings")

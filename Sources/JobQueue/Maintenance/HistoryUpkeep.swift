@@ -59,6 +59,13 @@ struct HistoryUpkeep: Sendable {
             signals.historyKept.signal(report)
         } catch {
             logger.warning("could not keep the history partitions", metadata: ["error": "\(error)"])
+            // The gauge must not keep the last good count while the upkeep fails: the alert on it
+            // is what says that partitions are running out.
+            if let fewest = try? await connections.withConnection({ connection in
+                try await HistoryPartitions(connection, schema: schema).fewestFuturePartitions()
+            }) {
+                Gauge(label: metrics.historyFuturePartitions).record(fewest)
+            }
         }
     }
 

@@ -163,6 +163,7 @@ public struct Deliveries: Sendable {
         """
         SELECT delivery_id FROM webhook_worker.webhook_deliveries
         WHERE delivery_id = ANY ($1::uuid[]) AND oauth_client_id = $2
+          AND \(DeliveryID.window("created_at", ids: "$1::uuid[]"))
         """)
 
     /// The dead letters (not requeued) of OAuth client `client`'s deliveries: pass them to
@@ -186,7 +187,7 @@ public struct Deliveries: Sendable {
         """
         SELECT d.delivery_id, coalesce(c.name, d.oauth_client_id) AS client
         FROM webhook_worker.webhook_deliveries d LEFT JOIN "OAuthClient" c ON c.id = d.oauth_client_id
-        WHERE d.delivery_id = ANY ($1::uuid[])
+        WHERE d.delivery_id = ANY ($1::uuid[]) AND \(DeliveryID.window("d.created_at", ids: "$1::uuid[]"))
         """)
 
     /// The OAuth client each of `ids` is addressed to: its name in the web app's `"OAuthClient"`,

@@ -54,8 +54,8 @@ extension RunSettings {
         flag: "history-partition", variable: "WEBHOOK_HISTORY_PARTITION",
         .duration(minimum: .seconds(3_600)), default: .value("1d"),
         summary: """
-            The span of time of one partition of the history tables; partitions are created three spans (at least \
-            three days) ahead.
+            The span of time of one partition of the history tables, at most 31d; partitions are created three \
+            spans (at least three days) ahead.
             """,
         docs: "Changing it applies to the partitions created from then on.")
 

@@ -81,8 +81,11 @@ public final class TestTinyproxy: Sendable {
         }
     }
 
+    /// Kills it: tinyproxy may take seconds, or longer, to end on SIGTERM, and a test has nothing
+    /// to flush. (Left running, it would also keep whatever descriptors the test process inherited,
+    /// a lock file's among them.)
     public func stop() async {
-        process.signal(SIGTERM)
+        process.signal(SIGKILL)
         _ = await process.wait(timeout: .seconds(10))
         try? FileManager.default.removeItem(atPath: directory)
     }

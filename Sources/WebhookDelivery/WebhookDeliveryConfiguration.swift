@@ -33,6 +33,9 @@ public struct WebhookDeliveryConfiguration: Sendable {
     public var disableAfter: Duration
     /// How long a client's previous secret keeps signing after it was retired.
     public var secretOverlap: Duration
+    /// The longest pause an endpoint gets from a 429 or 503 with `Retry-After`: no request goes
+    /// to it before the time it asked for, up to this.
+    public var maxEndpointPause: Duration
 
     public init(
         retryStrategy: any RetryStrategy = .standard,
@@ -50,7 +53,8 @@ public struct WebhookDeliveryConfiguration: Sendable {
         cooldown: Duration = .seconds(30),
         maxCooldown: Duration = .seconds(15 * 60),
         disableAfter: Duration = .seconds(5 * 86_400),
-        secretOverlap: Duration = .seconds(86_400)
+        secretOverlap: Duration = .seconds(86_400),
+        maxEndpointPause: Duration = .seconds(3600)
     ) {
         self.retryStrategy = retryStrategy
         self.requestTimeout = requestTimeout
@@ -68,6 +72,7 @@ public struct WebhookDeliveryConfiguration: Sendable {
         self.maxCooldown = max(cooldown, maxCooldown)
         self.disableAfter = disableAfter
         self.secretOverlap = secretOverlap
+        self.maxEndpointPause = maxEndpointPause
     }
 
     /// How long a probe may take before another delivery may probe instead (its replica may

@@ -1,6 +1,26 @@
 -- Generated from a freshly migrated database (SchemaSnapshotTests); do not edit. Regenerate with
 -- make schema-snapshot.
 
+CREATE FUNCTION webhook_worker.endpoint_pause(endpoint_key text, wait interval) RETURNS timestamp with time zone
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    until timestamptz := clock_timestamp() + greatest(wait, interval '0');
+    e webhook_worker.endpoints;
+BEGIN
+    INSERT INTO webhook_worker.endpoints AS x (key, paused_until, paused_at, throttled_seconds)
+    VALUES (endpoint_key, until, clock_timestamp(), extract(epoch FROM greatest(wait, interval '0')))
+    ON CONFLICT (key) DO UPDATE
+    SET throttled_seconds = x.throttled_seconds
+            + greatest(0, extract(epoch FROM until - greatest(x.paused_until, clock_timestamp()))),
+        paused_until = greatest(x.paused_until, until),
+        paused_at = clock_timestamp(),
+        updated_at = now()
+    RETURNING * INTO e;
+    RETURN e.paused_until;
+END;
+$$;
+
 CREATE FUNCTION webhook_worker.endpoint_permit(endpoint_key text, probe_timeout interval) RETURNS TABLE(decision text, wait interval)
     LANGUAGE plpgsql
     AS $$
@@ -174,6 +194,9 @@ CREATE TABLE webhook_worker.endpoints (
     failures bigint DEFAULT 0 NOT NULL,
     recoveries bigint DEFAULT 0 NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    paused_until timestamp with time zone,
+    paused_at timestamp with time zone,
+    throttled_seconds double precision DEFAULT 0 NOT NULL,
     CONSTRAINT endpoints_state_check CHECK ((state = ANY (ARRAY['closed'::text, 'open'::text, 'half_open'::text, 'disabled'::text])))
 );
 

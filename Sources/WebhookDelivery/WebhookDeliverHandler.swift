@@ -228,7 +228,37 @@ public struct WebhookDeliverHandler: JobHandler {
                 deliveryID, job.id, context.workerID, redactedURL, result.status, result.errorClass,
                 result.error, milliseconds, result.excerpt, newStatus,
             ])
-        return JobOutcome(outcome, statements: [record])
+        var statements = [record]
+        if let adapt = Self.adapt(endpoint: endpoint, result: result, settings: sender.configuration.adaptiveLimit) {
+            statements.append(adapt)
+        }
+        return JobOutcome(outcome, statements: statements)
+    }
+
+    /// The endpoint's adaptive limit moves with the outcome, in its transaction, for every
+    /// replica (`webhook_worker.endpoints_adapt`, the rule of ``AdaptiveLimit``); one statement
+    /// per batch of outcomes. Nil when the result says nothing of the endpoint's capacity.
+    static let adaptQuery = PQQuery(
+        "adaptEndpointLimits",
+        """
+        SELECT webhook_worker.endpoints_adapt($1::text[], $2::text[], $3::float8[], $4::int[], $5::int[], \
+        $6::int[], $7::float8[], $8::float8[], $9::float8[], $10::float8[])
+        """)
+
+    static func adapt(endpoint: String, result: SendResult, settings: AdaptiveLimit.Settings) -> BoundStatement? {
+        let signal = AdaptiveLimit.Signal(result)
+        let milliseconds: Double
+        switch signal {
+        case .neutral: return nil
+        case .answered(let value): milliseconds = value
+        case .overloaded: milliseconds = Double(result.duration.totalMilliseconds)
+        }
+        return BoundStatement.row(
+            of: adaptQuery,
+            [
+                endpoint, signal.name, milliseconds, settings.floor, settings.initial, settings.ceiling,
+                settings.slowFactor, settings.slowFloor, settings.backoff, settings.smoothing,
+            ])
     }
 
     /// The headers of one attempt, signatures included when the client has a secret. During a

@@ -24,6 +24,8 @@ struct Setting: Sendable {
         /// Free text, or one of a list of words; `problem` says what is wrong with a value (the
         /// rest of the line after `invalid --flag (VARIABLE)`), nil when nothing is.
         case text(problem: @Sendable (String) -> String?)
+        /// Several values: the flag repeated, the variable comma-separated; both add.
+        case list
     }
 
     /// What applies when neither the flag nor the variable is set.
@@ -52,11 +54,15 @@ struct Setting: Sendable {
     /// More for the docs' table only, in Markdown (a link to the section that says more).
     let docs: String?
     let logged: Logged
+    /// Read from the variable only, never a flag (a secret: argv is visible to every local user).
+    /// `flag` then only names it in the log line.
+    let environmentOnly: Bool
 
     init(
         flag: String, variable: String, _ kind: Kind, default: Default, summary: String, docs: String? = nil,
-        logged: Logged = .plain
+        logged: Logged = .plain, environmentOnly: Bool = false
     ) {
+        self.environmentOnly = environmentOnly
         self.flag = flag
         self.variable = variable
         self.kind = kind
@@ -71,8 +77,8 @@ struct Setting: Sendable {
         return false
     }
 
-    /// `--flag (VARIABLE)`, as messages name a setting.
-    var name: String { "--\(flag) (\(variable))" }
+    /// `--flag (VARIABLE)`, as messages name a setting; the variable alone for one read only from it.
+    var name: String { environmentOnly ? variable : "--\(flag) (\(variable))" }
 
     /// The variable as the help and docs write it: `WEBHOOK_ALLOW_HTTP=1` for a toggle.
     var variableUse: String { isToggle ? "\(variable)=1" : variable }
@@ -85,7 +91,11 @@ struct Setting: Sendable {
 
     /// The flag's `--help`: `summary Env: VARIABLE. Default: default.`
     func help(summary: String? = nil) -> String {
-        "\(summary ?? self.summary) Env: \(variableUse). Default: \(defaultText)."
+        if case .list = kind {
+            return
+                "\(summary ?? self.summary) Repeatable. Env: \(variableUse) (comma-separated). Default: \(defaultText)."
+        }
+        return "\(summary ?? self.summary) Env: \(variableUse). Default: \(defaultText)."
     }
 
     /// Where the value comes from: the flag's value, else the variable (empty counts as unset).
@@ -100,6 +110,13 @@ extension Option where Value == String? {
     /// replaces the declared one where a command uses the setting for something narrower.
     init(_ setting: Setting, summary: String? = nil) {
         self.init(name: .customLong(setting.flag), help: ArgumentHelp(setting.help(summary: summary)))
+    }
+}
+
+extension Option where Value == [String] {
+    /// `@Option(ConsoleCommandSettings.allowedHost) var allowedHosts: [String]`: a repeatable flag.
+    init(_ setting: Setting) {
+        self.init(wrappedValue: [], name: .customLong(setting.flag), help: ArgumentHelp(setting.help()))
     }
 }
 

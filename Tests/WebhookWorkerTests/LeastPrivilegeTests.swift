@@ -95,7 +95,7 @@ struct LeastPrivilegeTests {
                     """
                     CREATE TEMP TABLE t (id bigint, payload jsonb);
                     CREATE TRIGGER t AFTER INSERT ON t FOR EACH ROW
-                    EXECUTE FUNCTION webhook_worker.record_integration_connected_enqueued();
+                    EXECUTE FUNCTION webhook_worker.run_inserted_hooks();
                     """) == "42501")
         }
     }

@@ -23,23 +23,25 @@ struct SettingDeclarationTests {
         case .onOff, .toggle: "maybe"
         case .schedule: "5s,soon"
         case .text(let problem): problem("bad\n\u{0}") == nil ? nil : "bad\n\u{0}"
+        case .list: nil
         }
     }
 
     /// What `--console-read-only` needs before it is read at all.
     static let consoleOn = ["WORKER_CONSOLE": "1", "WORKER_HTTP_PORT": "9090", "WORKER_HTTP_HOST": "127.0.0.1"]
 
-    @Test("docs/operations.md's table of settings is the one the declarations make")
+    @Test("docs/operations.md's tables of settings (run's, console's) are the ones the declarations make")
     func docsTable() throws {
         let path = TestDatabase.repoRoot + "/docs/operations.md"
-        let documented = SettingsTable.current(in: try String(contentsOfFile: path, encoding: .utf8))
-        let declared = SettingsTable.markdown(RunSettings.all)
-        #expect(
-            documented == declared,
-            """
-            docs/operations.md's settings table differs from the declarations in RunSettings; regenerate it with \
-            `swift run webhook-worker settings --markdown --update docs/operations.md`
-            """)
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        for table in SettingsTable.all {
+            #expect(
+                table.current(in: text) == table.markdown,
+                """
+                docs/operations.md's \(table.name) table differs from the declarations; regenerate it with \
+                `swift run webhook-worker settings --markdown --update docs/operations.md`
+                """)
+        }
     }
 
     @Test("flags, variables and log keys are unique; each is a flag of run with its declared help")
@@ -53,6 +55,30 @@ struct SettingDeclarationTests {
             #expect(help.contains("--\(setting.flag)"), "\(setting.flag)")
             #expect(help.contains(setting.help()), "\(setting.flag): \(help)")
         }
+    }
+
+    @Test("console's settings: each a flag with its declared help, but the token, which is never a flag")
+    func consoleSettings() throws {
+        let help = ConsoleCommand.helpMessage(columns: 10_000)
+        for setting in ConsoleCommandSettings.all {
+            #expect(help.contains("--\(setting.flag)") != setting.environmentOnly, "\(setting.flag)")
+            if !setting.environmentOnly {
+                #expect(help.contains(setting.help()), "\(setting.flag): \(help)")
+            }
+        }
+        let defaults = try ConsoleCommand.parse([]).settings(environment: [:])
+        #expect(defaults.host == "127.0.0.1" && defaults.port == 8090 && !defaults.readOnly)
+        for (variable, bad) in [("WORKER_CONSOLE_HOST", "a b"), ("WORKER_CONSOLE_PORT", "0")] {
+            #expect(throws: SettingError.self, "\(variable)=\(bad)") {
+                try ConsoleCommand.parse([]).settings(environment: [variable: bad])
+            }
+        }
+        let given = try ConsoleCommand.parse(["--port", "9000", "--allowed-host", "a.example", "--read-only"])
+            .settings(environment: [
+                "WORKER_CONSOLE_PORT": "lots", "WORKER_CONSOLE_ALLOWED_HOSTS": "b.example,c.example",
+            ])
+        #expect(given.port == 9000 && given.readOnly)
+        #expect(given.hosts.allowed.isSuperset(of: ["a.example", "b.example", "c.example"]), "\(given.hosts.allowed)")
     }
 
     @Test("every setting of run is read from its variable: a bad value is refused naming it, and the flag wins")

@@ -9,6 +9,13 @@ CREATE TYPE job_queue.claim_position AS (
 	id bigint
 );
 
+CREATE FUNCTION job_queue.add_dead_letter_reason(new_reason text, new_description text) RETURNS void
+    LANGUAGE sql
+    AS $$
+    INSERT INTO job_queue.dead_letter_reasons (reason, description) VALUES (new_reason, new_description)
+    ON CONFLICT (reason) DO UPDATE SET description = EXCLUDED.description
+$$;
+
 CREATE FUNCTION job_queue.claim_jobs(kinds text[], keyed_kinds text[], key_limits integer[], batch integer, worker text, lease interval) RETURNS TABLE(id bigint, kind text, payload jsonb, priority smallint, attempt integer, max_attempts integer, released integer, created_at timestamp with time zone, run_at timestamp with time zone, concurrency_key text)
     LANGUAGE plpgsql
     SET enable_sort TO 'off'
@@ -299,6 +306,16 @@ CREATE FUNCTION job_queue.first_waiting_per_priority(kind text, concurrency_key 
     SELECT * FROM firsts;
 $$;
 
+CREATE FUNCTION job_queue.hook_procedure(hook_function text, signature text) RETURNS regprocedure
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+    SELECT p.oid::regprocedure
+    FROM pg_catalog.pg_proc p
+    WHERE p.oid = pg_catalog.to_regprocedure(hook_function || signature)
+      AND p.proowner = (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = current_user)
+$$;
+
 CREATE FUNCTION job_queue.notify_jobs_inserted() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
@@ -521,6 +538,57 @@ BEGIN
 END;
 $$;
 
+CREATE FUNCTION job_queue.run_dead_lettered_hook() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+DECLARE
+    hook_function text;
+    proc regprocedure;
+BEGIN
+    SELECT h.function INTO hook_function FROM job_queue.kind_hooks h
+    WHERE h.kind = NEW.kind AND h.event = 'dead_lettered';
+    IF hook_function IS NULL THEN
+        RETURN NULL;
+    END IF;
+    proc := job_queue.hook_procedure(hook_function, '(bigint, jsonb, text)');
+    IF proc IS NULL THEN
+        RAISE WARNING 'job queue: the dead_lettered hook of kind % (%) is not a function of the schema''s owner; skipped',
+            NEW.kind, hook_function;
+        RETURN NULL;
+    END IF;
+    EXECUTE pg_catalog.format('SELECT %s($1, $2, $3)', proc::oid::regproc) USING NEW.job_id, NEW.payload, NEW.last_error;
+    RETURN NULL;
+END;
+$_$;
+
+CREATE FUNCTION job_queue.run_inserted_hooks() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+DECLARE
+    hook record;
+    proc regprocedure;
+    job record;
+BEGIN
+    FOR hook IN
+        SELECT h.kind, h.function FROM job_queue.kind_hooks h
+        WHERE h.event = 'inserted' AND EXISTS (SELECT 1 FROM inserted_jobs i WHERE i.kind = h.kind)
+    LOOP
+        proc := job_queue.hook_procedure(hook.function, '(bigint, jsonb)');
+        IF proc IS NULL THEN
+            RAISE WARNING 'job queue: the inserted hook of kind % (%) is not a function of the schema''s owner; skipped',
+                hook.kind, hook.function;
+            CONTINUE;
+        END IF;
+        FOR job IN SELECT i.id, i.payload FROM inserted_jobs i WHERE i.kind = hook.kind ORDER BY i.id LOOP
+            EXECUTE pg_catalog.format('SELECT %s($1, $2)', proc::oid::regproc) USING job.id, job.payload;
+        END LOOP;
+    END LOOP;
+    RETURN NULL;
+END;
+$_$;
+
 CREATE FUNCTION job_queue.set_concurrency_key_limit(kind text, concurrency_key text, max_running integer) RETURNS integer
     LANGUAGE plpgsql
     AS $$
@@ -553,6 +621,34 @@ BEGIN
     RETURN old;
 END;
 $$;
+
+CREATE FUNCTION job_queue.set_kind_hook(hook_kind text, hook_event text, hook_function text) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    signature text := CASE hook_event
+        WHEN 'inserted' THEN '(bigint, jsonb)'
+        WHEN 'dead_lettered' THEN '(bigint, jsonb, text)'
+    END;
+BEGIN
+    IF signature IS NULL THEN
+        RAISE EXCEPTION 'unknown hook event %: expected inserted or dead_lettered', hook_event
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF hook_function IS NULL THEN
+        DELETE FROM job_queue.kind_hooks WHERE kind = hook_kind AND event = hook_event;
+        RETURN;
+    END IF;
+    IF to_regprocedure(hook_function || signature) IS NULL THEN
+        RAISE EXCEPTION 'no function %', hook_function || signature
+            USING ERRCODE = 'undefined_function';
+    END IF;
+    INSERT INTO job_queue.kind_hooks (kind, event, function) VALUES (hook_kind, hook_event, hook_function)
+    ON CONFLICT (kind, event) DO UPDATE SET function = EXCLUDED.function;
+END;
+$$;
+
+COMMENT ON FUNCTION job_queue.set_kind_hook(hook_kind text, hook_event text, hook_function text) IS 'Registers (or, with a NULL function, removes) the hook of a kind for an event: inserted (job_id bigint, payload jsonb) or dead_lettered (job_id bigint, payload jsonb, last_error text).';
 
 CREATE FUNCTION job_queue.skip_duplicate_unique_key() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
@@ -589,6 +685,25 @@ BEGIN
     RETURN NULL;
 END;
 $$;
+
+CREATE FUNCTION job_queue.wake_snoozed(job_kind text, key text, reason_prefix text) RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    woken integer;
+BEGIN
+    UPDATE job_queue.jobs SET run_at = now()
+    WHERE kind = job_kind AND concurrency_key = key AND state = 'available' AND run_at > now()
+      AND starts_with(last_error, reason_prefix);
+    GET DIAGNOSTICS woken = ROW_COUNT;
+    IF woken > 0 THEN
+        PERFORM pg_notify('job_queue_jobs', '');
+    END IF;
+    RETURN woken;
+END;
+$$;
+
+COMMENT ON FUNCTION job_queue.wake_snoozed(job_kind text, key text, reason_prefix text) IS 'Runs now the waiting jobs of a kind and concurrency key whose last_error starts with reason_prefix; returns how many.';
 
 CREATE FUNCTION job_queue.wake_updated_concurrency_key() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
@@ -709,7 +824,7 @@ CREATE TABLE job_queue.dead_letter_jobs (
     requeued_at timestamp with time zone,
     requeued_job_id bigint,
     concurrency_key text,
-    CONSTRAINT dead_letter_jobs_reason_check CHECK ((reason = ANY (ARRAY['attempts_exhausted'::text, 'permanent_failure'::text])))
+    CONSTRAINT dead_letter_jobs_reason_check CHECK ((reason ~ '^[a-z][a-z0-9_]*$'::text))
 );
 
 COMMENT ON TABLE job_queue.dead_letter_jobs IS 'Jobs that gave up. last_error says why in words. Put one back with SELECT job_queue.requeue_dead_letter(id).';
@@ -722,6 +837,14 @@ ALTER TABLE job_queue.dead_letter_jobs ALTER COLUMN id ADD GENERATED ALWAYS AS I
     NO MAXVALUE
     CACHE 1
 );
+
+CREATE TABLE job_queue.dead_letter_reasons (
+    reason text NOT NULL,
+    description text NOT NULL,
+    CONSTRAINT dead_letter_reasons_reason_check CHECK ((reason ~ '^[a-z][a-z0-9_]*$'::text))
+);
+
+COMMENT ON TABLE job_queue.dead_letter_reasons IS 'The reasons a dead letter may give (dead_letter_jobs.reason), and what each means. Add one with add_dead_letter_reason(reason, description).';
 
 CREATE VIEW job_queue.dead_letters_by_reason AS
  SELECT dead_letter_jobs.kind,
@@ -765,6 +888,15 @@ ALTER TABLE job_queue.jobs ALTER COLUMN id ADD GENERATED BY DEFAULT AS IDENTITY 
     NO MAXVALUE
     CACHE 1
 );
+
+CREATE TABLE job_queue.kind_hooks (
+    kind text NOT NULL,
+    event text NOT NULL,
+    function text NOT NULL,
+    CONSTRAINT kind_hooks_event_check CHECK ((event = ANY (ARRAY['inserted'::text, 'dead_lettered'::text])))
+);
+
+COMMENT ON TABLE job_queue.kind_hooks IS 'Functions the queue calls when a job of a kind is inserted or dead-lettered. Set with set_kind_hook(kind, event, function).';
 
 CREATE VIEW job_queue.oldest_waiting AS
  SELECT jobs.kind,
@@ -821,11 +953,17 @@ ALTER TABLE ONLY job_queue.concurrency_keys
 ALTER TABLE ONLY job_queue.dead_letter_jobs
     ADD CONSTRAINT dead_letter_jobs_pkey PRIMARY KEY (id);
 
+ALTER TABLE ONLY job_queue.dead_letter_reasons
+    ADD CONSTRAINT dead_letter_reasons_pkey PRIMARY KEY (reason);
+
 ALTER TABLE ONLY job_queue.job_attempts
     ADD CONSTRAINT job_attempts_pkey PRIMARY KEY (id);
 
 ALTER TABLE ONLY job_queue.jobs
     ADD CONSTRAINT jobs_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY job_queue.kind_hooks
+    ADD CONSTRAINT kind_hooks_pkey PRIMARY KEY (kind, event);
 
 ALTER TABLE ONLY job_queue.paused_kinds
     ADD CONSTRAINT paused_kinds_pkey PRIMARY KEY (kind);
@@ -855,7 +993,11 @@ CREATE INDEX jobs_running_key_idx ON job_queue.jobs USING btree (kind, concurren
 
 CREATE UNIQUE INDEX jobs_unique_key_idx ON job_queue.jobs USING btree (unique_key) WHERE (unique_key IS NOT NULL);
 
+CREATE TRIGGER dead_letter_jobs_run_hook AFTER INSERT ON job_queue.dead_letter_jobs FOR EACH ROW EXECUTE FUNCTION job_queue.run_dead_lettered_hook();
+
 CREATE TRIGGER jobs_notify_insert AFTER INSERT ON job_queue.jobs REFERENCING NEW TABLE AS inserted_jobs FOR EACH STATEMENT EXECUTE FUNCTION job_queue.notify_jobs_inserted();
+
+CREATE TRIGGER jobs_run_inserted_hooks AFTER INSERT ON job_queue.jobs REFERENCING NEW TABLE AS inserted_jobs FOR EACH STATEMENT EXECUTE FUNCTION job_queue.run_inserted_hooks();
 
 CREATE TRIGGER jobs_skip_duplicate_unique_key BEFORE INSERT ON job_queue.jobs FOR EACH ROW WHEN ((new.unique_key IS NOT NULL)) EXECUTE FUNCTION job_queue.skip_duplicate_unique_key();
 
@@ -866,3 +1008,6 @@ CREATE TRIGGER jobs_wake_concurrency_keys_insert AFTER INSERT ON job_queue.jobs 
 CREATE TRIGGER jobs_wake_concurrency_keys_update AFTER UPDATE ON job_queue.jobs FOR EACH ROW WHEN ((((new.state = 'available'::text) AND (new.concurrency_key IS NOT NULL) AND ((old.state <> 'available'::text) OR (old.kind <> new.kind) OR (old.priority <> new.priority) OR (old.concurrency_key IS DISTINCT FROM new.concurrency_key) OR (new.run_at < old.run_at))) OR ((old.state = 'running'::text) AND (old.concurrency_key IS NOT NULL) AND ((new.state <> 'running'::text) OR (old.kind <> new.kind) OR (old.concurrency_key IS DISTINCT FROM new.concurrency_key))))) EXECUTE FUNCTION job_queue.wake_updated_concurrency_key();
 
 CREATE TRIGGER paused_kinds_notify AFTER INSERT OR DELETE ON job_queue.paused_kinds FOR EACH STATEMENT EXECUTE FUNCTION job_queue.notify_paused_kinds();
+
+ALTER TABLE ONLY job_queue.dead_letter_jobs
+    ADD CONSTRAINT dead_letter_jobs_reason_fkey FOREIGN KEY (reason) REFERENCES job_queue.dead_letter_reasons(reason);

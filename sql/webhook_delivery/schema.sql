@@ -172,21 +172,23 @@ $$;
 
 COMMENT ON FUNCTION webhook_worker.enqueue_on_integration_account_insert() IS 'Run by the optional trigger of sql/optional/enqueue_on_integration_account_insert.sql: enqueues integration.connected after an IntegrationAccount insert; never fails the insert.';
 
-CREATE FUNCTION webhook_worker.fail_delivery_of_dead_letter() RETURNS trigger
-    LANGUAGE plpgsql SECURITY DEFINER
+CREATE FUNCTION webhook_worker.fail_delivery_of_dead_letter(job_id bigint, payload jsonb, last_error text) RETURNS void
+    LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $_$
 DECLARE
-    id text := NEW.payload ->> 'delivery_id';
+    id text := payload ->> 'delivery_id';
 BEGIN
     IF id ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN
-        UPDATE webhook_worker.webhook_deliveries
-        SET status = 'failed', last_error = coalesce(NEW.last_error, last_error), updated_at = now()
-        WHERE delivery_id = id::uuid AND status = 'pending';
+        UPDATE webhook_worker.webhook_deliveries d
+        SET status = 'failed', last_error = coalesce(fail_delivery_of_dead_letter.last_error, d.last_error),
+            updated_at = now()
+        WHERE d.delivery_id = id::uuid AND d.status = 'pending';
     END IF;
-    RETURN NULL;
 END;
 $_$;
+
+COMMENT ON FUNCTION webhook_worker.fail_delivery_of_dead_letter(job_id bigint, payload jsonb, last_error text) IS 'The queue''s dead_lettered hook of webhook.deliver: the delivery ends failed.';
 
 CREATE FUNCTION webhook_worker.keep_retired_secret_on_update() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
@@ -206,19 +208,20 @@ $$;
 
 COMMENT ON FUNCTION webhook_worker.keep_retired_secret_on_update() IS 'Run by the optional trigger of sql/optional/keep_retired_webhook_secrets.sql: keeps the previous webhook secret in retired_secrets.';
 
-CREATE FUNCTION webhook_worker.record_integration_connected_enqueued() RETURNS trigger
-    LANGUAGE plpgsql SECURITY DEFINER
+CREATE FUNCTION webhook_worker.record_integration_connected(job_id bigint, payload jsonb) RETURNS void
+    LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 BEGIN
-    IF pg_catalog.jsonb_typeof(NEW.payload -> 'integration_account_id') = 'string' THEN
+    IF pg_catalog.jsonb_typeof(payload -> 'integration_account_id') = 'string' THEN
         INSERT INTO webhook_worker.integration_connected_enqueued (integration_account_id, job_id)
-        VALUES (NEW.payload ->> 'integration_account_id', NEW.id)
+        VALUES (payload ->> 'integration_account_id', job_id)
         ON CONFLICT (integration_account_id) DO NOTHING;
     END IF;
-    RETURN NULL;
 END;
 $$;
+
+COMMENT ON FUNCTION webhook_worker.record_integration_connected(job_id bigint, payload jsonb) IS 'The queue''s inserted hook of integration.connected: records the account for the catch-up.';
 
 CREATE TABLE webhook_worker.endpoints (
     key text NOT NULL,
@@ -269,19 +272,9 @@ END;
 $$;
 
 CREATE FUNCTION webhook_worker.wake_endpoint(endpoint_key text) RETURNS integer
-    LANGUAGE plpgsql
+    LANGUAGE sql
     AS $$
-DECLARE
-    woken integer;
-BEGIN
-    UPDATE webhook_worker.jobs SET run_at = now()
-    WHERE concurrency_key = endpoint_key AND state = 'available' AND run_at > now() AND last_error LIKE 'waiting:%';
-    GET DIAGNOSTICS woken = ROW_COUNT;
-    IF woken > 0 THEN
-        PERFORM pg_notify('webhook_worker_jobs', '');
-    END IF;
-    RETURN woken;
-END;
+    SELECT webhook_worker.wake_snoozed('webhook.deliver', endpoint_key, 'waiting:')
 $$;
 
 CREATE TABLE webhook_worker.console_audit (
@@ -329,8 +322,7 @@ CREATE TABLE webhook_worker.dead_letter_jobs (
     dead_at timestamp with time zone DEFAULT now() NOT NULL,
     requeued_at timestamp with time zone,
     requeued_job_id bigint,
-    concurrency_key text,
-    CONSTRAINT dead_letter_jobs_reason_check CHECK ((reason = ANY (ARRAY['attempts_exhausted'::text, 'permanent_failure'::text, 'endpoint_disabled'::text])))
+    concurrency_key text
 );
 
 CREATE TABLE webhook_worker.webhook_deliveries (
@@ -469,10 +461,6 @@ CREATE INDEX retired_secrets_client_idx ON webhook_worker.retired_secrets USING 
 CREATE INDEX webhook_deliveries_client_idx ON webhook_worker.webhook_deliveries USING btree (oauth_client_id, created_at);
 
 CREATE INDEX webhook_deliveries_created_idx ON webhook_worker.webhook_deliveries USING btree (created_at);
-
-CREATE TRIGGER dead_letter_fails_delivery AFTER INSERT ON webhook_worker.dead_letter_jobs FOR EACH ROW WHEN ((new.kind = 'webhook.deliver'::text)) EXECUTE FUNCTION webhook_worker.fail_delivery_of_dead_letter();
-
-CREATE TRIGGER jobs_record_integration_connected AFTER INSERT ON webhook_worker.jobs FOR EACH ROW WHEN ((new.kind = 'integration.connected'::text)) EXECUTE FUNCTION webhook_worker.record_integration_connected_enqueued();
 
 ALTER TABLE ONLY webhook_worker.delivery_attempts
     ADD CONSTRAINT delivery_attempts_delivery_id_fkey FOREIGN KEY (delivery_id) REFERENCES webhook_worker.webhook_deliveries(delivery_id) ON DELETE CASCADE;

@@ -100,7 +100,7 @@ final class Console: Sendable {
         _ actor: String, action: String, target: String, detail: [String: String], outcome: String
     ) async -> Bool {
         do {
-            try await database.withConnection { connection in
+            _ = try await database.withConnection { connection in
                 try await AuditLog(connection).record(
                     actor: actor, action: ConsoleRequest.printable(action, limit: 200),
                     target: ConsoleRequest.printable(target, limit: 200), detail: detail, outcome: outcome)

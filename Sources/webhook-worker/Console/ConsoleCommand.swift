@@ -40,17 +40,17 @@ struct ConsoleSettings {
     /// The names of `--allowed-host` (`flags`, repeatable) and `WORKER_CONSOLE_ALLOWED_HOSTS`
     /// (comma-separated): both add.
     static func hosts(bound host: String, flags: [String], environment env: [String: String]) throws -> ConsoleHosts {
+        let setting = ConsoleCommandSettings.allowedHost
         let listed =
-            try ConsoleHosts.parse(flags, setting: "--allowed-host")
-            + ConsoleHosts.parse(
-                [env["WORKER_CONSOLE_ALLOWED_HOSTS"] ?? ""], setting: "WORKER_CONSOLE_ALLOWED_HOSTS")
+            try ConsoleHosts.parse(flags, setting: "--\(setting.flag)")
+            + ConsoleHosts.parse([env[setting.variable] ?? ""], setting: setting.variable)
         return ConsoleHosts(bound: host, listed: listed)
     }
 
     /// Reads `WORKER_CONSOLE_TOKEN` (environment only: secrets stay out of argv) and refuses a
     /// non-loopback address without it.
     static func tokens(host: String, environment env: [String: String], flag: String) throws -> ConsoleTokens {
-        let tokens = try ConsoleTokens(env["WORKER_CONSOLE_TOKEN"])
+        let tokens = try ConsoleTokens(env[ConsoleCommandSettings.token.variable])
         if tokens.isEmpty && !ConsoleServer.isLoopback(host) {
             throw SettingError(
                 description:
@@ -77,37 +77,21 @@ struct ConsoleCommand: AsyncParsableCommand {
             webhook_worker.console_audit.
             """)
 
-    @Option(help: "Address to listen on. Env: WORKER_CONSOLE_HOST. Default: 127.0.0.1.")
-    var host: String?
-    @Option(help: "Port to listen on. Env: WORKER_CONSOLE_PORT. Default: 8090.")
-    var port: String?
-    @Flag(
-        name: .customLong("read-only"),
-        help: "Pages only: no action buttons, every POST refused with 403. Env: WORKER_CONSOLE_READ_ONLY=1.")
-    var readOnly = false
-    @Option(
-        name: .customLong("allowed-host"),
-        help: """
-            A host name browsers reach the console by (a proxy's or a port-forward's), answered besides \
-            localhost, 127.0.0.1, [::1] and --host; repeatable. Env: WORKER_CONSOLE_ALLOWED_HOSTS \
-            (comma-separated). Default: none.
-            """)
-    var allowedHosts: [String] = []
+    @Option(ConsoleCommandSettings.host) var host: String?
+    @Option(ConsoleCommandSettings.port) var port: String?
+    @Flag(ConsoleCommandSettings.readOnly) var readOnly: Bool
+    @Option(ConsoleCommandSettings.allowedHost) var allowedHosts: [String]
     @OptionGroup var database: DatabaseOptions
     @OptionGroup var logging: LoggingOptions
 
     func settings(environment env: [String: String]) throws -> ConsoleSettings {
-        let host = SettingSource("host", "WORKER_CONSOLE_HOST", host, env: env).value ?? "127.0.0.1"
-        guard !host.isEmpty, host.count <= 255, !host.contains(where: { $0.isWhitespace || $0 == "/" }) else {
-            throw SettingError(description: "invalid --host (WORKER_CONSOLE_HOST) '\(host)': expected an address")
-        }
-        let port = try SettingSource("port", "WORKER_CONSOLE_PORT", port, env: env).integer(
-            default: 8090, range: 1...65535)
-        let readOnly = try SettingSource("read-only", "WORKER_CONSOLE_READ_ONLY", nil, env: env).boolean(
-            flagSet: readOnly)
+        var read = SettingsReader(environment: env)
+        let host = try read.text(ConsoleCommandSettings.host, host)
+        let port = try read.integer(ConsoleCommandSettings.port, port)
+        let readOnly = try read.toggle(ConsoleCommandSettings.readOnly, flagSet: readOnly)
         return ConsoleSettings(
             host: host, port: port, readOnly: readOnly,
-            tokens: try ConsoleSettings.tokens(host: host, environment: env, flag: "--host (WORKER_CONSOLE_HOST)"),
+            tokens: try ConsoleSettings.tokens(host: host, environment: env, flag: ConsoleCommandSettings.host.name),
             hosts: try ConsoleSettings.hosts(bound: host, flags: allowedHosts, environment: env))
     }
 

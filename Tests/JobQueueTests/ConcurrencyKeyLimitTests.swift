@@ -48,14 +48,18 @@ struct ConcurrencyKeyLimitTests {
     }
 
     @Test(
-        "raising a full key's limit runs more of its jobs at once, with none of them ended; removing it restores the kind's"
+        """
+        raising a full key's limit runs more of its jobs at once, with none of them ended; removing it restores \
+        the kind's
+        """
     )
     func raisingUnparks() async throws {
         try await withQueueDatabase { database in
             let connection = try await database.connect()
             let limits = ConcurrencyKeyLimits(connection, schema: database.queue)
             try await database.query(
-                "INSERT INTO \(database.schema).jobs (kind, concurrency_key) SELECT 'test.job', 'k' FROM generate_series(1, 8)"
+                "INSERT INTO \(database.schema).jobs (kind, concurrency_key) "
+                    + "SELECT 'test.job', 'k' FROM generate_series(1, 8)"
             )
             let gate = Gate()
             let handler = ClosureHandler(concurrencyLimit: 1) { _ in

@@ -100,7 +100,8 @@ struct AdaptiveLimitDatabaseTests {
                 while !Task.isCancelled {
                     let running =
                         (try? await database.count(
-                            "SELECT count(*) FROM webhook_worker.jobs WHERE concurrency_key = 'client:fast' AND state = 'running'"
+                            "SELECT count(*) FROM webhook_worker.jobs "
+                                + "WHERE concurrency_key = 'client:fast' AND state = 'running'"
                         )) ?? 0
                     peak.max(running, ordering: .relaxed)
                     try? await Task.sleep(for: .milliseconds(10))

@@ -11,7 +11,6 @@ enum RunSettings {
         allowPrivateNetworks, proxyURL, mcpEndpointBase, userAgent, workerID, poolSize, listenDatabaseURL,
         preparedStatements,
         endpointConcurrency, endpointFailureThreshold, endpointCooldown, endpointDisableAfter, secretOverlap,
-        historyRetention, historyPartition,
         catchUpInterval, catchUpWindow, keyRepairInterval, statementTimeout, lockTimeout, synchronousCommit,
         logFormat, logLevel, httpPort, httpHost, console, consoleReadOnly,
     ]

@@ -74,7 +74,7 @@ public struct TestEvents: Sendable {
         guard try row.decode("has_url", as: Bool.self) else {
             throw Refusal(description: "OAuth client \(clientID) has no webhook URL")
         }
-        let deliveryID = DeliveryID.make()
+        let deliveryID = UUID()
         let payload = DeliverPayload(deliveryID: deliveryID)
         return try await connection.transaction { connection in
             guard

@@ -78,6 +78,15 @@ enum EndpointCircuit {
         return try row?.decodeIfPresent("state", as: String.self) ?? "closed"
     }
 
+    static let pauseQuery = PQQuery(
+        "endpointPause", "SELECT webhook_worker.endpoint_pause($1, $2::interval) AS paused_until")
+
+    /// Pauses the endpoint for `wait` (a 429 or 503 with `Retry-After`), or keeps a longer pause
+    /// already recorded: every replica's re-check then holds its deliveries, unsent, until it ends.
+    static func pause(key: String, for wait: Duration, database: PQConnectionPool) async throws {
+        try await database.query(pauseQuery, [key, PQInterval(wait)])
+    }
+
     /// Whether an attempt's result counts against the endpoint: the endpoint did not answer, or
     /// answered 5xx, `408 Request Timeout` or `429 Too Many Requests` (a timeout and back-pressure:
     /// the endpoint asks for less, which an open circuit gives it). Any other 4xx is the

@@ -8,7 +8,7 @@ import WebhookReceiver
 
 @testable import WebhookDelivery
 
-/// The adaptive limit in the database (`webhook_worker.endpoints_adapt`, sql/webhook_delivery/012):
+/// The adaptive limit in the database (`webhook_worker.endpoints_adapt`, sql/webhook_delivery/012, 013):
 /// the same rule as ``AdaptiveLimit``, held across replicas, obeyed by the claim.
 @Suite("Adaptive endpoint limit in the database", .timeLimit(.minutes(2)))
 struct AdaptiveLimitDatabaseTests {
@@ -68,12 +68,39 @@ struct AdaptiveLimitDatabaseTests {
         }
     }
 
+    @Test("timeouts of requests in flight together cut the limit once, in one batch or in several")
+    func oneCutPerWindow() async throws {
+        try await withTestDatabase { database in
+            let settings = AdaptiveLimit.Settings(initial: 4, ceiling: 4)
+            // Four 1 s timeouts in one batch: all four were sent before the first one's cut.
+            let stall: [AdaptiveLimit.Signal] = Array(repeating: .overloaded, count: 4)
+            try await database.query(
+                WebhookDeliverHandler.adaptQuery.sql,
+                Self.bindings(Array(repeating: "client:w", count: 4), stall, settings, overloadedMilliseconds: 1000))
+            let after1 = try await Self.limits(database, "client:w")
+            #expect(after1.applied == 2 && after1.queue == 2, "limits: \(after1)")
+            // Another of the same stall, recorded in a later transaction: it took a minute, so it
+            // was sent before the cut (however slowly this test runs), and cuts nothing.
+            try await database.query(
+                WebhookDeliverHandler.adaptQuery.sql,
+                Self.bindings(["client:w"], [.overloaded], settings, overloadedMilliseconds: 60_000))
+            let after2 = try await Self.limits(database, "client:w")
+            #expect(after2.applied == 2 && after2.queue == 2, "limits: \(after2)")
+            // A request sent after the cut (it took 0 ms) and failing: a new round, cut to the floor.
+            try await database.query(
+                WebhookDeliverHandler.adaptQuery.sql, Self.bindings(["client:w"], [.overloaded], settings))
+            let after3 = try await Self.limits(database, "client:w")
+            #expect(after3.applied == 1 && after3.queue == 1, "limits: \(after3)")
+        }
+    }
+
     static func bindings(
-        _ keys: [String], _ signals: [AdaptiveLimit.Signal], _ settings: AdaptiveLimit.Settings
+        _ keys: [String], _ signals: [AdaptiveLimit.Signal], _ settings: AdaptiveLimit.Settings,
+        overloadedMilliseconds: Double = 0
     ) -> [any PQEncodable] {
         let milliseconds = signals.map { signal -> Double in
             if case .answered(let value) = signal { return value }
-            return 0
+            return overloadedMilliseconds
         }
         let n = keys.count
         return [

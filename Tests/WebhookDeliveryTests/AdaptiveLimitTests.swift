@@ -18,7 +18,7 @@ struct AdaptiveLimitTests {
         #expect(abs((limit.latency ?? 0) - 200) < 0.001)
     }
 
-    @Test("each overload signal halves the limit, down to the floor: a hanging endpoint is at 1 after six timeouts")
+    @Test("each round of overload halves the limit, down to the floor: a hanging endpoint is at 1 after six")
     func cutToFloor() {
         var limit = AdaptiveLimit(value: 64, latency: 5)
         var trace: [Int] = []
@@ -29,6 +29,30 @@ struct AdaptiveLimitTests {
         #expect(trace == [32, 16, 8, 4, 2, 1])
         limit.record(.overloaded, settings)
         #expect(limit.current(settings) == 1, "never below the floor")
+    }
+
+    @Test("requests sent together that time out together cut the limit once; the next round cuts again")
+    func oneCutPerWindow() {
+        // Four slots stall on slow answers sent at 0.0 to 0.15 s; their 1 s timeouts end together.
+        let settings = AdaptiveLimit.Settings(initial: 4, ceiling: 4)
+        var limit = AdaptiveLimit(settings: settings)
+        for (sent, ended) in [(0.0, 1.0), (0.05, 1.05), (0.1, 1.1), (0.15, 1.15)] {
+            limit.record(.overloaded, settings, sentAt: sent, at: ended)
+        }
+        #expect(limit.current(settings) == 2, "one stall is one overload, not four")
+        #expect(limit.cutAt == 1.0)
+        // A request sent after that cut and failing is a new round: cut again, to the floor.
+        limit.record(.overloaded, settings, sentAt: 1.2, at: 2.2)
+        #expect(limit.current(settings) == 1)
+        #expect(limit.cutAt == 2.2)
+        // A 2xx still raises it whenever it was sent.
+        limit.record(.answered(milliseconds: 5), settings, sentAt: 0.5, at: 2.3)
+        #expect(limit.current(settings) == 2)
+        // Without times, every overload cuts (each request sent after every earlier cut).
+        var untimed = AdaptiveLimit(value: 4, latency: nil, cutAt: 1.0)
+        untimed.record(.overloaded, settings)
+        untimed.record(.overloaded, settings)
+        #expect(untimed.current(settings) == 1)
     }
 
     @Test("a 2xx much slower than usual holds the limit; a 4xx about one delivery changes nothing")

@@ -9,7 +9,7 @@ import LibPQ
 /// deliveries in flight to one endpoint across all replicas.
 ///
 /// Closed, it sends. After `failureThreshold` failures in a row (timeouts, connection errors,
-/// 5xx, 408, 429) it opens: deliveries wait (snoozed, no attempt spent) until the cool-down ends,
+/// 5xx, 408, 429; requests in flight together that fail together count once) it opens: deliveries wait (snoozed, no attempt spent) until the cool-down ends,
 /// which doubles with each trip up to a cap. Then one delivery goes through as a probe
 /// (half-open): an answer that is not a failure (a 2xx, or a 4xx other than 408 and 429) closes
 /// the circuit and wakes the waiting deliveries in their order; a failure opens it again (see
@@ -59,20 +59,26 @@ enum EndpointCircuit {
 
     static let recordQuery = PQQuery(
         "endpointRecord",
-        "SELECT webhook_worker.endpoint_record($1, $2, $3, $4, $5::interval, $6::interval, $7::interval) AS state")
+        """
+        SELECT webhook_worker.endpoint_record($1, $2, $3, $4, $5::interval, $6::interval, $7::interval, \
+        $8::interval) AS state
+        """)
 
-    /// Records an attempt's result; returns the endpoint's new state.
+    /// Records an attempt's result; returns the endpoint's new state. `duration` is how long the
+    /// request took: a failure counts towards the threshold only when its request was sent after
+    /// the last counted failure came back, so requests that fail together (one stall, however
+    /// many were in flight) count once (sql/webhook_delivery/030).
     @discardableResult
     static func record(
-        key: String, succeeded: Bool, error: String?, configuration: WebhookDeliveryConfiguration,
-        database: PQConnectionPool
+        key: String, succeeded: Bool, error: String?, duration: Duration = .zero,
+        configuration: WebhookDeliveryConfiguration, database: PQConnectionPool
     ) async throws -> String {
         let row = try await database.query(
             recordQuery,
             [
                 key, succeeded, error.map { String($0.prefix(500)) }, configuration.failureThreshold,
                 PQInterval(configuration.cooldown), PQInterval(configuration.maxCooldown),
-                PQInterval(configuration.disableAfter),
+                PQInterval(configuration.disableAfter), PQInterval(duration),
             ]
         ).first
         return try row?.decodeIfPresent("state", as: String.self) ?? "closed"

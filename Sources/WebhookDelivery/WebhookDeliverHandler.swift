@@ -177,7 +177,7 @@ public struct WebhookDeliverHandler: JobHandler {
                 let state = try await tracing.withStatementSpan("endpointRecord") {
                     try await EndpointCircuit.record(
                         key: endpoint, succeeded: verdict == .healthy, error: result.error,
-                        configuration: sender.configuration,
+                        duration: result.duration, configuration: sender.configuration,
                         database: context.database)
                 }
                 if state != (endpointState ?? "closed") {

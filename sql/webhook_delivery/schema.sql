@@ -49,12 +49,13 @@ BEGIN
 END;
 $$;
 
-CREATE FUNCTION webhook_worker.endpoint_record(endpoint_key text, succeeded boolean, error text, failure_threshold integer, cooldown interval, max_cooldown interval, disable_after interval) RETURNS text
+CREATE FUNCTION webhook_worker.endpoint_record(endpoint_key text, succeeded boolean, error text, failure_threshold integer, cooldown interval, max_cooldown interval, disable_after interval, duration interval DEFAULT '00:00:00'::interval) RETURNS text
     LANGUAGE plpgsql
     AS $$
 DECLARE
     e webhook_worker.endpoints;
     was text;
+    sent timestamptz := now() - greatest(coalesce(duration, interval '0'), interval '0');
 BEGIN
     IF succeeded THEN
         SELECT state INTO was FROM webhook_worker.endpoints WHERE key = endpoint_key FOR UPDATE;
@@ -63,8 +64,8 @@ BEGIN
         END IF;
         UPDATE webhook_worker.endpoints
         SET state = CASE WHEN state = 'disabled' THEN 'disabled' ELSE 'closed' END,
-            consecutive_failures = 0, failing_since = NULL, trips = 0, opened_at = NULL, next_probe_at = NULL,
-            probe_started_at = NULL, last_success_at = now(),
+            consecutive_failures = 0, counted_failure_at = NULL, failing_since = NULL, trips = 0, opened_at = NULL,
+            next_probe_at = NULL, probe_started_at = NULL, last_success_at = now(),
             recoveries = recoveries + CASE WHEN state IN ('open', 'half_open') THEN 1 ELSE 0 END, updated_at = now()
         WHERE key = endpoint_key
         RETURNING * INTO e;
@@ -74,10 +75,15 @@ BEGIN
         RETURN e.state;
     END IF;
 
-    INSERT INTO webhook_worker.endpoints AS x (key, consecutive_failures, failing_since, last_error, last_failure_at, failures)
-    VALUES (endpoint_key, 1, now(), error, now(), 1)
+    INSERT INTO webhook_worker.endpoints AS x
+        (key, consecutive_failures, counted_failure_at, failing_since, last_error, last_failure_at, failures)
+    VALUES (endpoint_key, 1, now(), now(), error, now(), 1)
     ON CONFLICT (key) DO UPDATE
-    SET consecutive_failures = x.consecutive_failures + 1, failing_since = coalesce(x.failing_since, now()),
+    SET consecutive_failures = x.consecutive_failures
+            + CASE WHEN x.counted_failure_at IS NULL OR sent >= x.counted_failure_at THEN 1 ELSE 0 END,
+        counted_failure_at = CASE WHEN x.counted_failure_at IS NULL OR sent >= x.counted_failure_at THEN now()
+                                  ELSE x.counted_failure_at END,
+        failing_since = coalesce(x.failing_since, now()),
         last_error = excluded.last_error, last_failure_at = now(), failures = x.failures + 1, updated_at = now()
     RETURNING * INTO e;
     IF e.state = 'disabled' THEN
@@ -246,10 +252,15 @@ CREATE TABLE webhook_worker.endpoints (
     paused_until timestamp with time zone,
     paused_at timestamp with time zone,
     throttled_seconds double precision DEFAULT 0 NOT NULL,
+    counted_failure_at timestamp with time zone,
     CONSTRAINT endpoints_state_check CHECK ((state = ANY (ARRAY['closed'::text, 'open'::text, 'half_open'::text, 'disabled'::text])))
 );
 
 COMMENT ON TABLE webhook_worker.endpoints IS 'Circuit breaker state per webhook endpoint (one OAuth client). Enable a disabled one with webhook-worker endpoints enable.';
+
+COMMENT ON COLUMN webhook_worker.endpoints.consecutive_failures IS 'Failures in a row that count towards the threshold: requests in flight together that fail together count once.';
+
+COMMENT ON COLUMN webhook_worker.endpoints.counted_failure_at IS 'When the last failure that counted towards the threshold came back: a failure of a request sent before it does not count again.';
 
 CREATE FUNCTION webhook_worker.set_endpoint_enabled(endpoint_key text, enabled boolean, actor text) RETURNS webhook_worker.endpoints
     LANGUAGE plpgsql

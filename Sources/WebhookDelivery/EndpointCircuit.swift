@@ -9,8 +9,9 @@ import LibPQ
 /// deliveries in flight to one endpoint across all replicas.
 ///
 /// Closed, it sends. After `failureThreshold` failures in a row (timeouts, connection errors,
-/// 5xx, 408, 429; requests in flight together that fail together count once) it opens: deliveries wait (snoozed, no attempt spent) until the cool-down ends,
-/// which doubles with each trip up to a cap. Then one delivery goes through as a probe
+/// 5xx, 408, 429; requests in flight together that fail together count once) it opens:
+/// deliveries wait (snoozed, no attempt spent) until the cool-down ends, which doubles with each
+/// trip up to a cap. Then one delivery goes through as a probe
 /// (half-open): an answer that is not a failure (a 2xx, or a 4xx other than 408 and 429) closes
 /// the circuit and wakes the waiting deliveries in their order; a failure opens it again (see
 /// `verdict`). An endpoint failing without a single success for `disableAfter` is disabled until an

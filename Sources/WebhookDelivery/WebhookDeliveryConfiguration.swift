@@ -33,6 +33,8 @@ public struct WebhookDeliveryConfiguration: Sendable {
     public var disableAfter: Duration
     /// How long a client's previous secret keeps signing after it was retired.
     public var secretOverlap: Duration
+    /// Send every delivery through this HTTP proxy (`CONNECT`); nil: connect directly.
+    public var proxy: EgressProxy?
 
     public init(
         retryStrategy: any RetryStrategy = .standard,

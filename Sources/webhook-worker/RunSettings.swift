@@ -8,7 +8,8 @@ import Logging
 enum RunSettings {
     static let all: [Setting] = [
         databaseURL, concurrency, lease, pollInterval, shutdownTimeout, retrySchedule, requestTimeout, allowHTTP,
-        allowPrivateNetworks, mcpEndpointBase, userAgent, workerID, poolSize, listenDatabaseURL, preparedStatements,
+        allowPrivateNetworks, proxyURL, mcpEndpointBase, userAgent, workerID, poolSize, listenDatabaseURL,
+        preparedStatements,
         endpointConcurrency, endpointFailureThreshold, endpointCooldown, endpointDisableAfter, secretOverlap,
         catchUpInterval, catchUpWindow, keyRepairInterval, statementTimeout, lockTimeout, synchronousCommit,
         logFormat, logLevel, httpPort, httpHost, console, consoleReadOnly,

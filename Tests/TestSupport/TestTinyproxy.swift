@@ -90,6 +90,14 @@ public final class TestTinyproxy: Sendable {
         try? FileManager.default.removeItem(atPath: directory)
     }
 
+    // A test that throws before it calls stop() still ends its proxy.
+    deinit {
+        guard !process.isReaped else { return }
+        process.signal(SIGKILL)
+        _ = process.waitBlocking()
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
     /// Whether something accepts a TCP connection on 127.0.0.1:`port` now.
     private static func accepts(port: Int) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)

@@ -73,14 +73,26 @@ extension WebhookSender {
 
     /// Writes the request and reads the status, the headers and at most `maxResponseBytes` of the
     /// body; the tunnel is closed afterwards.
-    private func exchange(
+    ///
+    /// The connection can end before this task gets to write: the receiver refused our TLS
+    /// handshake (which ran on the event loop as soon as the tunnel was up), or it already
+    /// answered and closed (it has the request once the body is in, whatever `.end` adds). A write
+    /// then fails with "I/O on closed channel", which says nothing of what happened; the inbound
+    /// side has the answer or the real error (the TLS failure), so it is read whatever the write
+    /// did, and the write's error is reported only when nothing came back.
+    func exchange(
         on tunnel: TunnelChannel, head: HTTPRequestHead, body: [UInt8], answered: AnsweredSoFar
     ) async throws -> (Int, HTTPHeaders, [UInt8]) {
         let limit = configuration.maxResponseBytes
         return try await tunnel.executeThenClose { inbound, outbound in
-            try await outbound.write(.head(head))
-            try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: body))))
-            try await outbound.write(.end(nil))
+            var writeFailure: (any Error)?
+            do {
+                try await outbound.write(contentsOf: [
+                    .head(head), .body(.byteBuffer(ByteBuffer(bytes: body))), .end(nil),
+                ])
+            } catch {
+                writeFailure = error
+            }
             var response: HTTPResponseHead?
             var collected: [UInt8] = []
             reading: for try await part in inbound {
@@ -97,7 +109,7 @@ extension WebhookSender {
                     break reading
                 }
             }
-            guard let response else { throw HTTPClientError.remoteConnectionClosed }
+            guard let response else { throw writeFailure ?? HTTPClientError.remoteConnectionClosed }
             return (Int(response.status.code), response.headers, collected)
         }
     }
@@ -134,13 +146,7 @@ extension WebhookSender {
                         name: ProxyConnectHandler.decoderName)
                     try pipeline.addHandler(
                         ProxyConnectHandler(target: target, proxy: proxy, established: established) { channel in
-                            let pipeline = channel.pipeline.syncOperations
-                            if let sslContext {
-                                try pipeline.addHandler(
-                                    NIOSSLClientHandler(context: sslContext, serverHostname: serverName))
-                            }
-                            try pipeline.addHTTPClientHandlers()
-                            return try TunnelChannel(wrappingChannelSynchronously: channel)
+                            try Self.setUpTunnel(on: channel, tls: sslContext, serverName: serverName)
                         })
                 }
             }
@@ -154,6 +160,17 @@ extension WebhookSender {
         } onCancel: {
             opened.close()
         }
+    }
+}
+
+extension WebhookSender {
+    /// The pipeline inside an open tunnel: TLS (with `serverName`) when `tls` is given, then
+    /// HTTP/1.1; the request's task speaks to it through the returned channel.
+    static func setUpTunnel(on channel: any Channel, tls: NIOSSLContext?, serverName: String?) throws -> TunnelChannel {
+        let pipeline = channel.pipeline.syncOperations
+        if let tls { try pipeline.addHandler(NIOSSLClientHandler(context: tls, serverHostname: serverName)) }
+        try pipeline.addHTTPClientHandlers()
+        return try TunnelChannel(wrappingChannelSynchronously: channel)
     }
 }
 

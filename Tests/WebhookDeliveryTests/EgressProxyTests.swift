@@ -1,5 +1,8 @@
 import AsyncHTTPClient
 import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
 import NIOSSL
 @testable import TestSupport
 import Testing
@@ -82,6 +85,39 @@ struct EgressProxyTests {
         #expect(untrusted.errorClass == .tls, "\(untrusted)")
         #expect(receiver.received.count == 1)
         #expect(targets == ["127.0.0.1:\(receiver.port)", "127.0.0.1:\(receiver.port)"])
+    }
+
+    /// The race behind a flaky "https through the proxy": the tunnel's TLS handshake runs on the
+    /// event loop as soon as the tunnel is up, so the receiver can refuse it, and the connection
+    /// end, before the request's task writes anything. Here that order is forced: the exchange
+    /// starts only once the connection is closed, and must still report the TLS failure.
+    @Test("a tunnel whose TLS handshake failed before the request was written reports tls, not a closed channel")
+    func handshakeFailedBeforeWrite() async throws {
+        let receiver = try await WebhookReceiverServer.start(tls: try selfSignedTLS())
+        let sender = try Self.sender(proxy: "http://127.0.0.1:1")
+        // The default trust roots: the receiver's self-signed certificate is refused.
+        let untrusting = try NIOSSLContext(configuration: .makeClientConfiguration())
+        let tunnel = try await ClientBootstrap(group: HTTPClient.defaultEventLoopGroup)
+            .connect(host: "127.0.0.1", port: receiver.port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try WebhookSender.setUpTunnel(on: channel, tls: untrusting, serverName: "localhost")
+                }
+            }
+        try await tunnel.channel.closeFuture.get()
+        var head = HTTPRequestHead(version: .http1_1, method: .POST, uri: "/")
+        head.headers.add(name: "Host", value: "localhost")
+        var failure: (any Error)?
+        do {
+            _ = try await sender.exchange(on: tunnel, head: head, body: Array("{}".utf8), answered: AnsweredSoFar())
+        } catch {
+            failure = error
+        }
+        try await sender.shutdown()
+        await receiver.stop()
+
+        let thrown = try #require(failure)
+        #expect(WebhookSender.classify(thrown).0 == .tls, "\(thrown)")
+        #expect(receiver.received.isEmpty)
     }
 
     @Test("with the proxy set, the policy still refuses internal addresses, and the proxy is never asked")

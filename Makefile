@@ -16,9 +16,10 @@ deps:
 
 # Tests, chaos and bench start PostgreSQL servers of their own (restarts, pgbench) even when
 # DATABASE_URL is set, so they need the server package either way.
-# The tests also run the delivery and replica tests through PgBouncer (transaction pooling).
+# The tests also run the delivery and replica tests through PgBouncer (transaction pooling), and
+# deliveries through a real egress proxy (tinyproxy).
 server-deps:
-	@NEED_PG_SERVER=1 NEED_PGBOUNCER=1 scripts/ensure-deps
+	@NEED_PG_SERVER=1 NEED_PGBOUNCER=1 NEED_TINYPROXY=1 scripts/ensure-deps
 
 # The benchmark also needs nginx: its throughput receiver (started by scripts/bench, not as a service).
 bench-deps:

@@ -96,6 +96,7 @@ class ReceiverHandler(http.server.BaseHTTPRequestHandler):
         with self.server.lock:
             self.server.received.append(
                 {"path": self.path, "delivery": self.headers.get("X-Webhook-Delivery"), "status": status,
+                 "event": self.headers.get("X-Webhook-Event"),
                  "body": body.decode("utf-8", "replace")})
         answer = b'{"ok": true}' if status == 200 else b'{"error": "analytics backend unavailable"}'
         self.send_response(status)
@@ -352,6 +353,22 @@ def main():
         click(rows[0].find_element(By.CSS_SELECTOR, "button[type=submit]"))
         check("Enabled client:cl_03beta" in text(), "and enabled again")
 
+        # A test event to Acme CRM: the button queues it and shows its delivery, which arrives signed.
+        rows = [r for r in driver.find_elements(By.CSS_SELECTOR, "table tbody tr") if "Acme CRM" in r.text]
+        forms = [f for f in rows[0].find_elements(By.CSS_SELECTOR, "form[method=post]")
+                 if f.get_attribute("action").endswith("/console/endpoints/test")]
+        check(len(forms) == 1, "the endpoint's row has a Send test event button")
+        click(forms[0].find_element(By.CSS_SELECTOR, "button[type=submit]"))
+        check("Queued a webhook.test event to client:cl_01acme" in text() and "/console/deliveries/" in
+              driver.current_url, "the test event's flash message, on its delivery's page")
+        test_delivery = driver.current_url.rsplit("/", 1)[1]
+        wait_for(lambda: any(r["event"] == "webhook.test" and r["status"] == 200
+                             for r in receiver.deliveries(test_delivery)), "the test event reaches the receiver")
+        wait_for(lambda: psql(db, "SELECT status FROM webhook_worker.webhook_deliveries WHERE delivery_id = '%s'"
+                              % test_delivery) == "delivered", "and is recorded delivered")
+        driver.refresh()
+        check("webhook.test" in text() and "Delivered at" in text(), "its page shows the delivered test event")
+
         # Dead letters: both, then filtered by client; retry one: it is delivered this time.
         driver.get(console + "/console/dead-letters")
         check(len(driver.find_elements(By.CSS_SELECTOR, "table tbody tr")) == 2, "the dead letters page lists both")
@@ -398,10 +415,11 @@ def main():
         driver.get(console + "/console/audit")
         body = text()
         check("delivery.resend" in body and "dead_letter.retry" in body and "endpoint.disable" in body
-              and "refused: bad CSRF token" in body, "the audit page lists the actions and the refusals")
+              and "endpoint.test" in body and "refused: bad CSRF token" in body,
+              "the audit page lists the actions and the refusals")
         audit = psql(db, "SELECT count(*) FROM webhook_worker.console_audit WHERE actor = 'alice' AND outcome = 'ok'"
                          " AND action NOT LIKE 'console.%'")
-        check(audit == "6", "six actions by alice recorded ok in console_audit (%s)" % audit)
+        check(audit == "7", "seven actions by alice recorded ok in console_audit (%s)" % audit)
         sign_ins = psql(db, "SELECT count(*) FROM webhook_worker.console_audit WHERE action = 'console.sign_in'")
         check(sign_ins != "0", "sign-ins recorded in console_audit (%s)" % sign_ins)
     finally:

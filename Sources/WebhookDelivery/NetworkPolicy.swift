@@ -69,6 +69,14 @@ public struct NetworkPolicy: Sendable {
         return addresses.map(\.text)
     }
 
+    /// The addresses `host` resolves to, each checked as ``checkDestination(host:port:)`` checks
+    /// them (unless private networks are allowed): the addresses an egress proxy may be asked to
+    /// connect to. Resolved even when private networks are allowed, as the proxy gets an address.
+    public func checkedAddresses(host: String, port: Int) async throws -> [String] {
+        if allowPrivateNetworks { return try await resolver(host, port).map(\.text) }
+        return try await checkDestination(host: host, port: port)
+    }
+
     /// Checks the peer of an open connection; nil when allowed.
     public func refusal(forPeer address: SocketAddress?) -> Refusal? {
         guard !allowPrivateNetworks else { return nil }

@@ -45,7 +45,7 @@ enum Recipients {
     static let recheck = PQQuery(
         "recheckDeliveries",
         """
-        SELECT d.delivery_id, d.status, d.payload, d.oauth_client_id, d.attempts,
+        SELECT d.delivery_id, d.event, d.status, d.payload, d.oauth_client_id, d.attempts,
                c.id IS NOT NULL AS client_exists,
                coalesce(c."isActive", false) AS client_active,
                \(trimmedURL) AS url,

@@ -39,6 +39,8 @@ public struct WebhookDeliveryConfiguration: Sendable {
     /// The longest pause an endpoint gets from a 429 or 503 with `Retry-After`: no request goes
     /// to it before the time it asked for, up to this.
     public var maxEndpointPause: Duration
+    /// Send every delivery through this HTTP proxy (`CONNECT`); nil: connect directly.
+    public var proxy: EgressProxy?
 
     public init(
         retryStrategy: any RetryStrategy = .standard,

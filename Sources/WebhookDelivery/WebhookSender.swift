@@ -35,6 +35,9 @@ public final class WebhookSender: Sendable {
     public let configuration: WebhookDeliveryConfiguration
     let policy: NetworkPolicy
     private let client: HTTPClient
+    let eventLoopGroup: any EventLoopGroup
+    /// TLS inside the egress proxy's tunnels; nil without a proxy (or when it could not be made).
+    let tunnelTLS: NIOSSLContext?
 
     public convenience init(
         configuration: WebhookDeliveryConfiguration,
@@ -47,10 +50,17 @@ public final class WebhookSender: Sendable {
             eventLoopGroup: eventLoopGroup)
     }
 
-    init(configuration: WebhookDeliveryConfiguration, policy: NetworkPolicy, eventLoopGroup: any EventLoopGroup) {
+    /// `tls` is the client side's TLS (trust roots); tests pass one that trusts their certificate.
+    init(
+        configuration: WebhookDeliveryConfiguration, policy: NetworkPolicy, eventLoopGroup: any EventLoopGroup,
+        tls: TLSConfiguration = .makeClientConfiguration()
+    ) {
         self.configuration = configuration
         self.policy = policy
+        self.eventLoopGroup = eventLoopGroup
+        self.tunnelTLS = configuration.proxy == nil ? nil : try? NIOSSLContext(configuration: tls)
         var clientConfiguration = HTTPClient.Configuration(
+            tlsConfiguration: tls,
             redirectConfiguration: .disallow,
             timeout: .init(connect: .milliseconds(configuration.connectTimeout.totalMilliseconds)),
             decompression: .disabled)
@@ -147,6 +157,10 @@ public final class WebhookSender: Sendable {
                 of: (Int, HTTPHeaders, [UInt8])?.self
             ) { group in
                 group.addTask {
+                    if let proxy = self.configuration.proxy {
+                        return try await self.exchangeThroughProxy(
+                            proxy, url: url, target: target, headers: headers, body: body, answered: answered)
+                    }
                     _ = try await self.policy.checkDestination(host: target.host, port: target.port)
                     let response = try await self.client.execute(
                         prepared, timeout: .milliseconds(timeout.totalMilliseconds), logger: logger)
@@ -190,6 +204,12 @@ public final class WebhookSender: Sendable {
                 duration: clock.now - started)
         } catch let failed as NetworkPolicy.ResolutionFailure {
             return failure(.dns, failed.description)
+        } catch let refused as EgressProxy.Refused {
+            return failure(refused.errorClass, refused.description)
+        } catch let unreachable as EgressProxy.Unreachable {
+            return failure(unreachable.errorClass, unreachable.description)
+        } catch let failed as TunnelFailure {
+            return failure(failed.errorClass, failed.description)
         } catch {
             let (errorClass, message) = Self.classify(error)
             return failure(errorClass, message)

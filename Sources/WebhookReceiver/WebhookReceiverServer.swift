@@ -14,6 +14,8 @@ public struct ReceivedWebhook: Sendable {
     public let receivedAt: Date
     /// Which accepted connection carried it (1, 2, ...): shows keep-alive at work.
     public let connection: Int
+    /// The address the connection came from (`127.0.0.2`): shows a proxy at work.
+    public var peerAddress: String? = nil
 
     /// The first value of a header, case-insensitively.
     public func header(_ name: String) -> String? {
@@ -132,7 +134,7 @@ private final class RequestHandler: ChannelInboundHandler {
             let request = ReceivedWebhook(
                 method: head.method.rawValue, uri: head.uri, headers: head.headers.map { ($0.name, $0.value) },
                 body: body,
-                receivedAt: Date(), connection: connection)
+                receivedAt: Date(), connection: connection, peerAddress: context.channel.remoteAddress?.ipAddress)
             record(request)
             answer(respond(request), keepAlive: head.isKeepAlive, context: context)
             self.head = nil

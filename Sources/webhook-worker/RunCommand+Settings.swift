@@ -72,6 +72,7 @@ extension RunCommand {
             mcpEndpointBase: mcpBase,
             userAgent: agent)
         delivery.connectionsPerHost = queue.concurrency
+        delivery.proxy = try read.optionalText(RunSettings.proxyURL, proxyURL).map { try EgressProxy(url: $0) }
         delivery.secretOverlap = try read.duration(RunSettings.secretOverlap, secretOverlap)
         delivery.endpointConcurrency = try read.integer(RunSettings.endpointConcurrency, endpointConcurrency)
         let ceiling: Int = try read.integer(RunSettings.endpointMaxConcurrency, endpointMaxConcurrency)

@@ -35,6 +35,7 @@ struct RunCommand: AsyncParsableCommand {
     @Flag(RunSettings.allowPrivateNetworks) var allowPrivateNetworks: Bool
     @Option(RunSettings.mcpEndpointBase) var mcpEndpointBase: String?
     @Option(RunSettings.userAgent) var userAgent: String?
+    @Option(RunSettings.proxyURL) var proxyURL: String?
     @Option(RunSettings.workerID) var workerID: String?
     @Option(RunSettings.httpPort) var httpPort: String?
     @Option(RunSettings.httpHost) var httpHost: String?

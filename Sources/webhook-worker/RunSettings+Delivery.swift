@@ -1,4 +1,5 @@
 import Foundation
+import WebhookDelivery
 
 /// The delivery side's settings of `run`, and its HTTP server's.
 extension RunSettings {
@@ -18,6 +19,22 @@ extension RunSettings {
     static let allowPrivateNetworks = Setting(
         flag: "allow-private-networks", variable: "WEBHOOK_ALLOW_PRIVATE_NETWORKS", .toggle, default: .absent("off"),
         summary: "Allow loopback, private and link-local destinations (development).")
+    static let proxyURL = Setting(
+        flag: "proxy-url", variable: "WEBHOOK_PROXY_URL",
+        .text(problem: { text in
+            do {
+                _ = try EgressProxy(url: text)
+                return nil
+            } catch {
+                return " \(error)"
+            }
+        }),
+        default: .absent("off"),
+        summary: """
+            Send every delivery through this HTTP proxy with CONNECT (http://[user:password@]host:port), to the \
+            address the worker resolved and checked.
+            """,
+        docs: "See [An egress proxy](#an-egress-proxy).", logged: .url)
     static let mcpEndpointBase = Setting(
         flag: "mcp-endpoint-base", variable: "MCP_ENDPOINT_BASE",
         .text(problem: {

@@ -41,6 +41,8 @@ struct Setting: Sendable {
         case plain
         /// A conninfo or URI: its password is masked.
         case conninfo
+        /// A URL, redacted as webhook URLs are (``URLRedaction``): credentials masked.
+        case url
     }
 
     /// The log line's key: the flag in snake_case.

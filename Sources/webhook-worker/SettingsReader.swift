@@ -1,6 +1,7 @@
 import Foundation
 import JobQueue
 import Logging
+import WebhookDelivery
 
 /// Reads declared settings (``Setting``) from the flags' values and the environment, each by its
 /// declared kind, default and range, and notes the effective value of each for the `effective
@@ -20,6 +21,8 @@ struct SettingsReader {
         switch setting.logged {
         case .plain: logged[setting.key] = "\(text)"
         case .conninfo: logged[setting.key] = "\(redactedConninfo(text))"
+        case .url:
+            logged[setting.key] = "\(text.isEmpty || text == setting.defaultText ? text : URLRedaction.redacted(text))"
         }
     }
 

@@ -68,6 +68,9 @@ final class ChildProcess: Sendable {
         case .inherited: break
         case .discarded: posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
         }
+        // Nothing else the test process holds goes to the child: a server that outlived its test
+        // (a crash, a time limit) would otherwise keep, say, the build lock's descriptor open.
+        if let closeFrom = addCloseFrom { _ = closeFrom(&actions, 3) }
 
         var merged = ProcessInfo.processInfo.environment
         merged.merge(environment) { _, new in new }
@@ -86,6 +89,9 @@ final class ChildProcess: Sendable {
         return ChildProcess(
             pid: pid, command: ([executable] + arguments).joined(separator: " "), outputPath: outputPath)
     }
+
+    /// Whether `waitpid` has reaped the process.
+    var isReaped: Bool { reaped.load(ordering: .sequentiallyConsistent) }
 
     /// Sends `signal` (SIGTERM, SIGINT, ...) to the process, unless it has been reaped.
     func signal(_ signal: Int32) {
@@ -144,6 +150,19 @@ final class ChildProcess: Sendable {
         return (process.output, status)
     }
 }
+
+/// glibc's `posix_spawn_file_actions_addclosefrom_np` (2.34 and later), which Swift's Glibc module
+/// does not declare; nil where the C library has none.
+#if canImport(Glibc)
+    private let addCloseFrom: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32)? =
+        dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np").map {
+            unsafeBitCast(
+                $0,
+                to: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32).self)
+        }
+#else
+    private let addCloseFrom: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32)? = nil
+#endif
 
 /// Runs `executable` to its end, blocking the calling thread, and returns its standard output
 /// (its standard error goes to the test's); throws on a non-zero exit.

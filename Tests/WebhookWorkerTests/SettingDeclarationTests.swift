@@ -117,6 +117,7 @@ struct SettingDeclarationTests {
         let command = try RunCommand.parse([
             "--database-url", "postgresql://ops:pa55word@db.example/app",
             "--listen-database-url", "host=db.example password=l1sten dbname=app",
+            "--proxy-url", "http://egress:pr0xy@proxy.internal:3128",
         ])
         let logged = try command.settings(environment: Self.consoleOn).logged
         for setting in Self.readByRun {
@@ -126,8 +127,13 @@ struct SettingDeclarationTests {
         #expect(logged["concurrency"] == "128" && logged["lease"] == "1m" && logged["console"] == "on")
         #expect(logged["allow_http"] == "false" && logged["http_port"] == "9090")
         let text = "\(logged)"
-        #expect(!text.contains("pa55word") && !text.contains("l1sten"), "\(text)")
+        #expect(!text.contains("pa55word") && !text.contains("l1sten") && !text.contains("pr0xy"), "\(text)")
+        #expect(logged["proxy_url"] == "http://***@proxy.internal:3128")
         let off = try RunCommand.parse(["--catch-up-interval", "off"]).settings(environment: [:]).logged
         #expect(off["catch_up_interval"] == "off" && off["catch_up_window"] == "off" && off["console"] == "off")
+        #expect(off["proxy_url"] == "off")
+        #expect(throws: SettingError.self) {
+            try RunCommand.parse(["--proxy-url", "https://proxy:3128"]).settings(environment: [:])
+        }
     }
 }

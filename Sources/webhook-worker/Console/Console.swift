@@ -65,6 +65,8 @@ final class Console: Sendable {
         var detail: [String: String] = [:]
         /// Where the browser goes next when the form gave no `back`.
         var location: String
+        /// Go to ``location`` even when the form gave a `back`: a page the action created.
+        var locationWins = false
     }
 
     static func auditOutcome(_ outcome: Outcome) -> String {

@@ -61,7 +61,8 @@ extension Console {
             _ = await record(
                 identity.actor, action: action, target: path, detail: [:], outcome: Self.auditOutcome(outcome))
         }
-        var response = ConsoleResponse.seeOther(Self.back(request) ?? outcome.location)
+        var response = ConsoleResponse.seeOther(
+            outcome.locationWins ? outcome.location : Self.back(request) ?? outcome.location)
         response.headers.append(
             cookie(
                 Self.flashCookie, Flash(ok: outcome.ok, message: outcome.message).cookieValue, maxAge: 60,
@@ -132,6 +133,29 @@ extension Console {
                 ok: true, message: "\(enable ? "Enabled" : "Disabled") \(key): now \(state ?? "closed").",
                 action: enable ? "endpoint.enable" : "endpoint.disable", target: "endpoint:\(key)",
                 location: "/console/endpoints")
+        }
+    }
+
+    /// POST /console/endpoints/test: a `webhook.test` event to the endpoint, then its delivery's page.
+    func testEndpoint(_ context: ConsoleContext) async -> ConsoleResponse {
+        await perform(context) { connection, _ in
+            guard let endpoint = context.request.field("endpoint") else { throw ConsoleInputError("which endpoint?") }
+            let key = try await Endpoints(connection).key(for: endpoint)
+            do {
+                let sent = try await connection.transaction {
+                    try await TestEvents($0).send(clientID: String(key.dropFirst("client:".count)))
+                }
+                let id = sent.deliveryID.uuidString.lowercased()
+                return Outcome(
+                    ok: true, message: "Queued a webhook.test event to \(key) as delivery \(id) (job \(sent.jobID)).",
+                    action: "endpoint.test", target: "endpoint:\(key)",
+                    detail: ["delivery_id": id, "job_id": "\(sent.jobID)"], location: "/console/deliveries/\(id)",
+                    locationWins: true)
+            } catch let refusal as TestEvents.Refusal {
+                return Outcome(
+                    ok: false, message: "Not sent: \(refusal.description).", action: "endpoint.test",
+                    target: "endpoint:\(key)", location: "/console/endpoints")
+            }
         }
     }
 

@@ -150,7 +150,12 @@ extension Pages {
 
     static func endpoints(_ endpoints: [EndpointOverview], _ context: PageContext) -> String {
         layout("Endpoints", context) { h in
-            h.element("p", ["class": "hint"], text: "Success rate and latency over the last 24 hours; worst first.")
+            h.element(
+                "p", ["class": "hint"],
+                text: """
+                    Success rate and latency over the last 24 hours; worst first. "Send test event" sends a \
+                    webhook.test event (signed, like any webhook) to the endpoint now and shows its delivery.
+                    """)
             table(
                 &h,
                 [
@@ -183,6 +188,9 @@ extension Pages {
                                 action: row.isDisabled ? "/console/endpoints/enable" : "/console/endpoints/disable",
                                 label: row.isDisabled ? "Enable" : "Disable", danger: !row.isDisabled
                             ) { h in hidden(&h, "endpoint", row.key) }
+                            actionForm(&h, context, action: "/console/endpoints/test", label: "Send test event") { h in
+                                hidden(&h, "endpoint", row.key)
+                            }
                         }
                     }
                 }

@@ -43,7 +43,10 @@ public struct Deliveries: Sendable {
 
     static let get = PQQuery(
         "showDelivery",
-        "SELECT \(Delivery.columns), payload FROM webhook_worker.webhook_deliveries WHERE delivery_id = $1::uuid")
+        """
+        SELECT \(Delivery.columns), payload FROM webhook_worker.webhook_deliveries
+        WHERE delivery_id = $1::uuid AND \(DeliveryID.window("created_at", ids: "ARRAY[$1::uuid]"))
+        """)
 
     /// The delivery with this id, with its payload, or nil.
     public func get(_ id: UUID) async throws -> Delivery? {
@@ -55,7 +58,9 @@ public struct Deliveries: Sendable {
         """
         SELECT attempt, attempted_at, url, http_status, error_class, error, duration_ms, response_excerpt, \
         worker_id, job_id
-        FROM webhook_worker.delivery_attempts WHERE delivery_id = $1::uuid ORDER BY attempt, id
+        FROM webhook_worker.delivery_attempts
+        WHERE delivery_id = $1::uuid AND attempted_at >= webhook_worker.delivery_ids_since(ARRAY[$1::uuid])
+        ORDER BY attempt, id
         """)
 
     /// The HTTP attempts of delivery `id`, in order.
@@ -81,12 +86,16 @@ public struct Deliveries: Sendable {
         "resendDelivery",
         """
         UPDATE webhook_worker.webhook_deliveries SET status = 'pending', updated_at = now()
-        WHERE delivery_id = $1::uuid
+        WHERE delivery_id = $1::uuid AND \(DeliveryID.window("created_at", ids: "ARRAY[$1::uuid]"))
         RETURNING oauth_client_id
         """)
 
     static let exists = PQQuery(
-        "deliveryExists", "SELECT 1 AS one FROM webhook_worker.webhook_deliveries WHERE delivery_id = $1::uuid")
+        "deliveryExists",
+        """
+        SELECT 1 AS one FROM webhook_worker.webhook_deliveries
+        WHERE delivery_id = $1::uuid AND \(DeliveryID.window("created_at", ids: "ARRAY[$1::uuid]"))
+        """)
 
     /// Sends delivery `id` again: same id, same bytes, a fresh chain of attempts. The recipient is
     /// checked again before sending, as for any attempt.
@@ -154,6 +163,7 @@ public struct Deliveries: Sendable {
         """
         SELECT delivery_id FROM webhook_worker.webhook_deliveries
         WHERE delivery_id = ANY ($1::uuid[]) AND oauth_client_id = $2
+          AND \(DeliveryID.window("created_at", ids: "$1::uuid[]"))
         """)
 
     /// The dead letters (not requeued) of OAuth client `client`'s deliveries: pass them to
@@ -177,7 +187,7 @@ public struct Deliveries: Sendable {
         """
         SELECT d.delivery_id, coalesce(c.name, d.oauth_client_id) AS client
         FROM webhook_worker.webhook_deliveries d LEFT JOIN "OAuthClient" c ON c.id = d.oauth_client_id
-        WHERE d.delivery_id = ANY ($1::uuid[])
+        WHERE d.delivery_id = ANY ($1::uuid[]) AND \(DeliveryID.window("d.created_at", ids: "$1::uuid[]"))
         """)
 
     /// The OAuth client each of `ids` is addressed to: its name in the web app's `"OAuthClient"`,
@@ -207,13 +217,18 @@ public struct Deliveries: Sendable {
     static let pruneDeliveries = PQQuery(
         "pruneDeliveries",
         """
-        DELETE FROM webhook_worker.webhook_deliveries WHERE delivery_id IN (
+        WITH batch AS (
             SELECT delivery_id FROM webhook_worker.webhook_deliveries
-            WHERE created_at < $1 AND status <> 'pending' AND updated_at < $1 LIMIT $2)
+            WHERE created_at < $1 AND status <> 'pending' AND updated_at < $1 LIMIT $2),
+        attempts AS (
+            DELETE FROM webhook_worker.delivery_attempts WHERE delivery_id IN (SELECT delivery_id FROM batch))
+        DELETE FROM webhook_worker.webhook_deliveries WHERE delivery_id IN (SELECT delivery_id FROM batch)
         """)
 
     /// Deletes delivery attempts made before `cutoff`, then deliveries that ended (delivered,
     /// failed, cancelled) before it, with their attempts, in batches. Pending deliveries stay.
+    /// The replicas' history upkeep drops whole partitions past `WEBHOOK_HISTORY_RETENTION`; this
+    /// is for a shorter retention than that, or with the upkeep's retention off.
     /// - Parameter progress: called after each batch with a label and the rows deleted so far.
     public func prune(
         olderThan cutoff: Date, batchSize: Int = 5000, progress: (_ label: String, _ deleted: Int) -> Void = { _, _ in }

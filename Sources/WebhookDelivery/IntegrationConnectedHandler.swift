@@ -106,7 +106,8 @@ public struct IntegrationConnectedHandler: JobHandler {
             mcpEndpointBase: configuration.mcpEndpointBase, name: try account.decode("name"),
             icon: try account.decodeIfPresent("icon"), timestamp: job.createdAt)
         let body = String(decoding: event.body(), as: UTF8.self)
-        let deliveryIDs = clients.map { _ in UUID() }
+        let now = Date()
+        let deliveryIDs = clients.map { _ in DeliveryID.make(at: now) }
         context.logger.info("fanning out integration.connected", metadata: ["recipients": "\(clients.count)"])
         let traceContext = tracing.currentTraceContext() ?? stored
         let jobs = try zip(clients, deliveryIDs).map { client, deliveryID in

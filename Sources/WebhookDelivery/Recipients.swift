@@ -61,6 +61,6 @@ enum Recipients {
         FROM webhook_worker.webhook_deliveries d
         LEFT JOIN "OAuthClient" c ON c.id = d.oauth_client_id
         LEFT JOIN webhook_worker.endpoints e ON e.key = 'client:' || d.oauth_client_id
-        WHERE d.delivery_id = ANY ($1::uuid[])
+        WHERE d.delivery_id = ANY ($1::uuid[]) AND \(DeliveryID.window("d.created_at", ids: "$1::uuid[]"))
         """)
 }

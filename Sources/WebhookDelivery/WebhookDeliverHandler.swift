@@ -39,6 +39,7 @@ public struct WebhookDeliverHandler: JobHandler {
             SELECT d.delivery_id, d.attempts + 1, r.job_id, r.worker_id, r.url, r.http_status, r.error_class, r.error,
                    r.duration_ms, r.response_excerpt
             FROM r JOIN webhook_worker.webhook_deliveries d ON d.delivery_id = r.delivery_id
+            WHERE \(DeliveryID.window("d.created_at", ids: "$1::uuid[]"))
         )
         UPDATE webhook_worker.webhook_deliveries d
         SET attempts = d.attempts + 1,
@@ -47,7 +48,7 @@ public struct WebhookDeliverHandler: JobHandler {
             last_http_status = r.http_status, last_error = r.error, updated_at = now(),
             delivered_at = CASE WHEN r.status = 'delivered' THEN now() ELSE d.delivered_at END
         FROM r
-        WHERE d.delivery_id = r.delivery_id
+        WHERE d.delivery_id = r.delivery_id AND \(DeliveryID.window("d.created_at", ids: "$1::uuid[]"))
         """)
 
     static let markCancelled = PQQuery(
@@ -55,7 +56,7 @@ public struct WebhookDeliverHandler: JobHandler {
         """
         UPDATE webhook_worker.webhook_deliveries
         SET status = 'cancelled', last_error = $2, updated_at = now()
-        WHERE delivery_id = $1
+        WHERE delivery_id = $1 AND \(DeliveryID.window("created_at", ids: "ARRAY[$1::uuid]"))
         """)
 
     public func handle(_ job: Job, context: JobContext) async throws -> JobOutcome {

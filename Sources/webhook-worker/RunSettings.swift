@@ -10,6 +10,7 @@ enum RunSettings {
         databaseURL, concurrency, lease, pollInterval, shutdownTimeout, retrySchedule, requestTimeout, allowHTTP,
         allowPrivateNetworks, mcpEndpointBase, userAgent, workerID, poolSize, listenDatabaseURL, preparedStatements,
         endpointConcurrency, endpointFailureThreshold, endpointCooldown, endpointDisableAfter, secretOverlap,
+        historyRetention, historyPartition,
         catchUpInterval, catchUpWindow, keyRepairInterval, statementTimeout, lockTimeout, synchronousCommit,
         logFormat, logLevel, httpPort, httpHost, console, consoleReadOnly,
     ]

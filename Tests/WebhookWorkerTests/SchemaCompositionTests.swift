@@ -25,7 +25,7 @@ struct SchemaCompositionTests {
         14: ("014_one_live_job_per_delivery", nil),
     ]
 
-    @Test("each owner numbers its own line from 1; JobQueue's comes first, rendered for webhook_worker")
+    @Test("each owner numbers its own line from 1 up; JobQueue's comes first, rendered for webhook_worker")
     func linesAreNumberedByOwner() {
         let queue = WebhookWorkerSchema.queue
         #expect(
@@ -36,7 +36,10 @@ struct SchemaCompositionTests {
         #expect(Set(owners) == ["job_queue", "webhook_delivery"])
         for owner in Set(owners) {
             let line = WebhookWorkerSchema.migrations.filter { $0.owner == owner }
-            #expect(line.map(\.version) == Array(1...line.count), "\(owner) is not numbered 1, 2, 3, ...")
+            // Gaps are allowed: work in parallel takes numbers of its own.
+            #expect(
+                line.first?.version == 1 && zip(line, line.dropFirst()).allSatisfy { $0.version < $1.version },
+                "\(owner) is not numbered 1, 2, 3, ... upwards")
             #expect(line.allSatisfy { $0.name.hasPrefix(String(format: "%03d_", $0.version)) })
         }
         #expect(queue.migrations.allSatisfy { !$0.sql.contains("{{") })

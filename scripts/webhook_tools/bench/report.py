@@ -134,6 +134,19 @@ def table_rows(res, jobs):
         add("backlog", "  slowest tenth / overall", b["slowest_tenth_over_overall"], "backlog_steady")
         db_time("backlog", b, "job")
         add("backlog", "peak RSS (MiB)", b["peak_rss_mib"][0] if b["peak_rss_mib"] else None)
+    if failed("history", "history"):
+        h, phase = res["history"], "history"
+        for how, key in (("DELETE", "delete"), ("partition drop", "drop")):
+            f = h[key]
+            add(phase, f"remove a day ({h['attempt_rows_per_day']:,} attempts) by {how}: seconds", f["seconds"],
+                "history_drop_seconds" if key == "drop" else None)
+            add(phase, f"  WAL written (MiB) / disk returned (MiB of {fmt(f['mib_before'])})",
+                f"{fmt(f['wal_mib'])} / {fmt(f['mib_returned'])}")
+        add(phase, "  drop's WAL, % of DELETE's", h["drop_wal_percent_of_delete"], "history_drop_wal")
+        s = h["search"]
+        add(phase, f"search by client, 30 days ({s['deliveries']:,} deliveries): p50 (ms, in the server)",
+            s["p50_ms"])
+        add(phase, "  p95 (ms)", s["p95_ms"], "history_search_p95")
     if failed("pgbench", "pgbench"):
         for c in (1, 8):
             p = res["pgbench"][f"clients_{c}"]
@@ -160,7 +173,8 @@ def report(bench):
         print(line(cells))
     print()
     print("Pick-up latency is measured to job_attempts.started_at, the claim, just before the handler starts.")
-    print("Targets are issue 11's; a missed one is reported, not counted as a problem (isolation's are).")
+    print("Targets are issue 11's (history's: issue 23's); a missed one is reported, not counted as a problem "
+          "(isolation's are).")
     if bench.statements_error:
         print(f"pg_stat_statements unavailable: {bench.statements_error}")
     if bench.problems:

@@ -45,6 +45,14 @@ def targets(res):
                           get("isolation", "hanging_in_flight_peak", "database_sampled")) if v is not None),
              default=None), f"≤ {ISOLATION_LIMIT}", lambda v: v <= ISOLATION_LIMIT, None),
     ]
+    checks += [
+        ("history_drop_seconds", "removing a day of attempts by dropping its partition (s)",
+         get("history", "drop", "seconds"), "≤ 1", lambda v: v <= 1, None),
+        ("history_drop_wal", "WAL of the drop, % of DELETE's", get("history", "drop_wal_percent_of_delete"), "≤ 1",
+         lambda v: v <= 1, None),
+        ("history_search_p95", "console search by client over 30 days, p95 (ms)",
+         get("history", "search", "p95_ms"), "≤ 100", lambda v: v <= 100, None),
+    ]
     targets = {}
     for key, measure, value, target, met, floor in checks:
         verdict = ("-" if value is None else "met" if met(value)

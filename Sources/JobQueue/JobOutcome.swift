@@ -10,36 +10,51 @@ import LibPQ
 /// one statement instead of one per outcome; per-statement work in PostgreSQL (parse, plan,
 /// executor start-up, trigger and index setup) is paid once. Rows of one query run where the
 /// first of them stands among the batch's statements.
+///
+/// A row that touches a table partitioned by time gives the span of time its row lies in
+/// (`within`): the merged statement receives, after its array parameters, the earliest start and
+/// the latest end of its rows' spans as two scalar parameters. Compared with the partition key
+/// (`created_at >= $11::timestamptz AND created_at < $12::timestamptz`), they let PostgreSQL read
+/// only the partitions of that span, with no function called per row or per statement.
 public struct BoundStatement: Sendable {
     public let query: PQQuery
     /// A plain statement's parameters, or a row's values (one per column).
     public let bindings: [any PQEncodable]
     /// A row of a set-based statement, to be run with other rows of the same query.
     public let isRow: Bool
+    /// A row's span of time (see above); nil for a row without one, and for a plain statement.
+    public let span: Range<Date>?
 
     public init(_ query: PQQuery, _ bindings: [any PQEncodable] = []) {
         self.query = query
         self.bindings = bindings
         self.isRow = false
+        self.span = nil
     }
 
-    private init(row query: PQQuery, _ values: [any PQEncodable]) {
+    private init(row query: PQQuery, _ values: [any PQEncodable], span: Range<Date>?) {
         self.query = query
         self.bindings = values
         self.isRow = true
+        self.span = span
     }
 
     /// One row of `query`, a statement whose parameters are arrays, one per column: `$n` receives
-    /// the `n`-th value of every row written with it, in the order of the outcomes.
-    public static func row(of query: PQQuery, _ values: [any PQEncodable]) -> BoundStatement {
-        BoundStatement(row: query, values)
+    /// the `n`-th value of every row written with it, in the order of the outcomes. With
+    /// `within`, the two parameters after the columns receive the earliest start and the latest
+    /// end of the spans of the rows written with it (every row of `query` must give one).
+    public static func row(
+        of query: PQQuery, _ values: [any PQEncodable], within span: Range<Date>? = nil
+    ) -> BoundStatement {
+        BoundStatement(row: query, values, span: span)
     }
 
     /// The statements to run for `statements`: plain ones as they are, rows merged into one
-    /// statement per query (at the first row's place), each column an array of its rows' values.
+    /// statement per query (at the first row's place), each column an array of its rows' values,
+    /// then their spans' union when they have spans.
     static func merged(_ statements: [BoundStatement]) -> [PQStatement] {
         var merged: [PQStatement?] = []
-        var rows: [PQQuery: (index: Int, columns: [[String?]])] = [:]
+        var rows: [PQQuery: (index: Int, columns: [[String?]], span: Range<Date>?)] = [:]
         for statement in statements {
             guard statement.isRow else {
                 merged.append(PQStatement(statement.query, statement.bindings))
@@ -48,15 +63,22 @@ public struct BoundStatement: Sendable {
             let values = statement.bindings.map(\.postgresText)
             if var group = rows[statement.query] {
                 precondition(group.columns.count == values.count, "rows of \(statement.query) differ in width")
+                precondition(
+                    (group.span == nil) == (statement.span == nil), "rows of \(statement.query) differ in spans")
                 for (column, value) in values.enumerated() { group.columns[column].append(value) }
+                if let span = statement.span, let union = group.span {
+                    group.span = min(union.lowerBound, span.lowerBound)..<max(union.upperBound, span.upperBound)
+                }
                 rows[statement.query] = group
             } else {
-                rows[statement.query] = (merged.count, values.map { [$0] })
+                rows[statement.query] = (merged.count, values.map { [$0] }, statement.span)
                 merged.append(nil)
             }
         }
         for (query, group) in rows {
-            merged[group.index] = PQStatement(query, group.columns.map { PQArray($0) })
+            var parameters: [any PQEncodable] = group.columns.map { PQArray($0) }
+            if let span = group.span { parameters += [span.lowerBound, span.upperBound] }
+            merged[group.index] = PQStatement(query, parameters)
         }
         return merged.compactMap { $0 }
     }

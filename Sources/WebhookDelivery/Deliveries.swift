@@ -45,12 +45,18 @@ public struct Deliveries: Sendable {
         "showDelivery",
         """
         SELECT \(Delivery.columns), payload FROM webhook_worker.webhook_deliveries
-        WHERE delivery_id = $1::uuid AND \(DeliveryID.window("created_at", ids: "ARRAY[$1::uuid]"))
+        WHERE delivery_id = $1::uuid AND \(DeliveryID.window("created_at", 2, 3))
         """)
+
+    /// `id`, then the span of `created_at` that holds its delivery.
+    static func withSpan(_ id: UUID) -> [any PQEncodable] {
+        let span = DeliveryID.span(of: [id])
+        return [id, span.lowerBound, span.upperBound]
+    }
 
     /// The delivery with this id, with its payload, or nil.
     public func get(_ id: UUID) async throws -> Delivery? {
-        try await connection.query(Self.get, [id]).rows.first.map { try Delivery($0, withPayload: true) }
+        try await connection.query(Self.get, Self.withSpan(id)).rows.first.map { try Delivery($0, withPayload: true) }
     }
 
     static let attempts = PQQuery(
@@ -59,13 +65,14 @@ public struct Deliveries: Sendable {
         SELECT attempt, attempted_at, url, http_status, error_class, error, duration_ms, response_excerpt, \
         worker_id, job_id
         FROM webhook_worker.delivery_attempts
-        WHERE delivery_id = $1::uuid AND attempted_at >= webhook_worker.delivery_ids_since(ARRAY[$1::uuid])
+        WHERE delivery_id = $1::uuid AND attempted_at >= $2::timestamptz
         ORDER BY attempt, id
         """)
 
     /// The HTTP attempts of delivery `id`, in order.
     public func attempts(of id: UUID) async throws -> [DeliveryAttemptRecord] {
-        try await connection.query(Self.attempts, [id]).rows.map(DeliveryAttemptRecord.init)
+        try await connection.query(Self.attempts, [id, DeliveryID.span(of: [id]).lowerBound]).rows.map(
+            DeliveryAttemptRecord.init)
     }
 
     /// Why a delivery could not be sent again.
@@ -86,7 +93,7 @@ public struct Deliveries: Sendable {
         "resendDelivery",
         """
         UPDATE webhook_worker.webhook_deliveries SET status = 'pending', updated_at = now()
-        WHERE delivery_id = $1::uuid AND \(DeliveryID.window("created_at", ids: "ARRAY[$1::uuid]"))
+        WHERE delivery_id = $1::uuid AND \(DeliveryID.window("created_at", 2, 3))
         RETURNING oauth_client_id
         """)
 
@@ -94,7 +101,7 @@ public struct Deliveries: Sendable {
         "deliveryExists",
         """
         SELECT 1 AS one FROM webhook_worker.webhook_deliveries
-        WHERE delivery_id = $1::uuid AND \(DeliveryID.window("created_at", ids: "ARRAY[$1::uuid]"))
+        WHERE delivery_id = $1::uuid AND \(DeliveryID.window("created_at", 2, 3))
         """)
 
     /// Sends delivery `id` again: same id, same bytes, a fresh chain of attempts. The recipient is
@@ -110,7 +117,8 @@ public struct Deliveries: Sendable {
                 return nil
             }
             guard
-                let client: String = try await connection.query(Self.markPending, [id]).first?.decode("oauth_client_id")
+                let client: String = try await connection.query(Self.markPending, Self.withSpan(id)).first?.decode(
+                    "oauth_client_id")
             else { return nil }
             guard
                 let job = try await JobEnqueuer(connection, schema: WebhookDeliverySchema.queue).enqueue(
@@ -119,7 +127,7 @@ public struct Deliveries: Sendable {
             return job
         }
         if let job { return job }
-        let exists = try await connection.query(Self.exists, [id])
+        let exists = try await connection.query(Self.exists, Self.withSpan(id))
         throw exists.isEmpty ? ResendError.notFound(id) : ResendError.alreadyQueued(id)
     }
 
@@ -163,7 +171,7 @@ public struct Deliveries: Sendable {
         """
         SELECT delivery_id FROM webhook_worker.webhook_deliveries
         WHERE delivery_id = ANY ($1::uuid[]) AND oauth_client_id = $2
-          AND \(DeliveryID.window("created_at", ids: "$1::uuid[]"))
+          AND \(DeliveryID.window("created_at", 3, 4))
         """)
 
     /// The dead letters (not requeued) of OAuth client `client`'s deliveries: pass them to
@@ -176,8 +184,11 @@ public struct Deliveries: Sendable {
             letter.value.flatMap(UUID.init(uuidString:)).map { (id: letter.id, delivery: $0) }
         }
         guard !named.isEmpty else { return [] }
-        let deliveries = PQArray(Array(Set(named.map(\.delivery))))
-        let rows = try await connection.query(Self.deliveriesOfClient, [deliveries, client]).rows
+        let deliveries = Array(Set(named.map(\.delivery)))
+        let span = DeliveryID.span(of: deliveries)
+        let rows = try await connection.query(
+            Self.deliveriesOfClient, [PQArray(deliveries), client, span.lowerBound, span.upperBound]
+        ).rows
         let ofClient = Set(try rows.map { try $0.decode("delivery_id", as: UUID.self) })
         return named.filter { ofClient.contains($0.delivery) }.map(\.id)
     }
@@ -187,7 +198,7 @@ public struct Deliveries: Sendable {
         """
         SELECT d.delivery_id, coalesce(c.name, d.oauth_client_id) AS client
         FROM webhook_worker.webhook_deliveries d LEFT JOIN "OAuthClient" c ON c.id = d.oauth_client_id
-        WHERE d.delivery_id = ANY ($1::uuid[]) AND \(DeliveryID.window("d.created_at", ids: "$1::uuid[]"))
+        WHERE d.delivery_id = ANY ($1::uuid[]) AND \(DeliveryID.window("d.created_at", 2, 3))
         """)
 
     /// The OAuth client each of `ids` is addressed to: its name in the web app's `"OAuthClient"`,
@@ -195,7 +206,10 @@ public struct Deliveries: Sendable {
     public func clientNames(of ids: [UUID]) async throws -> [UUID: String] {
         guard !ids.isEmpty else { return [:] }
         var names: [UUID: String] = [:]
-        for row in try await connection.query(Self.clientNames, [PQArray(ids)]).rows {
+        let span = DeliveryID.span(of: ids)
+        for row in try await connection.query(
+            Self.clientNames, [PQArray(ids), span.lowerBound, span.upperBound]
+        ).rows {
             names[try row.decode("delivery_id")] = try row.decode("client")
         }
         return names

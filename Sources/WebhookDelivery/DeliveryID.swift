@@ -1,9 +1,9 @@
 import Foundation
 
 /// Delivery ids carry their time: UUID version 7 (RFC 9562), the first 48 bits the Unix time in
-/// milliseconds, then the version, 74 random bits and the variant. A lookup by id adds
-/// ``window(_:ids:)``, so that PostgreSQL reads only the partitions of the history that may
-/// hold it (`sql/webhook_delivery/015_delivery_id_times.sql`).
+/// milliseconds, then the version, 74 random bits and the variant. A lookup by id passes the
+/// ``span(of:)`` of its ids as two parameters compared with `created_at` (``window(_:_:_:)``), so
+/// that PostgreSQL reads only the partitions of the history that may hold it.
 public enum DeliveryID {
     /// A new id for a delivery made at `date`.
     public static func make(at date: Date = Date()) -> UUID {
@@ -33,11 +33,34 @@ public enum DeliveryID {
         return Date(timeIntervalSince1970: Double(milliseconds) / 1000)
     }
 
-    /// SQL that keeps `column` (`created_at` of webhook_deliveries) within a day of the times
-    /// the ids of `ids` (an expression of type uuid[]) carry, unbounded for ids without one.
-    static func window(_ column: String, ids: String) -> String {
-        """
-        \(column) >= webhook_worker.delivery_ids_since(\(ids)) AND \(column) < webhook_worker.delivery_ids_until(\(ids))
-        """
+    /// How far a delivery's `created_at` (the database's clock, at the insert) may be from the time
+    /// its id carries (the worker's clock, just before the insert). A replica whose clock is further
+    /// off than this fails its deliveries anyway: receivers refuse `webhook-timestamp`s more than
+    /// five minutes off.
+    static let clockAllowance: TimeInterval = 3600
+
+    /// The span of `created_at` that holds the deliveries of `ids`: the times their ids carry,
+    /// ``clockAllowance`` either side; from 1970 to the year 3000 if any id carries no time (a
+    /// random id, made before ids carried their time, finds its delivery in any partition).
+    public static func span(of ids: some Sequence<UUID>) -> Range<Date> {
+        var earliest: Date?
+        var latest: Date?
+        for id in ids {
+            guard let time = time(of: id) else { return unbounded }
+            earliest = min(earliest ?? time, time)
+            latest = max(latest ?? time, time)
+        }
+        guard let earliest, let latest else { return unbounded }
+        return earliest.addingTimeInterval(-clockAllowance)..<latest.addingTimeInterval(clockAllowance)
+    }
+
+    static let unbounded = Date(timeIntervalSince1970: 0)..<Date(timeIntervalSince1970: 32_503_680_000)
+
+    /// SQL that keeps `column` (`created_at` of webhook_deliveries) within a ``span(of:)`` given
+    /// as parameters `$lower` and `$upper`. Compared with the partition key, plain parameters let
+    /// PostgreSQL leave out the other partitions when it plans the statement (or, under a generic
+    /// plan, when it starts it), with no function called per row.
+    static func window(_ column: String, _ lower: Int, _ upper: Int) -> String {
+        "\(column) >= $\(lower)::timestamptz AND \(column) < $\(upper)::timestamptz"
     }
 }

@@ -70,8 +70,10 @@ final class RecheckReader: Sendable {
         }
         let rows: [UUID: PQRow]
         do {
+            let ids = [leader] + others.map(\.id)
+            let span = DeliveryID.span(of: ids)
             let result = try await database.query(
-                Recipients.recheck, [PQArray([leader] + others.map(\.id)), PQInterval(overlap)])
+                Recipients.recheck, [PQArray(ids), PQInterval(overlap), span.lowerBound, span.upperBound])
             var byID: [UUID: PQRow] = [:]
             for row in result.rows { byID[try row.decode("delivery_id", as: UUID.self)] = row }
             rows = byID

@@ -23,6 +23,53 @@ struct DeliveryIDTests {
         #expect(DeliveryID.time(of: UUID(uuidString: "9b2f1c4e-3d5a-4f6b-8c7d-0e1f2a3b4c5d")!) == nil)
     }
 
+    @Test("the span of ids: their times an hour either side; unbounded with a random id or none")
+    func span() {
+        let early = Date(timeIntervalSince1970: 1_765_000_000.25)
+        let late = early.addingTimeInterval(86_400 * 3)
+        let ids = [DeliveryID.make(at: late), DeliveryID.make(at: early), DeliveryID.make(at: late)]
+        #expect(DeliveryID.span(of: ids) == early.addingTimeInterval(-3600)..<late.addingTimeInterval(3600))
+        #expect(DeliveryID.span(of: ids.prefix(1)) == late.addingTimeInterval(-3600)..<late.addingTimeInterval(3600))
+        let unbounded = DeliveryID.span(of: ids + [UUID()])
+        #expect(unbounded == DeliveryID.unbounded)
+        #expect(unbounded.contains(Date()) && unbounded.lowerBound.timeIntervalSince1970 == 0)
+        #expect(DeliveryID.span(of: []) == DeliveryID.unbounded)
+    }
+
+    @Test("with 40 days of partitions, the statements by delivery id plan only the partitions of its span")
+    func lookupsPlanTheirPartitions() async throws {
+        try await withTestDatabase(appTables: true) { database in
+            _ = try await database.query(
+                "SELECT count(*) FROM webhook_worker.create_history_partitions(interval '1 day', interval '40 days')")
+            let partitions = try await database.scalar(
+                """
+                SELECT count(*) FROM webhook_worker.history_partitions
+                WHERE table_name = 'webhook_deliveries'
+                """, as: Int64.self)
+            #expect((partitions ?? 0) >= 40)
+            let id = DeliveryID.make()
+            let span = DeliveryID.span(of: [id])
+            // The plan PostgreSQL makes for these values, as for a prepared statement's custom plan.
+            func planned(_ query: PQQuery, _ bindings: [any PQEncodable]) async throws -> Int {
+                let plan = try await database.query("EXPLAIN (COSTS OFF) " + query.sql, bindings).rows.map {
+                    try $0.decode("QUERY PLAN", as: String.self)
+                }.joined(separator: "\n")
+                return plan.components(separatedBy: " on webhook_deliveries_").count - 1
+            }
+            let recheck = try await planned(
+                Recipients.recheck, [PQArray([id]), PQInterval(.seconds(60)), span.lowerBound, span.upperBound])
+            let record = try await planned(
+                WebhookDeliverHandler.recordAttempt,
+                (0..<10).map { _ in PQArray<String?>([]) as any PQEncodable } + [span.lowerBound, span.upperBound])
+            let show = try await planned(Deliveries.get, Deliveries.withSpan(id))
+            // Today's partition (or the legacy one), and the next when the span crosses midnight; an
+            // update names each partition twice and its attempt's read once more.
+            #expect(
+                (1...2).contains(recheck) && (1...6).contains(record) && (1...2).contains(show),
+                "\(recheck) \(record) \(show)")
+        }
+    }
+
     @Test("PostgreSQL reads the same time from the id, and a lookup window a day either side")
     func databaseAgrees() async throws {
         try await withTestDatabase { database in

@@ -147,6 +147,15 @@ def table_rows(res, jobs):
         add(phase, f"search by client, 30 days ({s['deliveries']:,} deliveries): p50 (ms, in the server)",
             s["p50_ms"])
         add(phase, "  p95 (ms)", s["p95_ms"], "history_search_p95")
+    if failed("history_load", "history load"):
+        h, phase = res["history_load"], "history load"
+        rate, db = h["deliveries_per_second"], h["db_ms_per_delivery"]
+        add(phase, f"deliveries/s with {h['history_rows']:,} rows of history ({fmt(h['history_mib'])} MiB, "
+            f"{h['partitions']} partitions)", rate["with_history"])
+        add(phase, "  the same with none (delivery phase)", rate["empty"])
+        add(phase, "  ratio", rate["ratio"], "history_load_rate")
+        add(phase, "  database time per delivery (ms): with history / none",
+            f"{fmt(db['with_history'])} / {fmt(db['empty'])}")
     if failed("pgbench", "pgbench"):
         for c in (1, 8):
             p = res["pgbench"][f"clients_{c}"]

@@ -9,7 +9,7 @@ SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 TAG = "/* webhook-worker-bench */"
 
 PHASES = ("burndown", "latency", "delivery", "delivery-2-clients", "pgbouncer", "latency-under-load", "isolation",
-          "backlog", "history", "pgbench")  # BENCH_SKIP's names, in the order they run
+          "backlog", "history", "history-load", "pgbench")  # BENCH_SKIP's names, in the order they run
 HTTP_ARGS = ["--allow-http", "--allow-private-networks"]  # the receivers are on 127.0.0.1, over http
 PICKUP_DEFINITION = ("job_attempts.started_at (the claim, just before the handler starts) - jobs.created_at "
                      "(the insert's transaction start), both on the database clock")

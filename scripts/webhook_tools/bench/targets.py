@@ -52,6 +52,8 @@ def targets(res):
          lambda v: v <= 1, None),
         ("history_search_p95", "console search by client over 30 days, p95 (ms)",
          get("history", "search", "p95_ms"), "≤ 100", lambda v: v <= 100, None),
+        ("history_load_rate", "deliveries/s with the history loaded / with none",
+         get("history_load", "deliveries_per_second", "ratio"), "≥ 0.90", lambda v: v >= 0.9, None),
     ]
     targets = {}
     for key, measure, value, target, met, floor in checks:

@@ -45,18 +45,17 @@ public struct Deliveries: Sendable {
         "showDelivery",
         """
         SELECT \(Delivery.columns), payload FROM webhook_worker.webhook_deliveries
-        WHERE delivery_id = $1::uuid AND \(DeliveryID.window("created_at", 2, 3))
+        WHERE delivery_id = $1::uuid AND \(DeliveryID.window("created_at", 2))
         """)
 
-    /// `id`, then the span of `created_at` that holds its delivery.
-    static func withSpan(_ id: UUID) -> [any PQEncodable] {
-        let span = DeliveryID.span(of: [id])
-        return [id, span.lowerBound, span.upperBound]
+    /// `id`, then the earliest `created_at` its delivery may have.
+    static func withSince(_ id: UUID) -> [any PQEncodable] {
+        [id, DeliveryID.since([id])]
     }
 
     /// The delivery with this id, with its payload, or nil.
     public func get(_ id: UUID) async throws -> Delivery? {
-        try await connection.query(Self.get, Self.withSpan(id)).rows.first.map { try Delivery($0, withPayload: true) }
+        try await connection.query(Self.get, Self.withSince(id)).rows.first.map { try Delivery($0, withPayload: true) }
     }
 
     static let attempts = PQQuery(
@@ -71,7 +70,7 @@ public struct Deliveries: Sendable {
 
     /// The HTTP attempts of delivery `id`, in order.
     public func attempts(of id: UUID) async throws -> [DeliveryAttemptRecord] {
-        try await connection.query(Self.attempts, [id, DeliveryID.span(of: [id]).lowerBound]).rows.map(
+        try await connection.query(Self.attempts, [id, DeliveryID.since([id])]).rows.map(
             DeliveryAttemptRecord.init)
     }
 
@@ -93,7 +92,7 @@ public struct Deliveries: Sendable {
         "resendDelivery",
         """
         UPDATE webhook_worker.webhook_deliveries SET status = 'pending', updated_at = now()
-        WHERE delivery_id = $1::uuid AND \(DeliveryID.window("created_at", 2, 3))
+        WHERE delivery_id = $1::uuid AND \(DeliveryID.window("created_at", 2))
         RETURNING oauth_client_id
         """)
 
@@ -101,7 +100,7 @@ public struct Deliveries: Sendable {
         "deliveryExists",
         """
         SELECT 1 AS one FROM webhook_worker.webhook_deliveries
-        WHERE delivery_id = $1::uuid AND \(DeliveryID.window("created_at", 2, 3))
+        WHERE delivery_id = $1::uuid AND \(DeliveryID.window("created_at", 2))
         """)
 
     /// Sends delivery `id` again: same id, same bytes, a fresh chain of attempts. The recipient is
@@ -117,7 +116,7 @@ public struct Deliveries: Sendable {
                 return nil
             }
             guard
-                let client: String = try await connection.query(Self.markPending, Self.withSpan(id)).first?.decode(
+                let client: String = try await connection.query(Self.markPending, Self.withSince(id)).first?.decode(
                     "oauth_client_id")
             else { return nil }
             guard
@@ -127,7 +126,7 @@ public struct Deliveries: Sendable {
             return job
         }
         if let job { return job }
-        let exists = try await connection.query(Self.exists, Self.withSpan(id))
+        let exists = try await connection.query(Self.exists, Self.withSince(id))
         throw exists.isEmpty ? ResendError.notFound(id) : ResendError.alreadyQueued(id)
     }
 
@@ -171,7 +170,7 @@ public struct Deliveries: Sendable {
         """
         SELECT delivery_id FROM webhook_worker.webhook_deliveries
         WHERE delivery_id = ANY ($1::uuid[]) AND oauth_client_id = $2
-          AND \(DeliveryID.window("created_at", 3, 4))
+          AND \(DeliveryID.window("created_at", 3))
         """)
 
     /// The dead letters (not requeued) of OAuth client `client`'s deliveries: pass them to
@@ -185,9 +184,8 @@ public struct Deliveries: Sendable {
         }
         guard !named.isEmpty else { return [] }
         let deliveries = Array(Set(named.map(\.delivery)))
-        let span = DeliveryID.span(of: deliveries)
         let rows = try await connection.query(
-            Self.deliveriesOfClient, [PQArray(deliveries), client, span.lowerBound, span.upperBound]
+            Self.deliveriesOfClient, [PQArray(deliveries), client, DeliveryID.since(deliveries)]
         ).rows
         let ofClient = Set(try rows.map { try $0.decode("delivery_id", as: UUID.self) })
         return named.filter { ofClient.contains($0.delivery) }.map(\.id)
@@ -198,7 +196,7 @@ public struct Deliveries: Sendable {
         """
         SELECT d.delivery_id, coalesce(c.name, d.oauth_client_id) AS client
         FROM webhook_worker.webhook_deliveries d LEFT JOIN "OAuthClient" c ON c.id = d.oauth_client_id
-        WHERE d.delivery_id = ANY ($1::uuid[]) AND \(DeliveryID.window("d.created_at", 2, 3))
+        WHERE d.delivery_id = ANY ($1::uuid[]) AND \(DeliveryID.window("d.created_at", 2))
         """)
 
     /// The OAuth client each of `ids` is addressed to: its name in the web app's `"OAuthClient"`,
@@ -206,9 +204,8 @@ public struct Deliveries: Sendable {
     public func clientNames(of ids: [UUID]) async throws -> [UUID: String] {
         guard !ids.isEmpty else { return [:] }
         var names: [UUID: String] = [:]
-        let span = DeliveryID.span(of: ids)
         for row in try await connection.query(
-            Self.clientNames, [PQArray(ids), span.lowerBound, span.upperBound]
+            Self.clientNames, [PQArray(ids), DeliveryID.since(ids)]
         ).rows {
             names[try row.decode("delivery_id")] = try row.decode("client")
         }

@@ -2,8 +2,8 @@ import Foundation
 
 /// Delivery ids carry their time: UUID version 7 (RFC 9562), the first 48 bits the Unix time in
 /// milliseconds, then the version, 74 random bits and the variant. A lookup by id passes the
-/// ``span(of:)`` of its ids as two parameters compared with `created_at` (``window(_:_:_:)``), so
-/// that PostgreSQL reads only the partitions of the history that may hold it.
+/// ``since(_:)`` of its ids as a parameter compared with `created_at` (``window(_:_:)``), so that
+/// PostgreSQL reads only the partitions of the history that may hold it.
 public enum DeliveryID {
     /// A new id for a delivery made at `date`.
     public static func make(at date: Date = Date()) -> UUID {
@@ -39,28 +39,28 @@ public enum DeliveryID {
     /// five minutes off.
     static let clockAllowance: TimeInterval = 3600
 
-    /// The span of `created_at` that holds the deliveries of `ids`: the times their ids carry,
-    /// ``clockAllowance`` either side; from 1970 to the year 3000 if any id carries no time (a
-    /// random id, made before ids carried their time, finds its delivery in any partition).
-    public static func span(of ids: some Sequence<UUID>) -> Range<Date> {
+    /// The earliest `created_at` a delivery of `ids` may have: the earliest time their ids carry,
+    /// less ``clockAllowance``; 1970 if any id carries no time (a random id, made before ids
+    /// carried their time, finds its delivery in any partition), or if there are none.
+    public static func since(_ ids: some Sequence<UUID>) -> Date {
         var earliest: Date?
-        var latest: Date?
         for id in ids {
             guard let time = time(of: id) else { return unbounded }
             earliest = min(earliest ?? time, time)
-            latest = max(latest ?? time, time)
         }
-        guard let earliest, let latest else { return unbounded }
-        return earliest.addingTimeInterval(-clockAllowance)..<latest.addingTimeInterval(clockAllowance)
+        return earliest?.addingTimeInterval(-clockAllowance) ?? unbounded
     }
 
-    static let unbounded = Date(timeIntervalSince1970: 0)..<Date(timeIntervalSince1970: 32_503_680_000)
+    static let unbounded = Date(timeIntervalSince1970: 0)
 
-    /// SQL that keeps `column` (`created_at` of webhook_deliveries) within a ``span(of:)`` given
-    /// as parameters `$lower` and `$upper`. Compared with the partition key, plain parameters let
-    /// PostgreSQL leave out the other partitions when it plans the statement (or, under a generic
-    /// plan, when it starts it), with no function called per row.
-    static func window(_ column: String, _ lower: Int, _ upper: Int) -> String {
-        "\(column) >= $\(lower)::timestamptz AND \(column) < $\(upper)::timestamptz"
+    /// SQL that keeps `column` (`created_at` of webhook_deliveries) at or after a ``since(_:)``
+    /// given as parameter `$parameter`. Compared with the partition key, a plain parameter lets
+    /// PostgreSQL leave out the older partitions when it plans the statement (or, under a generic
+    /// plan, when it starts it), with no function called per row. Only the days ahead (created
+    /// empty by the upkeep) stay beside today's. No upper bound: a generic plan would take the pair
+    /// for a narrow range (it cannot see the values) and read the `created_at` index across it,
+    /// where the id's index finds the rows at once.
+    static func window(_ column: String, _ parameter: Int) -> String {
+        "\(column) >= $\(parameter)::timestamptz"
     }
 }

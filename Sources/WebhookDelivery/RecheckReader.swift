@@ -71,9 +71,8 @@ final class RecheckReader: Sendable {
         let rows: [UUID: PQRow]
         do {
             let ids = [leader] + others.map(\.id)
-            let span = DeliveryID.span(of: ids)
             let result = try await database.query(
-                Recipients.recheck, [PQArray(ids), PQInterval(overlap), span.lowerBound, span.upperBound])
+                Recipients.recheck, [PQArray(ids), PQInterval(overlap), DeliveryID.since(ids)])
             var byID: [UUID: PQRow] = [:]
             for row in result.rows { byID[try row.decode("delivery_id", as: UUID.self)] = row }
             rows = byID

@@ -40,7 +40,7 @@ enum Recipients {
     /// For each delivery of `$1` (an array), its client's current eligibility, with the reason
     /// when it no longer is, its endpoint's circuit (no row: never failed), and its secrets
     /// retired less than `$2` ago (a JSON array, newest first), which sign alongside the current
-    /// one. `$3` and `$4` bound their `created_at` (``DeliveryID/span(of:)``). Read through
+    /// one. `$3` bounds their `created_at` (``DeliveryID/since(_:)``). Read through
     /// ``RecheckReader``, many deliveries at a time.
     static let recheck = PQQuery(
         "recheckDeliveries",
@@ -62,6 +62,6 @@ enum Recipients {
         FROM webhook_worker.webhook_deliveries d
         LEFT JOIN "OAuthClient" c ON c.id = d.oauth_client_id
         LEFT JOIN webhook_worker.endpoints e ON e.key = 'client:' || d.oauth_client_id
-        WHERE d.delivery_id = ANY ($1::uuid[]) AND \(DeliveryID.window("d.created_at", 3, 4))
+        WHERE d.delivery_id = ANY ($1::uuid[]) AND \(DeliveryID.window("d.created_at", 3))
         """)
 }

@@ -23,7 +23,7 @@ public struct WebhookDeliverHandler: JobHandler {
     /// are recorded by one statement. A cancel that landed while the attempt was in flight keeps
     /// the delivery `cancelled` unless the receiver answered 2xx: then it has the webhook, and the
     /// delivery is `delivered` with its `delivered_at`, never a cancelled one that was delivered.
-    /// `$11` and `$12` bound the deliveries' `created_at` (the rows' ``DeliveryID/span(of:)``).
+    /// `$11` bounds the deliveries' `created_at` (the earliest of the rows' ``DeliveryID/since(_:)``).
     static let recordAttempt = PQQuery(
         "recordDeliveryAttempts",
         """
@@ -40,7 +40,7 @@ public struct WebhookDeliverHandler: JobHandler {
             SELECT d.delivery_id, d.attempts + 1, r.job_id, r.worker_id, r.url, r.http_status, r.error_class, r.error,
                    r.duration_ms, r.response_excerpt
             FROM r JOIN webhook_worker.webhook_deliveries d ON d.delivery_id = r.delivery_id
-            WHERE \(DeliveryID.window("d.created_at", 11, 12))
+            WHERE \(DeliveryID.window("d.created_at", 11))
         )
         UPDATE webhook_worker.webhook_deliveries d
         SET attempts = d.attempts + 1,
@@ -49,7 +49,7 @@ public struct WebhookDeliverHandler: JobHandler {
             last_http_status = r.http_status, last_error = r.error, updated_at = now(),
             delivered_at = CASE WHEN r.status = 'delivered' THEN now() ELSE d.delivered_at END
         FROM r
-        WHERE d.delivery_id = r.delivery_id AND \(DeliveryID.window("d.created_at", 11, 12))
+        WHERE d.delivery_id = r.delivery_id AND \(DeliveryID.window("d.created_at", 11))
         """)
 
     static let markCancelled = PQQuery(
@@ -57,7 +57,7 @@ public struct WebhookDeliverHandler: JobHandler {
         """
         UPDATE webhook_worker.webhook_deliveries
         SET status = 'cancelled', last_error = $2, updated_at = now()
-        WHERE delivery_id = $1 AND \(DeliveryID.window("created_at", 3, 4))
+        WHERE delivery_id = $1 AND \(DeliveryID.window("created_at", 3))
         """)
 
     public func handle(_ job: Job, context: JobContext) async throws -> JobOutcome {
@@ -95,11 +95,10 @@ public struct WebhookDeliverHandler: JobHandler {
                 dimensions: [("outcome", "cancelled"), ("status_class", "none")]
             )
             .increment()
-            let span = DeliveryID.span(of: [deliveryID])
             return .cancel(
                 reason,
                 statements: [
-                    BoundStatement(Self.markCancelled, [deliveryID, reason, span.lowerBound, span.upperBound])
+                    BoundStatement(Self.markCancelled, [deliveryID, reason, DeliveryID.since([deliveryID])])
                 ])
         }
 
@@ -212,7 +211,7 @@ public struct WebhookDeliverHandler: JobHandler {
             [
                 deliveryID, job.id, context.workerID, redactedURL, result.status, result.errorClass,
                 result.error, milliseconds, result.excerpt, newStatus,
-            ], within: DeliveryID.span(of: [deliveryID]))
+            ], since: DeliveryID.since([deliveryID]))
         return JobOutcome(outcome, statements: [record])
     }
 

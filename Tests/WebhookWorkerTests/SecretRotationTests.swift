@@ -150,10 +150,9 @@ struct SecretRotationTests {
             // The decision is in what the re-check hands the sender: no retired secret to sign with.
             let id = try #require(try await fixture.delivery(client: "unsigning")?.decode("delivery_id", as: UUID.self))
             let overlap = PQInterval(.seconds(86_400))
-            let span = DeliveryID.span(of: [id])
             let recheck = try await database.withConnection { connection in
                 try await connection.query(
-                    Recipients.recheck, [PQArray([id]), overlap, span.lowerBound, span.upperBound]
+                    Recipients.recheck, [PQArray([id]), overlap, DeliveryID.since([id])]
                 ).first
             }
             #expect(try #require(recheck).decodeIfPresent("retired_secrets", as: String.self) == nil)

@@ -143,18 +143,16 @@ DECLARE
     id text := payload ->> 'delivery_id';
     made timestamptz;
     since timestamptz := '-infinity';
-    until timestamptz := 'infinity';
 BEGIN
     IF id ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN
         made := webhook_worker.delivery_id_time(id::uuid);
         IF made IS NOT NULL THEN
             since := made - interval '1 hour';
-            until := made + interval '1 hour';
         END IF;
         UPDATE webhook_worker.webhook_deliveries d
         SET status = 'failed', last_error = coalesce(fail_delivery_of_dead_letter.last_error, d.last_error),
             updated_at = now()
-        WHERE d.delivery_id = id::uuid AND d.status = 'pending' AND d.created_at >= since AND d.created_at < until;
+        WHERE d.delivery_id = id::uuid AND d.status = 'pending' AND d.created_at >= since;
     END IF;
 END;
 $_$;

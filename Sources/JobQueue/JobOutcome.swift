@@ -10,36 +10,52 @@ import LibPQ
 /// one statement instead of one per outcome; per-statement work in PostgreSQL (parse, plan,
 /// executor start-up, trigger and index setup) is paid once. Rows of one query run where the
 /// first of them stands among the batch's statements.
+///
+/// A row that touches a table partitioned by time gives the earliest time its row may have
+/// (`since`): the merged statement receives, after its array parameters, the earliest of its
+/// rows' as one scalar parameter. Compared with the partition key (`created_at >=
+/// $11::timestamptz`), it lets PostgreSQL leave out the older partitions, with no function called
+/// per row or per statement. (A lower bound alone: with an upper bound too, a generic plan takes
+/// the pair for a narrow range and may read the partition's `created_at` index across it.)
 public struct BoundStatement: Sendable {
     public let query: PQQuery
     /// A plain statement's parameters, or a row's values (one per column).
     public let bindings: [any PQEncodable]
     /// A row of a set-based statement, to be run with other rows of the same query.
     public let isRow: Bool
+    /// A row's earliest time (see above); nil for a row without one, and for a plain statement.
+    public let since: Date?
 
     public init(_ query: PQQuery, _ bindings: [any PQEncodable] = []) {
         self.query = query
         self.bindings = bindings
         self.isRow = false
+        self.since = nil
     }
 
-    private init(row query: PQQuery, _ values: [any PQEncodable]) {
+    private init(row query: PQQuery, _ values: [any PQEncodable], since: Date?) {
         self.query = query
         self.bindings = values
         self.isRow = true
+        self.since = since
     }
 
     /// One row of `query`, a statement whose parameters are arrays, one per column: `$n` receives
-    /// the `n`-th value of every row written with it, in the order of the outcomes.
-    public static func row(of query: PQQuery, _ values: [any PQEncodable]) -> BoundStatement {
-        BoundStatement(row: query, values)
+    /// the `n`-th value of every row written with it, in the order of the outcomes. With
+    /// `since`, the parameter after the columns receives the earliest `since` of the rows written
+    /// with it (every row of `query` must give one).
+    public static func row(
+        of query: PQQuery, _ values: [any PQEncodable], since: Date? = nil
+    ) -> BoundStatement {
+        BoundStatement(row: query, values, since: since)
     }
 
     /// The statements to run for `statements`: plain ones as they are, rows merged into one
-    /// statement per query (at the first row's place), each column an array of its rows' values.
+    /// statement per query (at the first row's place), each column an array of its rows' values,
+    /// then the earliest of their `since` when they have one.
     static func merged(_ statements: [BoundStatement]) -> [PQStatement] {
         var merged: [PQStatement?] = []
-        var rows: [PQQuery: (index: Int, columns: [[String?]])] = [:]
+        var rows: [PQQuery: (index: Int, columns: [[String?]], since: Date?)] = [:]
         for statement in statements {
             guard statement.isRow else {
                 merged.append(PQStatement(statement.query, statement.bindings))
@@ -48,15 +64,20 @@ public struct BoundStatement: Sendable {
             let values = statement.bindings.map(\.postgresText)
             if var group = rows[statement.query] {
                 precondition(group.columns.count == values.count, "rows of \(statement.query) differ in width")
+                precondition(
+                    (group.since == nil) == (statement.since == nil), "rows of \(statement.query) differ in since")
                 for (column, value) in values.enumerated() { group.columns[column].append(value) }
+                if let since = statement.since, let earliest = group.since { group.since = min(earliest, since) }
                 rows[statement.query] = group
             } else {
-                rows[statement.query] = (merged.count, values.map { [$0] })
+                rows[statement.query] = (merged.count, values.map { [$0] }, statement.since)
                 merged.append(nil)
             }
         }
         for (query, group) in rows {
-            merged[group.index] = PQStatement(query, group.columns.map { PQArray($0) })
+            var parameters: [any PQEncodable] = group.columns.map { PQArray($0) }
+            if let since = group.since { parameters.append(since) }
+            merged[group.index] = PQStatement(query, parameters)
         }
         return merged.compactMap { $0 }
     }

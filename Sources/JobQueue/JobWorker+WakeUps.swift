@@ -55,7 +55,13 @@ extension JobWorker: LeaseHolder {
             repairer: KeyRepairer(
                 store: store, kinds: kinds, keyLimits: handlers.compactMapValues(\.concurrencyLimit), metrics: metrics,
                 logger: logger, wakeUps: wakeUps, signals: testSignals),
-            repairInterval: configuration.keyRepairInterval)
+            repairInterval: configuration.keyRepairInterval,
+            history: configuration.history.map {
+                HistoryUpkeep(
+                    schema: configuration.schema, configuration: $0,
+                    concurrently: configuration.preparedStatements, metrics: metrics, logger: logger,
+                    signals: testSignals)
+            })
     }
 
     var heldJobIDs: [Int64] { state.withLock { $0.heldJobIDs } }

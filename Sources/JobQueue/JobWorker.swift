@@ -108,11 +108,11 @@ public final class JobWorker: Service, Sendable {
         func pool(_ connections: Int) -> PQConnectionPool.Configuration {
             configuration.databasePool(maxConnections: connections)
         }
-        try await withTaskCancellationOrGracefulShutdownHandler {
-            try await PQConnectionPool.withPool(
+        await withTaskCancellationOrGracefulShutdownHandler {
+            await PQConnectionPool.withPool(
                 configuration: pool(1), logger: logger
             ) { claiming in
-                try await PQConnectionPool.withPool(
+                await PQConnectionPool.withPool(
                     configuration: pool(1), logger: logger
                 ) { upkeep in
                     await PQConnectionPool.withPool(

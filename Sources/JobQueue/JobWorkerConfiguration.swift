@@ -44,6 +44,9 @@ public struct JobWorkerConfiguration: Sendable {
     /// that a race left parked with free slots, or with a head later than their first due job,
     /// and mends them (`<schema>.repair_concurrency_keys`). Nil: never.
     public var keyRepairInterval: Duration? = .seconds(30)
+    /// The upkeep of the partitioned history (partitions created ahead, dropped past retention);
+    /// nil: none (a DBA or another program keeps the partitions).
+    public var history: HistoryUpkeepConfiguration? = HistoryUpkeepConfiguration()
     /// Renew leases while handlers run. Off only to simulate a stalled replica in tests.
     public var renewsLeases: Bool
     /// The longest one statement of the worker's own connections may run (`statement_timeout`);

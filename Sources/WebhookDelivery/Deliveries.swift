@@ -43,11 +43,19 @@ public struct Deliveries: Sendable {
 
     static let get = PQQuery(
         "showDelivery",
-        "SELECT \(Delivery.columns), payload FROM webhook_worker.webhook_deliveries WHERE delivery_id = $1::uuid")
+        """
+        SELECT \(Delivery.columns), payload FROM webhook_worker.webhook_deliveries
+        WHERE delivery_id = $1::uuid AND \(DeliveryID.window("created_at", 2))
+        """)
+
+    /// `id`, then the earliest `created_at` its delivery may have.
+    static func withSince(_ id: UUID) -> [any PQEncodable] {
+        [id, DeliveryID.since([id])]
+    }
 
     /// The delivery with this id, with its payload, or nil.
     public func get(_ id: UUID) async throws -> Delivery? {
-        try await connection.query(Self.get, [id]).rows.first.map { try Delivery($0, withPayload: true) }
+        try await connection.query(Self.get, Self.withSince(id)).rows.first.map { try Delivery($0, withPayload: true) }
     }
 
     static let attempts = PQQuery(
@@ -55,12 +63,15 @@ public struct Deliveries: Sendable {
         """
         SELECT attempt, attempted_at, url, http_status, error_class, error, duration_ms, response_excerpt, \
         worker_id, job_id
-        FROM webhook_worker.delivery_attempts WHERE delivery_id = $1::uuid ORDER BY attempt, id
+        FROM webhook_worker.delivery_attempts
+        WHERE delivery_id = $1::uuid AND attempted_at >= $2::timestamptz
+        ORDER BY attempt, id
         """)
 
     /// The HTTP attempts of delivery `id`, in order.
     public func attempts(of id: UUID) async throws -> [DeliveryAttemptRecord] {
-        try await connection.query(Self.attempts, [id]).rows.map(DeliveryAttemptRecord.init)
+        try await connection.query(Self.attempts, [id, DeliveryID.since([id])]).rows.map(
+            DeliveryAttemptRecord.init)
     }
 
     /// Why a delivery could not be sent again.
@@ -81,12 +92,16 @@ public struct Deliveries: Sendable {
         "resendDelivery",
         """
         UPDATE webhook_worker.webhook_deliveries SET status = 'pending', updated_at = now()
-        WHERE delivery_id = $1::uuid
+        WHERE delivery_id = $1::uuid AND \(DeliveryID.window("created_at", 2))
         RETURNING oauth_client_id
         """)
 
     static let exists = PQQuery(
-        "deliveryExists", "SELECT 1 AS one FROM webhook_worker.webhook_deliveries WHERE delivery_id = $1::uuid")
+        "deliveryExists",
+        """
+        SELECT 1 AS one FROM webhook_worker.webhook_deliveries
+        WHERE delivery_id = $1::uuid AND \(DeliveryID.window("created_at", 2))
+        """)
 
     /// Sends delivery `id` again: same id, same bytes, a fresh chain of attempts. The recipient is
     /// checked again before sending, as for any attempt.
@@ -101,7 +116,8 @@ public struct Deliveries: Sendable {
                 return nil
             }
             guard
-                let client: String = try await connection.query(Self.markPending, [id]).first?.decode("oauth_client_id")
+                let client: String = try await connection.query(Self.markPending, Self.withSince(id)).first?.decode(
+                    "oauth_client_id")
             else { return nil }
             guard
                 let job = try await JobEnqueuer(connection, schema: WebhookDeliverySchema.queue).enqueue(
@@ -110,7 +126,7 @@ public struct Deliveries: Sendable {
             return job
         }
         if let job { return job }
-        let exists = try await connection.query(Self.exists, [id])
+        let exists = try await connection.query(Self.exists, Self.withSince(id))
         throw exists.isEmpty ? ResendError.notFound(id) : ResendError.alreadyQueued(id)
     }
 
@@ -154,6 +170,7 @@ public struct Deliveries: Sendable {
         """
         SELECT delivery_id FROM webhook_worker.webhook_deliveries
         WHERE delivery_id = ANY ($1::uuid[]) AND oauth_client_id = $2
+          AND \(DeliveryID.window("created_at", 3))
         """)
 
     /// The dead letters (not requeued) of OAuth client `client`'s deliveries: pass them to
@@ -166,8 +183,10 @@ public struct Deliveries: Sendable {
             letter.value.flatMap(UUID.init(uuidString:)).map { (id: letter.id, delivery: $0) }
         }
         guard !named.isEmpty else { return [] }
-        let deliveries = PQArray(Array(Set(named.map(\.delivery))))
-        let rows = try await connection.query(Self.deliveriesOfClient, [deliveries, client]).rows
+        let deliveries = Array(Set(named.map(\.delivery)))
+        let rows = try await connection.query(
+            Self.deliveriesOfClient, [PQArray(deliveries), client, DeliveryID.since(deliveries)]
+        ).rows
         let ofClient = Set(try rows.map { try $0.decode("delivery_id", as: UUID.self) })
         return named.filter { ofClient.contains($0.delivery) }.map(\.id)
     }
@@ -177,7 +196,7 @@ public struct Deliveries: Sendable {
         """
         SELECT d.delivery_id, coalesce(c.name, d.oauth_client_id) AS client
         FROM webhook_worker.webhook_deliveries d LEFT JOIN "OAuthClient" c ON c.id = d.oauth_client_id
-        WHERE d.delivery_id = ANY ($1::uuid[])
+        WHERE d.delivery_id = ANY ($1::uuid[]) AND \(DeliveryID.window("d.created_at", 2))
         """)
 
     /// The OAuth client each of `ids` is addressed to: its name in the web app's `"OAuthClient"`,
@@ -185,7 +204,9 @@ public struct Deliveries: Sendable {
     public func clientNames(of ids: [UUID]) async throws -> [UUID: String] {
         guard !ids.isEmpty else { return [:] }
         var names: [UUID: String] = [:]
-        for row in try await connection.query(Self.clientNames, [PQArray(ids)]).rows {
+        for row in try await connection.query(
+            Self.clientNames, [PQArray(ids), DeliveryID.since(ids)]
+        ).rows {
             names[try row.decode("delivery_id")] = try row.decode("client")
         }
         return names
@@ -207,13 +228,18 @@ public struct Deliveries: Sendable {
     static let pruneDeliveries = PQQuery(
         "pruneDeliveries",
         """
-        DELETE FROM webhook_worker.webhook_deliveries WHERE delivery_id IN (
+        WITH batch AS (
             SELECT delivery_id FROM webhook_worker.webhook_deliveries
-            WHERE created_at < $1 AND status <> 'pending' AND updated_at < $1 LIMIT $2)
+            WHERE created_at < $1 AND status <> 'pending' AND updated_at < $1 LIMIT $2),
+        attempts AS (
+            DELETE FROM webhook_worker.delivery_attempts WHERE delivery_id IN (SELECT delivery_id FROM batch))
+        DELETE FROM webhook_worker.webhook_deliveries WHERE delivery_id IN (SELECT delivery_id FROM batch)
         """)
 
     /// Deletes delivery attempts made before `cutoff`, then deliveries that ended (delivered,
     /// failed, cancelled) before it, with their attempts, in batches. Pending deliveries stay.
+    /// The replicas' history upkeep drops whole partitions past `WEBHOOK_HISTORY_RETENTION`; this
+    /// is for a shorter retention than that, or with the upkeep's retention off.
     /// - Parameter progress: called after each batch with a label and the rows deleted so far.
     public func prune(
         olderThan cutoff: Date, batchSize: Int = 5000, progress: (_ label: String, _ deleted: Int) -> Void = { _, _ in }

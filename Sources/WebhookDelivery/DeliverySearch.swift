@@ -49,7 +49,8 @@ extension Deliveries {
         """
         SELECT \(Delivery.columns), c.name AS client_name, c."clientId" AS client_public_id,
                (SELECT a.error_class FROM webhook_worker.delivery_attempts a
-                WHERE a.delivery_id = d.delivery_id ORDER BY a.attempt DESC, a.id DESC LIMIT 1) AS last_error_class
+                WHERE a.delivery_id = d.delivery_id AND a.attempted_at >= d.created_at
+                ORDER BY a.attempt DESC, a.id DESC LIMIT 1) AS last_error_class
         FROM webhook_worker.webhook_deliveries d LEFT JOIN "OAuthClient" c ON c.id = d.oauth_client_id
         WHERE ($1::text IS NULL OR d.oauth_client_id = $1)
           AND ($2::text IS NULL OR d.user_id = $2) AND ($3::text IS NULL OR d.status = $3)

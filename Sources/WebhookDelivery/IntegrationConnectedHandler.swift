@@ -15,14 +15,15 @@ public struct IntegrationConnectedHandler: JobHandler {
     }
 
     /// The account, and the clients this job already made a delivery for (`fanned_out`, a JSON
-    /// array): a fan-out that runs again creates nothing twice.
+    /// array): a fan-out that runs again creates nothing twice. They were made after the job
+    /// (`$3`: its `created_at`, less the clocks' allowance), so only the partitions since are read.
     static let account = PQQuery(
         "integrationAccount",
         """
         SELECT a.id, a."accountId" AS account_id, a."isActive" AS active, a.deleted IS NOT NULL AS deleted,
                d.id AS definition_id, d.name, d.slug, d.icon,
                (SELECT coalesce(json_agg(oauth_client_id), '[]')::text FROM webhook_worker.webhook_deliveries
-                WHERE source_job_id = $2) AS fanned_out
+                WHERE source_job_id = $2 AND created_at >= $3::timestamptz) AS fanned_out
         FROM "IntegrationAccount" a
         LEFT JOIN "IntegrationDefinitionV2" d ON d.id = a."integrationDefinitionId"
         WHERE a.id = $1
@@ -61,7 +62,8 @@ public struct IntegrationConnectedHandler: JobHandler {
         let (accountRows, recipientRows, stored) = try await context.database.withConnection {
             connection -> (PQResult, PQResult, String?) in
             let account = try await tracing.withStatementSpan(Self.account.name) {
-                try await connection.query(Self.account, [accountID, job.id])
+                try await connection.query(
+                    Self.account, [accountID, job.id, job.createdAt.addingTimeInterval(-DeliveryID.clockAllowance)])
             }
             let recipients = try await tracing.withStatementSpan(Recipients.forUser.name) {
                 try await connection.query(Recipients.forUser, [userID])
@@ -106,7 +108,8 @@ public struct IntegrationConnectedHandler: JobHandler {
             mcpEndpointBase: configuration.mcpEndpointBase, name: try account.decode("name"),
             icon: try account.decodeIfPresent("icon"), timestamp: job.createdAt)
         let body = String(decoding: event.body(), as: UTF8.self)
-        let deliveryIDs = clients.map { _ in UUID() }
+        let now = Date()
+        let deliveryIDs = clients.map { _ in DeliveryID.make(at: now) }
         context.logger.info("fanning out integration.connected", metadata: ["recipients": "\(clients.count)"])
         let traceContext = tracing.currentTraceContext() ?? stored
         let jobs = try zip(clients, deliveryIDs).map { client, deliveryID in

@@ -70,8 +70,9 @@ final class RecheckReader: Sendable {
         }
         let rows: [UUID: PQRow]
         do {
+            let ids = [leader] + others.map(\.id)
             let result = try await database.query(
-                Recipients.recheck, [PQArray([leader] + others.map(\.id)), PQInterval(overlap)])
+                Recipients.recheck, [PQArray(ids), PQInterval(overlap), DeliveryID.since(ids)])
             var byID: [UUID: PQRow] = [:]
             for row in result.rows { byID[try row.decode("delivery_id", as: UUID.self)] = row }
             rows = byID

@@ -41,7 +41,8 @@ enum Recipients {
     /// when it no longer is, its endpoint's circuit (no row: never failed) and the seconds left of
     /// its pause (`Retry-After`; negative or NULL: not paused), and its secrets
     /// retired less than `$2` ago (a JSON array, newest first), which sign alongside the current
-    /// one. Read through ``RecheckReader``, many deliveries at a time.
+    /// one. `$3` bounds their `created_at` (``DeliveryID/since(_:)``). Read through
+    /// ``RecheckReader``, many deliveries at a time.
     static let recheck = PQQuery(
         "recheckDeliveries",
         """
@@ -63,6 +64,6 @@ enum Recipients {
         FROM webhook_worker.webhook_deliveries d
         LEFT JOIN "OAuthClient" c ON c.id = d.oauth_client_id
         LEFT JOIN webhook_worker.endpoints e ON e.key = 'client:' || d.oauth_client_id
-        WHERE d.delivery_id = ANY ($1::uuid[])
+        WHERE d.delivery_id = ANY ($1::uuid[]) AND \(DeliveryID.window("d.created_at", 3))
         """)
 }

@@ -23,6 +23,7 @@ public struct WebhookDeliverHandler: JobHandler {
     /// are recorded by one statement. A cancel that landed while the attempt was in flight keeps
     /// the delivery `cancelled` unless the receiver answered 2xx: then it has the webhook, and the
     /// delivery is `delivered` with its `delivered_at`, never a cancelled one that was delivered.
+    /// `$11` bounds the deliveries' `created_at` (the earliest of the rows' ``DeliveryID/since(_:)``).
     static let recordAttempt = PQQuery(
         "recordDeliveryAttempts",
         """
@@ -39,6 +40,7 @@ public struct WebhookDeliverHandler: JobHandler {
             SELECT d.delivery_id, d.attempts + 1, r.job_id, r.worker_id, r.url, r.http_status, r.error_class, r.error,
                    r.duration_ms, r.response_excerpt
             FROM r JOIN webhook_worker.webhook_deliveries d ON d.delivery_id = r.delivery_id
+            WHERE \(DeliveryID.window("d.created_at", 11))
         )
         UPDATE webhook_worker.webhook_deliveries d
         SET attempts = d.attempts + 1,
@@ -47,7 +49,7 @@ public struct WebhookDeliverHandler: JobHandler {
             last_http_status = r.http_status, last_error = r.error, updated_at = now(),
             delivered_at = CASE WHEN r.status = 'delivered' THEN now() ELSE d.delivered_at END
         FROM r
-        WHERE d.delivery_id = r.delivery_id
+        WHERE d.delivery_id = r.delivery_id AND \(DeliveryID.window("d.created_at", 11))
         """)
 
     static let markCancelled = PQQuery(
@@ -55,7 +57,7 @@ public struct WebhookDeliverHandler: JobHandler {
         """
         UPDATE webhook_worker.webhook_deliveries
         SET status = 'cancelled', last_error = $2, updated_at = now()
-        WHERE delivery_id = $1
+        WHERE delivery_id = $1 AND \(DeliveryID.window("created_at", 3))
         """)
 
     public func handle(_ job: Job, context: JobContext) async throws -> JobOutcome {
@@ -94,7 +96,11 @@ public struct WebhookDeliverHandler: JobHandler {
                 dimensions: [("outcome", "cancelled"), ("status_class", "none")]
             )
             .increment()
-            return .cancel(reason, statements: [BoundStatement(Self.markCancelled, [deliveryID, reason])])
+            return .cancel(
+                reason,
+                statements: [
+                    BoundStatement(Self.markCancelled, [deliveryID, reason, DeliveryID.since([deliveryID])])
+                ])
         }
 
         // The endpoint asked for a pause (429 or 503 with Retry-After): wait it out, unsent.
@@ -228,7 +234,7 @@ public struct WebhookDeliverHandler: JobHandler {
             [
                 deliveryID, job.id, context.workerID, redactedURL, result.status, result.errorClass,
                 result.error, milliseconds, result.excerpt, newStatus,
-            ])
+            ], since: DeliveryID.since([deliveryID]))
         var statements = [record]
         if let adapt = Self.adapt(endpoint: endpoint, result: result, settings: sender.configuration.adaptiveLimit) {
             statements.append(adapt)

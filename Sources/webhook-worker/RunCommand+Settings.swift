@@ -95,6 +95,17 @@ extension RunCommand {
             }
         }
         queue.keyRepairInterval = try read.durationOrOff(RunSettings.keyRepairInterval, keyRepairInterval)
+        let partitionLength = try read.duration(RunSettings.historyPartition, historyPartition)
+        guard partitionLength <= .seconds(31 * 86_400) else {
+            throw SettingError(
+                description: """
+                    invalid \(RunSettings.historyPartition.name) \(DurationText.format(partitionLength)): a \
+                    partition spans at most 31d
+                    """)
+        }
+        queue.history = HistoryUpkeepConfiguration(
+            partitionLength: partitionLength,
+            retention: try read.durationOrOff(RunSettings.historyRetention, historyRetention))
         let catchUp = try catchUpConfiguration(&read)
         var logged = read.logged
         logged["version"] = "\(BuildInfo.version)"

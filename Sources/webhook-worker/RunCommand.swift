@@ -56,6 +56,8 @@ struct RunCommand: AsyncParsableCommand {
     @Option(RunSettings.catchUpInterval) var catchUpInterval: String?
     @Option(RunSettings.catchUpWindow) var catchUpWindow: String?
     @Option(RunSettings.keyRepairInterval) var keyRepairInterval: String?
+    @Option(RunSettings.historyRetention) var historyRetention: String?
+    @Option(RunSettings.historyPartition) var historyPartition: String?
 
     func run() async throws {
         let logger = try logging.bootstrap()

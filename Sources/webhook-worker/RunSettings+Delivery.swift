@@ -53,6 +53,29 @@ extension RunSettings {
             """,
         docs: "`prune` reads it too.")
 
+    // MARK: History
+
+    static let historyRetention = Setting(
+        flag: "history-retention", variable: "WEBHOOK_HISTORY_RETENTION",
+        .duration(minimum: .seconds(3_600), off: true), default: .value("30d"),
+        summary: """
+            How long deliveries, delivery attempts and job attempts are kept: the replicas, taking turns, drop the \
+            daily partitions whose rows are all older (webhook_worker_history_partitions_dropped_total); off: keep \
+            them.
+            """,
+        docs: """
+            Dead letters keep their own retention (`dead-letters purge`). See \
+            [database.md](database.md#partitioned-history).
+            """)
+    static let historyPartition = Setting(
+        flag: "history-partition", variable: "WEBHOOK_HISTORY_PARTITION",
+        .duration(minimum: .seconds(3_600)), default: .value("1d"),
+        summary: """
+            The span of time of one partition of the history tables, at most 31d; partitions are created three \
+            spans (at least three days) ahead.
+            """,
+        docs: "Changing it applies to the partitions created from then on.")
+
     // MARK: Endpoints
 
     static let endpointConcurrency = Setting(

@@ -11,6 +11,7 @@ enum RunSettings {
         allowPrivateNetworks, proxyURL, mcpEndpointBase, userAgent, workerID, poolSize, listenDatabaseURL,
         preparedStatements, endpointConcurrency, endpointMaxConcurrency, endpointFailureThreshold, endpointCooldown,
         endpointDisableAfter, secretOverlap,
+        historyRetention, historyPartition,
         catchUpInterval, catchUpWindow, keyRepairInterval, statementTimeout, lockTimeout, synchronousCommit,
         logFormat, logLevel, httpPort, httpHost, console, consoleReadOnly,
     ]

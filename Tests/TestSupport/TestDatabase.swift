@@ -39,9 +39,11 @@ struct TestDatabase: Sendable {
     }()
 
     /// Creates a migrated database: the worker's whole schema, or with `queue` that queue's
-    /// migrations alone. `appTables` also loads `sql/dev/` (the web app's tables).
+    /// migrations alone, or with `migrations` those alone (of the worker's schema, or of `queue`: a
+    /// database of an earlier release). `appTables` also loads `sql/dev/` (the web app's tables).
     static func create(
-        appTables: Bool = false, server: String = serverURL, queue: JobQueueSchema? = nil
+        appTables: Bool = false, server: String = serverURL, queue: JobQueueSchema? = nil,
+        migrations: [Migration]? = nil
     ) async throws -> TestDatabase {
         let name = "t_\(UUID().uuidString.prefix(12).lowercased().replacingOccurrences(of: "-", with: ""))"
         let admin = try await PQConnection.connect(server, logger: logger)
@@ -50,8 +52,13 @@ struct TestDatabase: Sendable {
         let database = TestDatabase(
             name: name, conninfo: withDatabase(server, name), admin: server, queue: queue ?? WebhookWorkerSchema.queue)
         let connection = try await database.connect()
-        if let queue {
+        if let queue, let migrations {
+            try await Migrator(schema: queue.name, migrations: migrations).migrate(connection, logger: logger)
+        } else if let queue {
             try await queue.migrate(connection, logger: logger)
+        } else if let migrations {
+            try await Migrator(schema: WebhookWorkerSchema.name, migrations: migrations).migrate(
+                connection, logger: logger)
         } else {
             try await WebhookWorkerSchema.migrator.migrate(connection, logger: logger)
         }
@@ -135,9 +142,10 @@ struct TestDatabase: Sendable {
 
 /// Runs `body` with a fresh database and drops it afterwards, whatever happens.
 func withTestDatabase<T>(
-    appTables: Bool = false, queue: JobQueueSchema? = nil, _ body: (TestDatabase) async throws -> T
+    appTables: Bool = false, queue: JobQueueSchema? = nil, migrations: [Migration]? = nil,
+    _ body: (TestDatabase) async throws -> T
 ) async throws -> T {
-    let database = try await TestDatabase.create(appTables: appTables, queue: queue)
+    let database = try await TestDatabase.create(appTables: appTables, queue: queue, migrations: migrations)
     return try await withTeardown {
         try await body(database)
     } teardown: {

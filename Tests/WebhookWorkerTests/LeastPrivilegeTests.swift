@@ -194,6 +194,26 @@ struct LeastPrivilegeTests {
             #expect(await worker.wait(timeout: .seconds(30)) == 0, "\(worker.output)")
             #expect(!worker.output.contains("permission denied"), "\(worker.output)")
             #expect(!worker.output.contains("sweep failed"), "\(worker.output)")
+            #expect(!worker.output.contains("could not keep the history partitions"), "\(worker.output)")
+
+            // The history upkeep's functions, as the worker's role (they run as the owner's):
+            // days created ahead of a later date, then the days before another dropped.
+            try await setup.query(
+                as: setup.worker,
+                """
+                SELECT count(*) FROM webhook_worker.create_history_partitions(
+                    interval '1 day', interval '3 days', now() + interval '10 days')
+                """)
+            try await setup.query(
+                as: setup.worker,
+                "SELECT count(*) FROM webhook_worker.drop_history_partitions(now() + interval '5 days')")
+            #expect(
+                try await setup.database.count(
+                    """
+                    SELECT count(*) FILTER (WHERE to_at <= now() + interval '5 days')
+                           + CASE WHEN max(to_at) < now() + interval '13 days' THEN 1 ELSE 0 END
+                    FROM webhook_worker.history_partitions
+                    """) == 0)
         }
     }
 }

@@ -151,7 +151,9 @@ struct SecretRotationTests {
             let id = try #require(try await fixture.delivery(client: "unsigning")?.decode("delivery_id", as: UUID.self))
             let overlap = PQInterval(.seconds(86_400))
             let recheck = try await database.withConnection { connection in
-                try await connection.query(Recipients.recheck, [PQArray([id]), overlap]).first
+                try await connection.query(
+                    Recipients.recheck, [PQArray([id]), overlap, DeliveryID.since([id])]
+                ).first
             }
             #expect(try #require(recheck).decodeIfPresent("retired_secrets", as: String.self) == nil)
         }

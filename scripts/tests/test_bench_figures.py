@@ -5,6 +5,7 @@ import pytest
 from webhook_tools.bench.figures import (
     build_profile,
     distribution,
+    history_removal,
     pgbench_figures,
     profile_lines,
     r,
@@ -115,3 +116,33 @@ def test_the_table_rows():
             "≥ 5,000 (floor 3,000)", "floor met") in rows
     assert ("delivery", "CPU, % of one core: worker / postgresql / nginx", "90.0 / 70.0 / 3.20", "", "") in rows
     assert ("pick-up latency", "", "FAILED", "", "") in rows
+
+
+def test_history_removal_figures():
+    delete = {"seconds": 41.23456, "wal_bytes": 2 * 1048576 * 1000, "bytes_before": 1048576 * 900,
+              "bytes_returned": 0}
+    drop = {"seconds": 0.0421, "wal_bytes": 1048576, "bytes_before": 1048576 * 880, "bytes_returned": 1048576 * 880}
+    figures = history_removal(delete, drop)
+    assert figures["delete"] == {"seconds": 41.235, "wal_mib": 2000.0, "mib_before": 900.0, "mib_returned": 0.0}
+    assert figures["drop"] == {"seconds": 0.042, "wal_mib": 1.0, "mib_before": 880.0, "mib_returned": 880.0}
+    assert figures["drop_wal_percent_of_delete"] == 0.05
+    assert history_removal({**delete, "wal_bytes": 0}, drop)["drop_wal_percent_of_delete"] is None
+
+
+def test_history_targets_and_rows():
+    res = recorded_results()
+    res["history"] = {
+        "attempt_rows_per_day": 50000,
+        **history_removal(
+            {"seconds": 2.5, "wal_bytes": 100 * 1048576, "bytes_before": 10 * 1048576, "bytes_returned": 0},
+            {"seconds": 0.2, "wal_bytes": 2 * 1048576, "bytes_before": 10 * 1048576, "bytes_returned": 10 * 1048576}),
+        "search": {"deliveries": 30000, "clients": 100, "queries": 200, "p50_ms": 0.8, "p95_ms": 1.5},
+    }
+    res["targets"] = judged = targets(res)
+    assert judged["history_drop_seconds"]["verdict"] == "met"
+    assert judged["history_drop_wal"]["verdict"] == "MISSED"     # 2 %: over 1 %
+    assert judged["history_search_p95"]["verdict"] == "met"
+    rows = table_rows(res, 100000)
+    assert ("history", "remove a day (50,000 attempts) by partition drop: seconds", "0.20", "≤ 1", "met") in rows
+    assert ("history", "  WAL written (MiB) / disk returned (MiB of 10.0)", "100.0 / 0.000", "", "") in rows
+    assert ("history", "  p95 (ms)", "1.50", "≤ 100", "met") in rows

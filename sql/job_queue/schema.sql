@@ -272,6 +272,99 @@ $$;
 
 COMMENT ON FUNCTION job_queue.claim_jobs(kinds text[], keyed_kinds text[], key_limits integer[], batch integer, worker text, lease interval) IS 'The claim. kinds: kinds this replica runs; keyed_kinds/key_limits: per-key limits by kind (same length); batch: free slots; worker: locked_by; lease: locked_until - now().';
 
+CREATE FUNCTION job_queue.create_history_partitions(step interval, ahead interval, at timestamp with time zone DEFAULT now()) RETURNS SETOF text
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    h record;
+    upper timestamptz;
+    utc timestamp;
+    part name;
+    k text;
+BEGIN
+    IF step < interval '1 hour' OR step > interval '31 days' THEN
+        RAISE EXCEPTION 'history partitions must be from 1 hour to 31 days long, not %', step;
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtext('job_queue.history_partitions'));
+    FOR h IN SELECT * FROM job_queue.history_tables WHERE legacy_until IS NULL
+             ORDER BY table_schema, table_name LOOP
+        SELECT max(to_at) INTO upper FROM job_queue.history_partitions
+        WHERE table_schema = h.table_schema AND table_name = h.table_name;
+        IF upper = 'infinity' THEN
+            CONTINUE;  -- a DBA attached a partition without an upper bound
+        END IF;
+        upper := coalesce(upper, date_trunc('day', at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC');
+        WHILE upper < at + ahead LOOP
+            utc := upper AT TIME ZONE 'UTC';
+            part := h.table_name || '_p' || to_char(utc, 'YYYYMMDD')
+                    || CASE WHEN utc::time = '00:00' THEN '' ELSE to_char(utc, '"_"HH24MI') END;
+            EXECUTE format('CREATE TABLE %I.%I (LIKE %I.%I INCLUDING DEFAULTS INCLUDING CONSTRAINTS'
+                           ' INCLUDING STORAGE INCLUDING COMMENTS)', h.table_schema, part, h.table_schema, h.table_name);
+            IF h.storage IS NOT NULL THEN
+                EXECUTE format('ALTER TABLE %I.%I SET (%s)', h.table_schema, part, h.storage);
+            END IF;
+            FOREACH k IN ARRAY h.unique_keys LOOP
+                EXECUTE format('CREATE UNIQUE INDEX ON %I.%I (%s)', h.table_schema, part, k);
+            END LOOP;
+            EXECUTE format('ALTER TABLE %I.%I ATTACH PARTITION %I.%I FOR VALUES FROM (%L) TO (%L)',
+                           h.table_schema, h.table_name, h.table_schema, part, upper, upper + step);
+            RETURN NEXT h.table_schema || '.' || part;
+            upper := upper + step;
+        END LOOP;
+    END LOOP;
+END;
+$$;
+
+CREATE FUNCTION job_queue.drop_history_partitions(older_than timestamp with time zone, detach boolean DEFAULT true) RETURNS SETOF text
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    p record;
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('job_queue.history_partitions'));
+    FOR p IN SELECT d.table_schema, d.table_name, d.partition_name, c.oid AS relid,
+                    i.inhdetachpending AS pending, i.inhrelid IS NOT NULL AS attached
+             FROM job_queue.history_detaching d
+             LEFT JOIN pg_namespace n ON n.nspname = d.table_schema
+             LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = d.partition_name
+             LEFT JOIN pg_inherits i ON i.inhrelid = c.oid LOOP
+        IF p.pending THEN
+            EXECUTE format('ALTER TABLE %I.%I DETACH PARTITION %I.%I FINALIZE',
+                           p.table_schema, p.table_name, p.table_schema, p.partition_name);
+        ELSIF p.attached THEN
+            CONTINUE;  -- the detach rolled back: it is past retention still, and handled below
+        END IF;
+        -- Only a table named as the upkeep names partitions is dropped.
+        IF p.relid IS NOT NULL AND EXISTS (
+            SELECT 1 FROM job_queue.history_tables h
+            WHERE h.table_schema = p.table_schema AND h.table_name = p.table_name
+              AND (p.partition_name LIKE h.table_name || '\_p%' OR p.partition_name = h.table_name || '_legacy')) THEN
+            EXECUTE format('DROP TABLE %I.%I', p.table_schema, p.partition_name);
+            RETURN NEXT p.table_schema || '.' || p.partition_name;
+        END IF;
+        DELETE FROM job_queue.history_detaching
+        WHERE table_schema = p.table_schema AND partition_name = p.partition_name;
+    END LOOP;
+    FOR p IN SELECT table_schema, table_name, partition_name, detach_pending
+             FROM job_queue.history_partitions
+             WHERE to_at <= older_than ORDER BY to_at LOOP
+        IF p.detach_pending THEN
+            EXECUTE format('ALTER TABLE %I.%I DETACH PARTITION %I.%I FINALIZE',
+                           p.table_schema, p.table_name, p.table_schema, p.partition_name);
+        ELSIF detach THEN
+            EXECUTE format('ALTER TABLE %I.%I DETACH PARTITION %I.%I',
+                           p.table_schema, p.table_name, p.table_schema, p.partition_name);
+        ELSE
+            CONTINUE;
+        END IF;
+        EXECUTE format('DROP TABLE %I.%I', p.table_schema, p.partition_name);
+        RETURN NEXT p.table_schema || '.' || p.partition_name;
+    END LOOP;
+END;
+$$;
+
 CREATE FUNCTION job_queue.enqueue(kind text, payload jsonb DEFAULT '{}'::jsonb, run_at timestamp with time zone DEFAULT now(), priority integer DEFAULT 0, max_attempts integer DEFAULT NULL::integer, unique_key text DEFAULT NULL::text, concurrency_key text DEFAULT NULL::text, trace_context text DEFAULT NULL::text) RETURNS bigint
     LANGUAGE sql
     AS $$
@@ -304,6 +397,81 @@ CREATE FUNCTION job_queue.first_waiting_per_priority(kind text, concurrency_key 
             LIMIT 1) n
     )
     SELECT * FROM firsts;
+$$;
+
+CREATE FUNCTION job_queue.history_bound(bound text) RETURNS timestamp with time zone
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+    SELECT CASE bound WHEN 'MINVALUE' THEN '-infinity'::timestamptz
+                      WHEN 'MAXVALUE' THEN 'infinity'::timestamptz
+                      ELSE pg_catalog.btrim(bound, '''')::timestamptz END
+$$;
+
+CREATE FUNCTION job_queue.history_partition(tbl regclass) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+DECLARE
+    h record;
+    legacy name;
+    ix record;
+    col record;
+    last bigint;
+    seq text;
+BEGIN
+    SELECT ht.* INTO STRICT h FROM job_queue.history_tables ht
+    JOIN pg_class c ON c.relname = ht.table_name
+    JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = ht.table_schema
+    WHERE c.oid = tbl AND ht.legacy_until IS NOT NULL;
+    legacy := h.table_name || '_legacy';
+    EXECUTE format('ALTER TABLE %I.%I RENAME TO %I', h.table_schema, h.table_name, legacy);
+    EXECUTE format('CREATE TABLE %I.%I (LIKE %I.%I INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING IDENTITY'
+                   ' INCLUDING STORAGE INCLUDING COMMENTS) PARTITION BY RANGE (%I)',
+                   h.table_schema, h.table_name, h.table_schema, legacy, h.partition_column);
+    EXECUTE format('ALTER TABLE %I.%I DROP CONSTRAINT %I', h.table_schema, h.table_name, h.table_name || '_history_bound');
+    EXECUTE format('COMMENT ON TABLE %I.%I IS %L', h.table_schema, h.table_name, obj_description(tbl, 'pg_class'));
+    -- Identity columns: the new table's sequence continues the old one's, which goes with it.
+    FOR col IN SELECT attname FROM pg_attribute WHERE attrelid = tbl AND attidentity <> '' LOOP
+        seq := pg_get_serial_sequence(format('%I.%I', h.table_schema, legacy), col.attname);
+        EXECUTE format('SELECT last_value FROM %s', seq) INTO last;
+        EXECUTE format('ALTER TABLE %I.%I ALTER COLUMN %I DROP IDENTITY', h.table_schema, legacy, col.attname);
+        seq := pg_get_serial_sequence(format('%I.%I', h.table_schema, h.table_name), col.attname);
+        PERFORM setval(seq, last);
+        EXECUTE format('ALTER SEQUENCE %s RENAME TO %I', seq, h.table_name || '_' || col.attname || '_seq');
+    END LOOP;
+    -- The old table's plain indexes become the new table's (same definitions, same names): the
+    -- attach adopts them instead of building new ones. Its unique ones stay its own.
+    FOR ix IN SELECT i.indexrelid, c.relname, pg_get_indexdef(i.indexrelid) AS def
+              FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+              WHERE i.indrelid = tbl AND NOT i.indisunique LOOP
+        EXECUTE format('ALTER INDEX %I.%I RENAME TO %I', h.table_schema, ix.relname, ix.relname || '_legacy');
+        EXECUTE format('CREATE INDEX %I ON %I.%I USING %s', ix.relname, h.table_schema, h.table_name,
+                       substring(ix.def FROM ' USING (.*)$'));
+    END LOOP;
+    EXECUTE format('ALTER TABLE %I.%I ATTACH PARTITION %I.%I FOR VALUES FROM (MINVALUE) TO (%L)',
+                   h.table_schema, h.table_name, h.table_schema, legacy, h.legacy_until);
+    EXECUTE format('ALTER TABLE %I.%I DROP CONSTRAINT %I', h.table_schema, legacy, h.table_name || '_history_bound');
+    UPDATE job_queue.history_tables SET legacy_until = NULL
+    WHERE table_schema = h.table_schema AND table_name = h.table_name;
+END;
+$_$;
+
+CREATE FUNCTION job_queue.history_prepare(tbl regclass, partition_column name, unique_keys text[], storage text) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    s name; t name;
+    until timestamptz := (date_trunc('day', now() AT TIME ZONE 'UTC') + interval '2 days') AT TIME ZONE 'UTC';
+BEGIN
+    SELECT n.nspname, c.relname INTO s, t
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl;
+    INSERT INTO job_queue.history_tables (table_schema, table_name, partition_column, unique_keys, storage, legacy_until)
+    VALUES (s, t, partition_column, unique_keys, storage, until);
+    EXECUTE format('ALTER TABLE %I.%I ADD CONSTRAINT %I CHECK (%I < %L) NOT VALID',
+                   s, t, t || '_history_bound', partition_column, until);
+END;
 $$;
 
 CREATE FUNCTION job_queue.hook_procedure(hook_function text, signature text) RETURNS regprocedure
@@ -856,7 +1024,67 @@ CREATE VIEW job_queue.dead_letters_by_reason AS
   WHERE (dead_letter_jobs.requeued_at IS NULL)
   GROUP BY dead_letter_jobs.kind, dead_letter_jobs.reason;
 
+CREATE TABLE job_queue.history_detaching (
+    table_schema name NOT NULL,
+    partition_name name NOT NULL,
+    table_name name NOT NULL,
+    since timestamp with time zone DEFAULT now() NOT NULL
+);
+
+CREATE TABLE job_queue.history_tables (
+    table_schema name NOT NULL,
+    table_name name NOT NULL,
+    partition_column name NOT NULL,
+    unique_keys text[] DEFAULT '{}'::text[] NOT NULL,
+    storage text,
+    legacy_until timestamp with time zone
+);
+
+COMMENT ON TABLE job_queue.history_tables IS 'History tables partitioned by time; their partitions are created ahead and dropped past retention by the replicas.';
+
+CREATE VIEW job_queue.history_partitions AS
+ SELECT h.table_schema,
+    h.table_name,
+    c.relname AS partition_name,
+    job_queue.history_bound("substring"(b.expr, 'FROM \((.*)\) TO'::text)) AS from_at,
+    job_queue.history_bound("substring"(b.expr, 'TO \((.*)\)$'::text)) AS to_at,
+    i.inhdetachpending AS detach_pending,
+    pg_total_relation_size((c.oid)::regclass) AS bytes
+   FROM (((((job_queue.history_tables h
+     JOIN pg_namespace n ON ((n.nspname = h.table_schema)))
+     JOIN pg_class p ON (((p.relnamespace = n.oid) AND (p.relname = h.table_name) AND (p.relkind = 'p'::"char"))))
+     JOIN pg_inherits i ON ((i.inhparent = p.oid)))
+     JOIN pg_class c ON ((c.oid = i.inhrelid)))
+     CROSS JOIN LATERAL ( SELECT pg_get_expr(c.relpartbound, c.oid) AS expr) b);
+
+COMMENT ON VIEW job_queue.history_partitions IS 'The partitions of the history tables, with their bounds and sizes.';
+
 CREATE TABLE job_queue.job_attempts (
+    id bigint NOT NULL,
+    job_id bigint NOT NULL,
+    kind text NOT NULL,
+    attempt integer NOT NULL,
+    worker_id text NOT NULL,
+    started_at timestamp with time zone NOT NULL,
+    finished_at timestamp with time zone DEFAULT now() NOT NULL,
+    outcome text NOT NULL,
+    error text,
+    CONSTRAINT job_attempts_outcome_check CHECK ((outcome = ANY (ARRAY['succeeded'::text, 'failed'::text, 'lost'::text, 'released'::text, 'cancelled'::text])))
+)
+PARTITION BY RANGE (finished_at);
+
+COMMENT ON TABLE job_queue.job_attempts IS 'One row per attempt of any job, written when the attempt ends. Pruned by age.';
+
+ALTER TABLE job_queue.job_attempts ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME job_queue.job_attempts_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+CREATE TABLE job_queue.job_attempts_legacy (
     id bigint NOT NULL,
     job_id bigint NOT NULL,
     kind text NOT NULL,
@@ -869,16 +1097,7 @@ CREATE TABLE job_queue.job_attempts (
     CONSTRAINT job_attempts_outcome_check CHECK ((outcome = ANY (ARRAY['succeeded'::text, 'failed'::text, 'lost'::text, 'released'::text, 'cancelled'::text])))
 );
 
-COMMENT ON TABLE job_queue.job_attempts IS 'One row per attempt of any job, written when the attempt ends. Pruned by age.';
-
-ALTER TABLE job_queue.job_attempts ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
-    SEQUENCE NAME job_queue.job_attempts_id_seq
-    START WITH 1
-    INCREMENT BY 1
-    NO MINVALUE
-    NO MAXVALUE
-    CACHE 1
-);
+COMMENT ON TABLE job_queue.job_attempts_legacy IS 'One row per attempt of any job, written when the attempt ends. Pruned by age.';
 
 ALTER TABLE job_queue.jobs ALTER COLUMN id ADD GENERATED BY DEFAULT AS IDENTITY (
     SEQUENCE NAME job_queue.jobs_id_seq
@@ -941,6 +1160,8 @@ CREATE TABLE job_queue.schema_migrations (
     applied_at timestamp with time zone DEFAULT now() NOT NULL
 );
 
+ALTER TABLE ONLY job_queue.job_attempts ATTACH PARTITION job_queue.job_attempts_legacy FOR VALUES FROM (MINVALUE) TO ('<a UTC midnight>');
+
 ALTER TABLE ONLY job_queue.concurrency_key_limits
     ADD CONSTRAINT concurrency_key_limits_pkey PRIMARY KEY (kind, concurrency_key);
 
@@ -956,7 +1177,13 @@ ALTER TABLE ONLY job_queue.dead_letter_jobs
 ALTER TABLE ONLY job_queue.dead_letter_reasons
     ADD CONSTRAINT dead_letter_reasons_pkey PRIMARY KEY (reason);
 
-ALTER TABLE ONLY job_queue.job_attempts
+ALTER TABLE ONLY job_queue.history_detaching
+    ADD CONSTRAINT history_detaching_pkey PRIMARY KEY (table_schema, partition_name);
+
+ALTER TABLE ONLY job_queue.history_tables
+    ADD CONSTRAINT history_tables_pkey PRIMARY KEY (table_schema, table_name);
+
+ALTER TABLE ONLY job_queue.job_attempts_legacy
     ADD CONSTRAINT job_attempts_pkey PRIMARY KEY (id);
 
 ALTER TABLE ONLY job_queue.jobs
@@ -979,9 +1206,13 @@ CREATE INDEX dead_letter_jobs_job_idx ON job_queue.dead_letter_jobs USING btree 
 
 CREATE INDEX dead_letter_jobs_open_idx ON job_queue.dead_letter_jobs USING btree (kind, dead_at) WHERE (requeued_at IS NULL);
 
-CREATE INDEX job_attempts_finished_idx ON job_queue.job_attempts USING btree (finished_at);
+CREATE INDEX job_attempts_finished_idx ON ONLY job_queue.job_attempts USING btree (finished_at);
 
-CREATE INDEX job_attempts_job_idx ON job_queue.job_attempts USING btree (job_id, attempt);
+CREATE INDEX job_attempts_finished_idx_legacy ON job_queue.job_attempts_legacy USING btree (finished_at);
+
+CREATE INDEX job_attempts_job_idx ON ONLY job_queue.job_attempts USING btree (job_id, attempt);
+
+CREATE INDEX job_attempts_job_idx_legacy ON job_queue.job_attempts_legacy USING btree (job_id, attempt);
 
 CREATE INDEX jobs_claim_keyed_idx ON job_queue.jobs USING btree (kind, concurrency_key, priority, run_at, id) WHERE ((state = 'available'::text) AND (concurrency_key IS NOT NULL));
 
@@ -992,6 +1223,10 @@ CREATE INDEX jobs_lease_idx ON job_queue.jobs USING btree (locked_until) WHERE (
 CREATE INDEX jobs_running_key_idx ON job_queue.jobs USING btree (kind, concurrency_key) WHERE ((state = 'running'::text) AND (concurrency_key IS NOT NULL));
 
 CREATE UNIQUE INDEX jobs_unique_key_idx ON job_queue.jobs USING btree (unique_key) WHERE (unique_key IS NOT NULL);
+
+ALTER INDEX job_queue.job_attempts_finished_idx ATTACH PARTITION job_queue.job_attempts_finished_idx_legacy;
+
+ALTER INDEX job_queue.job_attempts_job_idx ATTACH PARTITION job_queue.job_attempts_job_idx_legacy;
 
 CREATE TRIGGER dead_letter_jobs_run_hook AFTER INSERT ON job_queue.dead_letter_jobs FOR EACH ROW EXECUTE FUNCTION job_queue.run_dead_lettered_hook();
 

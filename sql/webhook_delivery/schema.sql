@@ -1,6 +1,32 @@
 -- Generated from a freshly migrated database (SchemaSnapshotTests); do not edit. Regenerate with
 -- make schema-snapshot.
 
+CREATE FUNCTION webhook_worker.delivery_id_time(id uuid) RETURNS timestamp with time zone
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+    SELECT CASE WHEN pg_catalog.substr(id::text, 15, 1) = '7' THEN pg_catalog.to_timestamp(
+        ('x' || pg_catalog.lpad(pg_catalog.replace(pg_catalog.left(id::text, 13), '-', ''), 16, '0'))::bit(64)::bigint
+        / 1000.0) END
+$$;
+
+CREATE FUNCTION webhook_worker.delivery_ids_since(ids uuid[]) RETURNS timestamp with time zone
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+    SELECT CASE WHEN pg_catalog.bool_and(t IS NOT NULL)
+                THEN pg_catalog.to_timestamp(pg_catalog.date_part('epoch', pg_catalog.min(t)) - 86400)
+                ELSE '-infinity'::timestamptz END
+    FROM (SELECT webhook_worker.delivery_id_time(i) AS t FROM pg_catalog.unnest(ids) AS i) x
+$$;
+
+CREATE FUNCTION webhook_worker.delivery_ids_until(ids uuid[]) RETURNS timestamp with time zone
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+    SELECT CASE WHEN pg_catalog.bool_and(t IS NOT NULL)
+                THEN pg_catalog.to_timestamp(pg_catalog.date_part('epoch', pg_catalog.max(t)) + 86400)
+                ELSE 'infinity'::timestamptz END
+    FROM (SELECT webhook_worker.delivery_id_time(i) AS t FROM pg_catalog.unnest(ids) AS i) x
+$$;
+
 CREATE FUNCTION webhook_worker.endpoint_pause(endpoint_key text, wait interval) RETURNS timestamp with time zone
     LANGUAGE plpgsql
     AS $$
@@ -187,12 +213,18 @@ CREATE FUNCTION webhook_worker.fail_delivery_of_dead_letter(job_id bigint, paylo
     AS $_$
 DECLARE
     id text := payload ->> 'delivery_id';
+    made timestamptz;
+    since timestamptz := '-infinity';
 BEGIN
     IF id ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN
+        made := webhook_worker.delivery_id_time(id::uuid);
+        IF made IS NOT NULL THEN
+            since := made - interval '1 hour';
+        END IF;
         UPDATE webhook_worker.webhook_deliveries d
         SET status = 'failed', last_error = coalesce(fail_delivery_of_dead_letter.last_error, d.last_error),
             updated_at = now()
-        WHERE d.delivery_id = id::uuid AND d.status = 'pending';
+        WHERE d.delivery_id = id::uuid AND d.status = 'pending' AND d.created_at >= since;
     END IF;
 END;
 $_$;
@@ -356,7 +388,7 @@ CREATE TABLE webhook_worker.webhook_deliveries (
     delivered_at timestamp with time zone,
     CONSTRAINT webhook_deliveries_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'delivered'::text, 'failed'::text, 'cancelled'::text])))
 )
-WITH (fillfactor='60');
+PARTITION BY RANGE (created_at);
 
 COMMENT ON TABLE webhook_worker.webhook_deliveries IS 'One row per (event, OAuth client). status: pending (attempts remain), delivered, failed (dead letter), cancelled (no longer a recipient).';
 
@@ -382,7 +414,8 @@ CREATE TABLE webhook_worker.delivery_attempts (
     duration_ms integer NOT NULL,
     response_excerpt text,
     attempted_at timestamp with time zone DEFAULT now() NOT NULL
-);
+)
+PARTITION BY RANGE (attempted_at);
 
 COMMENT ON TABLE webhook_worker.delivery_attempts IS 'One row per HTTP attempt of a delivery.';
 
@@ -394,6 +427,23 @@ ALTER TABLE webhook_worker.delivery_attempts ALTER COLUMN id ADD GENERATED ALWAY
     NO MAXVALUE
     CACHE 1
 );
+
+CREATE TABLE webhook_worker.delivery_attempts_legacy (
+    id bigint NOT NULL,
+    delivery_id uuid NOT NULL,
+    attempt integer NOT NULL,
+    job_id bigint,
+    worker_id text,
+    url text NOT NULL,
+    http_status integer,
+    error_class text,
+    error text,
+    duration_ms integer NOT NULL,
+    response_excerpt text,
+    attempted_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+COMMENT ON TABLE webhook_worker.delivery_attempts_legacy IS 'One row per HTTP attempt of a delivery.';
 
 CREATE TABLE webhook_worker.endpoint_concurrency (
     key text NOT NULL,
@@ -436,13 +486,38 @@ ALTER TABLE webhook_worker.retired_secrets ALTER COLUMN id ADD GENERATED ALWAYS 
     CACHE 1
 );
 
+CREATE TABLE webhook_worker.webhook_deliveries_legacy (
+    delivery_id uuid NOT NULL,
+    event text NOT NULL,
+    source_job_id bigint NOT NULL,
+    integration_account_id text NOT NULL,
+    user_id text NOT NULL,
+    oauth_client_id text NOT NULL,
+    payload text NOT NULL,
+    status text DEFAULT 'pending'::text NOT NULL,
+    attempts integer DEFAULT 0 NOT NULL,
+    last_http_status integer,
+    last_error text,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    delivered_at timestamp with time zone,
+    CONSTRAINT webhook_deliveries_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'delivered'::text, 'failed'::text, 'cancelled'::text])))
+)
+WITH (fillfactor='60');
+
+COMMENT ON TABLE webhook_worker.webhook_deliveries_legacy IS 'One row per (event, OAuth client). status: pending (attempts remain), delivered, failed (dead letter), cancelled (no longer a recipient).';
+
+ALTER TABLE ONLY webhook_worker.delivery_attempts ATTACH PARTITION webhook_worker.delivery_attempts_legacy FOR VALUES FROM (MINVALUE) TO ('<a UTC midnight>');
+
+ALTER TABLE ONLY webhook_worker.webhook_deliveries ATTACH PARTITION webhook_worker.webhook_deliveries_legacy FOR VALUES FROM (MINVALUE) TO ('<a UTC midnight>');
+
 ALTER TABLE ONLY webhook_worker.console_audit
     ADD CONSTRAINT console_audit_pkey PRIMARY KEY (id);
 
 ALTER TABLE ONLY webhook_worker.console_sign_outs
     ADD CONSTRAINT console_sign_outs_pkey PRIMARY KEY (nonce);
 
-ALTER TABLE ONLY webhook_worker.delivery_attempts
+ALTER TABLE ONLY webhook_worker.delivery_attempts_legacy
     ADD CONSTRAINT delivery_attempts_pkey PRIMARY KEY (id);
 
 ALTER TABLE ONLY webhook_worker.endpoint_concurrency
@@ -457,27 +532,40 @@ ALTER TABLE ONLY webhook_worker.integration_connected_enqueued
 ALTER TABLE ONLY webhook_worker.retired_secrets
     ADD CONSTRAINT retired_secrets_pkey PRIMARY KEY (id);
 
-ALTER TABLE ONLY webhook_worker.webhook_deliveries
+ALTER TABLE ONLY webhook_worker.webhook_deliveries_legacy
     ADD CONSTRAINT webhook_deliveries_once_per_client UNIQUE (source_job_id, oauth_client_id);
 
-ALTER TABLE ONLY webhook_worker.webhook_deliveries
+ALTER TABLE ONLY webhook_worker.webhook_deliveries_legacy
     ADD CONSTRAINT webhook_deliveries_pkey PRIMARY KEY (delivery_id);
 
 CREATE INDEX console_audit_at_idx ON webhook_worker.console_audit USING btree (at);
 
 CREATE INDEX console_sign_outs_expires_at_idx ON webhook_worker.console_sign_outs USING btree (expires_at);
 
-CREATE INDEX delivery_attempts_attempted_idx ON webhook_worker.delivery_attempts USING btree (attempted_at);
+CREATE INDEX delivery_attempts_attempted_idx ON ONLY webhook_worker.delivery_attempts USING btree (attempted_at);
 
-CREATE INDEX delivery_attempts_delivery_idx ON webhook_worker.delivery_attempts USING btree (delivery_id, attempt);
+CREATE INDEX delivery_attempts_attempted_idx_legacy ON webhook_worker.delivery_attempts_legacy USING btree (attempted_at);
+
+CREATE INDEX delivery_attempts_delivery_idx ON ONLY webhook_worker.delivery_attempts USING btree (delivery_id, attempt);
+
+CREATE INDEX delivery_attempts_delivery_idx_legacy ON webhook_worker.delivery_attempts_legacy USING btree (delivery_id, attempt);
 
 CREATE INDEX integration_connected_enqueued_at_idx ON webhook_worker.integration_connected_enqueued USING btree (enqueued_at);
 
 CREATE INDEX retired_secrets_client_idx ON webhook_worker.retired_secrets USING btree (oauth_client_id, retired_at DESC);
 
-CREATE INDEX webhook_deliveries_client_idx ON webhook_worker.webhook_deliveries USING btree (oauth_client_id, created_at);
+CREATE INDEX webhook_deliveries_client_idx ON ONLY webhook_worker.webhook_deliveries USING btree (oauth_client_id, created_at);
 
-CREATE INDEX webhook_deliveries_created_idx ON webhook_worker.webhook_deliveries USING btree (created_at);
+CREATE INDEX webhook_deliveries_client_idx_legacy ON webhook_worker.webhook_deliveries_legacy USING btree (oauth_client_id, created_at);
 
-ALTER TABLE ONLY webhook_worker.delivery_attempts
-    ADD CONSTRAINT delivery_attempts_delivery_id_fkey FOREIGN KEY (delivery_id) REFERENCES webhook_worker.webhook_deliveries(delivery_id) ON DELETE CASCADE;
+CREATE INDEX webhook_deliveries_created_idx ON ONLY webhook_worker.webhook_deliveries USING btree (created_at);
+
+CREATE INDEX webhook_deliveries_created_idx_legacy ON webhook_worker.webhook_deliveries_legacy USING btree (created_at);
+
+ALTER INDEX webhook_worker.delivery_attempts_attempted_idx ATTACH PARTITION webhook_worker.delivery_attempts_attempted_idx_legacy;
+
+ALTER INDEX webhook_worker.delivery_attempts_delivery_idx ATTACH PARTITION webhook_worker.delivery_attempts_delivery_idx_legacy;
+
+ALTER INDEX webhook_worker.webhook_deliveries_client_idx ATTACH PARTITION webhook_worker.webhook_deliveries_client_idx_legacy;
+
+ALTER INDEX webhook_worker.webhook_deliveries_created_idx ATTACH PARTITION webhook_worker.webhook_deliveries_created_idx_legacy;

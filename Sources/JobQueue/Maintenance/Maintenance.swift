@@ -4,7 +4,8 @@ import LibPQ
 /// that they never wait behind handlers holding the shared pool): the reaper every
 /// ``JobWorkerConfiguration/reapInterval``, the lease renewer every third of the lease (unless
 /// ``JobWorkerConfiguration/renewsLeases`` is off), and the key repairer every
-/// ``JobWorkerConfiguration/keyRepairInterval``. One runs at a time; each signals its
+/// ``JobWorkerConfiguration/keyRepairInterval``, and the history upkeep every
+/// ``HistoryUpkeepConfiguration/interval`` (``JobWorkerConfiguration/history``). One runs at a time; each signals its
 /// ``WorkerTestSignals`` after each run.
 struct Maintenance: Sendable {
     let reaper: Reaper
@@ -13,6 +14,7 @@ struct Maintenance: Sendable {
     let renewInterval: Duration
     let repairer: KeyRepairer
     let repairInterval: Duration?
+    let history: HistoryUpkeep?
 
     /// Runs the services on their schedules until the task is cancelled.
     func run(_ connections: PQConnectionPool) async {
@@ -20,6 +22,7 @@ struct Maintenance: Sendable {
         var nextRenewal = clock.now + renewInterval
         var nextReap = clock.now
         var nextRepair = repairInterval.map { clock.now + $0 }
+        var nextHistory = history.map { _ in clock.now }
         while !Task.isCancelled {
             if clock.now >= nextReap {
                 nextReap = clock.now + reapInterval
@@ -33,7 +36,12 @@ struct Maintenance: Sendable {
                 nextRepair = clock.now + repairInterval
                 await repairer.run(connections)
             }
-            try? await Task.sleep(until: [nextRenewal, nextReap, nextRepair ?? nextReap].min()!, clock: clock)
+            if let history, let due = nextHistory, clock.now >= due {
+                nextHistory = clock.now + history.configuration.interval
+                await history.run(connections)
+            }
+            try? await Task.sleep(
+                until: [nextRenewal, nextReap, nextRepair ?? nextReap, nextHistory ?? nextReap].min()!, clock: clock)
         }
     }
 }

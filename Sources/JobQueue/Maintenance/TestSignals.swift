@@ -11,6 +11,8 @@ package struct WorkerTestSignals: Sendable {
     package let leasesLost = TestSignal<[Int64]>()
     /// The key repairer ran: the concurrency keys it mended.
     package let keysRepaired = TestSignal<Int>()
+    /// The history upkeep ran: what it created and dropped.
+    package let historyKept = TestSignal<HistoryPartitions.Upkeep>()
     /// The finisher wrote (or gave up) an attempt's outcome: its job and attempt.
     package let recorded = TestSignal<RecordedAttempt>()
 
@@ -24,6 +26,7 @@ package struct WorkerTestSignals: Sendable {
         leasesLost.enable()
         keysRepaired.enable()
         recorded.enable()
+        historyKept.enable()
     }
 }
 

@@ -35,6 +35,9 @@ struct MetricNames: Sendable {
     let listenConnected: String
     let jobsLost: String
     let keysRepaired: String
+    let historyPartitionsCreated: String
+    let historyPartitionsDropped: String
+    let historyFuturePartitions: String
 
     init(prefix: String) {
         jobsClaimed = prefix + "_jobs_claimed_total"
@@ -44,5 +47,8 @@ struct MetricNames: Sendable {
         listenConnected = prefix + "_listen_connected"
         jobsLost = prefix + "_jobs_lost_total"
         keysRepaired = prefix + "_keys_repaired_total"
+        historyPartitionsCreated = prefix + "_history_partitions_created_total"
+        historyPartitionsDropped = prefix + "_history_partitions_dropped_total"
+        historyFuturePartitions = prefix + "_history_future_partitions"
     }
 }

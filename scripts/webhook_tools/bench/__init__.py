@@ -62,7 +62,22 @@ Phases, in this order, each bounded by BENCH_PHASE_TIMEOUT seconds (BENCH_SKIP n
   6. backlog [backlog]: BENCH_BACKLOG_JOBS no-op jobs inserted in one statement and drained by
      one worker, measured as in 1: jobs/s, its ratio to the 1-worker burn-down's (small backlog)
      rate, and the rate per tenth (steady: the slowest tenth at least 80 % of the overall rate).
-  7. pgbench ceiling on the same cluster [pgbench]: one-row UPDATE per transaction, 1 client and
+  7. history [history]: the partitioned history (issue 23) in the bench database, its partitions
+     remade daily from 32 days ago: BENCH_HISTORY_ROWS (5,000,000) delivery attempts in each of
+     two past days; one day removed by DELETE (one statement, as prune's batches would add up to),
+     the other by DETACH PARTITION ... CONCURRENTLY and DROP TABLE, as the upkeep does: the seconds,
+     the WAL written (pg_current_wal_insert_lsn before and after) and the disk space returned of
+     each (DELETE returns none until a VACUUM FULL). Then 30 days of BENCH_HISTORY_ROWS / 50
+     deliveries a day (at least 1,000) for 100 clients, and the console's search (a client's newest
+     50 of the last 30 days) 200 times, each timed inside the server: p50 and p95. Targets: the
+     drop within 1 s, its WAL at most 1 % of DELETE's, the search's p95 within 100 ms.
+     BENCH_HISTORY_ROWS=50000 runs it in seconds.
+  7b. history load [history-load]: BENCH_HISTORY_LOAD_ROWS (50,000,000) rows of history
+     (deliveries, their attempts and job attempts, 2 : 2 : 1, UUID version 7 ids) over the 30 days
+     before yesterday in daily partitions, then the delivery phase (3) again with that history
+     kept: deliveries/s and database time per delivery beside phase 3's (an empty history); target:
+     within 10 %. Filling 50 million rows takes several minutes; phase 3 must run in the same bench.
+  8. pgbench ceiling on the same cluster [pgbench]: one-row UPDATE per transaction, 1 client and
      8 clients, BENCH_PGBENCH_SECONDS each.
   Throughout: the peak RSS (VmHWM) of every worker process, read just before its SIGTERM; and in
   phases 1, 3, 3b, 4 and 6 the CPU time (utime + stime from /proc) of the worker, of PostgreSQL (the
@@ -93,10 +108,11 @@ BENCH_KEEP=1), so nothing in DATABASE_URL's own database is touched; the role ne
 Settings (environment): WEBHOOK_WORKER_BIN (default .build/release/webhook-worker), BENCH_JOBS
 (100000), BENCH_PROBES (200), BENCH_PROBE_GAP_MS (20), BENCH_EVENTS (2000), BENCH_CLIENTS (16),
 BENCH_ACCOUNTS (50), BENCH_LOAD_RATE (500 events/s), BENCH_LOAD_SECONDS (10), BENCH_BACKLOG_JOBS
-(1000000), BENCH_PGBENCH_SECONDS (10), BENCH_PHASE_TIMEOUT (600), BENCH_WORKER_ARGS (extra flags
-for every `run`, e.g. "--concurrency 64"), BENCH_SKIP (comma list of burndown, latency, delivery,
-delivery-2-clients, pgbouncer, latency-under-load, isolation, one-endpoint, slow-endpoint, fairness,
-retry-after, backlog, pgbench), BENCH_KEEP=1.
+(1000000), BENCH_HISTORY_ROWS (5000000), BENCH_HISTORY_LOAD_ROWS (50000000), BENCH_PGBENCH_SECONDS (10),
+BENCH_PHASE_TIMEOUT (600), BENCH_ONE_ENDPOINT_EVENTS (10000),
+BENCH_WORKER_ARGS (extra flags for every `run`, e.g. "--concurrency 64"), BENCH_SKIP (comma list of
+burndown, latency, delivery, delivery-2-clients, pgbouncer, latency-under-load, isolation, one-endpoint,
+slow-endpoint, fairness, retry-after, backlog, history, history-load, pgbench), BENCH_KEEP=1.
 The worker's own variables (WORKER_*, WEBHOOK_*, LOG_*, OTEL_*) are not passed on to the replicas.
 
 Soak mode (BENCH_SOAK_SECONDS > 0, what `make soak` runs): instead of the phases,
@@ -111,7 +127,7 @@ cleanly, 1 when a phase failed or a worker misbehaved (the table says which; a m
 not a failure, except the isolation phase's), 2 on bad settings.
 
 The code: run.py (the order), context.py (the state every phase shares), one module per phase
-(burndown, latency, delivery, isolation, pgbench, soak), receivers.py, workers.py, cpu.py,
+(burndown, latency, delivery, isolation, history, history_load, pgbench, soak), receivers.py, workers.py, cpu.py,
 statements.py (pg_stat_statements), figures.py (the computations of figures, unit tested),
 targets.py and report.py (the table).
 """

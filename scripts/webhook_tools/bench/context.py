@@ -37,6 +37,8 @@ class Bench:
         self.load_rate = env_int("BENCH_LOAD_RATE", 500)
         self.backlog_jobs = env_int("BENCH_BACKLOG_JOBS", 1000000)
         self.pgbench_seconds = env_int("BENCH_PGBENCH_SECONDS", 10)
+        self.history_rows = env_int("BENCH_HISTORY_ROWS", 5000000)
+        self.history_load_rows = env_int("BENCH_HISTORY_LOAD_ROWS", 50000000)
         self.timeout = env_int("BENCH_PHASE_TIMEOUT", 600)
         self.worker_args = shlex.split(os.environ.get("BENCH_WORKER_ARGS", ""))
         self.skip = {s.strip() for s in os.environ.get("BENCH_SKIP", "").split(",") if s.strip()}

@@ -10,12 +10,23 @@ from .receivers import Nginx, pgbouncer_version
 from .settings import HTTP_ARGS, PGBOUNCER_POOL_SIZE, SECRET
 from .workers import stop_workers, wait_until
 
+# The deliveries of this run: the history phases' rows are two days old or more.
+RECENT = "> now() - interval '1 day'"
 
-def seed_app(bench, port, clients):
+
+def seed_app(bench, port, clients, keep_history=False):
     """The web app's tables with one user, BENCH_ACCOUNTS Linear accounts and `clients` OAuth
-    clients entitled to them, their webhooks pointing at the receiver on `port`."""
+    clients entitled to them, their webhooks pointing at the receiver on `port`. The queue is
+    emptied, and the history too unless `keep_history` (then only this run's is deleted)."""
     load_app_tables(bench.url)
     m, k = bench.accounts, clients
+    history = ("""
+        DELETE FROM webhook_worker.delivery_attempts WHERE attempted_at {RECENT};
+        DELETE FROM webhook_worker.webhook_deliveries WHERE created_at {RECENT};
+        DELETE FROM webhook_worker.job_attempts WHERE finished_at {RECENT};
+        TRUNCATE webhook_worker.jobs, webhook_worker.dead_letter_jobs;""" if keep_history else """
+        TRUNCATE webhook_worker.delivery_attempts, webhook_worker.webhook_deliveries, webhook_worker.jobs,
+                 webhook_worker.job_attempts, webhook_worker.dead_letter_jobs;""").replace("{RECENT}", RECENT)
     psql(bench.url, f"""
         TRUNCATE "OAuthIntegrationGrant", "OAuthClient", "IntegrationAccount", "IntegrationDefinitionV2", "User"
             CASCADE;
@@ -31,24 +42,23 @@ def seed_app(bench, port, clients):
         INSERT INTO "OAuthIntegrationGrant" (id, "clientId", "userId", "integrationAccountId")
         SELECT 'bench-grant-' || c || '-' || a, 'bench-client-' || c, 'bench-user', 'bench-acct-' || a
         FROM generate_series(1, {k}) c, generate_series(1, {m}) a;
-        TRUNCATE webhook_worker.delivery_attempts, webhook_worker.webhook_deliveries, webhook_worker.jobs,
-                 webhook_worker.job_attempts, webhook_worker.dead_letter_jobs;
+        {history}
         ANALYZE;
         """)
 
 
-def delivery(bench, clients, pooler=None, phase=None, events=None):
+def delivery(bench, clients, pooler=None, phase=None, keep_history=False, events=None):
     """`events` integration.connected events (BENCH_EVENTS by default), each to `clients` OAuth clients."""
     phase = phase or f"delivery, {clients} clients"
     receiver = Nginx(bench.logdir)
     try:
-        return _delivery(bench, phase, clients, receiver, pooler, events or bench.events)
+        return _delivery(bench, phase, clients, receiver, pooler, keep_history, events or bench.events)
     finally:
         receiver.close()
 
 
-def _delivery(bench, phase, clients, receiver, pooler, events):
-    seed_app(bench, receiver.port, clients)
+def _delivery(bench, phase, clients, receiver, pooler, keep_history, events):
+    seed_app(bench, receiver.port, clients, keep_history)
     expected = events * clients
     workers = bench.start_workers(1, f"delivery{clients}" + ("-pgbouncer" if pooler else ""), HTTP_ARGS, pooler)
     try:
@@ -72,7 +82,7 @@ def _delivery(bench, phase, clients, receiver, pooler, events):
     arrivals = outcome.pop("arrivals")
     for delivery_id, source_job_id, delivered_at in bench.q("""
             SELECT delivery_id, source_job_id, extract(epoch FROM delivered_at)
-            FROM webhook_worker.webhook_deliveries WHERE status = 'delivered'"""):
+            FROM webhook_worker.webhook_deliveries WHERE status = 'delivered' AND created_at """ + RECENT):
         t0 = created.get(int(source_job_id))
         if t0 is None:
             continue
@@ -111,12 +121,13 @@ def delivery_outcome(bench, phase, receiver, expected):
     """What the database recorded of the deliveries (`expected` of them) against what
     reached nginx (closed, so its log is complete); adds a problem where they disagree."""
     statuses = {s: int(n) for s, n in bench.q(
-        "SELECT status, count(*) FROM webhook_worker.webhook_deliveries GROUP BY 1")}
+        f"SELECT status, count(*) FROM webhook_worker.webhook_deliveries WHERE created_at {RECENT} GROUP BY 1")}
     http = bench.q("""
         SELECT count(*), count(*) FILTER (WHERE http_status BETWEEN 200 AND 299)
-        FROM webhook_worker.delivery_attempts""")[0]
+        FROM webhook_worker.delivery_attempts WHERE attempted_at """ + RECENT)[0]
     job_outcomes = {f"{kd}/{o}": int(n) for kd, o, n in bench.q(
-        "SELECT kind, outcome, count(*) FROM webhook_worker.job_attempts WHERE kind <> 'noop' GROUP BY 1, 2")}
+        "SELECT kind, outcome, count(*) FROM webhook_worker.job_attempts "
+        f"WHERE kind <> 'noop' AND finished_at {RECENT} GROUP BY 1, 2")}
     dead = bench.dead_letters()
     arrivals, requests, connections, other = receiver.tally()
     delivered = statuses.get("delivered", 0)

@@ -89,3 +89,15 @@ def tally(requests):
         connections.add(connection)
         other += status != 204
     return arrivals, len(requests), len(connections), other
+
+
+def history_removal(delete, drop):
+    """Removing a day of history: DELETE's and the partition drop's figures ({seconds, wal_bytes,
+    bytes_before, bytes_returned} each), rounded, and the drop's WAL as a percentage of DELETE's."""
+
+    def shown(f):
+        return {"seconds": r(f["seconds"], 3), "wal_mib": r(f["wal_bytes"] / 1048576, 2),
+                "mib_before": r(f["bytes_before"] / 1048576, 1), "mib_returned": r(f["bytes_returned"] / 1048576, 1)}
+
+    wal_percent = r(100 * drop["wal_bytes"] / delete["wal_bytes"], 3) if delete["wal_bytes"] else None
+    return {"delete": shown(delete), "drop": shown(drop), "drop_wal_percent_of_delete": wal_percent}

@@ -135,6 +135,28 @@ def table_rows(res, jobs):
         add("backlog", "  slowest tenth / overall", b["slowest_tenth_over_overall"], "backlog_steady")
         db_time("backlog", b, "job")
         add("backlog", "peak RSS (MiB)", b["peak_rss_mib"][0] if b["peak_rss_mib"] else None)
+    if failed("history", "history"):
+        h, phase = res["history"], "history"
+        for how, key in (("DELETE", "delete"), ("partition drop", "drop")):
+            f = h[key]
+            add(phase, f"remove a day ({h['attempt_rows_per_day']:,} attempts) by {how}: seconds", f["seconds"],
+                "history_drop_seconds" if key == "drop" else None)
+            add(phase, f"  WAL written (MiB) / disk returned (MiB of {fmt(f['mib_before'])})",
+                f"{fmt(f['wal_mib'])} / {fmt(f['mib_returned'])}")
+        add(phase, "  drop's WAL, % of DELETE's", h["drop_wal_percent_of_delete"], "history_drop_wal")
+        s = h["search"]
+        add(phase, f"search by client, 30 days ({s['deliveries']:,} deliveries): p50 (ms, in the server)",
+            s["p50_ms"])
+        add(phase, "  p95 (ms)", s["p95_ms"], "history_search_p95")
+    if failed("history_load", "history load"):
+        h, phase = res["history_load"], "history load"
+        rate, db = h["deliveries_per_second"], h["db_ms_per_delivery"]
+        add(phase, f"deliveries/s with {h['history_rows']:,} rows of history ({fmt(h['history_mib'])} MiB, "
+            f"{h['partitions']} partitions)", rate["with_history"])
+        add(phase, "  the same with none (delivery phase)", rate["empty"])
+        add(phase, "  ratio", rate["ratio"], "history_load_rate")
+        add(phase, "  database time per delivery (ms): with history / none",
+            f"{fmt(db['with_history'])} / {fmt(db['empty'])}")
     if failed("pgbench", "pgbench"):
         for c in (1, 8):
             p = res["pgbench"][f"clients_{c}"]
@@ -192,8 +214,8 @@ def report(bench):
         print(line(cells))
     print()
     print("Pick-up latency is measured to job_attempts.started_at, the claim, just before the handler starts.")
-    print("Targets are issue 11's, and issue 22's for the per-endpoint phases; a missed one is reported, not "
-          "counted as a problem (isolation's are).")
+    print("Targets are issue 11's; issue 22's for the per-endpoint phases, issue 23's for history's; a missed "
+          "one is reported, not counted as a problem (isolation's are).")
     if bench.statements_error:
         print(f"pg_stat_statements unavailable: {bench.statements_error}")
     if bench.problems:

@@ -5,7 +5,7 @@ import sys
 
 from ..core import RunError, log, setup_process
 from ..postgres import PgBouncer, drop_database
-from . import burndown, delivery, endpoints, isolation, latency, pgbench, report, soak
+from . import burndown, delivery, endpoints, history, history_load, isolation, latency, pgbench, report, soak
 from .context import Bench
 from .settings import BENCH_DB, PGBENCH_DB
 from .workers import kill_all_workers
@@ -55,6 +55,10 @@ def run(bench):
             small, large = bench.results.get("burn_down_1_worker", {}), bench.results["backlog"]
             if small.get("jobs_per_second") and large.get("jobs_per_second"):
                 large["over_burn_down_1_worker"] = round(large["jobs_per_second"] / small["jobs_per_second"], 2)
+        if "history" not in bench.skip:
+            bench.phase("history", lambda: history.history(bench))
+        if "history-load" not in bench.skip:
+            bench.phase("history_load", lambda: history_load.history_load(bench))
     except RunError as error:
         log(f"setup FAILED: {error}")
         bench.results["setup_error"] = str(error)

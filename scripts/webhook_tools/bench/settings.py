@@ -10,7 +10,7 @@ TAG = "/* webhook-worker-bench */"
 
 PHASES = ("burndown", "latency", "delivery", "delivery-2-clients", "pgbouncer", "latency-under-load", "isolation",
           "one-endpoint", "slow-endpoint", "fairness", "retry-after",
-          "backlog", "pgbench")  # BENCH_SKIP's names, in the order they run
+          "backlog", "history", "history-load", "pgbench")  # BENCH_SKIP's names, in the order they run
 HTTP_ARGS = ["--allow-http", "--allow-private-networks"]  # the receivers are on 127.0.0.1, over http
 PICKUP_DEFINITION = ("job_attempts.started_at (the claim, just before the handler starts) - jobs.created_at "
                      "(the insert's transaction start), both on the database clock")

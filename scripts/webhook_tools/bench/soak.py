@@ -15,12 +15,22 @@ from .receivers import Nginx
 from .settings import BENCH_DB, HTTP_ARGS
 from .workers import stop_workers
 
+# The hot queue tables' sizes (with indexes and TOAST, KiB) and jobs' dead tuples.
+QUEUE_TABLES = """
+    SELECT pg_total_relation_size('webhook_worker.jobs') / 1024,
+           (pg_total_relation_size('webhook_worker.concurrency_keys')
+            + pg_total_relation_size('webhook_worker.concurrency_key_wakeups')) / 1024,
+           coalesce((SELECT n_dead_tup FROM pg_stat_user_tables
+                     WHERE schemaname = 'webhook_worker' AND relname = 'jobs'), 0)"""
+
 
 def soak(bench):
     """BENCH_SOAK_SECONDS of integration.connected events at BENCH_SOAK_RATE per second, each to
     BENCH_SOAK_CLIENTS OAuth clients on nginx; every 30 s the worker's memory, open files and
-    sockets, and the database connections of the worker are printed. Memory and connections
-    must stay flat."""
+    sockets, the database connections of the worker, and the size of the hot queue tables (`jobs`
+    and the claim's key tables, with their indexes and TOAST, in KiB; and `jobs`' dead tuples) are
+    printed. Memory and connections must stay flat; the queue tables' sizes are printed for the
+    eye (issue 23: they stay bounded at full rate when vacuum keeps up)."""
     seconds, rate = bench.soak_seconds, env_int("BENCH_SOAK_RATE", 20)
     clients = env_int("BENCH_SOAK_CLIENTS", 2)
     receiver = Nginx(bench.logdir)
@@ -30,8 +40,8 @@ def soak(bench):
     load = EventLoad(bench.url, rate, bench.accounts)
     samples = []
     log(f"soak: {seconds}s at {rate} events/s ({rate * clients} deliveries/s)")
-    print(f"{'elapsed':>8} {'rss MiB':>8} {'fds':>5} {'sockets':>8} {'db conns':>9} {'queued':>7} {'delivered':>10}",
-          flush=True)
+    print(f"{'elapsed':>8} {'rss MiB':>8} {'fds':>5} {'sockets':>8} {'db conns':>9} {'queued':>7} {'delivered':>10} "
+          f"{'jobs KiB':>9} {'keys KiB':>9} {'jobs dead':>9}", flush=True)
     started = time.monotonic()
     next_sample = started + 30
     load.start()
@@ -51,11 +61,13 @@ def soak(bench):
                 queued = bench.queue_depth()
                 delivered = int(bench.q("SELECT count(*) FROM webhook_worker.webhook_deliveries "
                                         "WHERE status = 'delivered'")[0][0])
+                jobs_kib, keys_kib, jobs_dead = (int(v) for v in bench.q(QUEUE_TABLES)[0])
                 sample = {"elapsed_s": round(time.monotonic() - started), "rss_mib": round(rss, 1), "fds": len(fds),
-                          "sockets": sockets, "db_connections": conns, "queued": queued, "delivered": delivered}
+                          "sockets": sockets, "db_connections": conns, "queued": queued, "delivered": delivered,
+                          "jobs_kib": jobs_kib, "key_tables_kib": keys_kib, "jobs_dead_tuples": jobs_dead}
                 samples.append(sample)
                 print(f"{sample['elapsed_s']:>8} {sample['rss_mib']:>8} {len(fds):>5} {sockets:>8} {conns:>9} "
-                      f"{queued:>7} {delivered:>10}", flush=True)
+                      f"{queued:>7} {delivered:>10} {jobs_kib:>9} {keys_kib:>9} {jobs_dead:>9}", flush=True)
             time.sleep(0.05)
     finally:
         load.finish()
@@ -78,6 +90,9 @@ def soak(bench):
             bench.problems.append(f"soak: open files ranged {result['fd_range']}, past any pool's bound")
         if result["db_connection_range"][1] > 13:
             bench.problems.append(f"soak: database connections ranged {result['db_connection_range']}, past 8 + 4 + 1")
+        result["jobs_kib_range"] = [min(s["jobs_kib"] for s in settled), max(s["jobs_kib"] for s in settled)]
+        result["key_tables_kib_range"] = [min(s["key_tables_kib"] for s in settled),
+                                          max(s["key_tables_kib"] for s in settled)]
         if settled[-1]["queued"] > rate * 10:
             bench.problems.append(f"soak: {settled[-1]['queued']} jobs queued at the end: not keeping up")
     return result
@@ -96,7 +111,8 @@ def run_soak(bench):
     soak = bench.results.get("soak", {})
     print(f"soak: {soak.get('events', 0)} events; memory growth after warm-up "
           f"{soak.get('rss_growth_mib', '-')} MiB; open files {soak.get('fd_range', '-')}; "
-          f"database connections {soak.get('db_connection_range', '-')}")
+          f"database connections {soak.get('db_connection_range', '-')}; jobs KiB {soak.get('jobs_kib_range', '-')}; "
+          f"key tables KiB {soak.get('key_tables_kib_range', '-')}")
     os.makedirs(os.path.join(ROOT, ".bench"), exist_ok=True)
     utc = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
     path = os.path.join(ROOT, ".bench", "soak-" + utc + ".json")

@@ -59,6 +59,16 @@ def targets(res):
         ("retry_after_inside", "requests sent inside a 429's Retry-After",
          get("retry_after", "requests_inside_window"), "0", lambda v: v == 0, None),
     ]
+    checks += [
+        ("history_drop_seconds", "removing a day of attempts by dropping its partition (s)",
+         get("history", "drop", "seconds"), "≤ 1", lambda v: v <= 1, None),
+        ("history_drop_wal", "WAL of the drop, % of DELETE's", get("history", "drop_wal_percent_of_delete"), "≤ 1",
+         lambda v: v <= 1, None),
+        ("history_search_p95", "console search by client over 30 days, p95 (ms)",
+         get("history", "search", "p95_ms"), "≤ 100", lambda v: v <= 100, None),
+        ("history_load_rate", "deliveries/s with the history loaded / with none",
+         get("history_load", "deliveries_per_second", "ratio"), "≥ 0.90", lambda v: v >= 0.9, None),
+    ]
     targets = {}
     for key, measure, value, target, met, floor in checks:
         verdict = ("-" if value is None else "met" if met(value)

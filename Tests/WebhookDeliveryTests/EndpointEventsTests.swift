@@ -11,7 +11,9 @@ import WebhookWorkerSchema
 @Suite("Endpoint events", .timeLimit(.minutes(2)))
 struct EndpointEventsTests {
     /// The circuit's functions as the worker calls them: 2 failures open it, 3 days disable it.
-    static func record(_ database: TestDatabase, _ key: String, success: Bool, disableAfter: String = "3 days")
+    static func record(
+        _ database: TestDatabase, _ key: String, success: Bool, disableAfter: String = "3 days"
+    )
         async throws -> String?
     {
         try await database.scalar(
@@ -102,7 +104,8 @@ struct EndpointEventsTests {
             let id: UUID = try #require(
                 try await database.scalar("SELECT delivery_id FROM webhook_worker.webhook_deliveries"))
             // Touching the failed row again records nothing more.
-            try await database.query("UPDATE webhook_worker.webhook_deliveries SET status = 'failed', updated_at = now()")
+            try await database.query(
+                "UPDATE webhook_worker.webhook_deliveries SET status = 'failed', updated_at = now()")
 
             let events = try await database.withConnection { connection in
                 try await EndpointEvents(connection).recent()
@@ -126,7 +129,8 @@ struct EndpointEventsTests {
                 INSERT INTO webhook_worker.endpoint_events (oauth_client_id, event) VALUES ('c9', 'circuit_opened');
                 """)
             let deleted = try await database.withConnection { connection in
-                try await EndpointEvents(connection).prune(before: Date().addingTimeInterval(-30 * 86_400), batchSize: 2)
+                try await EndpointEvents(connection).prune(
+                    before: Date().addingTimeInterval(-30 * 86_400), batchSize: 2)
             }
             #expect(deleted == 5)
             #expect(try await database.count("SELECT count(*) FROM webhook_worker.endpoint_events") == 1)

@@ -47,6 +47,8 @@ final class QueueStatements: Sendable {
     let jobIsQueuedByKey: PQQuery
     let cancelWaitingJobs: PQQuery
     let requeueableDeadLettersByPayload: PQQuery
+    let setConcurrencyKeyLimit: PQQuery
+    let listConcurrencyKeyLimits: PQQuery
 
     init(schema: String) {
         claimJobs = Self.embedded("claimJobs", EmbeddedSQL.claimJobs, schema)
@@ -90,6 +92,8 @@ final class QueueStatements: Sendable {
         jobIsQueuedByKey = QueuedJobs.isQueuedByKey(schema)
         cancelWaitingJobs = QueuedJobs.cancelWaiting(schema)
         requeueableDeadLettersByPayload = DeadLetters.requeueableByPayload(schema)
+        setConcurrencyKeyLimit = ConcurrencyKeyLimits.set(schema)
+        listConcurrencyKeyLimits = ConcurrencyKeyLimits.list(schema)
     }
 
     /// A statement of `sql/job_queue/statements/` for `schema`, prepared as `<schema>.<name>`.

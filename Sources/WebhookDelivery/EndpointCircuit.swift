@@ -9,8 +9,9 @@ import LibPQ
 /// deliveries in flight to one endpoint across all replicas.
 ///
 /// Closed, it sends. After `failureThreshold` failures in a row (timeouts, connection errors,
-/// 5xx, 408, 429) it opens: deliveries wait (snoozed, no attempt spent) until the cool-down ends,
-/// which doubles with each trip up to a cap. Then one delivery goes through as a probe
+/// 5xx, 408, 429; requests in flight together that fail together count once) it opens:
+/// deliveries wait (snoozed, no attempt spent) until the cool-down ends, which doubles with each
+/// trip up to a cap. Then one delivery goes through as a probe
 /// (half-open): an answer that is not a failure (a 2xx, or a 4xx other than 408 and 429) closes
 /// the circuit and wakes the waiting deliveries in their order; a failure opens it again (see
 /// `verdict`). An endpoint failing without a single success for `disableAfter` is disabled until an
@@ -59,23 +60,38 @@ enum EndpointCircuit {
 
     static let recordQuery = PQQuery(
         "endpointRecord",
-        "SELECT webhook_worker.endpoint_record($1, $2, $3, $4, $5::interval, $6::interval, $7::interval) AS state")
+        """
+        SELECT webhook_worker.endpoint_record($1, $2, $3, $4, $5::interval, $6::interval, $7::interval, \
+        $8::interval) AS state
+        """)
 
-    /// Records an attempt's result; returns the endpoint's new state.
+    /// Records an attempt's result; returns the endpoint's new state. `duration` is how long the
+    /// request took: a failure counts towards the threshold only when its request was sent after
+    /// the last counted failure came back, so requests that fail together (one stall, however
+    /// many were in flight) count once (sql/webhook_delivery/030).
     @discardableResult
     static func record(
-        key: String, succeeded: Bool, error: String?, configuration: WebhookDeliveryConfiguration,
-        database: PQConnectionPool
+        key: String, succeeded: Bool, error: String?, duration: Duration = .zero,
+        configuration: WebhookDeliveryConfiguration, database: PQConnectionPool
     ) async throws -> String {
         let row = try await database.query(
             recordQuery,
             [
                 key, succeeded, error.map { String($0.prefix(500)) }, configuration.failureThreshold,
                 PQInterval(configuration.cooldown), PQInterval(configuration.maxCooldown),
-                PQInterval(configuration.disableAfter),
+                PQInterval(configuration.disableAfter), PQInterval(duration),
             ]
         ).first
         return try row?.decodeIfPresent("state", as: String.self) ?? "closed"
+    }
+
+    static let pauseQuery = PQQuery(
+        "endpointPause", "SELECT webhook_worker.endpoint_pause($1, $2::interval) AS paused_until")
+
+    /// Pauses the endpoint for `wait` (a 429 or 503 with `Retry-After`), or keeps a longer pause
+    /// already recorded: every replica's re-check then holds its deliveries, unsent, until it ends.
+    static func pause(key: String, for wait: Duration, database: PQConnectionPool) async throws {
+        try await database.query(pauseQuery, [key, PQInterval(wait)])
     }
 
     /// Whether an attempt's result counts against the endpoint: the endpoint did not answer, or

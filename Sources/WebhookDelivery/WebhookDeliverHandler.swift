@@ -97,8 +97,15 @@ public struct WebhookDeliverHandler: JobHandler {
             return .cancel(reason, statements: [BoundStatement(Self.markCancelled, [deliveryID, reason])])
         }
 
-        // The endpoint's circuit: a healthy endpoint (no row, or closed) costs no statement here.
+        // The endpoint asked for a pause (429 or 503 with Retry-After): wait it out, unsent.
         let endpoint = EndpointCircuit.key(client: clientID)
+        if let pausedFor = try row.decodeIfPresent("endpoint_paused_for", as: Double.self), pausedFor > 0 {
+            return .snooze(
+                .milliseconds(Int64((pausedFor * 1000).rounded(.up))),
+                reason: "waiting: the endpoint asked for a pause (Retry-After); \(Int(pausedFor.rounded(.up))) s left")
+        }
+
+        // The endpoint's circuit: a healthy endpoint (no row, or closed) costs no statement here.
         let endpointState: String? = try row.decodeIfPresent("endpoint_state")
         let endpointFailures: Int = try row.decodeIfPresent("endpoint_failures") ?? 0
         var probe = false
@@ -149,6 +156,21 @@ public struct WebhookDeliverHandler: JobHandler {
         // as an attempt. A response that did arrive is recorded whatever happens next: a 2xx
         // thrown away here would be sent again.
         if Task.isCancelled && result.status == nil { throw CancellationError() }
+        if let retryAfter = result.retryAfter, retryAfter > .zero {
+            let wait = min(retryAfter, sender.configuration.maxEndpointPause)
+            do {
+                try await tracing.withStatementSpan("endpointPause") {
+                    try await EndpointCircuit.pause(key: endpoint, for: wait, database: context.database)
+                }
+                logger.warning(
+                    "endpoint asked for a pause; nothing more goes to it until it ends",
+                    metadata: ["endpoint.key": "\(endpoint)", "pause_ms": "\(wait.totalMilliseconds)"])
+                Counter(label: DeliveryMetricNames.worker.endpointPauses).increment()
+            } catch {
+                // The delivery itself still waits its Retry-After; the next 429 pauses the endpoint.
+                logger.debug("could not record the endpoint's pause", metadata: ["error": "\(error)"])
+            }
+        }
         if let verdict = EndpointCircuit.verdict(
             for: result, probe: probe, endpointState: endpointState, endpointFailures: endpointFailures)
         {
@@ -156,7 +178,7 @@ public struct WebhookDeliverHandler: JobHandler {
                 let state = try await tracing.withStatementSpan("endpointRecord") {
                     try await EndpointCircuit.record(
                         key: endpoint, succeeded: verdict == .healthy, error: result.error,
-                        configuration: sender.configuration,
+                        duration: result.duration, configuration: sender.configuration,
                         database: context.database)
                 }
                 if state != (endpointState ?? "closed") {
@@ -207,7 +229,37 @@ public struct WebhookDeliverHandler: JobHandler {
                 deliveryID, job.id, context.workerID, redactedURL, result.status, result.errorClass,
                 result.error, milliseconds, result.excerpt, newStatus,
             ])
-        return JobOutcome(outcome, statements: [record])
+        var statements = [record]
+        if let adapt = Self.adapt(endpoint: endpoint, result: result, settings: sender.configuration.adaptiveLimit) {
+            statements.append(adapt)
+        }
+        return JobOutcome(outcome, statements: statements)
+    }
+
+    /// The endpoint's adaptive limit moves with the outcome, in its transaction, for every
+    /// replica (`webhook_worker.endpoints_adapt`, the rule of ``AdaptiveLimit``); one statement
+    /// per batch of outcomes. Nil when the result says nothing of the endpoint's capacity.
+    static let adaptQuery = PQQuery(
+        "adaptEndpointLimits",
+        """
+        SELECT webhook_worker.endpoints_adapt($1::text[], $2::text[], $3::float8[], $4::int[], $5::int[], \
+        $6::int[], $7::float8[], $8::float8[], $9::float8[], $10::float8[])
+        """)
+
+    static func adapt(endpoint: String, result: SendResult, settings: AdaptiveLimit.Settings) -> BoundStatement? {
+        let signal = AdaptiveLimit.Signal(result)
+        let milliseconds: Double
+        switch signal {
+        case .neutral: return nil
+        case .answered(let value): milliseconds = value
+        case .overloaded: milliseconds = Double(result.duration.totalMilliseconds)
+        }
+        return BoundStatement.row(
+            of: adaptQuery,
+            [
+                endpoint, signal.name, milliseconds, settings.floor, settings.initial, settings.ceiling,
+                settings.slowFactor, settings.slowFloor, settings.backoff, settings.smoothing,
+            ])
     }
 
     /// The headers of one attempt, signatures included when the client has a secret. During a

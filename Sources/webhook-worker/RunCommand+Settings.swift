@@ -75,6 +75,9 @@ extension RunCommand {
         delivery.proxy = try read.optionalText(RunSettings.proxyURL, proxyURL).map { try EgressProxy(url: $0) }
         delivery.secretOverlap = try read.duration(RunSettings.secretOverlap, secretOverlap)
         delivery.endpointConcurrency = try read.integer(RunSettings.endpointConcurrency, endpointConcurrency)
+        let ceiling: Int = try read.integer(RunSettings.endpointMaxConcurrency, endpointMaxConcurrency)
+        // One endpoint may take at most half of a replica's slots: the others stay for the rest.
+        delivery.endpointMaxConcurrency = max(1, min(ceiling, queue.concurrency / 2))
         delivery.failureThreshold = try read.integer(RunSettings.endpointFailureThreshold, endpointFailureThreshold)
         delivery.cooldown = try read.duration(RunSettings.endpointCooldown, endpointCooldown)
         delivery.maxCooldown = delivery.cooldown * 32

@@ -46,6 +46,7 @@ struct RunCommand: AsyncParsableCommand {
     @Option(RunSettings.synchronousCommit) var synchronousCommit: String?
     @Option(RunSettings.secretOverlap) var secretOverlap: String?
     @Option(RunSettings.endpointConcurrency) var endpointConcurrency: String?
+    @Option(RunSettings.endpointMaxConcurrency) var endpointMaxConcurrency: String?
     @Option(RunSettings.endpointFailureThreshold) var endpointFailureThreshold: String?
     @Option(RunSettings.endpointCooldown) var endpointCooldown: String?
     @Option(RunSettings.endpointDisableAfter) var endpointDisableAfter: String?

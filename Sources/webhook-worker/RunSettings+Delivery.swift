@@ -58,7 +58,17 @@ extension RunSettings {
     static let endpointConcurrency = Setting(
         flag: "endpoint-concurrency", variable: "WEBHOOK_ENDPOINT_CONCURRENCY", .integer(1...10_000),
         default: .value("4"),
-        summary: "Deliveries to one endpoint (one OAuth client) in flight at once, across all replicas.")
+        summary: """
+            Deliveries in flight at once, across all replicas, to an endpoint (one OAuth client) before its \
+            adaptive limit has moved: its starting limit.
+            """)
+    static let endpointMaxConcurrency = Setting(
+        flag: "endpoint-max-concurrency", variable: "WEBHOOK_ENDPOINT_MAX_CONCURRENCY", .integer(1...10_000),
+        default: .value("64"),
+        summary: """
+            The most an endpoint's adaptive limit grows to (deliveries in flight at once across all replicas); \
+            never more than half this replica's --concurrency.
+            """)
     static let endpointFailureThreshold = Setting(
         flag: "endpoint-failure-threshold", variable: "WEBHOOK_ENDPOINT_FAILURE_THRESHOLD",
         .integer(1...1_000_000), default: .value("5"),

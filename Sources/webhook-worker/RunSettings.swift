@@ -10,7 +10,8 @@ enum RunSettings {
         databaseURL, concurrency, lease, pollInterval, shutdownTimeout, retrySchedule, requestTimeout, allowHTTP,
         allowPrivateNetworks, proxyURL, mcpEndpointBase, userAgent, workerID, poolSize, listenDatabaseURL,
         preparedStatements,
-        endpointConcurrency, endpointFailureThreshold, endpointCooldown, endpointDisableAfter, secretOverlap,
+        endpointConcurrency, endpointMaxConcurrency, endpointFailureThreshold, endpointCooldown, endpointDisableAfter,
+        secretOverlap,
         catchUpInterval, catchUpWindow, keyRepairInterval, statementTimeout, lockTimeout, synchronousCommit,
         logFormat, logLevel, httpPort, httpHost, console, consoleReadOnly,
     ]

@@ -24,11 +24,11 @@ extension ClaimStress {
                 """))
         for row in result.rows {
             let kind: String = try row.decode("kind")
+            let key: String = try row.decode("concurrency_key")
             let ids: String = try row.decode("ids")
             let workers = try row.decode("workers", as: String.self).split(separator: " ").map(String.init)
-            let bound = workers.map { Self.limit(of: kind, claimedBy: $0) }.max() ?? 0
+            let bound = workers.map { self.bound(kind: kind, key: key, claimedBy: $0) }.max() ?? 0
             if workers.count > bound {
-                let key: String = try row.decode("concurrency_key")
                 failure =
                     "key \(kind)/\(key) runs \(workers.count) jobs \(ids), above every limit it was claimed "
                     + "under (at most \(bound): \(workers))"
@@ -63,9 +63,9 @@ extension ClaimStress {
             let kind: String = try row.decode("kind")
             let running: Int = try row.decode("running")
             let parkedUnder: Int64 = try row.decode("head_id")
-            let room = min(Int(clamping: parkedUnder), limits[kind, default: Int.max])
+            let key: String = try row.decode("concurrency_key")
+            let room = min(Int(clamping: parkedUnder), currentLimit(kind: kind, key: key))
             if running < room {
-                let key: String = try row.decode("concurrency_key")
                 let priority: Int = try row.decode("priority")
                 failure =
                     "key \(kind)/\(key) (priority \(priority)) is parked with \(running) running jobs, below its "
@@ -129,8 +129,9 @@ extension ClaimStress {
             // A key parked under a lower limit than its kind's now waits for one of its running
             // jobs to end (or for the reconciler): it has as many running as that limit.
             let parkedUnder = try row.decodeIfPresent("parked_under", as: Int.self) ?? Int.max
-            if waiting > 0, running < min(limits[kind, default: Int.max], parkedUnder) {
-                expected.insert("\(kind)/\(try row.decode("concurrency_key", as: String.self))")
+            let key: String = try row.decode("concurrency_key")
+            if waiting > 0, running < min(currentLimit(kind: kind, key: key), parkedUnder) {
+                expected.insert("\(kind)/\(key)")
             }
         }
         let keyed = limits.sorted { $0.key < $1.key }
@@ -138,7 +139,8 @@ extension ClaimStress {
             statements.claimJobs,
             [
                 PQArray(Self.kinds), 1_000,
-                "quiescence/" + keyed.map { "\($0.key)=\($0.value)" }.joined(separator: ","),
+                "quiescence#\(openClaimWindow(closed: true))/"
+                    + keyed.map { "\($0.key)=\($0.value)" }.joined(separator: ","),
                 PQInterval(.seconds(3600)),
                 PQArray(keyed.map(\.key)), PQArray(keyed.map(\.value)),
             ])
@@ -185,7 +187,8 @@ extension ClaimStress {
             statements.claimJobs,
             [
                 PQArray(Self.kinds), 1_000,
-                "reconciled/" + keyed.map { "\($0.key)=\($0.value)" }.joined(separator: ","),
+                "reconciled#\(openClaimWindow(closed: true))/"
+                    + keyed.map { "\($0.key)=\($0.value)" }.joined(separator: ","),
                 PQInterval(.seconds(3600)), PQArray(keyed.map(\.key)), PQArray(keyed.map(\.value)),
             ])
         let got = Set(

@@ -43,7 +43,8 @@ extension ClaimStress {
         // The worker's name carries the limits the claim ran under: a running job's `locked_by` then
         // tells the check which limit its claim obeyed, whether or not the driver has read the
         // claim's result yet.
-        let worker = "w\(session.index)/" + keyed.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
+        let serial = openClaimWindow()
+        let worker = "w\(session.index)#\(serial)/" + keyed.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
         let inTransaction = session.inTransaction
         run(
             session, statements.claimJobs,
@@ -52,6 +53,7 @@ extension ClaimStress {
                 PQArray(keyed.map(\.value)),
             ]
         ) { outcome in
+            self.closeClaimWindow(serial)
             guard case .rows(let result) = outcome else { return }
             for row in result.rows {
                 guard let id: Int64 = try? row.decode("id"), let kind: String = try? row.decode("kind"),

@@ -32,16 +32,36 @@ struct KeyedClaimStressTests {
 
     @Test("no key overfills and none is stranded")
     func interleavings() async throws {
+        try await Self.search(seeds: Self.seeds, changingKeyLimits: false)
+    }
+
+    /// The same search while the driver also gives single keys limits of their own, raises,
+    /// lowers and removes them (`set_concurrency_key_limit`, committed at once), beside the
+    /// kinds' limits changing. A claim may read a key's limit at any moment of its statement, so
+    /// a key's running jobs are checked against the largest limit it had while a claim that took
+    /// one of them ran. `STRESS_KEY_LIMIT_SEEDS` (default 8) sets how many seeds.
+    @Test("no key overfills and none is stranded while single keys' limits change")
+    func interleavingsWithKeyLimits() async throws {
+        let count = Self.environment["STRESS_KEY_LIMIT_SEEDS"].flatMap { Int($0) } ?? 8
+        let fixed: [UInt64] = [11, 12, 13]
+        let fresh = (0..<max(count - fixed.count, 0)).map { _ in UInt64.random(in: 1..<1_000_000_000) }
+        let seeds = Self.environment["STRESS_SEED"] != nil ? Self.seeds : Array((fixed + fresh).prefix(count))
+        try await Self.search(seeds: seeds, changingKeyLimits: true)
+    }
+
+    static func search(seeds: [UInt64], changingKeyLimits: Bool) async throws {
         let steps = Self.environment["STRESS_STEPS"].flatMap { Int($0) } ?? 1_500
         try await withQueueDatabase { database in
             var failures: [String] = []
             var totals = ClaimStress.Totals()
-            for seed in Self.seeds {
+            for seed in seeds {
                 try await database.script(
                     "TRUNCATE \(database.schema).jobs, \(database.schema).concurrency_keys, "
                         + "\(database.schema).concurrency_key_wakeups, \(database.schema).paused_kinds, "
-                        + "\(database.schema).dead_letter_jobs, \(database.schema).job_attempts")
+                        + "\(database.schema).dead_letter_jobs, \(database.schema).job_attempts, "
+                        + "\(database.schema).concurrency_key_limits")
                 let stress = try await ClaimStress(database: database, seed: seed)
+                stress.changesKeyLimits = changingKeyLimits
                 let found = try await stress.run(steps: steps)
                 totals.add(stress.totals)
                 await stress.close()
@@ -50,7 +70,8 @@ struct KeyedClaimStressTests {
                     print("keyed claim stress: seed \(seed) FAILED: \(found) (rerun with STRESS_SEED=\(seed))")
                 }
             }
-            print("keyed claim stress: \(Self.seeds.count) seeds × \(steps) steps, \(totals)")
+            let variant = changingKeyLimits ? " (keys' own limits changing)" : ""
+            print("keyed claim stress\(variant): \(seeds.count) seeds × \(steps) steps, \(totals)")
             #expect(failures.isEmpty, "\(failures.joined(separator: "\n"))")
             // The search must have exercised what it claims to: claims that found a full key,
             // transactions left open and crashed, statements that waited on another session.
@@ -136,6 +157,14 @@ final class ClaimStress {
     var totals = Totals()
     /// Per kind, the key limit that claims pass now; the driver changes it as it goes.
     var limits: [String: Int] = ["a": 1, "b": 2]
+    /// Whether the driver also changes single keys' limits (`ClaimStress+KeyLimits.swift`).
+    var changesKeyLimits = false
+    /// Every change of a key's own limit (`kind/key`, nil: removed), numbered from 1 by `epoch`.
+    var keyLimitLog: [(epoch: Int, key: String, value: Int?)] = []
+    var keyLimitEpoch = 0
+    /// Per claim (its serial, in its worker's name): the key-limit epochs its statement spanned.
+    var claimWindows: [Int: (start: Int, end: Int?)] = [:]
+    var nextClaim = 0
     var failure: String?
     /// The last moves, for the failure's report.
     var trace: [String] = []
@@ -205,6 +234,10 @@ final class ClaimStress {
         // A driver's move: change a kind's limit, pause or resume a kind; else a session's.
         if KeyedClaimStressTests.environment["STRESS_FIXED_LIMITS"] == nil, chance(3) {
             limits[pick(Self.kinds)] = Int.random(in: 1...3, using: &random)
+            return
+        }
+        if changesKeyLimits, chance(3) {
+            try await changeKeyLimit()
             return
         }
         let idle = sessions.filter { $0.running == nil }

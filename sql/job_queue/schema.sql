@@ -34,6 +34,8 @@ DECLARE
     cut job_queue.claim_position;
     k text;
     lim integer;
+    -- The kind's limit, as this replica runs it; a key's own limit, if it has one, wins.
+    kind_lim integer;
     p smallint;
     keys_cur refcursor;
     h record;
@@ -44,7 +46,7 @@ DECLARE
     -- Keys this claim decided for, and the jobs it took of each.
     seen_keys text[] := '{}';
     seen_taken integer[] := '{}';
-    -- Rows visited, for step 5, with their kind's limit.
+    -- Rows visited, for step 5, with their key's limit.
     t_kinds text[] := '{}';
     t_keys text[] := '{}';
     t_pris smallint[] := '{}';
@@ -141,7 +143,7 @@ BEGIN
 
     -- 3.
     FOR k IN SELECT DISTINCT x FROM unnest(kinds) AS x WHERE x IS NOT NULL LOOP
-        lim := key_limits[array_position(keyed_kinds, k)];
+        kind_lim := key_limits[array_position(keyed_kinds, k)];
         SELECT min(c.priority) INTO p FROM job_queue.concurrency_keys c WHERE c.kind = k;
         WHILE p IS NOT NULL AND (cut IS NULL OR p <= cut.priority) LOOP
             -- FETCH takes one row at a time: a FOR loop would lock ten rows ahead of need.
@@ -158,6 +160,12 @@ BEGIN
                 key_name := k || E'\x1f' || h.concurrency_key;
                 -- Another claim is deciding for this key (at another priority): skip it.
                 CONTINUE WHEN NOT pg_try_advisory_xact_lock(1466458907, hashtext(key_name));
+                -- The key's own limit, read under the key's lock in a new snapshot (see the header).
+                SELECT l.max_running INTO lim FROM job_queue.concurrency_key_limits l
+                WHERE l.kind = k AND l.concurrency_key = h.concurrency_key;
+                IF NOT FOUND THEN
+                    lim := kind_lim;
+                END IF;
                 IF lim IS NULL THEN
                     running := 0;
                 ELSE
@@ -403,6 +411,7 @@ CREATE FUNCTION job_queue.repair_concurrency_keys(kinds text[], keyed_kinds text
 DECLARE
     k text;
     lim integer;
+    kind_lim integer;
     cand record;
     cur record;
     first_job record;
@@ -413,7 +422,7 @@ BEGIN
         RETURN;
     END IF;
     FOR k IN SELECT DISTINCT x FROM unnest(kinds) AS x WHERE x IS NOT NULL LOOP
-        lim := key_limits[array_position(keyed_kinds, k)];
+        kind_lim := key_limits[array_position(keyed_kinds, k)];
         FOR cand IN
             -- Every (key, priority) of the kind with waiting jobs, by a skip scan, with its row.
             WITH RECURSIVE firsts AS (
@@ -451,6 +460,11 @@ BEGIN
                                   WHERE w.kind = k AND w.concurrency_key = cand.concurrency_key);
             -- A claim is deciding for this key now: it will set the row.
             CONTINUE WHEN NOT pg_try_advisory_xact_lock(1466458907, hashtext(k || E'\x1f' || cand.concurrency_key));
+            SELECT l.max_running INTO lim FROM job_queue.concurrency_key_limits l
+            WHERE l.kind = k AND l.concurrency_key = cand.concurrency_key;
+            IF NOT FOUND THEN
+                lim := kind_lim;
+            END IF;
             SELECT c.head_run_at, c.head_id INTO cur FROM job_queue.concurrency_keys c
             WHERE c.kind = k AND c.concurrency_key = cand.concurrency_key AND c.priority = cand.priority
             FOR UPDATE SKIP LOCKED;
@@ -574,6 +588,39 @@ BEGIN
     RETURN NULL;
 END;
 $_$;
+
+CREATE FUNCTION job_queue.set_concurrency_key_limit(kind text, concurrency_key text, max_running integer) RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+#variable_conflict use_variable
+DECLARE
+    old integer;
+BEGIN
+    IF max_running IS NOT NULL AND max_running < 0 THEN
+        RAISE EXCEPTION 'a concurrency key''s limit must be 0 or more, not %', max_running
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT l.max_running INTO old FROM job_queue.concurrency_key_limits l
+    WHERE l.kind = set_concurrency_key_limit.kind AND l.concurrency_key = set_concurrency_key_limit.concurrency_key
+    FOR UPDATE;
+    IF max_running IS NULL THEN
+        DELETE FROM job_queue.concurrency_key_limits l
+        WHERE l.kind = set_concurrency_key_limit.kind
+          AND l.concurrency_key = set_concurrency_key_limit.concurrency_key;
+    ELSIF old IS DISTINCT FROM max_running THEN
+        INSERT INTO job_queue.concurrency_key_limits AS l (kind, concurrency_key, max_running)
+        VALUES (set_concurrency_key_limit.kind, set_concurrency_key_limit.concurrency_key, max_running)
+        ON CONFLICT ON CONSTRAINT concurrency_key_limits_pkey DO UPDATE
+        SET max_running = excluded.max_running, updated_at = now();
+    END IF;
+    IF old IS NULL OR max_running IS NULL OR max_running > old THEN
+        INSERT INTO job_queue.concurrency_key_wakeups (kind, concurrency_key)
+        VALUES (set_concurrency_key_limit.kind, set_concurrency_key_limit.concurrency_key);
+        PERFORM pg_notify('job_queue_jobs', '');
+    END IF;
+    RETURN old;
+END;
+$$;
 
 CREATE FUNCTION job_queue.set_kind_hook(hook_kind text, hook_event text, hook_function text) RETURNS void
     LANGUAGE plpgsql
@@ -718,6 +765,16 @@ CREATE VIEW job_queue.concurrency_key_depth AS
    FROM job_queue.jobs
   WHERE (jobs.concurrency_key IS NOT NULL)
   GROUP BY jobs.kind, jobs.concurrency_key;
+
+CREATE TABLE job_queue.concurrency_key_limits (
+    kind text NOT NULL,
+    concurrency_key text NOT NULL,
+    max_running integer NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT concurrency_key_limits_max_running_check CHECK ((max_running >= 0))
+);
+
+COMMENT ON TABLE job_queue.concurrency_key_limits IS 'Per-key limits that override the kind''s (the worker''s key_limits). Change them with set_concurrency_key_limit().';
 
 CREATE TABLE job_queue.concurrency_key_wakeups (
     id bigint NOT NULL,
@@ -883,6 +940,9 @@ CREATE TABLE job_queue.schema_migrations (
     checksum text NOT NULL,
     applied_at timestamp with time zone DEFAULT now() NOT NULL
 );
+
+ALTER TABLE ONLY job_queue.concurrency_key_limits
+    ADD CONSTRAINT concurrency_key_limits_pkey PRIMARY KEY (kind, concurrency_key);
 
 ALTER TABLE ONLY job_queue.concurrency_key_wakeups
     ADD CONSTRAINT concurrency_key_wakeups_pkey PRIMARY KEY (id);

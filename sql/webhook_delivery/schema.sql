@@ -1,6 +1,26 @@
 -- Generated from a freshly migrated database (SchemaSnapshotTests); do not edit. Regenerate with
 -- make schema-snapshot.
 
+CREATE FUNCTION webhook_worker.endpoint_pause(endpoint_key text, wait interval) RETURNS timestamp with time zone
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    until timestamptz := clock_timestamp() + greatest(wait, interval '0');
+    e webhook_worker.endpoints;
+BEGIN
+    INSERT INTO webhook_worker.endpoints AS x (key, paused_until, paused_at, throttled_seconds)
+    VALUES (endpoint_key, until, clock_timestamp(), extract(epoch FROM greatest(wait, interval '0')))
+    ON CONFLICT (key) DO UPDATE
+    SET throttled_seconds = x.throttled_seconds
+            + greatest(0, extract(epoch FROM until - greatest(x.paused_until, clock_timestamp()))),
+        paused_until = greatest(x.paused_until, until),
+        paused_at = clock_timestamp(),
+        updated_at = now()
+    RETURNING * INTO e;
+    RETURN e.paused_until;
+END;
+$$;
+
 CREATE FUNCTION webhook_worker.endpoint_permit(endpoint_key text, probe_timeout interval) RETURNS TABLE(decision text, wait interval)
     LANGUAGE plpgsql
     AS $$
@@ -29,12 +49,13 @@ BEGIN
 END;
 $$;
 
-CREATE FUNCTION webhook_worker.endpoint_record(endpoint_key text, succeeded boolean, error text, failure_threshold integer, cooldown interval, max_cooldown interval, disable_after interval) RETURNS text
+CREATE FUNCTION webhook_worker.endpoint_record(endpoint_key text, succeeded boolean, error text, failure_threshold integer, cooldown interval, max_cooldown interval, disable_after interval, duration interval DEFAULT '00:00:00'::interval) RETURNS text
     LANGUAGE plpgsql
     AS $$
 DECLARE
     e webhook_worker.endpoints;
     was text;
+    sent timestamptz := now() - greatest(coalesce(duration, interval '0'), interval '0');
 BEGIN
     IF succeeded THEN
         SELECT state INTO was FROM webhook_worker.endpoints WHERE key = endpoint_key FOR UPDATE;
@@ -43,8 +64,8 @@ BEGIN
         END IF;
         UPDATE webhook_worker.endpoints
         SET state = CASE WHEN state = 'disabled' THEN 'disabled' ELSE 'closed' END,
-            consecutive_failures = 0, failing_since = NULL, trips = 0, opened_at = NULL, next_probe_at = NULL,
-            probe_started_at = NULL, last_success_at = now(),
+            consecutive_failures = 0, counted_failure_at = NULL, failing_since = NULL, trips = 0, opened_at = NULL,
+            next_probe_at = NULL, probe_started_at = NULL, last_success_at = now(),
             recoveries = recoveries + CASE WHEN state IN ('open', 'half_open') THEN 1 ELSE 0 END, updated_at = now()
         WHERE key = endpoint_key
         RETURNING * INTO e;
@@ -54,10 +75,15 @@ BEGIN
         RETURN e.state;
     END IF;
 
-    INSERT INTO webhook_worker.endpoints AS x (key, consecutive_failures, failing_since, last_error, last_failure_at, failures)
-    VALUES (endpoint_key, 1, now(), error, now(), 1)
+    INSERT INTO webhook_worker.endpoints AS x
+        (key, consecutive_failures, counted_failure_at, failing_since, last_error, last_failure_at, failures)
+    VALUES (endpoint_key, 1, now(), now(), error, now(), 1)
     ON CONFLICT (key) DO UPDATE
-    SET consecutive_failures = x.consecutive_failures + 1, failing_since = coalesce(x.failing_since, now()),
+    SET consecutive_failures = x.consecutive_failures
+            + CASE WHEN x.counted_failure_at IS NULL OR sent >= x.counted_failure_at THEN 1 ELSE 0 END,
+        counted_failure_at = CASE WHEN x.counted_failure_at IS NULL OR sent >= x.counted_failure_at THEN now()
+                                  ELSE x.counted_failure_at END,
+        failing_since = coalesce(x.failing_since, now()),
         last_error = excluded.last_error, last_failure_at = now(), failures = x.failures + 1, updated_at = now()
     RETURNING * INTO e;
     IF e.state = 'disabled' THEN
@@ -77,6 +103,52 @@ BEGIN
         RETURN 'open';
     END IF;
     RETURN e.state;
+END;
+$$;
+
+CREATE FUNCTION webhook_worker.endpoints_adapt(keys text[], signals text[], durations double precision[], floors integer[], initials integer[], ceilings integer[], slow_factors double precision[], slow_floors double precision[], backoffs double precision[], smoothings double precision[]) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    o record;
+    e webhook_worker.endpoint_concurrency;
+    lo integer := greatest(1, floors[1]);
+    hi integer := greatest(greatest(1, floors[1]), ceilings[1]);
+    v double precision;
+    lat double precision;
+    cut timestamptz;
+    whole integer;
+BEGIN
+    FOR o IN
+        SELECT t.key, t.signal, t.ms FROM unnest(keys, signals, durations) WITH ORDINALITY AS t(key, signal, ms, n)
+        WHERE t.signal IN ('answered', 'overloaded')
+        ORDER BY t.key, t.n
+    LOOP
+        INSERT INTO webhook_worker.endpoint_concurrency (key, limit_value)
+        VALUES (o.key, least(greatest(initials[1], lo), hi))
+        ON CONFLICT (key) DO NOTHING;
+        SELECT * INTO e FROM webhook_worker.endpoint_concurrency c WHERE c.key = o.key FOR UPDATE;
+        v := e.limit_value;
+        lat := e.latency_ms;
+        cut := e.cut_at;
+        IF o.signal = 'answered' THEN
+            IF lat IS NULL OR o.ms <= greatest(slow_floors[1], slow_factors[1] * lat) THEN
+                v := v + 1;
+            END IF;
+            lat := CASE WHEN lat IS NULL THEN o.ms ELSE lat + smoothings[1] * (o.ms - lat) END;
+        ELSIF cut IS NULL OR now() - greatest(o.ms, 0) * interval '1 millisecond' >= cut THEN
+            v := v * backoffs[1];
+            cut := now();
+        END IF;
+        v := least(greatest(v, lo::double precision), hi::double precision);
+        whole := least(greatest(floor(v)::integer, lo), hi);
+        UPDATE webhook_worker.endpoint_concurrency c
+        SET limit_value = v, latency_ms = lat, applied = whole, cut_at = cut, updated_at = now()
+        WHERE c.key = o.key;
+        IF e.applied IS DISTINCT FROM whole THEN
+            PERFORM webhook_worker.set_concurrency_key_limit('webhook.deliver', o.key, whole);
+        END IF;
+    END LOOP;
 END;
 $$;
 
@@ -229,10 +301,18 @@ CREATE TABLE webhook_worker.endpoints (
     failures bigint DEFAULT 0 NOT NULL,
     recoveries bigint DEFAULT 0 NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    paused_until timestamp with time zone,
+    paused_at timestamp with time zone,
+    throttled_seconds double precision DEFAULT 0 NOT NULL,
+    counted_failure_at timestamp with time zone,
     CONSTRAINT endpoints_state_check CHECK ((state = ANY (ARRAY['closed'::text, 'open'::text, 'half_open'::text, 'disabled'::text])))
 );
 
 COMMENT ON TABLE webhook_worker.endpoints IS 'Circuit breaker state per webhook endpoint (one OAuth client). Enable a disabled one with webhook-worker endpoints enable.';
+
+COMMENT ON COLUMN webhook_worker.endpoints.consecutive_failures IS 'Failures in a row that count towards the threshold: requests in flight together that fail together count once.';
+
+COMMENT ON COLUMN webhook_worker.endpoints.counted_failure_at IS 'When the last failure that counted towards the threshold came back: a failure of a request sent before it does not count again.';
 
 CREATE FUNCTION webhook_worker.set_endpoint_enabled(endpoint_key text, enabled boolean, actor text) RETURNS webhook_worker.endpoints
     LANGUAGE plpgsql
@@ -367,6 +447,19 @@ ALTER TABLE webhook_worker.delivery_attempts ALTER COLUMN id ADD GENERATED ALWAY
     CACHE 1
 );
 
+CREATE TABLE webhook_worker.endpoint_concurrency (
+    key text NOT NULL,
+    limit_value double precision NOT NULL,
+    latency_ms double precision,
+    applied integer,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    cut_at timestamp with time zone
+);
+
+COMMENT ON TABLE webhook_worker.endpoint_concurrency IS 'Adaptive concurrency limit per webhook endpoint (AIMD); the queue obeys it through concurrency_key_limits.';
+
+COMMENT ON COLUMN webhook_worker.endpoint_concurrency.cut_at IS 'When the limit was last cut: an overloaded outcome of a request sent before it cuts nothing more.';
+
 CREATE TABLE webhook_worker.endpoint_events (
     id bigint NOT NULL,
     oauth_client_id text NOT NULL,
@@ -425,6 +518,9 @@ ALTER TABLE ONLY webhook_worker.console_sign_outs
 
 ALTER TABLE ONLY webhook_worker.delivery_attempts
     ADD CONSTRAINT delivery_attempts_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY webhook_worker.endpoint_concurrency
+    ADD CONSTRAINT endpoint_concurrency_pkey PRIMARY KEY (key);
 
 ALTER TABLE ONLY webhook_worker.endpoint_events
     ADD CONSTRAINT endpoint_events_pkey PRIMARY KEY (id);

@@ -50,6 +50,15 @@ Phases, in this order, each bounded by BENCH_PHASE_TIMEOUT seconds (BENCH_SKIP n
      beside the hanging endpoint's in-flight peak (requests open at once at it, and its running
      jobs sampled every 50 ms in the database; limit 4, more is a problem), its request count,
      and when its circuit opened (it must, within 30 s).
+  5b. per endpoint [one-endpoint, slow-endpoint, fairness, retry-after] (endpoints.py), each
+     OAuth client with a user and an account of its own, so that an event goes to one endpoint:
+     the delivery run of 3 to ONE client on nginx (BENCH_ONE_ENDPOINT_EVENTS events, 10000); one
+     healthy endpoint answering after 200 ms with 8,000 deliveries queued, its deliveries/s from
+     5 s to 20 s after the insert and its peak of requests in flight (and the endpoint's limit in
+     the database, when the build keeps one); 100,000 deliveries queued for one endpoint, then
+     20 events 100 ms apart for a second, whose insert-to-receipt p50/max is the figure; an
+     endpoint answering its first request 429 with Retry-After: 2 and 300 deliveries queued: the
+     requests that arrive after that answer and before the 2 s are up (target: none).
   6. backlog [backlog]: BENCH_BACKLOG_JOBS no-op jobs inserted in one statement and drained by
      one worker, measured as in 1: jobs/s, its ratio to the 1-worker burn-down's (small backlog)
      rate, and the rate per tenth (steady: the slowest tenth at least 80 % of the overall rate).
@@ -86,7 +95,8 @@ Settings (environment): WEBHOOK_WORKER_BIN (default .build/release/webhook-worke
 BENCH_ACCOUNTS (50), BENCH_LOAD_RATE (500 events/s), BENCH_LOAD_SECONDS (10), BENCH_BACKLOG_JOBS
 (1000000), BENCH_PGBENCH_SECONDS (10), BENCH_PHASE_TIMEOUT (600), BENCH_WORKER_ARGS (extra flags
 for every `run`, e.g. "--concurrency 64"), BENCH_SKIP (comma list of burndown, latency, delivery,
-delivery-2-clients, pgbouncer, latency-under-load, isolation, backlog, pgbench), BENCH_KEEP=1.
+delivery-2-clients, pgbouncer, latency-under-load, isolation, one-endpoint, slow-endpoint, fairness,
+retry-after, backlog, pgbench), BENCH_KEEP=1.
 The worker's own variables (WORKER_*, WEBHOOK_*, LOG_*, OTEL_*) are not passed on to the replicas.
 
 Soak mode (BENCH_SOAK_SECONDS > 0, what `make soak` runs): instead of the phases,

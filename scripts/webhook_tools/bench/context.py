@@ -31,6 +31,7 @@ class Bench:
         self.probe_gap_ms = env_int("BENCH_PROBE_GAP_MS", 20, minimum=0)
         self.events = env_int("BENCH_EVENTS", 2000)
         self.clients = env_int("BENCH_CLIENTS", 16)
+        self.one_endpoint_events = env_int("BENCH_ONE_ENDPOINT_EVENTS", 10000)
         self.accounts = env_int("BENCH_ACCOUNTS", 50)
         self.load_seconds = env_int("BENCH_LOAD_SECONDS", 10)
         self.load_rate = env_int("BENCH_LOAD_RATE", 500)
@@ -78,7 +79,8 @@ class Bench:
             "postgresql": settings,
             "parameters": {
                 "jobs": self.jobs, "probes": self.probes, "probe_gap_ms": self.probe_gap_ms,
-                "events": self.events, "clients": self.clients, "accounts": self.accounts,
+                "events": self.events, "clients": self.clients,
+                "one_endpoint_events": self.one_endpoint_events, "accounts": self.accounts,
                 "load_seconds": self.load_seconds, "load_events_per_second": self.load_rate,
                 "load_clients": LOAD_CLIENTS, "backlog_jobs": self.backlog_jobs,
                 "pgbench_seconds": self.pgbench_seconds, "phase_timeout_s": self.timeout,

@@ -37,26 +37,27 @@ def seed_app(bench, port, clients):
         """)
 
 
-def delivery(bench, clients, pooler=None, phase=None):
+def delivery(bench, clients, pooler=None, phase=None, events=None):
+    """`events` integration.connected events (BENCH_EVENTS by default), each to `clients` OAuth clients."""
     phase = phase or f"delivery, {clients} clients"
     receiver = Nginx(bench.logdir)
     try:
-        return _delivery(bench, phase, clients, receiver, pooler)
+        return _delivery(bench, phase, clients, receiver, pooler, events or bench.events)
     finally:
         receiver.close()
 
 
-def _delivery(bench, phase, clients, receiver, pooler=None):
+def _delivery(bench, phase, clients, receiver, pooler, events):
     seed_app(bench, receiver.port, clients)
-    expected = bench.events * clients
+    expected = events * clients
     workers = bench.start_workers(1, f"delivery{clients}" + ("-pgbouncer" if pooler else ""), HTTP_ARGS, pooler)
     try:
         bench.warm_up(workers)
-        log(f"{phase}: inserting {bench.events} integration.connected jobs ({clients} recipients each, "
+        log(f"{phase}: inserting {events} integration.connected jobs ({clients} recipients each, "
             f"nginx on port {receiver.port})")
         statements.reset(bench)
         meter = bench.cpu_meter(workers, receiver, pooler).start()
-        created = {int(i): float(t) for i, t in bench.q(events_sql(0, bench.events, bench.accounts), 300)}
+        created = {int(i): float(t) for i, t in bench.q(events_sql(0, events, bench.accounts), 300)}
         # Done when nothing is left to run: the events fanned out (their job stays queued until
         # then) and every delivery job finished, delivered or dead-lettered; retries keep it waiting.
         wait_until(f"every delivery ({phase})", lambda: bench.queue_depth() == 0, bench.timeout, workers,
@@ -83,7 +84,7 @@ def _delivery(bench, phase, clients, receiver, pooler=None):
             receipt.append((arrived - t0) * 1000)
     seconds = (last_delivered - min(created.values())) if last_delivered else None
     result = {
-        "events": bench.events,
+        "events": events,
         "clients": clients,
         "accounts": bench.accounts,
         **outcome,

@@ -66,7 +66,7 @@ def table_rows(res, jobs):
             d = res[key]
             main = key == "delivery"
             add("delivery", f"deliveries/s ({d['events']:,} events x {d['clients']} clients, 1 worker, nginx)",
-                d["deliveries_per_second"], "deliveries_per_second" if main else None)
+                d["deliveries_per_second"], "deliveries_per_second" if main else "two_endpoints")
             add("delivery", "  receiver (nginx) CPU, % of one core", d["receiver_cpu_percent_of_one_core"])
             db_time("delivery", d, "delivery", "db_ms_per_delivery" if main else None)
             if main:
@@ -123,6 +123,7 @@ def table_rows(res, jobs):
                                    if circuit and iso["hanging_circuit_open_after_s"] is not None else "never open)"),
             iso["hanging_requests"])
         add("isolation", "peak RSS (MiB)", iso["peak_rss_mib"])
+    endpoint_rows(res, add, failed)
     if failed("backlog", "backlog"):
         b = res["backlog"]
         add("backlog", f"no-op drain, 1 worker: jobs/s ({b['jobs_succeeded']:,} jobs inserted at once)",
@@ -139,6 +140,37 @@ def table_rows(res, jobs):
             p = res["pgbench"][f"clients_{c}"]
             add("pgbench", f"one-row UPDATE, {c} client{'s' if c > 1 else ''}: tps", p["tps"])
     return [(a, b, c, targets[t]["target"] if t else "", targets[t]["verdict"] if t else "") for a, b, c, t in rows]
+
+
+def endpoint_rows(res, add, failed):
+    """The per-endpoint phases' rows."""
+    if failed("one_endpoint", "one endpoint"):
+        d = res["one_endpoint"]
+        add("one endpoint", f"deliveries/s ({d['events']:,} events, 1 worker, nginx)", d["deliveries_per_second"],
+            "one_endpoint")
+        add("one endpoint", "  database time per delivery (ms, pg_stat_statements)",
+            d.get("database_time", {}).get("ms_per_delivery"))
+        add("one endpoint", "delivered / expected",
+            f"{d['deliveries_by_status'].get('delivered', 0):,} / {d['deliveries_expected']:,}")
+    if failed("slow_endpoint", "slow endpoint"):
+        s = res["slow_endpoint"]
+        add("slow endpoint", f"deliveries/s (answers in {s['delay_ms']} ms; from {s['window_s'][0]} s to "
+            f"{s['window_s'][1]} s)", s["deliveries_per_second"], "slow_endpoint")
+        add("slow endpoint", "requests in flight at the endpoint, peak", s["in_flight_peak"],
+            "slow_endpoint_in_flight")
+        add("slow endpoint", "the endpoint's limit in the database, peak",
+            s["limit_peak"] if s["limit_peak"] is not None else "(none kept)")
+    if failed("fairness", "fairness"):
+        f = res["fairness"]
+        lat = f["new_insert_to_receipt_ms"]
+        add("fairness", f"new endpoint insert -> receipt p50 (ms; {f['busy_queued']:,} queued for another)",
+            lat["p50"], "fairness_p50")
+        add("fairness", "new endpoint insert -> receipt max (ms)", lat["max"])
+    if failed("retry_after", "retry-after"):
+        a = res["retry_after"]
+        add("retry-after", f"requests inside the 429's Retry-After ({a['retry_after_s']} s; {a['events']} queued)",
+            a["requests_inside_window"], "retry_after_inside")
+        add("retry-after", "the throttled delivery retried after (s)", a["throttled_retried_after_s"])
 
 
 def report(bench):
@@ -160,7 +192,8 @@ def report(bench):
         print(line(cells))
     print()
     print("Pick-up latency is measured to job_attempts.started_at, the claim, just before the handler starts.")
-    print("Targets are issue 11's; a missed one is reported, not counted as a problem (isolation's are).")
+    print("Targets are issue 11's, and issue 22's for the per-endpoint phases; a missed one is reported, not "
+          "counted as a problem (isolation's are).")
     if bench.statements_error:
         print(f"pg_stat_statements unavailable: {bench.statements_error}")
     if bench.problems:

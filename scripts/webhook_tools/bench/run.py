@@ -5,7 +5,7 @@ import sys
 
 from ..core import RunError, log, setup_process
 from ..postgres import PgBouncer, drop_database
-from . import burndown, delivery, isolation, latency, pgbench, report, soak
+from . import burndown, delivery, endpoints, isolation, latency, pgbench, report, soak
 from .context import Bench
 from .settings import BENCH_DB, PGBENCH_DB
 from .workers import kill_all_workers
@@ -44,6 +44,12 @@ def run(bench):
             bench.phase("latency_under_load", lambda: latency.latency_under_load(bench))
         if "isolation" not in bench.skip:
             bench.phase("isolation", lambda: isolation.isolation(bench))
+        for name, key, function in (("one-endpoint", "one_endpoint", endpoints.one_endpoint),
+                                    ("slow-endpoint", "slow_endpoint", endpoints.slow),
+                                    ("fairness", "fairness", endpoints.fairness),
+                                    ("retry-after", "retry_after", endpoints.retry_after)):
+            if name not in bench.skip:
+                bench.phase(key, lambda function=function: function(bench))
         if "backlog" not in bench.skip:
             bench.phase("backlog", lambda: burndown.burn_down(bench, 1, bench.backlog_jobs, "backlog", "backlog"))
             small, large = bench.results.get("burn_down_1_worker", {}), bench.results["backlog"]

@@ -9,6 +9,7 @@ SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 TAG = "/* webhook-worker-bench */"
 
 PHASES = ("burndown", "latency", "delivery", "delivery-2-clients", "pgbouncer", "latency-under-load", "isolation",
+          "one-endpoint", "slow-endpoint", "fairness", "retry-after",
           "backlog", "pgbench")  # BENCH_SKIP's names, in the order they run
 HTTP_ARGS = ["--allow-http", "--allow-private-networks"]  # the receivers are on 127.0.0.1, over http
 PICKUP_DEFINITION = ("job_attempts.started_at (the claim, just before the handler starts) - jobs.created_at "
@@ -31,3 +32,14 @@ ISOLATION_HEALTHY = "iso-healthy"
 
 
 PGBOUNCER_POOL_SIZE = 20  # server connections per database and user; one worker holds at most 3 + 2 + 8 clients
+
+# The per-endpoint phases (issue 22's measures).
+SLOW_DELAY_S = 0.2        # the slow endpoint answers each request after this long...
+SLOW_EVENTS = 8000        # ...with this many deliveries queued (more than it takes in the window)
+SLOW_WARM_S = 5           # measured from this many seconds after the insert...
+SLOW_MEASURE_S = 15       # ...for this long
+FAIR_BACKLOG = 100000     # deliveries queued for the busy endpoint
+FAIR_PROBES = 20          # events for the new endpoint, one at a time...
+FAIR_GAP_MS = 100         # ...this far apart
+RETRY_AFTER_EVENTS = 300  # deliveries queued for the endpoint whose first answer is 429...
+RETRY_AFTER_SECONDS = 2   # ...with this Retry-After

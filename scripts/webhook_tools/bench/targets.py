@@ -5,7 +5,8 @@ from .settings import ISOLATION_LIMIT, ISOLATION_TARGET_MAX_MS, ISOLATION_TARGET
 
 
 def targets(res):
-    """The issue's targets beside the figures they judge: {key: {measure, value, target, verdict}}.
+    """The issues' targets (issue 11's; issue 22's per endpoint) beside the figures they judge:
+    {key: {measure, value, target, verdict}}.
     A missed target is reported, not a problem (the exit status does not change), except the
     isolation phase's, which that phase counts as problems itself."""
 
@@ -44,6 +45,19 @@ def targets(res):
          max((v for v in (get("isolation", "hanging_in_flight_peak", "receiver"),
                           get("isolation", "hanging_in_flight_peak", "database_sampled")) if v is not None),
              default=None), f"≤ {ISOLATION_LIMIT}", lambda v: v <= ISOLATION_LIMIT, None),
+        # Issue 22's, per endpoint.
+        ("one_endpoint", "deliveries/s to one endpoint (nginx, 204 at once)",
+         get("one_endpoint", "deliveries_per_second"), "≥ 2,000", lambda v: v >= 2000, None),
+        ("two_endpoints", "deliveries/s to 2 endpoints (nginx)",
+         get("delivery_2_clients", "deliveries_per_second"), "≥ 3,000", lambda v: v >= 3000, None),
+        ("slow_endpoint", "deliveries/s to one healthy endpoint answering in 200 ms",
+         get("slow_endpoint", "deliveries_per_second"), "≥ 150", lambda v: v >= 150, None),
+        ("slow_endpoint_in_flight", "requests in flight at that endpoint, peak",
+         get("slow_endpoint", "in_flight_peak"), "≥ 32", lambda v: v >= 32, None),
+        ("fairness_p50", "first delivery to a new endpoint while another has a backlog, p50 (ms)",
+         get("fairness", "new_insert_to_receipt_ms", "p50"), "≤ 50", lambda v: v <= 50, None),
+        ("retry_after_inside", "requests sent inside a 429's Retry-After",
+         get("retry_after", "requests_inside_window"), "0", lambda v: v == 0, None),
     ]
     targets = {}
     for key, measure, value, target, met, floor in checks:

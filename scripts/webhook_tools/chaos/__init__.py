@@ -20,7 +20,8 @@ The run:
      body hash and signatures, and for the hanging endpoint when the sender closed it.
   2. Runs CHAOS_REPLICAS (3) replicas: `run --allow-http --allow-private-networks
      --request-timeout 1s --lease 3s --poll-interval 500ms --retry-schedule 1s,1s,2s
-     --shutdown-timeout 2s --endpoint-concurrency 4 --endpoint-failure-threshold 5
+     --shutdown-timeout 2s --endpoint-concurrency 4 --endpoint-max-concurrency 4
+     --endpoint-failure-threshold 5
      --endpoint-cooldown 1s --worker-id chaos-<slot>-<generation> --log-format json
      --log-level warning`, logs in a temporary folder. The cool-down is short, as the retry
      schedule is (it doubles with each trip, up to 32 s), so circuits open, probe, reopen and

@@ -56,6 +56,19 @@ def end_held_deliveries(chaos):
         log(f"{stamp()} endpoints disable {fail}")
 
 
+def jobs_by_endpoint(chaos):
+    """The deliveries' jobs left per endpoint, named by behaviour, with the endpoint's adaptive
+    limit and circuit: a slow trickle and a stuck key look different here."""
+    behaviour = {"client:" + cid: b for cid, b in chaos.client_behaviour.items()}
+    rows = psql_json(chaos.url, """
+        SELECT j.concurrency_key AS key, count(*) AS n,
+               (SELECT applied FROM webhook_worker.endpoint_concurrency c WHERE c.key = j.concurrency_key) AS lim,
+               (SELECT state FROM webhook_worker.endpoints e WHERE e.key = j.concurrency_key) AS circuit
+        FROM webhook_worker.jobs j WHERE j.kind = 'webhook.deliver' GROUP BY 1 ORDER BY 2 DESC""")
+    return ", ".join(f"{behaviour.get(r['key'], r['key'])} {r['n']} (limit {r['lim'] or '-'}, "
+                     f"{r['circuit'] or 'closed'})" for r in rows) or "none"
+
+
 def drain(chaos):
     """Every replica back up, then wait until the queue is empty and nothing is pending. When
     all that is left is deliveries held by the open circuits of the endpoints that never
@@ -82,7 +95,7 @@ def drain(chaos):
             if time.monotonic() - last_report > 5:
                 last_report = time.monotonic()
                 log(f"{stamp()} draining: {q['jobs']} job(s) in the queue ({q['running']} running, {q['held']} held "
-                    f"by open circuits), {q['pending']} pending deliveries")
+                    f"by open circuits), {q['pending']} pending deliveries; by endpoint: {jobs_by_endpoint(chaos)}")
         if time.monotonic() > deadline:
             chaos.drain_seconds = None
             log(f"{stamp()} the queue did not drain within {chaos.drain_timeout}s")

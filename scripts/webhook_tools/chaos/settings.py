@@ -13,10 +13,11 @@ SHUTDOWN_TIMEOUT = 2.0
 RETRY_SCHEDULE = "1s,1s,2s"
 MAX_ATTEMPTS = 4
 # Endpoint isolation: at most ENDPOINT_CONCURRENCY deliveries per endpoint (OAuth client) in
-# flight across the replicas; a circuit opens after ENDPOINT_FAILURE_THRESHOLD failures in a row
-# and holds the endpoint's deliveries for a cool-down that doubles with each trip (up to 32
-# times). The cool-down is short here, as the retry schedule is, so that a run sees circuits
-# open, probe, reopen and close again.
+# flight across the replicas (the adaptive limit's ceiling too, so that the check below holds a
+# fixed bound while each endpoint's limit moves between 1 and it); a circuit opens after
+# ENDPOINT_FAILURE_THRESHOLD failures in a row and holds the endpoint's deliveries for a
+# cool-down that doubles with each trip (up to 32 times). The cool-down is short here, as the
+# retry schedule is, so that a run sees circuits open, probe, reopen and close again.
 ENDPOINT_CONCURRENCY = 4
 ENDPOINT_FAILURE_THRESHOLD = 5
 ENDPOINT_COOLDOWN = "1s"
@@ -25,6 +26,7 @@ WORKER_FLAGS = [
     "--request-timeout", "1s", "--lease", "3s", "--poll-interval", "500ms",
     "--retry-schedule", RETRY_SCHEDULE, "--shutdown-timeout", "2s",
     "--endpoint-concurrency", str(ENDPOINT_CONCURRENCY),
+    "--endpoint-max-concurrency", str(ENDPOINT_CONCURRENCY),
     "--endpoint-failure-threshold", str(ENDPOINT_FAILURE_THRESHOLD), "--endpoint-cooldown", ENDPOINT_COOLDOWN,
     "--log-format", "json", "--log-level", "warning",
 ]

@@ -1,0 +1,179 @@
+import Foundation
+import JobQueue
+import LibPQ
+import Synchronization
+@testable import TestSupport
+import Testing
+import WebhookReceiver
+
+@testable import WebhookDelivery
+
+/// The adaptive limit in the database (`webhook_worker.endpoints_adapt`, sql/webhook_delivery/012, 013):
+/// the same rule as ``AdaptiveLimit``, held across replicas, obeyed by the claim.
+@Suite("Adaptive endpoint limit in the database", .timeLimit(.minutes(2)))
+struct AdaptiveLimitDatabaseTests {
+    /// Reads the endpoint's adaptive row and the queue's limit for its key.
+    static func limits(_ database: TestDatabase, _ key: String) async throws -> (applied: Int?, queue: Int?) {
+        let row = try await database.query(
+            """
+            SELECT (SELECT applied FROM webhook_worker.endpoint_concurrency WHERE key = $1) AS applied,
+                   (SELECT max_running FROM webhook_worker.concurrency_key_limits
+                    WHERE kind = 'webhook.deliver' AND concurrency_key = $1) AS queue
+            """, [key]
+        ).first
+        return (try row?.decodeIfPresent("applied"), try row?.decodeIfPresent("queue"))
+    }
+
+    @Test("the database moves a limit exactly as AdaptiveLimit does, one outcome at a time or in a batch")
+    func sameRuleAsSwift() async throws {
+        try await withTestDatabase { database in
+            let settings = AdaptiveLimit.Settings(initial: 4, ceiling: 20)
+            var model = AdaptiveLimit(settings: settings)
+            // Growth, a slow answer, a 4xx, cuts, recovery: every branch of the rule.
+            var signals: [AdaptiveLimit.Signal] = Array(repeating: .answered(milliseconds: 30), count: 25)
+            signals += [.answered(milliseconds: 400), .neutral, .overloaded, .overloaded, .overloaded]
+            signals += Array(repeating: .answered(milliseconds: 60), count: 5) + [.overloaded]
+            for signal in signals {
+                model.record(signal, settings)
+                try await database.query(
+                    WebhookDeliverHandler.adaptQuery.sql, Self.bindings(["client:a"], [signal], settings))
+                let stored = try await database.query(
+                    "SELECT limit_value, latency_ms FROM webhook_worker.endpoint_concurrency WHERE key = 'client:a'"
+                ).first
+                #expect(abs((try stored?.decode("limit_value", as: Double.self) ?? -1) - model.value) < 1e-9)
+                #expect(
+                    abs((try stored?.decodeIfPresent("latency_ms", as: Double.self) ?? 0) - (model.latency ?? 0)) < 1e-6
+                )
+                let (applied, queue) = try await Self.limits(database, "client:a")
+                #expect(applied == model.current(settings) && queue == model.current(settings), "after \(signal)")
+            }
+            // A batch of outcomes for two endpoints, given out of key order, in one statement.
+            var b = AdaptiveLimit(settings: settings)
+            var c = AdaptiveLimit(settings: settings)
+            for _ in 0..<3 { c.record(.answered(milliseconds: 10), settings) }
+            b.record(.overloaded, settings)
+            try await database.query(
+                WebhookDeliverHandler.adaptQuery.sql,
+                Self.bindings(
+                    ["client:c", "client:b", "client:c", "client:c"],
+                    [
+                        .answered(milliseconds: 10), .overloaded, .answered(milliseconds: 10),
+                        .answered(milliseconds: 10),
+                    ],
+                    settings))
+            let limitsB = try await Self.limits(database, "client:b")
+            let limitsC = try await Self.limits(database, "client:c")
+            #expect(limitsB.applied == b.current(settings) && limitsB.queue == b.current(settings))
+            #expect(limitsC.applied == c.current(settings) && limitsC.queue == c.current(settings))
+        }
+    }
+
+    @Test("timeouts of requests in flight together cut the limit once, in one batch or in several")
+    func oneCutPerWindow() async throws {
+        try await withTestDatabase { database in
+            let settings = AdaptiveLimit.Settings(initial: 4, ceiling: 4)
+            // Four 1 s timeouts in one batch: all four were sent before the first one's cut.
+            let stall: [AdaptiveLimit.Signal] = Array(repeating: .overloaded, count: 4)
+            try await database.query(
+                WebhookDeliverHandler.adaptQuery.sql,
+                Self.bindings(Array(repeating: "client:w", count: 4), stall, settings, overloadedMilliseconds: 1000))
+            let after1 = try await Self.limits(database, "client:w")
+            #expect(after1.applied == 2 && after1.queue == 2, "limits: \(after1)")
+            // Another of the same stall, recorded in a later transaction: it took a minute, so it
+            // was sent before the cut (however slowly this test runs), and cuts nothing.
+            try await database.query(
+                WebhookDeliverHandler.adaptQuery.sql,
+                Self.bindings(["client:w"], [.overloaded], settings, overloadedMilliseconds: 60_000))
+            let after2 = try await Self.limits(database, "client:w")
+            #expect(after2.applied == 2 && after2.queue == 2, "limits: \(after2)")
+            // A request sent after the cut (it took 0 ms) and failing: a new round, cut to the floor.
+            try await database.query(
+                WebhookDeliverHandler.adaptQuery.sql, Self.bindings(["client:w"], [.overloaded], settings))
+            let after3 = try await Self.limits(database, "client:w")
+            #expect(after3.applied == 1 && after3.queue == 1, "limits: \(after3)")
+        }
+    }
+
+    static func bindings(
+        _ keys: [String], _ signals: [AdaptiveLimit.Signal], _ settings: AdaptiveLimit.Settings,
+        overloadedMilliseconds: Double = 0
+    ) -> [any PQEncodable] {
+        let milliseconds = signals.map { signal -> Double in
+            if case .answered(let value) = signal { return value }
+            return overloadedMilliseconds
+        }
+        let n = keys.count
+        return [
+            PQArray(keys), PQArray(signals.map(\.name)), PQArray(milliseconds),
+            PQArray(Array(repeating: settings.floor, count: n)), PQArray(Array(repeating: settings.initial, count: n)),
+            PQArray(Array(repeating: settings.ceiling, count: n)),
+            PQArray(Array(repeating: settings.slowFactor, count: n)),
+            PQArray(Array(repeating: settings.slowFloor, count: n)),
+            PQArray(Array(repeating: settings.backoff, count: n)),
+            PQArray(Array(repeating: settings.smoothing, count: n)),
+        ]
+    }
+
+    @Test("a fast healthy endpoint's limit grows past 4, and the claim lets more than 4 of its deliveries run at once")
+    func growsForFastEndpoint() async throws {
+        try await withTestDatabase(appTables: true) { database in
+            let fixture = try await DeliveryFixture.make(database: database) { _ in .delay(.milliseconds(15), then: .ok)
+            }
+            try await fixture.addClient("fast")
+            for _ in 0..<200 { try await fixture.connectIntegration() }
+            let peak = Atomic<Int>(0)
+            let (worker, sender) = fixture.startWorker(concurrency: 32)
+            let sampling = Task {
+                while !Task.isCancelled {
+                    let running =
+                        (try? await database.count(
+                            "SELECT count(*) FROM webhook_worker.jobs "
+                                + "WHERE concurrency_key = 'client:fast' AND state = 'running'"
+                        )) ?? 0
+                    peak.max(running, ordering: .relaxed)
+                    try? await Task.sleep(for: .milliseconds(10))
+                }
+            }
+            let delivered = try await eventually(timeout: .seconds(60)) {
+                try await database.count(
+                    "SELECT count(*) FROM webhook_worker.webhook_deliveries WHERE status = 'delivered'") == 200
+            }
+            sampling.cancel()
+            try await stopAll(worker, sender, fixture)
+            #expect(delivered)
+            let (applied, queue) = try await Self.limits(database, "client:fast")
+            print("adaptive: fast endpoint's limit \(applied ?? 0), peak in flight \(peak.load(ordering: .relaxed))")
+            #expect((applied ?? 0) >= 32, "200 fast answers raise the limit well past its start")
+            #expect(queue == applied, "the queue obeys the endpoint's limit")
+            #expect(peak.load(ordering: .relaxed) > 4, "more than the starting limit ran at once")
+        }
+    }
+
+    @Test("timeouts cut a grown limit to the floor")
+    func cutByTimeouts() async throws {
+        try await withTestDatabase(appTables: true) { database in
+            let fixture = try await DeliveryFixture.make(database: database) { _ in .hang }
+            try await fixture.addClient("stuck")
+            // The endpoint had grown to 16 while healthy.
+            try await database.query(
+                """
+                INSERT INTO webhook_worker.endpoint_concurrency (key, limit_value, latency_ms, applied)
+                VALUES ('client:stuck', 16, 5, 16);
+                """)
+            try await database.query(
+                "SELECT webhook_worker.set_concurrency_key_limit('webhook.deliver', 'client:stuck', 16)")
+            for _ in 0..<20 { try await fixture.connectIntegration() }
+            let (worker, sender) = fixture.startWorker(requestTimeout: .milliseconds(400)) { _ in
+            } endpoint: {
+                $0.failureThreshold = 1000
+            }
+            let floored = try await eventually(timeout: .seconds(30)) {
+                let limits = try await Self.limits(database, "client:stuck")
+                return limits.applied == 1 && limits.queue == 1
+            }
+            try await stopAll(worker, sender, fixture)
+            let now = try await Self.limits(database, "client:stuck")
+            #expect(floored, "limits now: \(now)")
+        }
+    }
+}

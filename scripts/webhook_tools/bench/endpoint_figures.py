@@ -1,0 +1,14 @@
+"""Figures of the per-endpoint phases, from what their receivers recorded."""
+
+
+def rate_in_window(times, start, end):
+    """Events per second among `times` (Unix seconds) within [start, end]; None for an empty window."""
+    if end <= start:
+        return None
+    return round(sum(1 for t in times if start <= t <= end) / (end - start), 1)
+
+
+def inside_window(requests, opened, seconds):
+    """Requests ((arrived, answered, delivery id, status) each) that arrived after `opened` and
+    before `opened + seconds`: what an endpoint that asked for that pause should not have got."""
+    return sum(1 for arrived, _, _, _ in requests if opened < arrived < opened + seconds)

@@ -9,9 +9,8 @@ enum RunSettings {
     static let all: [Setting] = [
         databaseURL, concurrency, lease, pollInterval, shutdownTimeout, retrySchedule, requestTimeout, allowHTTP,
         allowPrivateNetworks, proxyURL, mcpEndpointBase, userAgent, workerID, poolSize, listenDatabaseURL,
-        preparedStatements,
-        endpointConcurrency, endpointMaxConcurrency, endpointFailureThreshold, endpointCooldown, endpointDisableAfter,
-        secretOverlap,
+        preparedStatements, endpointConcurrency, endpointMaxConcurrency, endpointFailureThreshold, endpointCooldown,
+        endpointDisableAfter, secretOverlap,
         catchUpInterval, catchUpWindow, keyRepairInterval, statementTimeout, lockTimeout, synchronousCommit,
         logFormat, logLevel, httpPort, httpHost, console, consoleReadOnly,
     ]

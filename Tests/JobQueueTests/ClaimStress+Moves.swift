@@ -56,7 +56,7 @@ extension ClaimStress {
             self.closeClaimWindow(serial)
             guard case .rows(let result) = outcome else { return }
             for row in result.rows {
-                guard let id: Int64 = try? row.decode("id"), let kind: String = try? row.decode("kind"),
+                guard let id: Int64 = try? row.decode("id"),
                     let attempt: Int = try? row.decode("attempt")
                 else { continue }
                 self.totals.claimed += 1

@@ -352,6 +352,10 @@ def main():
         rows = [r for r in driver.find_elements(By.CSS_SELECTOR, "table tbody tr") if "Beta Notes" in r.text]
         click(rows[0].find_element(By.CSS_SELECTOR, "button[type=submit]"))
         check("Enabled client:cl_03beta" in text(), "and enabled again")
+        events = [r.text for r in driver.find_elements(By.CSS_SELECTOR, "table tbody tr.event")]
+        check(any("cl_03beta" in e and "endpoint_disabled" in e for e in events)
+              and any("cl_03beta" in e and "endpoint_enabled" in e for e in events),
+              "the operational events show the disable and the enable")
 
         # A test event to Acme CRM: the button queues it and shows its delivery, which arrives signed.
         rows = [r for r in driver.find_elements(By.CSS_SELECTOR, "table tbody tr") if "Acme CRM" in r.text]

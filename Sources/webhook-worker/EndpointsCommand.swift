@@ -15,7 +15,7 @@ struct EndpointsCommand: AsyncParsableCommand {
             failed is healthy and has no row. ENDPOINT is the OAuth client's id ("OAuthClient".id), \
             its public clientId, or the key (client:<id>).
             """,
-        subcommands: [List.self, Show.self, Enable.self, Disable.self, Test.self])
+        subcommands: [List.self, Show.self, Events.self, Enable.self, Disable.self, Test.self])
 
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(

@@ -254,8 +254,9 @@ struct DocsSQLTests {
                     Issue.record("\(statement)\n\(error)")
                 }
             }
+            // Every statement but those that read the operational events enqueues one job.
             let jobs = try await setup.database.count("SELECT count(*) FROM webhook_worker.jobs")
-            #expect(jobs == statements.count)
+            #expect(jobs == statements.filter { !$0.contains("endpoint_events") }.count)
         }
     }
 

@@ -249,6 +249,58 @@ $$;
 
 COMMENT ON FUNCTION webhook_worker.keep_retired_secret_on_update() IS 'Run by the optional trigger of sql/optional/keep_retired_webhook_secrets.sql: keeps the previous webhook secret in retired_secrets.';
 
+CREATE FUNCTION webhook_worker.notify_endpoint_event() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+    PERFORM pg_catalog.pg_notify('webhook_worker_endpoint_events', pg_catalog.json_build_object(
+        'id', NEW.id, 'event', NEW.event, 'oauth_client_id', NEW.oauth_client_id)::text);
+    RETURN NULL;
+END;
+$$;
+
+CREATE FUNCTION webhook_worker.record_delivery_failed_event() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+    INSERT INTO webhook_worker.endpoint_events (oauth_client_id, event, reason, delivery_id)
+    VALUES (NEW.oauth_client_id, 'delivery_failed', NEW.last_error, NEW.delivery_id);
+    RETURN NULL;
+END;
+$$;
+
+CREATE FUNCTION webhook_worker.record_endpoint_event() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    client text;
+BEGIN
+    IF NEW.key NOT LIKE 'client:%' THEN
+        RETURN NULL;
+    END IF;
+    client := pg_catalog.substr(NEW.key, 8);
+    IF NEW.state = 'disabled' THEN
+        INSERT INTO webhook_worker.endpoint_events (oauth_client_id, event, reason, failing_since)
+        VALUES (client, 'endpoint_disabled', NEW.disabled_by, NEW.failing_since);
+    ELSIF OLD.state = 'disabled' THEN
+        INSERT INTO webhook_worker.endpoint_events (oauth_client_id, event, reason)
+        VALUES (client, 'endpoint_enabled', 'enabled by an operator');
+    ELSIF NEW.state = 'open' AND OLD.state = 'closed' THEN
+        INSERT INTO webhook_worker.endpoint_events (oauth_client_id, event, reason, failing_since)
+        VALUES (client, 'circuit_opened', NEW.last_error, NEW.failing_since);
+    ELSIF NEW.state = 'closed' AND OLD.state IN ('open', 'half_open') THEN
+        INSERT INTO webhook_worker.endpoint_events (oauth_client_id, event, reason)
+        VALUES (client, 'circuit_recovered',
+                CASE WHEN NEW.last_success_at IS DISTINCT FROM OLD.last_success_at
+                     THEN 'a delivery succeeded' ELSE 'enabled by an operator' END);
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
 CREATE FUNCTION webhook_worker.record_integration_connected(job_id bigint, payload jsonb) RETURNS void
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'pg_temp'
@@ -458,6 +510,28 @@ COMMENT ON TABLE webhook_worker.endpoint_concurrency IS 'Adaptive concurrency li
 
 COMMENT ON COLUMN webhook_worker.endpoint_concurrency.cut_at IS 'When the limit was last cut: an overloaded outcome of a request sent before it cuts nothing more.';
 
+CREATE TABLE webhook_worker.endpoint_events (
+    id bigint NOT NULL,
+    oauth_client_id text NOT NULL,
+    event text NOT NULL,
+    reason text,
+    delivery_id uuid,
+    failing_since timestamp with time zone,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT endpoint_events_event_check CHECK ((event = ANY (ARRAY['circuit_opened'::text, 'circuit_recovered'::text, 'endpoint_disabled'::text, 'endpoint_enabled'::text, 'delivery_failed'::text])))
+);
+
+COMMENT ON TABLE webhook_worker.endpoint_events IS 'Operational events for the web app (circuit opened or recovered, endpoint disabled or enabled, delivery failed), each announced on the channel webhook_worker_endpoint_events. Pruned with the history (webhook-worker prune).';
+
+ALTER TABLE webhook_worker.endpoint_events ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME webhook_worker.endpoint_events_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
 CREATE TABLE webhook_worker.integration_connected_enqueued (
     integration_account_id text NOT NULL,
     job_id bigint NOT NULL,
@@ -523,6 +597,9 @@ ALTER TABLE ONLY webhook_worker.delivery_attempts_legacy
 ALTER TABLE ONLY webhook_worker.endpoint_concurrency
     ADD CONSTRAINT endpoint_concurrency_pkey PRIMARY KEY (key);
 
+ALTER TABLE ONLY webhook_worker.endpoint_events
+    ADD CONSTRAINT endpoint_events_pkey PRIMARY KEY (id);
+
 ALTER TABLE ONLY webhook_worker.endpoints
     ADD CONSTRAINT endpoints_pkey PRIMARY KEY (key);
 
@@ -550,6 +627,10 @@ CREATE INDEX delivery_attempts_delivery_idx ON ONLY webhook_worker.delivery_atte
 
 CREATE INDEX delivery_attempts_delivery_idx_legacy ON webhook_worker.delivery_attempts_legacy USING btree (delivery_id, attempt);
 
+CREATE INDEX endpoint_events_client_idx ON webhook_worker.endpoint_events USING btree (oauth_client_id, id);
+
+CREATE INDEX endpoint_events_created_at_idx ON webhook_worker.endpoint_events USING btree (created_at);
+
 CREATE INDEX integration_connected_enqueued_at_idx ON webhook_worker.integration_connected_enqueued USING btree (enqueued_at);
 
 CREATE INDEX retired_secrets_client_idx ON webhook_worker.retired_secrets USING btree (oauth_client_id, retired_at DESC);
@@ -569,3 +650,9 @@ ALTER INDEX webhook_worker.delivery_attempts_delivery_idx ATTACH PARTITION webho
 ALTER INDEX webhook_worker.webhook_deliveries_client_idx ATTACH PARTITION webhook_worker.webhook_deliveries_client_idx_legacy;
 
 ALTER INDEX webhook_worker.webhook_deliveries_created_idx ATTACH PARTITION webhook_worker.webhook_deliveries_created_idx_legacy;
+
+CREATE TRIGGER endpoint_events_notify AFTER INSERT ON webhook_worker.endpoint_events FOR EACH ROW EXECUTE FUNCTION webhook_worker.notify_endpoint_event();
+
+CREATE TRIGGER endpoints_record_event AFTER UPDATE OF state ON webhook_worker.endpoints FOR EACH ROW WHEN ((old.state IS DISTINCT FROM new.state)) EXECUTE FUNCTION webhook_worker.record_endpoint_event();
+
+CREATE TRIGGER webhook_deliveries_record_failed AFTER UPDATE OF status ON webhook_worker.webhook_deliveries FOR EACH ROW WHEN (((new.status = 'failed'::text) AND (old.status IS DISTINCT FROM 'failed'::text))) EXECUTE FUNCTION webhook_worker.record_delivery_failed_event();

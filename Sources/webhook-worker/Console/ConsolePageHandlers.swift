@@ -92,8 +92,10 @@ extension Console {
     /// /console/endpoints
     func endpointsPage(_ context: ConsoleContext) async -> ConsoleResponse {
         await page(context) { page in
-            let endpoints = try await database.withConnection { try await Endpoints($0).overview() }
-            return .html(Pages.endpoints(endpoints, page))
+            let (endpoints, events) = try await database.withConnection { connection in
+                (try await Endpoints(connection).overview(), try await EndpointEvents(connection).recent(limit: 50))
+            }
+            return .html(Pages.endpoints(endpoints, events: events, page))
         }
     }
 

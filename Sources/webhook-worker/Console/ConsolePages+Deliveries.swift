@@ -148,7 +148,9 @@ extension Pages {
         }
     }
 
-    static func endpoints(_ endpoints: [EndpointOverview], _ context: PageContext) -> String {
+    static func endpoints(
+        _ endpoints: [EndpointOverview], events: [EndpointEvents.Event], _ context: PageContext
+    ) -> String {
         layout("Endpoints", context) { h in
             h.element(
                 "p", ["class": "hint"],
@@ -193,6 +195,36 @@ extension Pages {
                             }
                         }
                     }
+                }
+            }
+            operationalEvents(&h, events)
+        }
+    }
+
+    /// The latest operational events (endpoint_events), newest first: what the web app tells owners.
+    static func operationalEvents(_ h: inout HTML, _ events: [EndpointEvents.Event]) {
+        h.element("h2", text: "Operational events")
+        h.element(
+            "p", ["class": "hint"],
+            text: "The latest 50: what the web app reads to tell an application's owner about its endpoint.")
+        table(
+            &h, ["at", "OAuth client", "event", "reason", "delivery", "failing since"],
+            empty: "No operational events.", rows: events.count
+        ) { h in
+            for event in events {
+                h.element("tr", ["class": "event"]) { h in
+                    cells(
+                        &h,
+                        [
+                            ConsoleTime.format(event.createdAt), event.oauthClientID, event.event,
+                            String((event.reason ?? "").prefix(160)),
+                        ])
+                    h.element("td") { h in
+                        if let id = event.deliveryID {
+                            h.element("a", ["href": "/console/deliveries/\(id)", "class": "mono"], text: id)
+                        }
+                    }
+                    h.element("td", text: ConsoleTime.format(event.failingSince))
                 }
             }
         }

@@ -220,7 +220,7 @@ struct EndpointIsolationTests {
             try await fixture.connectIntegration()
             // 503 opened the circuit; after the cooldown one probe is in flight.
             #expect(
-                try await eventually(timeout: .seconds(10)) {
+                try await eventually(timeout: .seconds(30)) {
                     try await endpoint() == ("half_open", 1) && fixture.requests(to: "probed").count == 2
                 })
 

@@ -32,19 +32,17 @@ class RecordingServer:
                     server.open += 1
                     server.peak = max(server.peak, server.open)
                 status, headers, delay = answer(index)
-                try:
-                    if delay:
-                        time.sleep(delay)
-                    self.send_response(status)
-                    for name, value in headers.items():
-                        self.send_header(name, value)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                finally:
-                    with server.lock:
-                        server.open -= 1
-                        server.requests[index] = (arrived, time.time(), self.headers.get("X-Webhook-Delivery"),
-                                                  status)
+                if delay:
+                    time.sleep(delay)
+                # Recorded before the answer goes out, so that a client that has it finds it recorded.
+                with server.lock:
+                    server.open -= 1
+                    server.requests[index] = (arrived, time.time(), self.headers.get("X-Webhook-Delivery"), status)
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
 
         self.server = LoopbackServer(Handler)
         self.port = self.server.port

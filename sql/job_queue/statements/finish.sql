@@ -10,9 +10,11 @@
 -- Every time is the database's: started_at is the claim's attempted_at, and finished_at is
 --     greatest(coalesce(j.attempted_at, now()), clock_timestamp() - f.ago)
 -- the database's clock when the outcome is written less f.ago, how long ago the handler returned
--- as the worker measured it (outcomes wait a little to be written together); a retry's run_at is
--- now() plus the wait. Leases use the same clock, so a replica whose clock is off cannot schedule
--- early or late.
+-- as the worker measured it (outcomes wait a little to be written together). A retry's run_at is
+-- that finished_at plus the wait, so the wait counts from the attempt's end, as the attempts'
+-- rows show it, however long the write waited (counting from now(), the transaction's start, a
+-- write slowed by a busy machine showed a next attempt starting early by the rows). Leases use the
+-- same clock, so a replica whose clock is off cannot schedule early or late.
 --
 -- Parameters: $1 ids, $2 attempts, $3 this replica's worker id, then per statement.
 
@@ -52,7 +54,8 @@ WITH f AS (
         AS f(id, attempt, ago, error, wait)
 ), back AS (
     UPDATE {{schema}}.jobs j
-    SET state = 'available', locked_by = NULL, locked_until = NULL, run_at = now() + f.wait,
+    SET state = 'available', locked_by = NULL, locked_until = NULL,
+        run_at = greatest(coalesce(j.attempted_at, now()), clock_timestamp() - f.ago) + f.wait,
         last_error = f.error
     FROM f
     WHERE j.id = f.id AND j.attempt = f.attempt AND j.locked_by = $3

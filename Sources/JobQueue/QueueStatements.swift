@@ -45,6 +45,7 @@ final class QueueStatements: Sendable {
     let jobTraceContext: PQQuery
     let jobIsQueued: PQQuery
     let jobIsQueuedByKey: PQQuery
+    let queuedUniqueKeys: PQQuery
     let cancelWaitingJobs: PQQuery
     let requeueableDeadLettersByPayload: PQQuery
     let setConcurrencyKeyLimit: PQQuery
@@ -90,6 +91,7 @@ final class QueueStatements: Sendable {
         jobTraceContext = QueuedJobs.traceContext(schema)
         jobIsQueued = QueuedJobs.isQueued(schema)
         jobIsQueuedByKey = QueuedJobs.isQueuedByKey(schema)
+        queuedUniqueKeys = QueuedJobs.queuedUniqueKeys(schema)
         cancelWaitingJobs = QueuedJobs.cancelWaiting(schema)
         requeueableDeadLettersByPayload = DeadLetters.requeueableByPayload(schema)
         setConcurrencyKeyLimit = ConcurrencyKeyLimits.set(schema)

@@ -52,6 +52,22 @@ public struct QueuedJobs: Sendable {
             "queued", as: Bool.self) ?? false
     }
 
+    static func queuedUniqueKeys(_ schema: String) -> PQQuery {
+        PQQuery(
+            "\(schema).queuedUniqueKeys",
+            "SELECT unique_key FROM \(schema).jobs WHERE unique_key = ANY ($1::text[])")
+    }
+
+    /// Which of `keys` are the unique keys of jobs in the queue, in any state (waiting, running,
+    /// snoozed): one statement for many, as a dry run of a batch enqueue asks.
+    public func queued(uniqueKeys keys: [String]) async throws -> Set<String> {
+        guard !keys.isEmpty else { return [] }
+        return Set(
+            try await connection.query(schema.statements.queuedUniqueKeys, [PQArray(keys)]).rows.map {
+                try $0.decode("unique_key", as: String.self)
+            })
+    }
+
     static func cancelWaiting(_ schema: String) -> PQQuery {
         PQQuery(
             "\(schema).cancelWaitingJobs",

@@ -86,16 +86,52 @@ struct DeliveriesCommand: AsyncParsableCommand {
 
     struct Resend: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Send a delivery again: same delivery id, same bytes, a fresh chain of attempts.",
-            discussion: "The recipient is checked again before sending, as for any attempt.")
-        @Argument(help: "The delivery id.") var id: String
+            abstract:
+                "Send deliveries again, one by id or a client's by time range: same delivery ids, fresh attempts.",
+            discussion: """
+                The recipient is checked again before sending, as for any attempt. With --client and --since, \
+                every matching delivery created in [--since, --until) is resent, --batch-size per transaction; \
+                one whose job is already queued or in flight is skipped and counted. --dry-run prints the count \
+                and changes nothing. A range resend is recorded in the audit log (console_audit) with --actor.
+                """)
+        @Argument(help: "The delivery id.") var id: String?
+        @Option(
+            help: "Every delivery of this OAuth client in the range: its id, public clientId, or key (client:<id>).")
+        var client: String?
+        @Option(help: "With --client: created since a duration ago (2h, 30m, 3d) or an ISO 8601 time.") var since:
+            Since?
+        @Option(help: "With --client: created before this (a duration ago or an ISO 8601 time). Default: now.")
+        var until: Since?
+        @Option(help: "With --client: only this status: pending, delivered, failed or cancelled.") var status: String?
+        @Flag(help: "With --client: print how many match and what would be done; change nothing.") var dryRun = false
+        @Option(
+            name: [.customLong("batch-size"), .customLong("batch")], help: "With --client: deliveries per transaction.")
+        var batchSize: Int = 500
+        @Flag(help: "Print JSON.") var json = false
+        @OptionGroup var actor: ActorOptions
         @OptionGroup var database: DatabaseOptions
 
         func validate() throws {
-            guard UUID(uuidString: id) != nil else { throw ValidationError("'\(id)' is not a delivery id (a UUID)") }
+            if (id == nil) == (client == nil) { throw ValidationError("give a delivery id or --client, one of them") }
+            if let id {
+                guard UUID(uuidString: id) != nil else {
+                    throw ValidationError("'\(id)' is not a delivery id (a UUID)")
+                }
+                if since != nil || until != nil || status != nil || dryRun {
+                    throw ValidationError("--since, --until, --status and --dry-run go with --client")
+                }
+                return
+            }
+            guard let since else { throw ValidationError("--client needs --since (e.g. 2h, or an ISO 8601 time)") }
+            if let until, until.date <= since.date { throw ValidationError("--until must be later than --since") }
+            if let status, Delivery.Status(rawValue: status) == nil {
+                throw ValidationError("--status must be pending, delivered, failed or cancelled")
+            }
+            guard batchSize > 0 else { throw ValidationError("--batch-size must be positive") }
         }
 
         func run() async throws {
+            guard let id else { return try await resendRange() }
             let job = try await withOperatorConnection(database) { connection in
                 do {
                     return try await Deliveries(connection).resend(UUID(uuidString: id)!)
@@ -105,7 +141,11 @@ struct DeliveriesCommand: AsyncParsableCommand {
                     throw notFound("delivery \(id) already has a job queued")
                 }
             }
-            print("queued delivery \(id.lowercased()) again as job \(job)")
+            if json {
+                Output(json: true).printJSON(["delivery_id": id.lowercased(), "job_id": job])
+            } else {
+                print("queued delivery \(id.lowercased()) again as job \(job)")
+            }
         }
     }
 

@@ -6,8 +6,9 @@ a receiver on 127.0.0.1 (this script), a worker with `run --console`, `webhook-w
 with two named tokens, and a read-only console. Seeds the web app's tables, lets the worker
 deliver (one client's receiver answers 500 until its delivery is dead-lettered), then drives
 Debian's chromium through the pages and checks: each page renders real data; a resend from a
-delivery's page reaches the receiver; a dead letter's retry runs; a wrong token is refused; a
-forged form without the CSRF token is refused; a read-only console refuses actions.
+delivery's page reaches the receiver; "Resend all matching" counts first, then resends; a dead
+letter's retry runs; a wrong token is refused; a forged form without the CSRF token is refused;
+a read-only console refuses actions.
 CONSOLE_SCREENSHOTS=DIR saves the main pages there as PNGs.
 """
 import base64
@@ -340,6 +341,21 @@ def main():
         wait_for(lambda: len(receiver.deliveries(acme_delivery)) == before + 1,
                  "the resent delivery reaches the receiver")
 
+        # Resend all matching: Beta Notes' deliveries of the last hour, the count first, then the resend.
+        beta_delivery = psql(db, "SELECT delivery_id FROM webhook_worker.webhook_deliveries "
+                                 "WHERE oauth_client_id = 'cl_03beta'")
+        before = len(receiver.deliveries(beta_delivery))
+        driver.get(console + "/console/deliveries?" + urllib.parse.urlencode({"client": "beta-notes", "from": "1h"}))
+        click(driver.find_element(By.ID, "resend-matching"))
+        body = text()
+        check("1 delivery of OAuth client cl_03beta matches" in body and "Nothing has changed yet" in body,
+              "Resend all matching shows the count first")
+        check(len(receiver.deliveries(beta_delivery)) == before, "and sends nothing yet")
+        submit("/console/deliveries/resend")
+        check("Resent 1 of 1 matching delivery" in text(), "the range resend's flash message")
+        wait_for(lambda: len(receiver.deliveries(beta_delivery)) == before + 1,
+                 "the range's delivery reaches the receiver again, with the same id")
+
         # Endpoints: health, redacted URLs, disable and enable.
         driver.get(console + "/console/endpoints")
         body = text()
@@ -418,12 +434,13 @@ def main():
         # The audit page lists what alice did, and the refusals.
         driver.get(console + "/console/audit")
         body = text()
-        check("delivery.resend" in body and "dead_letter.retry" in body and "endpoint.disable" in body
+        check("delivery.resend" in body and "delivery.resend_range" in body and "dead_letter.retry" in body
+              and "endpoint.disable" in body
               and "endpoint.test" in body and "refused: bad CSRF token" in body,
               "the audit page lists the actions and the refusals")
         audit = psql(db, "SELECT count(*) FROM webhook_worker.console_audit WHERE actor = 'alice' AND outcome = 'ok'"
                          " AND action NOT LIKE 'console.%'")
-        check(audit == "7", "seven actions by alice recorded ok in console_audit (%s)" % audit)
+        check(audit == "8", "eight actions by alice recorded ok in console_audit (%s)" % audit)
         sign_ins = psql(db, "SELECT count(*) FROM webhook_worker.console_audit WHERE action = 'console.sign_in'")
         check(sign_ins != "0", "sign-ins recorded in console_audit (%s)" % sign_ins)
     finally:

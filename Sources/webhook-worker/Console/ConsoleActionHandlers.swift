@@ -99,6 +99,37 @@ extension Console {
         }
     }
 
+    /// The most deliveries one "Resend all matching" takes: it runs in the action's transaction,
+    /// with its audit row. Larger ranges are for `deliveries resend --client`, a transaction per batch.
+    static let rangeResendLimit = 10_000
+
+    /// POST /console/deliveries/resend: the range its confirmation page counted (the form pins
+    /// `from` and `until`), in batches within the action's transaction, one audit row for it all.
+    func resendDeliveryRange(_ context: ConsoleContext) async -> ConsoleResponse {
+        await perform(context) { connection, _ in
+            let form = try DeliverySearchForm(context.request)
+            guard form.until != nil else { throw ConsoleInputError("resend by range: the form gives no 'until'") }
+            let range = try await form.range(connection, now: Date())
+            let deliveries = Deliveries(connection)
+            let counted = try await deliveries.resend(range, dryRun: true)
+            guard counted.matched <= Self.rangeResendLimit else {
+                throw ConsoleInputError(
+                    """
+                    \(counted.matched) deliveries match, more than the console resends at once \
+                    (\(Self.rangeResendLimit)): use `webhook-worker deliveries resend --client`
+                    """)
+            }
+            let summary = try await deliveries.resend(range)
+            var message =
+                "Resent \(summary.resent) of \(summary.matched) matching deliver\(summary.matched == 1 ? "y" : "ies")"
+            if summary.skippedLive > 0 { message += "; skipped \(summary.skippedLive) already queued or in flight" }
+            return Outcome(
+                ok: true, message: message + ".", action: "delivery.resend_range",
+                target: "endpoint:client:\(range.client)", detail: range.auditDetail(summary),
+                location: "/console/deliveries")
+        }
+    }
+
     /// POST /console/deliveries/:id/cancel
     func cancelDelivery(_ context: ConsoleContext) async -> ConsoleResponse {
         await perform(context) { connection, _ in

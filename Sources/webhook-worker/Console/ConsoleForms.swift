@@ -56,6 +56,28 @@ struct DeliverySearchForm {
         search.createdUntil = try until.map { try Self.time($0, "until") }
     }
 
+    /// Whether "Resend all matching" can take this search: a client and a start, no single id.
+    var canResendRange: Bool { client != nil && from != nil && deliveryID == nil }
+
+    /// The search as a range to resend: its client (resolved to its id), from `from` until `until`
+    /// (or `now`), with its status, user and event.
+    func range(_ connection: PQConnection, now: Date) async throws -> Deliveries.Range {
+        guard canResendRange, let client, let from = search.createdFrom else {
+            throw ConsoleInputError(
+                "resending by range needs an OAuth client and a 'Created from', and no delivery id")
+        }
+        let until = search.createdUntil ?? now
+        guard until > from else { throw ConsoleInputError("'until' must be later than 'Created from'") }
+        return Deliveries.Range(
+            client: try await OAuthClientName(connection).id(for: client), from: from, until: until,
+            status: search.status, user: user, event: event)
+    }
+
+    /// The fields that carry this search to another page or form.
+    var fields: [(String, String?)] {
+        [("client", client), ("status", status), ("user", user), ("event", event), ("from", from), ("until", until)]
+    }
+
     static func time(_ text: String, _ name: String) throws -> Date {
         guard let date = ConsoleTime.parse(text) else {
             throw ConsoleInputError(

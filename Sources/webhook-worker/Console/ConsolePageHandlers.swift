@@ -71,6 +71,20 @@ extension Console {
         }
     }
 
+    /// /console/deliveries/resend: what "Resend all matching" would do (a dry run, nothing
+    /// changes), and the form that confirms it with the range pinned to absolute times.
+    func resendRangePage(_ context: ConsoleContext) async -> ConsoleResponse {
+        await page(context) { page in
+            let form = try DeliverySearchForm(context.request)
+            let (range, counted) = try await database.withConnection {
+                connection -> (Deliveries.Range, Deliveries.RangeResend) in
+                let range = try await form.range(connection, now: Date())
+                return (range, try await Deliveries(connection).resend(range, dryRun: true))
+            }
+            return .html(Pages.resendRange(form, range, counted, limit: Self.rangeResendLimit, page))
+        }
+    }
+
     /// /console/deliveries/:id
     func deliveryPage(_ context: ConsoleContext) async -> ConsoleResponse {
         await page(context) { page in

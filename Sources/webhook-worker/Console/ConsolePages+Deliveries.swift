@@ -17,6 +17,17 @@ extension Pages {
                 h.element("button", ["type": "submit"], text: "Search")
             }
             if form.isEmpty { h.element("p", ["class": "hint"], text: "The 50 newest deliveries; search to narrow.") }
+            if !context.readOnly && form.canResendRange {
+                // A GET: the next page counts what would be resent and asks to confirm.
+                h.element("form", ["method": "get", "action": "/console/deliveries/resend", "class": "actions"]) { h in
+                    for (name, value) in form.fields { hidden(&h, name, value) }
+                    h.element("button", ["type": "submit", "id": "resend-matching"], text: "Resend all matching…")
+                }
+            } else if !context.readOnly && !form.isEmpty {
+                h.element(
+                    "p", ["class": "hint"],
+                    text: "To resend every matching delivery, search with an OAuth client and a 'Created from'.")
+            }
             table(
                 &h,
                 [
@@ -41,6 +52,50 @@ extension Pages {
                     }
                 }
             }
+        }
+    }
+
+    /// The confirmation of "Resend all matching": the dry run's count, then the form that resends
+    /// the same range (its times absolute, so that the range does not move meanwhile).
+    static func resendRange(
+        _ form: DeliverySearchForm, _ range: Deliveries.Range, _ counted: Deliveries.RangeResend, limit: Int,
+        _ context: PageContext
+    ) -> String {
+        layout("Resend deliveries", context) { h in
+            let search = "/console/deliveries?" + FormEncoding.encode(form.fields)
+            let matching = "\(counted.matched) deliver\(counted.matched == 1 ? "y" : "ies")"
+            h.element(
+                "p", ["class": "verdict", "id": "resend-count"],
+                text: """
+                    \(matching) of OAuth client \(range.client) \(counted.matched == 1 ? "matches" : "match") \
+                    (\(range.text)): \(counted.resent) would be \
+                    resent, \(counted.skippedLive) skipped (a job for it is already queued or in flight). Nothing has \
+                    changed yet.
+                    """)
+            if counted.matched > limit {
+                h.element(
+                    "p", ["class": "hint"],
+                    text: """
+                        More than the console resends at once (\(limit)): use `webhook-worker deliveries resend \
+                        --client \(range.client) --since \(UTCTime.iso8601(range.from)) --until \
+                        \(UTCTime.iso8601(range.until))`, which commits a batch at a time.
+                        """)
+            } else if counted.resent > 0 && !context.readOnly {
+                h.element("div", ["class": "actions"]) { h in
+                    actionForm(
+                        &h, context, action: "/console/deliveries/resend", label: "Resend \(counted.resent) now",
+                        back: search
+                    ) { h in
+                        hidden(&h, "client", range.client)
+                        hidden(&h, "status", range.status?.rawValue)
+                        hidden(&h, "user", range.user)
+                        hidden(&h, "event", range.event)
+                        hidden(&h, "from", UTCTime.iso8601(range.from, fractionDigits: 6))
+                        hidden(&h, "until", UTCTime.iso8601(range.until, fractionDigits: 6))
+                    }
+                }
+            }
+            h.element("p") { h in h.element("a", ["href": search], text: "Back to the search") }
         }
     }
 

@@ -37,6 +37,7 @@ extension Console {
         routes.page(signedIn, "", use: overviewPage)
         routes.page(signedIn, "deliveries", use: deliveriesPage)
         routes.page(signedIn, "deliveries/:id", use: deliveryPage)
+        routes.page(signedIn, "deliveries/resend", use: resendRangePage)
         routes.page(signedIn, "endpoints", use: endpointsPage)
         routes.page(signedIn, "dead-letters", use: deadLettersPage)
         routes.page(signedIn, "dead-letters/:id", use: deadLetterPage)
@@ -47,6 +48,7 @@ extension Console {
         routes.page(signedIn, "audit", use: auditPage)
 
         let actions = signedIn.group().add(middleware: ConsoleActionGuard(console: self))
+        routes.add(actions, .post, "deliveries/resend", use: resendDeliveryRange)
         routes.add(actions, .post, "deliveries/:id/resend", use: resendDelivery)
         routes.add(actions, .post, "deliveries/:id/cancel", use: cancelDelivery)
         routes.add(actions, .post, "deliveries/:id/*", use: unknownDeliveryAction)

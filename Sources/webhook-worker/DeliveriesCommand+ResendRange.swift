@@ -14,8 +14,11 @@ extension DeliveriesCommand.Resend {
             guard !dryRun else {
                 return (range, try await deliveries.resend(range, batchSize: batchSize, dryRun: true))
             }
+            // The batches committed so far, for the audit row of a run that stops early.
+            var committed: Deliveries.RangeResend?
             do {
                 let summary = try await deliveries.resend(range, batchSize: batchSize) { soFar in
+                    committed = soFar
                     if !json {
                         progress(
                             "resent \(soFar.resent), skipped \(soFar.skippedLive) live, of \(soFar.matched) so far")
@@ -27,7 +30,7 @@ extension DeliveriesCommand.Resend {
             } catch {
                 endProgress()
                 // What committed before the failure is recorded; the audit row's own failure is the lesser one.
-                try? await audit(connection, range, nil, outcome: "failed: \(error)")
+                try? await audit(connection, range, committed, outcome: String("failed: \(error)".prefix(500)))
                 throw error
             }
         }

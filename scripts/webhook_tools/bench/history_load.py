@@ -63,8 +63,9 @@ def history_load(bench):
              + (SELECT count(*) FROM webhook_worker.job_attempts)""", timeout))
     partitions = int(psql_value(url, "SELECT count(*) FROM webhook_worker.history_partitions"))
     mib = float(psql_value(url, "SELECT sum(bytes) / 1048576.0 FROM webhook_worker.history_partitions"))
-    loaded = delivery.delivery(bench, bench.clients, phase=f"delivery with history, {bench.clients} clients",
-                               keep_history=True)
+    with bench.quiet():
+        loaded = delivery.delivery(bench, bench.clients, phase=f"delivery with history, {bench.clients} clients",
+                                   keep_history=True)
     empty = bench.results.get("delivery", {})
 
     def over(*path):

@@ -27,18 +27,19 @@ def fill(url, rows, timeout):
         start = f"(date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' - interval '{day} days')"
         at = f"{start} + (g % 86400000) * interval '1 millisecond'"
         ms = f"(extract(epoch FROM {start}) * 1000)::bigint + g % 86400000"
+        base = f"{day}::bigint * 1000000000"  # each day's ids apart; bigint, or day 3 overflows
         psql(url, f"""
             INSERT INTO webhook_worker.webhook_deliveries (delivery_id, event, source_job_id, integration_account_id,
                 user_id, oauth_client_id, payload, status, attempts, created_at, updated_at, delivered_at)
-            SELECT {v7(ms, f"g + {day}::bigint * 1000000000")}, 'integration.connected', {day}::bigint * 1000000000 + g / 16,
+            SELECT {v7(ms, f"g + {base}")}, 'integration.connected', {base} + g / 16,
                    'old-acct', 'old-user', 'bench-client-' || (g % 16 + 1), '{{}}', 'delivered', 1, {at}, {at}, {at}
             FROM generate_series(1, {deliveries // DAYS}) g;
             INSERT INTO webhook_worker.delivery_attempts (delivery_id, attempt, job_id, worker_id, url, http_status,
                 duration_ms, attempted_at)
-            SELECT {v7(ms, f"g + {day}::bigint * 1000000000")}, 1, g, 'old-worker', 'http://127.0.0.1/hook', 204, 3, {at}
+            SELECT {v7(ms, f"g + {base}")}, 1, g, 'old-worker', 'http://127.0.0.1/hook', 204, 3, {at}
             FROM generate_series(1, {attempts // DAYS}) g;
             INSERT INTO webhook_worker.job_attempts (job_id, kind, attempt, worker_id, started_at, finished_at, outcome)
-            SELECT {day}::bigint * 1000000000 + g, 'webhook.deliver', 1, 'old-worker', {at}, {at}, 'succeeded'
+            SELECT {base} + g, 'webhook.deliver', 1, 'old-worker', {at}, {at}, 'succeeded'
             FROM generate_series(1, {job_attempts // DAYS}) g;""", timeout)
     psql(url, "VACUUM (ANALYZE) webhook_worker.webhook_deliveries, webhook_worker.delivery_attempts, "
               "webhook_worker.job_attempts", timeout)

@@ -24,6 +24,13 @@
 -- it off wakes the key, as raising a limit does. The oldest waiting job of an ordered key that is
 -- deleted (cancelled) wakes the key too, so that the next goes at once.
 
+-- Replicas go on working while this runs, and each of them locks jobs before it reads or writes
+-- concurrency_key_limits (a claim locks its candidates first; an outcome updates its job before
+-- its statements set a key's limit). Taking jobs first here too, in a mode that also stops a
+-- claim's FOR UPDATE (EXCLUSIVE: plain reads go on), keeps this migration from deadlocking with
+-- them; claims and inserts wait the few milliseconds until it commits.
+LOCK TABLE {{schema}}.jobs IN EXCLUSIVE MODE;
+
 ALTER TABLE {{schema}}.concurrency_key_limits
     ADD COLUMN ordered boolean NOT NULL DEFAULT false,
     ALTER COLUMN max_running DROP NOT NULL,

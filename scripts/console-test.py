@@ -389,6 +389,26 @@ def main():
         driver.refresh()
         check("webhook.test" in text() and "Delivered at" in text(), "its page shows the delivered test event")
 
+        # Ordering: Acme CRM made FIFO (one delivery at a time, in creation order), then unordered again.
+        def acme_ordering_form():
+            driver.get(console + "/console/endpoints")
+            rows = [r for r in driver.find_elements(By.CSS_SELECTOR, "table tbody tr") if "Acme CRM" in r.text]
+            forms = [f for f in rows[0].find_elements(By.CSS_SELECTOR, "form[method=post]")
+                     if f.get_attribute("action").endswith("/console/endpoints/ordering")]
+            check(len(forms) == 1, "the endpoint's row has an ordering button")
+            return rows[0], forms[0]
+        fifo_sql = "SELECT webhook_worker.concurrency_key_is_ordered('webhook.deliver', 'client:cl_01acme')"
+        row, form = acme_ordering_form()
+        check("none" in row.text.split() and form.text == "Make FIFO", "Acme CRM is unordered, with Make FIFO")
+        click(form.find_element(By.CSS_SELECTOR, "button[type=submit]"))
+        check("client:cl_01acme now gets its deliveries one at a time" in text(), "the FIFO flash message")
+        check(psql(db, fifo_sql) == "t", "and the endpoint's key is ordered")
+        row, form = acme_ordering_form()
+        check("fifo" in row.text.split() and form.text == "Make unordered", "the row shows fifo")
+        click(form.find_element(By.CSS_SELECTOR, "button[type=submit]"))
+        check("client:cl_01acme is no longer FIFO" in text(), "made unordered again")
+        check(psql(db, fifo_sql) == "f", "and the endpoint's key is unordered")
+
         # Dead letters: both, then filtered by client; retry one: it is delivered this time.
         driver.get(console + "/console/dead-letters")
         check(len(driver.find_elements(By.CSS_SELECTOR, "table tbody tr")) == 2, "the dead letters page lists both")
@@ -430,17 +450,20 @@ def main():
         check(status == 200 and 'method="post"' not in body and "read-only" in body, "read-only renders no actions")
         status, _, _ = http("POST", readonly + "/console/jobs/pause", ci_secret, {"kind": "noop"})
         check(status == 403, "read-only refuses a POST with 403")
+        status, _, _ = http("POST", readonly + "/console/endpoints/ordering", ci_secret,
+                            {"endpoint": "cl_01acme", "ordering": "fifo"})
+        check(status == 403 and psql(db, fifo_sql) == "f", "read-only refuses to change an endpoint's ordering")
 
         # The audit page lists what alice did, and the refusals.
         driver.get(console + "/console/audit")
         body = text()
         check("delivery.resend" in body and "delivery.resend_range" in body and "dead_letter.retry" in body
-              and "endpoint.disable" in body
-              and "endpoint.test" in body and "refused: bad CSRF token" in body,
+              and "endpoint.disable" in body and "endpoint.test" in body and "endpoint.set" in body
+              and "refused: bad CSRF token" in body,
               "the audit page lists the actions and the refusals")
         audit = psql(db, "SELECT count(*) FROM webhook_worker.console_audit WHERE actor = 'alice' AND outcome = 'ok'"
                          " AND action NOT LIKE 'console.%'")
-        check(audit == "8", "eight actions by alice recorded ok in console_audit (%s)" % audit)
+        check(audit == "10", "ten actions by alice recorded ok in console_audit (%s)" % audit)
         sign_ins = psql(db, "SELECT count(*) FROM webhook_worker.console_audit WHERE action = 'console.sign_in'")
         check(sign_ins != "0", "sign-ins recorded in console_audit (%s)" % sign_ins)
     finally:

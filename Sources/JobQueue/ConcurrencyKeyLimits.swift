@@ -9,6 +9,10 @@ import LibPQ
 ///
 /// The claim and the reconciler read the limit under the key's lock, where they count its running
 /// jobs (`sql/job_queue/010_concurrency_key_limits.sql`).
+///
+/// A key may also be ordered (``setOrdered(kind:concurrencyKey:_:)``,
+/// `sql/job_queue/018_ordered_concurrency_keys.sql`): its jobs then run one at a time, oldest
+/// (lowest id) first, whatever its limit, and a retrying oldest job holds the later ones.
 public struct ConcurrencyKeyLimits: Sendable {
     public let connection: PQConnection
     /// The queue worked on.
@@ -23,7 +27,10 @@ public struct ConcurrencyKeyLimits: Sendable {
     public struct Limit: Sendable, Equatable {
         public let kind: String
         public let concurrencyKey: String
-        public let maxRunning: Int
+        /// Nil only on an ordered key without a limit of its own (the kind's applies, capped at 1).
+        public let maxRunning: Int?
+        /// One job at a time, oldest first.
+        public let ordered: Bool
         public let updatedAt: Date
     }
 
@@ -37,10 +44,38 @@ public struct ConcurrencyKeyLimits: Sendable {
         PQQuery(
             "\(schema).listConcurrencyKeyLimits",
             """
-            SELECT kind, concurrency_key, max_running, updated_at FROM \(schema).concurrency_key_limits
+            SELECT kind, concurrency_key, max_running, ordered, updated_at FROM \(schema).concurrency_key_limits
             WHERE kind = $1 AND ($2::text IS NULL OR concurrency_key = $2)
             ORDER BY concurrency_key
             """)
+    }
+
+    static func setOrdered(_ schema: String) -> PQQuery {
+        PQQuery(
+            "\(schema).setConcurrencyKeyOrdered",
+            "SELECT \(schema).set_concurrency_key_ordered($1, $2, $3::boolean) AS previous")
+    }
+
+    static func isOrdered(_ schema: String) -> PQQuery {
+        PQQuery(
+            "\(schema).concurrencyKeyIsOrdered",
+            "SELECT \(schema).concurrency_key_is_ordered($1, $2) AS ordered")
+    }
+
+    /// Makes the key `concurrencyKey` of `kind` ordered (its jobs run one at a time, in id order;
+    /// a retrying oldest job holds the others) or not. Turning it off wakes the key; turning it on
+    /// applies from the key's next claim (a job already running goes on).
+    /// - Returns: whether it was ordered before.
+    @discardableResult
+    public func setOrdered(kind: String, concurrencyKey: String, _ ordered: Bool) async throws -> Bool {
+        try await connection.query(schema.statements.setConcurrencyKeyOrdered, [kind, concurrencyKey, ordered])
+            .first?.decodeIfPresent("previous") ?? false
+    }
+
+    /// Whether the key `concurrencyKey` of `kind` is ordered.
+    public func isOrdered(kind: String, concurrencyKey: String) async throws -> Bool {
+        try await connection.query(schema.statements.concurrencyKeyIsOrdered, [kind, concurrencyKey])
+            .first?.decodeIfPresent("ordered") ?? false
     }
 
     /// Gives the key `concurrencyKey` of `kind` a limit of its own (0 or more), or with nil takes
@@ -66,7 +101,8 @@ public struct ConcurrencyKeyLimits: Sendable {
             row in
             Limit(
                 kind: try row.decode("kind"), concurrencyKey: try row.decode("concurrency_key"),
-                maxRunning: try row.decode("max_running"), updatedAt: try row.decode("updated_at"))
+                maxRunning: try row.decodeIfPresent("max_running"), ordered: try row.decode("ordered"),
+                updatedAt: try row.decode("updated_at"))
         }
     }
 }

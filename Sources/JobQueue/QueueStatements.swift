@@ -50,6 +50,8 @@ final class QueueStatements: Sendable {
     let requeueableDeadLettersByPayload: PQQuery
     let setConcurrencyKeyLimit: PQQuery
     let listConcurrencyKeyLimits: PQQuery
+    let setConcurrencyKeyOrdered: PQQuery
+    let concurrencyKeyIsOrdered: PQQuery
 
     init(schema: String) {
         claimJobs = Self.embedded("claimJobs", EmbeddedSQL.claimJobs, schema)
@@ -96,6 +98,8 @@ final class QueueStatements: Sendable {
         requeueableDeadLettersByPayload = DeadLetters.requeueableByPayload(schema)
         setConcurrencyKeyLimit = ConcurrencyKeyLimits.set(schema)
         listConcurrencyKeyLimits = ConcurrencyKeyLimits.list(schema)
+        setConcurrencyKeyOrdered = ConcurrencyKeyLimits.setOrdered(schema)
+        concurrencyKeyIsOrdered = ConcurrencyKeyLimits.isOrdered(schema)
     }
 
     /// A statement of `sql/job_queue/statements/` for `schema`, prepared as `<schema>.<name>`.

@@ -14,6 +14,9 @@ public struct DeliveryMetricNames: Sendable {
     public let endpointTransitions: String
     /// Counter: an endpoint paused by a 429 or 503 with `Retry-After`.
     public let endpointPauses: String
+    /// Counter `{outcome}`: operational events POSTed to the web app (`posted`, or `failed` and
+    /// tried again later).
+    public let operationalPosts: String
     /// Counter: `integration.connected` events enqueued late by the catch-up.
     public let integrationEventsCaughtUp: String
     /// Gauge `{endpoint}`: 0 closed, 1 half-open, 2 open, 3 disabled, for each endpoint not closed.
@@ -34,6 +37,7 @@ public struct DeliveryMetricNames: Sendable {
         deliveryDuration = prefix + "_delivery_duration_seconds"
         endpointTransitions = prefix + "_endpoint_transitions_total"
         endpointPauses = prefix + "_endpoint_pauses_total"
+        operationalPosts = prefix + "_operational_posts_total"
         integrationEventsCaughtUp = prefix + "_integration_events_caught_up_total"
         endpointCircuitState = prefix + "_endpoint_circuit_state"
         endpointConsecutiveFailures = prefix + "_endpoint_consecutive_failures"

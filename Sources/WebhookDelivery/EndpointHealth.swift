@@ -27,6 +27,8 @@ public struct EndpointHealth: Sendable, Equatable {
     public let pendingDeliveries: Int
     /// Percent of its attempts in the last 24 hours that got a 2xx, to one decimal; nil without attempts.
     public let successRate24h: Double?
+    /// `fifo` or `none` (``EndpointOrdering``).
+    public let ordering: String
 
     static let select = """
         SELECT e.key, substr(e.key, 8) AS oauth_client_id, c.name AS client_name, c."clientId" AS client_public_id,
@@ -37,7 +39,9 @@ public struct EndpointHealth: Sendable, Equatable {
                (SELECT round(100.0 * count(*) FILTER (WHERE a.http_status BETWEEN 200 AND 299) / nullif(count(*), 0), 1)
                 FROM webhook_worker.delivery_attempts a JOIN webhook_worker.webhook_deliveries d USING (delivery_id)
                 WHERE d.oauth_client_id = substr(e.key, 8) AND a.attempted_at > now() - interval '24 hours') AS \
-        success_rate_24h
+        success_rate_24h,
+               CASE WHEN webhook_worker.concurrency_key_is_ordered('webhook.deliver', e.key) THEN 'fifo'
+                    ELSE 'none' END AS ordering
         FROM webhook_worker.endpoints e
         LEFT JOIN "OAuthClient" c ON 'client:' || c.id = e.key
         """
@@ -61,5 +65,6 @@ public struct EndpointHealth: Sendable, Equatable {
         recoveries = try row.decode("recoveries")
         pendingDeliveries = try row.decode("pending_deliveries")
         successRate24h = try row.decodeIfPresent("success_rate_24h")
+        ordering = try row.decode("ordering")
     }
 }

@@ -28,6 +28,8 @@ public struct EndpointOverview: Sendable, Equatable {
     public let meanLatencyMilliseconds: Double?
     public let p95LatencyMilliseconds: Double?
     public let pendingDeliveries: Int
+    /// `fifo` or `none` (``EndpointOrdering``).
+    public let ordering: String
 
     /// Percent of attempts in the window that got a 2xx, nil without attempts.
     public var successRate: Double? { attempts == 0 ? nil : 100 * Double(succeeded) / Double(attempts) }
@@ -58,7 +60,9 @@ extension Endpoints {
                e.next_probe_at, e.disabled_at, e.disabled_by, e.last_error, e.last_success_at, e.last_failure_at,
                coalesce(r.attempts, 0) AS attempts, coalesce(r.succeeded, 0) AS succeeded, r.mean_ms, r.p95_ms,
                (SELECT count(*) FROM webhook_worker.webhook_deliveries p
-                WHERE p.oauth_client_id = k.oauth_client_id AND p.status = 'pending') AS pending
+                WHERE p.oauth_client_id = k.oauth_client_id AND p.status = 'pending') AS pending,
+               CASE WHEN webhook_worker.concurrency_key_is_ordered('webhook.deliver', 'client:' || k.oauth_client_id)
+                    THEN 'fifo' ELSE 'none' END AS ordering
         FROM keys k
         LEFT JOIN clients c ON c.id = k.oauth_client_id
         LEFT JOIN webhook_worker.endpoints e ON e.key = 'client:' || k.oauth_client_id
@@ -86,7 +90,8 @@ extension Endpoints {
                 lastSuccessAt: try row.decodeIfPresent("last_success_at"),
                 lastFailureAt: try row.decodeIfPresent("last_failure_at"), attempts: try row.decode("attempts"),
                 succeeded: try row.decode("succeeded"), meanLatencyMilliseconds: try row.decodeIfPresent("mean_ms"),
-                p95LatencyMilliseconds: try row.decodeIfPresent("p95_ms"), pendingDeliveries: try row.decode("pending"))
+                p95LatencyMilliseconds: try row.decodeIfPresent("p95_ms"), pendingDeliveries: try row.decode("pending"),
+                ordering: try row.decode("ordering"))
         }
     }
 }

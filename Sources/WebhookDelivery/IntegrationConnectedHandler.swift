@@ -17,13 +17,20 @@ public struct IntegrationConnectedHandler: JobHandler {
     /// The account, and the clients this job already made a delivery for (`fanned_out`, a JSON
     /// array): a fan-out that runs again creates nothing twice. They were made after the job
     /// (`$3`: its `created_at`, less the clocks' allowance), so only the partitions since are read.
+    ///
+    /// `$4` is false on a job's first attempt, which skips that read: deliveries are written only
+    /// in the transaction that completes the job, so a job that has them never runs again, and an
+    /// attempt given back unrun (a shutdown's release) wrote none. The read stays for any later
+    /// attempt. Skipping it matters: with a generic plan made while the day's partition was empty,
+    /// it scanned that partition on every fan-out (4.6 to 9 ms a call in release benches, half
+    /// of the database's time per delivery).
     static let account = PQQuery(
         "integrationAccount",
         """
         SELECT a.id, a."accountId" AS account_id, a."isActive" AS active, a.deleted IS NOT NULL AS deleted,
                d.id AS definition_id, d.name, d.slug, d.icon,
                (SELECT coalesce(json_agg(oauth_client_id), '[]')::text FROM webhook_worker.webhook_deliveries
-                WHERE source_job_id = $2 AND created_at >= $3::timestamptz) AS fanned_out
+                WHERE $4::boolean AND source_job_id = $2 AND created_at >= $3::timestamptz) AS fanned_out
         FROM "IntegrationAccount" a
         LEFT JOIN "IntegrationDefinitionV2" d ON d.id = a."integrationDefinitionId"
         WHERE a.id = $1
@@ -63,7 +70,8 @@ public struct IntegrationConnectedHandler: JobHandler {
             connection -> (PQResult, PQResult, String?) in
             let account = try await tracing.withStatementSpan(Self.account.name) {
                 try await connection.query(
-                    Self.account, [accountID, job.id, job.createdAt.addingTimeInterval(-DeliveryID.clockAllowance)])
+                    Self.account,
+                    [accountID, job.id, job.createdAt.addingTimeInterval(-DeliveryID.clockAllowance), job.attempt > 1])
             }
             let recipients = try await tracing.withStatementSpan(Recipients.forUser.name) {
                 try await connection.query(Recipients.forUser, [userID])

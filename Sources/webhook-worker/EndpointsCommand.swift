@@ -9,13 +9,14 @@ import WebhookWorkerSchema
 struct EndpointsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "endpoints",
-        abstract: "Receiving endpoints (one per OAuth client): health, circuit state, enable and disable.",
+        abstract:
+            "Receiving endpoints (one per OAuth client): health, circuit state, enable and disable, ordering.",
         discussion: """
             An endpoint appears here once it has failed (or was disabled by hand); one that never \
             failed is healthy and has no row. ENDPOINT is the OAuth client's id ("OAuthClient".id), \
             its public clientId, or the key (client:<id>).
             """,
-        subcommands: [List.self, Show.self, Events.self, Enable.self, Disable.self, Test.self])
+        subcommands: [List.self, Show.self, Events.self, Enable.self, Disable.self, Test.self, SetEndpoint.self])
 
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -38,7 +39,7 @@ struct EndpointsCommand: AsyncParsableCommand {
                 endpoints.map(\.fields),
                 columns: [
                     "oauth_client_id", "client_name", "state", "consecutive_failures", "pending_deliveries",
-                    "success_rate_24h", "next_probe_at", "last_error",
+                    "success_rate_24h", "ordering", "next_probe_at", "last_error",
                 ])
         }
     }
@@ -50,13 +51,19 @@ struct EndpointsCommand: AsyncParsableCommand {
         @OptionGroup var database: DatabaseOptions
 
         func run() async throws {
-            let health = try await withOperatorConnection(database) { connection in
+            let (key, health, ordering) = try await withOperatorConnection(database) { connection in
                 let endpoints = Endpoints(connection)
                 let key = try await endpoints.key(for: endpoint)
-                guard let health = try await endpoints.get(key: key) else {
-                    throw notFound("endpoint \(key) has never failed and was never disabled: it is healthy (closed)")
+                return (key, try await endpoints.get(key: key), try await endpoints.ordering(key: key))
+            }
+            // A healthy endpoint has no row; one set to FIFO is still shown, with that.
+            guard let health else {
+                guard ordering == .none else {
+                    return Output(json: json).object(
+                        ["key": key, "state": "closed", "ordering": ordering.rawValue],
+                        keys: ["key", "state", "ordering"])
                 }
-                return health
+                throw notFound("endpoint \(key) has never failed and was never disabled: it is healthy (closed)")
             }
             let output = Output(json: json)
             if json {
@@ -68,7 +75,7 @@ struct EndpointsCommand: AsyncParsableCommand {
                         "key", "oauth_client_id", "client_name", "client_public_id", "state", "consecutive_failures",
                         "failing_since", "trips", "next_probe_at", "disabled_at", "disabled_by", "last_error",
                         "last_failure_at", "last_success_at", "failures", "recoveries", "pending_deliveries",
-                        "success_rate_24h",
+                        "success_rate_24h", "ordering",
                     ])
             }
         }

@@ -19,6 +19,8 @@ extension RunCommand {
         var traces: Bool
         /// nil: `--catch-up-interval off`.
         var catchUp: IntegrationCatchUp.Configuration?
+        /// nil without `--operational-url`.
+        var operational: OperationalWebhooks.Configuration?
         /// The `effective settings` log line: every setting's effective value, no secret.
         var logged: Logger.Metadata
     }
@@ -107,12 +109,18 @@ extension RunCommand {
             partitionLength: partitionLength,
             retention: try read.durationOrOff(RunSettings.historyRetention, historyRetention))
         let catchUp = try catchUpConfiguration(&read)
+        let operationalSecret = try read.optionalText(RunSettings.operationalSecret, nil)
+        let operational = try read.optionalText(RunSettings.operationalURL, operationalURL).map {
+            OperationalWebhooks.Configuration(
+                url: $0, secret: operationalSecret, userAgent: agent, requestTimeout: requestTimeoutValue,
+                disableAfter: delivery.disableAfter)
+        }
         var logged = read.logged
         logged["version"] = "\(BuildInfo.version)"
         logged["traces"] = "\(traces ? "otlp" : "off")"
         return Settings(
             queue: queue, delivery: delivery, poolSize: pool, httpPort: port, httpHost: host, console: consoleSettings,
-            traces: traces, catchUp: catchUp, logged: logged)
+            traces: traces, catchUp: catchUp, operational: operational, logged: logged)
     }
 
     /// The console on the operations server: it needs `--http-port`, and its tokens where the host

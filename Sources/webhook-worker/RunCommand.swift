@@ -36,6 +36,7 @@ struct RunCommand: AsyncParsableCommand {
     @Option(RunSettings.mcpEndpointBase) var mcpEndpointBase: String?
     @Option(RunSettings.userAgent) var userAgent: String?
     @Option(RunSettings.proxyURL) var proxyURL: String?
+    @Option(RunSettings.operationalURL) var operationalURL: String?
     @Option(RunSettings.workerID) var workerID: String?
     @Option(RunSettings.httpPort) var httpPort: String?
     @Option(RunSettings.httpHost) var httpHost: String?
@@ -127,6 +128,14 @@ struct RunCommand: AsyncParsableCommand {
                     service: IntegrationCatchUpService(
                         catchUp: IntegrationCatchUp(configuration: catchUp), database: pool, logger: logger)))
         }
+        let operational = settings.operational.map { OperationalWebhooks(configuration: $0) }
+        if let operational {
+            services.append(
+                .init(
+                    service: OperationalWebhookService(
+                        relay: operational, database: pool,
+                        listenConninfo: settings.queue.listenConninfo ?? settings.queue.conninfo, logger: logger)))
+        }
         services.append(.init(service: worker))
         let group = ServiceGroup(
             configuration: .init(
@@ -139,6 +148,7 @@ struct RunCommand: AsyncParsableCommand {
             try await group.run()
         } teardown: {
             try? await sender.shutdown()
+            try? await operational?.shutdown()
             await pool.close()
         }
     }

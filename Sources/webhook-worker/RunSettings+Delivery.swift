@@ -35,6 +35,27 @@ extension RunSettings {
             address the worker resolved and checked.
             """,
         docs: "See [An egress proxy](#an-egress-proxy).", logged: .url)
+    static let operationalURL = Setting(
+        flag: "operational-url", variable: "WEBHOOK_OPERATIONAL_URL",
+        .text(problem: { text in
+            guard let url = URLComponents(string: text), ["http", "https"].contains(url.scheme?.lowercased() ?? ""),
+                url.host?.isEmpty == false
+            else { return " '\(URLRedaction.redacted(text))': expected an http:// or https:// URL" }
+            return nil
+        }),
+        default: .absent("off"),
+        summary: """
+            Also POST every operational event (circuit opened or recovered, endpoint disabled or enabled, delivery \
+            failed), signed, to this endpoint of the web app's.
+            """,
+        docs: "See [Operational events](#operational-events).", logged: .url)
+    static let operationalSecret = Setting(
+        flag: "operational-secret", variable: "WEBHOOK_OPERATIONAL_SECRET", .text(problem: { _ in nil }),
+        default: .absent("unsigned"),
+        summary: """
+            Signs the POSTs to --operational-url as deliveries are signed (a whsec_ secret or any string).
+            """,
+        logged: .secret, environmentOnly: true)
     static let mcpEndpointBase = Setting(
         flag: "mcp-endpoint-base", variable: "MCP_ENDPOINT_BASE",
         .text(problem: {

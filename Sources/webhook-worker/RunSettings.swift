@@ -8,7 +8,8 @@ import Logging
 enum RunSettings {
     static let all: [Setting] = [
         databaseURL, concurrency, lease, pollInterval, shutdownTimeout, retrySchedule, requestTimeout, allowHTTP,
-        allowPrivateNetworks, proxyURL, mcpEndpointBase, userAgent, workerID, poolSize, listenDatabaseURL,
+        allowPrivateNetworks, proxyURL, operationalURL, operationalSecret, mcpEndpointBase, userAgent, workerID,
+        poolSize, listenDatabaseURL,
         preparedStatements, endpointConcurrency, endpointMaxConcurrency, endpointFailureThreshold, endpointCooldown,
         endpointDisableAfter, secretOverlap,
         historyRetention, historyPartition,

@@ -43,6 +43,8 @@ struct Setting: Sendable {
         case conninfo
         /// A URL, redacted as webhook URLs are (``URLRedaction``): credentials masked.
         case url
+        /// A secret: the log line says only whether it is set.
+        case secret
     }
 
     /// The log line's key: the flag in snake_case.

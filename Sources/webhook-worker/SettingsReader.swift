@@ -23,6 +23,7 @@ struct SettingsReader {
         case .conninfo: logged[setting.key] = "\(redactedConninfo(text))"
         case .url:
             logged[setting.key] = "\(text.isEmpty || text == setting.defaultText ? text : URLRedaction.redacted(text))"
+        case .secret: logged[setting.key] = "\(text == setting.defaultText ? text : "set")"
         }
     }
 

@@ -122,6 +122,7 @@ extension ClaimStress {
                 GROUP BY j.kind, j.concurrency_key
                 """))
         var expected: Set<String> = []
+        let oldest = try await oldestOfOrderedKeys()
         for row in due.rows {
             let kind: String = try row.decode("kind")
             let running: Int = try row.decode("running")
@@ -130,7 +131,9 @@ extension ClaimStress {
             // jobs to end (or for the reconciler): it has as many running as that limit.
             let parkedUnder = try row.decodeIfPresent("parked_under", as: Int.self) ?? Int.max
             let key: String = try row.decode("concurrency_key")
-            if waiting > 0, running < min(currentLimit(kind: kind, key: key), parkedUnder) {
+            // An ordered key has a job to run only when its oldest waiting job is due.
+            let hasDue = orderedKeys.contains("\(kind)/\(key)") ? oldest["\(kind)/\(key)"]?.due == true : waiting > 0
+            if hasDue, running < min(currentLimit(kind: kind, key: key), parkedUnder) {
                 expected.insert("\(kind)/\(key)")
             }
         }
@@ -147,7 +150,14 @@ extension ClaimStress {
         var got: Set<String> = []
         for row in claimed.rows {
             let kind: String = try row.decode("kind")
-            got.insert("\(kind)/\(try row.decode("concurrency_key", as: String.self))")
+            let name = "\(kind)/\(try row.decode("concurrency_key", as: String.self))"
+            got.insert(name)
+            let id: Int64 = try row.decode("id")
+            if orderedKeys.contains(name), id != oldest[name]?.id {
+                failure =
+                    "ordered key \(name): the quiescence claim took job \(id), not its oldest \(oldest[name]?.id ?? 0)"
+                return
+            }
         }
         let stranded = expected.subtracting(got)
         if !stranded.isEmpty {

@@ -26,6 +26,7 @@ extension ClaimStress {
     func openClaimWindow(closed: Bool = false) -> Int {
         nextClaim += 1
         claimWindows[nextClaim] = (keyLimitEpoch, closed ? keyLimitEpoch : nil)
+        claimStarts[nextClaim] = totals.steps
         return nextClaim
     }
 
@@ -40,13 +41,19 @@ extension ClaimStress {
 
     /// The limit `kind`/`key` has now.
     func currentLimit(kind: String, key: String) -> Int {
-        keyLimit("\(kind)/\(key)", at: keyLimitEpoch) ?? limits[kind, default: Int.max]
+        let limit = keyLimit("\(kind)/\(key)", at: keyLimitEpoch) ?? limits[kind, default: Int.max]
+        return orderedKeys.contains("\(kind)/\(key)") ? min(limit, 1) : limit
     }
 
     /// The largest limit that the claim named `worker` (`w<session>#<serial>/a=2,b=1`) could have
     /// read for `kind`/`key`: the key's own limits while its statement ran, or the kind's limit
     /// it ran under when the key had none.
     func bound(kind: String, key: String, claimedBy worker: String) -> Int {
+        let bound = unorderedBound(kind: kind, key: key, claimedBy: worker)
+        return orderedKeys.contains("\(kind)/\(key)") ? min(bound, 1) : bound
+    }
+
+    private func unorderedBound(kind: String, key: String, claimedBy worker: String) -> Int {
         let kindLimit = Self.limit(of: kind, claimedBy: worker)
         guard let serialText = worker.split(separator: "/").first?.split(separator: "#").last,
             let serial = Int(serialText), let window = claimWindows[serial]

@@ -49,7 +49,22 @@ struct KeyedClaimStressTests {
         try await Self.search(seeds: seeds, changingKeyLimits: true)
     }
 
-    static func search(seeds: [UInt64], changingKeyLimits: Bool) async throws {
+    /// The same search with ordered keys (`set_concurrency_key_ordered`, sql/job_queue/018): `a/k1`
+    /// and `b/k2` are ordered, and single keys' limits change too. Beside the checks above: an
+    /// ordered key never runs two jobs, never runs a job while an older one of its key that was
+    /// committed before the claim began is waiting, and at quiescence the next claim takes its
+    /// oldest job whenever that is due and nothing of the key runs. `STRESS_ORDERED_SEEDS`
+    /// (default 6) sets how many seeds.
+    @Test("ordered keys run one job at a time, oldest first, and are never stranded")
+    func interleavingsWithOrderedKeys() async throws {
+        let count = Self.environment["STRESS_ORDERED_SEEDS"].flatMap { Int($0) } ?? 6
+        let fixed: [UInt64] = [21, 22, 23]
+        let fresh = (0..<max(count - fixed.count, 0)).map { _ in UInt64.random(in: 1..<1_000_000_000) }
+        let seeds = Self.environment["STRESS_SEED"] != nil ? Self.seeds : Array((fixed + fresh).prefix(count))
+        try await Self.search(seeds: seeds, changingKeyLimits: true, ordered: true)
+    }
+
+    static func search(seeds: [UInt64], changingKeyLimits: Bool, ordered: Bool = false) async throws {
         let steps = Self.environment["STRESS_STEPS"].flatMap { Int($0) } ?? 1_500
         try await withQueueDatabase { database in
             var failures: [String] = []
@@ -62,6 +77,7 @@ struct KeyedClaimStressTests {
                         + "\(database.schema).concurrency_key_limits")
                 let stress = try await ClaimStress(database: database, seed: seed)
                 stress.changesKeyLimits = changingKeyLimits
+                if ordered { try await stress.orderKeys(["a/k1", "b/k2"]) }
                 let found = try await stress.run(steps: steps)
                 totals.add(stress.totals)
                 await stress.close()
@@ -70,7 +86,8 @@ struct KeyedClaimStressTests {
                     print("keyed claim stress: seed \(seed) FAILED: \(found) (rerun with STRESS_SEED=\(seed))")
                 }
             }
-            let variant = changingKeyLimits ? " (keys' own limits changing)" : ""
+            let variant =
+                (changingKeyLimits ? " (keys' own limits changing)" : "") + (ordered ? " (ordered keys)" : "")
             print("keyed claim stress\(variant): \(seeds.count) seeds × \(steps) steps, \(totals)")
             #expect(failures.isEmpty, "\(failures.joined(separator: "\n"))")
             // The search must have exercised what it claims to: claims that found a full key,
@@ -165,6 +182,11 @@ final class ClaimStress {
     /// Per claim (its serial, in its worker's name): the key-limit epochs its statement spanned.
     var claimWindows: [Int: (start: Int, end: Int?)] = [:]
     var nextClaim = 0
+    /// Ordered keys (`kind/key`, `ClaimStress+Ordered.swift`), the step at which the driver first
+    /// saw each of their jobs committed, and the step at which each claim (by serial) began.
+    var orderedKeys: Set<String> = []
+    var firstSeen: [Int64: Int] = [:]
+    var claimStarts: [Int: Int] = [:]
     var failure: String?
     /// The last moves, for the failure's report.
     var trace: [String] = []
@@ -219,6 +241,7 @@ final class ClaimStress {
             if failure == nil { try await settleAll() }
             if failure == nil { try await checkLimits() }
             if failure == nil { try await checkParked() }
+            if failure == nil, !orderedKeys.isEmpty { try await checkOrder() }
             if failure == nil, step % 250 == 0 || step == steps { try await quiesce() }
             if let failure {
                 if KeyedClaimStressTests.environment["STRESS_TRACE"] != nil {

@@ -387,12 +387,14 @@ struct DeliveryTests {
             try await fixture.addClient("a")
             try await fixture.addClient("b")
             let handler = IntegrationConnectedHandler(configuration: .init())
-            let job = Job(
-                id: 777, kind: "integration.connected",
-                payload: PQJSON(#"{"integration_account_id": "acct-1", "user_id": "user-1"}"#), attempt: 1,
-                maxAttempts: 8, createdAt: Date(), runAt: Date())
             let pool = database.pool()
-            for _ in 0..<2 {
+            // A job runs again only as a later attempt (a first attempt given back unrun wrote
+            // nothing), and only a later attempt reads what the job made before.
+            for attempt in 1...2 {
+                let job = Job(
+                    id: 777, kind: "integration.connected",
+                    payload: PQJSON(#"{"integration_account_id": "acct-1", "user_id": "user-1"}"#), attempt: attempt,
+                    maxAttempts: 8, createdAt: Date(), runAt: Date())
                 let outcome = try await handler.handle(
                     job, context: JobContext(logger: TestDatabase.logger, database: pool, workerID: "test"))
                 #expect(outcome.decision == .complete)

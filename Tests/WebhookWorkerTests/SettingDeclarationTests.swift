@@ -52,6 +52,11 @@ struct SettingDeclarationTests {
         }
         let help = RunCommand.helpMessage(columns: 10_000)
         for setting in RunSettings.all {
+            if setting.environmentOnly {
+                // A secret: never a flag (argv is visible to every local user).
+                #expect(!help.contains("--\(setting.flag)"), "\(setting.flag)")
+                continue
+            }
             #expect(help.contains("--\(setting.flag)"), "\(setting.flag)")
             #expect(help.contains(setting.help()), "\(setting.flag): \(help)")
         }
@@ -118,8 +123,16 @@ struct SettingDeclarationTests {
             "--database-url", "postgresql://ops:pa55word@db.example/app",
             "--listen-database-url", "host=db.example password=l1sten dbname=app",
             "--proxy-url", "http://egress:pr0xy@proxy.internal:3128",
+            "--operational-url", "https://hooks:0psurl@app.internal/webhook-events",
         ])
-        let logged = try command.settings(environment: Self.consoleOn).logged
+        var environment = Self.consoleOn
+        environment["WEBHOOK_OPERATIONAL_SECRET"] = "whsec_c2VjcmV0LW9wcw"
+        let settings = try command.settings(environment: environment)
+        let logged = settings.logged
+        #expect(settings.operational?.secret == "whsec_c2VjcmV0LW9wcw")
+        #expect(settings.operational?.url == "https://hooks:0psurl@app.internal/webhook-events")
+        #expect(logged["operational_secret"] == "set")
+        #expect(logged["operational_url"] == "https://***@app.internal/webhook-events")
         for setting in Self.readByRun {
             #expect(logged[setting.key] != nil, "\(setting.key)")
         }
@@ -128,10 +141,15 @@ struct SettingDeclarationTests {
         #expect(logged["allow_http"] == "false" && logged["http_port"] == "9090")
         let text = "\(logged)"
         #expect(!text.contains("pa55word") && !text.contains("l1sten") && !text.contains("pr0xy"), "\(text)")
+        #expect(!text.contains("0psurl") && !text.contains("c2VjcmV0LW9wcw"), "\(text)")
         #expect(logged["proxy_url"] == "http://***@proxy.internal:3128")
         let off = try RunCommand.parse(["--catch-up-interval", "off"]).settings(environment: [:]).logged
         #expect(off["catch_up_interval"] == "off" && off["catch_up_window"] == "off" && off["console"] == "off")
         #expect(off["proxy_url"] == "off")
+        #expect(off["operational_url"] == "off" && off["operational_secret"] == "unsigned")
+        #expect(throws: SettingError.self) {
+            try RunCommand.parse(["--operational-url", "ftp://app.internal/x"]).settings(environment: [:])
+        }
         #expect(throws: SettingError.self) {
             try RunCommand.parse(["--proxy-url", "https://proxy:3128"]).settings(environment: [:])
         }

@@ -34,6 +34,11 @@ DECLARE
     cut job_queue.claim_position;
     k text;
     lim integer;
+    -- The key is ordered (018): only its oldest job may run, one at a time.
+    ord boolean;
+    -- Ordered keys visited, for step 6.
+    o_kinds text[] := '{}';
+    o_keys text[] := '{}';
     -- The kind's limit, as this replica runs it; a key's own limit, if it has one, wins.
     kind_lim integer;
     p smallint;
@@ -161,10 +166,17 @@ BEGIN
                 -- Another claim is deciding for this key (at another priority): skip it.
                 CONTINUE WHEN NOT pg_try_advisory_xact_lock(1466458907, hashtext(key_name));
                 -- The key's own limit, read under the key's lock in a new snapshot (see the header).
-                SELECT l.max_running INTO lim FROM job_queue.concurrency_key_limits l
+                -- The same row says whether the key is ordered: unordered keys pay nothing more.
+                SELECT l.max_running, l.ordered INTO lim, ord FROM job_queue.concurrency_key_limits l
                 WHERE l.kind = k AND l.concurrency_key = h.concurrency_key;
                 IF NOT FOUND THEN
                     lim := kind_lim;
+                    ord := false;
+                ELSIF ord THEN
+                    -- One at a time, whatever the key's or the kind's limit (0 still holds it).
+                    lim := least(coalesce(lim, kind_lim, 1), 1);
+                    o_kinds := o_kinds || k;
+                    o_keys := o_keys || h.concurrency_key;
                 END IF;
                 IF lim IS NULL THEN
                     running := 0;
@@ -186,7 +198,22 @@ BEGIN
                 t_lims := t_lims || lim;
                 allowance := CASE WHEN lim IS NULL THEN batch ELSE least(lim - running - seen_taken[pos], batch) END;
                 CONTINUE WHEN allowance <= 0;
-                IF cut IS NULL OR p < cut.priority THEN
+                IF ord THEN
+                    -- Nothing of the key runs (allowance): its oldest job, by id, is its only
+                    -- candidate, taken when it is at this priority, due and before the cut. A
+                    -- retrying or snoozed oldest job holds the line. `+ 0`: min() by walking the
+                    -- key's waiting jobs, never the primary key from the queue's oldest job.
+                    added := ARRAY(
+                        SELECT ROW(j.priority, j.run_at, j.id)::job_queue.claim_position
+                        FROM job_queue.jobs j
+                        WHERE j.id = (SELECT min(x.id + 0) FROM job_queue.jobs x
+                                      WHERE x.kind = k AND x.concurrency_key = h.concurrency_key
+                                        AND x.state = 'available')
+                          AND j.kind = k AND j.concurrency_key = h.concurrency_key
+                          AND j.priority = p AND j.state = 'available' AND j.run_at <= now()
+                          AND (cut IS NULL OR ROW(j.priority, j.run_at, j.id)::job_queue.claim_position < cut)
+                        FOR UPDATE SKIP LOCKED);
+                ELSIF cut IS NULL OR p < cut.priority THEN
                     added := ARRAY(
                         SELECT ROW(j.priority, j.run_at, j.id)::job_queue.claim_position
                         FROM job_queue.jobs j
@@ -267,10 +294,33 @@ BEGIN
         WHERE t.id IS NULL
           AND c.kind = t.kind AND c.concurrency_key = t.concurrency_key AND c.priority = t.priority;
     END IF;
+
+    -- 6. Ordered keys only (018). A row of an ordered key whose oldest job waits for a later
+    --    time (a retry, a snooze) is moved to that job, so that claims pass it by until then
+    --    instead of visiting it to find nothing. Parked rows stay parked.
+    IF cardinality(o_kinds) > 0 THEN
+        UPDATE job_queue.concurrency_keys c
+        SET head_run_at = o.run_at, head_id = o.id
+        FROM unnest(o_kinds, o_keys) AS t(kind, concurrency_key)
+        CROSS JOIN LATERAL (
+            SELECT j.run_at, j.id FROM job_queue.jobs j
+            WHERE j.id = (SELECT min(x.id + 0) FROM job_queue.jobs x
+                          WHERE x.kind = t.kind AND x.concurrency_key = t.concurrency_key
+                            AND x.state = 'available')) o
+        WHERE c.kind = t.kind AND c.concurrency_key = t.concurrency_key
+          AND c.head_run_at <> 'infinity' AND (c.head_run_at, c.head_id) < (o.run_at, o.id);
+    END IF;
 END;
 $$;
 
 COMMENT ON FUNCTION job_queue.claim_jobs(kinds text[], keyed_kinds text[], key_limits integer[], batch integer, worker text, lease interval) IS 'The claim. kinds: kinds this replica runs; keyed_kinds/key_limits: per-key limits by kind (same length); batch: free slots; worker: locked_by; lease: locked_until - now().';
+
+CREATE FUNCTION job_queue.concurrency_key_is_ordered(kind text, concurrency_key text) RETURNS boolean
+    LANGUAGE sql STABLE
+    AS $_$
+    SELECT coalesce((SELECT l.ordered FROM job_queue.concurrency_key_limits l
+                     WHERE l.kind = $1 AND l.concurrency_key = $2), false)
+$_$;
 
 CREATE FUNCTION job_queue.create_history_partitions(step interval, ahead interval, at timestamp with time zone DEFAULT now()) RETURNS SETOF text
     LANGUAGE plpgsql SECURITY DEFINER
@@ -579,6 +629,8 @@ CREATE FUNCTION job_queue.repair_concurrency_keys(kinds text[], keyed_kinds text
 DECLARE
     k text;
     lim integer;
+    ord boolean;
+    oldest record;
     kind_lim integer;
     cand record;
     cur record;
@@ -628,10 +680,13 @@ BEGIN
                                   WHERE w.kind = k AND w.concurrency_key = cand.concurrency_key);
             -- A claim is deciding for this key now: it will set the row.
             CONTINUE WHEN NOT pg_try_advisory_xact_lock(1466458907, hashtext(k || E'\x1f' || cand.concurrency_key));
-            SELECT l.max_running INTO lim FROM job_queue.concurrency_key_limits l
+            SELECT l.max_running, l.ordered INTO lim, ord FROM job_queue.concurrency_key_limits l
             WHERE l.kind = k AND l.concurrency_key = cand.concurrency_key;
             IF NOT FOUND THEN
                 lim := kind_lim;
+                ord := false;
+            ELSIF ord THEN
+                lim := least(coalesce(lim, kind_lim, 1), 1);
             END IF;
             SELECT c.head_run_at, c.head_id INTO cur FROM job_queue.concurrency_keys c
             WHERE c.kind = k AND c.concurrency_key = cand.concurrency_key AND c.priority = cand.priority
@@ -649,6 +704,16 @@ BEGIN
             ORDER BY j.run_at, j.id
             LIMIT 1;
             CONTINUE WHEN NOT FOUND;
+            IF ord THEN
+                -- An ordered key's row rightly waits for its oldest job (the claim's step 6).
+                SELECT j.run_at, j.id INTO oldest FROM job_queue.jobs j
+                WHERE j.id = (SELECT min(x.id + 0) FROM job_queue.jobs x
+                              WHERE x.kind = k AND x.concurrency_key = cand.concurrency_key
+                                AND x.state = 'available');
+                IF FOUND AND (oldest.run_at, oldest.id) > (first_job.run_at, first_job.id) THEN
+                    first_job := oldest;
+                END IF;
+            END IF;
             IF cur.head_run_at IS NOT NULL AND (cur.head_run_at, cur.head_id) <= (first_job.run_at, first_job.id) THEN
                 CONTINUE;
             END IF;
@@ -763,15 +828,20 @@ CREATE FUNCTION job_queue.set_concurrency_key_limit(kind text, concurrency_key t
 #variable_conflict use_variable
 DECLARE
     old integer;
+    was_ordered boolean;
 BEGIN
     IF max_running IS NOT NULL AND max_running < 0 THEN
         RAISE EXCEPTION 'a concurrency key''s limit must be 0 or more, not %', max_running
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    SELECT l.max_running INTO old FROM job_queue.concurrency_key_limits l
+    SELECT l.max_running, l.ordered INTO old, was_ordered FROM job_queue.concurrency_key_limits l
     WHERE l.kind = set_concurrency_key_limit.kind AND l.concurrency_key = set_concurrency_key_limit.concurrency_key
     FOR UPDATE;
-    IF max_running IS NULL THEN
+    IF max_running IS NULL AND was_ordered THEN
+        UPDATE job_queue.concurrency_key_limits l SET max_running = NULL, updated_at = now()
+        WHERE l.kind = set_concurrency_key_limit.kind
+          AND l.concurrency_key = set_concurrency_key_limit.concurrency_key AND l.max_running IS NOT NULL;
+    ELSIF max_running IS NULL THEN
         DELETE FROM job_queue.concurrency_key_limits l
         WHERE l.kind = set_concurrency_key_limit.kind
           AND l.concurrency_key = set_concurrency_key_limit.concurrency_key;
@@ -787,6 +857,45 @@ BEGIN
         PERFORM pg_notify('job_queue_jobs', '');
     END IF;
     RETURN old;
+END;
+$$;
+
+CREATE FUNCTION job_queue.set_concurrency_key_ordered(kind text, concurrency_key text, ordered boolean) RETURNS boolean
+    LANGUAGE plpgsql
+    AS $$
+#variable_conflict use_variable
+DECLARE
+    was boolean;
+    lim integer;
+BEGIN
+    IF ordered IS NULL THEN
+        RAISE EXCEPTION 'ordered must be true or false' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT l.ordered, l.max_running INTO was, lim FROM job_queue.concurrency_key_limits l
+    WHERE l.kind = set_concurrency_key_ordered.kind
+      AND l.concurrency_key = set_concurrency_key_ordered.concurrency_key
+    FOR UPDATE;
+    was := coalesce(was, false);
+    IF ordered AND NOT was THEN
+        INSERT INTO job_queue.concurrency_key_limits AS l (kind, concurrency_key, max_running, ordered)
+        VALUES (set_concurrency_key_ordered.kind, set_concurrency_key_ordered.concurrency_key, NULL, true)
+        ON CONFLICT ON CONSTRAINT concurrency_key_limits_pkey DO UPDATE
+        SET ordered = true, updated_at = now();
+    ELSIF was AND NOT ordered THEN
+        IF lim IS NULL THEN
+            DELETE FROM job_queue.concurrency_key_limits l
+            WHERE l.kind = set_concurrency_key_ordered.kind
+              AND l.concurrency_key = set_concurrency_key_ordered.concurrency_key;
+        ELSE
+            UPDATE job_queue.concurrency_key_limits l SET ordered = false, updated_at = now()
+            WHERE l.kind = set_concurrency_key_ordered.kind
+              AND l.concurrency_key = set_concurrency_key_ordered.concurrency_key;
+        END IF;
+        INSERT INTO job_queue.concurrency_key_wakeups (kind, concurrency_key)
+        VALUES (set_concurrency_key_ordered.kind, set_concurrency_key_ordered.concurrency_key);
+        PERFORM pg_notify('job_queue_jobs', '');
+    END IF;
+    RETURN was;
 END;
 $$;
 
@@ -850,6 +959,20 @@ BEGIN
     FROM inserted_jobs
     WHERE state = 'available' AND concurrency_key IS NOT NULL
     ORDER BY kind, concurrency_key, priority, run_at, id;
+    RETURN NULL;
+END;
+$$;
+
+CREATE FUNCTION job_queue.wake_ordered_concurrency_key() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM job_queue.concurrency_key_limits l
+               WHERE l.kind = OLD.kind AND l.concurrency_key = OLD.concurrency_key AND l.ordered) THEN
+        INSERT INTO job_queue.concurrency_key_wakeups (kind, concurrency_key) VALUES (OLD.kind, OLD.concurrency_key);
+        PERFORM pg_notify('job_queue_jobs', '');
+    END IF;
     RETURN NULL;
 END;
 $$;
@@ -937,12 +1060,18 @@ CREATE VIEW job_queue.concurrency_key_depth AS
 CREATE TABLE job_queue.concurrency_key_limits (
     kind text NOT NULL,
     concurrency_key text NOT NULL,
-    max_running integer NOT NULL,
+    max_running integer,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    ordered boolean DEFAULT false NOT NULL,
+    CONSTRAINT concurrency_key_limits_limit_or_ordered CHECK (((max_running IS NOT NULL) OR ordered)),
     CONSTRAINT concurrency_key_limits_max_running_check CHECK ((max_running >= 0))
 );
 
-COMMENT ON TABLE job_queue.concurrency_key_limits IS 'Per-key limits that override the kind''s (the worker''s key_limits). Change them with set_concurrency_key_limit().';
+COMMENT ON TABLE job_queue.concurrency_key_limits IS 'Per-key limits that override the kind''s (the worker''s key_limits), and ordered keys. Change them with set_concurrency_key_limit() and set_concurrency_key_ordered().';
+
+COMMENT ON COLUMN job_queue.concurrency_key_limits.max_running IS 'The key''s own limit; NULL (only on an ordered key): the kind''s.';
+
+COMMENT ON COLUMN job_queue.concurrency_key_limits.ordered IS 'Ordered key: one job at a time, the oldest (lowest id) first; a retrying oldest job holds the others.';
 
 CREATE TABLE job_queue.concurrency_key_wakeups (
     id bigint NOT NULL,
@@ -1241,6 +1370,10 @@ CREATE TRIGGER jobs_wake_concurrency_keys_delete AFTER DELETE ON job_queue.jobs 
 CREATE TRIGGER jobs_wake_concurrency_keys_insert AFTER INSERT ON job_queue.jobs REFERENCING NEW TABLE AS inserted_jobs FOR EACH STATEMENT EXECUTE FUNCTION job_queue.wake_inserted_concurrency_keys();
 
 CREATE TRIGGER jobs_wake_concurrency_keys_update AFTER UPDATE ON job_queue.jobs FOR EACH ROW WHEN ((((new.state = 'available'::text) AND (new.concurrency_key IS NOT NULL) AND ((old.state <> 'available'::text) OR (old.kind <> new.kind) OR (old.priority <> new.priority) OR (old.concurrency_key IS DISTINCT FROM new.concurrency_key) OR (new.run_at < old.run_at))) OR ((old.state = 'running'::text) AND (old.concurrency_key IS NOT NULL) AND ((new.state <> 'running'::text) OR (old.kind <> new.kind) OR (old.concurrency_key IS DISTINCT FROM new.concurrency_key))))) EXECUTE FUNCTION job_queue.wake_updated_concurrency_key();
+
+CREATE TRIGGER jobs_wake_ordered_keys_delete AFTER DELETE ON job_queue.jobs FOR EACH ROW WHEN (((old.state = 'available'::text) AND (old.concurrency_key IS NOT NULL))) EXECUTE FUNCTION job_queue.wake_ordered_concurrency_key();
+
+CREATE TRIGGER jobs_wake_ordered_keys_move AFTER UPDATE OF kind, concurrency_key ON job_queue.jobs FOR EACH ROW WHEN (((old.state = 'available'::text) AND (old.concurrency_key IS NOT NULL) AND ((old.kind <> new.kind) OR (old.concurrency_key IS DISTINCT FROM new.concurrency_key)))) EXECUTE FUNCTION job_queue.wake_ordered_concurrency_key();
 
 CREATE TRIGGER paused_kinds_notify AFTER INSERT OR DELETE ON job_queue.paused_kinds FOR EACH STATEMENT EXECUTE FUNCTION job_queue.notify_paused_kinds();
 

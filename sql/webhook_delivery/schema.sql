@@ -518,10 +518,22 @@ CREATE TABLE webhook_worker.endpoint_events (
     delivery_id uuid,
     failing_since timestamp with time zone,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
+    posted_at timestamp with time zone,
+    post_attempts integer DEFAULT 0 NOT NULL,
+    post_after timestamp with time zone,
+    post_error text,
     CONSTRAINT endpoint_events_event_check CHECK ((event = ANY (ARRAY['circuit_opened'::text, 'circuit_recovered'::text, 'endpoint_disabled'::text, 'endpoint_enabled'::text, 'delivery_failed'::text])))
 );
 
 COMMENT ON TABLE webhook_worker.endpoint_events IS 'Operational events for the web app (circuit opened or recovered, endpoint disabled or enabled, delivery failed), each announced on the channel webhook_worker_endpoint_events. Pruned with the history (webhook-worker prune).';
+
+COMMENT ON COLUMN webhook_worker.endpoint_events.posted_at IS 'When a replica POSTed the event to --operational-url and got a 2xx; NULL while not (yet) posted.';
+
+COMMENT ON COLUMN webhook_worker.endpoint_events.post_attempts IS 'POSTs of the event to --operational-url begun so far.';
+
+COMMENT ON COLUMN webhook_worker.endpoint_events.post_after IS 'The next POST not before: the lease of the relay that holds it, or the wait after a failed POST.';
+
+COMMENT ON COLUMN webhook_worker.endpoint_events.post_error IS 'Why the last POST to --operational-url failed.';
 
 ALTER TABLE webhook_worker.endpoint_events ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME webhook_worker.endpoint_events_id_seq
@@ -630,6 +642,8 @@ CREATE INDEX delivery_attempts_delivery_idx_legacy ON webhook_worker.delivery_at
 CREATE INDEX endpoint_events_client_idx ON webhook_worker.endpoint_events USING btree (oauth_client_id, id);
 
 CREATE INDEX endpoint_events_created_at_idx ON webhook_worker.endpoint_events USING btree (created_at);
+
+CREATE INDEX endpoint_events_unposted_idx ON webhook_worker.endpoint_events USING btree (id) WHERE (posted_at IS NULL);
 
 CREATE INDEX integration_connected_enqueued_at_idx ON webhook_worker.integration_connected_enqueued USING btree (enqueued_at);
 

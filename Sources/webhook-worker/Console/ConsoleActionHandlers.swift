@@ -190,6 +190,27 @@ extension Console {
         }
     }
 
+    /// POST /console/endpoints/ordering: `ordering` fifo or none.
+    func setEndpointOrdering(_ context: ConsoleContext) async -> ConsoleResponse {
+        await perform(context) { connection, _ in
+            guard let endpoint = context.request.field("endpoint") else { throw ConsoleInputError("which endpoint?") }
+            guard let text = context.request.field("ordering"), let ordering = EndpointOrdering(text: text) else {
+                throw ConsoleInputError("the ordering must be \(EndpointOrdering.choices)")
+            }
+            let endpoints = Endpoints(connection)
+            let key = try await endpoints.key(for: endpoint)
+            let previous = try await endpoints.setOrdering(key: key, ordering)
+            return Outcome(
+                ok: true,
+                message: ordering == .fifo
+                    ? "\(key) now gets its deliveries one at a time, in the order they were created (FIFO)."
+                    : "\(key) is no longer FIFO: its deliveries go as its limit allows.",
+                action: "endpoint.set", target: "endpoint:\(key)",
+                detail: ["ordering": ordering.rawValue, "previous_ordering": previous.rawValue],
+                location: "/console/endpoints")
+        }
+    }
+
     /// POST /console/dead-letters/:id/retry
     func retryDeadLetter(_ context: ConsoleContext) async -> ConsoleResponse {
         await perform(context) { connection, _ in

@@ -211,13 +211,15 @@ extension Pages {
                 "p", ["class": "hint"],
                 text: """
                     Success rate and latency over the last 24 hours; worst first. "Send test event" sends a \
-                    webhook.test event (signed, like any webhook) to the endpoint now and shows its delivery.
+                    webhook.test event (signed, like any webhook) to the endpoint now and shows its delivery. \
+                    "Make FIFO" sends the endpoint's deliveries one at a time, in the order they were created; a \
+                    failing one holds the others until it is delivered, dead-lettered or cancelled.
                     """)
             table(
                 &h,
                 [
                     "OAuth client", "URL", "circuit", "success rate", "attempts", "mean / p95 latency",
-                    "failures in a row", "pending", "last error", "",
+                    "failures in a row", "pending", "ordering", "last error", "",
                 ], empty: "No OAuth client has a webhook URL.", rows: endpoints.count
             ) { h in
                 for row in endpoints {
@@ -236,7 +238,7 @@ extension Pages {
                                 row.meanLatencyMilliseconds.map {
                                     String(format: "%.0f / %.0f ms", $0, row.p95LatencyMilliseconds ?? 0)
                                 } ?? "",
-                                "\(row.consecutiveFailures)", "\(row.pendingDeliveries)",
+                                "\(row.consecutiveFailures)", "\(row.pendingDeliveries)", row.ordering,
                                 String((row.lastError ?? "").prefix(160)),
                             ])
                         h.element("td") { h in
@@ -248,11 +250,23 @@ extension Pages {
                             actionForm(&h, context, action: "/console/endpoints/test", label: "Send test event") { h in
                                 hidden(&h, "endpoint", row.key)
                             }
+                            orderingForm(&h, context, row)
                         }
                     }
                 }
             }
             operationalEvents(&h, events)
+        }
+    }
+
+    /// The button that turns the endpoint's FIFO ordering on or off.
+    static func orderingForm(_ h: inout HTML, _ context: PageContext, _ row: EndpointOverview) {
+        let fifo = row.ordering == EndpointOrdering.fifo.rawValue
+        actionForm(
+            &h, context, action: "/console/endpoints/ordering", label: fifo ? "Make unordered" : "Make FIFO"
+        ) { h in
+            hidden(&h, "endpoint", row.key)
+            hidden(&h, "ordering", fifo ? EndpointOrdering.none.rawValue : EndpointOrdering.fifo.rawValue)
         }
     }
 

@@ -112,7 +112,8 @@ BENCH_ACCOUNTS (50), BENCH_LOAD_RATE (500 events/s), BENCH_LOAD_SECONDS (10), BE
 BENCH_PHASE_TIMEOUT (600), BENCH_ONE_ENDPOINT_EVENTS (10000),
 BENCH_WORKER_ARGS (extra flags for every `run`, e.g. "--concurrency 64"), BENCH_SKIP (comma list of
 burndown, latency, delivery, delivery-2-clients, pgbouncer, latency-under-load, isolation, one-endpoint,
-slow-endpoint, fairness, retry-after, backlog, history, history-load, pgbench), BENCH_KEEP=1.
+slow-endpoint, fairness, retry-after, backlog, history, history-load, pgbench), BENCH_KEEP=1,
+BENCH_LOCK (a file the bench holds with flock while it measures, not while it loads history).
 The worker's own variables (WORKER_*, WEBHOOK_*, LOG_*, OTEL_*) are not passed on to the replicas.
 
 Soak mode (BENCH_SOAK_SECONDS > 0, what `make soak` runs): instead of the phases,

@@ -1,7 +1,9 @@
 """The bench's state (settings from the environment, its database session, results and
 problems) and the helpers every phase uses."""
 
+import contextlib
 import datetime
+import fcntl
 import os
 import shlex
 import socket
@@ -151,9 +153,32 @@ class Bench:
             groups["pgbouncer"] = pooler.pids
         return CpuMeter(**groups)
 
-    def phase(self, key, function):
+    @contextlib.contextmanager
+    def quiet(self):
+        """Holds BENCH_LOCK, when it names a file, while a measurement runs: on a machine that
+        others share (builds that take the same lock), the figures are then measured alone, and
+        long loads that measure nothing can run outside it."""
+        path = os.environ.get("BENCH_LOCK", "").strip()
+        if not path:
+            yield
+            return
+        with open(path, "a") as lock:  # Python's descriptors are not inherited by children
+            log(f"waiting for {path}")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def phase(self, key, function, quiet=True):
+        """Runs one phase into results[key]; `quiet=False` for a phase that holds BENCH_LOCK
+        itself around its measurements only."""
         try:
-            self.results[key] = function()
+            if quiet:
+                with self.quiet():
+                    self.results[key] = function()
+            else:
+                self.results[key] = function()
         except RunError as error:
             log(f"{key} FAILED: {error}")
             self.results[key] = {"error": str(error)}

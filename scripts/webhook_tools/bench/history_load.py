@@ -14,8 +14,8 @@ DAYS = 30
 def v7(ms, g):
     """SQL for a UUID version 7 from a time in milliseconds and a row number: time-ordered, as
     the worker makes them."""
-    return (f"(lpad(to_hex({ms}), 12, '0') || '7' || substr(md5({g}::text), 1, 3) || '8' "
-            f"|| substr(md5({g}::text), 4, 15))::uuid")
+    return (f"(lpad(to_hex({ms}), 12, '0') || '7' || substr(md5(({g})::text), 1, 3) || '8' "
+            f"|| substr(md5(({g})::text), 4, 15))::uuid")
 
 
 def fill(url, rows, timeout):
@@ -27,18 +27,19 @@ def fill(url, rows, timeout):
         start = f"(date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' - interval '{day} days')"
         at = f"{start} + (g % 86400000) * interval '1 millisecond'"
         ms = f"(extract(epoch FROM {start}) * 1000)::bigint + g % 86400000"
+        base = f"{day}::bigint * 1000000000"  # each day's ids apart; bigint, or day 3 overflows
         psql(url, f"""
             INSERT INTO webhook_worker.webhook_deliveries (delivery_id, event, source_job_id, integration_account_id,
                 user_id, oauth_client_id, payload, status, attempts, created_at, updated_at, delivered_at)
-            SELECT {v7(ms, f"g + {day} * 1000000000")}, 'integration.connected', {day} * 1000000000 + g / 16,
+            SELECT {v7(ms, f"g + {base}")}, 'integration.connected', {base} + g / 16,
                    'old-acct', 'old-user', 'bench-client-' || (g % 16 + 1), '{{}}', 'delivered', 1, {at}, {at}, {at}
             FROM generate_series(1, {deliveries // DAYS}) g;
             INSERT INTO webhook_worker.delivery_attempts (delivery_id, attempt, job_id, worker_id, url, http_status,
                 duration_ms, attempted_at)
-            SELECT {v7(ms, f"g + {day} * 1000000000")}, 1, g, 'old-worker', 'http://127.0.0.1/hook', 204, 3, {at}
+            SELECT {v7(ms, f"g + {base}")}, 1, g, 'old-worker', 'http://127.0.0.1/hook', 204, 3, {at}
             FROM generate_series(1, {attempts // DAYS}) g;
             INSERT INTO webhook_worker.job_attempts (job_id, kind, attempt, worker_id, started_at, finished_at, outcome)
-            SELECT {day} * 1000000000 + g, 'webhook.deliver', 1, 'old-worker', {at}, {at}, 'succeeded'
+            SELECT {base} + g, 'webhook.deliver', 1, 'old-worker', {at}, {at}, 'succeeded'
             FROM generate_series(1, {job_attempts // DAYS}) g;""", timeout)
     psql(url, "VACUUM (ANALYZE) webhook_worker.webhook_deliveries, webhook_worker.delivery_attempts, "
               "webhook_worker.job_attempts", timeout)
@@ -63,8 +64,9 @@ def history_load(bench):
              + (SELECT count(*) FROM webhook_worker.job_attempts)""", timeout))
     partitions = int(psql_value(url, "SELECT count(*) FROM webhook_worker.history_partitions"))
     mib = float(psql_value(url, "SELECT sum(bytes) / 1048576.0 FROM webhook_worker.history_partitions"))
-    loaded = delivery.delivery(bench, bench.clients, phase=f"delivery with history, {bench.clients} clients",
-                               keep_history=True)
+    with bench.quiet():
+        loaded = delivery.delivery(bench, bench.clients, phase=f"delivery with history, {bench.clients} clients",
+                                   keep_history=True)
     empty = bench.results.get("delivery", {})
 
     def over(*path):

@@ -56,9 +56,9 @@ def run(bench):
             if small.get("jobs_per_second") and large.get("jobs_per_second"):
                 large["over_burn_down_1_worker"] = round(large["jobs_per_second"] / small["jobs_per_second"], 2)
         if "history" not in bench.skip:
-            bench.phase("history", lambda: history.history(bench))
+            bench.phase("history", lambda: history.history(bench), quiet=False)
         if "history-load" not in bench.skip:
-            bench.phase("history_load", lambda: history_load.history_load(bench))
+            bench.phase("history_load", lambda: history_load.history_load(bench), quiet=False)
     except RunError as error:
         log(f"setup FAILED: {error}")
         bench.results["setup_error"] = str(error)

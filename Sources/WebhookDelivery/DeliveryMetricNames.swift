@@ -14,6 +14,8 @@ public struct DeliveryMetricNames: Sendable {
     public let endpointTransitions: String
     /// Counter: an endpoint paused by a 429 or 503 with `Retry-After`.
     public let endpointPauses: String
+    /// Counter: a delivery held, unsent, because its endpoint's rate limit had no token.
+    public let endpointRateLimited: String
     /// Counter: `integration.connected` events enqueued late by the catch-up.
     public let integrationEventsCaughtUp: String
     /// Gauge `{endpoint}`: 0 closed, 1 half-open, 2 open, 3 disabled, for each endpoint not closed.
@@ -34,6 +36,7 @@ public struct DeliveryMetricNames: Sendable {
         deliveryDuration = prefix + "_delivery_duration_seconds"
         endpointTransitions = prefix + "_endpoint_transitions_total"
         endpointPauses = prefix + "_endpoint_pauses_total"
+        endpointRateLimited = prefix + "_endpoint_rate_limited_total"
         integrationEventsCaughtUp = prefix + "_integration_events_caught_up_total"
         endpointCircuitState = prefix + "_endpoint_circuit_state"
         endpointConsecutiveFailures = prefix + "_endpoint_consecutive_failures"

@@ -67,6 +67,7 @@ extension EndpointHealth {
             "next_probe_at": nextProbeAt, "disabled_at": disabledAt, "disabled_by": disabledBy, "last_error": lastError,
             "last_failure_at": lastFailureAt, "last_success_at": lastSuccessAt, "failures": failures,
             "recoveries": recoveries, "pending_deliveries": pendingDeliveries, "success_rate_24h": successRate24h,
+            "max_in_flight": maxInFlight, "rate_limit": rateLimit, "limits_set_by": limitsSetBy,
         ]
     }
 }

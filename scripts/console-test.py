@@ -362,12 +362,31 @@ def main():
         check("Acme CRM" in body and "Flaky Analytics" in body and "/beta?***" in body and "hidden" not in body,
               "the endpoints page lists the clients with redacted URLs")
         shot("endpoints")
-        rows = [r for r in driver.find_elements(By.CSS_SELECTOR, "table tbody tr") if "Beta Notes" in r.text]
-        click(rows[0].find_element(By.CSS_SELECTOR, "button[type=submit]"))
+        def beta_form(action):
+            rows = [r for r in driver.find_elements(By.CSS_SELECTOR, "table tbody tr") if "Beta Notes" in r.text]
+            return [f for f in rows[0].find_elements(By.CSS_SELECTOR, "form[method=post]")
+                    if f.get_attribute("action").endswith(action)][0]
+
+        click(beta_form("/console/endpoints/disable").find_element(By.CSS_SELECTOR, "button[type=submit]"))
         check("Disabled client:cl_03beta" in text(), "an endpoint is disabled")
-        rows = [r for r in driver.find_elements(By.CSS_SELECTOR, "table tbody tr") if "Beta Notes" in r.text]
-        click(rows[0].find_element(By.CSS_SELECTOR, "button[type=submit]"))
+        click(beta_form("/console/endpoints/enable").find_element(By.CSS_SELECTOR, "button[type=submit]"))
         check("Enabled client:cl_03beta" in text(), "and enabled again")
+
+        # Limits: a fixed max in flight and a rate limit, set from the endpoint's row, then cleared.
+        check("max in flight adaptive, rate none" in text(), "the endpoints page shows the limits")
+        form = beta_form("/console/endpoints/limits")
+        form.find_element(By.NAME, "max_in_flight").send_keys("2")
+        form.find_element(By.NAME, "rate_limit").send_keys("5")
+        click(form.find_element(By.CSS_SELECTOR, "button[type=submit]"))
+        check("Set client:cl_03beta: max in flight 2, rate limit 5/s" in text(), "the limits' flash message")
+        check(psql(db, "SELECT max_in_flight || ' ' || rate_limit FROM webhook_worker.endpoints"
+                       " WHERE key = 'client:cl_03beta'") == "2 5", "the limits are stored")
+        check("max in flight 2, rate 5/s" in text(), "the endpoint's row shows its limits")
+        form = beta_form("/console/endpoints/limits")
+        form.find_element(By.NAME, "max_in_flight").clear()
+        form.find_element(By.NAME, "rate_limit").clear()
+        click(form.find_element(By.CSS_SELECTOR, "button[type=submit]"))
+        check("Set client:cl_03beta: max in flight adaptive, rate limit none" in text(), "and cleared")
         events = [r.text for r in driver.find_elements(By.CSS_SELECTOR, "table tbody tr.event")]
         check(any("cl_03beta" in e and "endpoint_disabled" in e for e in events)
               and any("cl_03beta" in e and "endpoint_enabled" in e for e in events),
@@ -453,17 +472,22 @@ def main():
         status, _, _ = http("POST", readonly + "/console/endpoints/ordering", ci_secret,
                             {"endpoint": "cl_01acme", "ordering": "fifo"})
         check(status == 403 and psql(db, fifo_sql) == "f", "read-only refuses to change an endpoint's ordering")
+        status, _, _ = http("POST", readonly + "/console/endpoints/limits", ci_secret,
+                            {"endpoint": "cl_03beta", "max_in_flight": "1"})
+        check(status == 403 and psql(db, "SELECT coalesce(max_in_flight, 0) FROM webhook_worker.endpoints"
+                                         " WHERE key = 'client:cl_03beta'") == "0",
+              "read-only refuses to set limits")
 
         # The audit page lists what alice did, and the refusals.
         driver.get(console + "/console/audit")
         body = text()
         check("delivery.resend" in body and "delivery.resend_range" in body and "dead_letter.retry" in body
               and "endpoint.disable" in body and "endpoint.test" in body and "endpoint.set" in body
-              and "refused: bad CSRF token" in body,
+              and "endpoint.set_limits" in body and "refused: bad CSRF token" in body,
               "the audit page lists the actions and the refusals")
         audit = psql(db, "SELECT count(*) FROM webhook_worker.console_audit WHERE actor = 'alice' AND outcome = 'ok'"
                          " AND action NOT LIKE 'console.%'")
-        check(audit == "10", "ten actions by alice recorded ok in console_audit (%s)" % audit)
+        check(audit == "12", "twelve actions by alice recorded ok in console_audit (%s)" % audit)
         sign_ins = psql(db, "SELECT count(*) FROM webhook_worker.console_audit WHERE action = 'console.sign_in'")
         check(sign_ins != "0", "sign-ins recorded in console_audit (%s)" % sign_ins)
     finally:

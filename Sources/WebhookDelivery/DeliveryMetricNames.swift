@@ -17,6 +17,8 @@ public struct DeliveryMetricNames: Sendable {
     /// Counter `{outcome}`: operational events POSTed to the web app (`posted`, or `failed` and
     /// tried again later).
     public let operationalPosts: String
+    /// Counter: a delivery held, unsent, because its endpoint's rate limit had no token.
+    public let endpointRateLimited: String
     /// Counter: `integration.connected` events enqueued late by the catch-up.
     public let integrationEventsCaughtUp: String
     /// Gauge `{endpoint}`: 0 closed, 1 half-open, 2 open, 3 disabled, for each endpoint not closed.
@@ -38,6 +40,7 @@ public struct DeliveryMetricNames: Sendable {
         endpointTransitions = prefix + "_endpoint_transitions_total"
         endpointPauses = prefix + "_endpoint_pauses_total"
         operationalPosts = prefix + "_operational_posts_total"
+        endpointRateLimited = prefix + "_endpoint_rate_limited_total"
         integrationEventsCaughtUp = prefix + "_integration_events_caught_up_total"
         endpointCircuitState = prefix + "_endpoint_circuit_state"
         endpointConsecutiveFailures = prefix + "_endpoint_consecutive_failures"

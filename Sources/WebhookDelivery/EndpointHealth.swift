@@ -29,11 +29,17 @@ public struct EndpointHealth: Sendable, Equatable {
     public let successRate24h: Double?
     /// `fifo` or `none` (``EndpointOrdering``).
     public let ordering: String
+    /// The operator's fixed limit on deliveries in flight (nil: adaptive) and rate limit in
+    /// requests per second (nil: none), with who set them last (``EndpointLimits``).
+    public let maxInFlight: Int?
+    public let rateLimit: Double?
+    public let limitsSetBy: String?
 
     static let select = """
         SELECT e.key, substr(e.key, 8) AS oauth_client_id, c.name AS client_name, c."clientId" AS client_public_id,
                e.state, e.consecutive_failures, e.failing_since, e.trips, e.next_probe_at, e.disabled_at, e.disabled_by,
                e.last_error, e.last_failure_at, e.last_success_at, e.failures, e.recoveries,
+               e.max_in_flight, e.rate_limit, e.limits_set_by,
                (SELECT count(*) FROM webhook_worker.webhook_deliveries d
                 WHERE d.oauth_client_id = substr(e.key, 8) AND d.status = 'pending') AS pending_deliveries,
                (SELECT round(100.0 * count(*) FILTER (WHERE a.http_status BETWEEN 200 AND 299) / nullif(count(*), 0), 1)
@@ -66,5 +72,8 @@ public struct EndpointHealth: Sendable, Equatable {
         pendingDeliveries = try row.decode("pending_deliveries")
         successRate24h = try row.decodeIfPresent("success_rate_24h")
         ordering = try row.decode("ordering")
+        maxInFlight = try row.decodeIfPresent("max_in_flight")
+        rateLimit = try row.decodeIfPresent("rate_limit")
+        limitsSetBy = try row.decodeIfPresent("limits_set_by")
     }
 }

@@ -30,6 +30,9 @@ public struct EndpointOverview: Sendable, Equatable {
     public let pendingDeliveries: Int
     /// `fifo` or `none` (``EndpointOrdering``).
     public let ordering: String
+    /// The operator's limits (``EndpointLimits``): nil is adaptive, and no rate limit.
+    public var maxInFlight: Int? = nil
+    public var rateLimit: Double? = nil
 
     /// Percent of attempts in the window that got a 2xx, nil without attempts.
     public var successRate: Double? { attempts == 0 ? nil : 100 * Double(succeeded) / Double(attempts) }
@@ -58,6 +61,7 @@ extension Endpoints {
         SELECT k.oauth_client_id, c.name AS client_name, c.public_id, c.url, coalesce(c.active, false) AS active,
                coalesce(e.state, 'closed') AS state, coalesce(e.consecutive_failures, 0) AS consecutive_failures,
                e.next_probe_at, e.disabled_at, e.disabled_by, e.last_error, e.last_success_at, e.last_failure_at,
+               e.max_in_flight, e.rate_limit,
                coalesce(r.attempts, 0) AS attempts, coalesce(r.succeeded, 0) AS succeeded, r.mean_ms, r.p95_ms,
                (SELECT count(*) FROM webhook_worker.webhook_deliveries p
                 WHERE p.oauth_client_id = k.oauth_client_id AND p.status = 'pending') AS pending,
@@ -91,7 +95,8 @@ extension Endpoints {
                 lastFailureAt: try row.decodeIfPresent("last_failure_at"), attempts: try row.decode("attempts"),
                 succeeded: try row.decode("succeeded"), meanLatencyMilliseconds: try row.decodeIfPresent("mean_ms"),
                 p95LatencyMilliseconds: try row.decodeIfPresent("p95_ms"), pendingDeliveries: try row.decode("pending"),
-                ordering: try row.decode("ordering"))
+                ordering: try row.decode("ordering"), maxInFlight: try row.decodeIfPresent("max_in_flight"),
+                rateLimit: try row.decodeIfPresent("rate_limit"))
         }
     }
 }

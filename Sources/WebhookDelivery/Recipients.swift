@@ -39,7 +39,8 @@ enum Recipients {
 
     /// For each delivery of `$1` (an array), its client's current eligibility, with the reason
     /// when it no longer is, its endpoint's circuit (no row: never failed) and the seconds left of
-    /// its pause (`Retry-After`; negative or NULL: not paused), and its secrets
+    /// its pause (`Retry-After`; negative or NULL: not paused) and its rate limit (NULL: none),
+    /// and its secrets
     /// retired less than `$2` ago (a JSON array, newest first), which sign alongside the current
     /// one. `$3` bounds their `created_at` (``DeliveryID/since(_:)``). Read through
     /// ``RecheckReader``, many deliveries at a time.
@@ -55,6 +56,7 @@ enum Recipients {
                \(hasGrant(client: "d.oauth_client_id", user: "d.user_id")) AS has_grant,
                e.state AS endpoint_state, e.consecutive_failures AS endpoint_failures,
                extract(epoch FROM e.paused_until - clock_timestamp())::float8 AS endpoint_paused_for,
+               e.rate_limit AS endpoint_rate_limit,
                (SELECT array_to_json(array_agg(r.secret ORDER BY r.retired_at DESC))::text
                 FROM webhook_worker.retired_secrets r
                 WHERE r.oauth_client_id = d.oauth_client_id AND r.retired_at > now() - $2::interval

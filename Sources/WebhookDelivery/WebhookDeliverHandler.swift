@@ -141,6 +141,18 @@ public struct WebhookDeliverHandler: JobHandler {
             }
         }
 
+        // The operator's rate limit: a token before the request, or wait unsent. An endpoint
+        // without one (NULL in the re-check) costs no statement here.
+        if let rate = try row.decodeIfPresent("endpoint_rate_limit", as: Double.self) {
+            if let wait = try await tracing.withStatementSpan(
+                "endpointTakeToken", { try await EndpointRateLimit.take(key: endpoint, database: context.database) })
+            {
+                Counter(label: DeliveryMetricNames.worker.endpointRateLimited).increment()
+                return .snooze(
+                    wait, reason: "waiting: the endpoint's rate limit (\(EndpointLimits.format(rate: rate))/s)")
+            }
+        }
+
         let url: String = try row.decode("url")
         let secret: String? = try row.decodeIfPresent("secret").flatMap { $0.isEmpty ? nil : $0 }
         let retired: [String] =

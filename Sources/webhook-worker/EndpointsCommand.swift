@@ -10,17 +10,17 @@ struct EndpointsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "endpoints",
         abstract:
-            "Receiving endpoints (one per OAuth client): health, circuit state, enable and disable, ordering.",
+            "Receiving endpoints (one per OAuth client): health, circuit state, limits, ordering, enable and disable.",
         discussion: """
-            An endpoint appears here once it has failed (or was disabled by hand); one that never \
-            failed is healthy and has no row. ENDPOINT is the OAuth client's id ("OAuthClient".id), \
-            its public clientId, or the key (client:<id>).
+            An endpoint appears here once it has failed, was disabled by hand or was given limits \
+            (endpoints set); one that never failed is healthy and has no row. ENDPOINT is the OAuth \
+            client's id ("OAuthClient".id), its public clientId, or the key (client:<id>).
             """,
-        subcommands: [List.self, Show.self, Events.self, Enable.self, Disable.self, Test.self, SetEndpoint.self])
+        subcommands: [List.self, Show.self, Events.self, SetEndpoint.self, Enable.self, Disable.self, Test.self])
 
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "List endpoints that failed or were disabled, worst first.")
+            abstract: "List endpoints that failed, were disabled or have limits, worst first.")
         @Option(help: "Only this state: closed, open, half_open or disabled.") var state: String?
         @Flag(help: "Print JSON.") var json = false
         @OptionGroup var database: DatabaseOptions
@@ -39,7 +39,7 @@ struct EndpointsCommand: AsyncParsableCommand {
                 endpoints.map(\.fields),
                 columns: [
                     "oauth_client_id", "client_name", "state", "consecutive_failures", "pending_deliveries",
-                    "success_rate_24h", "ordering", "next_probe_at", "last_error",
+                    "success_rate_24h", "ordering", "max_in_flight", "rate_limit", "next_probe_at", "last_error",
                 ])
         }
     }
@@ -75,7 +75,7 @@ struct EndpointsCommand: AsyncParsableCommand {
                         "key", "oauth_client_id", "client_name", "client_public_id", "state", "consecutive_failures",
                         "failing_since", "trips", "next_probe_at", "disabled_at", "disabled_by", "last_error",
                         "last_failure_at", "last_success_at", "failures", "recoveries", "pending_deliveries",
-                        "success_rate_24h", "ordering",
+                        "success_rate_24h", "ordering", "max_in_flight", "rate_limit", "limits_set_by",
                     ])
             }
         }

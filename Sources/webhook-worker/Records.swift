@@ -68,6 +68,7 @@ extension EndpointHealth {
             "last_failure_at": lastFailureAt, "last_success_at": lastSuccessAt, "failures": failures,
             "recoveries": recoveries, "pending_deliveries": pendingDeliveries, "success_rate_24h": successRate24h,
             "ordering": ordering,
+            "max_in_flight": maxInFlight, "rate_limit": rateLimit, "limits_set_by": limitsSetBy,
         ]
     }
 }

@@ -27,6 +27,20 @@ CREATE FUNCTION webhook_worker.delivery_ids_until(ids uuid[]) RETURNS timestamp 
     FROM (SELECT webhook_worker.delivery_id_time(i) AS t FROM pg_catalog.unnest(ids) AS i) x
 $$;
 
+CREATE FUNCTION webhook_worker.endpoint_apply_limit(endpoint_key text, adaptive integer) RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    fixed integer;
+BEGIN
+    -- KEY SHARE: waits for a change of limits in progress (FOR UPDATE) and then reads what it
+    -- committed; the token bucket's updates do not wait for it.
+    SELECT e.max_in_flight INTO fixed FROM webhook_worker.endpoints e WHERE e.key = endpoint_key FOR KEY SHARE;
+    PERFORM webhook_worker.set_concurrency_key_limit('webhook.deliver', endpoint_key, coalesce(fixed, adaptive));
+    RETURN coalesce(fixed, adaptive);
+END;
+$$;
+
 CREATE FUNCTION webhook_worker.endpoint_pause(endpoint_key text, wait interval) RETURNS timestamp with time zone
     LANGUAGE plpgsql
     AS $$
@@ -132,6 +146,119 @@ BEGIN
 END;
 $$;
 
+CREATE TABLE webhook_worker.endpoints (
+    key text NOT NULL,
+    state text DEFAULT 'closed'::text NOT NULL,
+    consecutive_failures integer DEFAULT 0 NOT NULL,
+    failing_since timestamp with time zone,
+    trips integer DEFAULT 0 NOT NULL,
+    opened_at timestamp with time zone,
+    next_probe_at timestamp with time zone,
+    probe_started_at timestamp with time zone,
+    disabled_at timestamp with time zone,
+    disabled_by text,
+    last_error text,
+    last_failure_at timestamp with time zone,
+    last_success_at timestamp with time zone,
+    failures bigint DEFAULT 0 NOT NULL,
+    recoveries bigint DEFAULT 0 NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    paused_until timestamp with time zone,
+    paused_at timestamp with time zone,
+    throttled_seconds double precision DEFAULT 0 NOT NULL,
+    counted_failure_at timestamp with time zone,
+    max_in_flight integer,
+    rate_limit double precision,
+    rate_tokens double precision,
+    rate_tokens_at timestamp with time zone,
+    rate_next_slot timestamp with time zone,
+    limits_set_by text,
+    limits_set_at timestamp with time zone,
+    CONSTRAINT endpoints_max_in_flight_check CHECK (((max_in_flight >= 1) AND (max_in_flight <= 10000))),
+    CONSTRAINT endpoints_rate_limit_check CHECK (((rate_limit > (0)::double precision) AND (rate_limit <= (100000)::double precision))),
+    CONSTRAINT endpoints_state_check CHECK ((state = ANY (ARRAY['closed'::text, 'open'::text, 'half_open'::text, 'disabled'::text])))
+);
+
+COMMENT ON TABLE webhook_worker.endpoints IS 'Circuit breaker state per webhook endpoint (one OAuth client). Enable a disabled one with webhook-worker endpoints enable.';
+
+COMMENT ON COLUMN webhook_worker.endpoints.consecutive_failures IS 'Failures in a row that count towards the threshold: requests in flight together that fail together count once.';
+
+COMMENT ON COLUMN webhook_worker.endpoints.counted_failure_at IS 'When the last failure that counted towards the threshold came back: a failure of a request sent before it does not count again.';
+
+COMMENT ON COLUMN webhook_worker.endpoints.max_in_flight IS 'Operator''s fixed limit on deliveries in flight across replicas; overrides the adaptive limit while set (NULL: adaptive).';
+
+COMMENT ON COLUMN webhook_worker.endpoints.rate_limit IS 'Operator''s rate limit in requests per second (a token bucket, burst max(1, rate_limit)); NULL: none.';
+
+COMMENT ON COLUMN webhook_worker.endpoints.rate_tokens IS 'The rate limit''s bucket: tokens left at rate_tokens_at (NULL: full).';
+
+COMMENT ON COLUMN webhook_worker.endpoints.rate_next_slot IS 'When the next delivery held by the rate limit is told to come back (held deliveries come back one token apart).';
+
+CREATE FUNCTION webhook_worker.endpoint_set_limits(endpoint_key text, set_max boolean, new_max integer, set_rate boolean, new_rate double precision, actor text) RETURNS webhook_worker.endpoints
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    old webhook_worker.endpoints;
+    e webhook_worker.endpoints;
+BEGIN
+    INSERT INTO webhook_worker.endpoints (key) VALUES (endpoint_key) ON CONFLICT (key) DO NOTHING;
+    SELECT * INTO old FROM webhook_worker.endpoints x WHERE x.key = endpoint_key FOR UPDATE;
+    UPDATE webhook_worker.endpoints x
+    SET max_in_flight = CASE WHEN set_max THEN new_max ELSE x.max_in_flight END,
+        rate_limit = CASE WHEN set_rate THEN new_rate ELSE x.rate_limit END,
+        rate_tokens = CASE WHEN set_rate AND new_rate IS DISTINCT FROM x.rate_limit THEN NULL ELSE x.rate_tokens END,
+        rate_tokens_at = CASE WHEN set_rate AND new_rate IS DISTINCT FROM x.rate_limit THEN NULL
+                              ELSE x.rate_tokens_at END,
+        rate_next_slot = CASE WHEN set_rate AND new_rate IS DISTINCT FROM x.rate_limit THEN NULL
+                              ELSE x.rate_next_slot END,
+        limits_set_by = actor, limits_set_at = now(), updated_at = now()
+    WHERE x.key = endpoint_key
+    RETURNING * INTO e;
+    PERFORM webhook_worker.endpoint_apply_limit(
+        endpoint_key, (SELECT c.applied FROM webhook_worker.endpoint_concurrency c WHERE c.key = endpoint_key));
+    IF (e.rate_limit IS NULL AND old.rate_limit IS NOT NULL) OR e.rate_limit > old.rate_limit THEN
+        PERFORM webhook_worker.wake_endpoint(endpoint_key);
+    END IF;
+    RETURN e;
+END;
+$$;
+
+CREATE FUNCTION webhook_worker.endpoint_take_token(endpoint_key text) RETURNS double precision
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    e webhook_worker.endpoints;
+    t timestamptz;
+    burst double precision;
+    available double precision;
+    due timestamptz;
+    slot timestamptz;
+BEGIN
+    SELECT * INTO e FROM webhook_worker.endpoints x WHERE x.key = endpoint_key FOR NO KEY UPDATE;
+    IF NOT FOUND OR e.rate_limit IS NULL THEN
+        RETURN NULL;
+    END IF;
+    -- Read after the row's lock: the time the token is taken at.
+    t := clock_timestamp();
+    burst := greatest(1, e.rate_limit);
+    available := least(burst, coalesce(e.rate_tokens, burst)
+        + e.rate_limit * greatest(0, extract(epoch FROM t - coalesce(e.rate_tokens_at, t))));
+    IF available >= 1 THEN
+        UPDATE webhook_worker.endpoints x
+        SET rate_tokens = available - 1, rate_tokens_at = greatest(t, coalesce(x.rate_tokens_at, t))
+        WHERE x.key = endpoint_key;
+        RETURN 0;
+    END IF;
+    -- No token: when the next one is due, or one token after the last delivery held, if later.
+    due := t + (1 - available) / e.rate_limit * interval '1 second';
+    slot := greatest(due, coalesce(e.rate_next_slot, due));
+    UPDATE webhook_worker.endpoints x
+    SET rate_tokens = available, rate_tokens_at = greatest(t, coalesce(x.rate_tokens_at, t)),
+        rate_next_slot = slot + interval '1 second' / e.rate_limit
+    WHERE x.key = endpoint_key;
+    RETURN extract(epoch FROM slot - t);
+END;
+$$;
+
 CREATE FUNCTION webhook_worker.endpoints_adapt(keys text[], signals text[], durations double precision[], floors integer[], initials integer[], ceilings integer[], slow_factors double precision[], slow_floors double precision[], backoffs double precision[], smoothings double precision[]) RETURNS void
     LANGUAGE plpgsql
     AS $$
@@ -172,7 +299,7 @@ BEGIN
         SET limit_value = v, latency_ms = lat, applied = whole, cut_at = cut, updated_at = now()
         WHERE c.key = o.key;
         IF e.applied IS DISTINCT FROM whole THEN
-            PERFORM webhook_worker.set_concurrency_key_limit('webhook.deliver', o.key, whole);
+            PERFORM webhook_worker.endpoint_apply_limit(o.key, whole);
         END IF;
     END LOOP;
 END;
@@ -315,36 +442,6 @@ END;
 $$;
 
 COMMENT ON FUNCTION webhook_worker.record_integration_connected(job_id bigint, payload jsonb) IS 'The queue''s inserted hook of integration.connected: records the account for the catch-up.';
-
-CREATE TABLE webhook_worker.endpoints (
-    key text NOT NULL,
-    state text DEFAULT 'closed'::text NOT NULL,
-    consecutive_failures integer DEFAULT 0 NOT NULL,
-    failing_since timestamp with time zone,
-    trips integer DEFAULT 0 NOT NULL,
-    opened_at timestamp with time zone,
-    next_probe_at timestamp with time zone,
-    probe_started_at timestamp with time zone,
-    disabled_at timestamp with time zone,
-    disabled_by text,
-    last_error text,
-    last_failure_at timestamp with time zone,
-    last_success_at timestamp with time zone,
-    failures bigint DEFAULT 0 NOT NULL,
-    recoveries bigint DEFAULT 0 NOT NULL,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    paused_until timestamp with time zone,
-    paused_at timestamp with time zone,
-    throttled_seconds double precision DEFAULT 0 NOT NULL,
-    counted_failure_at timestamp with time zone,
-    CONSTRAINT endpoints_state_check CHECK ((state = ANY (ARRAY['closed'::text, 'open'::text, 'half_open'::text, 'disabled'::text])))
-);
-
-COMMENT ON TABLE webhook_worker.endpoints IS 'Circuit breaker state per webhook endpoint (one OAuth client). Enable a disabled one with webhook-worker endpoints enable.';
-
-COMMENT ON COLUMN webhook_worker.endpoints.consecutive_failures IS 'Failures in a row that count towards the threshold: requests in flight together that fail together count once.';
-
-COMMENT ON COLUMN webhook_worker.endpoints.counted_failure_at IS 'When the last failure that counted towards the threshold came back: a failure of a request sent before it does not count again.';
 
 CREATE FUNCTION webhook_worker.set_endpoint_enabled(endpoint_key text, enabled boolean, actor text) RETURNS webhook_worker.endpoints
     LANGUAGE plpgsql

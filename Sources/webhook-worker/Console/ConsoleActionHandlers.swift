@@ -289,3 +289,34 @@ extension Console {
         }
     }
 }
+
+extension Console {
+    /// POST /console/endpoints/limits: the endpoint's max in flight and rate limit as the form
+    /// gives them (blank or `none`: adaptive, and no rate limit).
+    func setEndpointLimits(_ context: ConsoleContext) async -> ConsoleResponse {
+        await perform(context) { connection, by in
+            guard let endpoint = context.request.field("endpoint") else { throw ConsoleInputError("which endpoint?") }
+            let max: EndpointLimits.Change<Int>
+            let rate: EndpointLimits.Change<Double>
+            do throws(EndpointLimits.InvalidLimit) {
+                max = try EndpointLimits.parseMaxInFlight(context.request.field("max_in_flight") ?? "none")
+                rate = try EndpointLimits.parseRateLimit(context.request.field("rate_limit") ?? "none")
+            } catch {
+                throw ConsoleInputError("Not set: \(error.description).")
+            }
+            guard let key = try await Endpoints(connection).existingKey(for: endpoint) else {
+                throw ConsoleInputError("Not set: no OAuth client '\(endpoint)'.")
+            }
+            let limits = try await Endpoints(connection).setLimits(key: key, maxInFlight: max, rateLimit: rate, by: by)
+            let maxText = limits.maxInFlight.map(String.init) ?? "adaptive"
+            let rateText = limits.rateLimit.map { EndpointLimits.format(rate: $0) + "/s" } ?? "none"
+            return Outcome(
+                ok: true, message: "Set \(key): max in flight \(maxText), rate limit \(rateText).",
+                action: "endpoint.set_limits", target: "endpoint:\(key)",
+                detail: [
+                    "max_in_flight": max.text { String($0) }, "rate_limit": rate.text(EndpointLimits.format(rate:)),
+                ],
+                location: "/console/endpoints")
+        }
+    }
+}

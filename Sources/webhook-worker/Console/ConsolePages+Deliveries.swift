@@ -213,13 +213,15 @@ extension Pages {
                     Success rate and latency over the last 24 hours; worst first. "Send test event" sends a \
                     webhook.test event (signed, like any webhook) to the endpoint now and shows its delivery. \
                     "Make FIFO" sends the endpoint's deliveries one at a time, in the order they were created; a \
-                    failing one holds the others until it is delivered, dead-lettered or cancelled.
+                    failing one holds the others until it is delivered, dead-lettered or cancelled. \
+                    Limits: a fixed number of deliveries in flight (blank: the adaptive limit) and requests per \
+                    second (blank: none), across all replicas.
                     """)
             table(
                 &h,
                 [
                     "OAuth client", "URL", "circuit", "success rate", "attempts", "mean / p95 latency",
-                    "failures in a row", "pending", "ordering", "last error", "",
+                    "failures in a row", "pending", "ordering", "limits", "last error", "",
                 ], empty: "No OAuth client has a webhook URL.", rows: endpoints.count
             ) { h in
                 for row in endpoints {
@@ -239,8 +241,9 @@ extension Pages {
                                     String(format: "%.0f / %.0f ms", $0, row.p95LatencyMilliseconds ?? 0)
                                 } ?? "",
                                 "\(row.consecutiveFailures)", "\(row.pendingDeliveries)", row.ordering,
-                                String((row.lastError ?? "").prefix(160)),
                             ])
+                        h.element("td") { endpointLimits(&$0, row, context) }
+                        h.element("td", text: String((row.lastError ?? "").prefix(160)))
                         h.element("td") { h in
                             actionForm(
                                 &h, context,
@@ -267,6 +270,18 @@ extension Pages {
         ) { h in
             hidden(&h, "endpoint", row.key)
             hidden(&h, "ordering", fifo ? EndpointOrdering.none.rawValue : EndpointOrdering.fifo.rawValue)
+        }
+    }
+
+    /// An endpoint's operator limits, and the form that sets them (blank: adaptive, no rate limit).
+    static func endpointLimits(_ h: inout HTML, _ row: EndpointOverview, _ context: PageContext) {
+        let rate = row.rateLimit.map(EndpointLimits.format(rate:))
+        let max = row.maxInFlight.map(String.init) ?? "adaptive"
+        h.element("span", ["class": "limits"], text: "max in flight \(max), rate \(rate.map { $0 + "/s" } ?? "none")")
+        actionForm(&h, context, action: "/console/endpoints/limits", label: "Set limits") { h in
+            hidden(&h, "endpoint", row.key)
+            input(&h, "max in flight ", "max_in_flight", row.maxInFlight.map(String.init), placeholder: "adaptive")
+            input(&h, "per second ", "rate_limit", rate, placeholder: "none")
         }
     }
 

@@ -56,6 +56,7 @@ extension Console {
         routes.add(actions, .post, "endpoints/disable") { await self.setEndpoint($0, enable: false) }
         routes.add(actions, .post, "endpoints/test", use: testEndpoint)
         routes.add(actions, .post, "endpoints/ordering", use: setEndpointOrdering)
+        routes.add(actions, .post, "endpoints/limits", use: setEndpointLimits)
         routes.add(actions, .post, "dead-letters/:id/retry", use: retryDeadLetter)
         routes.add(actions, .post, "dead-letters/retry", use: retryDeadLetters)
         routes.add(actions, .post, "dead-letters/purge", use: purgeDeadLetters)

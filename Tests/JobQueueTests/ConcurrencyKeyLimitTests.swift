@@ -6,7 +6,7 @@ import Testing
 
 /// Single keys' own limits (`ConcurrencyKeyLimits`, sql/job_queue/010): held in the database,
 /// obeyed by every replica's claim and by the reconciler instead of the kind's limit.
-@Suite("Concurrency key limits", .timeLimit(.minutes(2)))
+@Suite("Concurrency key limits", .timeLimit(.minutes(4)))
 struct ConcurrencyKeyLimitTests {
     @Test("a key's own limit replaces its kind's on two replicas: lower for one key, higher for another")
     func ownLimitsAcrossReplicas() async throws {

@@ -19,7 +19,7 @@ final class KeyConcurrency: Sendable {
     var peaks: [String: Int] { state.withLock { $0.peak } }
 }
 
-@Suite("Concurrency keys", .timeLimit(.minutes(2)))
+@Suite("Concurrency keys", .timeLimit(.minutes(4)))
 struct ConcurrencyKeyTests {
     @Test("two replicas never run more than the limit per key, and every job runs once")
     func limitAcrossReplicas() async throws {
@@ -125,7 +125,7 @@ struct ConcurrencyKeyTests {
 
 /// `repair_concurrency_keys` (sql/job_queue/008), the reconciler's statement, on keys broken by
 /// hand, and on keys that only look broken while a claim or a wake-up is under way.
-@Suite("Concurrency key repair", .timeLimit(.minutes(2)))
+@Suite("Concurrency key repair", .timeLimit(.minutes(4)))
 struct ConcurrencyKeyRepairTests {
     func repair(_ database: TestDatabase, limit: Int = 2) async throws -> [String] {
         let result = try await database.query(

@@ -7,7 +7,7 @@ import Testing
 /// The partitioned history (`job_attempts`, by `finished_at`) and its upkeep: partitions created
 /// ahead, dropped past retention (DETACH CONCURRENTLY as the owner, a plain DETACH through the
 /// owner's functions otherwise), and what a replica killed mid-upkeep leaves mended by the next.
-@Suite("History partitions and their upkeep", .timeLimit(.minutes(2)))
+@Suite("History partitions and their upkeep", .timeLimit(.minutes(4)))
 struct HistoryPartitionTests {
     static let day = Duration.seconds(86_400)
 
@@ -173,7 +173,7 @@ struct HistoryPartitionTests {
 }
 
 /// The upkeep runs in every replica, beside the reaper, when it starts and then every interval.
-@Suite("History upkeep in the worker", .timeLimit(.minutes(2)))
+@Suite("History upkeep in the worker", .timeLimit(.minutes(4)))
 struct HistoryUpkeepServiceTests {
     @Test("a worker started after five weeks off creates the days up to now and drops those past retention")
     func workerKeepsTheHistory() async throws {

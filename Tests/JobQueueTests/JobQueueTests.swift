@@ -5,7 +5,7 @@ import Synchronization
 @testable import TestSupport
 import Testing
 
-@Suite("Job queue against PostgreSQL", .timeLimit(.minutes(2)))
+@Suite("Job queue against PostgreSQL", .timeLimit(.minutes(4)))
 struct JobQueueTests {
     @Test("several replicas claim thousands of jobs; each job is handled exactly once")
     func claimExclusivity() async throws {

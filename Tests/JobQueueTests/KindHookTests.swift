@@ -6,7 +6,7 @@ import Testing
 
 /// A program's hooks, called by the queue's triggers instead of triggers of the program's own on
 /// the queue's tables; its dead-letter reasons; waking the jobs it snoozed.
-@Suite("Kind hooks", .timeLimit(.minutes(2)))
+@Suite("Kind hooks", .timeLimit(.minutes(4)))
 struct KindHookTests {
     /// A table and two hook functions that record what the queue told them.
     static func installHooks(_ database: TestDatabase) async throws {

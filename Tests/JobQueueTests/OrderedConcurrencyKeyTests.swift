@@ -8,7 +8,7 @@ import Testing
 /// Ordered concurrency keys (`ConcurrencyKeyLimits.setOrdered`, sql/job_queue/018): one job of
 /// the key at a time across replicas, oldest (lowest id) first; a retrying oldest job holds the
 /// line, and the next goes when it succeeds, dies or is cancelled.
-@Suite("Ordered concurrency keys", .timeLimit(.minutes(2)))
+@Suite("Ordered concurrency keys", .timeLimit(.minutes(4)))
 struct OrderedConcurrencyKeyTests {
     /// What handlers saw of one key: each run's start and end, in the order they happened.
     final class Timeline: Sendable {

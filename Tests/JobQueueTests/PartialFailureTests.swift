@@ -9,7 +9,7 @@ import Testing
 /// The half-broken world: connections that die at the wrong moment, statements that block,
 /// leases taken away, shutdowns during outages. Each test here failed on the worker before the
 /// hardening that fixed it.
-@Suite("Partial failure", .timeLimit(.minutes(2)))
+@Suite("Partial failure", .timeLimit(.minutes(4)))
 struct PartialFailureTests {
     @Test("a claimed row that cannot be read goes to the dead letters, and the rest of its batch runs")
     func unreadableRow() async throws {

@@ -6,7 +6,7 @@ import Testing
 
 /// The operations other modules use instead of naming the queue's tables: set-based enqueue,
 /// a job's trace context, live-job checks and cancels by payload key, dead letters by payload.
-@Suite("Queue operations by payload", .timeLimit(.minutes(2)))
+@Suite("Queue operations by payload", .timeLimit(.minutes(4)))
 struct QueueNounOperationsTests {
     /// What makes a waiting job running, as a claim does.
     let running = "state = 'running', locked_by = 'w', locked_until = now() + interval '1 hour'"

@@ -5,7 +5,7 @@ import LibPQ
 import Testing
 
 /// The queue's operations as a program (the CLI, a console) calls them, on a queue of its own.
-@Suite("Queue operations", .timeLimit(.minutes(2)))
+@Suite("Queue operations", .timeLimit(.minutes(4)))
 struct QueueOperationsTests {
     @Test("enqueue inserts one job with its options, skips a live unique key, and inserts copies")
     func enqueue() async throws {

@@ -5,7 +5,7 @@ import LibPQ
 import Testing
 
 /// JobQueue owns its schema: any name, channel and metric prefix a program gives it.
-@Suite("Queues in schemas of their own", .timeLimit(.minutes(2)))
+@Suite("Queues in schemas of their own", .timeLimit(.minutes(4)))
 struct QueueSchemaTests {
     @Test("two queues in one database, used on one connection, keep their jobs, pauses and ledgers apart")
     func twoQueuesApart() async throws {

@@ -4,7 +4,7 @@ import LibPQ
 @testable import TestSupport
 import Testing
 
-@Suite("Recovery from lost connections", .timeLimit(.minutes(2)))
+@Suite("Recovery from lost connections", .timeLimit(.minutes(4)))
 struct ReconnectTests {
     @Test("the worker recovers by itself when its backends are terminated")
     func terminatedBackends() async throws {

@@ -3,7 +3,7 @@ import LibPQ
 @testable import TestSupport
 import Testing
 
-@Suite("The connection pool", .timeLimit(.minutes(2)))
+@Suite("The connection pool", .timeLimit(.minutes(4)))
 struct ConnectionPoolTests {
     /// A waiter woken for a freed connection and cancelled before it runs again must hand the
     /// wake-up on: otherwise the connection sits idle while the next waiter waits for good.

@@ -4,7 +4,7 @@ import Logging
 @testable import TestSupport
 import Testing
 
-@Suite("LibPQ over a real server", .timeLimit(.minutes(2)))
+@Suite("LibPQ over a real server", .timeLimit(.minutes(4)))
 struct LibPQTests {
     @Test("values round-trip through parameters in text format")
     func roundTrip() async throws {

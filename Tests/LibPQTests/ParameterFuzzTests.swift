@@ -4,7 +4,7 @@ import PropertyBased
 @testable import TestSupport
 import Testing
 
-@Suite("LibPQ parameters under fuzzing", .timeLimit(.minutes(2)))
+@Suite("LibPQ parameters under fuzzing", .timeLimit(.minutes(4)))
 struct ParameterFuzzTests {
     /// Up to 20 of ``AwkwardText/pieces``, joined.
     static let text = Generator<String, Shrink.None<String>>(run: { rng in

@@ -6,7 +6,7 @@ import Testing
 
 /// LibPQ when the connection half-breaks: a backend that dies before the first statement, a
 /// statement blocked in libpq, a connection returned inside a transaction.
-@Suite("LibPQ under partial failure", .timeLimit(.minutes(2)))
+@Suite("LibPQ under partial failure", .timeLimit(.minutes(4)))
 struct LibPQPartialFailureTests {
     @Test("a backend that dies between connect and the first statement is an error, not a crash")
     func dropBeforeFirstStatement() async throws {

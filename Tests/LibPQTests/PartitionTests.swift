@@ -4,7 +4,7 @@ import LibPQ
 @testable import TestSupport
 import Testing
 
-@Suite("LibPQ during a network partition", .timeLimit(.minutes(2)))
+@Suite("LibPQ during a network partition", .timeLimit(.minutes(4)))
 struct PartitionTests {
     /// During a partition `PQcancel` cannot reach the server and has no timeout of its own; a
     /// call abandoned on a connection blocks its queue until TCP gives up. Neither may hold the

@@ -5,7 +5,7 @@ import PropertyBased
 import Testing
 
 /// The one way dates are read and written: PostgreSQL text, ISO 8601, the webhook, HTTP dates.
-@Suite("Dates as text", .timeLimit(.minutes(2)))
+@Suite("Dates as text", .timeLimit(.minutes(4)))
 struct UTCTimeTests {
     @Test("ISO 8601 with 0, 3 and 6 digits; milliseconds are truncated, not rounded")
     func formatting() {

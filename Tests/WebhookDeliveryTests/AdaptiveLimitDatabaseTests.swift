@@ -10,7 +10,7 @@ import WebhookReceiver
 
 /// The adaptive limit in the database (`webhook_worker.endpoints_adapt`, sql/webhook_delivery/012, 013):
 /// the same rule as ``AdaptiveLimit``, held across replicas, obeyed by the claim.
-@Suite("Adaptive endpoint limit in the database", .timeLimit(.minutes(2)))
+@Suite("Adaptive endpoint limit in the database", .timeLimit(.minutes(4)))
 struct AdaptiveLimitDatabaseTests {
     /// Reads the endpoint's adaptive row and the queue's limit for its key.
     static func limits(_ database: TestDatabase, _ key: String) async throws -> (applied: Int?, queue: Int?) {

@@ -6,7 +6,7 @@ import Testing
 import WebhookDelivery
 
 /// An operator's cancel that lands while an attempt is in flight.
-@Suite("Cancel racing an attempt", .timeLimit(.minutes(2)))
+@Suite("Cancel racing an attempt", .timeLimit(.minutes(4)))
 struct CancelRaceTests {
     @Test(
         """

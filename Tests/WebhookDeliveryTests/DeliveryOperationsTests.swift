@@ -7,7 +7,7 @@ import WebhookDelivery
 import WebhookWorkerSchema
 
 /// The deliveries' operations as a program (the CLI, a console) calls them.
-@Suite("Delivery operations", .timeLimit(.minutes(2)))
+@Suite("Delivery operations", .timeLimit(.minutes(4)))
 struct DeliveryOperationsTests {
     @Test("resend queues one job for the delivery (its key and endpoint), then refuses while it is queued")
     func resend() async throws {

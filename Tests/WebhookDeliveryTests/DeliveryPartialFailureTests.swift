@@ -9,7 +9,7 @@ import Testing
 @testable import WebhookDelivery
 import WebhookReceiver
 
-@Suite("Partial failure: deliveries", .timeLimit(.minutes(2)))
+@Suite("Partial failure: deliveries", .timeLimit(.minutes(4)))
 struct DeliveryPartialFailureTests {
     @Test("a 2xx that arrived before a forced shutdown is recorded as delivered, not sent again")
     func successAtForcedShutdown() async throws {

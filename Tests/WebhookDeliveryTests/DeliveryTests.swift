@@ -9,7 +9,7 @@ import Testing
 import WebhookDelivery
 import WebhookReceiver
 
-@Suite("integration.connected webhooks, end to end", .timeLimit(.minutes(2)))
+@Suite("integration.connected webhooks, end to end", .timeLimit(.minutes(4)))
 struct DeliveryTests {
     @Test("exactly the eligible clients receive one POST each")
     func recipientSelection() async throws {

@@ -11,7 +11,7 @@ import WebhookReceiver
 
 /// Deliveries through a real HTTP proxy on loopback (tinyproxy, ``TestTinyproxy``), which
 /// connects to receivers from 127.0.0.2.
-@Suite("Egress proxy", .timeLimit(.minutes(2)))
+@Suite("Egress proxy", .timeLimit(.minutes(4)))
 struct EgressProxyTests {
     /// A sender through `proxy` whose resolver answers 127.0.0.1 for every name, as a name of a
     /// receiver on loopback would resolve.

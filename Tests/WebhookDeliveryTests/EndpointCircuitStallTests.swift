@@ -9,7 +9,7 @@ import Testing
 /// failure counts towards the threshold only when its request was sent after the last counted
 /// failure came back, so one stall is one failure whatever the endpoint's limit, and failures
 /// one after the other still open the circuit after the threshold.
-@Suite("Endpoint circuit: one stall, one failure", .timeLimit(.minutes(2)))
+@Suite("Endpoint circuit: one stall, one failure", .timeLimit(.minutes(4)))
 struct EndpointCircuitStallTests {
     static let threshold = 5
 

@@ -8,7 +8,7 @@ import WebhookWorkerSchema
 
 /// The operational events of `webhook_worker.endpoint_events`: recorded by the tables' triggers
 /// whoever changes an endpoint or a delivery, announced on their channel, pruned by age.
-@Suite("Endpoint events", .timeLimit(.minutes(2)))
+@Suite("Endpoint events", .timeLimit(.minutes(4)))
 struct EndpointEventsTests {
     /// The circuit's functions as the worker calls them: 2 failures open it, 3 days disable it.
     static func record(

@@ -7,7 +7,7 @@ import Testing
 import WebhookDelivery
 import WebhookReceiver
 
-@Suite("Endpoint isolation", .timeLimit(.minutes(2)))
+@Suite("Endpoint isolation", .timeLimit(.minutes(4)))
 struct EndpointIsolationTests {
     /// Milliseconds from each healthy insert to its POST arriving.
     static func latencies(_ inserts: [Date], _ received: [ReceivedWebhook]) -> [Double] {

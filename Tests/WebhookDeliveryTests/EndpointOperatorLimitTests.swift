@@ -10,7 +10,7 @@ import WebhookReceiver
 
 /// The operator's limits per endpoint (sql/webhook_delivery/034): a fixed max in flight that wins
 /// over the adaptive limit, and a rate limit held by a token bucket in the database.
-@Suite("Endpoint operator limits", .timeLimit(.minutes(2)))
+@Suite("Endpoint operator limits", .timeLimit(.minutes(4)))
 struct EndpointOperatorLimitTests {
     /// The queue's limit for the key, and the adaptive limit's whole value.
     static func limits(_ database: TestDatabase, _ key: String) async throws -> (queue: Int?, adaptive: Int?) {

@@ -7,7 +7,7 @@ import Testing
 import WebhookDelivery
 import WebhookReceiver
 
-@Suite("Endpoint pause (Retry-After)", .timeLimit(.minutes(2)))
+@Suite("Endpoint pause (Retry-After)", .timeLimit(.minutes(4)))
 struct EndpointPauseTests {
     @Test(
         """

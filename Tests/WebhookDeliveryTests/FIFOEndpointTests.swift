@@ -9,7 +9,7 @@ import WebhookReceiver
 
 /// FIFO endpoints (``EndpointOrdering``): through two real workers to a loopback receiver, one
 /// delivery in flight at a time, in creation order, a failing one holding the line.
-@Suite("FIFO endpoints", .timeLimit(.minutes(2)))
+@Suite("FIFO endpoints", .timeLimit(.minutes(4)))
 struct FIFOEndpointTests {
     /// The delivery ids of the requests received so far, in order.
     final class Arrivals: Sendable {

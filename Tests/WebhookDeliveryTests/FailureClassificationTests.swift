@@ -10,7 +10,7 @@ import Testing
 @testable import WebhookDelivery
 
 /// An attempt without a response is classified by the error's type, never by its message.
-@Suite("Failure classification", .timeLimit(.minutes(2)))
+@Suite("Failure classification", .timeLimit(.minutes(4)))
 struct FailureClassificationTests {
     @Test(
         "NIO, NIOSSL and AsyncHTTPClient errors map to their classes",

@@ -6,7 +6,7 @@ import Testing
 @testable import WebhookDelivery
 
 /// The one way dates are read and written: PostgreSQL text, ISO 8601, the webhook, HTTP dates.
-@Suite("Dates in webhooks", .timeLimit(.minutes(2)))
+@Suite("Dates in webhooks", .timeLimit(.minutes(4)))
 struct HTTPDateTests {
     @Test("the webhook's timestamp keeps the stored milliseconds: .225 does not read as .224")
     func webhookTimestamp() {

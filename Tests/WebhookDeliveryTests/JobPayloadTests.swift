@@ -6,7 +6,7 @@ import WebhookDelivery
 
 /// Payloads are decoded into types; a bad one is described by its first wrong field, in the
 /// words the dead letters have always used.
-@Suite("Job payloads", .timeLimit(.minutes(2)))
+@Suite("Job payloads", .timeLimit(.minutes(4)))
 struct JobPayloadTests {
     static func reason(_ text: String) -> String? {
         do {

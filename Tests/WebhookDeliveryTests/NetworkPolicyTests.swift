@@ -6,7 +6,7 @@ import Testing
 import WebhookDelivery
 import WebhookReceiver
 
-@Suite("Network policy", .timeLimit(.minutes(2)))
+@Suite("Network policy", .timeLimit(.minutes(4)))
 struct NetworkPolicyTests {
     static func bytes(_ literal: String) -> [UInt8] {
         var v4 = in_addr()

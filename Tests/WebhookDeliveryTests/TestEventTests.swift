@@ -8,7 +8,7 @@ import WebhookReceiver
 
 /// `webhook.test` events (``TestEvents``) through a real worker to a loopback receiver that
 /// verifies both signatures and answers 401 when one does not verify.
-@Suite("Test events", .timeLimit(.minutes(2)))
+@Suite("Test events", .timeLimit(.minutes(4)))
 struct TestEventTests {
     static let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 

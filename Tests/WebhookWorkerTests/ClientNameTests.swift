@@ -6,7 +6,7 @@ import WebhookDelivery
 
 /// One resolver names an OAuth client everywhere (docs/operations.md, "Commands"): the commands
 /// (OperatorCommandTests.clientNames) and the console's delivery search share it.
-@Suite("OAuth client names", .timeLimit(.minutes(2)))
+@Suite("OAuth client names", .timeLimit(.minutes(4)))
 struct ClientNameTests {
     @Test("id, public clientId and client:<id> resolve alike; an id wins over an equal clientId; unknown is an id")
     func resolver() async throws {

@@ -4,7 +4,7 @@ import Testing
 import WebhookReceiver
 
 /// The built `webhook-worker` binary, run as operators run it.
-@Suite("webhook-worker command line", .timeLimit(.minutes(2)))
+@Suite("webhook-worker command line", .timeLimit(.minutes(4)))
 struct CommandLineTests {
     static let binary = workerBinary
 

@@ -11,7 +11,7 @@ import WebhookWorkerSchema
 
 /// The web console's security (tokens, sessions, CSRF, read-only, escaping, headers) and the
 /// library methods it reads through, against a real PostgreSQL.
-@Suite("Web console", .timeLimit(.minutes(2)))
+@Suite("Web console", .timeLimit(.minutes(4)))
 struct ConsoleTests {
     static let aliceSecret = "alice-secret-0123456789"
     static let tokens = try! ConsoleTokens("alice:\(aliceSecret),bob:bob-secret-abcdefghijkl")

@@ -66,7 +66,7 @@ enum Fuzz {
     }
 }
 
-@Suite("Fuzzing what the worker reads", .timeLimit(.minutes(2)))
+@Suite("Fuzzing what the worker reads", .timeLimit(.minutes(4)))
 struct FuzzTests {
     static func job(kind: String, payload: [UInt8], attempt: Int = 1) -> Job {
         Job(

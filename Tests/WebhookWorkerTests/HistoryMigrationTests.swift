@@ -9,7 +9,7 @@ import WebhookWorkerSchema
 /// The online migration of an install with history (issue 23): its plain history tables become
 /// partitioned while a worker delivers, the old rows stay where they are (attached as the first
 /// partition, not copied), and nothing is lost or sent twice.
-@Suite("History partitioning of a populated database", .timeLimit(.minutes(3)))
+@Suite("History partitioning of a populated database", .timeLimit(.minutes(4)))
 struct HistoryMigrationTests {
     /// The schema of the release before partitioning, plus what this release's worker reads that
     /// the previous release's did not: the function lookups by id need (webhook_delivery 015) and

@@ -7,7 +7,7 @@ import WebhookReceiver
 
 /// The optional trigger never fails the web app's insert; what it could not enqueue, the
 /// worker's catch-up enqueues (docs/enqueueing.md, "the optional trigger").
-@Suite("Integration catch-up", .timeLimit(.minutes(3)))
+@Suite("Integration catch-up", .timeLimit(.minutes(4)))
 struct IntegrationCatchUpTests {
     @Test("the catch-up's settings: 1m and 1d by default, flags and variables, off")
     func settings() throws {

@@ -6,7 +6,7 @@ import Testing
 
 /// The reconciler (docs/operations.md, "Concurrency keys and the reconciler"): a key that a race
 /// left parked with free slots delays its deliveries by one interval, never strands them.
-@Suite("Key repair", .timeLimit(.minutes(3)))
+@Suite("Key repair", .timeLimit(.minutes(4)))
 struct KeyRepairTests {
     @Test("the reconciler's interval: 30s by default, flag and variable, off")
     func settings() throws {

@@ -7,7 +7,7 @@ import WebhookReceiver
 /// The documented paths, as roles with exactly the documented grants (docs/enqueueing.md,
 /// docs/database.md) take them: no test here runs as the schema's owner or a superuser except to
 /// set up and to look.
-@Suite("Least privilege", .timeLimit(.minutes(3)))
+@Suite("Least privilege", .timeLimit(.minutes(4)))
 struct LeastPrivilegeTests {
     /// The SQLSTATE a statement as `role` fails with, or nil when it succeeds.
     static func failure(_ setup: LeastPrivilegeDatabase, as role: String, _ sql: String) async -> String? {
@@ -219,7 +219,7 @@ struct LeastPrivilegeTests {
 }
 
 /// Every SQL block of the web app's and the DBAs' pages, run as the role that page is for.
-@Suite("Docs' SQL", .timeLimit(.minutes(2)))
+@Suite("Docs' SQL", .timeLimit(.minutes(4)))
 struct DocsSQLTests {
     /// The statements of every ```sql block in `file` that grants nothing (the grant blocks are
     /// run by ``LeastPrivilegeDatabase``), split at the semicolons that end a line.

@@ -7,7 +7,7 @@ import WebhookReceiver
 
 /// `run --operational-url`: the built binary relays operational events to the web app, signed
 /// with `WEBHOOK_OPERATIONAL_SECRET`, which never reaches its log.
-@Suite("Operational webhooks through run", .timeLimit(.minutes(2)))
+@Suite("Operational webhooks through run", .timeLimit(.minutes(4)))
 struct OperationalWebhookRunTests {
     @Test("a replica POSTs an endpoint disabled by an operator, signed; its log never shows a secret")
     func runRelays() async throws {

@@ -5,7 +5,7 @@ import LibPQ
 import Testing
 
 /// The operator and DBA commands, run as the built binary against a real database.
-@Suite("Operator commands", .timeLimit(.minutes(2)))
+@Suite("Operator commands", .timeLimit(.minutes(4)))
 struct OperatorCommandTests {
     /// Runs `webhook-worker ARGUMENTS` (split at spaces: no argument here holds one); its standard
     /// output and exit status.

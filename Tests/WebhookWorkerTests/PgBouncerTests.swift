@@ -8,7 +8,7 @@ import WebhookWorkerSchema
 
 /// The worker behind PgBouncer 1.18 in transaction pooling mode (Debian's), configured as
 /// docs/operations.md says: `--prepared-statements off`, `--listen-database-url` direct.
-@Suite("Behind PgBouncer (transaction pooling)", .timeLimit(.minutes(2)))
+@Suite("Behind PgBouncer (transaction pooling)", .timeLimit(.minutes(4)))
 struct PgBouncerTests {
     /// Each test fails with why, when PgBouncer cannot be started.
     init() throws { try TestPgBouncer.require() }

@@ -6,7 +6,7 @@ import Testing
 /// The runbook of docs/operations.md, run as written: every `webhook-worker ...` command and SQL
 /// query in it, in its order, against a database where its situations hold (a delivery that
 /// died after failed attempts, a disabled endpoint, an event the catch-up enqueued).
-@Suite("Runbooks", .timeLimit(.minutes(2)))
+@Suite("Runbooks", .timeLimit(.minutes(4)))
 struct RunbookTests {
     /// The inline code of the runbook section, in order, each on one line.
     static func runbookSpans() throws -> [String] {

@@ -11,7 +11,7 @@ import WebhookDelivery
 /// The deployed schema is two lines of migrations, each numbered by its owner: JobQueue's
 /// (rendered for `webhook_worker`), then the deliveries'. A database migrated while the two
 /// shared one version sequence has its ledger moved over once, and nothing applied again.
-@Suite("The worker's composed schema", .timeLimit(.minutes(2)))
+@Suite("The worker's composed schema", .timeLimit(.minutes(4)))
 struct SchemaCompositionTests {
     /// The shared sequence as the last release before lines recorded it: each version's file
     /// name, and for 001, 005 and 007, whose text joined both owners' parts, the checksum

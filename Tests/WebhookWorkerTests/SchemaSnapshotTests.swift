@@ -11,7 +11,7 @@ import WebhookWorkerSchema
 /// normalized: the queue's, JobQueue's migrations alone in its default schema `job_queue`; the
 /// deliveries', the objects of the worker's `webhook_worker` schema that JobQueue's migrations
 /// alone (rendered for `webhook_worker`) do not create the same way.
-@Suite("Schema snapshots", .timeLimit(.minutes(2)))
+@Suite("Schema snapshots", .timeLimit(.minutes(4)))
 struct SchemaSnapshotTests {
     static let regenerate =
         "SCHEMA_SNAPSHOT_WRITE=1 scripts/with-postgres swift test --filter SchemaSnapshot"

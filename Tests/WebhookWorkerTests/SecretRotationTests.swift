@@ -6,7 +6,7 @@ import Testing
 @testable import WebhookDelivery
 import WebhookReceiver
 
-@Suite("Secret rotation", .timeLimit(.minutes(2)))
+@Suite("Secret rotation", .timeLimit(.minutes(4)))
 struct SecretRotationTests {
     @Test(
         """

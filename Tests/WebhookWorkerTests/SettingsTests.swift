@@ -8,7 +8,7 @@ import WebhookDelivery
 import WebhookWorkerSchema
 @testable import webhook_worker
 
-@Suite("Settings and schedules", .timeLimit(.minutes(2)))
+@Suite("Settings and schedules", .timeLimit(.minutes(4)))
 struct SettingsTests {
     @Test("durations parse in every unit and reject junk")
     func durations() {

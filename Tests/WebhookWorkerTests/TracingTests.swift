@@ -56,7 +56,7 @@ func webAppTrace() -> (traceparent: String, traceID: String, spanID: String) {
     return ("00-\(traceID)-\(spanID)-01", traceID, spanID)
 }
 
-@Suite("Traces: spans per attempt, the web app's trace continued, OTLP export", .timeLimit(.minutes(2)))
+@Suite("Traces: spans per attempt, the web app's trace continued, OTLP export", .timeLimit(.minutes(4)))
 struct TracingTests {
     @Test("an integration.connected job continues the web app's trace through its deliveries to the receivers")
     func continuesTheWebAppTrace() async throws {

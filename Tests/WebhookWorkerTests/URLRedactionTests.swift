@@ -10,7 +10,7 @@ import WebhookDelivery
 
 /// A webhook URL's secrets (user names, passwords, path tokens, the query) never reach the stored
 /// attempts, the job's errors or the console's pages.
-@Suite("URL redaction", .timeLimit(.minutes(2)))
+@Suite("URL redaction", .timeLimit(.minutes(4)))
 struct URLRedactionTests {
     @Test(
         "the rule: origin kept, user and query masked, path words kept up to the first secret-looking segment",

@@ -76,7 +76,7 @@ struct ConcurrencyKeyLimitTests {
                     "SELECT count(*) FROM \(database.schema).concurrency_keys WHERE head_run_at = 'infinity'") == 1,
                 "the full key is parked")
             #expect(try await limits.set(kind: "test.job", concurrencyKey: "k", maxRunning: 3) == nil)
-            #expect(await eventually(timeout: .seconds(10)) { worker.worker.inFlightCount == 3 })
+            #expect(await eventually(timeout: .seconds(60)) { worker.worker.inFlightCount == 3 })
             #expect(try await limits.list(kind: "test.job").map(\.maxRunning) == [3])
             #expect(try await limits.set(kind: "test.job", concurrencyKey: "k", maxRunning: nil) == 3)
             #expect(try await limits.list(kind: "test.job").isEmpty)
@@ -84,7 +84,7 @@ struct ConcurrencyKeyLimitTests {
                 try await limits.set(kind: "test.job", concurrencyKey: "k", maxRunning: -1)
             }
             gate.open()
-            let drained = try await eventually(timeout: .seconds(20)) {
+            let drained = try await eventually(timeout: .seconds(60)) {
                 try await database.count("SELECT count(*) FROM \(database.schema).jobs") == 0
             }
             try await worker.stop()

@@ -86,7 +86,7 @@ struct ConcurrencyKeyTests {
             )
             try await database.query(
                 "INSERT INTO \(database.schema).jobs (kind) SELECT 'test.job' FROM generate_series(1, 10)")
-            #expect(await eventually(timeout: .seconds(5)) { others.totalCalls == 20 })
+            #expect(await eventually(timeout: .seconds(60)) { others.totalCalls == 20 })
             #expect(
                 try await database.count(
                     "SELECT count(*) FROM \(database.schema).jobs WHERE concurrency_key = 'busy' AND state = 'running'"
@@ -117,7 +117,7 @@ struct ConcurrencyKeyTests {
             try await Task.sleep(for: .seconds(1))
             #expect(recorder.totalCalls == 0)
             try await database.query("DELETE FROM \(database.schema).paused_kinds WHERE kind = 'test.job'")
-            #expect(await eventually(timeout: .seconds(5)) { recorder.totalCalls == 5 })
+            #expect(await eventually(timeout: .seconds(60)) { recorder.totalCalls == 5 })
             try await worker.stop()
         }
     }

@@ -32,7 +32,7 @@ struct PartialFailureTests {
             ) {
                 $0.lease = .seconds(60)
             }
-            let settled = try await eventually(timeout: .seconds(10)) {
+            let settled = try await eventually(timeout: .seconds(60)) {
                 try await database.count("SELECT count(*) FROM \(database.schema).jobs") == 0
             }
             try await worker.stop()
@@ -63,7 +63,7 @@ struct PartialFailureTests {
                 $0.releaseBackoff = .schedule([.milliseconds(300), .milliseconds(600)], jitter: 0)
                 $0.retryStrategy = .schedule([.milliseconds(50)])
             }
-            let dead = try await eventually(timeout: .seconds(15)) {
+            let dead = try await eventually(timeout: .seconds(60)) {
                 try await database.count("SELECT count(*) FROM \(database.schema).dead_letter_jobs") == 1
             }
             try await worker.stop()

@@ -167,7 +167,7 @@ struct AdaptiveLimitDatabaseTests {
             } endpoint: {
                 $0.failureThreshold = 1000
             }
-            let floored = try await eventually(timeout: .seconds(30)) {
+            let floored = try await eventually(timeout: .seconds(60)) {
                 let limits = try await Self.limits(database, "client:stuck")
                 return limits.applied == 1 && limits.queue == 1
             }

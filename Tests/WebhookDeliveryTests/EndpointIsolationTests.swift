@@ -35,7 +35,7 @@ struct EndpointIsolationTests {
             }
             // Let the backlog fan out and the hanging endpoint fill its slots.
             #expect(
-                try await eventually(timeout: .seconds(20)) {
+                try await eventually(timeout: .seconds(60)) {
                     try await database.count("SELECT count(*) FROM webhook_worker.webhook_deliveries") == 150
                 })
             let peak = Atomic<Int>(0)
@@ -58,7 +58,7 @@ struct EndpointIsolationTests {
                 try await fixture.connectIntegration()
                 try await Task.sleep(for: .milliseconds(100))
             }
-            let delivered = await eventually(timeout: .seconds(10)) { fixture.requests(to: "healthy").count == 20 }
+            let delivered = await eventually(timeout: .seconds(60)) { fixture.requests(to: "healthy").count == 20 }
             sampling.cancel()
             for (worker, sender) in replicas {
                 try await worker.stop()
@@ -100,12 +100,12 @@ struct EndpointIsolationTests {
             }
             for _ in 0..<10 { try await fixture.connectIntegration() }
             #expect(
-                try await eventually(timeout: .seconds(10)) {
+                try await eventually(timeout: .seconds(60)) {
                     try await database.scalar("SELECT state FROM webhook_worker.endpoints", as: String.self) == "open"
                 })
             let failedWhileClosed = fixture.requests(to: "flaky").count
             healthy.store(true, ordering: .relaxed)
-            let delivered = try await eventually(timeout: .seconds(20)) {
+            let delivered = try await eventually(timeout: .seconds(60)) {
                 try await database.count(
                     "SELECT count(*) FROM webhook_worker.webhook_deliveries WHERE status = 'delivered'") == 10
             }
@@ -149,7 +149,7 @@ struct EndpointIsolationTests {
             }
             for _ in 0..<3 { try await fixture.connectIntegration() }
             #expect(
-                try await eventually(timeout: .seconds(15)) {
+                try await eventually(timeout: .seconds(60)) {
                     try await database.count(
                         "SELECT count(*) FROM webhook_worker.dead_letter_jobs WHERE reason = 'endpoint_disabled'") == 3
                 })
@@ -163,7 +163,7 @@ struct EndpointIsolationTests {
             let sent = fixture.requests(to: "doomed").count
             try await fixture.connectIntegration()
             #expect(
-                try await eventually(timeout: .seconds(10)) {
+                try await eventually(timeout: .seconds(60)) {
                     try await database.count(
                         "SELECT count(*) FROM webhook_worker.dead_letter_jobs WHERE reason = 'endpoint_disabled'") == 4
                 })
@@ -177,7 +177,7 @@ struct EndpointIsolationTests {
             let (output, status) = try await runWorker(
                 ["dead-letters", "retry", "--client", "doomed"], environment: ["DATABASE_URL": database.conninfo])
             #expect(status == 0, "\(output)")
-            let delivered = try await eventually(timeout: .seconds(10)) {
+            let delivered = try await eventually(timeout: .seconds(60)) {
                 try await database.count(
                     "SELECT count(*) FROM webhook_worker.webhook_deliveries WHERE status = 'delivered'") == 4
             }
@@ -220,14 +220,14 @@ struct EndpointIsolationTests {
             try await fixture.connectIntegration()
             // 503 opened the circuit; after the cooldown one probe is in flight.
             #expect(
-                try await eventually(timeout: .seconds(30)) {
+                try await eventually(timeout: .seconds(60)) {
                     try await endpoint() == ("half_open", 1) && fixture.requests(to: "probed").count == 2
                 })
 
             // 429 is back-pressure: a failed probe, the circuit opens again for a longer pause.
             firstProbe.open()
             #expect(
-                try await eventually(timeout: .seconds(10)) {
+                try await eventually(timeout: .seconds(60)) {
                     let trips = try await endpoint().trips
                     return trips == 2 && fixture.requests(to: "probed").count == 3
                 })
@@ -235,7 +235,7 @@ struct EndpointIsolationTests {
 
             // 404 is the receiver's answer about this delivery: the endpoint is up, the circuit closes.
             secondProbe.open()
-            #expect(try await eventually(timeout: .seconds(10)) { try await endpoint() == ("closed", 0) })
+            #expect(try await eventually(timeout: .seconds(60)) { try await endpoint() == ("closed", 0) })
             let answered = try await database.count(
                 "SELECT count(*) FROM webhook_worker.delivery_attempts WHERE http_status = 404")
             try await stopAll(worker, sender, fixture)

@@ -28,7 +28,7 @@ struct EndpointPauseTests {
             try await fixture.addClient("paced")
             for _ in 0..<40 { try await fixture.connectIntegration() }
             let replicas = (0..<3).map { _ in fixture.startWorker() }
-            let delivered = try await eventually(timeout: .seconds(30)) {
+            let delivered = try await eventually(timeout: .seconds(60)) {
                 try await database.count(
                     "SELECT count(*) FROM webhook_worker.webhook_deliveries WHERE status = 'delivered'") == 40
             }
@@ -86,7 +86,7 @@ struct EndpointPauseTests {
                 $0.maxEndpointPause = .seconds(2)
             }
             try await fixture.connectIntegration()
-            let paused = try await eventually(timeout: .seconds(10)) {
+            let paused = try await eventually(timeout: .seconds(60)) {
                 try await database.count("SELECT count(*) FROM webhook_worker.endpoints WHERE paused_until IS NOT NULL")
                     == 1
             }

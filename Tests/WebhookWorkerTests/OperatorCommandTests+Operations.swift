@@ -98,7 +98,7 @@ extension OperatorCommandTests {
         #expect(await eventually { await get("/readyz").0 == 503 })
         #expect(await get("/healthz").0 == 200, "alive even without the database")
         _ = try runScript("start", directory)
-        #expect(await eventually(timeout: .seconds(30)) { await get("/readyz").0 == 200 })
+        #expect(await eventually(timeout: .seconds(60)) { await get("/readyz").0 == 200 })
         worker.signal(SIGTERM)
         #expect(await worker.wait(timeout: .seconds(30)) == 0, "\(worker.output)")
     }

@@ -32,7 +32,7 @@ extension TracingTests {
             let worker = try startWorker(
                 ["run", "--log-level", "info", "--poll-interval", "200ms"], environment: environment)
             defer { worker.signal(SIGKILL) }
-            let ran = await eventually(timeout: .seconds(30)) {
+            let ran = await eventually(timeout: .seconds(60)) {
                 (try? await database.count(
                     "SELECT count(*) FROM webhook_worker.job_attempts WHERE kind = 'noop' AND outcome = 'succeeded'"))
                     == 1

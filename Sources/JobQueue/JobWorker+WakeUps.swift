@@ -55,13 +55,16 @@ extension JobWorker: LeaseHolder {
             repairer: KeyRepairer(
                 store: store, kinds: kinds, keyLimits: handlers.compactMapValues(\.concurrencyLimit), metrics: metrics,
                 logger: logger, wakeUps: wakeUps, signals: testSignals),
-            repairInterval: configuration.keyRepairInterval,
-            history: configuration.history.map {
-                HistoryUpkeep(
-                    schema: configuration.schema, configuration: $0,
-                    concurrently: configuration.preparedStatements, metrics: metrics, logger: logger,
-                    signals: testSignals)
-            })
+            repairInterval: configuration.keyRepairInterval)
+    }
+
+    /// The history upkeep, when the worker keeps the history (``JobWorkerConfiguration/history``).
+    var historyUpkeep: HistoryUpkeep? {
+        configuration.history.map {
+            HistoryUpkeep(
+                schema: configuration.schema, configuration: $0, concurrently: configuration.preparedStatements,
+                metrics: metrics, logger: logger, signals: testSignals)
+        }
     }
 
     var heldJobIDs: [Int64] { state.withLock { $0.heldJobIDs } }

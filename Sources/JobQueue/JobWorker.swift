@@ -115,11 +115,17 @@ public final class JobWorker: Service, Sendable {
                 await PQConnectionPool.withPool(
                     configuration: pool(1), logger: logger
                 ) { upkeep in
+                    // Opened lazily: a worker that keeps no history never connects it.
                     await PQConnectionPool.withPool(
-                        configuration: pool(configuration.outcomeWriters),
-                        logger: logger
-                    ) { outcomes in
-                        await self.work(claiming: claiming, upkeep: upkeep, outcomes: outcomes)
+                        configuration: pool(1), logger: logger
+                    ) { history in
+                        await PQConnectionPool.withPool(
+                            configuration: pool(configuration.outcomeWriters),
+                            logger: logger
+                        ) { outcomes in
+                            await self.work(
+                                claiming: claiming, upkeep: upkeep, history: history, outcomes: outcomes)
+                        }
                     }
                 }
             }
@@ -130,7 +136,8 @@ public final class JobWorker: Service, Sendable {
     }
 
     private func work(
-        claiming: PQConnectionPool, upkeep: PQConnectionPool, outcomes: PQConnectionPool
+        claiming: PQConnectionPool, upkeep: PQConnectionPool, history: PQConnectionPool,
+        outcomes: PQConnectionPool
     ) async {
         let finisher = Finisher(
             store: store, database: outcomes, maxBatch: configuration.finishBatchSize,
@@ -141,6 +148,7 @@ public final class JobWorker: Service, Sendable {
         // is awaited below and ends at its own deadline, set when the drain ends.
         let finishing = Task { await finisher.run() }
         let maintenance = self.maintenance
+        let historyUpkeep = self.historyUpkeep
         await PQListener.withListener(
             conninfo: configuration.listenConninfo ?? configuration.conninfo, channels: [configuration.schema.channel],
             applicationName: configuration.applicationName + "-listen", logger: logger
@@ -150,6 +158,7 @@ public final class JobWorker: Service, Sendable {
                 group.addTask { await self.consumeNotifications(listener) }
                 group.addTask { await self.tick() }
                 group.addTask { await maintenance.run(upkeep) }
+                if let historyUpkeep { group.addTask { await historyUpkeep.schedule(history) } }
                 await self.claimLoop(claiming, finisher: finisher, group: &group)
                 await finishing.value
                 // The jobs are done and their outcomes written or given up: end the helpers.

@@ -193,6 +193,45 @@ struct HistoryUpkeepServiceTests {
     }
 }
 
+extension HistoryUpkeepServiceTests {
+    @Test("the reaper and the lease renewer go on while a partition's detach waits for a reader")
+    func upkeepWaitsAlone() async throws {
+        try await withQueueDatabase { database in
+            try await HistoryPartitionTests().startFortyDaysAgo(database)
+            // A DBA's long read of the history: DETACH ... CONCURRENTLY waits for it to end.
+            let reader = try await database.connect()
+            try await reader.execute(
+                script: "BEGIN; SELECT count(*) FROM \(database.schema).job_attempts", name: "reader")
+            let worker = RunningWorker(database, handlers: [NoopHandler()]) {
+                $0.history = HistoryUpkeepConfiguration(
+                    partitionLength: .seconds(86_400), retention: .seconds(30 * 86_400), interval: .seconds(3_600))
+                $0.reapInterval = .milliseconds(200)
+                $0.lockTimeout = .seconds(120)
+                $0.statementTimeout = .seconds(120)
+            }
+            let detachWaits = await eventually(timeout: .seconds(60)) {
+                (try? await database.count(
+                    """
+                    SELECT count(*) FROM pg_stat_activity
+                    WHERE wait_event_type = 'Lock' AND query LIKE '%DETACH PARTITION%CONCURRENTLY%'
+                    """)) == 1
+            }
+            #expect(detachWaits)
+            let reaped = worker.worker.testSignals.reaped.values.count
+            let maintained = await eventually(timeout: .seconds(60)) {
+                worker.worker.testSignals.reaped.values.count >= reaped + 3
+            }
+            #expect(maintained, "the reaper ran \(worker.worker.testSignals.reaped.values.count - reaped) times")
+            #expect(worker.worker.testSignals.historyKept.values.isEmpty, "the detach was still waiting")
+            try await reader.execute(script: "COMMIT", name: "reader")
+            await reader.close()
+            let kept = await worker.worker.testSignals.historyKept.wait { _ in true }
+            try await worker.stop()
+            #expect((kept?.dropped.count ?? 0) >= 9)
+        }
+    }
+}
+
 /// The hot tables the claim walks keep the settings that keep them small and vacuumed while
 /// the history grows elsewhere (docs/database.md, "Server settings for a queue").
 @Suite("Hot queue tables' storage settings")

@@ -103,7 +103,17 @@ struct EndpointIsolationTests {
                 try await eventually(timeout: .seconds(60)) {
                     try await database.scalar("SELECT state FROM webhook_worker.endpoints", as: String.self) == "open"
                 })
-            let failedWhileClosed = fixture.requests(to: "flaky").count
+            // Requests that reached the receiver before the circuit opened (the event's time, not
+            // when this test saw it: on a loaded machine a probe may already have followed).
+            let openedAt = try #require(
+                try await database.scalar(
+                    """
+                    SELECT extract(epoch FROM min(created_at))::float8 FROM webhook_worker.endpoint_events
+                    WHERE event = 'circuit_opened'
+                    """, as: Double.self))
+            let failedWhileClosed = fixture.requests(to: "flaky").filter {
+                $0.receivedAt.timeIntervalSince1970 <= openedAt
+            }.count
             healthy.store(true, ordering: .relaxed)
             let delivered = try await eventually(timeout: .seconds(60)) {
                 try await database.count(
@@ -236,10 +246,14 @@ struct EndpointIsolationTests {
             // 404 is the receiver's answer about this delivery: the endpoint is up, the circuit closes.
             secondProbe.open()
             #expect(try await eventually(timeout: .seconds(60)) { try await endpoint() == ("closed", 0) })
-            let answered = try await database.count(
-                "SELECT count(*) FROM webhook_worker.delivery_attempts WHERE http_status = 404")
+            // The endpoint's state is written as the answer arrives; the attempt's row comes with
+            // the job's outcome, in a batch that may commit a moment later.
+            let answered = try await eventually(timeout: .seconds(60)) {
+                try await database.count(
+                    "SELECT count(*) FROM webhook_worker.delivery_attempts WHERE http_status = 404") >= 1
+            }
             try await stopAll(worker, sender, fixture)
-            #expect(answered >= 1)
+            #expect(answered)
             #expect(
                 try await database.scalar("SELECT recoveries FROM webhook_worker.endpoints", as: Int.self) == 1)
             // The delivery itself did not succeed: it is retrying (or failed), never delivered.

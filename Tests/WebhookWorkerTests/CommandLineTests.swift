@@ -92,7 +92,7 @@ struct CommandLineTests {
             let receiver = try startWorker(["receive", "--port", "0"])
             #expect(await eventually { receiver.output.contains("receiving webhooks on") }, "\(receiver.output)")
             receiver.signal(signal)
-            let status = await receiver.wait(timeout: .seconds(30))
+            let status = await receiver.wait(timeout: .seconds(60))
             #expect(status == 0, "signal \(signal): \(receiver.output)")
         }
     }
@@ -136,7 +136,7 @@ struct CommandLineTests {
                 ], environment: ["DATABASE_URL": database.conninfo])
             #expect(await eventually { worker.output.contains(#""webhook delivered""#) })
             worker.signal(SIGTERM)
-            let status = await worker.wait(timeout: .seconds(30))
+            let status = await worker.wait(timeout: .seconds(60))
             let output = worker.output
             #expect(status == 0, "\(output)")
             await fixture.receiver.stop()

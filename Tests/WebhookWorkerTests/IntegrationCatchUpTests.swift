@@ -84,7 +84,7 @@ struct IntegrationCatchUpTests {
                 })
             #expect(worker.output.contains("enqueued integration.connected events that were never enqueued"))
             worker.signal(SIGTERM)
-            #expect(await worker.wait(timeout: .seconds(30)) == 0, "\(worker.output)")
+            #expect(await worker.wait(timeout: .seconds(60)) == 0, "\(worker.output)")
         }
     }
 }

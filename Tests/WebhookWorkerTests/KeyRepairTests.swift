@@ -58,7 +58,7 @@ struct KeyRepairTests {
             // The key itself may name a tenant: it stays out of the log.
             #expect(!worker.output.contains("client:c1"))
             worker.signal(SIGTERM)
-            #expect(await worker.wait(timeout: .seconds(30)) == 0, "\(worker.output)")
+            #expect(await worker.wait(timeout: .seconds(60)) == 0, "\(worker.output)")
         }
     }
 }

@@ -191,7 +191,7 @@ struct LeastPrivilegeTests {
                 #expect(status == 0, "\(command): \(output)")
             }
             worker.signal(SIGTERM)
-            #expect(await worker.wait(timeout: .seconds(30)) == 0, "\(worker.output)")
+            #expect(await worker.wait(timeout: .seconds(60)) == 0, "\(worker.output)")
             #expect(!worker.output.contains("permission denied"), "\(worker.output)")
             #expect(!worker.output.contains("sweep failed"), "\(worker.output)")
             #expect(!worker.output.contains("could not keep the history partitions"), "\(worker.output)")

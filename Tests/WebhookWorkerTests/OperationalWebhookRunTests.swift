@@ -47,7 +47,7 @@ struct OperationalWebhookRunTests {
             #expect(data["oauth_client_id"] as? String == "c9" && data["reason"] as? String == "operator (ada)")
 
             worker.signal(SIGTERM)
-            #expect(await worker.wait(timeout: .seconds(30)) == 0, "\(worker.output)")
+            #expect(await worker.wait(timeout: .seconds(60)) == 0, "\(worker.output)")
             #expect(worker.output.contains("operational_secret=set"), "\(worker.output)")
             // ServiceLifecycle logs every service's description at start (debug): none may carry one.
             let leaks = worker.output.split(separator: "\n").filter {

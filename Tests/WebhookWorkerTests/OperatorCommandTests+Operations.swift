@@ -100,7 +100,7 @@ extension OperatorCommandTests {
         _ = try runScript("start", directory)
         #expect(await eventually(timeout: .seconds(60)) { await get("/readyz").0 == 200 })
         worker.signal(SIGTERM)
-        #expect(await worker.wait(timeout: .seconds(30)) == 0, "\(worker.output)")
+        #expect(await worker.wait(timeout: .seconds(60)) == 0, "\(worker.output)")
     }
 
     @Test("endpoints list/show/enable/disable, deliveries cancel by id and by client, jobs pause/resume, and stats")

@@ -38,7 +38,9 @@ struct HistoryUpkeep: Sendable {
     let logger: Logger
     let signals: WorkerTestSignals
 
-    func run(_ connections: PQConnectionPool) async {
+    /// Runs once; false when the upkeep failed (logged), so that the schedule tries again soon.
+    @discardableResult
+    func run(_ connections: PQConnectionPool) async -> Bool {
         do {
             let report = try await connections.withConnection { connection in
                 try await HistoryPartitions(connection, schema: schema).upkeep(
@@ -57,6 +59,7 @@ struct HistoryUpkeep: Sendable {
             }
             Gauge(label: metrics.historyFuturePartitions).record(report.fewestFuturePartitions)
             signals.historyKept.signal(report)
+            return true
         } catch {
             logger.warning("could not keep the history partitions", metadata: ["error": "\(error)"])
             // The gauge must not keep the last good count while the upkeep fails: the alert on it
@@ -66,6 +69,16 @@ struct HistoryUpkeep: Sendable {
             }) {
                 Gauge(label: metrics.historyFuturePartitions).record(fewest)
             }
+            return false
+        }
+    }
+
+    /// Runs at once, then every interval, until the task is cancelled; a failed run is tried
+    /// again after a minute (or the interval, when shorter) instead of a whole interval later.
+    func schedule(_ connections: PQConnectionPool) async {
+        while !Task.isCancelled {
+            let kept = await run(connections)
+            try? await Task.sleep(for: kept ? configuration.interval : min(configuration.interval, .seconds(60)))
         }
     }
 

@@ -4,9 +4,10 @@ import LibPQ
 /// that they never wait behind handlers holding the shared pool): the reaper every
 /// ``JobWorkerConfiguration/reapInterval``, the lease renewer every third of the lease (unless
 /// ``JobWorkerConfiguration/renewsLeases`` is off), and the key repairer every
-/// ``JobWorkerConfiguration/keyRepairInterval``, and the history upkeep every
-/// ``HistoryUpkeepConfiguration/interval`` (``JobWorkerConfiguration/history``). One runs at a time; each signals its
-/// ``WorkerTestSignals`` after each run.
+/// ``JobWorkerConfiguration/keyRepairInterval``. One runs at a time; each signals its
+/// ``WorkerTestSignals`` after each run. The history upkeep (``HistoryUpkeep``) runs in a task
+/// and on a connection of its own: a detach waits for every query reading the table it leaves,
+/// and the renewer must not wait behind it while leases run out.
 struct Maintenance: Sendable {
     let reaper: Reaper
     let reapInterval: Duration
@@ -14,7 +15,6 @@ struct Maintenance: Sendable {
     let renewInterval: Duration
     let repairer: KeyRepairer
     let repairInterval: Duration?
-    let history: HistoryUpkeep?
 
     /// Runs the services on their schedules until the task is cancelled.
     func run(_ connections: PQConnectionPool) async {
@@ -22,7 +22,6 @@ struct Maintenance: Sendable {
         var nextRenewal = clock.now + renewInterval
         var nextReap = clock.now
         var nextRepair = repairInterval.map { clock.now + $0 }
-        var nextHistory = history.map { _ in clock.now }
         while !Task.isCancelled {
             if clock.now >= nextReap {
                 nextReap = clock.now + reapInterval
@@ -36,12 +35,7 @@ struct Maintenance: Sendable {
                 nextRepair = clock.now + repairInterval
                 await repairer.run(connections)
             }
-            if let history, let due = nextHistory, clock.now >= due {
-                nextHistory = clock.now + history.configuration.interval
-                await history.run(connections)
-            }
-            try? await Task.sleep(
-                until: [nextRenewal, nextReap, nextRepair ?? nextReap, nextHistory ?? nextReap].min()!, clock: clock)
+            try? await Task.sleep(until: [nextRenewal, nextReap, nextRepair ?? nextReap].min()!, clock: clock)
         }
     }
 }

@@ -68,7 +68,7 @@ package final class TestSignal<Value: Sendable>: Sendable {
     /// The first value signalled (already, or from now on) that `matches`, or nil when none comes
     /// within `timeout`.
     package func wait(
-        timeout: Duration = .seconds(30), for matches: @escaping @Sendable (Value) -> Bool
+        timeout: Duration = .seconds(60), for matches: @escaping @Sendable (Value) -> Bool
     ) async -> Value? {
         await withTaskGroup(of: Value?.self) { group in
             group.addTask { await self.next(matching: matches) }

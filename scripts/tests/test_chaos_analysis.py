@@ -14,7 +14,7 @@ def test_the_recorded_run_passes_every_check(recorded):
     an = analyse(*recorded)
     assert failing(an) == []
     # Matching, the replicas' and the isolation checks record two each.
-    assert len(an.violations) == len(CHECKS) + 3 == 16
+    assert len(an.violations) == len(CHECKS) + 3 == 17
     assert "lock held 9.0s over 3 leases: 1 events, 1 deliveries delivered (+1 failed or pending at misbehaving " \
         "endpoints), 0 duplicates, 0 lost" in an.violations
 

@@ -11,9 +11,11 @@ from .postgres import PsqlSession
 
 class EndpointSampler:
     """Every INTERVAL seconds, on a psql session of its own (reopened after an outage): the
-    running jobs per concurrency_key (for webhook.deliver, the endpoint: 'client:<id>') and each
-    endpoint's circuit state (webhook_worker.endpoints). Keeps each key's peak (`peak`, when
-    first reached in `peak_at`) and how often each circuit was seen opening (`opened`)."""
+    running jobs per concurrency_key (for webhook.deliver, the endpoint: 'client:<id>'), each
+    endpoint's circuit state (webhook_worker.endpoints) and adaptive limit in force
+    (webhook_worker.endpoint_concurrency.applied). Keeps each key's peak (`peak`, when first
+    reached in `peak_at`), how often each circuit was seen opening (`opened`), and each
+    endpoint's limit as it changed (`limits`: key -> [(time, limit)])."""
 
     INTERVAL = 0.05
     QUERY = """
@@ -21,7 +23,9 @@ class EndpointSampler:
             'running', coalesce((SELECT json_object_agg(k, n) FROM (
                 SELECT concurrency_key AS k, count(*) AS n FROM webhook_worker.jobs
                 WHERE state = 'running' AND concurrency_key IS NOT NULL GROUP BY 1) x), '{}'::json),
-            'circuits', coalesce((SELECT json_object_agg(key, state) FROM webhook_worker.endpoints), '{}'::json))"""
+            'circuits', coalesce((SELECT json_object_agg(key, state) FROM webhook_worker.endpoints), '{}'::json),
+            'limits', coalesce((SELECT json_object_agg(key, applied) FROM webhook_worker.endpoint_concurrency
+                                WHERE applied IS NOT NULL), '{}'::json))"""
 
     def __init__(self, url):
         self.url = url
@@ -32,6 +36,7 @@ class EndpointSampler:
         self.peak = collections.Counter()       # key -> most running at once
         self.peak_at = {}                       # key -> when first seen
         self.opened = collections.Counter()     # key -> times seen going from another state to open
+        self.limits = collections.defaultdict(list)  # key -> [(time, limit)], one entry per change
         self.finished = None
         self._last_state = {}
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -64,6 +69,9 @@ class EndpointSampler:
                 if n > self.peak[key]:
                     self.peak[key] = n
                     self.peak_at[key] = now
+            for key, limit in sample.get("limits", {}).items():
+                if not self.limits[key] or self.limits[key][-1][1] != limit:
+                    self.limits[key].append((now, limit))
             for key, state in sample["circuits"].items():
                 if state == "open" and self._last_state.get(key) != "open":
                     self.opened[key] += 1

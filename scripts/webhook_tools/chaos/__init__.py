@@ -15,6 +15,7 @@ The run:
      (2 s on 40 %, beyond the 1 s request timeout), reset (RST on 40 %), fail (always 500),
      gone (410), hanging (reads the request and never answers, until the sender gives up and
      closes the connection), flapping (3 s answering 200, then 3 s answering 503, and so on),
+     degrading (200 in 5 ms, but 2 s, past the request timeout, for 8 s from 2 s into the faults),
      and clients that must never be called (wrong scope, inactive, revoked grant, no URL). The
      receiver records every request: path, X-Webhook-Delivery, arrival time, status answered,
      body hash and signatures, and for the hanging endpoint when the sender closed it.
@@ -113,6 +114,10 @@ The run:
      - the hanging endpoint's circuit opened: its webhook_worker.endpoints row has trips >= 1
        (or a sample saw it open), it never recovered nor closed (it never answered); the line
        gives trips, state, failures recorded, requests received and deliveries held at the end.
+     - the adaptive limit follows a slowdown (runs of 45 s or more): the degrading endpoint's
+       limit in force (endpoint_concurrency.applied, in the 50 ms samples) was at the floor, 1,
+       within 10 s of its slowdown, and back at its limit from before within 30 s of its
+       recovery; the line prints the limit's trace. A shorter run prints the trace unchecked.
      Figures: events, deliveries by outcome and endpoint, kills, graceful stops, backend
      terminations, PostgreSQL restarts and stops, duplicates and their causes, lost and released
      attempts, insert-to-delivery time for healthy endpoints (receiver clock, p50/p99/max; for

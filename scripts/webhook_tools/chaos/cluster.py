@@ -43,6 +43,7 @@ def seed(chaos):
         "client-healthy-3": ("healthy", "integration", "/healthy/3", None, True, [u for u in all_users if u % 2]),
         "client-flaky": ("flaky", "openid,integration", "/flaky", WHSEC, True, all_users),
         "client-slow": ("slow", "integration", "/slow", None, True, all_users[:6]),
+        "client-degrade": ("degrade", "integration", "/degrade", None, True, all_users),
         "client-reset": ("reset", "integration,profile", "/reset", None, True, all_users[1:]),
         "client-fail": ("fail", "integration", "/fail", None, True, all_users),
         "client-gone": ("gone", "integration", "/gone", None, True, all_users[:4]),

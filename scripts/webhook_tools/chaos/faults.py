@@ -7,7 +7,7 @@ from ..core import RunError, log
 from ..postgres import psql_lines, run_script
 from . import phases, replicas
 from .cluster import terminate_sql
-from .settings import LISTEN_APP, POOL_APP, stamp
+from .settings import DEGRADE_AFTER, DEGRADE_SECONDS, DEGRADE_SLOW, LISTEN_APP, POOL_APP, stamp
 
 
 def kill(chaos):
@@ -73,6 +73,9 @@ def inject(chaos):
     SIGTERM while PostgreSQL is down (at a fifth of the time) and the connect window (at three
     quarters). The time a window takes is added to the run, and the schedule moves with it."""
     start = time.time()
+    chaos.receiver.degrade(start + DEGRADE_AFTER, DEGRADE_SECONDS)
+    log(f"{stamp()} the degrading endpoint will answer after {DEGRADE_SLOW:.0f}s from "
+        f"{stamp(start + DEGRADE_AFTER).strip()} to {stamp(start + DEGRADE_AFTER + DEGRADE_SECONDS).strip()}")
     due = {"end": start + chaos.seconds}
     chaos.pg_restart_running = False
     due["kill"] = start + chaos.rng.uniform(2.0, 4.0)

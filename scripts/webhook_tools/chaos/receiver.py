@@ -11,6 +11,8 @@ import time
 
 from ..loopback import LoopbackServer, QuietHandler
 from .settings import (
+    DEGRADE_FAST,
+    DEGRADE_SLOW,
     FLAKY_FAILURE_SHARE,
     FLAP_SECONDS,
     HANG_LIMIT,
@@ -21,12 +23,12 @@ from .settings import (
 )
 
 
-def answer(endpoint, chance, flap_status):
+def answer(endpoint, chance, flap_status, degraded=lambda: False):
     """What an endpoint (the first segment of the path) answers: (status, delay in seconds). A
     status is an HTTP status, "reset" (RST instead of an answer) or "hang" (no answer until the
     sender gives up). `chance(p)` is true with probability p (drawn only by the flaky, slow and
     reset endpoints, in that order, so that a seed gives the same answers); `flap_status()` is the
-    flapping endpoint's status now."""
+    flapping endpoint's status now, and `degraded()` whether the degrading endpoint is slow now."""
     if endpoint == "flaky" and chance(FLAKY_FAILURE_SHARE):
         return 500, 0.0
     if endpoint == "slow" and chance(SLOW_SHARE):
@@ -39,6 +41,8 @@ def answer(endpoint, chance, flap_status):
         return 410, 0.0
     if endpoint == "flap":
         return flap_status(), 0.0
+    if endpoint == "degrade":
+        return 200, DEGRADE_SLOW if degraded() else DEGRADE_FAST
     if endpoint == "hang":
         return "hang", 0.0
     return 200, 0.0
@@ -62,6 +66,7 @@ class Receiver:
         self.lock = threading.Lock()
         self.connections = 0
         self.started = time.time()  # the flapping endpoint's periods count from here
+        self.degraded_window = None  # (from, to): the degrading endpoint is slow then
         rng_lock = threading.Lock()
         receiver = self
 
@@ -105,7 +110,8 @@ class Receiver:
                 else:
                     receipt["signature"] = "X-Webhook-Secret" not in self.headers
 
-                status, delay = answer(endpoint, chance, lambda: receiver.flap_status(arrived))
+                status, delay = answer(endpoint, chance, lambda: receiver.flap_status(arrived),
+                                       lambda: receiver.is_degraded(arrived))
                 if status == "hang":
                     receipt["closed"] = None  # when the sender gave up (closed the connection)
                 receipt["status"] = status
@@ -148,6 +154,14 @@ class Receiver:
     def flap_status(self, t):
         """The flapping endpoint's answer at time t: 200 in even periods, 503 in odd ones."""
         return 503 if int((t - self.started) / FLAP_SECONDS) % 2 else 200
+
+    def degrade(self, start, seconds):
+        """Makes the degrading endpoint slow from `start` for `seconds`."""
+        self.degraded_window = (start, start + seconds)
+
+    def is_degraded(self, t):
+        window = self.degraded_window
+        return window is not None and window[0] <= t < window[1]
 
     def snapshot(self):
         with self.lock:

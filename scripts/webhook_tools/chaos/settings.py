@@ -50,6 +50,19 @@ SLOW_SHARE = 0.40
 SLOW_SECONDS = 2.0
 RESET_SHARE = 0.40
 FLAP_SECONDS = 3.0              # the flapping endpoint: 3 s answering 200, then 3 s answering 503, ...
+# The degrading endpoint answers 200 in 5 ms, except for DEGRADE_SECONDS from DEGRADE_AFTER
+# seconds into the faults, when it answers after 2 s (past the 1 s request timeout). Its adaptive
+# limit must fall to the floor (1) within DEGRADE_CUT_LIMIT seconds of the slowdown, and be back
+# at its limit from before within DEGRADE_RAISE_LIMIT seconds of the recovery (issue 22). Checked
+# in runs of DEGRADE_MIN_RUN seconds or more: a shorter run has its PostgreSQL outage inside the
+# window and too little time after it.
+DEGRADE_FAST = 0.005
+DEGRADE_SLOW = 2.0
+DEGRADE_AFTER = 2.0
+DEGRADE_SECONDS = 8.0
+DEGRADE_CUT_LIMIT = 10.0
+DEGRADE_RAISE_LIMIT = 30.0
+DEGRADE_MIN_RUN = 45
 HANG_LIMIT = 120.0              # the hanging endpoint holds a request until the sender gives up (or this)
 
 # Endpoints that never succeed: their circuits stay open, so that their last deliveries are still

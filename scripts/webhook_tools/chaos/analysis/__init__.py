@@ -7,7 +7,7 @@ A check is a function of the Analysis (records.py) that calls `an.check(name, pr
 checks and the figures may read what earlier ones left on it (matching's duplicates, isolation's
 peaks). scripts/tests run each on recorded inputs that should pass and inputs that should fail."""
 
-from . import isolation, matching, outcomes, phase_checks
+from . import adaptive, isolation, matching, outcomes, phase_checks
 from .figures import figures
 from .records import Analysis, read_rows
 from .report import report
@@ -34,6 +34,7 @@ CHECKS = (
     phase_checks.check_sigterm_pg_down,     # 11. SIGTERM while PostgreSQL is down
     phase_checks.check_connect_window,      # 12. the connect window
     isolation.check_isolation,              # 13-14. endpoint concurrency, the hanging circuit
+    adaptive.check_adaptive_limit,          # 15. the degrading endpoint's limit, cut and raised
 )
 
 

@@ -9,6 +9,7 @@ from ...core import percentile
 from ...processes import log_lines
 from ..logs import is_error_line, parse_log_line
 from ..settings import ENDPOINT_CONCURRENCY, stamp
+from . import adaptive
 
 
 def run_figures(an):
@@ -112,6 +113,9 @@ def circuit_figures(an):
     if c.sampler:
         fig["in-flight sampler"] = (f"{c.sampler.samples} samples, longest gap {c.sampler.longest_gap:.2f}s "
                                     f"({c.sampler.failures} failed queries: PostgreSQL restarts)")
+    degrade = adaptive.figure(an)
+    if degrade:
+        fig["degrading endpoint's adaptive limit"] = degrade
     fig["drain after faults stopped"] = f"{c.drain_seconds:.1f}s" if c.drain_seconds is not None else "timed out"
     if c.peak_rss:
         top = max(c.peak_rss.items(), key=lambda kv: kv[1])

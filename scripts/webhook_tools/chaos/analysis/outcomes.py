@@ -168,12 +168,14 @@ def check_endpoints(an):
             if not ok or not_timeouts:
                 problems.append("hanging endpoint: not failed after its attempts (all timeouts), nor held "
                                 "until cancelled\n" + an.describe_delivery(d["delivery_id"]))
-        elif behaviour == "flap":
+        elif behaviour in ("flap", "degrade"):
+            # Delivered, or failed after its attempts in a bad spell (503s, or 2 s answers).
             counted = an.counted_attempts(d)
             if not (d["status"] == "delivered" or (
                     d["status"] == "failed" and counted == MAX_ATTEMPTS
                     and {dl["reason"] for dl in letters} == {"attempts_exhausted"})):
-                problems.append("flapping endpoint: neither delivered nor failed after its attempts\n"
+                name = "flapping" if behaviour == "flap" else "degrading"
+                problems.append(f"{name} endpoint: neither delivered nor failed after its attempts\n"
                                 + an.describe_delivery(d["delivery_id"]))
         elif behaviour == "never" or behaviour is None:
             problems.append(f"delivery to {d['oauth_client_id']}, which is no recipient")

@@ -28,16 +28,10 @@ struct ConcurrencyKeyLimitTests {
                 counter.leave(key)
                 return .complete
             }
-            let workers = (0..<2).map { _ in
-                RunningWorker(database, handlers: [handler]) {
-                    $0.concurrency = 16
-                    $0.pollInterval = .milliseconds(50)
-                }
+            let drained = try await drainWithWorkers(database, replicas: 2, handlers: [handler]) {
+                $0.concurrency = 16
+                $0.pollInterval = .milliseconds(50)
             }
-            let drained = try await eventually(timeout: .seconds(60)) {
-                try await database.count("SELECT count(*) FROM \(database.schema).jobs") == 0
-            }
-            for worker in workers { try await worker.stop() }
             await connection.close()
             #expect(drained)
             let peaks = counter.peaks

@@ -39,16 +39,10 @@ struct ConcurrencyKeyTests {
                 counter.leave(key)
                 return .complete
             }
-            let workers = (0..<2).map { _ in
-                RunningWorker(database, handlers: [handler]) {
-                    $0.concurrency = 16
-                    $0.pollInterval = .milliseconds(50)
-                }
+            let drained = try await drainWithWorkers(database, replicas: 2, handlers: [handler]) {
+                $0.concurrency = 16
+                $0.pollInterval = .milliseconds(50)
             }
-            let drained = try await eventually(timeout: .seconds(60)) {
-                try await database.count("SELECT count(*) FROM \(database.schema).jobs") == 0
-            }
-            for worker in workers { try await worker.stop() }
             #expect(drained)
             #expect(recorder.totalCalls == 120 && recorder.duplicates.isEmpty)
             #expect(counter.peaks.count == 4)

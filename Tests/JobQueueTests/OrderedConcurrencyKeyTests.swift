@@ -93,16 +93,10 @@ struct OrderedConcurrencyKeyTests {
                 default: return .complete
                 }
             }
-            let workers = (0..<3).map { _ in
-                RunningWorker(database, handlers: [handler]) {
-                    $0.concurrency = 8
-                    $0.pollInterval = .milliseconds(50)
-                }
+            let drained = try await drainWithWorkers(database, replicas: 3, handlers: [handler]) {
+                $0.concurrency = 8
+                $0.pollInterval = .milliseconds(50)
             }
-            let drained = try await eventually(timeout: .seconds(60)) {
-                try await database.count("SELECT count(*) FROM \(database.schema).jobs") == 0
-            }
-            for worker in workers { try await worker.stop() }
             await connection.close()
             #expect(drained)
             #expect(fifo.peak == 1, "an ordered key ran \(fifo.peak) jobs at once")

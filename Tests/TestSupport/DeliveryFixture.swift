@@ -91,6 +91,23 @@ struct DeliveryFixture {
         return (worker, sender)
     }
 
+    /// Runs `replicas` workers (``startWorker``, `concurrency` slots each) until `count`
+    /// deliveries are delivered (up to a minute), then stops them and the receiver: true when
+    /// they were.
+    func deliverWithWorkers(replicas: Int, until count: Int, concurrency: Int = 16) async throws -> Bool {
+        let workers = (0..<replicas).map { _ in startWorker(concurrency: concurrency) }
+        let delivered = try await eventually(timeout: .seconds(60)) {
+            try await database.count(
+                "SELECT count(*) FROM webhook_worker.webhook_deliveries WHERE status = 'delivered'") == count
+        }
+        for (worker, sender) in workers {
+            try await worker.stop()
+            try await sender.shutdown()
+        }
+        await receiver.stop()
+        return delivered
+    }
+
     func deliveries() async throws -> [PQRow] {
         try await database.query("SELECT * FROM webhook_worker.webhook_deliveries ORDER BY oauth_client_id").rows
     }

@@ -19,17 +19,11 @@ func expectReplicasHandleEachJobOnce(
         if job.id % 7 == 0 { await Task.yield() }
         return .complete
     }
-    let workers = (0..<3).map { _ in
-        RunningWorker(database, handlers: [handler]) {
-            $0.concurrency = 16
-            $0.claimBatchSize = 25
-            configure(&$0)
-        }
+    let drained = try await drainWithWorkers(database, replicas: 3, handlers: [handler], timeout: .seconds(90)) {
+        $0.concurrency = 16
+        $0.claimBatchSize = 25
+        configure(&$0)
     }
-    let drained = try await eventually(timeout: .seconds(90)) {
-        try await database.count("SELECT count(*) FROM \(database.schema).jobs") == 0
-    }
-    for worker in workers { try await worker.stop() }
     #expect(drained)
     #expect(recorder.handledIDs.count == 3000)
     #expect(recorder.duplicates.isEmpty)

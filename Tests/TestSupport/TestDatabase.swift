@@ -216,6 +216,21 @@ final class RunningWorker: Sendable {
     }
 }
 
+/// Runs `replicas` workers with `handlers` until the queue is empty (or `timeout` passes), then
+/// stops them: true when it emptied.
+func drainWithWorkers(
+    _ database: TestDatabase, replicas: Int, handlers: [any JobHandler], timeout: Duration = .seconds(60),
+    configure: (inout JobWorkerConfiguration) -> Void
+) async throws -> Bool {
+    var workers: [RunningWorker] = []
+    for _ in 0..<replicas { workers.append(RunningWorker(database, handlers: handlers, configure: configure)) }
+    let drained = try await eventually(timeout: timeout) {
+        try await database.count("SELECT count(*) FROM \(database.schema).jobs") == 0
+    }
+    for worker in workers { try await worker.stop() }
+    return drained
+}
+
 /// True when `body` ends within `limit`. The body runs in a task of its own that is not awaited
 /// after the limit, so code that never returns fails the test instead of hanging it.
 func finishes(within limit: Duration, _ body: @escaping @Sendable () async throws -> Void) async -> Bool {

@@ -127,16 +127,7 @@ struct EndpointOperatorLimitTests {
             _ = try await Self.setLimits(database, "client:capped", max: .set(limit))
             let total = 40
             for _ in 0..<total { try await fixture.connectIntegration() }
-            let replicas = (0..<2).map { _ in fixture.startWorker(concurrency: 16) }
-            let delivered = try await eventually(timeout: .seconds(60)) {
-                try await database.count(
-                    "SELECT count(*) FROM webhook_worker.webhook_deliveries WHERE status = 'delivered'") == total
-            }
-            for (worker, sender) in replicas {
-                try await worker.stop()
-                try await sender.shutdown()
-            }
-            await fixture.receiver.stop()
+            let delivered = try await fixture.deliverWithWorkers(replicas: 2, until: total)
             #expect(delivered)
             let now = try await Self.limits(database, "client:capped")
             print("max in flight \(limit): receiver's peak \(gauge.peak), adaptive limit \(now.adaptive ?? 0)")
@@ -158,16 +149,7 @@ struct EndpointOperatorLimitTests {
             _ = try await Self.setLimits(database, "client:metered", rate: .set(rate))
             let total = 100
             for _ in 0..<total { try await fixture.connectIntegration() }
-            let replicas = (0..<2).map { _ in fixture.startWorker(concurrency: 16) }
-            let delivered = try await eventually(timeout: .seconds(60)) {
-                try await database.count(
-                    "SELECT count(*) FROM webhook_worker.webhook_deliveries WHERE status = 'delivered'") == total
-            }
-            for (worker, sender) in replicas {
-                try await worker.stop()
-                try await sender.shutdown()
-            }
-            await fixture.receiver.stop()
+            let delivered = try await fixture.deliverWithWorkers(replicas: 2, until: total)
             #expect(delivered)
 
             let arrivals = fixture.requests(to: "metered").map(\.receivedAt.timeIntervalSince1970).sorted()

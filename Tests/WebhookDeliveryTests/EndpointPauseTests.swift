@@ -27,16 +27,7 @@ struct EndpointPauseTests {
             }
             try await fixture.addClient("paced")
             for _ in 0..<40 { try await fixture.connectIntegration() }
-            let replicas = (0..<3).map { _ in fixture.startWorker() }
-            let delivered = try await eventually(timeout: .seconds(60)) {
-                try await database.count(
-                    "SELECT count(*) FROM webhook_worker.webhook_deliveries WHERE status = 'delivered'") == 40
-            }
-            for (worker, sender) in replicas {
-                try await worker.stop()
-                try await sender.shutdown()
-            }
-            await fixture.receiver.stop()
+            let delivered = try await fixture.deliverWithWorkers(replicas: 3, until: 40)
             #expect(delivered)
 
             let row = try #require(

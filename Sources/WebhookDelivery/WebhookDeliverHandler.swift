@@ -14,6 +14,7 @@ public struct WebhookDeliverHandler: JobHandler {
     public var concurrencyLimit: Int? { sender.configuration.endpointConcurrency }
     let sender: WebhookSender
     private let recheck = RecheckReader()
+    private let pauses = EndpointPauseMemory()
 
     public init(sender: WebhookSender) {
         self.sender = sender
@@ -59,6 +60,12 @@ public struct WebhookDeliverHandler: JobHandler {
         SET status = 'cancelled', last_error = $2, updated_at = now()
         WHERE delivery_id = $1 AND \(DeliveryID.window("created_at", 3))
         """)
+
+    /// Waits out what is left of the endpoint's pause, unsent and spending no attempt.
+    static func waitOutPause(_ left: Duration) -> JobOutcome {
+        let seconds = Int(left.totalSeconds.rounded(.up))
+        return .snooze(left, reason: "waiting: the endpoint asked for a pause (Retry-After); \(seconds) s left")
+    }
 
     public func handle(_ job: Job, context: JobContext) async throws -> JobOutcome {
         let deliveryID: UUID
@@ -106,10 +113,12 @@ public struct WebhookDeliverHandler: JobHandler {
         // The endpoint asked for a pause (429 or 503 with Retry-After): wait it out, unsent.
         let endpoint = EndpointCircuit.key(client: clientID)
         if let pausedFor = try row.decodeIfPresent("endpoint_paused_for", as: Double.self), pausedFor > 0 {
-            return .snooze(
-                .milliseconds(Int64((pausedFor * 1000).rounded(.up))),
-                reason: "waiting: the endpoint asked for a pause (Retry-After); \(Int(pausedFor.rounded(.up))) s left")
+            return Self.waitOutPause(.milliseconds(Int64((pausedFor * 1000).rounded(.up))))
         }
+
+        // A pause this replica learnt of since the re-check read the row (another delivery's 429
+        // or 503 answered meanwhile): nothing below waits, so the request would go out inside it.
+        if let left = pauses.remaining(endpoint) { return Self.waitOutPause(left) }
 
         // The endpoint's circuit: a healthy endpoint (no row, or closed) costs no statement here.
         let endpointState: String? = try row.decodeIfPresent("endpoint_state")
@@ -176,6 +185,7 @@ public struct WebhookDeliverHandler: JobHandler {
         if Task.isCancelled && result.status == nil { throw CancellationError() }
         if let retryAfter = result.retryAfter, retryAfter > .zero {
             let wait = min(retryAfter, sender.configuration.maxEndpointPause)
+            pauses.record(endpoint, until: .now + wait)
             do {
                 try await tracing.withStatementSpan("endpointPause") {
                     try await EndpointCircuit.pause(key: endpoint, for: wait, database: context.database)

@@ -14,6 +14,7 @@ CONSOLE_SCREENSHOTS=DIR saves the main pages there as PNGs.
 import base64
 import http.server
 import os
+import re
 import secrets
 import socket
 import subprocess
@@ -382,6 +383,9 @@ def main():
         check(psql(db, "SELECT max_in_flight || ' ' || rate_limit FROM webhook_worker.endpoints"
                        " WHERE key = 'client:cl_03beta'") == "2 5", "the limits are stored")
         check("max in flight 2, rate 5/s" in text(), "the endpoint's row shows its limits")
+        beta_row = [r.text for r in driver.find_elements(By.CSS_SELECTOR, "table tbody tr") if "Beta Notes" in r.text]
+        check("in flight of limit" in text() and re.search(r"\b\d+ of 2\b", beta_row[0]) is not None,
+              "the endpoint's row shows its deliveries in flight against the limit in force")
         form = beta_form("/console/endpoints/limits")
         form.find_element(By.NAME, "max_in_flight").clear()
         form.find_element(By.NAME, "rate_limit").clear()

@@ -25,6 +25,18 @@ public struct DeliveryMetricNames: Sendable {
     public let endpointCircuitState: String
     /// Gauge `{endpoint}`: failures in a row, for each endpoint not closed.
     public let endpointConsecutiveFailures: String
+    /// Gauge `{endpoint}`: the limit on deliveries in flight the claim holds the endpoint to now
+    /// (adaptive, the operator's, or the kind's), for the busiest endpoints (at most 50).
+    public let endpointLimit: String
+    /// Gauge `{endpoint}`: deliveries running now across replicas, for the busiest endpoints.
+    public let endpointInFlight: String
+    /// Gauge `{endpoint}`: deliveries due and waiting for a slot, for the busiest endpoints.
+    public let endpointWaiting: String
+    /// Gauge `{endpoint}`: seconds of pause the endpoint asked for in all (`Retry-After`), from
+    /// the database (monotonic: `rate()` gives the share of time paused), for the busiest endpoints.
+    public let endpointThrottledSeconds: String
+    /// Gauge `{endpoint}`: 1 while the endpoint is paused by its `Retry-After`, for the busiest endpoints.
+    public let endpointPaused: String
     /// Gauge `{state}`: endpoints by circuit state.
     public let endpoints: String
     /// Gauge `{kind, state}`: the whole queue's jobs (every replica exports the same value).
@@ -44,6 +56,11 @@ public struct DeliveryMetricNames: Sendable {
         integrationEventsCaughtUp = prefix + "_integration_events_caught_up_total"
         endpointCircuitState = prefix + "_endpoint_circuit_state"
         endpointConsecutiveFailures = prefix + "_endpoint_consecutive_failures"
+        endpointLimit = prefix + "_endpoint_limit"
+        endpointInFlight = prefix + "_endpoint_in_flight"
+        endpointWaiting = prefix + "_endpoint_waiting"
+        endpointThrottledSeconds = prefix + "_endpoint_throttled_seconds"
+        endpointPaused = prefix + "_endpoint_paused"
         endpoints = prefix + "_endpoints"
         queueDepth = prefix + "_queue_depth"
         queueOldestAge = prefix + "_queue_oldest_age_seconds"

@@ -34,6 +34,8 @@ public struct EndpointHealth: Sendable, Equatable {
     public let maxInFlight: Int?
     public let rateLimit: Double?
     public let limitsSetBy: String?
+    /// What the claim holds the endpoint to now, across replicas.
+    public let load: EndpointLoad
 
     static let select = """
         SELECT e.key, substr(e.key, 8) AS oauth_client_id, c.name AS client_name, c."clientId" AS client_public_id,
@@ -46,10 +48,12 @@ public struct EndpointHealth: Sendable, Equatable {
                 FROM webhook_worker.delivery_attempts a JOIN webhook_worker.webhook_deliveries d USING (delivery_id)
                 WHERE d.oauth_client_id = substr(e.key, 8) AND a.attempted_at > now() - interval '24 hours') AS \
         success_rate_24h,
-               CASE WHEN webhook_worker.concurrency_key_is_ordered('webhook.deliver', e.key) THEN 'fifo'
-                    ELSE 'none' END AS ordering
+               CASE WHEN s.ordered THEN 'fifo' ELSE 'none' END AS ordering,
+               \(EndpointLoad.columns)
         FROM webhook_worker.endpoints e
         LEFT JOIN "OAuthClient" c ON 'client:' || c.id = e.key
+        LEFT JOIN webhook_worker.concurrency_key_status s
+               ON s.kind = 'webhook.deliver' AND s.concurrency_key = e.key
         """
 
     init(_ row: PQRow) throws {
@@ -75,5 +79,6 @@ public struct EndpointHealth: Sendable, Equatable {
         maxInFlight = try row.decodeIfPresent("max_in_flight")
         rateLimit = try row.decodeIfPresent("rate_limit")
         limitsSetBy = try row.decodeIfPresent("limits_set_by")
+        load = try EndpointLoad(row)
     }
 }

@@ -33,6 +33,8 @@ public struct EndpointOverview: Sendable, Equatable {
     /// The operator's limits (``EndpointLimits``): nil is adaptive, and no rate limit.
     public var maxInFlight: Int? = nil
     public var rateLimit: Double? = nil
+    /// What the claim holds the endpoint to now, across replicas (``EndpointLoad``).
+    public var load = EndpointLoad()
 
     /// Percent of attempts in the window that got a 2xx, nil without attempts.
     public var successRate: Double? { attempts == 0 ? nil : 100 * Double(succeeded) / Double(attempts) }
@@ -57,6 +59,9 @@ extension Endpoints {
             FROM webhook_worker.delivery_attempts a JOIN webhook_worker.webhook_deliveries d USING (delivery_id)
             WHERE a.attempted_at > now() - make_interval(secs => $1)
             GROUP BY d.oauth_client_id
+        ), status AS (
+            SELECT concurrency_key, max_running, ordered, running, waiting FROM webhook_worker.concurrency_key_status
+            WHERE kind = 'webhook.deliver'
         )
         SELECT k.oauth_client_id, c.name AS client_name, c.public_id, c.url, coalesce(c.active, false) AS active,
                coalesce(e.state, 'closed') AS state, coalesce(e.consecutive_failures, 0) AS consecutive_failures,
@@ -65,12 +70,13 @@ extension Endpoints {
                coalesce(r.attempts, 0) AS attempts, coalesce(r.succeeded, 0) AS succeeded, r.mean_ms, r.p95_ms,
                (SELECT count(*) FROM webhook_worker.webhook_deliveries p
                 WHERE p.oauth_client_id = k.oauth_client_id AND p.status = 'pending') AS pending,
-               CASE WHEN webhook_worker.concurrency_key_is_ordered('webhook.deliver', 'client:' || k.oauth_client_id)
-                    THEN 'fifo' ELSE 'none' END AS ordering
+               CASE WHEN s.ordered THEN 'fifo' ELSE 'none' END AS ordering,
+               \(EndpointLoad.columns)
         FROM keys k
         LEFT JOIN clients c ON c.id = k.oauth_client_id
         LEFT JOIN webhook_worker.endpoints e ON e.key = 'client:' || k.oauth_client_id
         LEFT JOIN recent r ON r.oauth_client_id = k.oauth_client_id
+        LEFT JOIN status s ON s.concurrency_key = 'client:' || k.oauth_client_id
         ORDER BY CASE coalesce(e.state, 'closed') WHEN 'disabled' THEN 0 WHEN 'open' THEN 1 WHEN 'half_open' THEN 2
                  ELSE 3 END, coalesce(e.consecutive_failures, 0) DESC, c.name NULLS LAST, k.oauth_client_id
         LIMIT $2
@@ -96,7 +102,7 @@ extension Endpoints {
                 succeeded: try row.decode("succeeded"), meanLatencyMilliseconds: try row.decodeIfPresent("mean_ms"),
                 p95LatencyMilliseconds: try row.decodeIfPresent("p95_ms"), pendingDeliveries: try row.decode("pending"),
                 ordering: try row.decode("ordering"), maxInFlight: try row.decodeIfPresent("max_in_flight"),
-                rateLimit: try row.decodeIfPresent("rate_limit"))
+                rateLimit: try row.decodeIfPresent("rate_limit"), load: try EndpointLoad(row))
         }
     }
 }

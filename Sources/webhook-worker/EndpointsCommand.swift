@@ -39,7 +39,8 @@ struct EndpointsCommand: AsyncParsableCommand {
                 endpoints.map(\.fields),
                 columns: [
                     "oauth_client_id", "client_name", "state", "consecutive_failures", "pending_deliveries",
-                    "success_rate_24h", "ordering", "max_in_flight", "rate_limit", "next_probe_at", "last_error",
+                    "success_rate_24h", "ordering", "max_in_flight", "rate_limit", "limit", "in_flight",
+                    "next_probe_at", "last_error",
                 ])
         }
     }
@@ -75,7 +76,8 @@ struct EndpointsCommand: AsyncParsableCommand {
                         "key", "oauth_client_id", "client_name", "client_public_id", "state", "consecutive_failures",
                         "failing_since", "trips", "next_probe_at", "disabled_at", "disabled_by", "last_error",
                         "last_failure_at", "last_success_at", "failures", "recoveries", "pending_deliveries",
-                        "success_rate_24h", "ordering", "max_in_flight", "rate_limit", "limits_set_by",
+                        "success_rate_24h", "ordering", "max_in_flight", "rate_limit", "limits_set_by", "limit",
+                        "in_flight", "waiting", "throttled_seconds", "paused_until",
                     ])
             }
         }

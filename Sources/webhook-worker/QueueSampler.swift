@@ -43,6 +43,54 @@ extension QueueSampler {
 
     /// 0 closed, 1 half-open, 2 open, 3 disabled.
     static let stateValue = ["closed": 0, "half_open": 1, "open": 2, "disabled": 3]
+
+    /// The most endpoints that carry load gauges at once.
+    static let loadedEndpoints = 50
+
+    /// The load of the busiest endpoints (``loadedEndpoints``, by deliveries in flight, then
+    /// waiting, then paused): each one's limit, in flight, waiting and throttled time, labelled
+    /// with the OAuth client's id. An endpoint that leaves the busiest has its series removed, so
+    /// the exporter never holds more than ``loadedEndpoints`` of each.
+    func sampleEndpointLoad(reported: Set<String>) async throws -> Set<String> {
+        let rows = try await database.query(
+            PQQuery(
+                "sampleEndpointLoad",
+                """
+                SELECT substr(s.concurrency_key, 8) AS client, s.max_running, s.running, s.waiting,
+                       coalesce(e.throttled_seconds, 0)::float8 AS throttled_seconds,
+                       coalesce(e.paused_until > now(), false) AS paused
+                FROM webhook_worker.concurrency_key_status s
+                LEFT JOIN webhook_worker.endpoints e ON e.key = s.concurrency_key
+                WHERE s.kind = 'webhook.deliver' AND s.concurrency_key LIKE 'client:%'
+                  AND (s.running > 0 OR s.waiting > 0 OR e.paused_until > now())
+                ORDER BY s.running DESC, s.waiting DESC, s.concurrency_key
+                LIMIT $1
+                """), [Self.loadedEndpoints])
+        let names = DeliveryMetricNames.worker
+        var seen = Set<String>()
+        for row in rows.rows {
+            let client: String = try row.decode("client")
+            let endpoint = [("endpoint", client)]
+            seen.insert(client)
+            Gauge(label: names.endpointLimit, dimensions: endpoint)
+                .record(try row.decodeIfPresent("max_running", as: Int.self) ?? endpointConcurrency)
+            Gauge(label: names.endpointInFlight, dimensions: endpoint).record(try row.decode("running", as: Int.self))
+            Gauge(label: names.endpointWaiting, dimensions: endpoint).record(try row.decode("waiting", as: Int.self))
+            Gauge(label: names.endpointThrottledSeconds, dimensions: endpoint)
+                .record(try row.decode("throttled_seconds", as: Double.self))
+            Gauge(label: names.endpointPaused, dimensions: endpoint)
+                .record(try row.decode("paused", as: Bool.self) ? 1 : 0)
+        }
+        for client in reported.subtracting(seen) {
+            for label in [
+                names.endpointLimit, names.endpointInFlight, names.endpointWaiting, names.endpointThrottledSeconds,
+                names.endpointPaused,
+            ] {
+                Gauge(label: label, dimensions: [("endpoint", client)]).destroy()
+            }
+        }
+        return seen
+    }
 }
 
 /// Samples queue depth and the oldest waiting job into gauges every `interval`.
@@ -53,12 +101,16 @@ struct QueueSampler: Service {
     let database: PQConnectionPool
     let kinds: Set<String>
     let interval: Duration
+    /// The kind's limit per endpoint (`--endpoint-concurrency`): the one an endpoint without a
+    /// limit of its own runs under.
+    let endpointConcurrency: Int
     let logger: Logger
 
     func run() async throws {
         await cancelWhenGracefulShutdown {
             var reported = Set<[String]>()
             var reportedEndpoints = Set<String>()
+            var reportedLoad = Set<String>()
             while !Task.isCancelled {
                 do {
                     let rows = try await database.query(
@@ -100,6 +152,7 @@ struct QueueSampler: Service {
                             oldest[kind] ?? 0)
                     }
                     reportedEndpoints = try await sampleEndpoints(reported: reportedEndpoints)
+                    reportedLoad = try await sampleEndpointLoad(reported: reportedLoad)
                 } catch {
                     logger.debug("could not sample the queue", metadata: ["error": "\(error)"])
                 }

@@ -69,6 +69,8 @@ extension EndpointHealth {
             "recoveries": recoveries, "pending_deliveries": pendingDeliveries, "success_rate_24h": successRate24h,
             "ordering": ordering,
             "max_in_flight": maxInFlight, "rate_limit": rateLimit, "limits_set_by": limitsSetBy,
+            "limit": load.limit, "in_flight": load.inFlight, "waiting": load.waiting,
+            "throttled_seconds": load.throttledSeconds, "paused_until": load.pausedUntil,
         ]
     }
 }

@@ -120,7 +120,8 @@ struct RunCommand: AsyncParsableCommand {
             services.append(
                 .init(
                     service: QueueSampler(
-                        database: pool, kinds: Set(worker.kinds), interval: .seconds(10), logger: logger)))
+                        database: pool, kinds: Set(worker.kinds), interval: .seconds(10),
+                        endpointConcurrency: settings.delivery.endpointConcurrency, logger: logger)))
         }
         if let catchUp = settings.catchUp {
             services.append(

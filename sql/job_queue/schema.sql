@@ -1073,6 +1073,20 @@ COMMENT ON COLUMN job_queue.concurrency_key_limits.max_running IS 'The key''s ow
 
 COMMENT ON COLUMN job_queue.concurrency_key_limits.ordered IS 'Ordered key: one job at a time, the oldest (lowest id) first; a retrying oldest job holds the others.';
 
+CREATE VIEW job_queue.concurrency_key_status AS
+ SELECT COALESCE(d.kind, l.kind) AS kind,
+    COALESCE(d.concurrency_key, l.concurrency_key) AS concurrency_key,
+    l.max_running,
+    COALESCE(l.ordered, false) AS ordered,
+    COALESCE(d.running, (0)::bigint) AS running,
+    COALESCE(d.waiting, (0)::bigint) AS waiting,
+    COALESCE(d.scheduled, (0)::bigint) AS scheduled,
+    d.oldest_run_at
+   FROM (job_queue.concurrency_key_depth d
+     FULL JOIN job_queue.concurrency_key_limits l USING (kind, concurrency_key));
+
+COMMENT ON VIEW job_queue.concurrency_key_status IS 'Per kind and concurrency key: its own limit (NULL: the kind''s) and ordering, with the jobs running, waiting and scheduled now.';
+
 CREATE TABLE job_queue.concurrency_key_wakeups (
     id bigint NOT NULL,
     kind text NOT NULL,

@@ -215,13 +215,16 @@ extension Pages {
                     "Make FIFO" sends the endpoint's deliveries one at a time, in the order they were created; a \
                     failing one holds the others until it is delivered, dead-lettered or cancelled. \
                     Limits: a fixed number of deliveries in flight (blank: the adaptive limit) and requests per \
-                    second (blank: none), across all replicas.
+                    second (blank: none), across all replicas. "In flight of limit" is what runs now against the \
+                    limit in force ("default": the worker's --endpoint-concurrency, where every endpoint starts); \
+                    "throttled" is the pause the endpoint asked for with Retry-After.
                     """)
             table(
                 &h,
                 [
                     "OAuth client", "URL", "circuit", "success rate", "attempts", "mean / p95 latency",
-                    "failures in a row", "pending", "ordering", "limits", "last error", "",
+                    "failures in a row", "pending", "in flight of limit", "throttled", "ordering", "limits",
+                    "last error", "",
                 ], empty: "No OAuth client has a webhook URL.", rows: endpoints.count
             ) { h in
                 for row in endpoints {
@@ -240,7 +243,8 @@ extension Pages {
                                 row.meanLatencyMilliseconds.map {
                                     String(format: "%.0f / %.0f ms", $0, row.p95LatencyMilliseconds ?? 0)
                                 } ?? "",
-                                "\(row.consecutiveFailures)", "\(row.pendingDeliveries)", row.ordering,
+                                "\(row.consecutiveFailures)", "\(row.pendingDeliveries)", inFlight(row.load),
+                                throttled(row.load), row.ordering,
                             ])
                         h.element("td") { endpointLimits(&$0, row, context) }
                         h.element("td", text: String((row.lastError ?? "").prefix(160)))
@@ -260,6 +264,21 @@ extension Pages {
             }
             operationalEvents(&h, events)
         }
+    }
+
+    /// Deliveries in flight across replicas against the limit the claim holds the endpoint to
+    /// (its own, or the kind's where every endpoint starts), and those due and waiting.
+    static func inFlight(_ load: EndpointLoad) -> String {
+        let limit = load.limit.map(String.init) ?? "default"
+        let running = "\(load.inFlight) of \(limit)"
+        return load.waiting > 0 ? "\(running), \(load.waiting) waiting" : running
+    }
+
+    /// The pause the endpoint asked for (Retry-After) in all, and the one running now.
+    static func throttled(_ load: EndpointLoad) -> String {
+        var text = load.throttledSeconds > 0 ? String(format: "%.0f s in all", load.throttledSeconds) : "never"
+        if let until = load.pausedUntil { text += ", paused until \(ConsoleTime.format(until))" }
+        return text
     }
 
     /// The button that turns the endpoint's FIFO ordering on or off.

@@ -3,7 +3,7 @@
 import urllib.error
 import urllib.request
 
-from webhook_tools.bench.endpoint_figures import inside_window, rate_in_window
+from webhook_tools.bench.endpoint_figures import arrivals_after, inside_window, rate_in_window
 from webhook_tools.bench.endpoint_servers import slow_endpoint, throttling_endpoint
 from webhook_tools.bench.targets import targets
 
@@ -71,3 +71,9 @@ def test_slow_endpoint_answers_after_its_delay():
         server.close()
     assert status == 204 and recorded == 204 and delivery == "d1"
     assert answered - arrived >= 0.05
+
+
+def test_arrivals_after_gives_the_offsets_of_the_requests_inside_the_window():
+    requests = [(9.9, 9.9, "a", 204), (10.0, 10.0, "b", 429), (10.0012, 10.0013, "c", 204),
+                (10.5, 10.5, "d", 204), (12.5, 12.5, "e", 204)]
+    assert arrivals_after(requests, 10.0, 2) == [1.2, 500.0]

@@ -12,3 +12,10 @@ def inside_window(requests, opened, seconds):
     """Requests ((arrived, answered, delivery id, status) each) that arrived after `opened` and
     before `opened + seconds`: what an endpoint that asked for that pause should not have got."""
     return sum(1 for arrived, _, _, _ in requests if opened < arrived < opened + seconds)
+
+
+def arrivals_after(requests, opened, seconds):
+    """How long after `opened` (ms, rounded to 0.1) each request inside the window arrived: a
+    request a moment after the answer was on its way before the sender could have read it."""
+    return sorted(round((arrived - opened) * 1000, 1) for arrived, _, _, _ in requests
+                  if opened < arrived < opened + seconds)

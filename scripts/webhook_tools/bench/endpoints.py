@@ -8,7 +8,7 @@ from ..core import RunError, log
 from ..postgres import load_app_tables
 from . import delivery as delivery_phase
 from .db import psql
-from .endpoint_figures import inside_window, rate_in_window
+from .endpoint_figures import arrivals_after, inside_window, rate_in_window
 from .endpoint_servers import slow_endpoint, throttling_endpoint
 from .figures import distribution, r
 from .receivers import Nginx
@@ -17,6 +17,7 @@ from .settings import (
     FAIR_GAP_MS,
     FAIR_PROBES,
     HTTP_ARGS,
+    ISOLATION_LIMIT,
     RETRY_AFTER_EVENTS,
     RETRY_AFTER_SECONDS,
     SECRET,
@@ -204,15 +205,23 @@ def retry_after(bench):
         server.close()
     throttled = next((req for req in requests if req[3] == 429), None)
     inside = inside_window(requests, throttled[1], RETRY_AFTER_SECONDS) if throttled else None
+    offsets = arrivals_after(requests, throttled[1], RETRY_AFTER_SECONDS) if throttled else []
+    # The endpoint starts at ISOLATION_LIMIT in flight: the first that many requests were all sent
+    # before any answer came back, the 429 among them. A later one inside the window was sent
+    # after an answer had come back.
+    later = inside_window(requests[ISOLATION_LIMIT:], throttled[1], RETRY_AFTER_SECONDS) if throttled else None
     retried = next((req[0] for req in requests if throttled and req[2] == throttled[2] and req[3] != 429), None)
     bench.check_workers(phase, workers, expected=("webhook attempt failed", "asked for a pause"))
-    log(f"{phase}: {inside} requests inside the Retry-After window; the throttled delivery retried "
+    log(f"{phase}: {inside} requests inside the Retry-After window (arrived {offsets} ms after the 429 was "
+        f"answered), {later} of them after the first {ISOLATION_LIMIT} requests; the throttled delivery retried "
         f"{r(retried - throttled[1], 2) if retried and throttled else '-'} s after its 429")
     return {
         "events": RETRY_AFTER_EVENTS,
         "retry_after_s": RETRY_AFTER_SECONDS,
         "requests": len(requests),
         "requests_inside_window": inside,
+        "inside_arrived_after_ms": offsets,
+        "inside_after_first_requests": later,
         "throttled_retried_after_s": r(retried - throttled[1], 2) if retried and throttled else None,
         "definition": "requests arriving after the 429 was answered and before Retry-After seconds passed",
     }

@@ -192,6 +192,9 @@ def endpoint_rows(res, add, failed):
         a = res["retry_after"]
         add("retry-after", f"requests inside the 429's Retry-After ({a['retry_after_s']} s; {a['events']} queued)",
             a["requests_inside_window"], "retry_after_inside")
+        if a.get("inside_after_first_requests") is not None:
+            add("retry-after", "  of them sent after an answer had come back (after the first 4)",
+                a["inside_after_first_requests"])
         add("retry-after", "the throttled delivery retried after (s)", a["throttled_retried_after_s"])
 
 

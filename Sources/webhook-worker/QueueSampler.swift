@@ -6,11 +6,18 @@ import ServiceLifecycle
 import WebhookDelivery
 
 extension QueueSampler {
+    /// The endpoints whose circuits the last sample reported: troubled (not closed), and
+    /// recovered (reported closed, 0, for one sample before their series are removed).
+    struct ReportedCircuits {
+        var troubled = Set<String>()
+        var recovered = Set<String>()
+    }
+
     /// Endpoints by circuit state, and the circuit of each endpoint that is not closed. The
     /// `endpoint` label is the OAuth client's id (no URL, so no credential or query can reach a
     /// label), and only troubled endpoints are listed, so the label set stays small; an endpoint
-    /// that recovers is reported closed (0) once, then left out.
-    func sampleEndpoints(reported: Set<String>) async throws -> Set<String> {
+    /// that recovers is reported closed (0) for one sample, then its series are removed.
+    func sampleEndpoints(_ last: ReportedCircuits) async throws -> ReportedCircuits {
         let rows = try await database.query(
             PQQuery(
                 "sampleEndpoints",
@@ -30,15 +37,21 @@ extension QueueSampler {
             Gauge(label: DeliveryMetricNames.worker.endpointConsecutiveFailures, dimensions: [("endpoint", client)])
                 .record(try row.decode("consecutive_failures", as: Int.self))
         }
-        for client in reported.subtracting(seen) {
+        let recovered = last.troubled.subtracting(seen)
+        for client in recovered {
             Gauge(label: DeliveryMetricNames.worker.endpointCircuitState, dimensions: [("endpoint", client)]).record(0)
             Gauge(label: DeliveryMetricNames.worker.endpointConsecutiveFailures, dimensions: [("endpoint", client)])
                 .record(0)
         }
+        for client in last.recovered.subtracting(seen) {
+            Gauge(label: DeliveryMetricNames.worker.endpointCircuitState, dimensions: [("endpoint", client)]).destroy()
+            Gauge(label: DeliveryMetricNames.worker.endpointConsecutiveFailures, dimensions: [("endpoint", client)])
+                .destroy()
+        }
         for (state, count) in byState where state != "closed" {
             Gauge(label: DeliveryMetricNames.worker.endpoints, dimensions: [("state", state)]).record(count)
         }
-        return seen
+        return ReportedCircuits(troubled: seen, recovered: recovered)
     }
 
     /// 0 closed, 1 half-open, 2 open, 3 disabled.
@@ -109,7 +122,7 @@ struct QueueSampler: Service {
     func run() async throws {
         await cancelWhenGracefulShutdown {
             var reported = Set<[String]>()
-            var reportedEndpoints = Set<String>()
+            var reportedEndpoints = ReportedCircuits()
             var reportedLoad = Set<String>()
             while !Task.isCancelled {
                 do {
@@ -151,7 +164,7 @@ struct QueueSampler: Service {
                         Gauge(label: DeliveryMetricNames.worker.queueOldestAge, dimensions: [("kind", kind)]).record(
                             oldest[kind] ?? 0)
                     }
-                    reportedEndpoints = try await sampleEndpoints(reported: reportedEndpoints)
+                    reportedEndpoints = try await sampleEndpoints(reportedEndpoints)
                     reportedLoad = try await sampleEndpointLoad(reported: reportedLoad)
                 } catch {
                     logger.debug("could not sample the queue", metadata: ["error": "\(error)"])

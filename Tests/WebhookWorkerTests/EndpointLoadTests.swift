@@ -89,6 +89,32 @@ struct EndpointLoadTests {
         }
     }
 
+    @Test("an endpoint's circuit gauge: 3 while disabled, 0 for one sample once enabled, then gone from /metrics")
+    func circuitGaugeGoes() async throws {
+        try await withTestDatabase(appTables: true) { database in
+            let port = try freeLoopbackPort()
+            let worker = try startWorker(
+                [
+                    "run", "--poll-interval", "200ms", "--catch-up-interval", "off", "--http-port", "\(port)",
+                    "--http-host", "127.0.0.1",
+                ],
+                environment: ["DATABASE_URL": database.conninfo])
+            defer { worker.signal(SIGKILL) }
+            let name = "webhook_worker_endpoint_circuit_state"
+            try await database.query("SELECT webhook_worker.set_endpoint_enabled('client:c7', false, 'test')")
+            #expect(await eventually { gauge(await scrapeMetrics(port: port), name, "c7") == 3 })
+            try await database.query("SELECT webhook_worker.set_endpoint_enabled('client:c7', true, 'test')")
+            #expect(await eventually { gauge(await scrapeMetrics(port: port), name, "c7") == 0 })
+            #expect(
+                await eventually {
+                    let metrics = await scrapeMetrics(port: port)
+                    return metrics.contains("webhook_worker_build_info") && gauge(metrics, name, "c7") == nil
+                })
+            worker.signal(SIGTERM)
+            #expect(await worker.wait(timeout: .seconds(60)) == 0, "\(worker.output)")
+        }
+    }
+
     /// A gauge's value for one endpoint in a `/metrics` text, or nil when it has no such series.
     func gauge(_ metrics: String, _ name: String, _ endpoint: String) -> Double? {
         let prefix = "\(name){endpoint=\"\(endpoint)\"} "

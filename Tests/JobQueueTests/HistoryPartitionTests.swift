@@ -213,7 +213,8 @@ extension HistoryUpkeepServiceTests {
                 (try? await database.count(
                     """
                     SELECT count(*) FROM pg_stat_activity
-                    WHERE wait_event_type = 'Lock' AND query LIKE '%DETACH PARTITION%CONCURRENTLY%'
+                    WHERE datname = current_database() AND wait_event_type = 'Lock'
+                      AND query LIKE '%DETACH PARTITION%CONCURRENTLY%'
                     """)) == 1
             }
             #expect(detachWaits)

@@ -52,16 +52,21 @@ struct EndpointsCommand: AsyncParsableCommand {
         @OptionGroup var database: DatabaseOptions
 
         func run() async throws {
-            let (key, health, ordering) = try await withOperatorConnection(database) { connection in
+            // The endpoint's row carries its ordering; only one without a row needs it read alone.
+            let (key, health, ordering) = try await withOperatorConnection(database) {
+                connection -> (String, EndpointHealth?, EndpointOrdering?) in
                 let endpoints = Endpoints(connection)
                 let key = try await endpoints.key(for: endpoint)
-                return (key, try await endpoints.get(key: key), try await endpoints.ordering(key: key))
+                guard let health = try await endpoints.get(key: key) else {
+                    return (key, nil, try await endpoints.ordering(key: key))
+                }
+                return (key, health, nil)
             }
             // A healthy endpoint has no row; one set to FIFO is still shown, with that.
             guard let health else {
-                guard ordering == .none else {
+                if ordering == .fifo {
                     return Output(json: json).object(
-                        ["key": key, "state": "closed", "ordering": ordering.rawValue],
+                        ["key": key, "state": "closed", "ordering": EndpointOrdering.fifo.rawValue],
                         keys: ["key", "state", "ordering"])
                 }
                 throw notFound("endpoint \(key) has never failed and was never disabled: it is healthy (closed)")

@@ -123,15 +123,7 @@ struct OrderedConcurrencyKeyTests {
                 """)
             let head = Int64(
                 try await database.count("SELECT min(id) FROM \(database.schema).jobs WHERE concurrency_key = 'fifo'"))
-            func claim() async throws -> [Int64] {
-                try await connection.query(
-                    database.queue.statements.claimJobs,
-                    [
-                        PQArray(["test.job"]), 10, "w", PQInterval(.seconds(60)), PQArray(["test.job"]),
-                        PQArray([4]),
-                    ]
-                ).rows.map { try $0.decode("id") }
-            }
+            func claim() async throws -> [Int64] { try await Self.claim(connection, database) }
             #expect(try await claim() == [head], "the oldest job alone, though the key's limit is 4")
             #expect(try await claim() == [], "one at a time")
             // Its attempt fails; the retry is due in an hour (what the finisher writes).
@@ -184,15 +176,7 @@ struct OrderedConcurrencyKeyTests {
                     FROM generate_series(1, 3) n ORDER BY n RETURNING id
                     """)
             ).rows.map { try $0.decode("id") }.sorted()
-            func claim() async throws -> [Int64] {
-                try await connection.query(
-                    database.queue.statements.claimJobs,
-                    [
-                        PQArray(["test.job"]), 10, "w", PQInterval(.seconds(60)), PQArray(["test.job"]),
-                        PQArray([4]),
-                    ]
-                ).rows.map { try $0.decode("id") }
-            }
+            func claim() async throws -> [Int64] { try await Self.claim(connection, database) }
             #expect(try await claim() == [], "the oldest job is due in an hour: it holds the others")
             try await database.query("DELETE FROM \(database.schema).jobs WHERE id = \(ids[0])")
             #expect(try await claim() == [ids[1]], "its cancel lets the next go")
@@ -224,5 +208,13 @@ struct OrderedConcurrencyKeyTests {
             #expect(try await limits.list(kind: "test.job").map(\.maxRunning) == [0])
             await connection.close()
         }
+    }
+
+    /// One claim of up to 10 `test.job` jobs by worker `w`, the kind's limit per key 4: the ids.
+    static func claim(_ connection: PQConnection, _ database: TestDatabase) async throws -> [Int64] {
+        try await connection.query(
+            database.queue.statements.claimJobs,
+            [PQArray(["test.job"]), 10, "w", PQInterval(.seconds(60)), PQArray(["test.job"]), PQArray([4])]
+        ).rows.map { try $0.decode("id") }
     }
 }

@@ -39,7 +39,6 @@ struct HistoryUpkeep: Sendable {
     let signals: WorkerTestSignals
 
     /// Runs once; false when the upkeep failed (logged), so that the schedule tries again soon.
-    @discardableResult
     func run(_ connections: PQConnectionPool) async -> Bool {
         do {
             let report = try await connections.withConnection { connection in

@@ -15,9 +15,9 @@ public struct EnqueuedJob: Sendable, Equatable {
 extension JobEnqueuer {
     /// Inserts many jobs in one statement, one array parameter per column; a job whose unique key
     /// is already queued (or taken by an earlier job of the same call) is skipped.
-    static func insertMany(_ schema: String) -> PQQuery {
+    static func insertMany(_ schema: String, returning: Bool = true) -> PQQuery {
         PQQuery(
-            "\(schema).enqueueJobs",
+            "\(schema)." + (returning ? "enqueueJobs" : "enqueueJobRows"),
             """
             INSERT INTO \(schema).jobs
                 (kind, payload, run_at, priority, max_attempts, unique_key, concurrency_key, trace_context)
@@ -27,8 +27,7 @@ extension JobEnqueuer {
                         $7::text[], $8::text[])
                 AS t(kind, payload, run_at, priority, max_attempts, unique_key, concurrency_key, trace_context)
             ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
-            RETURNING id, unique_key
-            """)
+            """ + (returning ? "\nRETURNING id, unique_key" : ""))
     }
 
     static func manyBindings(_ jobs: [NewJob]) -> [any PQEncodable] {
@@ -56,5 +55,20 @@ extension JobEnqueuer {
     /// if it is recorded.
     public static func enqueueing(_ jobs: [NewJob], in schema: JobQueueSchema) -> BoundStatement {
         BoundStatement(schema.statements.enqueueJobs, manyBindings(jobs))
+    }
+
+    /// `jobs` as rows (``BoundStatement/row(of:_:since:)``) of one insert: the outcomes written
+    /// together enqueue all their jobs in one statement, so the insert's triggers (the wake-up,
+    /// the key rows, the hooks) run once for the batch instead of once per outcome. For a handler
+    /// that enqueues on every run, such as a fan-out.
+    public static func enqueueingRows(_ jobs: [NewJob], in schema: JobQueueSchema) -> [BoundStatement] {
+        jobs.map { job in
+            BoundStatement.row(
+                of: schema.statements.enqueueJobRows,
+                [
+                    job.kind, job.payload, job.runAt, job.priority, job.maxAttempts, job.uniqueKey, job.concurrencyKey,
+                    job.traceContext,
+                ])
+        }
     }
 }

@@ -53,7 +53,7 @@ public struct BoundStatement: Sendable {
     /// The statements to run for `statements`: plain ones as they are, rows merged into one
     /// statement per query (at the first row's place), each column an array of its rows' values,
     /// then the earliest of their `since` when they have one.
-    static func merged(_ statements: [BoundStatement]) -> [PQStatement] {
+    package static func merged(_ statements: [BoundStatement]) -> [PQStatement] {
         var merged: [PQStatement?] = []
         var rows: [PQQuery: (index: Int, columns: [[String?]], since: Date?)] = [:]
         for statement in statements {

@@ -42,6 +42,7 @@ final class QueueStatements: Sendable {
     let enqueueJobCopies: PQQuery
     let readTraceContexts: PQQuery
     let enqueueJobs: PQQuery
+    let enqueueJobRows: PQQuery
     let jobTraceContext: PQQuery
     let jobIsQueued: PQQuery
     let jobIsQueuedByKey: PQQuery
@@ -90,6 +91,7 @@ final class QueueStatements: Sendable {
         enqueueJobCopies = JobEnqueuer.insert(schema, returning: false)
         readTraceContexts = JobTracing.readTraceContexts(schema)
         enqueueJobs = JobEnqueuer.insertMany(schema)
+        enqueueJobRows = JobEnqueuer.insertMany(schema, returning: false)
         jobTraceContext = QueuedJobs.traceContext(schema)
         jobIsQueued = QueuedJobs.isQueued(schema)
         jobIsQueuedByKey = QueuedJobs.isQueuedByKey(schema)

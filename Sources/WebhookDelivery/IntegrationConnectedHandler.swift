@@ -14,44 +14,56 @@ public struct IntegrationConnectedHandler: JobHandler {
         self.configuration = configuration
     }
 
-    /// The account, and the clients this job already made a delivery for (`fanned_out`, a JSON
-    /// array): a fan-out that runs again creates nothing twice. They were made after the job
-    /// (`$3`: its `created_at`, less the clocks' allowance), so only the partitions since are read.
+    /// Everything the fan-out reads, in one statement (one round trip): the account; the
+    /// clients this job already made a delivery for (`fanned_out`, a JSON array), so that a
+    /// fan-out that runs again creates nothing twice; the recipients (``Recipients``, a JSON
+    /// array of client ids, for user `$5`); and the job's own `trace_context` when `$6`.
     ///
-    /// `$4` is false on a job's first attempt, which skips that read: deliveries are written only
-    /// in the transaction that completes the job, so a job that has them never runs again, and an
-    /// attempt given back unrun (a shutdown's release) wrote none. The read stays for any later
-    /// attempt. Skipping it matters: with a generic plan made while the day's partition was empty,
-    /// it scanned that partition on every fan-out (4.6 to 9 ms a call in release benches, half
-    /// of the database's time per delivery).
+    /// The deliveries were made after the job (`$3`: its `created_at`, less the clocks'
+    /// allowance), so only the partitions since are read. `$4` is false on a job's first attempt,
+    /// which skips that read: deliveries are written only in the transaction that completes the
+    /// job, so a job that has them never runs again, and an attempt given back unrun (a
+    /// shutdown's release) wrote none. The read stays for any later attempt. Skipping it matters:
+    /// with a generic plan made while the day's partition was empty, it scanned that partition on
+    /// every fan-out (4.6 to 9 ms a call in release benches, half of the database's time per
+    /// delivery).
     static let account = PQQuery(
         "integrationAccount",
         """
         SELECT a.id, a."accountId" AS account_id, a."isActive" AS active, a.deleted IS NOT NULL AS deleted,
                d.id AS definition_id, d.name, d.slug, d.icon,
                (SELECT coalesce(json_agg(oauth_client_id), '[]')::text FROM webhook_worker.webhook_deliveries
-                WHERE $4::boolean AND source_job_id = $2 AND created_at >= $3::timestamptz) AS fanned_out
+                WHERE $4::boolean AND source_job_id = $2 AND created_at >= $3::timestamptz) AS fanned_out,
+               (SELECT coalesce(json_agg(c.id ORDER BY c.id), '[]')::text FROM "OAuthClient" c
+                WHERE \(Recipients.eligibility(user: "$5"))) AS recipients,
+               (SELECT j.trace_context FROM webhook_worker.jobs j WHERE $6::boolean AND j.id = $2) AS trace_context
         FROM "IntegrationAccount" a
         LEFT JOIN "IntegrationDefinitionV2" d ON d.id = a."integrationDefinitionId"
         WHERE a.id = $1
         """)
 
-    /// The deliveries, one per recipient. Each one's `webhook.deliver` job is enqueued by the
-    /// statement that follows it in the same transaction (``DeliverPayload/job(clientID:)``, as
-    /// for a resend): both run in one round trip, with the job's outcome.
+    /// One delivery, a row (``BoundStatement/row(of:_:since:)``) for each recipient. Its
+    /// `webhook.deliver` job is a row of the statement that follows it in the same transaction
+    /// (``JobEnqueuer/enqueueingRows(_:in:)``, as for a resend). The fan-outs whose outcomes are
+    /// written together insert all their deliveries in one statement and all their jobs in
+    /// another: with one recipient per event, a statement per fan-out was half of the database's
+    /// time per delivery.
     ///
     /// A delivery is made once per (source job, client): the clients the job already has one for
     /// are left out (``account``'s `fanned_out`). Should two fan-outs of one job race past that
     /// read (one of them cannot commit anyway: an outcome is recorded only while its worker holds
-    /// the job), the unique violation fails the attempt rather than enqueue jobs for deliveries
-    /// that were not made, and its retry finds the deliveries made.
-    static let createDeliveries = PQQuery(
-        "createDeliveries",
+    /// the job), the unique violation fails the batch, which is written again outcome by outcome:
+    /// that attempt fails rather than enqueue jobs for deliveries that were not made, and its
+    /// retry finds the deliveries made.
+    static let createDelivery = PQQuery(
+        "createDeliveryRows",
         """
         INSERT INTO webhook_worker.webhook_deliveries
             (delivery_id, event, source_job_id, integration_account_id, user_id, oauth_client_id, payload)
-        SELECT t.delivery_id, 'integration.connected', $1, $2, $3, t.client_id, $6
-        FROM unnest($4::text[], $5::uuid[]) AS t(client_id, delivery_id)
+        SELECT t.delivery_id, 'integration.connected', t.source_job_id, t.account_id, t.user_id, t.client_id,
+               t.payload
+        FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[])
+            AS t(delivery_id, source_job_id, account_id, user_id, client_id, payload)
         """)
 
     public func handle(_ job: Job, context: JobContext) async throws -> JobOutcome {
@@ -66,24 +78,15 @@ public struct IntegrationConnectedHandler: JobHandler {
         }
 
         let tracing = context.tracing
-        let (accountRows, recipientRows, stored) = try await context.database.withConnection {
-            connection -> (PQResult, PQResult, String?) in
-            let account = try await tracing.withStatementSpan(Self.account.name) {
-                try await connection.query(
-                    Self.account,
-                    [accountID, job.id, job.createdAt.addingTimeInterval(-DeliveryID.clockAllowance), job.attempt > 1])
-            }
-            let recipients = try await tracing.withStatementSpan(Recipients.forUser.name) {
-                try await connection.query(Recipients.forUser, [userID])
-            }
-            var stored: String?
-            if !tracing.isOn {
-                // The job's own `trace_context`, copied to its deliveries' jobs when the worker
-                // does not trace (tracing on, they get the fan-out span's context, which continues it).
-                stored = try await QueuedJobs(connection, schema: WebhookDeliverySchema.queue).traceContext(
-                    ofJob: job.id)
-            }
-            return (account, recipients, stored)
+        // The job's own `trace_context` is copied to its deliveries' jobs when the worker does not
+        // trace (tracing on, they get the fan-out span's context, which continues it).
+        let accountRows = try await tracing.withStatementSpan(Self.account.name) {
+            try await context.database.query(
+                Self.account,
+                [
+                    accountID, job.id, job.createdAt.addingTimeInterval(-DeliveryID.clockAllowance), job.attempt > 1,
+                    userID, !tracing.isOn,
+                ])
         }
         guard let account = accountRows.first else {
             return .fail("integration account \(accountID) does not exist")
@@ -98,7 +101,8 @@ public struct IntegrationConnectedHandler: JobHandler {
             return .fail("integration account \(accountID) has no integration definition")
         }
 
-        let recipients: [String] = try recipientRows.rows.map { try $0.decode("id") }
+        let recipients = try JSONDecoder().decode(
+            [String].self, from: Data(try account.decode("recipients", as: String.self).utf8))
         guard !recipients.isEmpty else {
             context.logger.debug("no OAuth client is subscribed to this user's integrations; nothing to send")
             return .complete
@@ -119,16 +123,15 @@ public struct IntegrationConnectedHandler: JobHandler {
         let now = Date()
         let deliveryIDs = clients.map { _ in DeliveryID.make(at: now) }
         context.logger.info("fanning out integration.connected", metadata: ["recipients": "\(clients.count)"])
-        let traceContext = tracing.currentTraceContext() ?? stored
+        let traceContext = try tracing.currentTraceContext() ?? account.decodeIfPresent("trace_context", as: String.self)
         let jobs = try zip(clients, deliveryIDs).map { client, deliveryID in
             var job = try DeliverPayload(deliveryID: deliveryID).job(clientID: client)
             job.traceContext = traceContext
             return job
         }
-        return .complete(statements: [
-            BoundStatement(
-                Self.createDeliveries, [job.id, accountID, userID, PQArray(clients), PQArray(deliveryIDs), body]),
-            JobEnqueuer.enqueueing(jobs, in: WebhookDeliverySchema.queue),
-        ])
+        let deliveries = zip(clients, deliveryIDs).map { client, deliveryID in
+            BoundStatement.row(of: Self.createDelivery, [deliveryID, job.id, accountID, userID, client, body])
+        }
+        return .complete(statements: deliveries + JobEnqueuer.enqueueingRows(jobs, in: WebhookDeliverySchema.queue))
     }
 }

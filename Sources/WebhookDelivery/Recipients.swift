@@ -22,20 +22,16 @@ enum Recipients {
         """
     }
 
-    static let eligibility = """
+    /// Whether client `c` receives the events of the user in parameter `user` (`"$1"`, `"$5"`...).
+    static func eligibility(user: String) -> String {
+        """
         c."isActive"
         AND coalesce(\(trimmedURL), '') <> ''
         AND \(hasScope)
-        AND \(hasGrant(client: "c.id", user: "$1"))
+        AND \(hasGrant(client: "c.id", user: user))
         """
-
-    static let forUser = PQQuery(
-        "recipientsForUser",
-        """
-        SELECT c.id FROM "OAuthClient" c
-        WHERE \(eligibility)
-        ORDER BY c.id
-        """)
+    }
+    static let eligibility = eligibility(user: "$1")
 
     /// For each delivery of `$1` (an array), its client's current eligibility, with the reason
     /// when it no longer is, its endpoint's circuit (no row: never failed) and the seconds left of

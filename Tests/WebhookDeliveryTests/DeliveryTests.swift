@@ -400,7 +400,10 @@ struct DeliveryTests {
                 let outcome = try await handler.handle(
                     job, context: JobContext(logger: TestDatabase.logger, database: pool, workerID: "test"))
                 #expect(outcome.decision == .complete)
-                for statement in outcome.statements { try await pool.query(statement.query, statement.bindings) }
+                // As the finisher runs them: rows of one statement merged into one.
+                for statement in BoundStatement.merged(outcome.statements) {
+                    try await pool.query(statement.query, statement.bindings)
+                }
             }
             await pool.close()
             await fixture.receiver.stop()
@@ -408,6 +411,43 @@ struct DeliveryTests {
             #expect(
                 try await database.count("SELECT count(*) FROM webhook_worker.jobs WHERE kind = 'webhook.deliver'") == 2
             )
+        }
+    }
+
+    @Test("fan-outs written together insert their deliveries in one statement and their jobs in another")
+    func fanOutsMerge() async throws {
+        try await withTestDatabase(appTables: true) { database in
+            let fixture = try await DeliveryFixture.make(database: database)
+            try await fixture.addClient("a")
+            try await fixture.addClient("b")
+            let handler = IntegrationConnectedHandler(configuration: .init())
+            let pool = database.pool()
+            var statements: [BoundStatement] = []
+            for id in Int64(801)...803 {
+                let job = Job(
+                    id: id, kind: "integration.connected",
+                    payload: PQJSON(#"{"integration_account_id": "acct-1", "user_id": "user-1"}"#), attempt: 1,
+                    maxAttempts: 8, createdAt: Date(), runAt: Date())
+                let outcome = try await handler.handle(
+                    job, context: JobContext(logger: TestDatabase.logger, database: pool, workerID: "test"))
+                #expect(outcome.decision == .complete)
+                statements += outcome.statements
+            }
+            let merged = BoundStatement.merged(statements)
+            #expect(merged.count == 2, "\(merged.map(\.query.name))")
+            for statement in merged { try await pool.query(statement.query, statement.bindings) }
+            await pool.close()
+            await fixture.receiver.stop()
+            #expect(
+                try await database.scalar(
+                    """
+                    SELECT string_agg(d.source_job_id || ':' || d.oauth_client_id || ':' || (j.id IS NOT NULL), ' '
+                                      ORDER BY d.source_job_id, d.oauth_client_id)
+                    FROM webhook_worker.webhook_deliveries d
+                    LEFT JOIN webhook_worker.jobs j
+                      ON j.kind = 'webhook.deliver' AND j.payload ->> 'delivery_id' = d.delivery_id::text
+                    """, as: String.self)
+                    == "801:a:true 801:b:true 802:a:true 802:b:true 803:a:true 803:b:true")
         }
     }
 }

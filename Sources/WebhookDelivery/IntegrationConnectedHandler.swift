@@ -123,7 +123,8 @@ public struct IntegrationConnectedHandler: JobHandler {
         let now = Date()
         let deliveryIDs = clients.map { _ in DeliveryID.make(at: now) }
         context.logger.info("fanning out integration.connected", metadata: ["recipients": "\(clients.count)"])
-        let traceContext = try tracing.currentTraceContext() ?? account.decodeIfPresent("trace_context", as: String.self)
+        let stored: String? = try account.decodeIfPresent("trace_context")
+        let traceContext = tracing.currentTraceContext() ?? stored
         let jobs = try zip(clients, deliveryIDs).map { client, deliveryID in
             var job = try DeliverPayload(deliveryID: deliveryID).job(clientID: client)
             job.traceContext = traceContext

@@ -263,7 +263,11 @@ CREATE FUNCTION webhook_worker.endpoints_adapt(keys text[], signals text[], dura
     LANGUAGE plpgsql
     AS $$
 DECLARE
-    o record;
+    -- The answers that count, ordered by endpoint and, within one, as they came.
+    ks text[];
+    ss text[];
+    ms double precision[];
+    n integer;
     e webhook_worker.endpoint_concurrency;
     lo integer := greatest(1, floors[1]);
     hi integer := greatest(greatest(1, floors[1]), ceilings[1]);
@@ -272,34 +276,42 @@ DECLARE
     cut timestamptz;
     whole integer;
 BEGIN
-    FOR o IN
-        SELECT t.key, t.signal, t.ms FROM unnest(keys, signals, durations) WITH ORDINALITY AS t(key, signal, ms, n)
-        WHERE t.signal IN ('answered', 'overloaded')
-        ORDER BY t.key, t.n
-    LOOP
-        INSERT INTO webhook_worker.endpoint_concurrency (key, limit_value)
-        VALUES (o.key, least(greatest(initials[1], lo), hi))
-        ON CONFLICT (key) DO NOTHING;
-        SELECT * INTO e FROM webhook_worker.endpoint_concurrency c WHERE c.key = o.key FOR UPDATE;
-        v := e.limit_value;
-        lat := e.latency_ms;
-        cut := e.cut_at;
-        IF o.signal = 'answered' THEN
-            IF lat IS NULL OR o.ms <= greatest(slow_floors[1], slow_factors[1] * lat) THEN
+    SELECT array_agg(t.key ORDER BY t.key, t.n), array_agg(t.signal ORDER BY t.key, t.n),
+           array_agg(t.ms ORDER BY t.key, t.n)
+    INTO ks, ss, ms
+    FROM unnest(keys, signals, durations) WITH ORDINALITY AS t(key, signal, ms, n)
+    WHERE t.signal IN ('answered', 'overloaded') AND t.key IS NOT NULL;
+    n := coalesce(cardinality(ks), 0);
+    FOR i IN 1..n LOOP
+        IF i = 1 OR ks[i] <> ks[i - 1] THEN
+            -- The endpoint's first answer of the batch: its row, made at the initial limit.
+            INSERT INTO webhook_worker.endpoint_concurrency (key, limit_value)
+            VALUES (ks[i], least(greatest(initials[1], lo), hi))
+            ON CONFLICT (key) DO NOTHING;
+            SELECT * INTO e FROM webhook_worker.endpoint_concurrency c WHERE c.key = ks[i] FOR UPDATE;
+            v := e.limit_value;
+            lat := e.latency_ms;
+            cut := e.cut_at;
+        END IF;
+        IF ss[i] = 'answered' THEN
+            IF lat IS NULL OR ms[i] <= greatest(slow_floors[1], slow_factors[1] * lat) THEN
                 v := v + 1;
             END IF;
-            lat := CASE WHEN lat IS NULL THEN o.ms ELSE lat + smoothings[1] * (o.ms - lat) END;
-        ELSIF cut IS NULL OR now() - greatest(o.ms, 0) * interval '1 millisecond' >= cut THEN
+            lat := CASE WHEN lat IS NULL THEN ms[i] ELSE lat + smoothings[1] * (ms[i] - lat) END;
+        ELSIF cut IS NULL OR now() - greatest(ms[i], 0) * interval '1 millisecond' >= cut THEN
             v := v * backoffs[1];
             cut := now();
         END IF;
         v := least(greatest(v, lo::double precision), hi::double precision);
-        whole := least(greatest(floor(v)::integer, lo), hi);
-        UPDATE webhook_worker.endpoint_concurrency c
-        SET limit_value = v, latency_ms = lat, applied = whole, cut_at = cut, updated_at = now()
-        WHERE c.key = o.key;
-        IF e.applied IS DISTINCT FROM whole THEN
-            PERFORM webhook_worker.endpoint_apply_limit(o.key, whole);
+        IF i = n OR ks[i + 1] <> ks[i] THEN
+            -- Its last answer: the row written, the limit applied if it moved.
+            whole := least(greatest(floor(v)::integer, lo), hi);
+            UPDATE webhook_worker.endpoint_concurrency c
+            SET limit_value = v, latency_ms = lat, applied = whole, cut_at = cut, updated_at = now()
+            WHERE c.key = ks[i];
+            IF e.applied IS DISTINCT FROM whole THEN
+                PERFORM webhook_worker.endpoint_apply_limit(ks[i], whole);
+            END IF;
         END IF;
     END LOOP;
 END;

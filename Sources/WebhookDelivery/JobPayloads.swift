@@ -9,8 +9,13 @@ public protocol JobPayloadDecodable: Decodable {}
 extension JobPayloadDecodable {
     /// Decodes `json`, the payload of a job of `kind`.
     public init(_ json: PQJSON, kind: String) throws(PayloadError) {
+        self = try Self.decoded(json, kind: kind)
+    }
+
+    /// Decodes `json`, the payload of a job of `kind`, with Foundation's decoder.
+    static func decoded(_ json: PQJSON, kind: String) throws(PayloadError) -> Self {
         do {
-            self = try JSONDecoder().decode(Self.self, from: Data(json.bytes))
+            return try JSONDecoder().decode(Self.self, from: Data(json.bytes))
         } catch let problem as PayloadProblem {
             throw PayloadError(description: "the \(kind) payload's \"\(problem.key)\" \(problem.problem)")
         } catch let missing as PayloadMissingKey {
@@ -99,6 +104,26 @@ public struct DeliverPayload: Codable, JobPayloadDecodable, Sendable, Equatable 
 
     /// The payload's key holding the delivery id, for asking the queue about a delivery's jobs.
     static let idKey = CodingKeys.deliveryID.stringValue
+
+    /// How PostgreSQL writes the payload it stores (`jsonb`): the id between these.
+    private static let storedPrefix = Array(#"{"delivery_id": ""#.utf8)
+    private static let storedSuffix = Array(#""}"#.utf8)
+
+    /// Decodes `json`, the payload of a job of `kind`. The payload as PostgreSQL stores it is
+    /// read directly (Foundation's decoder was 2 % of the worker's CPU at full speed); anything
+    /// else goes through the decoder, with its errors.
+    public init(_ json: PQJSON, kind: String) throws(PayloadError) {
+        let bytes = json.bytes
+        let prefix = Self.storedPrefix, suffix = Self.storedSuffix
+        if bytes.count == prefix.count + 36 + suffix.count, bytes.starts(with: prefix),
+            bytes.suffix(suffix.count).elementsEqual(suffix),
+            let id = UUID(uuidString: String(decoding: bytes[prefix.count..<(prefix.count + 36)], as: UTF8.self))
+        {
+            deliveryID = id
+            return
+        }
+        self = try Self.decoded(json, kind: kind)
+    }
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)

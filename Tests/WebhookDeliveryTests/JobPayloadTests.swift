@@ -68,4 +68,29 @@ struct JobPayloadTests {
             #expect(error.description == #"the webhook.deliver payload's "delivery_id" is not a UUID"#)
         }
     }
+
+    @Test("a webhook.deliver payload as PostgreSQL stores it and in any other JSON form decode alike")
+    func deliverPayloadForms() throws {
+        let id = UUID()
+        let lower = id.uuidString.lowercased()
+        for text in [
+            #"{"delivery_id": "\#(lower)"}"#, #"{"delivery_id":"\#(lower)"}"#, #"{ "delivery_id": "\#(lower)" }"#,
+            #"{"delivery_id": "\#(lower)", "x": 1}"#, #"{"x": [], "delivery_id": "\#(id.uuidString)"}"#,
+        ] {
+            #expect(try DeliverPayload(PQJSON(text), kind: "webhook.deliver").deliveryID == id, "\(text)")
+        }
+        // The stored form's length with something that is not a UUID: the decoder's error.
+        let notUUID = String(repeating: "z", count: 36)
+        do {
+            _ = try DeliverPayload(PQJSON(#"{"delivery_id": "\#(notUUID)"}"#), kind: "webhook.deliver")
+            Issue.record("a 36-character non-UUID decoded")
+        } catch {
+            #expect(error.description == #"the webhook.deliver payload's "delivery_id" is not a UUID"#)
+        }
+        // The stored form with an escaped character inside: not read directly, still refused.
+        #expect(throws: PayloadError.self) {
+            try DeliverPayload(
+                PQJSON(#"{"delivery_id": "\#(String(lower.dropLast(2)))\\"}"#), kind: "webhook.deliver")
+        }
+    }
 }

@@ -939,12 +939,15 @@ BEGIN
 END;
 $$;
 
-CREATE FUNCTION job_queue.wake_deleted_concurrency_key() RETURNS trigger
+CREATE FUNCTION job_queue.wake_deleted_concurrency_keys() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 BEGIN
-    INSERT INTO job_queue.concurrency_key_wakeups (kind, concurrency_key) VALUES (OLD.kind, OLD.concurrency_key);
+    INSERT INTO job_queue.concurrency_key_wakeups (kind, concurrency_key)
+    SELECT DISTINCT d.kind, d.concurrency_key FROM deleted_jobs d
+    WHERE d.state = 'running' AND d.concurrency_key IS NOT NULL
+    ORDER BY 1, 2;
     RETURN NULL;
 END;
 $$;
@@ -1379,7 +1382,7 @@ CREATE TRIGGER jobs_run_inserted_hooks AFTER INSERT ON job_queue.jobs REFERENCIN
 
 CREATE TRIGGER jobs_skip_duplicate_unique_key BEFORE INSERT ON job_queue.jobs FOR EACH ROW WHEN ((new.unique_key IS NOT NULL)) EXECUTE FUNCTION job_queue.skip_duplicate_unique_key();
 
-CREATE TRIGGER jobs_wake_concurrency_keys_delete AFTER DELETE ON job_queue.jobs FOR EACH ROW WHEN (((old.state = 'running'::text) AND (old.concurrency_key IS NOT NULL))) EXECUTE FUNCTION job_queue.wake_deleted_concurrency_key();
+CREATE TRIGGER jobs_wake_concurrency_keys_delete AFTER DELETE ON job_queue.jobs REFERENCING OLD TABLE AS deleted_jobs FOR EACH STATEMENT EXECUTE FUNCTION job_queue.wake_deleted_concurrency_keys();
 
 CREATE TRIGGER jobs_wake_concurrency_keys_insert AFTER INSERT ON job_queue.jobs REFERENCING NEW TABLE AS inserted_jobs FOR EACH STATEMENT EXECUTE FUNCTION job_queue.wake_inserted_concurrency_keys();
 

@@ -54,15 +54,48 @@ public enum UTCTime {
     /// truncated (as JavaScript's `toISOString()` does for 3).
     public static func iso8601(_ date: Date, fractionDigits: Int = 3) -> String {
         let f = fields(of: date)
-        var text = String(
-            format: "%04lld-%02lld-%02lldT%02lld:%02lld:%02lld", f.year, f.month, f.day, f.hour, f.minute, f.second)
         let digits = min(max(fractionDigits, 0), 6)
-        if digits > 0 {
-            var scale: Int64 = 1
-            for _ in digits..<6 { scale *= 10 }
-            text += String(format: ".%0\(digits)lld", f.microsecond / scale)
+        var scale: Int64 = 1
+        for _ in digits..<6 { scale *= 10 }
+        guard (0...9999).contains(f.year) else {
+            // Outside four digits: as printf writes it (a sign, more digits).
+            var text = String(
+                format: "%04lld-%02lld-%02lldT%02lld:%02lld:%02lld", f.year, f.month, f.day, f.hour, f.minute,
+                f.second)
+            if digits > 0 { text += String(format: ".%0\(digits)lld", f.microsecond / scale) }
+            return text + "Z"
         }
-        return text + "Z"
+        // Digit by digit: String(format:) was 3 % of the worker's CPU at full speed (every
+        // webhook's body carries a timestamp).
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(27)
+        func append(_ value: Int64, width: Int) {
+            var divisor: Int64 = 1
+            for _ in 1..<width { divisor *= 10 }
+            var rest = value
+            while divisor > 0 {
+                bytes.append(UInt8(ascii: "0") + UInt8(rest / divisor))
+                rest %= divisor
+                divisor /= 10
+            }
+        }
+        append(f.year, width: 4)
+        bytes.append(UInt8(ascii: "-"))
+        append(f.month, width: 2)
+        bytes.append(UInt8(ascii: "-"))
+        append(f.day, width: 2)
+        bytes.append(UInt8(ascii: "T"))
+        append(f.hour, width: 2)
+        bytes.append(UInt8(ascii: ":"))
+        append(f.minute, width: 2)
+        bytes.append(UInt8(ascii: ":"))
+        append(f.second, width: 2)
+        if digits > 0 {
+            bytes.append(UInt8(ascii: "."))
+            append(f.microsecond / scale, width: digits)
+        }
+        bytes.append(UInt8(ascii: "Z"))
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// Reads an ISO 8601 / RFC 3339 instant, or a `timestamptz` as PostgreSQL writes it:

@@ -49,4 +49,28 @@ struct UTCTimeTests {
         }
     }
 
+    @Test("the ISO 8601 text is printf's, for any instant and any number of digits")
+    func sameAsPrintf() {
+        let seed = UInt64.random(in: 1...UInt64.max)
+        var random = SeededGenerator(seed: seed)
+        for _ in 0..<2000 {
+            // From year 1 to year 9999, and a few either side of them.
+            let micros = Int64.random(in: -62_200_000_000_000_000...253_500_000_000_000_000, using: &random)
+            let digits = Int.random(in: 0...6, using: &random)
+            let date = Date(timeIntervalSince1970: Double(micros) / 1_000_000)
+            let f = UTCTime.fields(of: date)
+            var scale: Int64 = 1
+            for _ in digits..<6 { scale *= 10 }
+            var expected = String(
+                format: "%04lld-%02lld-%02lldT%02lld:%02lld:%02lld", f.year, f.month, f.day, f.hour, f.minute,
+                f.second)
+            if digits > 0 { expected += String(format: ".%0\(digits)lld", f.microsecond / scale) }
+            expected += "Z"
+            let text = UTCTime.iso8601(date, fractionDigits: digits)
+            guard text == expected else {
+                Issue.record("seed \(seed): \(micros) µs, \(digits) digits: \(text), printf writes \(expected)")
+                return
+            }
+        }
+    }
 }

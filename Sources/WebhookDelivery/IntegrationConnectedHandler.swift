@@ -14,44 +14,84 @@ public struct IntegrationConnectedHandler: JobHandler {
         self.configuration = configuration
     }
 
-    /// Everything the fan-out reads, in one statement (one round trip): the account; the
-    /// recipients (``Recipients``, a JSON array of client ids, for user `$3`); the job's own
-    /// `trace_context` when `$4`; and, on a later attempt only (``accountAgain``), the clients
-    /// this job already made a delivery for (`fanned_out`, a JSON array), so that a fan-out that
-    /// runs again creates nothing twice.
+    /// Everything the fan-outs of first attempts read, for many at once (``GatheredReads``,
+    /// keyed by job): per job (`$1`), its account (`$2`) and definition, the recipients
+    /// (``Recipients``, a JSON array of client ids, for user `$3`), and the job's own
+    /// `trace_context` when `$4`.
     ///
-    /// A first attempt does not read them: deliveries are written only in the transaction that
+    /// A first attempt reads no deliveries: they are written only in the transaction that
     /// completes the job, so a job that has them never runs again, and an attempt given back
     /// unrun (a shutdown's release) wrote none. Not even as a subquery switched off by a
     /// parameter: PostgreSQL still set up a scan of every partition of the deliveries the job
     /// could have made (those of today and the days ahead) for each fan-out, 5 % of its CPU with
     /// one recipient an event; with a generic plan made while the day's partition was empty, an
     /// earlier form scanned that partition on every fan-out (4.6 to 9 ms a call).
-    static let account = PQQuery("integrationAccount", accountSQL(fannedOut: "'[]'"))
+    static let accounts = PQQuery(
+        "integrationAccounts",
+        """
+        SELECT t.job_id, \(columns(job: "t.job_id", user: "t.user_id", fannedOut: "'[]'"))
+        FROM unnest($1::bigint[], $2::text[], $3::text[]) AS t(job_id, account_id, user_id)
+        JOIN "IntegrationAccount" a ON a.id = t.account_id
+        LEFT JOIN "IntegrationDefinitionV2" d ON d.id = a."integrationDefinitionId"
+        """)
 
-    /// ``account`` on a later attempt: the deliveries this job made, after the job (`$5`: its
+    /// What a later attempt reads, alone: as ``accounts`` for account `$1`, job `$2`, user `$3`,
+    /// and the clients this job already made a delivery for (`fanned_out`, a JSON array), so that
+    /// a fan-out that runs again creates nothing twice. They were made after the job (`$5`: its
     /// `created_at`, less the clocks' allowance), so only the partitions since are read.
     static let accountAgain = PQQuery(
         "integrationAccountAgain",
-        accountSQL(
+        """
+        SELECT \(columns(
+            job: "$2", user: "$3",
             fannedOut: """
                 (SELECT coalesce(json_agg(oauth_client_id), '[]')::text FROM webhook_worker.webhook_deliveries
                         WHERE source_job_id = $2 AND created_at >= $5::timestamptz)
                 """))
-
-    private static func accountSQL(fannedOut: String) -> String {
-        """
-        SELECT a.id, a."accountId" AS account_id, a."isActive" AS active, a.deleted IS NOT NULL AS deleted,
-               d.id AS definition_id, d.name, d.slug, d.icon,
-               \(fannedOut) AS fanned_out,
-               (SELECT coalesce(json_agg(c.id ORDER BY c.id), '[]')::text FROM "OAuthClient" c
-                WHERE \(Recipients.eligibility(user: "$3"))) AS recipients,
-               (SELECT j.trace_context FROM webhook_worker.jobs j WHERE $4::boolean AND j.id = $2) AS trace_context
         FROM "IntegrationAccount" a
         LEFT JOIN "IntegrationDefinitionV2" d ON d.id = a."integrationDefinitionId"
         WHERE a.id = $1
+        """)
+
+    /// The account `a` and definition `d` of a fan-out of `job` for `user` (SQL expressions).
+    private static func columns(job: String, user: String, fannedOut: String) -> String {
+        """
+        a.id, a."accountId" AS account_id, a."isActive" AS active, a.deleted IS NOT NULL AS deleted,
+               d.id AS definition_id, d.name, d.slug, d.icon,
+               \(fannedOut) AS fanned_out,
+               (SELECT coalesce(json_agg(c.id ORDER BY c.id), '[]')::text FROM "OAuthClient" c
+                WHERE \(Recipients.eligibility(user: user))) AS recipients,
+               (SELECT j.trace_context FROM webhook_worker.jobs j WHERE $4::boolean AND j.id = \(job)) AS trace_context
         """
     }
+
+    /// A fan-out's read in ``accounts``.
+    struct FanOut: Hashable, Sendable {
+        let jobID: Int64
+        let accountID: String
+        let userID: String
+    }
+
+    /// Reads ``accounts`` for many fan-outs in one statement, for ``GatheredReads``.
+    static func readAccounts(database: PQConnectionPool, traceContexts: Bool) -> GatheredReads<FanOut>.Read {
+        { fanOuts in
+            let result = try await database.query(
+                Self.accounts,
+                [
+                    PQArray(fanOuts.map(\.jobID)), PQArray(fanOuts.map(\.accountID)), PQArray(fanOuts.map(\.userID)),
+                    traceContexts,
+                ])
+            var byJob: [Int64: FanOut] = [:]
+            for fanOut in fanOuts { byJob[fanOut.jobID] = fanOut }
+            var rows: [FanOut: PQRow] = [:]
+            for row in result.rows {
+                if let fanOut = byJob[try row.decode("job_id", as: Int64.self)] { rows[fanOut] = row }
+            }
+            return rows
+        }
+    }
+
+    private let reads = GatheredReads<FanOut>()
 
     /// One delivery, a row (``BoundStatement/row(of:_:since:)``) for each recipient. Its
     /// `webhook.deliver` job is a row of the statement that follows it in the same transaction
@@ -91,14 +131,25 @@ public struct IntegrationConnectedHandler: JobHandler {
         let tracing = context.tracing
         // The job's own `trace_context` is copied to its deliveries' jobs when the worker does not
         // trace (tracing on, they get the fan-out span's context, which continues it).
-        let again = job.attempt > 1
-        let query = again ? Self.accountAgain : Self.account
-        var bindings: [any PQEncodable] = [accountID, job.id, userID, !tracing.isOn]
-        if again { bindings.append(job.createdAt.addingTimeInterval(-DeliveryID.clockAllowance)) }
-        let accountRows = try await tracing.withStatementSpan(query.name) {
-            try await context.database.query(query, bindings)
+        let account: PQRow?
+        if job.attempt > 1 {
+            account = try await tracing.withStatementSpan(Self.accountAgain.name) {
+                try await context.database.query(
+                    Self.accountAgain,
+                    [
+                        accountID, job.id, userID, !tracing.isOn,
+                        job.createdAt.addingTimeInterval(-DeliveryID.clockAllowance),
+                    ]
+                ).first
+            }
+        } else {
+            account = try await tracing.withStatementSpan("integrationAccount") {
+                try await reads.row(
+                    for: FanOut(jobID: job.id, accountID: accountID, userID: userID),
+                    read: Self.readAccounts(database: context.database, traceContexts: !tracing.isOn))
+            }
         }
-        guard let account = accountRows.first else {
+        guard let account else {
             return .fail("integration account \(accountID) does not exist")
         }
         if try account.decode("deleted", as: Bool.self) {

@@ -1,3 +1,4 @@
+import Foundation
 import LibPQ
 
 /// Who receives an `integration.connected` event for a user, read from the web app's tables.
@@ -39,7 +40,7 @@ enum Recipients {
     /// and its secrets
     /// retired less than `$2` ago (a JSON array, newest first), which sign alongside the current
     /// one. `$3` bounds their `created_at` (``DeliveryID/since(_:)``). Read through
-    /// ``RecheckReader``, many deliveries at a time.
+    /// ``GatheredReads``, many deliveries at a time (``readRechecks(overlap:database:)``).
     static let recheck = PQQuery(
         "recheckDeliveries",
         """
@@ -64,4 +65,16 @@ enum Recipients {
         LEFT JOIN webhook_worker.endpoints e ON e.key = 'client:' || d.oauth_client_id
         WHERE d.delivery_id = ANY ($1::uuid[]) AND \(DeliveryID.window("d.created_at", 3))
         """)
+
+    /// Reads the re-check rows of many deliveries in one statement, for ``GatheredReads``.
+    /// - Parameter overlap: how long retired secrets still sign (`$2` of ``recheck``).
+    static func readRechecks(overlap: Duration, database: PQConnectionPool) -> GatheredReads<UUID>.Read {
+        { ids in
+            let result = try await database.query(
+                Self.recheck, [PQArray(ids), PQInterval(overlap), DeliveryID.since(ids)])
+            var byID: [UUID: PQRow] = [:]
+            for row in result.rows { byID[try row.decode("delivery_id", as: UUID.self)] = row }
+            return byID
+        }
+    }
 }

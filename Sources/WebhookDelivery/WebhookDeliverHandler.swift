@@ -13,7 +13,7 @@ public struct WebhookDeliverHandler: JobHandler {
     /// Deliveries carry their endpoint (`client:<OAuth client id>`) as their concurrency key.
     public var concurrencyLimit: Int? { sender.configuration.endpointConcurrency }
     let sender: WebhookSender
-    private let recheck = RecheckReader()
+    private let recheck = GatheredReads<UUID>()
     private let pauses = EndpointPauseMemory()
 
     public init(sender: WebhookSender) {
@@ -83,7 +83,9 @@ public struct WebhookDeliverHandler: JobHandler {
                 "recheckDelivery",
                 {
                     try await recheck.row(
-                        for: deliveryID, overlap: sender.configuration.secretOverlap, database: context.database)
+                        for: deliveryID,
+                        read: Recipients.readRechecks(
+                            overlap: sender.configuration.secretOverlap, database: context.database))
                 })
         else {
             return .fail("delivery \(deliveryID.uuidString.lowercased()) does not exist")

@@ -450,4 +450,52 @@ struct DeliveryTests {
                     == "801:a:true 801:b:true 802:a:true 802:b:true 803:a:true 803:b:true")
         }
     }
+
+    @Test("fan-outs running at once share one read and each gets its own account, recipients and failures")
+    func fanOutsShareARead() async throws {
+        try await withTestDatabase(appTables: true) { database in
+            let fixture = try await DeliveryFixture.make(database: database)
+            // user-1 (acct-1) has clients a and b; user-2 (acct-2) has c alone; acct-gone is missing.
+            try await fixture.addClient("a")
+            try await fixture.addClient("b")
+            try await fixture.addClient("c", grantUser: "user-2")
+            try await database.script(
+                """
+                INSERT INTO "IntegrationAccount" (id, "accountId", "integrationDefinitionId", "integratedById")
+                VALUES ('acct-2', 'ext-43', 'def-linear', 'user-2');
+                """)
+            let handler = IntegrationConnectedHandler(configuration: .init())
+            let pool = database.pool(size: 2)
+            let cases: [(account: String, user: String, expected: String)] = (0..<40).map { n in
+                switch n % 3 {
+                case 0: ("acct-1", "user-1", "a,b")
+                case 1: ("acct-2", "user-2", "c")
+                default: ("acct-gone", "user-1", "fail: integration account acct-gone does not exist")
+                }
+            }
+            let results = try await withThrowingTaskGroup(of: (Int, String).self) { group in
+                for (n, c) in cases.enumerated() {
+                    group.addTask {
+                        let job = Job(
+                            id: Int64(900 + n), kind: "integration.connected",
+                            payload: PQJSON(#"{"integration_account_id": "\#(c.account)", "user_id": "\#(c.user)"}"#),
+                            attempt: 1, maxAttempts: 8, createdAt: Date(), runAt: Date())
+                        let outcome = try await handler.handle(
+                            job, context: JobContext(logger: TestDatabase.logger, database: pool, workerID: "test"))
+                        if case .fail(let reason, _) = outcome.decision { return (n, "fail: \(reason)") }
+                        // The delivery rows' clients (column 5), in the order the statements give them.
+                        let clients = outcome.statements.filter { $0.query.name == "createDeliveryRows" }
+                            .map { $0.bindings[4].postgresText ?? "" }
+                        return (n, clients.joined(separator: ","))
+                    }
+                }
+                var byCase: [Int: String] = [:]
+                for try await (n, text) in group { byCase[n] = text }
+                return byCase
+            }
+            await pool.close()
+            await fixture.receiver.stop()
+            for (n, c) in cases.enumerated() { #expect(results[n] == c.expected, "case \(n)") }
+        }
+    }
 }

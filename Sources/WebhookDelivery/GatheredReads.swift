@@ -2,15 +2,18 @@ import Foundation
 import LibPQ
 import Synchronization
 
-/// Reads deliveries' re-check rows (``Recipients/recheck``), many per statement.
+/// Reads that jobs running at once make one by one, gathered into one statement.
 ///
-/// Every attempt re-reads its recipient just before sending. One statement per attempt cost more
-/// in PostgreSQL than the rest of the attempt's statements together, so reads are gathered: a
-/// delivery that asks while no read is in flight reads at once (an idle worker waits for
-/// nothing); those that ask while one is in flight wait for it, and the first of them then reads
-/// for all of them. A worker that claims a batch of deliveries thus reads their rows in one or
-/// two statements.
-final class RecheckReader: Sendable {
+/// A job that asks while no read is in flight reads at once (an idle worker waits for nothing);
+/// those that ask while one is in flight wait for it, and the first of them then reads for all
+/// of them. A worker that claims a batch of jobs thus reads their rows in one or two statements.
+/// Every delivery attempt re-reads its recipient this way (``Recipients/recheck``), and every
+/// fan-out its account and recipients (``IntegrationConnectedHandler/accounts``): one statement
+/// per job cost more in PostgreSQL than the rest of the job's statements together.
+final class GatheredReads<Key: Hashable & Sendable>: Sendable {
+    /// Reads the rows of `keys` in one statement; a key without a row is left out.
+    typealias Read = @Sendable ([Key]) async throws -> [Key: PQRow]
+
     private enum Signal {
         case row(PQRow?)
         /// Read for yourself and everyone waiting.
@@ -19,22 +22,24 @@ final class RecheckReader: Sendable {
 
     private struct State {
         var reading = false
-        var waiting: [(id: UUID, continuation: CheckedContinuation<Signal, any Error>)] = []
+        var waiting: [(key: Key, continuation: CheckedContinuation<Signal, any Error>)] = []
     }
 
     /// The most rows one statement reads; more wait for the next.
-    static let maxBatch = 256
+    static var maxBatch: Int { 256 }
 
     private let state = Mutex(State())
 
-    /// The row of `delivery`, or nil when it does not exist.
-    /// - Parameter overlap: how long retired secrets still sign (`$2` of the statement).
-    func row(for delivery: UUID, overlap: Duration, database: PQConnectionPool) async throws -> PQRow? {
+    init() {}
+
+    /// The row of `key`, or nil when it has none. `read` is used if this call leads a read: the
+    /// calls gathered must read alike (the same statement on the same database).
+    func row(for key: Key, read: Read) async throws -> PQRow? {
         let signal = try await withCheckedThrowingContinuation {
             (continuation: CheckedContinuation<Signal, any Error>) in
             let leads = state.withLock { state -> Bool in
                 if state.reading {
-                    state.waiting.append((delivery, continuation))
+                    state.waiting.append((key, continuation))
                     return false
                 }
                 state.reading = true
@@ -46,13 +51,13 @@ final class RecheckReader: Sendable {
         case .row(let row):
             return row
         case .lead:
-            return try await read(leader: delivery, overlap: overlap, database: database)
+            return try await self.read(leader: key, with: read)
         }
     }
 
     /// Reads for `leader` and whoever waits, then hands the next read to the first who came in
     /// meanwhile, or ends reading.
-    private func read(leader: UUID, overlap: Duration, database: PQConnectionPool) async throws -> PQRow? {
+    private func read(leader: Key, with read: Read) async throws -> PQRow? {
         let others = state.withLock { state in
             let taken = Array(state.waiting.prefix(Self.maxBatch - 1))
             state.waiting.removeFirst(taken.count)
@@ -68,19 +73,14 @@ final class RecheckReader: Sendable {
             }
             next?.resume(returning: .lead)
         }
-        let rows: [UUID: PQRow]
+        let rows: [Key: PQRow]
         do {
-            let ids = [leader] + others.map(\.id)
-            let result = try await database.query(
-                Recipients.recheck, [PQArray(ids), PQInterval(overlap), DeliveryID.since(ids)])
-            var byID: [UUID: PQRow] = [:]
-            for row in result.rows { byID[try row.decode("delivery_id", as: UUID.self)] = row }
-            rows = byID
+            rows = try await read([leader] + others.map(\.key))
         } catch {
             for other in others { other.continuation.resume(throwing: error) }
             throw error
         }
-        for other in others { other.continuation.resume(returning: .row(rows[other.id])) }
+        for other in others { other.continuation.resume(returning: .row(rows[other.key])) }
         return rows[leader]
     }
 }

@@ -49,3 +49,6 @@ CREATE TABLE IF NOT EXISTS "OAuthIntegrationGrant" (
     "createdAt"            timestamp(3) NOT NULL DEFAULT CURRENT_TIMESTAMP
 );
 CREATE INDEX IF NOT EXISTS "OAuthIntegrationGrant_userId_idx" ON "OAuthIntegrationGrant" ("userId");
+-- The worker reads a grant by client and user on every attempt (docs/database.md).
+CREATE INDEX IF NOT EXISTS "OAuthIntegrationGrant_clientId_userId_idx"
+    ON "OAuthIntegrationGrant" ("clientId", "userId");

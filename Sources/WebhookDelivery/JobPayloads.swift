@@ -83,6 +83,51 @@ public struct IntegrationConnectedPayload: Codable, JobPayloadDecodable, Sendabl
         userID = try container.id(.userID)
     }
 
+    /// Decodes `json`, the payload of a job of `kind`. The payload as PostgreSQL stores it
+    /// (`{"user_id": "…", "integration_account_id": "…"}`, `jsonb` putting the shorter key first)
+    /// with plain ids (a letter or digit first, no escapes, at most 1 KiB) is read directly;
+    /// anything else goes through the decoder, with its checks and errors.
+    public init(_ json: PQJSON, kind: String) throws(PayloadError) {
+        if let stored = Self.stored(json.bytes) {
+            self = stored
+            return
+        }
+        self = try Self.decoded(json, kind: kind)
+    }
+
+    private static let storedParts = [#"{"user_id": ""#, #"", "integration_account_id": ""#, #""}"#].map {
+        Array($0.utf8)
+    }
+
+    /// What a plain id starts with: a letter or a digit.
+    private static let plainFirst = Set(Array("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz".utf8))
+
+    private static func stored(_ bytes: [UInt8]) -> IntegrationConnectedPayload? {
+        var index = 0
+        func skip(_ part: [UInt8]) -> Bool {
+            guard bytes.count - index >= part.count, bytes[index..<(index + part.count)].elementsEqual(part) else {
+                return false
+            }
+            index += part.count
+            return true
+        }
+        // Up to the closing quote, which is left for the next part.
+        func id() -> String? {
+            let start = index
+            while index < bytes.count, bytes[index] != UInt8(ascii: "\"") {
+                if bytes[index] == UInt8(ascii: "\\") || bytes[index] < 0x20 || index - start >= 1024 { return nil }
+                index += 1
+            }
+            guard index > start, Self.plainFirst.contains(bytes[start]) else { return nil }
+            return String(bytes: bytes[start..<index], encoding: .utf8)
+        }
+        let parts = storedParts
+        guard skip(parts[0]), let user = id(), skip(parts[1]), let account = id(), skip(parts[2]),
+            index == bytes.count
+        else { return nil }
+        return IntegrationConnectedPayload(integrationAccountID: account, userID: user)
+    }
+
     /// The job the web app inserts for this event.
     public var job: NewJob {
         get throws { try NewJob(kind: IntegrationConnectedHandler.kind, encoding: self) }
@@ -142,8 +187,11 @@ public struct DeliverPayload: Codable, JobPayloadDecodable, Sendable, Equatable 
     /// The job that sends this delivery to OAuth client `clientID`: at most one queued per
     /// delivery, and counted against the client's endpoint limit.
     public func job(clientID: String) throws -> NewJob {
-        try NewJob(
-            kind: WebhookDeliverHandler.kind, encoding: self,
+        // The payload written directly, as the encoder wrote it (sorted keys, no spaces): a
+        // fan-out makes one per recipient.
+        NewJob(
+            kind: WebhookDeliverHandler.kind,
+            payload: PQJSON(#"{"delivery_id":""# + deliveryID.uuidString.lowercased() + #""}"#),
             uniqueKey: "\(WebhookDeliverHandler.kind):\(deliveryID.uuidString.lowercased())",
             concurrencyKey: EndpointCircuit.key(client: clientID))
     }

@@ -93,4 +93,39 @@ struct JobPayloadTests {
                 PQJSON(#"{"delivery_id": "\#(String(lower.dropLast(2)))\\"}"#), kind: "webhook.deliver")
         }
     }
+
+    @Test("an integration.connected payload reads alike as PostgreSQL stores it and through the decoder")
+    func integrationPayloadForms() throws {
+        let kind = "integration.connected"
+        func read(_ text: String) -> String {
+            do {
+                let payload = try IntegrationConnectedPayload(PQJSON(text), kind: kind)
+                return "\(payload.integrationAccountID)|\(payload.userID)"
+            } catch {
+                return error.description
+            }
+        }
+        // As jsonb writes it, and other forms of the same object: the same reading.
+        for text in [
+            #"{"user_id": "usr_1", "integration_account_id": "acc_1"}"#,
+            #"{"integration_account_id": "acc_1", "user_id": "usr_1"}"#,
+            #"{"user_id":"usr_1","integration_account_id":"acc_1"}"#,
+            #"{"user_id": "usr_1", "integration_account_id": "acc_1", "x": 1}"#,
+            #"{"user_id": "usr\u005f1", "integration_account_id": "acc_1"}"#,
+        ] {
+            #expect(read(text) == "acc_1|usr_1", "\(text)")
+        }
+        // Unusual ids go through the decoder: its checks and its words.
+        let long = String(repeating: "a", count: 1025)
+        #expect(read(#"{"user_id": "\#(long)", "integration_account_id": "acc_1"}"#).contains("not a plausible id"))
+        #expect(
+            read(#"{"user_id": "\#(String(long.dropLast()))", "integration_account_id": "acc_1"}"#).hasPrefix("acc_1|"))
+        #expect(read(#"{"user_id": "  ", "integration_account_id": "acc_1"}"#).contains("is empty"))
+        #expect(read(#"{"user_id": "", "integration_account_id": "acc_1"}"#).contains("is empty"))
+        #expect(read(#"{"user_id": " usr", "integration_account_id": "acc_1"}"#) == "acc_1| usr")
+        #expect(read(#"{"user_id": "usr\u0000", "integration_account_id": "acc_1"}"#).contains("not a plausible id"))
+        #expect(read(#"{"user_id": "usr_1", "integration_account_id": 7}"#).contains("must be a string"))
+        #expect(read(#"{"user_id": "usr_1"}"#).contains("has no \"integration_account_id\""))
+        #expect(read(#"{"user_id": "é1", "integration_account_id": "acc_1"}"#) == "acc_1|é1")
+    }
 }

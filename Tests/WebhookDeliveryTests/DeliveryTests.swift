@@ -393,12 +393,7 @@ struct DeliveryTests {
             // A job runs again only as a later attempt (a first attempt given back unrun wrote
             // nothing), and only a later attempt reads what the job made before.
             for attempt in 1...2 {
-                let job = Job(
-                    id: 777, kind: "integration.connected",
-                    payload: PQJSON(#"{"integration_account_id": "acct-1", "user_id": "user-1"}"#), attempt: attempt,
-                    maxAttempts: 8, createdAt: Date(), runAt: Date())
-                let outcome = try await handler.handle(
-                    job, context: JobContext(logger: TestDatabase.logger, database: pool, workerID: "test"))
+                let outcome = try await Self.fanOut(handler, job: 777, attempt: attempt, pool: pool)
                 #expect(outcome.decision == .complete)
                 // As the finisher runs them: rows of one statement merged into one.
                 for statement in BoundStatement.merged(outcome.statements) {
@@ -424,12 +419,7 @@ struct DeliveryTests {
             let pool = database.pool()
             var statements: [BoundStatement] = []
             for id in Int64(801)...803 {
-                let job = Job(
-                    id: id, kind: "integration.connected",
-                    payload: PQJSON(#"{"integration_account_id": "acct-1", "user_id": "user-1"}"#), attempt: 1,
-                    maxAttempts: 8, createdAt: Date(), runAt: Date())
-                let outcome = try await handler.handle(
-                    job, context: JobContext(logger: TestDatabase.logger, database: pool, workerID: "test"))
+                let outcome = try await Self.fanOut(handler, job: id, pool: pool)
                 #expect(outcome.decision == .complete)
                 statements += outcome.statements
             }
@@ -476,12 +466,8 @@ struct DeliveryTests {
             let results = try await withThrowingTaskGroup(of: (Int, String).self) { group in
                 for (n, c) in cases.enumerated() {
                     group.addTask {
-                        let job = Job(
-                            id: Int64(900 + n), kind: "integration.connected",
-                            payload: PQJSON(#"{"integration_account_id": "\#(c.account)", "user_id": "\#(c.user)"}"#),
-                            attempt: 1, maxAttempts: 8, createdAt: Date(), runAt: Date())
-                        let outcome = try await handler.handle(
-                            job, context: JobContext(logger: TestDatabase.logger, database: pool, workerID: "test"))
+                        let outcome = try await Self.fanOut(
+                            handler, job: Int64(900 + n), account: c.account, user: c.user, pool: pool)
                         if case .fail(let reason, _) = outcome.decision { return (n, "fail: \(reason)") }
                         // The delivery rows' clients (column 5), in the order the statements give them.
                         let clients = outcome.statements.filter { $0.query.name == "createDeliveryRows" }
@@ -497,5 +483,18 @@ struct DeliveryTests {
             await fixture.receiver.stop()
             for (n, c) in cases.enumerated() { #expect(results[n] == c.expected, "case \(n)") }
         }
+    }
+
+    /// Runs the fan-out handler on an `integration.connected` job, outside a worker.
+    static func fanOut(
+        _ handler: IntegrationConnectedHandler, job id: Int64, attempt: Int = 1, account: String = "acct-1",
+        user: String = "user-1", pool: PQConnectionPool
+    ) async throws -> JobOutcome {
+        let job = Job(
+            id: id, kind: "integration.connected",
+            payload: PQJSON(#"{"integration_account_id": "\#(account)", "user_id": "\#(user)"}"#), attempt: attempt,
+            maxAttempts: 8, createdAt: Date(), runAt: Date())
+        return try await handler.handle(
+            job, context: JobContext(logger: TestDatabase.logger, database: pool, workerID: "test"))
     }
 }

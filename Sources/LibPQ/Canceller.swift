@@ -46,6 +46,13 @@ final class Canceller: Sendable {
         }
         guard let pointer else { return }
         let thread = Thread { [self] in
+            // PQcancel sends on a socket of its own without MSG_NOSIGNAL (libpq 15): a server that
+            // resets that connection first would raise SIGPIPE, which ends the process unless it
+            // is ignored. Blocked on this thread, which ends right after, the signal is dropped.
+            var pipe = sigset_t()
+            sigemptyset(&pipe)
+            sigaddset(&pipe, SIGPIPE)
+            pthread_sigmask(SIG_BLOCK, &pipe, nil)
             var buffer = [CChar](repeating: 0, count: 256)
             _ = PQcancel(pointer.value, &buffer, Int32(buffer.count))
             let release = state.withLock { state -> Pointer? in

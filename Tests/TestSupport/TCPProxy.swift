@@ -202,7 +202,11 @@ final class TCPProxy: Sendable {
             if stalled || state.withLock({ $0.blackholed }) { continue }
             var sent = 0
             while sent < count {
-                let written = buffer.withUnsafeBytes { write(destination, $0.baseAddress! + sent, count - sent) }
+                // MSG_NOSIGNAL: a peer that reset its side must end this copy, not the test process
+                // (a write raised SIGPIPE).
+                let written = buffer.withUnsafeBytes {
+                    send(destination, $0.baseAddress! + sent, count - sent, Int32(MSG_NOSIGNAL))
+                }
                 if written <= 0 { break outer }
                 sent += written
             }

@@ -25,8 +25,9 @@ struct WebhookWorker: AsyncParsableCommand {
 
     /// Like ArgumentParser's own, except that every failure ends in ``CommandFailure/exit(for:command:)``.
     static func main() async {
-        // A send to a peer that is gone must fail with EPIPE, not end a replica: NIO's sockets and
-        // libpq's connections never raise SIGPIPE, but libpq's cancel requests can.
+        // A send to a peer that is gone must fail with EPIPE, not end a replica. NIO ignores SIGPIPE
+        // once it opens its first socket, and libpq's connections never raise it, but libpq's cancel
+        // requests can, before NIO has opened anything too: ignored from the first line.
         signal(SIGPIPE, SIG_IGN)
         do {
             var command = try parseAsRoot()

@@ -109,7 +109,8 @@ Settings (environment): WEBHOOK_WORKER_BIN (default .build/release/webhook-worke
 (100000), BENCH_PROBES (200), BENCH_PROBE_GAP_MS (20), BENCH_EVENTS (2000), BENCH_CLIENTS (16),
 BENCH_ACCOUNTS (50), BENCH_LOAD_RATE (500 events/s), BENCH_LOAD_SECONDS (10), BENCH_BACKLOG_JOBS
 (1000000), BENCH_HISTORY_ROWS (5000000), BENCH_HISTORY_LOAD_ROWS (50000000), BENCH_PGBENCH_SECONDS (10),
-BENCH_PHASE_TIMEOUT (600), BENCH_ONE_ENDPOINT_EVENTS (10000),
+BENCH_PHASE_TIMEOUT (600), BENCH_ONE_ENDPOINT_EVENTS (10000), BENCH_REPEAT (1: how many times the
+delivery, 2-client and one-endpoint throughput phases run; each is judged on its median run),
 BENCH_WORKER_ARGS (extra flags for every `run`, e.g. "--concurrency 64"), BENCH_SKIP (comma list of
 burndown, latency, delivery, delivery-2-clients, pgbouncer, latency-under-load, isolation, one-endpoint,
 slow-endpoint, fairness, retry-after, backlog, history, history-load, pgbench), BENCH_KEEP=1,

@@ -15,6 +15,7 @@ from ..core import ROOT, RunError, env_flag, env_int, log, settings_error, worke
 from ..postgres import PsqlSession, migrate, recreate_database, with_dbname
 from .cpu import CpuMeter, proc_stat, process_tree
 from .db import psql, psql_value
+from .figures import median_run
 from .settings import BENCH_DB, LOAD_CLIENTS, PGBENCH_DB, PHASES, TAG
 from .workers import Worker, wait_until
 
@@ -42,6 +43,7 @@ class Bench:
         self.history_rows = env_int("BENCH_HISTORY_ROWS", 5000000)
         self.history_load_rows = env_int("BENCH_HISTORY_LOAD_ROWS", 50000000)
         self.timeout = env_int("BENCH_PHASE_TIMEOUT", 600)
+        self.repeat = env_int("BENCH_REPEAT", 1)
         self.worker_args = shlex.split(os.environ.get("BENCH_WORKER_ARGS", ""))
         self.skip = {s.strip() for s in os.environ.get("BENCH_SKIP", "").split(",") if s.strip()}
         if self.skip - set(PHASES):
@@ -169,6 +171,12 @@ class Bench:
                 yield
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def repeated(self, function):
+        """A throughput phase run BENCH_REPEAT times: the median run's result, with every run's
+        rate (figures.median_run). The figures vary by 15 % or more between runs on a small
+        machine; one run is not enough to judge a target close to it."""
+        return median_run([function() for _ in range(self.repeat)])
 
     def phase(self, key, function, quiet=True):
         """Runs one phase into results[key]; `quiet=False` for a phase that holds BENCH_LOCK

@@ -10,6 +10,19 @@ def r(value, digits=1):
 
 
 
+def median_run(runs, rate_key="deliveries_per_second"):
+    """The run with the median `rate_key` (the lower of the two middle ones for an even count),
+    with every run's rate in `runs`, in the order they ran, when there was more than one. A run
+    without the rate (a failed one) ranks lowest."""
+    if not runs:
+        return None
+    ranked = sorted(runs, key=lambda run: run.get(rate_key) or 0)
+    median = ranked[(len(ranked) - 1) // 2]
+    if len(runs) == 1:
+        return median
+    return {**median, "runs": [run.get(rate_key) for run in runs]}
+
+
 def distribution(values, digits=1):
     return {"p50": r(percentile(values, 50), digits), "p99": r(percentile(values, 99), digits),
             "max": r(max(values) if values else None, digits),

@@ -67,6 +67,7 @@ def table_rows(res, jobs):
             main = key == "delivery"
             add("delivery", f"deliveries/s ({d['events']:,} events x {d['clients']} clients, 1 worker, nginx)",
                 d["deliveries_per_second"], "deliveries_per_second" if main else "two_endpoints")
+            runs(add, "delivery", d)
             add("delivery", "  receiver (nginx) CPU, % of one core", d["receiver_cpu_percent_of_one_core"])
             db_time("delivery", d, "delivery", "db_ms_per_delivery" if main else None)
             if main:
@@ -164,12 +165,20 @@ def table_rows(res, jobs):
     return [(a, b, c, targets[t]["target"] if t else "", targets[t]["verdict"] if t else "") for a, b, c, t in rows]
 
 
+def runs(add, phase, result):
+    """With BENCH_REPEAT > 1, each run's rate under the median's (whose figures the phase shows)."""
+    if len(result.get("runs") or []) > 1:
+        add(phase, f"  each of {len(result['runs'])} runs, in order (the median's figures shown)",
+            " / ".join("-" if rate is None else f"{rate:,.1f}" for rate in result["runs"]))
+
+
 def endpoint_rows(res, add, failed):
     """The per-endpoint phases' rows."""
     if failed("one_endpoint", "one endpoint"):
         d = res["one_endpoint"]
         add("one endpoint", f"deliveries/s ({d['events']:,} events, 1 worker, nginx)", d["deliveries_per_second"],
             "one_endpoint")
+        runs(add, "one endpoint", d)
         add("one endpoint", "  database time per delivery (ms, pg_stat_statements)",
             d.get("database_time", {}).get("ms_per_delivery"))
         add("one endpoint", "delivered / expected",

@@ -15,7 +15,11 @@ public enum DeliveryID {
         let milliseconds = UInt64(max(0, (date.timeIntervalSince1970 * 1000).rounded(.down)))
         var bytes = [UInt8](repeating: 0, count: 16)
         for index in 0..<6 { bytes[index] = UInt8(truncatingIfNeeded: milliseconds >> (8 * (5 - index))) }
-        for index in 6..<16 { bytes[index] = UInt8.random(in: 0...255, using: &random) }
+        // Two 64-bit draws for the ten random bytes: one draw a byte made ten getrandom calls an id
+        // (1 to 2 % of the worker's CPU with 16 recipients an event).
+        let high = random.next(), low = random.next()
+        for index in 6..<8 { bytes[index] = UInt8(truncatingIfNeeded: high >> (8 * (index - 6))) }
+        for index in 8..<16 { bytes[index] = UInt8(truncatingIfNeeded: low >> (8 * (index - 8))) }
         bytes[6] = 0x70 | (bytes[6] & 0x0F)
         bytes[8] = 0x80 | (bytes[8] & 0x3F)
         return UUID(

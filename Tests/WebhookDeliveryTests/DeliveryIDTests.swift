@@ -23,6 +23,28 @@ struct DeliveryIDTests {
         #expect(DeliveryID.time(of: UUID(uuidString: "9b2f1c4e-3d5a-4f6b-8c7d-0e1f2a3b4c5d")!) == nil)
     }
 
+    @Test("each of the 74 random bits takes both values over many ids; the version and variant never change")
+    func randomBits() {
+        let seed = UInt64.random(in: 1...UInt64.max)
+        var random = SeededGenerator(seed: seed)
+        var seenOne = [UInt8](repeating: 0, count: 16), seenZero = [UInt8](repeating: 0, count: 16)
+        let date = Date(timeIntervalSince1970: 1_765_000_000.123)
+        for _ in 0..<2000 {
+            let bytes = withUnsafeBytes(of: DeliveryID.make(at: date, using: &random).uuid) { Array($0) }
+            #expect(bytes[6] >> 4 == 7 && bytes[8] >> 6 == 2, "seed \(seed)")
+            for index in 0..<16 {
+                seenOne[index] |= bytes[index]
+                seenZero[index] |= ~bytes[index]
+            }
+        }
+        // The random bits: the low four of byte 6, all of byte 7, the low six of byte 8, bytes 9 to 15.
+        let randomMask: [UInt8] = [0, 0, 0, 0, 0, 0, 0x0F, 0xFF, 0x3F] + Array(repeating: 0xFF, count: 7)
+        for index in 0..<16 where randomMask[index] != 0 {
+            #expect(seenOne[index] & randomMask[index] == randomMask[index], "byte \(index), seed \(seed)")
+            #expect(seenZero[index] & randomMask[index] == randomMask[index], "byte \(index), seed \(seed)")
+        }
+    }
+
     @Test("the earliest time of ids: their earliest time less an hour; 1970 with a random id or none")
     func since() {
         let early = Date(timeIntervalSince1970: 1_765_000_000.25)

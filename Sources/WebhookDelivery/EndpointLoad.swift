@@ -31,13 +31,13 @@ public struct EndpointLoad: Sendable, Equatable {
 
     /// The select list that ``init(_:)`` reads, over `s` (a `concurrency_key_status` row, or
     /// NULLs) and `e` (an `endpoints` row, or NULLs).
-    static let columns = """
+    package static let columns = """
         s.max_running AS load_limit, coalesce(s.running, 0) AS load_in_flight, coalesce(s.waiting, 0) AS load_waiting,
                coalesce(e.throttled_seconds, 0)::float8 AS load_throttled_seconds,
                CASE WHEN e.paused_until > now() THEN e.paused_until END AS load_paused_until
         """
 
-    init(_ row: PQRow) throws {
+    package init(_ row: PQRow) throws {
         limit = try row.decodeIfPresent("load_limit")
         inFlight = try row.decode("load_in_flight")
         waiting = try row.decode("load_waiting")

@@ -101,11 +101,11 @@ public struct IntegrationConnectedHandler: JobHandler {
     /// time per delivery.
     ///
     /// A delivery is made once per (source job, client): the clients the job already has one for
-    /// are left out (``account``'s `fanned_out`). Should two fan-outs of one job race past that
-    /// read (one of them cannot commit anyway: an outcome is recorded only while its worker holds
-    /// the job), the unique violation fails the batch, which is written again outcome by outcome:
-    /// that attempt fails rather than enqueue jobs for deliveries that were not made, and its
-    /// retry finds the deliveries made.
+    /// are left out (``accountAgain``'s `fanned_out`; a first attempt has none). Should two
+    /// fan-outs of one job race past that read (one of them cannot commit anyway: an outcome is
+    /// recorded only while its worker holds the job), the unique violation fails the batch, which
+    /// is written again outcome by outcome: that attempt fails rather than enqueue jobs for
+    /// deliveries that were not made, and its retry finds the deliveries made.
     static let createDelivery = PQQuery(
         "createDeliveryRows",
         """

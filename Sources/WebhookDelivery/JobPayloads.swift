@@ -42,6 +42,52 @@ struct PayloadMissingKey: Error {
     let key: String
 }
 
+/// A job payload read the way PostgreSQL writes what it stores (`jsonb` as text:
+/// `{"a": "x", "b": "y"}`, its keys in `jsonb`'s order), without Foundation's decoder, which a
+/// fan-out and every delivery otherwise pay for. Only when every value is a plain id: a letter or
+/// digit first, no escape or control character, at most 1 KiB. Anything else is nil, for the
+/// decoder to read with its checks and its errors.
+enum StoredPayload {
+    /// The text around the values of an object with these keys, in this order.
+    struct Keys: Sendable {
+        let parts: [[UInt8]]
+
+        init(_ keys: [String]) {
+            var parts = [#"{""# + keys[0] + #"": ""#]
+            for key in keys.dropFirst() { parts.append(#"", ""# + key + #"": ""#) }
+            parts.append(#""}"#)
+            self.parts = parts.map { Array($0.utf8) }
+        }
+    }
+
+    /// What a plain id starts with.
+    private static let plainFirst = Set(Array("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz".utf8))
+
+    /// The values, in the keys' order; nil when `bytes` is not that object with plain ids.
+    static func strings(_ bytes: [UInt8], _ keys: Keys) -> [String]? {
+        var index = 0
+        var values: [String] = []
+        for (number, part) in keys.parts.enumerated() {
+            guard bytes.count - index >= part.count, bytes[index..<(index + part.count)].elementsEqual(part) else {
+                return nil
+            }
+            index += part.count
+            guard number < keys.parts.count - 1 else { break }
+            // The value, up to its closing quote (the start of the next part).
+            let start = index
+            while index < bytes.count, bytes[index] != UInt8(ascii: "\"") {
+                if bytes[index] == UInt8(ascii: "\\") || bytes[index] < 0x20 || index - start >= 1024 { return nil }
+                index += 1
+            }
+            guard index > start, plainFirst.contains(bytes[start]),
+                let value = String(bytes: bytes[start..<index], encoding: .utf8)
+            else { return nil }
+            values.append(value)
+        }
+        return index == bytes.count ? values : nil
+    }
+}
+
 extension KeyedDecodingContainer {
     /// An id field: a non-empty string of at most 1 KiB without NUL.
     func id(_ key: Key) throws -> String {
@@ -83,50 +129,18 @@ public struct IntegrationConnectedPayload: Codable, JobPayloadDecodable, Sendabl
         userID = try container.id(.userID)
     }
 
-    /// Decodes `json`, the payload of a job of `kind`. The payload as PostgreSQL stores it
-    /// (`{"user_id": "…", "integration_account_id": "…"}`, `jsonb` putting the shorter key first)
-    /// with plain ids (a letter or digit first, no escapes, at most 1 KiB) is read directly;
-    /// anything else goes through the decoder, with its checks and errors.
+    /// Decodes `json`, the payload of a job of `kind`: as PostgreSQL stores it, with plain ids,
+    /// directly (``StoredPayload``); anything else through the decoder, with its checks and errors.
     public init(_ json: PQJSON, kind: String) throws(PayloadError) {
-        if let stored = Self.stored(json.bytes) {
-            self = stored
+        if let ids = StoredPayload.strings(json.bytes, Self.stored) {
+            self.init(integrationAccountID: ids[1], userID: ids[0])
             return
         }
         self = try Self.decoded(json, kind: kind)
     }
 
-    private static let storedParts = [#"{"user_id": ""#, #"", "integration_account_id": ""#, #""}"#].map {
-        Array($0.utf8)
-    }
-
-    /// What a plain id starts with: a letter or a digit.
-    private static let plainFirst = Set(Array("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz".utf8))
-
-    private static func stored(_ bytes: [UInt8]) -> IntegrationConnectedPayload? {
-        var index = 0
-        func skip(_ part: [UInt8]) -> Bool {
-            guard bytes.count - index >= part.count, bytes[index..<(index + part.count)].elementsEqual(part) else {
-                return false
-            }
-            index += part.count
-            return true
-        }
-        // Up to the closing quote, which is left for the next part.
-        func id() -> String? {
-            let start = index
-            while index < bytes.count, bytes[index] != UInt8(ascii: "\"") {
-                if bytes[index] == UInt8(ascii: "\\") || bytes[index] < 0x20 || index - start >= 1024 { return nil }
-                index += 1
-            }
-            guard index > start, Self.plainFirst.contains(bytes[start]) else { return nil }
-            return String(bytes: bytes[start..<index], encoding: .utf8)
-        }
-        let parts = storedParts
-        guard skip(parts[0]), let user = id(), skip(parts[1]), let account = id(), skip(parts[2]),
-            index == bytes.count
-        else { return nil }
-        return IntegrationConnectedPayload(integrationAccountID: account, userID: user)
-    }
+    /// `jsonb` puts the shorter key first.
+    private static let stored = StoredPayload.Keys(["user_id", "integration_account_id"])
 
     /// The job the web app inserts for this event.
     public var job: NewJob {
@@ -150,20 +164,13 @@ public struct DeliverPayload: Codable, JobPayloadDecodable, Sendable, Equatable 
     /// The payload's key holding the delivery id, for asking the queue about a delivery's jobs.
     static let idKey = CodingKeys.deliveryID.stringValue
 
-    /// How PostgreSQL writes the payload it stores (`jsonb`): the id between these.
-    private static let storedPrefix = Array(#"{"delivery_id": ""#.utf8)
-    private static let storedSuffix = Array(#""}"#.utf8)
+    private static let stored = StoredPayload.Keys([idKey])
 
-    /// Decodes `json`, the payload of a job of `kind`. The payload as PostgreSQL stores it is
-    /// read directly (Foundation's decoder was 2 % of the worker's CPU at full speed); anything
-    /// else goes through the decoder, with its errors.
+    /// Decodes `json`, the payload of a job of `kind`: as PostgreSQL stores it, directly
+    /// (``StoredPayload``; Foundation's decoder was 2 % of the worker's CPU at full speed);
+    /// anything else through the decoder, with its errors.
     public init(_ json: PQJSON, kind: String) throws(PayloadError) {
-        let bytes = json.bytes
-        let prefix = Self.storedPrefix, suffix = Self.storedSuffix
-        if bytes.count == prefix.count + 36 + suffix.count, bytes.starts(with: prefix),
-            bytes.suffix(suffix.count).elementsEqual(suffix),
-            let id = UUID(uuidString: String(decoding: bytes[prefix.count..<(prefix.count + 36)], as: UTF8.self))
-        {
+        if let ids = StoredPayload.strings(json.bytes, Self.stored), let id = UUID(uuidString: ids[0]) {
             deliveryID = id
             return
         }

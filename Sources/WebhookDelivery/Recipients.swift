@@ -32,7 +32,6 @@ enum Recipients {
         AND \(hasGrant(client: "c.id", user: user))
         """
     }
-    static let eligibility = eligibility(user: "$1")
 
     /// For each delivery of `$1` (an array), its client's current eligibility, with the reason
     /// when it no longer is, its endpoint's circuit (no row: never failed) and the seconds left of

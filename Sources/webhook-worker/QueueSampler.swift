@@ -69,9 +69,7 @@ extension QueueSampler {
             PQQuery(
                 "sampleEndpointLoad",
                 """
-                SELECT substr(s.concurrency_key, 8) AS client, s.max_running, s.running, s.waiting,
-                       coalesce(e.throttled_seconds, 0)::float8 AS throttled_seconds,
-                       coalesce(e.paused_until > now(), false) AS paused
+                SELECT substr(s.concurrency_key, 8) AS client, \(EndpointLoad.columns)
                 FROM webhook_worker.concurrency_key_status s
                 LEFT JOIN webhook_worker.endpoints e ON e.key = s.concurrency_key
                 WHERE s.kind = 'webhook.deliver' AND s.concurrency_key LIKE 'client:%'
@@ -83,16 +81,14 @@ extension QueueSampler {
         var seen = Set<String>()
         for row in rows.rows {
             let client: String = try row.decode("client")
+            let load = try EndpointLoad(row)
             let endpoint = [("endpoint", client)]
             seen.insert(client)
-            Gauge(label: names.endpointLimit, dimensions: endpoint)
-                .record(try row.decodeIfPresent("max_running", as: Int.self) ?? endpointConcurrency)
-            Gauge(label: names.endpointInFlight, dimensions: endpoint).record(try row.decode("running", as: Int.self))
-            Gauge(label: names.endpointWaiting, dimensions: endpoint).record(try row.decode("waiting", as: Int.self))
-            Gauge(label: names.endpointThrottledSeconds, dimensions: endpoint)
-                .record(try row.decode("throttled_seconds", as: Double.self))
-            Gauge(label: names.endpointPaused, dimensions: endpoint)
-                .record(try row.decode("paused", as: Bool.self) ? 1 : 0)
+            Gauge(label: names.endpointLimit, dimensions: endpoint).record(load.limit ?? endpointConcurrency)
+            Gauge(label: names.endpointInFlight, dimensions: endpoint).record(load.inFlight)
+            Gauge(label: names.endpointWaiting, dimensions: endpoint).record(load.waiting)
+            Gauge(label: names.endpointThrottledSeconds, dimensions: endpoint).record(load.throttledSeconds)
+            Gauge(label: names.endpointPaused, dimensions: endpoint).record(load.pausedUntil == nil ? 0 : 1)
         }
         for client in reported.subtracting(seen) {
             for label in [

@@ -384,24 +384,17 @@ struct DeliveryTests {
 
     @Test("a fan-out that runs twice creates nothing twice")
     func fanOutIsIdempotent() async throws {
-        try await withTestDatabase(appTables: true) { database in
-            let fixture = try await DeliveryFixture.make(database: database)
-            try await fixture.addClient("a")
-            try await fixture.addClient("b")
-            let handler = IntegrationConnectedHandler(configuration: .init())
-            let pool = database.pool()
+        try await Self.withFanOuts { database, _, fanOuts in
             // A job runs again only as a later attempt (a first attempt given back unrun wrote
             // nothing), and only a later attempt reads what the job made before.
             for attempt in 1...2 {
-                let outcome = try await Self.fanOut(handler, job: 777, attempt: attempt, pool: pool)
+                let outcome = try await fanOuts.run(job: 777, attempt: attempt)
                 #expect(outcome.decision == .complete)
                 // As the finisher runs them: rows of one statement merged into one.
                 for statement in BoundStatement.merged(outcome.statements) {
-                    try await pool.query(statement.query, statement.bindings)
+                    try await fanOuts.pool.query(statement.query, statement.bindings)
                 }
             }
-            await pool.close()
-            await fixture.receiver.stop()
             #expect(try await database.count("SELECT count(*) FROM webhook_worker.webhook_deliveries") == 2)
             #expect(
                 try await database.count("SELECT count(*) FROM webhook_worker.jobs WHERE kind = 'webhook.deliver'") == 2
@@ -411,23 +404,16 @@ struct DeliveryTests {
 
     @Test("fan-outs written together insert their deliveries in one statement and their jobs in another")
     func fanOutsMerge() async throws {
-        try await withTestDatabase(appTables: true) { database in
-            let fixture = try await DeliveryFixture.make(database: database)
-            try await fixture.addClient("a")
-            try await fixture.addClient("b")
-            let handler = IntegrationConnectedHandler(configuration: .init())
-            let pool = database.pool()
+        try await Self.withFanOuts { database, _, fanOuts in
             var statements: [BoundStatement] = []
             for id in Int64(801)...803 {
-                let outcome = try await Self.fanOut(handler, job: id, pool: pool)
+                let outcome = try await fanOuts.run(job: id)
                 #expect(outcome.decision == .complete)
                 statements += outcome.statements
             }
             let merged = BoundStatement.merged(statements)
             #expect(merged.count == 2, "\(merged.map(\.query.name))")
-            for statement in merged { try await pool.query(statement.query, statement.bindings) }
-            await pool.close()
-            await fixture.receiver.stop()
+            for statement in merged { try await fanOuts.pool.query(statement.query, statement.bindings) }
             #expect(
                 try await database.scalar(
                     """
@@ -443,19 +429,14 @@ struct DeliveryTests {
 
     @Test("fan-outs running at once share one read and each gets its own account, recipients and failures")
     func fanOutsShareARead() async throws {
-        try await withTestDatabase(appTables: true) { database in
-            let fixture = try await DeliveryFixture.make(database: database)
+        try await Self.withFanOuts(poolSize: 2) { database, fixture, fanOuts in
             // user-1 (acct-1) has clients a and b; user-2 (acct-2) has c alone; acct-gone is missing.
-            try await fixture.addClient("a")
-            try await fixture.addClient("b")
             try await fixture.addClient("c", grantUser: "user-2")
             try await database.script(
                 """
                 INSERT INTO "IntegrationAccount" (id, "accountId", "integrationDefinitionId", "integratedById")
                 VALUES ('acct-2', 'ext-43', 'def-linear', 'user-2');
                 """)
-            let handler = IntegrationConnectedHandler(configuration: .init())
-            let pool = database.pool(size: 2)
             let cases: [(account: String, user: String, expected: String)] = (0..<40).map { n in
                 switch n % 3 {
                 case 0: ("acct-1", "user-1", "a,b")
@@ -466,8 +447,7 @@ struct DeliveryTests {
             let results = try await withThrowingTaskGroup(of: (Int, String).self) { group in
                 for (n, c) in cases.enumerated() {
                     group.addTask {
-                        let outcome = try await Self.fanOut(
-                            handler, job: Int64(900 + n), account: c.account, user: c.user, pool: pool)
+                        let outcome = try await fanOuts.run(job: Int64(900 + n), account: c.account, user: c.user)
                         if case .fail(let reason, _) = outcome.decision { return (n, "fail: \(reason)") }
                         // The delivery rows' clients (column 5), in the order the statements give them.
                         let clients = outcome.statements.filter { $0.query.name == "createDeliveryRows" }
@@ -479,22 +459,47 @@ struct DeliveryTests {
                 for try await (n, text) in group { byCase[n] = text }
                 return byCase
             }
-            await pool.close()
-            await fixture.receiver.stop()
             for (n, c) in cases.enumerated() { #expect(results[n] == c.expected, "case \(n)") }
         }
     }
 
-    /// Runs the fan-out handler on an `integration.connected` job, outside a worker.
-    static func fanOut(
-        _ handler: IntegrationConnectedHandler, job id: Int64, attempt: Int = 1, account: String = "acct-1",
-        user: String = "user-1", pool: PQConnectionPool
-    ) async throws -> JobOutcome {
-        let job = Job(
-            id: id, kind: "integration.connected",
-            payload: PQJSON(#"{"integration_account_id": "\#(account)", "user_id": "\#(user)"}"#), attempt: attempt,
-            maxAttempts: 8, createdAt: Date(), runAt: Date())
-        return try await handler.handle(
-            job, context: JobContext(logger: TestDatabase.logger, database: pool, workerID: "test"))
+    /// The fan-out handler run outside a worker, on a pool of the test's database.
+    struct FanOuts: Sendable {
+        let handler = IntegrationConnectedHandler(configuration: .init())
+        let pool: PQConnectionPool
+
+        /// Runs it on an `integration.connected` job.
+        func run(
+            job id: Int64, attempt: Int = 1, account: String = "acct-1", user: String = "user-1"
+        ) async throws -> JobOutcome {
+            let job = Job(
+                id: id, kind: "integration.connected",
+                payload: PQJSON(#"{"integration_account_id": "\#(account)", "user_id": "\#(user)"}"#),
+                attempt: attempt, maxAttempts: 8, createdAt: Date(), runAt: Date())
+            return try await handler.handle(
+                job, context: JobContext(logger: TestDatabase.logger, database: pool, workerID: "test"))
+        }
+    }
+
+    /// A database with the web app's tables and clients a and b granted to user-1 (acct-1), and
+    /// the fan-out handler on a pool of `poolSize`; the pool and the receiver close after `body`.
+    static func withFanOuts(
+        poolSize: Int = 4, _ body: (TestDatabase, DeliveryFixture, FanOuts) async throws -> Void
+    ) async throws {
+        try await withTestDatabase(appTables: true) { database in
+            let fixture = try await DeliveryFixture.make(database: database)
+            try await fixture.addClient("a")
+            try await fixture.addClient("b")
+            let fanOuts = FanOuts(pool: database.pool(size: poolSize))
+            do {
+                try await body(database, fixture, fanOuts)
+            } catch {
+                await fanOuts.pool.close()
+                await fixture.receiver.stop()
+                throw error
+            }
+            await fanOuts.pool.close()
+            await fixture.receiver.stop()
+        }
     }
 }

@@ -165,7 +165,7 @@ struct FuzzTests {
                 if Fuzz.hasIntegrationScope(scopes) { expected.insert(id) }
             }
             let selected = try await database.query(
-                #"SELECT c.id FROM "OAuthClient" c WHERE \#(Recipients.eligibility)"#, ["user-1"]
+                #"SELECT c.id FROM "OAuthClient" c WHERE \#(Recipients.eligibility(user: "$1"))"#, ["user-1"]
             ).rows.map { try $0.decode("id", as: String.self) }
             #expect(Set(selected) == expected)
             await fixture.receiver.stop()

@@ -46,6 +46,7 @@ extension ClaimStress {
         let serial = openClaimWindow()
         let worker = "w\(session.index)#\(serial)/" + keyed.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
         let inTransaction = session.inTransaction
+        if inTransaction && !session.claiming { session.claimedWithOutcomes = true }
         run(
             session, statements.claimJobs,
             [

@@ -138,6 +138,8 @@ final class ClaimStress {
         var inTransaction = false
         /// Whether the open transaction is a claim's (it claims only) or a writer's.
         var claiming = false
+        /// A writer's open transaction that has claimed, as the Finisher's does last.
+        var claimedWithOutcomes = false
         var aborted = false
         /// The statement running now, if any, and what to do with its outcome.
         var running: (task: Task<Outcome, Never>, done: Flag, then: (Outcome) -> Void)?
@@ -194,8 +196,9 @@ final class ClaimStress {
 
     static func open(_ database: TestDatabase, index: Int) async throws -> Session {
         let connection = try await database.connect()
-        // Deadlocks are legitimate here (the search mixes claims and completions in one open
-        // transaction, which no replica does); find them quickly.
+        // Deadlocks are legitimate here (the search keeps transactions open across other
+        // sessions' steps, and mixes claims and completions in orders no replica runs); find
+        // them quickly.
         try? await connection.execute(script: "SET deadlock_timeout = '20ms'", name: "deadlockTimeout")
         let pid: Int32 = try await connection.query(PQQuery("pid", "SELECT pg_backend_pid() AS pid"))
             .first!.decode("pid")
@@ -267,10 +270,14 @@ final class ClaimStress {
         var roll = Int.random(in: 0..<100, using: &random)
         // A transaction is a replica's claim (claims only, as the worker's claim loop runs them)
         // or a writer's (the Finisher's outcomes, the web app's inserts, the reaper, a DBA); a
-        // move of the other family becomes one of this family's.
-        if session.inTransaction, roll < 70 {
+        // move of the other family becomes one of this family's, except that a writer's
+        // transaction may end with a claim, as the Finisher's does when it claims with the
+        // outcomes it writes: then its commit (or a rollback, or a crash) comes next.
+        if session.claimedWithOutcomes, roll < 70 || roll >= 88 {
+            roll = 70
+        } else if session.inTransaction, roll < 70 {
             let isClaim = roll >= 10 && roll < 30
-            if session.claiming != isClaim { roll = session.claiming ? 20 : 40 }
+            if session.claiming != isClaim, session.claiming || !chance(50) { roll = session.claiming ? 20 : 40 }
         }
         switch roll {
         case 0..<10: try await insert(session)
@@ -318,6 +325,7 @@ final class ClaimStress {
         session.claimedHere = []
         session.inTransaction = false
         session.claiming = false
+        session.claimedWithOutcomes = false
         session.aborted = false
     }
 

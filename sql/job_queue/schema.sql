@@ -101,11 +101,21 @@ BEGIN
     --    that only looked at visible rows was consumed with nothing to update, and the key stayed
     --    parked with free slots until a new job arrived for it (issue 20). A visible row parked by
     --    a claim still holding it is locked, so the upsert waits for it the same way.
-    WITH w AS (
+    --    Wake-ups this transaction wrote itself (its outcomes ended keyed jobs, 021) are read
+    --    but left in place: other claims may have counted those jobs as running, and parked
+    --    their keys, until this transaction commits, so the wake-ups must outlive it.
+    WITH taken AS (
         DELETE FROM job_queue.concurrency_key_wakeups w
         WHERE w.id IN (SELECT w2.id FROM job_queue.concurrency_key_wakeups w2
+                       WHERE w2.xmin IS DISTINCT FROM pg_current_xact_id_if_assigned()::xid
                        ORDER BY w2.id LIMIT 1000 FOR UPDATE SKIP LOCKED)
         RETURNING w.kind, w.concurrency_key, w.priority, w.run_at, w.job_id
+    ), w AS (
+        SELECT t.kind, t.concurrency_key, t.priority, t.run_at, t.job_id FROM taken t
+        UNION ALL
+        SELECT o.kind, o.concurrency_key, o.priority, o.run_at, o.job_id
+        FROM job_queue.concurrency_key_wakeups o
+        WHERE o.xmin = pg_current_xact_id_if_assigned()::xid
     ), freed AS (
         SELECT DISTINCT w.kind, w.concurrency_key FROM w WHERE w.priority IS NULL
     ), proposed AS (

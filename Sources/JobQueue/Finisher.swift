@@ -9,6 +9,11 @@ import Synchronization
 /// in flight and go together in the next one. ``submit(_:)`` returns at once; `recorded` hears of
 /// every entry once its write is done (applied, not held any more, or given up at shutdown).
 ///
+/// With a ``OutcomeClaimer`` (the worker, unless `claimsWithOutcomes` is off) the transaction
+/// that writes a batch also claims the next jobs for the slots its attempts held: a keyed job's
+/// next job can be claimed only once its outcome is committed, and claiming it in the same
+/// transaction saves the claim's own round trip and commit, and the wait for them.
+///
 /// The worker runs ``run()`` in a task that cancelling the worker cannot reach, so a handler's
 /// outcome is written even on a forced stop. What bounds it is ``stop(deadline:)``: writes still
 /// failing at the deadline (a database that is down) are given up, and the leases of those jobs
@@ -24,6 +29,18 @@ final class Finisher: Sendable {
         /// The wait before the next attempt if the handler's statements fail and this attempt is
         /// recorded as failed instead: the kind's retry strategy's wait after this attempt.
         var retryWait: Duration = .seconds(5)
+    }
+
+    /// Claims jobs in the transactions that write outcomes.
+    protocol OutcomeClaimer: Sendable {
+        /// How many jobs to claim with the outcomes of `entries` (0: none).
+        func claimLimit(for entries: [Entry]) -> Int
+        /// The claim of up to `limit` jobs.
+        func claimStatement(limit: Int) -> PQStatement
+        /// The transaction writing `entries` ended: `rows` are its claim's (nil when it made
+        /// none or did not commit), and `connection` is still the writer's. Answers outcomes to
+        /// write (jobs claimed that nothing will run: released).
+        func claimed(_ rows: PQResult?, with entries: [Entry], on connection: PQConnection) async -> [Entry]
     }
 
     /// What became of an entry.
@@ -54,17 +71,20 @@ final class Finisher: Sendable {
     private let maxBatch: Int
     private let pending = Mutex(Pending())
     private let recorded: @Sendable ([(Entry, Result)]) -> Void
+    private let claimer: (any OutcomeClaimer)?
     /// One per writer: a submission wakes them all, and an idle one takes it.
     private let wakeUps: [WakeUps<Void>]
     private let stopDeadline = WakeUps<ContinuousClock.Instant>()
 
     /// - Parameters:
     ///   - writers: batches written at once, each on its own connection of `database`.
+    ///   - claimer: claims the next jobs in the transactions that write outcomes (nil: none do).
     ///   - recorded: called with each batch's entries once their fate is known.
     init(
         store: JobStore, database: PQConnectionPool, maxBatch: Int, writers: Int, logger: Logger,
-        recorded: @escaping @Sendable ([(Entry, Result)]) -> Void
+        claimer: (any OutcomeClaimer)? = nil, recorded: @escaping @Sendable ([(Entry, Result)]) -> Void
     ) {
+        self.claimer = claimer
         self.store = store
         self.database = database
         self.maxBatch = maxBatch
@@ -192,9 +212,14 @@ final class Finisher: Sendable {
 
     private func write(_ entries: [Entry]) async throws -> Set<Int64> {
         try await database.withConnection { connection in
+            let limit = claimer?.claimLimit(for: entries) ?? 0
             do {
-                return try await writePipelined(entries, on: connection)
+                let (applied, claim) = try await writePipelined(entries, claiming: limit, on: connection)
+                if let claimer { released(await claimer.claimed(claim, with: entries, on: connection)) }
+                return applied
             } catch let error as PQError where !error.isTransient {
+                // The slots stay free for the claim loop; the entry-by-entry write claims nothing.
+                if let claimer { released(await claimer.claimed(nil, with: entries, on: connection)) }
                 // A statement was refused and the whole batch rolled back: write it again with a
                 // savepoint per entry, so that only the entry at fault fails.
                 logger.debug("batched outcome write failed; writing entry by entry", metadata: ["error": "\(error)"])
@@ -207,33 +232,47 @@ final class Finisher: Sendable {
                     }
                     return applied
                 }
+            } catch {
+                if let claimer { released(await claimer.claimed(nil, with: entries, on: connection)) }
+                throw error
             }
         }
     }
 
+    /// Claimed jobs that nothing will run go back to the queue with the next batch.
+    private func released(_ entries: [Entry]) {
+        guard !entries.isEmpty else { return }
+        pending.withLock { $0.entries.append(contentsOf: entries) }
+        for wakeUp in wakeUps { wakeUp.ring() }
+    }
+
     /// The whole batch in one transaction and at most two round trips: the guarded state changes
     /// (one statement per kind of outcome), then the statements of the entries this replica
-    /// still held, and the commit.
-    private func writePipelined(_ entries: [Entry], on connection: PQConnection) async throws -> Set<Int64> {
+    /// still held, the claim of up to `limit` next jobs (when `limit` > 0), and the commit.
+    /// Answers the jobs changed and the claim's rows.
+    private func writePipelined(
+        _ entries: [Entry], claiming limit: Int, on connection: PQConnection
+    ) async throws -> (applied: Set<Int64>, claim: PQResult?) {
         let guarded = guardedStatements(entries)
         let hasSideEffects = entries.contains { !$0.statements.isEmpty }
-        let first = try await connection.pipeline(
-            [PQStatement(Self.begin)] + guarded + (hasSideEffects ? [] : [PQStatement(Self.commit)]))
+        let claim = limit > 0 ? claimer.map { [$0.claimStatement(limit: limit)] } ?? [] : []
+        let end = claim + [PQStatement(Self.commit)]
+        let first = try await connection.pipeline([PQStatement(Self.begin)] + guarded + (hasSideEffects ? [] : end))
         var applied = Set<Int64>()
         do {
-            for result in first {
-                let rows = try result.get()
-                for row in rows.rows where rows.columns.contains("job_id") { applied.insert(try row.decode("job_id")) }
+            for result in first.dropFirst().prefix(guarded.count) {
+                for row in try result.get().rows { applied.insert(try row.decode("job_id")) }
             }
+            for result in first.dropFirst(1 + guarded.count) { _ = try result.get() }
         } catch {
             try? await connection.execute(script: "ROLLBACK", name: "rollback")
             throw error
         }
-        guard hasSideEffects else { return applied }
+        guard hasSideEffects else { return (applied, claim.isEmpty ? nil : try first[1 + guarded.count].get()) }
         let side = BoundStatement.merged(entries.filter { applied.contains($0.job.id) }.flatMap(\.statements))
         let second: [Swift.Result<PQResult, PQError>]
         do {
-            second = try await connection.pipeline(side + [PQStatement(Self.commit)])
+            second = try await connection.pipeline(side + end)
         } catch {
             // The BEGIN of the first call is still open: end it (the pool would not take the
             // connection back in a transaction either).
@@ -244,7 +283,7 @@ final class Finisher: Sendable {
             try? await connection.execute(script: "ROLLBACK", name: "rollback")
             _ = try failure.get()
         }
-        return applied
+        return (applied, claim.isEmpty ? nil : try second[side.count].get())
     }
 
     static let begin = PQQuery("", "BEGIN")

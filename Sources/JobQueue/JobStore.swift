@@ -32,13 +32,24 @@ struct JobStore: Sendable {
         _ connection: PQConnection, kinds: [String], keyLimits: [String: Int], limit: Int, lease: Duration,
         maxAttempts: (String) -> Int
     ) async throws -> Claimed {
+        let statement = claimStatement(kinds: kinds, keyLimits: keyLimits, limit: limit, lease: lease)
+        return try claimed(try await connection.query(statement.query, statement.bindings), maxAttempts: maxAttempts)
+    }
+
+    /// The claim as a statement, for a transaction that runs it with others (the outcome
+    /// writers' claim of the next jobs); ``claimed(_:maxAttempts:)`` reads its rows.
+    func claimStatement(kinds: [String], keyLimits: [String: Int], limit: Int, lease: Duration) -> PQStatement {
         let keyed = keyLimits.sorted { $0.key < $1.key }
-        let result = try await connection.query(
+        return PQStatement(
             statements.claimJobs,
             [
                 PQArray(kinds), limit, workerID, PQInterval(lease), PQArray(keyed.map(\.key)),
                 PQArray(keyed.map(\.value)),
             ])
+    }
+
+    /// The jobs of a claim's rows, in priority order, and the rows that could not be read.
+    func claimed(_ result: PQResult, maxAttempts: (String) -> Int) throws -> Claimed {
         var claimed = Claimed()
         claimed.jobs.reserveCapacity(result.count)
         for row in result.rows {

@@ -38,7 +38,8 @@ extension JobWorker {
                 return await group.next()!
             }
         }
-        let returned = state.withLock { $0.handlerReturned(key) }
+        let holdsSlot = configuration.claimsWithOutcomes && job.concurrencyKey != nil
+        let returned = state.withLock { $0.handlerReturned(key, holdsSlot: holdsSlot) }
         let resolution: Resolution
         var statements: [BoundStatement] = []
         switch result {
@@ -50,7 +51,8 @@ extension JobWorker {
         case .threw(let error):
             resolution = resolveFailure(error, job: job, stopped: returned.stopped, logger: logger)
         }
-        wakeUps.ring()
+        // A slot held for the outcome's claim frees nothing the claim loop could use now.
+        if !returned.holdsSlot { wakeUps.ring() }
         finisher.submit(
             .init(
                 job: job, resolution: resolution, statements: statements, ended: .now,

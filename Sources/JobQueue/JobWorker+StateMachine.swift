@@ -6,6 +6,13 @@ extension JobWorker {
     /// these handlers, stop the finisher). It does no I/O and reads no clock: time comes in with
     /// the events, so every transition is tested without a database (JobWorkerStateMachineTests).
     ///
+    /// Slots: `concurrency` bounds the handlers running plus the slots held for claims in outcome
+    /// transactions. A keyed job's handler that returns keeps its slot (``handlerReturned(_:holdsSlot:)``)
+    /// for the transaction that writes its outcome: that transaction claims the next jobs into
+    /// the slots its outcomes hold (its key's next job could not be claimed before that commit),
+    /// and ``claimedWithOutcomes(freeing:started:unreadable:)`` puts them on the books. Slots not
+    /// filled that way go back to the claim loop then, or when the outcome is recorded.
+    ///
     /// Phases: `claiming` (waiting for a wake-up, or a claim in flight) until a shutdown is seen,
     /// then `draining` (in-flight jobs finish until the shutdown timeout), then `finished` (the
     /// handlers still running are cancelled, and the last of them to return stops the finisher).
@@ -15,8 +22,11 @@ extension JobWorker {
     struct StateMachine<Stop: Sendable>: Sendable {
         /// Handlers running now; `concurrency` bounds these.
         private var running: [AttemptKey: Running] = [:]
-        /// Attempts whose handler returned and whose outcome is being written.
-        private var writing: Set<AttemptKey> = []
+        /// Attempts whose handler returned and whose outcome is being written; true while the
+        /// attempt still holds its slot for its outcome transaction's claim.
+        private var writing: [AttemptKey: Bool] = [:]
+        /// Slots held by attempts in `writing` for their outcome transaction's claim.
+        private(set) var heldSlots = 0
         private var phase: Phase = .claiming(.idle)
         /// Set by ``shutdownRequested()``; a claim loop that sees it stops claiming.
         private(set) var isStopping = false
@@ -72,6 +82,8 @@ extension JobWorker {
             /// Stop the finisher at this deadline after submitting the outcome: this was the last
             /// handler the shutdown waited for.
             var stopFinisher: ContinuousClock.Instant?
+            /// The slot passed to the outcome's claim: none freed, so the claim loop has nothing new.
+            var holdsSlot = false
         }
 
         init(limits: Limits) {
@@ -83,10 +95,11 @@ extension JobWorker {
         var runningCount: Int { running.count }
         var currentPhase: Phase { phase }
 
-        /// Slots for new jobs: a slot frees when its handler returns, so claiming goes on while
-        /// outcomes are written; jobs whose outcome waits to be written are bounded too.
+        /// Slots for new jobs: a slot frees when its handler returns (or, when it holds its slot
+        /// for its outcome's claim, when that claim returns), so claiming goes on while outcomes
+        /// are written; jobs whose outcome waits to be written are bounded too.
         var freeSlots: Int {
-            min(limits.concurrency - running.count, 2 * limits.concurrency - inFlight)
+            min(limits.concurrency - running.count - heldSlots, 2 * limits.concurrency - inFlight)
         }
 
         // MARK: Claiming
@@ -137,7 +150,7 @@ extension JobWorker {
             }
             phase = .claiming(.idle)
             for (key, stop) in started { running[key] = Running(stop: stop) }
-            writing.formUnion(unreadable)
+            for key in unreadable { writing[key] = false }
             if isStopping { return startDrain(now: now) }
             // A full batch means more may be waiting: claim again at once while slots are free.
             if started.count + unreadable.count == limit && freeSlots > 0 { return claimIfFree() }
@@ -185,27 +198,60 @@ extension JobWorker {
 
         // MARK: Jobs
 
-        /// A handler returned: its slot frees, and its outcome is being written.
-        mutating func handlerReturned(_ key: AttemptKey) -> HandlerReturned {
+        /// A handler returned: its outcome is being written, and its slot frees now, or, when
+        /// `holdsSlot` (a keyed job: its key's next job can be claimed only once this outcome is
+        /// committed), passes to the claim in the transaction that writes the outcome. No slot
+        /// is held once a shutdown has begun (that claim would start jobs only to release them).
+        mutating func handlerReturned(_ key: AttemptKey, holdsSlot: Bool = false) -> HandlerReturned {
             let stopped = running.removeValue(forKey: key)?.stopped
-            writing.insert(key)
+            let holds = holdsSlot && stopped == nil && !isStopping
+            if writing.updateValue(holds, forKey: key) == true { heldSlots -= 1 }
+            if holds { heldSlots += 1 }
             guard running.isEmpty, case .finished(finisherDeadline: let deadline, finisherStopped: false) = phase else {
-                return HandlerReturned(stopped: stopped, stopFinisher: nil)
+                return HandlerReturned(stopped: stopped, stopFinisher: nil, holdsSlot: holds)
             }
             phase = .finished(finisherDeadline: deadline, finisherStopped: true)
-            return HandlerReturned(stopped: stopped, stopFinisher: deadline)
+            return HandlerReturned(stopped: stopped, stopFinisher: deadline, holdsSlot: holds)
         }
 
-        /// The finisher wrote (or gave up) these attempts' outcomes: they leave the books.
+        /// The finisher wrote (or gave up) these attempts' outcomes: they leave the books, and
+        /// the slots they still held go back to the claim loop.
         mutating func outcomesRecorded(_ keys: [AttemptKey]) {
-            for key in keys { writing.remove(key) }
+            for key in keys where writing.removeValue(forKey: key) == true { heldSlots -= 1 }
+        }
+
+        // MARK: Claims in outcome transactions
+
+        /// How many jobs the transaction writing these attempts' outcomes claims: the slots they
+        /// hold, none once a shutdown has begun.
+        func slotsHeld(by keys: [AttemptKey]) -> Int {
+            guard !isStopping else { return 0 }
+            return keys.reduce(0) { $0 + (writing[$1] == true ? 1 : 0) }
+        }
+
+        /// The transaction writing the outcomes of `batch` committed, with the jobs its claim
+        /// took (none when it made no claim or did not commit): the slots `batch` held pass to
+        /// `started` and `unreadable`, and those left over go back to the claim loop. Answers
+        /// false, and changes nothing but the slots, once the drain has ended: nothing runs the
+        /// jobs then, and the caller releases them.
+        mutating func claimedWithOutcomes(
+            freeing batch: [AttemptKey], started: [(AttemptKey, Stop)], unreadable: [AttemptKey]
+        ) -> Bool {
+            for key in batch where writing[key] == true {
+                writing[key] = false
+                heldSlots -= 1
+            }
+            if case .finished = phase { return false }
+            for (key, stop) in started { running[key] = Running(stop: stop) }
+            for key in unreadable { writing[key] = false }
+            return true
         }
 
         // MARK: Leases
 
         /// The jobs whose leases this replica renews: running, or waiting for their outcome.
         var heldJobIDs: [Int64] {
-            Array(Set(running.keys.map(\.id)).union(writing.map(\.id))).sorted()
+            Array(Set(running.keys.map(\.id)).union(writing.keys.map(\.id))).sorted()
         }
 
         /// The leases of these jobs are gone: cancel their handlers, which work for nothing now

@@ -35,6 +35,9 @@ public final class JobWorker: Service, Sendable {
     /// Wakes the claim loop: notifications, the poll ticker, freed slots, shutdown.
     let wakeUps = WakeUps<Void>()
     let state: Mutex<State>
+    /// Jobs the outcome writers claimed, for the claim loop to start (JobWorker+OutcomeClaims.swift).
+    /// Taken before `state` when both are.
+    let handOffs = Mutex(HandOffs())
     /// Metrics, then tracing (while it is on), around each handler run.
     let middleware: [any JobMiddleware]
     let listening = Atomic<Bool>(false)
@@ -141,7 +144,8 @@ public final class JobWorker: Service, Sendable {
     ) async {
         let finisher = Finisher(
             store: store, database: outcomes, maxBatch: configuration.finishBatchSize,
-            writers: configuration.outcomeWriters, logger: logger
+            writers: configuration.outcomeWriters, logger: logger,
+            claimer: configuration.claimsWithOutcomes ? self : nil
         ) { [self] results in recorded(results) }
         // Outcome writes must survive the worker's cancellation (a forced stop still records what
         // handlers finished), so the finisher runs in a task that cancellation does not reach. It
@@ -180,6 +184,7 @@ public final class JobWorker: Service, Sendable {
         var failing = false
         var action = awake(clock)
         while true {
+            startHandedOff(finisher: finisher, group: &group)
             switch action {
             case .claim(let limit):
                 do {
@@ -211,6 +216,9 @@ public final class JobWorker: Service, Sendable {
                         "shutdown timeout reached; cancelling unfinished jobs", metadata: ["jobs": "\(cancel.count)"])
                     for stop in cancel { stop.yield(.shutdown) }
                 }
+                // Jobs claimed with outcomes before the drain ended are on the books: their tasks
+                // start now, see the shutdown at once, and release them.
+                startHandedOff(finisher: finisher, group: &group)
                 if let stopFinisher { finisher.stop(deadline: stopFinisher) }
                 return
             }
@@ -244,26 +252,32 @@ public final class JobWorker: Service, Sendable {
     private func started(
         _ claimed: JobStore.Claimed, finisher: Finisher, group: inout DiscardingTaskGroup, clock: ContinuousClock
     ) -> State.Action {
-        var stops: [(AttemptKey, AsyncStream<StopReason>.Continuation)] = []
-        var streams: [AsyncStream<StopReason>] = []
-        for job in claimed.jobs {
-            Counter(label: metrics.jobsClaimed, dimensions: [("kind", job.kind)]).increment()
-            let (stream, stop) = AsyncStream.makeStream(of: StopReason.self, bufferingPolicy: .bufferingNewest(1))
-            stops.append((AttemptKey(id: job.id, attempt: job.attempt), stop))
-            streams.append(stream)
-        }
+        let attempts = claimed.jobs.map(Attempt.init)
         let unreadable = claimed.unreadable.map { AttemptKey(id: $0.job.id, attempt: $0.job.attempt) }
-        let (next, inFlight) = state.withLock { state in
-            (state.claimReturned(started: stops, unreadable: unreadable, now: clock.now), state.inFlight)
+        let next = state.withLock { state in
+            state.claimReturned(started: attempts.map { ($0.key, $0.stop) }, unreadable: unreadable, now: clock.now)
         }
-        if !claimed.jobs.isEmpty { Gauge(label: metrics.jobsInFlight).record(inFlight) }
-        for (index, job) in claimed.jobs.enumerated() {
-            let (key, stop) = stops[index]
-            let stream = streams[index]
-            group.addTask { await self.process(job, key: key, stops: stream, stop: stop, finisher: finisher) }
-        }
-        for (job, reason) in claimed.unreadable { deadLetterUnreadable(job, reason: reason, finisher: finisher) }
+        start(attempts, unreadable: claimed.unreadable, finisher: finisher, group: &group)
         return next
+    }
+
+    /// Starts one task per attempt put on the books, and sends the unreadable rows to the dead
+    /// letters.
+    func start(
+        _ attempts: [Attempt], unreadable: [(job: Job, reason: String)], finisher: Finisher,
+        group: inout DiscardingTaskGroup
+    ) {
+        for attempt in attempts {
+            Counter(label: metrics.jobsClaimed, dimensions: [("kind", attempt.job.kind)]).increment()
+        }
+        if !attempts.isEmpty { Gauge(label: metrics.jobsInFlight).record(inFlightCount) }
+        for attempt in attempts {
+            group.addTask {
+                await self.process(
+                    attempt.job, key: attempt.key, stops: attempt.stops, stop: attempt.stop, finisher: finisher)
+            }
+        }
+        for (job, reason) in unreadable { deadLetterUnreadable(job, reason: reason, finisher: finisher) }
     }
 
     /// A claimed row that is not a readable job goes to the dead letters with the reason, at once

@@ -38,6 +38,10 @@ public struct JobWorkerConfiguration: Sendable {
     public var finishBatchSize: Int
     /// Transactions recording outcomes at once, each on its own connection.
     public var outcomeWriters: Int
+    /// The transaction that records a keyed job's outcome also claims the next jobs, for the slot
+    /// that job held (its key's next job can be claimed only once that outcome is committed).
+    /// Off: the slot frees when the handler returns, and the claim loop claims after the commit.
+    public var claimsWithOutcomes: Bool = true
     /// How often this replica returns other replicas' expired leases to the queue.
     public var reapInterval: Duration
     /// How often one replica (whichever takes the advisory lock first) looks for concurrency keys

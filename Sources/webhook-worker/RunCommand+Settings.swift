@@ -96,6 +96,7 @@ extension RunCommand {
                 throw SettingError(description: "\(error)")
             }
         }
+        queue.claimsWithOutcomes = try read.onOff(RunSettings.claimWithOutcomes, claimWithOutcomes)
         queue.keyRepairInterval = try read.durationOrOff(RunSettings.keyRepairInterval, keyRepairInterval)
         let partitionLength = try read.duration(RunSettings.historyPartition, historyPartition)
         guard partitionLength <= .seconds(31 * 86_400) else {

@@ -14,7 +14,7 @@ enum RunSettings {
         endpointDisableAfter, secretOverlap,
         historyRetention, historyPartition,
         catchUpInterval, catchUpWindow, keyRepairInterval, statementTimeout, lockTimeout, synchronousCommit,
-        logFormat, logLevel, httpPort, httpHost, console, consoleReadOnly,
+        claimWithOutcomes, logFormat, logLevel, httpPort, httpHost, console, consoleReadOnly,
     ]
 
     // MARK: The database, shared by every command
@@ -63,6 +63,14 @@ enum RunSettings {
             on: every outcome is durable before the next job (the default). off: the worker's own commits do not wait \
             for the disk; faster, and a PostgreSQL crash may forget the last moment's outcomes, whose jobs then run \
             again.
+            """)
+
+    static let claimWithOutcomes = Setting(
+        flag: "claim-with-outcomes", variable: "WORKER_CLAIM_WITH_OUTCOMES", .onOff, default: .value("on"),
+        summary: """
+            on: the transaction that records deliveries' outcomes also claims the next jobs for their slots (an \
+            endpoint's next delivery can be claimed only once the last one's outcome is committed). off: a separate \
+            claim after each commit.
             """)
 
     // MARK: Logging, shared by every command

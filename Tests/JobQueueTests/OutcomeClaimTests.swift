@@ -11,7 +11,9 @@ struct OutcomeClaimTests {
     /// outcome is committed. With the claim in the outcome's transaction, the second job's claim
     /// and the first one's attempt row are written by one transaction: the same `xmin`. Without
     /// it, the claim loop claims after that commit, in a transaction of its own.
-    @Test("a key's next job is claimed by the transaction that records its last job's outcome", arguments: [true, false])
+    @Test(
+        "a key's next job is claimed by the transaction that records its last job's outcome",
+        arguments: [true, false])
     func nextJobClaimedWithOutcome(claimsWithOutcomes: Bool) async throws {
         try await withQueueDatabase { database in
             let schema = database.schema
@@ -68,7 +70,9 @@ struct OutcomeClaimTests {
                 try? await Task.sleep(for: .milliseconds(Int.random(in: 1...5)))
                 if job.id % 7 == 0 && job.attempt == 1 { return .retry("once", after: .milliseconds(10)) }
                 // A snooze spends no attempt: once, by the handler's own count.
-                if job.id % 11 == 0 && recorder.calls(job.id) == 1 { return .snooze(.milliseconds(10), reason: "later") }
+                if job.id % 11 == 0 && recorder.calls(job.id) == 1 {
+                    return .snooze(.milliseconds(10), reason: "later")
+                }
                 return .complete
             }
             let drained = try await drainWithWorkers(database, replicas: 3, handlers: [handler]) {

@@ -9,7 +9,7 @@ import Synchronization
 /// in flight and go together in the next one. ``submit(_:)`` returns at once; `recorded` hears of
 /// every entry once its write is done (applied, not held any more, or given up at shutdown).
 ///
-/// With a ``OutcomeClaimer`` (the worker, unless `claimsWithOutcomes` is off) the transaction
+/// With a ``OutcomeClaimer`` (the worker, when `claimsWithOutcomes` is on) the transaction
 /// that writes a batch also claims the next jobs for the slots its attempts held: a keyed job's
 /// next job can be claimed only once its outcome is committed, and claiming it in the same
 /// transaction saves the claim's own round trip and commit, and the wait for them.

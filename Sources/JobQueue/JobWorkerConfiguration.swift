@@ -40,8 +40,10 @@ public struct JobWorkerConfiguration: Sendable {
     public var outcomeWriters: Int
     /// The transaction that records a keyed job's outcome also claims the next jobs, for the slot
     /// that job held (its key's next job can be claimed only once that outcome is committed).
-    /// Off: the slot frees when the handler returns, and the claim loop claims after the commit.
-    public var claimsWithOutcomes: Bool = true
+    /// Off (the default): the slot frees when the handler returns, and the claim loop claims after
+    /// the commit. On two cores, where the database's CPU bounds throughput, on saved nothing and
+    /// cost more database time per job (docs/performance.md).
+    public var claimsWithOutcomes: Bool = false
     /// How often this replica returns other replicas' expired leases to the queue.
     public var reapInterval: Duration
     /// How often one replica (whichever takes the advisory lock first) looks for concurrency keys

@@ -51,8 +51,7 @@ extension JobWorker {
         case .threw(let error):
             resolution = resolveFailure(error, job: job, stopped: returned.stopped, logger: logger)
         }
-        // A slot held for the outcome's claim frees nothing the claim loop could use now.
-        if !returned.holdsSlot { wakeUps.ring() }
+        if returned.wakesClaimLoop { wakeUps.ring() }
         finisher.submit(
             .init(
                 job: job, resolution: resolution, statements: statements, ended: .now,

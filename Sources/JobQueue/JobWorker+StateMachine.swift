@@ -84,6 +84,11 @@ extension JobWorker {
             var stopFinisher: ContinuousClock.Instant?
             /// The slot passed to the outcome's claim: none freed, so the claim loop has nothing new.
             var holdsSlot = false
+            /// Wake the claim loop: the slot freed is one it waits for (every slot was taken), or
+            /// a shutdown is under way. Otherwise it has nothing new: it has slots, its last claim
+            /// found no more to run, and the job that ended frees nothing in the database before
+            /// its outcome is committed (and the commit wakes it then).
+            var wakesClaimLoop = false
         }
 
         init(limits: Limits) {
@@ -203,15 +208,19 @@ extension JobWorker {
         /// committed), passes to the claim in the transaction that writes the outcome. No slot
         /// is held once a shutdown has begun (that claim would start jobs only to release them).
         mutating func handlerReturned(_ key: AttemptKey, holdsSlot: Bool = false) -> HandlerReturned {
+            let slotsWereTaken = freeSlots <= 0
             let stopped = running.removeValue(forKey: key)?.stopped
             let holds = holdsSlot && stopped == nil && !isStopping
             if writing.updateValue(holds, forKey: key) == true { heldSlots -= 1 }
             if holds { heldSlots += 1 }
+            var returned = HandlerReturned(
+                stopped: stopped, holdsSlot: holds, wakesClaimLoop: isStopping || (slotsWereTaken && freeSlots > 0))
             guard running.isEmpty, case .finished(finisherDeadline: let deadline, finisherStopped: false) = phase else {
-                return HandlerReturned(stopped: stopped, stopFinisher: nil, holdsSlot: holds)
+                return returned
             }
             phase = .finished(finisherDeadline: deadline, finisherStopped: true)
-            return HandlerReturned(stopped: stopped, stopFinisher: deadline, holdsSlot: holds)
+            returned.stopFinisher = deadline
+            return returned
         }
 
         /// The finisher wrote (or gave up) these attempts' outcomes: they leave the books, and

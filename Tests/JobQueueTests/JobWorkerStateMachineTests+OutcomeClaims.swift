@@ -62,7 +62,8 @@ extension JobWorkerStateMachineTests {
         _ = machine.handlerReturned(key(1), holdsSlot: true)
         machine.shutdownRequested()
         #expect(machine.slotsHeld(by: [key(1)]) == 0, "a slot held before the shutdown claims nothing")
-        #expect(machine.handlerReturned(key(2), holdsSlot: true) == .init(stopped: nil, holdsSlot: false))
+        let whileStopping = machine.handlerReturned(key(2), holdsSlot: true)
+        #expect(whileStopping == .init(stopped: nil, holdsSlot: false, wakesClaimLoop: true))
         #expect(machine.wakeUp(now: at(1)) == .startDrain(inFlight: 3))
         // A claim sent before the shutdown returns while draining: its jobs run, the drain waits.
         let whileDraining = machine.claimedWithOutcomes(freeing: [key(1)], started: jobs(4...4), unreadable: [])

@@ -76,11 +76,11 @@ struct JobWorkerStateMachineTests {
         var machine = machine(concurrency: 2)
         #expect(machine.wakeUp(now: at(0)) == .claim(limit: 2))
         #expect(machine.claimReturned(started: jobs(1...2), unreadable: [], now: at(0)) == .waitForWakeUp)
-        #expect(machine.handlerReturned(key(1)) == .init(stopped: nil, stopFinisher: nil))
+        #expect(machine.handlerReturned(key(1)) == .init(stopped: nil, stopFinisher: nil, wakesClaimLoop: true))
         #expect(machine.inFlight == 2, "a returned job is held until its outcome is written")
         #expect(machine.wakeUp(now: at(1)) == .claim(limit: 1))
         #expect(machine.claimReturned(started: jobs(3...3), unreadable: [], now: at(1)) == .waitForWakeUp)
-        #expect(machine.handlerReturned(key(2)) == .init(stopped: nil, stopFinisher: nil))
+        #expect(machine.handlerReturned(key(2)) == .init(stopped: nil, stopFinisher: nil, wakesClaimLoop: true))
         #expect(machine.handlerReturned(key(3)) == .init(stopped: nil, stopFinisher: nil))
         // Nothing runs, but three outcomes wait: one more slot, not two.
         #expect(machine.runningCount == 0)
@@ -90,6 +90,26 @@ struct JobWorkerStateMachineTests {
         machine.outcomesRecorded([key(1), key(2), key(3)])
         #expect(machine.inFlight == 1)
         #expect(machine.wakeUp(now: at(4)) == .claim(limit: 1))
+    }
+
+    @Test("a handler that returns wakes the claim loop only for a slot it waits for, or while stopping")
+    func handlerReturnWakesClaimLoop() {
+        var machine = machine(concurrency: 3)
+        #expect(machine.wakeUp(now: at(0)) == .claim(limit: 3))
+        // A short claim: the loop has a slot and found nothing more to run.
+        #expect(machine.claimReturned(started: jobs(1...2), unreadable: [], now: at(0)) == .waitForWakeUp)
+        #expect(!machine.handlerReturned(key(1)).wakesClaimLoop, "the loop had a free slot already")
+        #expect(machine.wakeUp(now: at(1)) == .claim(limit: 2))
+        #expect(machine.claimReturned(started: jobs(3...4), unreadable: [], now: at(1)) == .waitForWakeUp)
+        // Every slot taken: the one job 2 frees is one the loop waits for.
+        #expect(machine.handlerReturned(key(2)).wakesClaimLoop)
+        #expect(machine.wakeUp(now: at(2)) == .claim(limit: 1))
+        #expect(machine.claimReturned(started: jobs(5...5), unreadable: [], now: at(2)) == .waitForWakeUp)
+        // A slot held for the outcome's claim frees nothing.
+        let held = machine.handlerReturned(key(3), holdsSlot: true)
+        #expect(held.holdsSlot && !held.wakesClaimLoop)
+        machine.shutdownRequested()
+        #expect(machine.handlerReturned(key(4)).wakesClaimLoop, "while stopping, every return wakes it")
     }
 
     @Test("a failed claim waits for the next wake-up (the poll's pace), then claims again")
@@ -122,8 +142,8 @@ struct JobWorkerStateMachineTests {
         #expect(machine.wakeUp(now: at(1)) == .startDrain(inFlight: 2))
         #expect(machine.currentPhase == .draining(deadline: at(11)))
         #expect(machine.wakeUp(now: at(2)) == .waitForWakeUp)
-        #expect(machine.handlerReturned(key(1)) == .init(stopped: nil, stopFinisher: nil))
-        #expect(machine.handlerReturned(key(2)) == .init(stopped: nil, stopFinisher: nil))
+        #expect(machine.handlerReturned(key(1)) == .init(stopped: nil, stopFinisher: nil, wakesClaimLoop: true))
+        #expect(machine.handlerReturned(key(2)) == .init(stopped: nil, stopFinisher: nil, wakesClaimLoop: true))
         #expect(machine.wakeUp(now: at(3)) == .waitForWakeUp, "outcomes are still being written")
         machine.outcomesRecorded([key(1), key(2)])
         #expect(machine.wakeUp(now: at(4)) == .finishDrain(cancel: [], stopFinisher: at(11)))
@@ -141,8 +161,9 @@ struct JobWorkerStateMachineTests {
         // The ticker's wake-up came late: the grace counts from now.
         #expect(machine.wakeUp(now: at(12)) == .finishDrain(cancel: ["job1", "job3"], stopFinisher: nil))
         #expect(machine.currentPhase == .finished(finisherDeadline: at(15), finisherStopped: false))
-        #expect(machine.handlerReturned(key(3)) == .init(stopped: .shutdown, stopFinisher: nil))
-        #expect(machine.handlerReturned(key(1)) == .init(stopped: .shutdown, stopFinisher: at(15)))
+        #expect(machine.handlerReturned(key(3)) == .init(stopped: .shutdown, stopFinisher: nil, wakesClaimLoop: true))
+        #expect(
+            machine.handlerReturned(key(1)) == .init(stopped: .shutdown, stopFinisher: at(15), wakesClaimLoop: true))
         #expect(machine.currentPhase == .finished(finisherDeadline: at(15), finisherStopped: true))
     }
 

@@ -65,7 +65,7 @@ final class Finisher: Sendable {
     /// so two half-empty commits cost nearly twice one full one.
     static let helpThreshold = 32
 
-    private let store: JobStore
+    let store: JobStore
     private let database: PQConnectionPool
     private let logger: Logger
     private let maxBatch: Int
@@ -331,94 +331,5 @@ final class Finisher: Sendable {
             for row in result.rows { applied.insert(try row.decode("job_id")) }
         }
         return applied
-    }
-
-    /// The guarded state changes for `entries`: one statement per kind of outcome present, each
-    /// returning the `job_id`s it changed.
-    private func guardedStatements(_ entries: [Entry]) -> [PQStatement] {
-        guard !entries.isEmpty else { return [] }
-        var complete: [Entry] = [], cancel: [(Entry, String)] = [], retry: [(Entry, String, Duration)] = []
-        var dead: [(Entry, DeadLetterReason, String)] = [], release: [(Entry, String, Duration?)] = []
-        var snooze: [(Entry, String, Duration)] = []
-        for entry in entries {
-            switch entry.resolution {
-            case .complete: complete.append(entry)
-            case .cancel(let reason): cancel.append((entry, Self.clean(reason)))
-            case .retry(let error, let wait): retry.append((entry, Self.clean(error), wait))
-            case .deadLetter(let reason, let error): dead.append((entry, reason, Self.clean(error)))
-            case .release(let reason, let wait): release.append((entry, Self.clean(reason), wait))
-            case .snooze(let reason, let wait): snooze.append((entry, Self.clean(reason), wait))
-            }
-        }
-        var statements: [PQStatement] = []
-        let worker = store.workerID
-        if !complete.isEmpty {
-            statements.append(
-                PQStatement(
-                    store.statements.completeJobs, [ids(complete), attempts(complete), worker, sinceEnded(complete)]))
-        }
-        if !cancel.isEmpty {
-            let e = cancel.map(\.0)
-            statements.append(
-                PQStatement(
-                    store.statements.cancelJobs,
-                    [ids(e), attempts(e), worker, sinceEnded(e), PQArray(cancel.map(\.1))]))
-        }
-        if !retry.isEmpty {
-            let e = retry.map(\.0)
-            statements.append(
-                PQStatement(
-                    store.statements.retryJobs,
-                    [
-                        ids(e), attempts(e), worker, sinceEnded(e), PQArray(retry.map(\.1)),
-                        PQArray(retry.map { PQInterval($0.2) }),
-                    ]))
-        }
-        if !dead.isEmpty {
-            let e = dead.map(\.0)
-            statements.append(
-                PQStatement(
-                    store.statements.deadLetterJobs,
-                    [
-                        ids(e), attempts(e), worker, sinceEnded(e), PQArray(dead.map(\.2)),
-                        PQArray(dead.map(\.1.rawValue)), PQArray(e.map(\.job.maxAttempts)),
-                    ]))
-        }
-        if !release.isEmpty {
-            let e = release.map(\.0)
-            statements.append(
-                PQStatement(
-                    store.statements.releaseJobs,
-                    [
-                        ids(e), attempts(e), worker, sinceEnded(e), PQArray(release.map(\.1)),
-                        PQArray(release.map { $0.2.map(PQInterval.init) }),
-                    ]))
-        }
-        if !snooze.isEmpty {
-            let e = snooze.map(\.0)
-            statements.append(
-                PQStatement(
-                    store.statements.snoozeJobs,
-                    [
-                        ids(e), attempts(e), worker, PQArray(snooze.map(\.1)),
-                        PQArray(snooze.map { PQInterval($0.2) }),
-                    ]))
-        }
-        return statements
-    }
-
-    /// How long ago each entry's handler returned.
-    private func sinceEnded(_ entries: [Entry]) -> PQArray<PQInterval> {
-        let now = ContinuousClock.now
-        return PQArray(entries.map { PQInterval(now - $0.ended) })
-    }
-    private func ids(_ entries: [Entry]) -> PQArray<Int64> { PQArray(entries.map(\.job.id)) }
-    private func attempts(_ entries: [Entry]) -> PQArray<Int> { PQArray(entries.map(\.job.attempt)) }
-
-    /// Error texts go into `text` columns: no NUL bytes (PostgreSQL refuses them), and capped.
-    static func clean(_ text: String) -> String {
-        var cleaned = text.replacingOccurrences(of: "\u{0}", with: "\u{FFFD}")
-        if cleaned.count > 2000 { cleaned = String(cleaned.prefix(2000)) + "…" }
-        return cleaned
     }
 }

@@ -46,7 +46,8 @@ public protocol JobHandler: Sendable {
     /// How failed attempts are retried; nil uses the worker's.
     var retryStrategy: (any RetryStrategy)? { get }
     /// The most jobs of this kind sharing one `concurrency_key` that may run at once, across all
-    /// replicas; nil for no limit. Jobs without a key are never limited.
+    /// replicas; nil for no limit. Jobs without a key are never limited. The worker reads it once,
+    /// when it is made.
     var concurrencyLimit: Int? { get }
     func handle(_ job: Job, context: JobContext) async throws -> JobOutcome
 }

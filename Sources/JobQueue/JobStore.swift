@@ -24,20 +24,10 @@ struct JobStore: Sendable {
         var count: Int { jobs.count + unreadable.count }
     }
 
-    /// Claims up to `limit` runnable jobs of `kinds`, in priority order. Rows are decoded one by
-    /// one: a row that cannot be read does not hold up the rest of its batch.
+    /// The claim of up to `limit` runnable jobs of `kinds`, in priority order, run alone or at
+    /// the end of a transaction that writes outcomes; ``claimed(_:maxAttempts:)`` reads its rows.
     /// - Parameter keyLimits: per kind, the most jobs with one `concurrency_key` running at once
     ///   across all replicas; kinds not listed have no limit.
-    func claim(
-        _ connection: PQConnection, kinds: [String], keyLimits: [String: Int], limit: Int, lease: Duration,
-        maxAttempts: (String) -> Int
-    ) async throws -> Claimed {
-        let statement = claimStatement(kinds: kinds, keyLimits: keyLimits, limit: limit, lease: lease)
-        return try claimed(try await connection.query(statement.query, statement.bindings), maxAttempts: maxAttempts)
-    }
-
-    /// The claim as a statement, for a transaction that runs it with others (the outcome
-    /// writers' claim of the next jobs); ``claimed(_:maxAttempts:)`` reads its rows.
     func claimStatement(kinds: [String], keyLimits: [String: Int], limit: Int, lease: Duration) -> PQStatement {
         let keyed = keyLimits.sorted { $0.key < $1.key }
         return PQStatement(
@@ -48,7 +38,8 @@ struct JobStore: Sendable {
             ])
     }
 
-    /// The jobs of a claim's rows, in priority order, and the rows that could not be read.
+    /// The jobs of a claim's rows, in priority order, and the rows that could not be read. Rows
+    /// are decoded one by one: a row that cannot be read does not hold up the rest of its batch.
     func claimed(_ result: PQResult, maxAttempts: (String) -> Int) throws -> Claimed {
         var claimed = Claimed()
         claimed.jobs.reserveCapacity(result.count)
@@ -139,6 +130,11 @@ enum Resolution: Sendable {
     /// to the queue after `wait`, nothing counted and no attempt row written; `reason` goes to
     /// `last_error`.
     case snooze(reason: String, wait: Duration)
+
+    /// A job whose attempt a shutdown (or a lost lease) cut short, or that nothing will run: back
+    /// to the queue in its place.
+    static let releasedAtShutdown = Resolution.release(
+        reason: "released at shutdown; this attempt does not count", wait: nil)
 
     var outcomeLabel: String {
         switch self {

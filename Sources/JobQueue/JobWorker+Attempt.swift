@@ -83,7 +83,7 @@ extension JobWorker {
     /// else a failed attempt.
     private func resolveFailure(_ error: any Error, job: Job, stopped: StopReason?, logger: Logger) -> Resolution {
         if stopped != nil || Task.isCancelled {
-            return .release(reason: "released at shutdown; this attempt does not count", wait: nil)
+            return .releasedAtShutdown
         }
         if let error = error as? PQError, error.isTransient {
             // The database failed, not the job (a terminated backend, a restart, a lock held

@@ -32,27 +32,17 @@ extension JobWorker: Finisher.OutcomeClaimer {
         return min(state.withLock { $0.slotsHeld(by: keys) }, configuration.claimBatchSize)
     }
 
-    func claimStatement(limit: Int) -> PQStatement {
-        store.claimStatement(
-            kinds: kinds, keyLimits: handlers.compactMapValues(\.concurrencyLimit), limit: limit,
-            lease: configuration.lease)
-    }
-
     func claimed(
         _ rows: PQResult?, with entries: [Finisher.Entry], on connection: PQConnection
     ) async -> [Finisher.Entry] {
         var claimed = JobStore.Claimed()
         if let rows {
             do {
-                claimed = try store.claimed(rows, maxAttempts: { self.policy(for: $0).maxAttempts })
+                claimed = try await jobs(claimedBy: rows, on: connection)
             } catch {
                 logger.error(
                     "could not read the jobs claimed with outcomes; their leases will return them to the queue",
                     metadata: ["error": "\(error)"])
-            }
-            if configuration.tracing.isOn {
-                claimed.jobs = await configuration.tracing.withTraceContexts(
-                    claimed.jobs, schema: configuration.schema, connection: connection, logger: logger)
             }
         }
         let batch = entries.map { AttemptKey(id: $0.job.id, attempt: $0.job.attempt) }
@@ -74,9 +64,7 @@ extension JobWorker: Finisher.OutcomeClaimer {
         if accepted { return [] }
         // The drain has ended: nothing will run them.
         return (claimed.jobs + claimed.unreadable.map(\.job)).map {
-            Finisher.Entry(
-                job: $0, resolution: .release(reason: "released at shutdown; this attempt does not count", wait: nil),
-                statements: [], ended: .now)
+            Finisher.Entry(job: $0, resolution: .releasedAtShutdown, statements: [], ended: .now)
         }
     }
 

@@ -53,7 +53,7 @@ extension JobWorker: LeaseHolder {
                 : nil,
             renewInterval: configuration.lease / 3,
             repairer: KeyRepairer(
-                store: store, kinds: kinds, keyLimits: handlers.compactMapValues(\.concurrencyLimit), metrics: metrics,
+                store: store, kinds: kinds, keyLimits: keyLimits, metrics: metrics,
                 logger: logger, wakeUps: wakeUps, signals: testSignals),
             repairInterval: configuration.keyRepairInterval)
     }

@@ -28,6 +28,8 @@ import Synchronization
 public final class JobWorker: Service, Sendable {
     public let configuration: JobWorkerConfiguration
     let handlers: [String: any JobHandler]
+    /// Per kind, the most jobs of one concurrency key running at once (kinds without a limit left out).
+    let keyLimits: [String: Int]
     let database: PQConnectionPool
     let logger: Logger
     let store: JobStore
@@ -69,6 +71,7 @@ public final class JobWorker: Service, Sendable {
         var byKind: [String: any JobHandler] = [:]
         for handler in handlers { byKind[handler.kind] = handler }
         self.handlers = byKind
+        self.keyLimits = byKind.compactMapValues(\.concurrencyLimit)
         self.database = database
         var logger = logger
         logger[metadataKey: "worker.id"] = "\(configuration.workerID)"
@@ -234,17 +237,26 @@ public final class JobWorker: Service, Sendable {
     }
 
     private func claim(_ connections: PQConnectionPool, limit: Int) async throws -> JobStore.Claimed {
-        let keyLimits = handlers.compactMapValues(\.concurrencyLimit)
-        return try await connections.withConnection { connection in
-            var claimed = try await store.claim(
-                connection, kinds: kinds, keyLimits: keyLimits, limit: limit, lease: configuration.lease,
-                maxAttempts: { self.policy(for: $0).maxAttempts })
-            if configuration.tracing.isOn {
-                claimed.jobs = await configuration.tracing.withTraceContexts(
-                    claimed.jobs, schema: configuration.schema, connection: connection, logger: logger)
-            }
-            return claimed
+        try await connections.withConnection { connection in
+            let statement = claimStatement(limit: limit)
+            let rows = try await connection.query(statement.query, statement.bindings)
+            return try await jobs(claimedBy: rows, on: connection)
         }
+    }
+
+    /// The claim of up to `limit` jobs, run alone or at the end of an outcome transaction.
+    func claimStatement(limit: Int) -> PQStatement {
+        store.claimStatement(kinds: kinds, keyLimits: keyLimits, limit: limit, lease: configuration.lease)
+    }
+
+    /// The jobs a claim's rows hold, with their trace contexts while tracing is on.
+    func jobs(claimedBy rows: PQResult, on connection: PQConnection) async throws -> JobStore.Claimed {
+        var claimed = try store.claimed(rows, maxAttempts: { self.policy(for: $0).maxAttempts })
+        if configuration.tracing.isOn {
+            claimed.jobs = await configuration.tracing.withTraceContexts(
+                claimed.jobs, schema: configuration.schema, connection: connection, logger: logger)
+        }
+        return claimed
     }
 
     /// Puts the claimed jobs on the books, starts one task per job, and sends the unreadable rows

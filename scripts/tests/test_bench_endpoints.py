@@ -37,14 +37,17 @@ def test_issue_22_targets_judge_their_figures():
         "delivery_2_clients": {"deliveries_per_second": 2900.0},
         "slow_endpoint": {"deliveries_per_second": 151.0, "in_flight_peak": 31},
         "fairness": {"new_insert_to_receipt_ms": {"p50": 50.0}},
-        "retry_after": {"requests_inside_window": 1},
+        "retry_after": {"requests_inside_window": 3, "requests_sent_inside_window": 1},
     })
     verdicts = {key: met[key]["verdict"] for key in ("one_endpoint", "two_endpoints", "slow_endpoint",
                                                       "slow_endpoint_in_flight", "fairness_p50",
                                                       "retry_after_inside")}
     assert verdicts == {"one_endpoint": "met", "two_endpoints": "MISSED", "slow_endpoint": "met",
                         "slow_endpoint_in_flight": "MISSED", "fairness_p50": "met", "retry_after_inside": "MISSED"}
-    assert targets({"retry_after": {"requests_inside_window": 0}})["retry_after_inside"]["verdict"] == "met"
+    # Judged on the requests sent after an answer came back, not on the first ones sent at once.
+    sent_before = targets({"retry_after": {"requests_inside_window": 3, "requests_sent_inside_window": 0}})
+    assert sent_before["retry_after_inside"]["verdict"] == "met"
+    assert sent_before["retry_after_inside"]["value"] == 0
     assert targets({})["fairness_p50"]["verdict"] == "-"
 
 

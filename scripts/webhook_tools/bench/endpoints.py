@@ -206,9 +206,11 @@ def retry_after(bench):
     throttled = next((req for req in requests if req[3] == 429), None)
     inside = inside_window(requests, throttled[1], RETRY_AFTER_SECONDS) if throttled else None
     offsets = arrivals_after(requests, throttled[1], RETRY_AFTER_SECONDS) if throttled else []
-    # The endpoint starts at ISOLATION_LIMIT in flight: the first that many requests were all sent
-    # before any answer came back, the 429 among them. A later one inside the window was sent
-    # after an answer had come back.
+    # The endpoint starts at ISOLATION_LIMIT in flight and the 429 answers its first request, so the
+    # first that many requests were all sent before any answer came back: the worker could not yet
+    # know of the 429 when it sent them, and it cannot call back a request already sent. A later
+    # one inside the window was sent after an answer had come back: those are the requests the
+    # target counts (sent inside the window). The arrivals are kept beside it.
     later = inside_window(requests[ISOLATION_LIMIT:], throttled[1], RETRY_AFTER_SECONDS) if throttled else None
     retried = next((req[0] for req in requests if throttled and req[2] == throttled[2] and req[3] != 429), None)
     bench.check_workers(phase, workers, expected=("webhook attempt failed", "asked for a pause"))
@@ -222,6 +224,9 @@ def retry_after(bench):
         "requests_inside_window": inside,
         "inside_arrived_after_ms": offsets,
         "inside_after_first_requests": later,
+        "requests_sent_inside_window": later,
         "throttled_retried_after_s": r(retried - throttled[1], 2) if retried and throttled else None,
-        "definition": "requests arriving after the 429 was answered and before Retry-After seconds passed",
+        "definition": ("requests_inside_window: requests arriving after the 429 was answered and before "
+                       "Retry-After seconds passed; requests_sent_inside_window: those of them sent after an "
+                       f"answer had come back (not among the first {ISOLATION_LIMIT}, sent at once before any)"),
     }

@@ -5,6 +5,7 @@ import json
 import os
 
 from ..core import ROOT
+from .settings import ISOLATION_LIMIT
 from .targets import targets as compute_targets
 
 
@@ -199,11 +200,10 @@ def endpoint_rows(res, add, failed):
         add("fairness", "new endpoint insert -> receipt max (ms)", lat["max"])
     if failed("retry_after", "retry-after"):
         a = res["retry_after"]
-        add("retry-after", f"requests inside the 429's Retry-After ({a['retry_after_s']} s; {a['events']} queued)",
-            a["requests_inside_window"], "retry_after_inside")
-        if a.get("inside_after_first_requests") is not None:
-            add("retry-after", "  of them sent after an answer had come back (after the first 4)",
-                a["inside_after_first_requests"])
+        add("retry-after", f"requests sent inside the 429's Retry-After ({a['retry_after_s']} s; {a['events']} "
+            "queued), after an answer came back", a.get("requests_sent_inside_window"), "retry_after_inside")
+        add("retry-after", f"  requests arriving inside it, the first {ISOLATION_LIMIT} (sent at once) included",
+            a["requests_inside_window"])
         add("retry-after", "the throttled delivery retried after (s)", a["throttled_retried_after_s"])
 
 

@@ -30,6 +30,32 @@ extension JobEnqueuer {
             """ + (returning ? "\nRETURNING id, unique_key" : ""))
     }
 
+    /// Inserts many jobs whose unique keys are fresh: made for rows inserted in the same
+    /// transaction, such as a delivery's job keyed by the delivery's new id. Nothing checks them
+    /// for duplicates: the statement has no `ON CONFLICT`, and it sets `<schema>.fresh_unique_keys`
+    /// around its rows so that the jobs table's duplicate-key trigger passes them by (queue
+    /// migration 022; the trigger cost 26 µs a row). A key that is taken after all fails the
+    /// statement with a unique violation, so that no job is lost silently.
+    static func insertFresh(_ schema: String) -> PQQuery {
+        PQQuery(
+            "\(schema).enqueueFreshJobRows",
+            """
+            WITH inserted AS (
+                INSERT INTO \(schema).jobs
+                    (kind, payload, run_at, priority, max_attempts, unique_key, concurrency_key, trace_context)
+                SELECT t.kind, t.payload, coalesce(t.run_at, now()), t.priority, t.max_attempts, t.unique_key,
+                       t.concurrency_key, t.trace_context
+                FROM (SELECT set_config('\(schema).fresh_unique_keys', 'on', true)) AS fresh,
+                     unnest($1::text[], $2::jsonb[], $3::timestamptz[], $4::smallint[], $5::integer[], $6::text[],
+                            $7::text[], $8::text[])
+                    AS t(kind, payload, run_at, priority, max_attempts, unique_key, concurrency_key, trace_context)
+                RETURNING 1
+            )
+            -- Back to 'off' once every row is in: count(*) reads them all first.
+            SELECT set_config('\(schema).fresh_unique_keys', 'off', true) FROM (SELECT count(*) FROM inserted) AS done
+            """)
+    }
+
     static func manyBindings(_ jobs: [NewJob]) -> [any PQEncodable] {
         [
             PQArray(jobs.map(\.kind)), PQArray(jobs.map(\.payload)), PQArray(jobs.map(\.runAt)),
@@ -62,9 +88,22 @@ extension JobEnqueuer {
     /// the key rows, the hooks) run once for the batch instead of once per outcome. For a handler
     /// that enqueues on every run, such as a fan-out.
     public static func enqueueingRows(_ jobs: [NewJob], in schema: JobQueueSchema) -> [BoundStatement] {
+        rows(jobs, of: schema.statements.enqueueJobRows)
+    }
+
+    /// As ``enqueueingRows(_:in:)``, for jobs whose unique keys cannot be taken: each names a row
+    /// the same transaction inserts with a new id (a fan-out's deliveries). Their keys are not
+    /// checked for duplicates, which saves the jobs table's per-row duplicate check (queue
+    /// migration 022); a key that is taken all the same fails the write with a unique violation
+    /// instead of being skipped. Jobs without a unique key gain nothing here.
+    public static func enqueueingFreshRows(_ jobs: [NewJob], in schema: JobQueueSchema) -> [BoundStatement] {
+        rows(jobs, of: schema.statements.enqueueFreshJobRows)
+    }
+
+    private static func rows(_ jobs: [NewJob], of query: PQQuery) -> [BoundStatement] {
         jobs.map { job in
             BoundStatement.row(
-                of: schema.statements.enqueueJobRows,
+                of: query,
                 [
                     job.kind, job.payload, job.runAt, job.priority, job.maxAttempts, job.uniqueKey, job.concurrencyKey,
                     job.traceContext,

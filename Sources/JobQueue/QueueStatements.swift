@@ -43,6 +43,7 @@ final class QueueStatements: Sendable {
     let readTraceContexts: PQQuery
     let enqueueJobs: PQQuery
     let enqueueJobRows: PQQuery
+    let enqueueFreshJobRows: PQQuery
     let jobTraceContext: PQQuery
     let jobIsQueued: PQQuery
     let jobIsQueuedByKey: PQQuery
@@ -92,6 +93,7 @@ final class QueueStatements: Sendable {
         readTraceContexts = JobTracing.readTraceContexts(schema)
         enqueueJobs = JobEnqueuer.insertMany(schema)
         enqueueJobRows = JobEnqueuer.insertMany(schema, returning: false)
+        enqueueFreshJobRows = JobEnqueuer.insertFresh(schema)
         jobTraceContext = QueuedJobs.traceContext(schema)
         jobIsQueued = QueuedJobs.isQueued(schema)
         jobIsQueuedByKey = QueuedJobs.isQueuedByKey(schema)

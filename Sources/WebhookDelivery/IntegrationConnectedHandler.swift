@@ -95,10 +95,10 @@ public struct IntegrationConnectedHandler: JobHandler {
 
     /// One delivery, a row (``BoundStatement/row(of:_:since:)``) for each recipient. Its
     /// `webhook.deliver` job is a row of the statement that follows it in the same transaction
-    /// (``JobEnqueuer/enqueueingRows(_:in:)``, as for a resend). The fan-outs whose outcomes are
-    /// written together insert all their deliveries in one statement and all their jobs in
-    /// another: with one recipient per event, a statement per fan-out was half of the database's
-    /// time per delivery.
+    /// (``JobEnqueuer/enqueueingFreshRows(_:in:)``: its unique key names the new delivery, so it is
+    /// not checked for duplicates). The fan-outs whose outcomes are written together insert all
+    /// their deliveries in one statement and all their jobs in another: with one recipient per
+    /// event, a statement per fan-out was half of the database's time per delivery.
     ///
     /// A delivery is made once per (source job, client): the clients the job already has one for
     /// are left out (``accountAgain``'s `fanned_out`; a first attempt has none). Should two
@@ -194,6 +194,7 @@ public struct IntegrationConnectedHandler: JobHandler {
         let deliveries = zip(clients, deliveryIDs).map { client, deliveryID in
             BoundStatement.row(of: Self.createDelivery, [deliveryID, job.id, accountID, userID, client, body])
         }
-        return .complete(statements: deliveries + JobEnqueuer.enqueueingRows(jobs, in: WebhookDeliverySchema.queue))
+        // The jobs' unique keys name the deliveries just made, with new ids: nothing to check them for.
+        return .complete(statements: deliveries + JobEnqueuer.enqueueingFreshRows(jobs, in: WebhookDeliverySchema.queue))
     }
 }

@@ -152,6 +152,47 @@ extension JobQueueTests {
         }
     }
 
+    @Test("jobs with fresh unique keys pass the duplicate check by; it is back on for the statements after them")
+    func freshUniqueKeys() async throws {
+        try await withQueueDatabase { database in
+            let schema = database.schema
+            let fresh = BoundStatement.merged(
+                JobEnqueuer.enqueueingFreshRows(
+                    [
+                        NewJob(kind: "test.job", uniqueKey: "fresh-1"), NewJob(kind: "test.job", uniqueKey: "fresh-2"),
+                        NewJob(kind: "test.job", concurrencyKey: "k"),
+                    ], in: database.queue))
+            #expect(fresh.count == 1)
+            let setting = PQStatement(
+                PQQuery("", "SELECT coalesce(current_setting('\(schema).fresh_unique_keys', true), '') AS setting"))
+            let duplicate = PQStatement(
+                PQQuery("", "INSERT INTO \(schema).jobs (kind, unique_key) VALUES ('test.job', 'fresh-1') RETURNING id"))
+            // One implicit transaction, as an outcome's write: the fresh rows, then a plain insert of
+            // a key they took, which the trigger must still skip.
+            let results = try await database.withConnection { try await $0.pipeline(fresh + [setting, duplicate]) }
+            #expect(try results[1].get().first?.decode("setting", as: String.self) == "off")
+            #expect(try results[2].get().rows.isEmpty, "the plain insert of a taken key was not skipped")
+            #expect(try await database.count("SELECT count(*) FROM \(schema).jobs") == 3)
+            #expect(
+                try await database.count(
+                    "SELECT count(*) FROM \(schema).jobs WHERE unique_key IN ('fresh-1', 'fresh-2')") == 2)
+            // The keys are not checked: a taken one fails the statement, whose rows are all left out,
+            // where the trigger would have skipped it and inserted the others.
+            let taken = BoundStatement.merged(
+                JobEnqueuer.enqueueingFreshRows(
+                    [NewJob(kind: "test.job", uniqueKey: "fresh-3"), NewJob(kind: "test.job", uniqueKey: "fresh-1")],
+                    in: database.queue))
+            let refused = try await database.withConnection { try await $0.pipeline(taken) }
+            guard case .failure(let error) = refused[0] else {
+                Issue.record("a fresh row with a taken unique key was inserted or skipped")
+                return
+            }
+            #expect(error.sqlState == "23505", "\(error)")
+            #expect(
+                try await database.count("SELECT count(*) FROM \(schema).jobs WHERE unique_key = 'fresh-3'") == 0)
+        }
+    }
+
     @Test("the DBA views report depth by state and dead letters by reason")
     func views() async throws {
         try await withQueueDatabase { database in

@@ -1390,7 +1390,7 @@ CREATE TRIGGER jobs_notify_insert AFTER INSERT ON job_queue.jobs REFERENCING NEW
 
 CREATE TRIGGER jobs_run_inserted_hooks AFTER INSERT ON job_queue.jobs REFERENCING NEW TABLE AS inserted_jobs FOR EACH STATEMENT EXECUTE FUNCTION job_queue.run_inserted_hooks();
 
-CREATE TRIGGER jobs_skip_duplicate_unique_key BEFORE INSERT ON job_queue.jobs FOR EACH ROW WHEN ((new.unique_key IS NOT NULL)) EXECUTE FUNCTION job_queue.skip_duplicate_unique_key();
+CREATE TRIGGER jobs_skip_duplicate_unique_key BEFORE INSERT ON job_queue.jobs FOR EACH ROW WHEN (((new.unique_key IS NOT NULL) AND ((pg_trigger_depth() > 0) OR (current_setting('job_queue.fresh_unique_keys'::text, true) IS DISTINCT FROM 'on'::text)))) EXECUTE FUNCTION job_queue.skip_duplicate_unique_key();
 
 CREATE TRIGGER jobs_wake_concurrency_keys_delete AFTER DELETE ON job_queue.jobs REFERENCING OLD TABLE AS deleted_jobs FOR EACH STATEMENT EXECUTE FUNCTION job_queue.wake_deleted_concurrency_keys();
 

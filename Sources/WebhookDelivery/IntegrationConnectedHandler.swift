@@ -195,6 +195,7 @@ public struct IntegrationConnectedHandler: JobHandler {
             BoundStatement.row(of: Self.createDelivery, [deliveryID, job.id, accountID, userID, client, body])
         }
         // The jobs' unique keys name the deliveries just made, with new ids: nothing to check them for.
-        return .complete(statements: deliveries + JobEnqueuer.enqueueingFreshRows(jobs, in: WebhookDeliverySchema.queue))
+        let enqueue = JobEnqueuer.enqueueingFreshRows(jobs, in: WebhookDeliverySchema.queue)
+        return .complete(statements: deliveries + enqueue)
     }
 }

@@ -166,7 +166,8 @@ extension JobQueueTests {
             let setting = PQStatement(
                 PQQuery("", "SELECT coalesce(current_setting('\(schema).fresh_unique_keys', true), '') AS setting"))
             let duplicate = PQStatement(
-                PQQuery("", "INSERT INTO \(schema).jobs (kind, unique_key) VALUES ('test.job', 'fresh-1') RETURNING id"))
+                PQQuery(
+                    "", "INSERT INTO \(schema).jobs (kind, unique_key) VALUES ('test.job', 'fresh-1') RETURNING id"))
             // One implicit transaction, as an outcome's write: the fresh rows, then a plain insert of
             // a key they took, which the trigger must still skip.
             let results = try await database.withConnection { try await $0.pipeline(fresh + [setting, duplicate]) }

@@ -94,6 +94,88 @@ struct AdaptiveLimitDatabaseTests {
         }
     }
 
+    /// Replicas' batches at once, over endpoints some of which are new to every batch: locked in
+    /// key order, they never deadlock, and every endpoint's limit in the queue is the whole part of
+    /// its row's (a batch that applied its limit and one that did not cannot interleave).
+    @Test("batches of several replicas at once over shared and new endpoints: no deadlock, limits applied")
+    func concurrentBatches() async throws {
+        let environment = ProcessInfo.processInfo.environment
+        let seeds: [UInt64] =
+            environment["STRESS_SEED"].flatMap { UInt64($0) }.map { [$0] }
+            ?? [1, 2, 3] + (0..<3).map { _ in UInt64.random(in: 1...UInt64(UInt32.max)) }
+        let settings = AdaptiveLimit.Settings(initial: 4, ceiling: 12)
+        for seed in seeds {
+            try await withTestDatabase { database in
+                let failed = await withTaskGroup(of: [String].self) { group in
+                    for replica in 0..<4 {
+                        group.addTask {
+                            await Self.adaptRounds(database, seed: seed &+ UInt64(replica) &* 7919, settings)
+                                .map { "replica \(replica): \($0)" }
+                        }
+                    }
+                    return await group.reduce(into: []) { $0 += $1 }
+                }
+                let replay = "seed \(seed) (STRESS_SEED=\(seed) replays it)"
+                #expect(failed.isEmpty, "\(replay): \(failed.prefix(3))")
+                let rows = try await database.query(
+                    """
+                    SELECT c.key, c.limit_value, c.applied, l.max_running
+                    FROM webhook_worker.endpoint_concurrency c
+                    LEFT JOIN webhook_worker.concurrency_key_limits l
+                        ON l.kind = 'webhook.deliver' AND l.concurrency_key = c.key
+                    """
+                ).rows
+                #expect(rows.count == 5 + Self.rounds, "\(replay): \(rows.count) endpoints")
+                for row in rows {
+                    let value = try row.decode("limit_value", as: Double.self)
+                    let applied: Int? = try row.decodeIfPresent("applied")
+                    let queue: Int? = try row.decodeIfPresent("max_running")
+                    let whole = min(max(Int(value.rounded(.down)), settings.floor), settings.ceiling)
+                    let key = try row.decode("key", as: String.self)
+                    let seen = "limit \(value), applied \(applied ?? -1), queue \(queue ?? -1)"
+                    #expect(applied == whole && queue == whole, "\(replay): \(key) \(seen)")
+                }
+            }
+        }
+    }
+
+    static let rounds = 25
+
+    /// One replica's batches: each round, the round's new endpoint, a shared one and up to 12
+    /// answers drawn from both kinds. Returns the errors, which should be none.
+    static func adaptRounds(
+        _ database: TestDatabase, seed: UInt64, _ settings: AdaptiveLimit.Settings
+    ) async
+        -> [String]
+    {
+        var random = SeededGenerator(seed: seed)
+        var errors: [String] = []
+        do {
+            try await database.withConnection { connection in
+                for round in 0..<rounds {
+                    let pool = (0..<5).map { "client:s\($0)" } + ["client:r\(round)"]
+                    let drawn = (0..<Int.random(in: 1...12, using: &random)).map { _ in
+                        pool.randomElement(using: &random)!
+                    }
+                    let keys = ["client:r\(round)", "client:s\(round % 5)"] + drawn
+                    let signals: [AdaptiveLimit.Signal] = keys.map { _ in
+                        Int.random(in: 0..<4, using: &random) == 0
+                            ? .overloaded : .answered(milliseconds: Double.random(in: 1...40, using: &random))
+                    }
+                    do {
+                        _ = try await connection.query(
+                            WebhookDeliverHandler.adaptQuery, Self.bindings(keys, signals, settings))
+                    } catch {
+                        errors.append("round \(round): \(error)")
+                    }
+                }
+            }
+        } catch {
+            errors.append("\(error)")
+        }
+        return errors
+    }
+
     static func bindings(
         _ keys: [String], _ signals: [AdaptiveLimit.Signal], _ settings: AdaptiveLimit.Settings,
         overloadedMilliseconds: Double = 0

@@ -130,7 +130,8 @@ public struct PQArray<Element: PQEncodable>: PQEncodable {
     public init(_ elements: [Element]) { self.elements = elements }
     public var postgresText: String? {
         // Built as UTF-8 bytes: appending to a String scalar by scalar cost 3 % of the worker's
-        // CPU at full speed.
+        // CPU at full speed. An element without a quote or a backslash (nearly all) is copied
+        // whole, not byte by byte.
         var text: [UInt8] = [UInt8(ascii: "{")]
         for (index, element) in elements.enumerated() {
             if index > 0 { text.append(UInt8(ascii: ",")) }
@@ -139,9 +140,14 @@ public struct PQArray<Element: PQEncodable>: PQEncodable {
                 continue
             }
             text.append(UInt8(ascii: "\""))
-            for byte in value.utf8 {
-                if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") { text.append(UInt8(ascii: "\\")) }
-                text.append(byte)
+            let utf8 = value.utf8
+            if utf8.contains(where: { $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+                for byte in utf8 {
+                    if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") { text.append(UInt8(ascii: "\\")) }
+                    text.append(byte)
+                }
+            } else {
+                text.append(contentsOf: utf8)
             }
             text.append(UInt8(ascii: "\""))
         }

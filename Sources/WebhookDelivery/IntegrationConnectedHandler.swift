@@ -180,7 +180,7 @@ public struct IntegrationConnectedHandler: JobHandler {
             providerAccountID: try account.decodeIfPresent("account_id"),
             mcpEndpointBase: configuration.mcpEndpointBase, name: try account.decode("name"),
             icon: try account.decodeIfPresent("icon"), timestamp: job.createdAt)
-        let body = String(decoding: event.body(), as: UTF8.self)
+        let body = event.body()
         let now = Date()
         let deliveryIDs = clients.map { _ in DeliveryID.make(at: now) }
         context.logger.info("fanning out integration.connected", metadata: ["recipients": "\(clients.count)"])

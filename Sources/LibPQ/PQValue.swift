@@ -130,8 +130,7 @@ public struct PQArray<Element: PQEncodable>: PQEncodable {
     public init(_ elements: [Element]) { self.elements = elements }
     public var postgresText: String? {
         // Built as UTF-8 bytes: appending to a String scalar by scalar cost 3 % of the worker's
-        // CPU at full speed. An element without a quote or a backslash (nearly all) is copied
-        // whole, not byte by byte.
+        // CPU at full speed.
         var text: [UInt8] = [UInt8(ascii: "{")]
         for (index, element) in elements.enumerated() {
             if index > 0 { text.append(UInt8(ascii: ",")) }
@@ -140,19 +139,31 @@ public struct PQArray<Element: PQEncodable>: PQEncodable {
                 continue
             }
             text.append(UInt8(ascii: "\""))
-            let utf8 = value.utf8
-            if utf8.contains(where: { $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
-                for byte in utf8 {
-                    if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") { text.append(UInt8(ascii: "\\")) }
-                    text.append(byte)
-                }
-            } else {
-                text.append(contentsOf: utf8)
-            }
+            appendArrayElement(value, to: &text)
             text.append(UInt8(ascii: "\""))
         }
         text.append(UInt8(ascii: "}"))
         return String(decoding: text, as: UTF8.self)
+    }
+}
+
+/// `value`'s bytes with a backslash before each quote and backslash, copied a run at a time
+/// between them: byte by byte, the JSON of the deliveries' bodies (quotes throughout) cost
+/// 5 % of the worker's CPU.
+private func appendArrayElement(_ value: String, to text: inout [UInt8]) {
+    let copied: Void? = value.utf8.withContiguousStorageIfAvailable { bytes in
+        var start = 0
+        for index in bytes.indices where bytes[index] == UInt8(ascii: "\"") || bytes[index] == UInt8(ascii: "\\") {
+            text.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start..<index]))
+            text.append(UInt8(ascii: "\\"))
+            start = index
+        }
+        text.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start...]))
+    }
+    guard copied == nil else { return }
+    for byte in value.utf8 {
+        if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") { text.append(UInt8(ascii: "\\")) }
+        text.append(byte)
     }
 }
 

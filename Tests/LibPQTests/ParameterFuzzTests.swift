@@ -16,7 +16,11 @@ struct ParameterFuzzTests {
         try await withTestDatabase { database in
             let connection = try await database.connect()
             let query = PQQuery(
-                "roundTripText", "SELECT $1::text AS t, $2::text[] = $3::text[] AS same, cardinality($2::text[]) AS n")
+                "roundTripText",
+                """
+                SELECT $1::text AS t, $2::text[] = $3::text[] AS same, cardinality($2::text[]) AS n,
+                       array_to_json($2::text[])::text AS elements
+                """)
             await propertyCheck(count: 300, input: Self.text) { text in
                 let list = text.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
                 let row = try #require(
@@ -24,6 +28,9 @@ struct ParameterFuzzTests {
                 #expect(try row.decode("t", as: String.self) == text)
                 #expect(try row.decode("same", as: Bool.self))
                 #expect(try row.decode("n", as: Int.self) == list.count)
+                // Each element as it was sent, read back through JSON.
+                let elements = try row.decode("elements", as: String.self)
+                #expect(try JSONDecoder().decode([String].self, from: Data(elements.utf8)) == list)
             }
             await connection.close()
         }

@@ -91,7 +91,7 @@ public struct BoundStatement: Sendable {
             }
         }
         for group in groups {
-            var parameters: [any PQEncodable] = group.columns.map { PQArray($0) }
+            var parameters: [any PQEncodable] = group.columns.map { PQTextArray($0) }
             if let since = group.since { parameters.append(since) }
             merged[group.index] = PQStatement(group.query, parameters)
         }

@@ -129,22 +129,39 @@ public struct PQArray<Element: PQEncodable>: PQEncodable {
     public var elements: [Element]
     public init(_ elements: [Element]) { self.elements = elements }
     public var postgresText: String? {
-        // Built as UTF-8 bytes: appending to a String scalar by scalar cost 3 % of the worker's
-        // CPU at full speed.
-        var text: [UInt8] = [UInt8(ascii: "{")]
-        for (index, element) in elements.enumerated() {
-            if index > 0 { text.append(UInt8(ascii: ",")) }
-            guard let value = element.postgresText else {
-                text.append(contentsOf: "NULL".utf8)
-                continue
-            }
-            text.append(UInt8(ascii: "\""))
-            appendArrayElement(value, to: &text)
-            text.append(UInt8(ascii: "\""))
-        }
-        text.append(UInt8(ascii: "}"))
-        return String(decoding: text, as: UTF8.self)
+        // By index: `enumerated()` here, unspecialized (the parameter is an `any PQEncodable`),
+        // looked its iterator's type up at run time for every array.
+        var texts: [String?] = []
+        texts.reserveCapacity(elements.count)
+        for index in elements.indices { texts.append(elements[index].postgresText) }
+        return arrayLiteral(texts)
     }
+}
+
+/// A `text[]` parameter of values already in PostgreSQL's text form (nil: NULL), such as the
+/// columns of rows merged into one statement: ``PQArray`` without its generic element.
+public struct PQTextArray: PQEncodable {
+    public var elements: [String?]
+    public init(_ elements: [String?]) { self.elements = elements }
+    public var postgresText: String? { arrayLiteral(elements) }
+}
+
+/// `{"a","b\\"c",NULL}`: every element quoted, quotes and backslashes escaped. Built as UTF-8
+/// bytes: appending to a String scalar by scalar cost 3 % of the worker's CPU at full speed.
+private func arrayLiteral(_ elements: [String?]) -> String {
+    var text: [UInt8] = [UInt8(ascii: "{")]
+    for index in elements.indices {
+        if index > 0 { text.append(UInt8(ascii: ",")) }
+        guard let value = elements[index] else {
+            text.append(contentsOf: "NULL".utf8)
+            continue
+        }
+        text.append(UInt8(ascii: "\""))
+        appendArrayElement(value, to: &text)
+        text.append(UInt8(ascii: "\""))
+    }
+    text.append(UInt8(ascii: "}"))
+    return String(decoding: text, as: UTF8.self)
 }
 
 /// `value`'s bytes with a backslash before each quote and backslash, copied a run at a time

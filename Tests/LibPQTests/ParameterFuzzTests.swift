@@ -11,7 +11,7 @@ struct ParameterFuzzTests {
         (0..<Int.random(in: 0...20, using: &rng)).map { _ in AwkwardText.pieces.randomElement(using: &rng)! }.joined()
     })
 
-    @Test("any text and any list of texts round-trip through PostgreSQL parameters")
+    @Test("any text and any list of texts round-trip through PostgreSQL parameters, as PQArray and PQTextArray")
     func textRoundTrip() async throws {
         try await withTestDatabase { database in
             let connection = try await database.connect()
@@ -24,7 +24,7 @@ struct ParameterFuzzTests {
             await propertyCheck(count: 300, input: Self.text) { text in
                 let list = text.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
                 let row = try #require(
-                    try await connection.query(query, [text, PQArray(list), PQArray(list)]).first)
+                    try await connection.query(query, [text, PQArray(list), PQTextArray(list)]).first)
                 #expect(try row.decode("t", as: String.self) == text)
                 #expect(try row.decode("same", as: Bool.self))
                 #expect(try row.decode("n", as: Int.self) == list.count)

@@ -28,17 +28,20 @@ public enum URLRedaction {
     /// scheme and host.
     public static func redacted(_ url: String) -> String {
         // Every attempt redacts its endpoint's URL, and parsing it was 1 % of the worker's CPU:
-        // the answers of the last URLs seen are kept (they hold no more than the worker already does).
-        if let known = recent.withLock({ $0[url] }) { return known }
+        // the answers are kept for up to 1,024 URLs (emptied when full), keyed by their bytes, not
+        // by String equality, which takes canonically equivalent text for the same. They hold no
+        // more than the worker already does.
+        let key = Array(url.utf8)
+        if let known = recent.withLock({ $0[key] }) { return known }
         let text = redact(url)
         recent.withLock { recent in
             if recent.count >= 1024 { recent.removeAll(keepingCapacity: true) }
-            recent[url] = text
+            recent[key] = text
         }
         return text
     }
 
-    private static let recent = Mutex<[String: String]>([:])
+    private static let recent = Mutex<[[UInt8]: String]>([:])
 
     private static func redact(_ url: String) -> String {
         guard let components = URLComponents(string: url), let scheme = components.scheme,

@@ -110,7 +110,7 @@ struct AdaptiveLimitDatabaseTests {
                     for replica in 0..<4 {
                         group.addTask {
                             await Self.adaptRounds(database, seed: seed &+ UInt64(replica) &* 7919, settings)
-                                .map { "replica \(replica): \($0)" }
+                                .errors.map { "replica \(replica): \($0)" }
                         }
                     }
                     return await group.reduce(into: []) { $0 += $1 }
@@ -143,13 +143,16 @@ struct AdaptiveLimitDatabaseTests {
 
     /// One replica's batches: each round, the round's new endpoint, a shared one and up to 12
     /// answers drawn from both kinds. Returns the errors, which should be none.
+    /// One replica's batches: each round, the round's new endpoint, a shared one and up to 12
+    /// answers drawn from both kinds; with `growthOnly`, every answer a fast 2xx, so that each
+    /// adds exactly 1 to its endpoint's limit whatever the order. Returns the errors (there
+    /// should be none) and how many answers each endpoint got.
     static func adaptRounds(
-        _ database: TestDatabase, seed: UInt64, _ settings: AdaptiveLimit.Settings
-    ) async
-        -> [String]
-    {
+        _ database: TestDatabase, seed: UInt64, _ settings: AdaptiveLimit.Settings, growthOnly: Bool = false
+    ) async -> (errors: [String], answers: [String: Int]) {
         var random = SeededGenerator(seed: seed)
         var errors: [String] = []
+        var answers: [String: Int] = [:]
         do {
             try await database.withConnection { connection in
                 for round in 0..<rounds {
@@ -159,12 +162,13 @@ struct AdaptiveLimitDatabaseTests {
                     }
                     let keys = ["client:r\(round)", "client:s\(round % 5)"] + drawn
                     let signals: [AdaptiveLimit.Signal] = keys.map { _ in
-                        Int.random(in: 0..<4, using: &random) == 0
+                        !growthOnly && Int.random(in: 0..<4, using: &random) == 0
                             ? .overloaded : .answered(milliseconds: Double.random(in: 1...40, using: &random))
                     }
                     do {
                         _ = try await connection.query(
                             WebhookDeliverHandler.adaptQuery, Self.bindings(keys, signals, settings))
+                        for key in keys { answers[key, default: 0] += 1 }
                     } catch {
                         errors.append("round \(round): \(error)")
                     }
@@ -173,7 +177,41 @@ struct AdaptiveLimitDatabaseTests {
         } catch {
             errors.append("\(error)")
         }
-        return errors
+        return (errors, answers)
+    }
+
+    /// No batch's answers are lost to another's: two replicas reading a limit before either wrote
+    /// it would leave it one short for every answer of the batch written first.
+    @Test("answers of several replicas' batches at once all count")
+    func concurrentBatchesAllCount() async throws {
+        let seed = UInt64.random(in: 1...UInt64(UInt32.max))
+        // Every answer fast (under the 50 ms slow floor) and a ceiling out of reach: +1 each.
+        let settings = AdaptiveLimit.Settings(initial: 4, ceiling: 100_000)
+        try await withTestDatabase { database in
+            let results = await withTaskGroup(of: (errors: [String], answers: [String: Int]).self) { group in
+                for replica in 0..<4 {
+                    group.addTask {
+                        await Self.adaptRounds(
+                            database, seed: seed &+ UInt64(replica) &* 7919, settings, growthOnly: true)
+                    }
+                }
+                return await group.reduce(into: []) { $0.append($1) }
+            }
+            let replay = "seed \(seed)"
+            #expect(results.flatMap(\.errors).isEmpty, "\(replay): \(results.flatMap(\.errors).prefix(3))")
+            let answers = results.reduce(into: [String: Int]()) { total, result in
+                total.merge(result.answers, uniquingKeysWith: +)
+            }
+            for row in try await database.query(
+                "SELECT key, limit_value FROM webhook_worker.endpoint_concurrency"
+            ).rows {
+                let key = try row.decode("key", as: String.self)
+                let limit = try row.decode("limit_value", as: Double.self)
+                #expect(limit == Double(4 + (answers[key] ?? 0)), "\(replay): \(key) at \(limit)")
+            }
+            #expect(
+                try await database.count("SELECT count(*) FROM webhook_worker.endpoint_concurrency") == answers.count)
+        }
     }
 
     static func bindings(

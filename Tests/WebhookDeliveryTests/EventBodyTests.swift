@@ -32,11 +32,13 @@ struct EventBodyTests {
             let object = try #require(
                 try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any], "\(context)")
             let integration = try #require(object["integration"] as? [String: Any], "\(context)")
-            #expect(object["user_id"] as? String == event.userID, "\(context)")
-            #expect(integration["id"] as? String == event.integrationAccountID, "\(context)")
-            #expect(integration["name"] as? String == event.name, "\(context)")
-            #expect(integration["icon"] as? String == event.icon, "\(context)")
-            #expect(integration["account_id"] as? String == event.providerAccountID, "\(context)")
+            // Byte for byte: String's == takes canonically equivalent text for equal.
+            func bytes(_ value: Any?) -> [UInt8]? { (value as? String).map { Array($0.utf8) } }
+            #expect(bytes(object["user_id"]) == Array(event.userID.utf8), "\(context)")
+            #expect(bytes(integration["id"]) == Array(event.integrationAccountID.utf8), "\(context)")
+            #expect(bytes(integration["name"]) == Array(event.name.utf8), "\(context)")
+            #expect(bytes(integration["icon"]) == event.icon.map { Array($0.utf8) }, "\(context)")
+            #expect(bytes(integration["account_id"]) == event.providerAccountID.map { Array($0.utf8) }, "\(context)")
             #expect(object["timestamp"] as? String == "2023-11-14T22:13:20.000Z", "\(context)")
         }
     }

@@ -3,7 +3,7 @@
 import urllib.error
 import urllib.request
 
-from webhook_tools.bench.endpoint_figures import arrivals_after, inside_window, rate_in_window
+from webhook_tools.bench.endpoint_figures import arrivals_after, inside_window, rate_in_window, sent_inside_window
 from webhook_tools.bench.endpoint_servers import slow_endpoint, throttling_endpoint
 from webhook_tools.bench.targets import targets
 
@@ -29,6 +29,17 @@ def test_inside_window_ignores_requests_before_the_answer_and_after_the_pause():
                 (11.9, 12.0, "inside", 204), (12.0, 12.0, "at the end", 204), (13.0, 13.0, "after", 204)]
     assert inside_window(requests, 10.0, 2) == 2
     assert inside_window(requests, 13.0, 2) == 0
+
+
+def test_sent_inside_window_excuses_only_the_first_requests_arriving_at_once():
+    # (arrived, answered, delivery id, status); the 429 answered at 10.0, Retry-After 2 s.
+    first = [(9.99, 10.0, "a", 429), (10.003, 10.004, "b", 204), (10.005, 10.006, "c", 204)]
+    assert sent_inside_window(first, 10.0, 2, 4, 0.02) == 0
+    # One of the first 4 arriving late may have been sent late: counted.
+    assert sent_inside_window(first + [(10.5, 10.5, "d", 204)], 10.0, 2, 4, 0.02) == 1
+    # Any request after the first 4 inside the window is counted, however soon; after it, none.
+    later = first + [(10.006, 10.007, "d", 204), (10.008, 10.009, "e", 204), (12.5, 12.5, "f", 204)]
+    assert sent_inside_window(later, 10.0, 2, 4, 0.02) == 1
 
 
 def test_issue_22_targets_judge_their_figures():

@@ -63,8 +63,8 @@ BEGIN
     FOR i IN 1..n LOOP
         IF i = 1 OR ks[i] <> ks[i - 1] THEN
             -- The endpoint's first answer of the batch: its row, as read. A row deleted between
-            -- the insert and the read (by hand: nothing here deletes them) leaves its answers out,
-            -- as 041's update of a missing row did.
+            -- the insert and the read (by hand: nothing here deletes them) leaves its answers out
+            -- and its limit as it is (041 applied the floor to it).
             j := array_position(ek, ks[i]);
             v := ev[j];
             lat := elat[j];

@@ -59,7 +59,8 @@ Phases, in this order, each bounded by BENCH_PHASE_TIMEOUT seconds (BENCH_SKIP n
      20 events 100 ms apart for a second, whose insert-to-receipt p50/max is the figure; an
      endpoint answering its first request 429 with Retry-After: 2 and 300 deliveries queued: the
      requests that arrive after that answer and before the 2 s are up, and of them those sent
-     after an answer had come back (not among the first 4, sent at once; target: none).
+     after an answer could have come back (not among the first 4, sent at once, arriving within
+     20 ms of the 429; target: none).
   6. backlog [backlog]: BENCH_BACKLOG_JOBS no-op jobs inserted in one statement and drained by
      one worker, measured as in 1: jobs/s, its ratio to the 1-worker burn-down's (small backlog)
      rate, and the rate per tenth (steady: the slowest tenth at least 80 % of the overall rate).

@@ -19,3 +19,14 @@ def arrivals_after(requests, opened, seconds):
     request a moment after the answer was on its way before the sender could have read it."""
     return sorted(round((arrived - opened) * 1000, 1) for arrived, _, _, _ in requests
                   if opened < arrived < opened + seconds)
+
+
+def sent_inside_window(requests, opened, seconds, first, excuse_s):
+    """Of the requests inside the window, those the sender sent after it could have read the
+    answer that opened it. Excused: the first `first` requests to arrive (sent together, before any
+    answer came back) that arrived within `excuse_s` of `opened`. A request sent after the answer
+    was read comes after an outcome's commit and a claim, later than that; one of the first that
+    arrives later still is counted, since it may have been sent late."""
+    return sum(1 for index, (arrived, _, _, _) in enumerate(requests)
+               if opened < arrived < opened + seconds
+               and not (index < first and arrived - opened <= excuse_s))

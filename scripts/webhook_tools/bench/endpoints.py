@@ -8,7 +8,7 @@ from ..core import RunError, log
 from ..postgres import load_app_tables
 from . import delivery as delivery_phase
 from .db import psql
-from .endpoint_figures import arrivals_after, inside_window, rate_in_window
+from .endpoint_figures import arrivals_after, inside_window, rate_in_window, sent_inside_window
 from .endpoint_servers import slow_endpoint, throttling_endpoint
 from .figures import distribution, r
 from .receivers import Nginx
@@ -19,6 +19,7 @@ from .settings import (
     HTTP_ARGS,
     ISOLATION_LIMIT,
     RETRY_AFTER_EVENTS,
+    RETRY_AFTER_EXCUSE_S,
     RETRY_AFTER_SECONDS,
     SECRET,
     SLOW_DELAY_S,
@@ -207,15 +208,16 @@ def retry_after(bench):
     inside = inside_window(requests, throttled[1], RETRY_AFTER_SECONDS) if throttled else None
     offsets = arrivals_after(requests, throttled[1], RETRY_AFTER_SECONDS) if throttled else []
     # The endpoint starts at ISOLATION_LIMIT in flight and the 429 answers its first request, so the
-    # first that many requests were all sent before any answer came back: the worker could not yet
-    # know of the 429 when it sent them, and it cannot call back a request already sent. A later
-    # one inside the window was sent after an answer had come back: those are the requests the
-    # target counts (sent inside the window). The arrivals are kept beside it.
-    later = inside_window(requests[ISOLATION_LIMIT:], throttled[1], RETRY_AFTER_SECONDS) if throttled else None
+    # first that many requests can all leave before any answer comes back: the worker cannot know
+    # of the 429 when it sends them, nor call back a request already sent. The target counts the
+    # others inside the window (sent inside it), and those of the first that arrived more than
+    # RETRY_AFTER_EXCUSE_S after the 429 (they may have been sent late). The arrivals are kept beside it.
+    later = sent_inside_window(requests, throttled[1], RETRY_AFTER_SECONDS, ISOLATION_LIMIT,
+                               RETRY_AFTER_EXCUSE_S) if throttled else None
     retried = next((req[0] for req in requests if throttled and req[2] == throttled[2] and req[3] != 429), None)
     bench.check_workers(phase, workers, expected=("webhook attempt failed", "asked for a pause"))
     log(f"{phase}: {inside} requests inside the Retry-After window (arrived {offsets} ms after the 429 was "
-        f"answered), {later} of them after the first {ISOLATION_LIMIT} requests; the throttled delivery retried "
+        f"answered), {later} of them sent after an answer could have come back; the throttled delivery retried "
         f"{r(retried - throttled[1], 2) if retried and throttled else '-'} s after its 429")
     return {
         "events": RETRY_AFTER_EVENTS,
@@ -228,5 +230,6 @@ def retry_after(bench):
         "throttled_retried_after_s": r(retried - throttled[1], 2) if retried and throttled else None,
         "definition": ("requests_inside_window: requests arriving after the 429 was answered and before "
                        "Retry-After seconds passed; requests_sent_inside_window: those of them sent after an "
-                       f"answer had come back (not among the first {ISOLATION_LIMIT}, sent at once before any)"),
+                       f"answer could have come back (not among the first {ISOLATION_LIMIT}, sent at once, "
+                       f"arriving within {RETRY_AFTER_EXCUSE_S * 1000:.0f} ms of the 429)"),
     }

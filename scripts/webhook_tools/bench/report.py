@@ -201,7 +201,8 @@ def endpoint_rows(res, add, failed):
     if failed("retry_after", "retry-after"):
         a = res["retry_after"]
         add("retry-after", f"requests sent inside the 429's Retry-After ({a['retry_after_s']} s; {a['events']} "
-            "queued), after an answer came back", a.get("requests_sent_inside_window"), "retry_after_inside")
+            "queued), after an answer could have come back", a.get("requests_sent_inside_window"),
+            "retry_after_inside")
         add("retry-after", f"  requests arriving inside it, the first {ISOLATION_LIMIT} (sent at once) included",
             a["requests_inside_window"])
         add("retry-after", "the throttled delivery retried after (s)", a["throttled_retried_after_s"])

@@ -24,58 +24,26 @@ extension Finisher {
         }
         var statements: [PQStatement] = []
         let worker = store.workerID
-        if !complete.isEmpty {
-            statements.append(
-                PQStatement(
-                    store.statements.completeJobs, [ids(complete), attempts(complete), worker, sinceEnded(complete)]))
+        /// The statement for one kind of outcome, if any entry has it: the entries' ids, attempts
+        /// and this worker, how long ago their handlers returned unless `ended` is false, then `more`.
+        func add(_ query: PQQuery, _ e: [Entry], ended: Bool = true, _ more: [any PQEncodable] = []) {
+            guard !e.isEmpty else { return }
+            let guarded: [any PQEncodable] = [ids(e), attempts(e), worker] + (ended ? [sinceEnded(e)] : [])
+            statements.append(PQStatement(query, guarded + more))
         }
-        if !cancel.isEmpty {
-            let e = cancel.map(\.0)
-            statements.append(
-                PQStatement(
-                    store.statements.cancelJobs,
-                    [ids(e), attempts(e), worker, sinceEnded(e), PQArray(cancel.map(\.1))]))
-        }
-        if !retry.isEmpty {
-            let e = retry.map(\.0)
-            statements.append(
-                PQStatement(
-                    store.statements.retryJobs,
-                    [
-                        ids(e), attempts(e), worker, sinceEnded(e), PQArray(retry.map(\.1)),
-                        PQArray(retry.map { PQInterval($0.2) }),
-                    ]))
-        }
-        if !dead.isEmpty {
-            let e = dead.map(\.0)
-            statements.append(
-                PQStatement(
-                    store.statements.deadLetterJobs,
-                    [
-                        ids(e), attempts(e), worker, sinceEnded(e), PQArray(dead.map(\.2)),
-                        PQArray(dead.map(\.1.rawValue)), PQArray(e.map(\.job.maxAttempts)),
-                    ]))
-        }
-        if !release.isEmpty {
-            let e = release.map(\.0)
-            statements.append(
-                PQStatement(
-                    store.statements.releaseJobs,
-                    [
-                        ids(e), attempts(e), worker, sinceEnded(e), PQArray(release.map(\.1)),
-                        PQArray(release.map { $0.2.map(PQInterval.init) }),
-                    ]))
-        }
-        if !snooze.isEmpty {
-            let e = snooze.map(\.0)
-            statements.append(
-                PQStatement(
-                    store.statements.snoozeJobs,
-                    [
-                        ids(e), attempts(e), worker, PQArray(snooze.map(\.1)),
-                        PQArray(snooze.map { PQInterval($0.2) }),
-                    ]))
-        }
+        let queries = store.statements
+        add(queries.completeJobs, complete)
+        add(queries.cancelJobs, cancel.map(\.0), [PQArray(cancel.map(\.1))])
+        add(queries.retryJobs, retry.map(\.0), [PQArray(retry.map(\.1)), PQArray(retry.map { PQInterval($0.2) })])
+        add(
+            queries.deadLetterJobs, dead.map(\.0),
+            [PQArray(dead.map(\.2)), PQArray(dead.map(\.1.rawValue)), PQArray(dead.map(\.0.job.maxAttempts))])
+        add(
+            queries.releaseJobs, release.map(\.0),
+            [PQArray(release.map(\.1)), PQArray(release.map { $0.2.map(PQInterval.init) })])
+        add(
+            queries.snoozeJobs, snooze.map(\.0), ended: false,
+            [PQArray(snooze.map(\.1)), PQArray(snooze.map { PQInterval($0.2) })])
         return statements
     }
 

@@ -13,47 +13,44 @@ public struct EnqueuedJob: Sendable, Equatable {
 }
 
 extension JobEnqueuer {
+    /// The insert of many jobs, one array parameter per column ($1 to $8, ``manyBindings(_:)``),
+    /// before its conflict clause: `condition`, when given, is evaluated for each row before it
+    /// goes in.
+    private static func insertFromArrays(_ schema: String, rowCondition condition: String? = nil) -> String {
+        """
+        INSERT INTO \(schema).jobs
+            (kind, payload, run_at, priority, max_attempts, unique_key, concurrency_key, trace_context)
+        SELECT t.kind, t.payload, coalesce(t.run_at, now()), t.priority, t.max_attempts, t.unique_key,
+               t.concurrency_key, t.trace_context
+        FROM unnest($1::text[], $2::jsonb[], $3::timestamptz[], $4::smallint[], $5::integer[], $6::text[],
+                    $7::text[], $8::text[])
+            AS t(kind, payload, run_at, priority, max_attempts, unique_key, concurrency_key, trace_context)
+        """ + (condition.map { "\nWHERE \($0)" } ?? "")
+    }
+
     /// Inserts many jobs in one statement, one array parameter per column; a job whose unique key
     /// is already queued (or taken by an earlier job of the same call) is skipped.
     static func insertMany(_ schema: String, returning: Bool = true) -> PQQuery {
         PQQuery(
             "\(schema)." + (returning ? "enqueueJobs" : "enqueueJobRows"),
-            """
-            INSERT INTO \(schema).jobs
-                (kind, payload, run_at, priority, max_attempts, unique_key, concurrency_key, trace_context)
-            SELECT kind, payload, coalesce(run_at, now()), priority, max_attempts, unique_key, concurrency_key,
-                   trace_context
-            FROM unnest($1::text[], $2::jsonb[], $3::timestamptz[], $4::smallint[], $5::integer[], $6::text[],
-                        $7::text[], $8::text[])
-                AS t(kind, payload, run_at, priority, max_attempts, unique_key, concurrency_key, trace_context)
-            ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING
-            """ + (returning ? "\nRETURNING id, unique_key" : ""))
+            insertFromArrays(schema) + "\nON CONFLICT (unique_key) WHERE unique_key IS NOT NULL DO NOTHING"
+                + (returning ? "\nRETURNING id, unique_key" : ""))
     }
 
     /// Inserts many jobs whose unique keys are fresh: made for rows inserted in the same
     /// transaction, such as a delivery's job keyed by the delivery's new id. Nothing checks them
     /// for duplicates: the statement has no `ON CONFLICT`, and it sets `<schema>.fresh_unique_keys`
-    /// around its rows so that the jobs table's duplicate-key trigger passes them by (queue
-    /// migration 022; the trigger cost 26 µs a row). A key that is taken after all fails the
-    /// statement with a unique violation, so that no job is lost silently.
+    /// for each of its rows before it goes in, so that the jobs table's duplicate-key trigger
+    /// passes them by (queue migration 022; the trigger cost 26 µs a row), and back to 'off' once
+    /// they are all in. A key that is taken after all fails the statement with a unique
+    /// violation, so that no job is lost silently.
     static func insertFresh(_ schema: String) -> PQQuery {
-        PQQuery(
+        let fresh = "set_config('\(schema).fresh_unique_keys', 'on', true) IS NOT NULL"
+        return PQQuery(
             "\(schema).enqueueFreshJobRows",
-            """
-            WITH inserted AS (
-                INSERT INTO \(schema).jobs
-                    (kind, payload, run_at, priority, max_attempts, unique_key, concurrency_key, trace_context)
-                SELECT t.kind, t.payload, coalesce(t.run_at, now()), t.priority, t.max_attempts, t.unique_key,
-                       t.concurrency_key, t.trace_context
-                FROM (SELECT set_config('\(schema).fresh_unique_keys', 'on', true)) AS fresh,
-                     unnest($1::text[], $2::jsonb[], $3::timestamptz[], $4::smallint[], $5::integer[], $6::text[],
-                            $7::text[], $8::text[])
-                    AS t(kind, payload, run_at, priority, max_attempts, unique_key, concurrency_key, trace_context)
-                RETURNING 1
-            )
-            -- Back to 'off' once every row is in: count(*) reads them all first.
-            SELECT set_config('\(schema).fresh_unique_keys', 'off', true) FROM (SELECT count(*) FROM inserted) AS done
-            """)
+            "WITH inserted AS (\n" + insertFromArrays(schema, rowCondition: fresh) + "\nRETURNING 1\n)\n"
+                + "SELECT set_config('\(schema).fresh_unique_keys', 'off', true) "
+                + "FROM (SELECT count(*) FROM inserted) AS done")
     }
 
     static func manyBindings(_ jobs: [NewJob]) -> [any PQEncodable] {

@@ -12,9 +12,9 @@ Phases, in this order, each bounded by BENCH_PHASE_TIMEOUT seconds (BENCH_SKIP n
   2. pick-up latency [latency]: one idle worker; BENCH_PROBES no-op jobs inserted one at a time,
      BENCH_PROBE_GAP_MS apart, from one psql session; latency = job_attempts.started_at (the
      claim, just before the handler starts) - jobs.created_at (the insert's transaction start).
-  3. delivery [delivery]: the web app's dev tables, one user, one Linear definition, BENCH_ACCOUNTS
-     integration accounts, BENCH_CLIENTS OAuth clients (scope `integration`, a secret, granted to
-     the user; each event fans out to every one of them) whose webhookUrl is nginx answering 204
+  3. delivery [delivery]: the web app's dev tables, one Linear definition, BENCH_ACCOUNTS users
+     with an integration account each, BENCH_CLIENTS OAuth clients (scope `integration`, a secret,
+     granted by every user; each event fans out to every one of them) whose webhookUrl is nginx answering 204
      (see below); BENCH_EVENTS integration.connected jobs inserted in one statement; deliveries/s
      (delivered / (last delivered_at - the insert)), insert-to-receipt latency (nginx's clock and
      the database's are this machine's), and every delivery checked against nginx's log (one

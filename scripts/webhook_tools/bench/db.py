@@ -25,13 +25,14 @@ def psql_value(url, sql, timeout=120):
 
 def events_sql(first, count, accounts):
     """One statement inserting `count` integration.connected jobs (numbered from `first`, spread
-    over the bench accounts); returns each job's id and created_at (Unix seconds)."""
+    over the bench accounts, each connected by its own user); returns each job's id and created_at
+    (Unix seconds)."""
     return f"""
         WITH ins AS (
             INSERT INTO webhook_worker.jobs (kind, payload)
             SELECT 'integration.connected',
                    jsonb_build_object('integration_account_id', 'bench-acct-' || (1 + g % {accounts}),
-                                      'user_id', 'bench-user')
+                                      'user_id', 'bench-user-' || (1 + g % {accounts}))
             FROM generate_series({first}, {first + count - 1}) g
             RETURNING id, created_at)
         SELECT id, extract(epoch FROM created_at) FROM ins"""

@@ -15,8 +15,8 @@ RECENT = "> now() - interval '1 day'"
 
 
 def seed_app(bench, port, clients, keep_history=False):
-    """The web app's tables with one user, BENCH_ACCOUNTS Linear accounts and `clients` OAuth
-    clients entitled to them, their webhooks pointing at the receiver on `port`. The queue is
+    """The web app's tables with BENCH_ACCOUNTS users, each with one Linear account, and
+    `clients` OAuth clients every user granted, their webhooks pointing at the receiver on `port`. The queue is
     emptied, and the history too unless `keep_history` (then only this run's is deleted)."""
     load_app_tables(bench.url)
     m, k = bench.accounts, clients
@@ -30,17 +30,19 @@ def seed_app(bench, port, clients, keep_history=False):
     psql(bench.url, f"""
         TRUNCATE "OAuthIntegrationGrant", "OAuthClient", "IntegrationAccount", "IntegrationDefinitionV2", "User"
             CASCADE;
-        INSERT INTO "User" (id, email, name) VALUES ('bench-user', 'bench@example.com', 'Bench');
+        INSERT INTO "User" (id, email, name)
+        SELECT 'bench-user-' || g, 'bench-' || g || '@example.com', 'Bench ' || g FROM generate_series(1, {m}) g;
         INSERT INTO "IntegrationDefinitionV2" (id, name, slug, icon)
         VALUES ('bench-def-linear', 'Linear', 'linear', 'https://example.com/linear-icon.png');
         INSERT INTO "IntegrationAccount" (id, "accountId", "integrationDefinitionId", "integratedById")
-        SELECT 'bench-acct-' || g, 'lin_ext_' || g, 'bench-def-linear', 'bench-user' FROM generate_series(1, {m}) g;
+        SELECT 'bench-acct-' || g, 'lin_ext_' || g, 'bench-def-linear', 'bench-user-' || g
+        FROM generate_series(1, {m}) g;
         INSERT INTO "OAuthClient" (id, "clientId", name, "allowedScopes", "webhookUrl", "webhookSecret")
         SELECT 'bench-client-' || g, 'bench-client-id-' || g, 'Bench app ' || g, 'profile,email,openid,integration',
                'http://127.0.0.1:{port}/hook/' || g, '{SECRET}'
         FROM generate_series(1, {k}) g;
         INSERT INTO "OAuthIntegrationGrant" (id, "clientId", "userId", "integrationAccountId")
-        SELECT 'bench-grant-' || c || '-' || a, 'bench-client-' || c, 'bench-user', 'bench-acct-' || a
+        SELECT 'bench-grant-' || c || '-' || a, 'bench-client-' || c, 'bench-user-' || a, 'bench-acct-' || a
         FROM generate_series(1, {k}) c, generate_series(1, {m}) a;
         {history}
         ANALYZE;

@@ -86,9 +86,9 @@ extension Bool: PQEncodable, PQDecodable {
 }
 
 extension UUID: PQEncodable, PQDecodable {
-    public var postgresText: String? { uuidString.lowercased() }
+    public var postgresText: String? { lowercasedText }
     public init(postgresText text: String) throws {
-        guard let value = UUID(uuidString: text) else { throw PQError.decoding(text, as: "UUID") }
+        guard let value = UUID(text: text) else { throw PQError.decoding(text, as: "UUID") }
         self = value
     }
 }

@@ -82,8 +82,8 @@ public struct Deliveries: Sendable {
 
         public var description: String {
             switch self {
-            case .notFound(let id): "no delivery with id \(id.uuidString.lowercased())"
-            case .alreadyQueued(let id): "delivery \(id.uuidString.lowercased()) already has a job queued"
+            case .notFound(let id): "no delivery with id \(id.lowercasedText)"
+            case .alreadyQueued(let id): "delivery \(id.lowercasedText) already has a job queued"
             }
         }
     }
@@ -111,7 +111,7 @@ public struct Deliveries: Sendable {
         let job: Int64? = try await connection.transaction { connection in
             // Any job for it, with or without the unique key the enqueue below would collide with.
             if try await QueuedJobs(connection, schema: WebhookDeliverySchema.queue).isQueued(
-                kind: WebhookDeliverHandler.kind, payloadKey: DeliverPayload.idKey, equals: id.uuidString.lowercased())
+                kind: WebhookDeliverHandler.kind, payloadKey: DeliverPayload.idKey, equals: id.lowercasedText)
             {
                 return nil
             }
@@ -160,7 +160,7 @@ public struct Deliveries: Sendable {
             }
             let removed = try await QueuedJobs(connection, schema: WebhookDeliverySchema.queue).cancelWaiting(
                 kind: WebhookDeliverHandler.kind, payloadKey: DeliverPayload.idKey,
-                in: cancelled.map { $0.uuidString.lowercased() }, actor: "operator", reason: "cancelled by an operator")
+                in: cancelled.map { $0.lowercasedText }, actor: "operator", reason: "cancelled by an operator")
             return Cancelled(deliveries: cancelled.count, jobsRemoved: removed)
         }
     }

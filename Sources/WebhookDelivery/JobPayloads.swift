@@ -170,7 +170,7 @@ public struct DeliverPayload: Codable, JobPayloadDecodable, Sendable, Equatable 
     /// (``StoredPayload``; Foundation's decoder was 2 % of the worker's CPU at full speed);
     /// anything else through the decoder, with its errors.
     public init(_ json: PQJSON, kind: String) throws(PayloadError) {
-        if let ids = StoredPayload.strings(json.bytes, Self.stored), let id = UUID(uuidString: ids[0]) {
+        if let ids = StoredPayload.strings(json.bytes, Self.stored), let id = UUID(text: ids[0]) {
             deliveryID = id
             return
         }
@@ -179,7 +179,7 @@ public struct DeliverPayload: Codable, JobPayloadDecodable, Sendable, Equatable 
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
-        guard let id = UUID(uuidString: try container.id(.deliveryID)) else {
+        guard let id = UUID(text: try container.id(.deliveryID)) else {
             throw PayloadProblem(key: CodingKeys.deliveryID.stringValue, problem: "is not a UUID")
         }
         deliveryID = id
@@ -188,7 +188,7 @@ public struct DeliverPayload: Codable, JobPayloadDecodable, Sendable, Equatable 
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
         // As PostgreSQL writes a uuid (Foundation's own form is upper case).
-        try container.encode(deliveryID.uuidString.lowercased(), forKey: .deliveryID)
+        try container.encode(deliveryID.lowercasedText, forKey: .deliveryID)
     }
 
     /// The job that sends this delivery to OAuth client `clientID`: at most one queued per
@@ -198,8 +198,8 @@ public struct DeliverPayload: Codable, JobPayloadDecodable, Sendable, Equatable 
         // fan-out makes one per recipient.
         NewJob(
             kind: WebhookDeliverHandler.kind,
-            payload: PQJSON(#"{"delivery_id":""# + deliveryID.uuidString.lowercased() + #""}"#),
-            uniqueKey: "\(WebhookDeliverHandler.kind):\(deliveryID.uuidString.lowercased())",
+            payload: PQJSON(#"{"delivery_id":""# + deliveryID.lowercasedText + #""}"#),
+            uniqueKey: "\(WebhookDeliverHandler.kind):\(deliveryID.lowercasedText)",
             concurrencyKey: EndpointCircuit.key(client: clientID))
     }
 }

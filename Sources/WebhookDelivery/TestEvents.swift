@@ -23,7 +23,7 @@ public struct TestEvents: Sendable {
         var json = JSONText()
         json.beginObject()
         json.field("event", event)
-        json.field("delivery_id", deliveryID.uuidString.lowercased())
+        json.field("delivery_id", deliveryID.lowercasedText)
         json.field("oauth_client_id", clientID)
         json.field(
             "message", "A test event sent by an operator to check this endpoint. It is about no user or integration.")

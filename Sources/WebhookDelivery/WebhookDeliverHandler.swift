@@ -75,7 +75,7 @@ public struct WebhookDeliverHandler: JobHandler {
             return .fail(error.description)
         }
         var logger = context.logger
-        logger[metadataKey: "delivery.id"] = "\(deliveryID.uuidString.lowercased())"
+        logger[metadataKey: "delivery.id"] = "\(deliveryID.lowercasedText)"
 
         let tracing = context.tracing
         guard
@@ -88,7 +88,7 @@ public struct WebhookDeliverHandler: JobHandler {
                             overlap: sender.configuration.secretOverlap, database: context.database))
                 })
         else {
-            return .fail("delivery \(deliveryID.uuidString.lowercased()) does not exist")
+            return .fail("delivery \(deliveryID.lowercasedText) does not exist")
         }
         let clientID: String = try row.decode("oauth_client_id")
         logger[metadataKey: "client.id"] = "\(clientID)"
@@ -171,7 +171,7 @@ public struct WebhookDeliverHandler: JobHandler {
                 try? JSONDecoder().decode([String].self, from: Data($0.utf8))
             } ?? []
         let body = Array(try row.decode("payload", as: String.self).utf8)
-        let id = deliveryID.uuidString.lowercased()
+        let id = deliveryID.lowercasedText
         let headers = Self.headers(
             deliveryID: id, event: event, body: body, secret: secret, retiredSecrets: retired,
             userAgent: sender.configuration.userAgent,

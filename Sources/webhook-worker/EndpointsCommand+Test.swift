@@ -39,7 +39,7 @@ extension EndpointsCommand {
                         try await AuditLog(connection).record(
                             actor: "operator (\(actor.name))", action: "endpoint.test", target: "endpoint:\(key)",
                             detail: [
-                                "delivery_id": sent.deliveryID.uuidString.lowercased(), "job_id": "\(sent.jobID)",
+                                "delivery_id": sent.deliveryID.lowercasedText, "job_id": "\(sent.jobID)",
                                 "via": "cli",
                             ],
                             outcome: "ok")
@@ -48,7 +48,7 @@ extension EndpointsCommand {
                 } catch let refusal as TestEvents.Refusal {
                     throw CommandFailure(message: "not sent: \(refusal.description)", status: 1)
                 }
-                let id = sent.deliveryID.uuidString.lowercased()
+                let id = sent.deliveryID.lowercasedText
                 FileHandleOutput.write("queued webhook.test delivery \(id) (job \(sent.jobID)); waiting for it\n")
                 let deliveries = Deliveries(connection)
                 let deadline = ContinuousClock.now + wait

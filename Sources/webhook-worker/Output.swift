@@ -66,7 +66,7 @@ struct Output {
     static func jsonSafe(_ value: Any) -> Any {
         switch value {
         case let date as Date: return timestamp(date)
-        case let uuid as UUID: return uuid.uuidString.lowercased()
+        case let uuid as UUID: return uuid.lowercasedText
         case let json as PQJSON: return document(json)
         case let number as Double: return NSNumber(value: number)
         case let array as [Any]: return array.map(jsonSafe)
@@ -80,7 +80,7 @@ struct Output {
         switch value {
         case nil, is NSNull: return "-"
         case let date as Date: return timestamp(date)
-        case let uuid as UUID: return uuid.uuidString.lowercased()
+        case let uuid as UUID: return uuid.lowercasedText
         case let number as Double: return NSNumber(value: number).description
         case let json as PQJSON:
             let data = try? JSONSerialization.data(

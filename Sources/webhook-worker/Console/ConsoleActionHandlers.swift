@@ -85,7 +85,7 @@ extension Console {
     func resendDelivery(_ context: ConsoleContext) async -> ConsoleResponse {
         await perform(context) { connection, _ in
             let id = try deliveryID(context)
-            let text = id.uuidString.lowercased()
+            let text = id.lowercasedText
             do {
                 let job = try await Deliveries(connection).resend(id)
                 return Outcome(
@@ -134,7 +134,7 @@ extension Console {
     func cancelDelivery(_ context: ConsoleContext) async -> ConsoleResponse {
         await perform(context) { connection, _ in
             let id = try deliveryID(context)
-            let text = id.uuidString.lowercased()
+            let text = id.lowercasedText
             let cancelled = try await Deliveries(connection).cancel(id: id)
             return Outcome(
                 ok: cancelled.deliveries > 0,
@@ -176,7 +176,7 @@ extension Console {
                 let sent = try await connection.transaction {
                     try await TestEvents($0).send(clientID: String(key.dropFirst("client:".count)))
                 }
-                let id = sent.deliveryID.uuidString.lowercased()
+                let id = sent.deliveryID.lowercasedText
                 return Outcome(
                     ok: true, message: "Queued a webhook.test event to \(key) as delivery \(id) (job \(sent.jobID)).",
                     action: "endpoint.test", target: "endpoint:\(key)",

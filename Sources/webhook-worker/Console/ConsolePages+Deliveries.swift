@@ -132,7 +132,7 @@ extension Pages {
 
     static func delivery(_ data: DeliveryPageData, _ context: PageContext) -> String {
         let delivery = data.delivery
-        let id = delivery.deliveryID.uuidString.lowercased()
+        let id = delivery.deliveryID.lowercasedText
         return layout("Delivery \(id)", context) { h in
             let verdict = verdict(delivery, data.attempts)
             h.element(

@@ -89,7 +89,7 @@ extension Pages {
 
     /// A link to a delivery's page, its id as PostgreSQL writes it.
     static func deliveryLink(_ h: inout HTML, _ id: UUID) {
-        let text = id.uuidString.lowercased()
+        let text = id.lowercasedText
         h.element("a", ["href": "/console/deliveries/\(text)", "class": "mono"], text: text)
     }
 

@@ -20,9 +20,8 @@ struct UUIDTextTests {
             let expected = uuid.uuidString.lowercased()
             guard uuid.lowercasedText == expected, UUID(text: expected) == uuid, UUID(text: uuid.uuidString) == uuid
             else {
-                Issue.record(
-                    "seed \(seed): \(expected) written \(uuid.lowercasedText), read \(String(describing: UUID(text: expected)))"
-                )
+                let read = String(describing: UUID(text: expected))
+                Issue.record("seed \(seed): \(expected) written \(uuid.lowercasedText), read \(read)")
                 return
             }
         }

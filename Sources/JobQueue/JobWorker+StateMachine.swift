@@ -31,6 +31,9 @@ extension JobWorker {
         /// Set by ``shutdownRequested()``; a claim loop that sees it stops claiming.
         private(set) var isStopping = false
         private let limits: Limits
+        /// When the last claim began, and whether it took all it asked for (more was waiting).
+        private var lastClaimAt: ContinuousClock.Instant?
+        private var lastClaimWasFull = false
 
         struct Running: Sendable {
             let stop: Stop
@@ -44,6 +47,12 @@ extension JobWorker {
             var claimBatchSize: Int
             var shutdownTimeout: Duration
             var shutdownGrace: Duration
+            /// After a claim that took all it asked for, the next one waits until half the slots
+            /// are free, or until this long after the last claim began ("gathering"); zero: never.
+            var gatherWait: Duration = .zero
+
+            /// The free slots that end a gathering wait at once.
+            var gatherSlots: Int { concurrency / 2 }
         }
 
         enum Claiming: Sendable, Equatable {
@@ -67,6 +76,11 @@ extension JobWorker {
             case claim(limit: Int)
             /// Wait for the next wake-up, then report ``wakeUp(now:)``.
             case waitForWakeUp
+            /// Gathering: more jobs wait than the last claim took, and fewer than half the slots
+            /// are free. Wait for the next wake-up or until `until`, whichever comes first, then
+            /// report ``wakeUp(now:)``. A claim is cheaper per job the more it takes: with keyed
+            /// jobs, most of its cost is for each key it visits, whatever it takes of each.
+            case gather(until: ContinuousClock.Instant)
             /// Claiming is over with `inFlight` jobs held: say so, then wait for wake-ups.
             case startDrain(inFlight: Int)
             /// The drain is over: cancel these handlers (their jobs are released), and stop the
@@ -120,7 +134,8 @@ extension JobWorker {
             switch phase {
             case .claiming(.idle):
                 if isStopping { return startDrain(now: now) }
-                return claimIfFree()
+                if let until = gatherUntil(now: now) { return .gather(until: until) }
+                return claimIfFree(now: now)
             case .claiming(.inFlight):
                 preconditionFailure("a wake-up reached the claim loop while its claim was out")
             case .draining(let deadline):
@@ -157,25 +172,39 @@ extension JobWorker {
             for (key, stop) in started { running[key] = Running(stop: stop) }
             for key in unreadable { writing[key] = false }
             if isStopping { return startDrain(now: now) }
-            // A full batch means more may be waiting: claim again at once while slots are free.
-            if started.count + unreadable.count == limit && freeSlots > 0 { return claimIfFree() }
-            return .waitForWakeUp
+            // A full batch means more may be waiting: claim again while slots are free, at once
+            // or, with fewer than half of them free, once gathering is over.
+            lastClaimWasFull = started.count + unreadable.count == limit
+            guard lastClaimWasFull && freeSlots > 0 else { return .waitForWakeUp }
+            if let until = gatherUntil(now: now) { return .gather(until: until) }
+            return claimIfFree(now: now)
         }
 
         /// The claim failed: the poll ticker's next wake-up is the retry's pace.
         mutating func claimFailed(now: ContinuousClock.Instant) -> Action {
             guard case .claiming(.inFlight) = phase else { preconditionFailure("a claim failed that was not out") }
             phase = .claiming(.idle)
+            lastClaimWasFull = false
             if isStopping { return startDrain(now: now) }
             return .waitForWakeUp
         }
 
-        private mutating func claimIfFree() -> Action {
+        private mutating func claimIfFree(now: ContinuousClock.Instant) -> Action {
             let free = freeSlots
             guard free > 0 else { return .waitForWakeUp }
             let limit = min(free, limits.claimBatchSize)
             phase = .claiming(.inFlight(limit: limit))
+            lastClaimAt = now
             return .claim(limit: limit)
+        }
+
+        /// When gathering ends, while it goes on: the last claim was full, some but fewer than
+        /// half the slots are free, and the wait since that claim began is not over.
+        private func gatherUntil(now: ContinuousClock.Instant) -> ContinuousClock.Instant? {
+            guard lastClaimWasFull, limits.gatherWait > .zero, let last = lastClaimAt else { return nil }
+            let free = freeSlots
+            guard free > 0, free < limits.gatherSlots, now < last + limits.gatherWait else { return nil }
+            return last + limits.gatherWait
         }
 
         // MARK: Draining

@@ -83,7 +83,8 @@ public final class JobWorker: Service, Sendable {
             State(
                 limits: .init(
                     concurrency: configuration.concurrency, claimBatchSize: configuration.claimBatchSize,
-                    shutdownTimeout: configuration.shutdownTimeout, shutdownGrace: configuration.shutdownGrace)))
+                    shutdownTimeout: configuration.shutdownTimeout, shutdownGrace: configuration.shutdownGrace,
+                    gatherWait: configuration.claimGatherWait)))
         var middleware: [any JobMiddleware] = [MetricsMiddleware(metrics: metrics)]
         if configuration.tracing.isOn { middleware.append(TracingMiddleware(tracing: configuration.tracing)) }
         self.middleware = middleware
@@ -205,6 +206,20 @@ public final class JobWorker: Service, Sendable {
                 }
             case .waitForWakeUp:
                 if await wakeUps.next() == nil {
+                    action = state.withLock { $0.wakeUpsEnded(now: clock.now) }
+                } else {
+                    action = awake(clock)
+                }
+            case .gather(let until):
+                // The end of the wait rings like any wake-up; a ring left over from a timer
+                // cancelled too late only makes the machine look again.
+                let timer = Task { [wakeUps = self.wakeUps] in
+                    try await Task.sleep(until: until, clock: clock)
+                    wakeUps.ring()
+                }
+                let woke = await wakeUps.next()
+                timer.cancel()
+                if woke == nil {
                     action = state.withLock { $0.wakeUpsEnded(now: clock.now) }
                 } else {
                     action = awake(clock)

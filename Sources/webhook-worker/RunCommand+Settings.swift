@@ -97,6 +97,7 @@ extension RunCommand {
             }
         }
         queue.claimsWithOutcomes = try read.onOff(RunSettings.claimWithOutcomes, claimWithOutcomes)
+        queue.claimGatherWait = try read.durationOrOff(RunSettings.claimGatherWait, claimGatherWait) ?? .zero
         queue.keyRepairInterval = try read.durationOrOff(RunSettings.keyRepairInterval, keyRepairInterval)
         let partitionLength = try read.duration(RunSettings.historyPartition, historyPartition)
         guard partitionLength <= .seconds(31 * 86_400) else {

@@ -46,6 +46,7 @@ struct RunCommand: AsyncParsableCommand {
     @Option(RunSettings.lockTimeout) var lockTimeout: String?
     @Option(RunSettings.synchronousCommit) var synchronousCommit: String?
     @Option(RunSettings.claimWithOutcomes) var claimWithOutcomes: String?
+    @Option(RunSettings.claimGatherWait) var claimGatherWait: String?
     @Option(RunSettings.secretOverlap) var secretOverlap: String?
     @Option(RunSettings.endpointConcurrency) var endpointConcurrency: String?
     @Option(RunSettings.endpointMaxConcurrency) var endpointMaxConcurrency: String?

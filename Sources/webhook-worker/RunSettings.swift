@@ -14,7 +14,7 @@ enum RunSettings {
         endpointDisableAfter, secretOverlap,
         historyRetention, historyPartition,
         catchUpInterval, catchUpWindow, keyRepairInterval, statementTimeout, lockTimeout, synchronousCommit,
-        claimWithOutcomes, logFormat, logLevel, httpPort, httpHost, console, consoleReadOnly,
+        claimWithOutcomes, claimGatherWait, logFormat, logLevel, httpPort, httpHost, console, consoleReadOnly,
     ]
 
     // MARK: The database, shared by every command
@@ -71,6 +71,15 @@ enum RunSettings {
             on: the transaction that records deliveries' outcomes also claims the next jobs for their slots (an \
             endpoint's next delivery can be claimed only once the last one's outcome is committed). off: a separate \
             claim after each commit (faster where the database's CPU is the limit).
+            """)
+
+    static let claimGatherWait = Setting(
+        flag: "claim-gather-wait", variable: "WORKER_CLAIM_GATHER_WAIT", .duration(minimum: .zero, off: true),
+        default: .value("50ms"),
+        summary: """
+            After a claim that took all it asked for (more jobs wait), the next waits until half the slots are free or \
+            this long after the last claim began: fewer, larger claims cost the database less per job. A queue that \
+            drains claims at once. off: claim again as soon as a slot is free.
             """)
 
     // MARK: Logging, shared by every command

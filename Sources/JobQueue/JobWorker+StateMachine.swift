@@ -31,7 +31,8 @@ extension JobWorker {
         /// Set by ``shutdownRequested()``; a claim loop that sees it stops claiming.
         private(set) var isStopping = false
         private let limits: Limits
-        /// When the last claim began, and whether it took all it asked for (more was waiting).
+        /// When the last claim began, and whether it took all it asked for (more was waiting),
+        /// keyed jobs among them.
         private var lastClaimAt: ContinuousClock.Instant?
         private var lastClaimWasFull = false
 
@@ -76,8 +77,8 @@ extension JobWorker {
             case claim(limit: Int)
             /// Wait for the next wake-up, then report ``wakeUp(now:)``.
             case waitForWakeUp
-            /// Gathering: more jobs wait than the last claim took, and fewer than half the slots
-            /// are free. Wait for the next wake-up or until `until`, whichever comes first, then
+            /// Gathering: more jobs wait than the last claim took, keyed jobs among them, and fewer
+            /// than half the slots are free. Wait for the next wake-up or until `until`, whichever comes first, then
             /// report ``wakeUp(now:)``. A claim is cheaper per job the more it takes: with keyed
             /// jobs, most of its cost is for each key it visits, whatever it takes of each.
             case gather(until: ContinuousClock.Instant)
@@ -162,8 +163,10 @@ extension JobWorker {
 
         /// The claim returned: `started` are the jobs to run (each with what cancels it),
         /// `unreadable` the rows that go straight to the dead letters (their outcome is written).
+        /// `keyed`: it took jobs with a concurrency key. Only such claims gather: a claim of jobs
+        /// without a key costs little whatever it takes, and waiting would only slow a drain.
         mutating func claimReturned(
-            started: [(AttemptKey, Stop)], unreadable: [AttemptKey], now: ContinuousClock.Instant
+            started: [(AttemptKey, Stop)], unreadable: [AttemptKey], keyed: Bool = false, now: ContinuousClock.Instant
         ) -> Action {
             guard case .claiming(.inFlight(let limit)) = phase else {
                 preconditionFailure("a claim returned that was not out")
@@ -174,8 +177,9 @@ extension JobWorker {
             if isStopping { return startDrain(now: now) }
             // A full batch means more may be waiting: claim again while slots are free, at once
             // or, with fewer than half of them free, once gathering is over.
-            lastClaimWasFull = started.count + unreadable.count == limit
-            guard lastClaimWasFull && freeSlots > 0 else { return .waitForWakeUp }
+            let full = started.count + unreadable.count == limit
+            lastClaimWasFull = full && keyed
+            guard full && freeSlots > 0 else { return .waitForWakeUp }
             if let until = gatherUntil(now: now) { return .gather(until: until) }
             return claimIfFree(now: now)
         }

@@ -282,7 +282,9 @@ public final class JobWorker: Service, Sendable {
         let attempts = claimed.jobs.map(Attempt.init)
         let unreadable = claimed.unreadable.map { AttemptKey(id: $0.job.id, attempt: $0.job.attempt) }
         let next = state.withLock { state in
-            state.claimReturned(started: attempts.map { ($0.key, $0.stop) }, unreadable: unreadable, now: clock.now)
+            state.claimReturned(
+                started: attempts.map { ($0.key, $0.stop) }, unreadable: unreadable,
+                keyed: claimed.jobs.contains { $0.concurrencyKey != nil }, now: clock.now)
         }
         start(attempts, unreadable: claimed.unreadable, finisher: finisher, group: &group)
         return next

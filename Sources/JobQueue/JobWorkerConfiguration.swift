@@ -34,8 +34,9 @@ public struct JobWorkerConfiguration: Sendable {
     public var retryStrategy: any RetryStrategy
     /// The most jobs one claim statement takes.
     public var claimBatchSize: Int
-    /// After a claim that took all it asked for (more jobs wait), the next claim waits until half
-    /// the slots are free, or until this long after the last claim began, whichever comes first.
+    /// After a claim that took all it asked for (more jobs wait), keyed jobs among them, the next
+    /// claim waits until half the slots are free, or until this long after the last claim began,
+    /// whichever comes first.
     /// A claim of keyed jobs costs the database mostly per key it visits, so fewer, larger
     /// claims cost less per job: with 16 endpoints busy, about a third less database time per
     /// delivery (docs/performance.md). A queue that drains claims at once, as before. Zero: off.

@@ -8,26 +8,31 @@ import Testing
 /// half the slots or for the end of the wait. The machine's side is in JobWorkerStateMachineTests;
 /// this is the claim loop's timer, which must end the wait when nothing else wakes the loop.
 extension JobQueueTests {
-    @Test(
-        "after a full claim with fewer than half the slots free, the next claim waits for the gather wait, and not for the poll"
-    )
+    @Test("after a full keyed claim, the next waits for the gather wait, and its end claims without any other wake-up")
     func gatheringEndsOnItsOwn() async throws {
         try await withQueueDatabase { database in
             let started = Recorder()
-            let handler = ClosureHandler { job in
+            // Keyed jobs (a key each): only a full claim that took keyed jobs gathers.
+            let handler = ClosureHandler(concurrencyLimit: 4) { job in
                 started.record(job)
                 if job.payload.text.contains("hold") { try await Task.sleep(for: .seconds(60)) }
                 return .complete
             }
             // Three jobs that hold their slots and one that ends at once: the first claim takes all
             // four (a full claim of 4), and then one slot of 4 is free, fewer than half.
+            func insert(_ payload: String, key: String) async throws -> Int64 {
+                try #require(
+                    try await database.scalar(
+                        """
+                        INSERT INTO \(database.schema).jobs (kind, payload, concurrency_key)
+                        VALUES ('test.job', $1::jsonb, $2) RETURNING id
+                        """, [payload, key], as: Int64.self))
+            }
             var ids: [Int64] = []
-            for payload in [#"{"s":"hold"}"#, #"{"s":"hold"}"#, #"{"s":"hold"}"#, #"{"s":"quick"}"#] {
-                ids.append(
-                    try #require(
-                        try await database.scalar(
-                            "SELECT \(database.schema).enqueue('test.job', $1::jsonb) AS id", [payload], as: Int64.self
-                        )))
+            for (index, payload) in [#"{"s":"hold"}"#, #"{"s":"hold"}"#, #"{"s":"hold"}"#, #"{"s":"quick"}"#]
+                .enumerated()
+            {
+                ids.append(try await insert(payload, key: "key-\(index)"))
             }
             let worker = RunningWorker(database, handlers: [handler]) {
                 $0.concurrency = 4
@@ -40,9 +45,7 @@ extension JobQueueTests {
             #expect(await eventually(timeout: .seconds(30)) { ids.allSatisfy { started.calls($0) == 1 } })
             let quick = try #require(started.startTimes(ids[3]).first)
             // Its insert rings the claim loop inside the wait: the machine goes on gathering.
-            let late = try #require(
-                try await database.scalar(
-                    "SELECT \(database.schema).enqueue('test.job', '{\"s\":\"quick\"}') AS id", as: Int64.self))
+            let late = try await insert(#"{"s":"quick"}"#, key: "key-late")
             #expect(await eventually(timeout: .seconds(30)) { started.calls(late) == 1 })
             let lateStart = try #require(started.startTimes(late).first)
             // The claim that took it began no earlier than 2 s after the first: it waited for the

@@ -39,8 +39,10 @@ public struct JobWorkerConfiguration: Sendable {
     /// whichever comes first.
     /// A claim of keyed jobs costs the database mostly per key it visits, so fewer, larger
     /// claims cost less per job: with 16 endpoints busy, about a third less database time per
-    /// delivery (docs/performance.md). A queue that drains claims at once, as before. Zero: off.
-    public var claimGatherWait: Duration = .milliseconds(50)
+    /// delivery, but on two shared cores no more deliveries a second, rather fewer
+    /// (docs/performance.md). Off by default (zero): for a database that replicas share and
+    /// that bounds them. A queue that drains claims at once either way.
+    public var claimGatherWait: Duration = .zero
     /// The most outcomes one transaction records.
     public var finishBatchSize: Int
     /// Transactions recording outcomes at once, each on its own connection.

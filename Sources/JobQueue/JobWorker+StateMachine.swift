@@ -48,8 +48,9 @@ extension JobWorker {
             var claimBatchSize: Int
             var shutdownTimeout: Duration
             var shutdownGrace: Duration
-            /// After a claim that took all it asked for, the next one waits until half the slots
-            /// are free, or until this long after the last claim began ("gathering"); zero: never.
+            /// After a claim that took all it asked for, keyed jobs among them, the next one waits
+            /// until half the slots are free, or until this long after the last claim began
+            /// ("gathering"); zero: never.
             var gatherWait: Duration = .zero
 
             /// The free slots that end a gathering wait at once.
@@ -78,9 +79,9 @@ extension JobWorker {
             /// Wait for the next wake-up, then report ``wakeUp(now:)``.
             case waitForWakeUp
             /// Gathering: more jobs wait than the last claim took, keyed jobs among them, and fewer
-            /// than half the slots are free. Wait for the next wake-up or until `until`, whichever comes first, then
-            /// report ``wakeUp(now:)``. A claim is cheaper per job the more it takes: with keyed
-            /// jobs, most of its cost is for each key it visits, whatever it takes of each.
+            /// than half the slots are free. Wait for the next wake-up or until `until`, whichever
+            /// comes first, then report ``wakeUp(now:)``. A claim is cheaper per job the more it
+            /// takes: with keyed jobs, most of its cost is for each key it visits.
             case gather(until: ContinuousClock.Instant)
             /// Claiming is over with `inFlight` jobs held: say so, then wait for wake-ups.
             case startDrain(inFlight: Int)

@@ -204,21 +204,18 @@ public final class JobWorker: Service, Sendable {
                     // The ticker wakes this loop every poll interval: that is the retry's pace.
                     action = state.withLock { $0.claimFailed(now: clock.now) }
                 }
-            case .waitForWakeUp:
-                if await wakeUps.next() == nil {
-                    action = state.withLock { $0.wakeUpsEnded(now: clock.now) }
-                } else {
-                    action = awake(clock)
-                }
-            case .gather(let until):
-                // The end of the wait rings like any wake-up; a ring left over from a timer
+            case .waitForWakeUp, .gather:
+                // A gathering wait's end rings like any wake-up; a ring left over from a timer
                 // cancelled too late only makes the machine look again.
-                let timer = Task { [wakeUps = self.wakeUps] in
-                    try await Task.sleep(until: until, clock: clock)
-                    wakeUps.ring()
+                var timer: Task<Void, any Error>?
+                if case .gather(let until) = action {
+                    timer = Task { [wakeUps = self.wakeUps] in
+                        try await Task.sleep(until: until, clock: clock)
+                        wakeUps.ring()
+                    }
                 }
                 let woke = await wakeUps.next()
-                timer.cancel()
+                timer?.cancel()
                 if woke == nil {
                     action = state.withLock { $0.wakeUpsEnded(now: clock.now) }
                 } else {

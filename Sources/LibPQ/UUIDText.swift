@@ -5,7 +5,8 @@ import Foundation
 /// is written out and read back about ten times on its way (its job's payload and unique key,
 /// statement parameters, the re-check's rows, headers and logs), about 2 % of the worker's CPU.
 extension UUID {
-    private static let hexDigits = Array("0123456789abcdef".utf8)
+    /// Whether the 8-4-4-4-12 form has a hyphen before the byte at `index`.
+    private static func hyphen(before index: Int) -> Bool { index == 4 || index == 6 || index == 8 || index == 10 }
 
     /// `uuidString.lowercased()`, e.g. `0190f2c4-8e1a-7b3c-9d2e-4f5a6b7c8d9e`.
     public var lowercasedText: String {
@@ -14,13 +15,14 @@ extension UUID {
             var out = 0
             withUnsafeBytes(of: bytes) { raw in
                 for (index, byte) in raw.enumerated() {
-                    if index == 4 || index == 6 || index == 8 || index == 10 {
+                    if Self.hyphen(before: index) {
                         buffer[out] = UInt8(ascii: "-")
                         out += 1
                     }
-                    buffer[out] = Self.hexDigits[Int(byte >> 4)]
-                    buffer[out + 1] = Self.hexDigits[Int(byte & 0x0f)]
-                    out += 2
+                    HexText.append(byte) {
+                        buffer[out] = $0
+                        out += 1
+                    }
                 }
             }
             return out
@@ -37,7 +39,7 @@ extension UUID {
             let ok = withUnsafeMutableBytes(of: &bytes) { out -> Bool in
                 var position = 0
                 for index in 0..<16 {
-                    if index == 4 || index == 6 || index == 8 || index == 10 {
+                    if Self.hyphen(before: index) {
                         guard utf8[position] == UInt8(ascii: "-") else { return false }
                         position += 1
                     }

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import LibPQ
 
 /// The two signatures a receiver can check.
 public enum WebhookSignature {
@@ -7,19 +8,7 @@ public enum WebhookSignature {
     /// string's UTF-8 bytes (the original scheme, kept for existing receivers).
     public static func hex(secret: String, body: [UInt8]) -> String {
         let mac = HMAC<SHA256>.authenticationCode(for: body, using: SymmetricKey(data: Array(secret.utf8)))
-        return lowercaseHex(mac)
-    }
-
-    /// Formatting each byte with `String(format:)` cost a tenth of the worker's CPU at full speed.
-    static func lowercaseHex<Bytes: Sequence>(_ bytes: Bytes) -> String where Bytes.Element == UInt8 {
-        let digits = Array("0123456789abcdef".utf8)
-        var text: [UInt8] = []
-        text.reserveCapacity(64)
-        for byte in bytes {
-            text.append(digits[Int(byte >> 4)])
-            text.append(digits[Int(byte & 0x0f)])
-        }
-        return String(decoding: text, as: UTF8.self)
+        return HexText.lowercase(mac)
     }
 
     /// `webhook-signature` per Standard Webhooks: `v1,<base64 HMAC-SHA256(key, id.timestamp.body)>`,

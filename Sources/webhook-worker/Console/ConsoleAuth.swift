@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import LibPQ
 
 /// The console's tokens, read from `WORKER_CONSOLE_TOKEN`: `name:secret` pairs separated by
 /// commas, a bare secret being named `operator`. The name is what the audit table and the logs
@@ -127,18 +128,14 @@ struct ConsoleSessions: Sendable {
         return tokens.token(named: actor)?.sessionKey
     }
 
-    private static func hex(_ bytes: some Sequence<UInt8>) -> String {
-        bytes.map { String(format: "%02x", $0) }.joined()
-    }
-
     private static func mac(_ text: String, _ key: SymmetricKey) -> String {
-        hex(HMAC<SHA256>.authenticationCode(for: Array(text.utf8), using: key))
+        HexText.lowercase(HMAC<SHA256>.authenticationCode(for: Array(text.utf8), using: key))
     }
 
     /// A new session cookie's value for `actor`, and its nonce.
     func issue(actor: String, now: Date = Date()) -> (value: String, nonce: String)? {
         guard let key = key(for: actor) else { return nil }
-        let nonce = Self.hex(SymmetricKey(size: .bits128).withUnsafeBytes { Array($0) })
+        let nonce = HexText.lowercase(SymmetricKey(size: .bits128).withUnsafeBytes { Array($0) })
         let expiry = Int(now.timeIntervalSince1970 + Self.lifetime)
         let body = "v1.\(actor).\(expiry).\(nonce)"
         return ("\(body).\(Self.mac(body, key))", nonce)

@@ -38,6 +38,8 @@ public final class WebhookSender: Sendable {
     let eventLoopGroup: any EventLoopGroup
     /// TLS inside the egress proxy's tunnels; nil without a proxy (or when it could not be made).
     let tunnelTLS: NIOSSLContext?
+    /// Cuts each exchange off at the request timeout.
+    private let deadlines: ExchangeDeadlines
 
     public convenience init(
         configuration: WebhookDeliveryConfiguration,
@@ -59,6 +61,7 @@ public final class WebhookSender: Sendable {
         self.policy = policy
         self.eventLoopGroup = eventLoopGroup
         self.tunnelTLS = configuration.proxy == nil ? nil : try? NIOSSLContext(configuration: tls)
+        self.deadlines = ExchangeDeadlines(loop: eventLoopGroup.next())
         var clientConfiguration = HTTPClient.Configuration(
             tlsConfiguration: tls,
             redirectConfiguration: .disallow,
@@ -69,6 +72,10 @@ public final class WebhookSender: Sendable {
         // A connection the policy refuses (below) must end the attempt as the refusal it is; with
         // retries on, the client would try again until the connect timeout and report a timeout.
         clientConfiguration.connectionPool.retryConnectionEstablishment = false
+        // The client's own span per request is off: ``post(url:headers:body:logger:tracing:redactedURL:)``
+        // makes the request's span while tracing is on. Left on, the client would make a span of
+        // the global tracer (a no-op one) for every request and parse the URL again to describe it.
+        clientConfiguration.tracing.tracer = nil
         // Checked on every connection the client opens, before any request is written on it.
         let check: @Sendable (Channel) -> EventLoopFuture<Void> = { channel in
             if let refusal = policy.refusal(forPeer: channel.remoteAddress) {
@@ -153,35 +160,23 @@ public final class WebhookSender: Sendable {
         do {
             // The deadline bounds the whole exchange, name resolution and body included: a receiver
             // that trickles an endless body is cut off like one that never answers.
-            let (status, responseHeaders, bytes) = try await withThrowingTaskGroup(
-                of: (Int, HTTPHeaders, [UInt8])?.self
-            ) { group in
-                group.addTask {
-                    if let proxy = self.configuration.proxy {
-                        return try await self.exchangeThroughProxy(
-                            proxy, url: url, target: target, headers: headers, body: body, answered: answered)
-                    }
-                    _ = try await self.policy.checkDestination(host: target.host, port: target.port)
-                    let response = try await self.client.execute(
-                        prepared, timeout: .milliseconds(timeout.totalMilliseconds), logger: logger)
-                    let status = Int(response.status.code)
-                    answered.value.withLock { $0 = (status, []) }
-                    var collected: [UInt8] = []
-                    for try await chunk in response.body {
-                        collected.append(contentsOf: chunk.readableBytesView.prefix(limit - collected.count))
-                        answered.value.withLock { $0 = (status, collected) }
-                        if collected.count >= limit { break }
-                    }
-                    return (Int(response.status.code), response.headers, collected)
+            let (status, responseHeaders, bytes) = try await deadlines.run(within: timeout) {
+                if let proxy = self.configuration.proxy {
+                    return try await self.exchangeThroughProxy(
+                        proxy, url: url, target: target, headers: headers, body: body, answered: answered)
                 }
-                group.addTask {
-                    try await Task.sleep(for: timeout)
-                    return nil
+                _ = try await self.policy.checkDestination(host: target.host, port: target.port)
+                let response = try await self.client.execute(
+                    prepared, timeout: .milliseconds(timeout.totalMilliseconds), logger: logger)
+                let status = Int(response.status.code)
+                answered.value.withLock { $0 = (status, []) }
+                var collected: [UInt8] = []
+                for try await chunk in response.body {
+                    collected.append(contentsOf: chunk.readableBytesView.prefix(limit - collected.count))
+                    answered.value.withLock { $0 = (status, collected) }
+                    if collected.count >= limit { break }
                 }
-                let first = try await group.next()!
-                group.cancelAll()
-                guard let first else { throw HTTPClientError.deadlineExceeded }
-                return first
+                return (Int(response.status.code), response.headers, collected)
             }
             var result = SendResult(
                 status: status, errorClass: nil, error: nil,
@@ -236,6 +231,8 @@ public final class WebhookSender: Sendable {
     static func classify(_ error: any Error) -> (DeliveryErrorClass, String) {
         let text = "\(error)"
         switch error {
+        case is ExchangeDeadlines.Exceeded:
+            return (.timeout, "timed out")
         case let error as HTTPClientError:
             switch error {
             case .deadlineExceeded, .readTimeout, .writeTimeout, .cancelled: return (.timeout, "timed out")

@@ -61,7 +61,8 @@ public final class WebhookSender: Sendable {
         self.policy = policy
         self.eventLoopGroup = eventLoopGroup
         self.tunnelTLS = configuration.proxy == nil ? nil : try? NIOSSLContext(configuration: tls)
-        self.deadlines = ExchangeDeadlines(loop: eventLoopGroup.next())
+        self.deadlines = ExchangeDeadlines(
+            loop: eventLoopGroup.next(), resolution: min(.milliseconds(50), configuration.requestTimeout / 4))
         var clientConfiguration = HTTPClient.Configuration(
             tlsConfiguration: tls,
             redirectConfiguration: .disallow,

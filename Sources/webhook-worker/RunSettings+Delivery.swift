@@ -12,7 +12,8 @@ extension RunSettings {
         docs: "One attempt more than the steps.")
     static let requestTimeout = Setting(
         flag: "request-timeout", variable: "WEBHOOK_REQUEST_TIMEOUT", .duration(minimum: .milliseconds(100)),
-        default: .value("15s"), summary: "Whole-request timeout of one delivery attempt.")
+        default: .value("15s"), summary: "Whole-request timeout of one delivery attempt.",
+        docs: "Name resolution, the request and reading the response, cut off within 50 ms of it.")
     static let allowHTTP = Setting(
         flag: "allow-http", variable: "WEBHOOK_ALLOW_HTTP", .toggle, default: .absent("off"),
         summary: "Allow http:// webhook URLs (development).")

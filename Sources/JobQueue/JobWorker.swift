@@ -281,7 +281,7 @@ public final class JobWorker: Service, Sendable {
         let next = state.withLock { state in
             state.claimReturned(
                 started: attempts.map { ($0.key, $0.stop) }, unreadable: unreadable,
-                keyed: claimed.jobs.contains { $0.concurrencyKey != nil }, now: clock.now)
+                keys: Set(claimed.jobs.lazy.compactMap(\.concurrencyKey)).count, now: clock.now)
         }
         start(attempts, unreadable: claimed.unreadable, finisher: finisher, group: &group)
         return next

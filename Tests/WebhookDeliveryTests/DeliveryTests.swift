@@ -53,14 +53,15 @@ struct DeliveryTests {
             let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
             try await fixture.addClient("signed", secret: secret)
             try await fixture.addClient("plain")
-            let (worker, sender) = fixture.startWorker()
             let jobID = try await fixture.connectIntegration()
-            // PostgreSQL formats the enqueue time itself: an independent reference.
+            // PostgreSQL formats the enqueue time itself: an independent reference. Read before the
+            // worker starts: once its job is done, the row is gone.
             let created = try #require(
                 try await database.scalar(
                     #"SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') "#
                         + "FROM webhook_worker.jobs WHERE id = $1",
                     [jobID], as: String.self))
+            let (worker, sender) = fixture.startWorker()
             #expect(await eventually { fixture.receiver.received.count == 2 })
             try await stopAll(worker, sender, fixture)
 

@@ -34,15 +34,14 @@ public struct JobWorkerConfiguration: Sendable {
     public var retryStrategy: any RetryStrategy
     /// The most jobs one claim statement takes.
     public var claimBatchSize: Int
-    /// After a claim that took all it asked for (more jobs wait), keyed jobs among them, the next
-    /// claim waits until half the slots are free, or until this long after the last claim began,
-    /// whichever comes first.
+    /// After a claim that took all it asked for (more jobs wait), jobs of 4 or more concurrency
+    /// keys among them, the next claim waits until half the slots are free, or until this long
+    /// after the last claim began, whichever comes first; zero: never.
     /// A claim of keyed jobs costs the database mostly per key it visits, so fewer, larger
-    /// claims cost less per job: with 16 endpoints busy, about a third less database time per
-    /// delivery, but on two shared cores no more deliveries a second, rather fewer
-    /// (docs/performance.md). Off by default (zero): for a database that replicas share and
-    /// that bounds them. A queue that drains claims at once either way.
-    public var claimGatherWait: Duration = .zero
+    /// claims cost less per job: with 16 endpoints busy, a quarter to a third less database
+    /// time per delivery and as many deliveries a second (docs/performance.md). A queue that
+    /// drains claims at once either way.
+    public var claimGatherWait: Duration = .milliseconds(50)
     /// The most outcomes one transaction records.
     public var finishBatchSize: Int
     /// Transactions recording outcomes at once, each on its own connection.

@@ -75,12 +75,12 @@ enum RunSettings {
 
     static let claimGatherWait = Setting(
         flag: "claim-gather-wait", variable: "WORKER_CLAIM_GATHER_WAIT", .duration(minimum: .zero, off: true),
-        default: .value("off"),
+        default: .value("50ms"),
         summary: """
             After a claim that took all it asked for (more jobs wait), jobs of 4 or more concurrency keys (endpoints) \
             among them, the next waits until half the slots are free or this long after the last claim began: \
-            fewer, larger claims cost the database less per delivery. A queue that drains claims at once. off (the \
-            default): claim again as soon as a slot is free.
+            fewer, larger claims cost the database less per delivery. A queue that drains claims at once. off: claim \
+            again as soon as a slot is free.
             """)
 
     // MARK: Logging, shared by every command

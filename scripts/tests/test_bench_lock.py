@@ -1,6 +1,7 @@
 """BENCH_LOCK: the bench holds the named lock while it measures, and only then."""
 
 import fcntl
+import signal
 
 import pytest
 
@@ -37,6 +38,28 @@ def test_quiet_releases_the_lock_when_the_measurement_fails(tmp_path, monkeypatc
     with pytest.raises(RuntimeError):
         with bench_without_database().quiet():
             raise RuntimeError("phase failed")
+    assert not held_by_someone(lock)
+
+
+def test_a_phase_inside_a_phase_does_not_wait_for_its_own_lock(tmp_path, monkeypatch):
+    # The pgbouncer phase runs its burn-down and delivery as phases of their own.
+    lock = tmp_path / "cpu.lock"
+    monkeypatch.setenv("BENCH_LOCK", str(lock))
+    bench = bench_without_database()
+
+    def hung(signum, frame):
+        raise TimeoutError("the inner phase waited for the outer one's lock")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(10)
+    try:
+        with bench.quiet():
+            with bench.quiet():
+                assert held_by_someone(lock)
+            assert held_by_someone(lock), "the inner phase let go of the outer one's lock"
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
     assert not held_by_someone(lock)
 
 

@@ -161,15 +161,19 @@ class Bench:
         others share (builds that take the same lock), the figures are then measured alone, and
         long loads that measure nothing can run outside it."""
         path = os.environ.get("BENCH_LOCK", "").strip()
-        if not path:
+        # A phase inside a phase (pgbouncer's runs) is already measured alone: a second flock on a
+        # descriptor of its own would wait for this very process.
+        if not path or getattr(self, "_holds_lock", False):
             yield
             return
         with open(path, "a") as lock:  # Python's descriptors are not inherited by children
             log(f"waiting for {path}")
             fcntl.flock(lock, fcntl.LOCK_EX)
+            self._holds_lock = True
             try:
                 yield
             finally:
+                self._holds_lock = False
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
     def repeated(self, function):

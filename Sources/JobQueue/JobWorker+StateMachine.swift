@@ -53,9 +53,9 @@ extension JobWorker {
             /// after the last claim began ("gathering"); zero: never.
             var gatherWait: Duration = .zero
             /// The concurrency keys a full claim must have visited to gather. A keyed claim's cost
-            /// is mostly for each key it visits: with many keys, fewer and larger claims save the
-            /// database a third of its time a delivery; with one or two, measured, they saved
-            /// little and left slots idle.
+            /// is mostly for each key it visits: with 16 keys, fewer and larger claims saved the
+            /// database a quarter to a third of its time a delivery; with one or two there is
+            /// little to save, and waiting would hold slots idle.
             var gatherKeys = 4
 
             /// The free slots that end a gathering wait at once.

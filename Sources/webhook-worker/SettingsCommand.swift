@@ -80,10 +80,7 @@ struct SettingsTable {
         case .duration(let minimum, let off):
             var accepted: [String] = []
             if minimum > .zero { accepted.append("at least `\(DurationText.format(minimum))`") }
-            if off {
-                // An `off` default names what else is accepted: a duration.
-                accepted.append(setting.defaultText == "off" ? "or a duration such as `50ms`" : "or `off`")
-            }
+            if off { accepted.append("or `off`") }
             if !accepted.isEmpty { cell += " (\(accepted.joined(separator: ", ")))" }
         case .onOff: cell += " (or `\(setting.defaultText == "on" ? "off" : "on")`)"
         case .toggle, .schedule, .text, .list: break

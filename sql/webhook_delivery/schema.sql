@@ -292,11 +292,16 @@ BEGIN
     IF n = 0 THEN
         RETURN;
     END IF;
-    -- An endpoint's first answer makes its row, at the initial limit.
-    INSERT INTO webhook_worker.endpoint_concurrency (key, limit_value)
-    SELECT DISTINCT k.key, least(greatest(initials[1], lo), hi) FROM unnest(ks) AS k(key)
-    ORDER BY 1
-    ON CONFLICT (key) DO NOTHING;
+    -- An endpoint's first answer makes its row, at the initial limit. Looked for first, without
+    -- a lock: nearly always every row is there, and an insert that finds each one conflicting
+    -- cost a third of the call. Nothing is locked before the insert, as in 042.
+    IF EXISTS (SELECT 1 FROM unnest(ks) AS k(key)
+               WHERE NOT EXISTS (SELECT 1 FROM webhook_worker.endpoint_concurrency e WHERE e.key = k.key)) THEN
+        INSERT INTO webhook_worker.endpoint_concurrency (key, limit_value)
+        SELECT DISTINCT k.key, least(greatest(initials[1], lo), hi) FROM unnest(ks) AS k(key)
+        ORDER BY 1
+        ON CONFLICT (key) DO NOTHING;
+    END IF;
     SELECT array_agg(c.key ORDER BY c.key), array_agg(c.limit_value ORDER BY c.key),
            array_agg(c.latency_ms ORDER BY c.key), array_agg(c.cut_at ORDER BY c.key),
            array_agg(c.applied ORDER BY c.key)

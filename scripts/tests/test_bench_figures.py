@@ -4,6 +4,7 @@ import pytest
 
 from webhook_tools.bench.figures import (
     build_profile,
+    cpu_per_delivery,
     distribution,
     history_removal,
     pgbench_figures,
@@ -80,7 +81,7 @@ def test_nginx_tally_counts_deliveries_once_and_flags_other_answers():
 def recorded_results():
     """What a short bench run left (the figures the targets and the table read)."""
     return {
-        "environment": {"postgresql": {"fsync": "on", "synchronous_commit": "on"}},
+        "environment": {"cpus": 2, "postgresql": {"fsync": "on", "synchronous_commit": "on"}},
         "burn_down_1_worker": {"workers": 1, "jobs_succeeded": 100000, "jobs_per_second": 25000.0,
                                "slowest_tenth_over_overall": 0.9, "database_time": {"ms_per_job": 0.031},
                                "peak_rss_mib": [30.5]},
@@ -90,7 +91,9 @@ def recorded_results():
                              "postgresql": {"percent_of_one_core": 70.0}, "nginx": {"percent_of_one_core": 3.2}},
                      "insert_to_receipt_ms": {"p50": 3000.0, "p99": 7000.0},
                      "deliveries_by_status": {"delivered": 32000}, "deliveries_expected": 32000,
-                     "receiver_requests": 32000, "receiver_tcp_connections": 64, "peak_rss_mib": 70.0},
+                     "receiver_requests": 32000, "receiver_tcp_connections": 64, "peak_rss_mib": 70.0,
+                     "cpu_per_delivery": {"us": {"worker": 225, "postgresql": 175, "nginx": 8},
+                                          "ceiling_per_second": 4902.0}},
         "pickup_latency": {"error": "timed out after 600s waiting for the probe jobs to finish"},
     }
 
@@ -115,7 +118,21 @@ def test_the_table_rows():
     assert ("delivery", "deliveries/s (2,000 events x 16 clients, 1 worker, nginx)", "4,000.0",
             "≥ 5,000 (floor 3,000)", "floor met") in rows
     assert ("delivery", "CPU, % of one core: worker / postgresql / nginx", "90.0 / 70.0 / 3.20", "", "") in rows
+    assert ("delivery", "CPU per delivery (µs): worker / postgresql / nginx", "225 / 175 / 8", "", "") in rows
+    assert ("delivery", "  most deliveries/s 2 cores give at that cost", "4,902.0", "", "") in rows
     assert ("pick-up latency", "", "FAILED", "", "") in rows
+
+
+def test_cpu_per_delivery_and_the_ceiling_it_sets():
+    # 32,000 deliveries in an 8 s window: 90 % of a core is 7.2 s, 225 µs a delivery.
+    cpu = {"seconds": 8.0, "worker": {"cpu_seconds": 7.2, "percent_of_one_core": 90.0},
+           "postgresql": {"percent_of_one_core": 70.0}, "nginx": {"percent_of_one_core": 3.2}}
+    per = cpu_per_delivery(cpu, 32000, 2)
+    assert per["us"] == {"worker": 225, "postgresql": 175, "nginx": 8}
+    assert per["ceiling_per_second"] == pytest.approx(2e6 / 408, abs=0.1)
+    assert cpu_per_delivery(cpu, 0, 2) is None
+    assert cpu_per_delivery({"worker": {"percent_of_one_core": 50.0}}, 100, 2) is None  # no window
+    assert cpu_per_delivery(cpu, 32000, None)["ceiling_per_second"] is None
 
 
 def test_history_removal_figures():

@@ -1,11 +1,12 @@
 """3 and 3b: delivery throughput, directly and through PgBouncer."""
 
+import os
 
 from ..core import log
 from ..postgres import PgBouncer, load_app_tables
 from . import burndown, statements
 from .db import events_sql, psql
-from .figures import distribution, r
+from .figures import cpu_per_delivery, distribution, r
 from .receivers import Nginx, pgbouncer_version
 from .settings import HTTP_ARGS, PGBOUNCER_POOL_SIZE, SECRET
 from .workers import stop_workers, wait_until
@@ -109,6 +110,7 @@ def _delivery(bench, phase, clients, receiver, pooler, keep_history, events):
         "insert_to_delivered_at_ms": distribution(db_latency),
         "cpu": cpu,
         "receiver_cpu_percent_of_one_core": cpu.get("nginx", {}).get("percent_of_one_core"),
+        "cpu_per_delivery": cpu_per_delivery(cpu, delivered, os.cpu_count()),
         "database_time": statements.profile(bench, phase, delivered, "delivery"),
         "peak_rss_mib": workers[0].summary()["peak_rss_mib"],
         "worker_processes": [w.summary() for w in workers],

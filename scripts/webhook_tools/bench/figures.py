@@ -46,6 +46,19 @@ def slowest_over_overall(tenths, rate):
     return round(slowest / rate, 2) if slowest and rate else None
 
 
+def cpu_per_delivery(cpu, delivered, cpus):
+    """Each measured process's CPU time per delivery (µs), from a phase's CPU shares over its
+    window, and the deliveries a second that `cpus` cores could give at that cost with every core
+    busy and nothing else running: the ceiling a measured rate sits under on this machine."""
+    seconds = cpu.get("seconds")
+    if not delivered or not seconds:
+        return None
+    per = {name: round(share["percent_of_one_core"] / 100 * seconds * 1e6 / delivered)
+           for name, share in cpu.items() if isinstance(share, dict) and "percent_of_one_core" in share}
+    total = sum(per.values())
+    return {"us": per, "ceiling_per_second": round(cpus * 1e6 / total, 1) if total and cpus else None}
+
+
 def build_profile(statements, units, unit, top=STATEMENTS_TOP):
     """A phase's database time from pg_stat_statements' rows (top-level?, calls, total ms, rows,
     query), ordered by total time: the top-level statements' sum per `unit` (a function's nested

@@ -73,6 +73,12 @@ def table_rows(res, jobs):
             db_time("delivery", d, "delivery", "db_ms_per_delivery" if main else None)
             if main:
                 cpu("delivery", d)
+                per = d.get("cpu_per_delivery")
+                if per:
+                    add("delivery", "CPU per delivery (µs): " + " / ".join(per["us"]),
+                        " / ".join(f"{us:,}" for us in per["us"].values()))
+                    add("delivery", f"  most deliveries/s {res['environment'].get('cpus', '?')} cores give at "
+                        "that cost", per["ceiling_per_second"])
                 add("delivery", "insert -> receipt p50 / p99 (ms; whole burst queued at once)",
                     f"{fmt(d['insert_to_receipt_ms']['p50'])} / {fmt(d['insert_to_receipt_ms']['p99'])}")
             add("delivery", "delivered / expected",

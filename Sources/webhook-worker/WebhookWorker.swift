@@ -29,6 +29,7 @@ struct WebhookWorker: AsyncParsableCommand {
         // once it opens its first socket, and libpq's connections never raise it, but libpq's cancel
         // requests can, before NIO has opened anything too: ignored from the first line.
         signal(SIGPIPE, SIG_IGN)
+        MallocArenas.apply(environment: ProcessInfo.processInfo.environment)
         do {
             var command = try parseAsRoot()
             if var command = command as? any AsyncParsableCommand {

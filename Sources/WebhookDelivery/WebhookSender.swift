@@ -23,7 +23,9 @@ public struct SendResult: Sendable {
     public var excerpt: String?
     public var duration: Duration
 
-    public var succeeded: Bool { status.map { (200...299).contains($0) } ?? false }
+    public var succeeded: Bool { status.map(Self.isSuccess) ?? false }
+    /// A 2xx status: the receiver has the webhook.
+    static func isSuccess(_ status: Int) -> Bool { (200...299).contains(status) }
     /// A failure that retrying cannot fix: `410 Gone`, or a destination the policy refuses.
     public var isPermanent: Bool { status == 410 || errorClass?.isPermanent == true }
 }
@@ -191,7 +193,7 @@ public final class WebhookSender: Sendable {
             return result
         } catch let refusal as NetworkPolicy.Refusal {
             return failure(refusal.errorClass, refusal.description)
-        } catch  where answered.value.withLock({ $0.map { (200...299).contains($0.status) } ?? false }) {
+        } catch  where answered.value.withLock({ $0.map { SendResult.isSuccess($0.status) } ?? false }) {
             // A 2xx whose body was cut off (the deadline, a reset, shutdown): delivered.
             let (status, bytes) = answered.value.withLock { $0! }
             return SendResult(

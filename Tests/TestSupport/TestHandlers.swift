@@ -22,21 +22,25 @@ struct ClosureHandler: JobHandler {
     func handle(_ job: Job, context: JobContext) async throws -> JobOutcome { try await body(job) }
 }
 
-/// Counts what handlers saw, safely from many tasks.
+/// Counts what handlers saw, safely from many tasks. A call and its start time are recorded under
+/// one lock: a test that sees the call must see its start time too.
 final class Recorder: Sendable {
-    private let seen = Mutex<[Int64: Int]>([:])
-    private let starts = Mutex<[(Int64, ContinuousClock.Instant)]>([])
+    private let state = Mutex<(seen: [Int64: Int], starts: [(Int64, ContinuousClock.Instant)])>(([:], []))
 
     func record(_ job: Job) {
-        seen.withLock { $0[job.id, default: 0] += 1 }
-        starts.withLock { $0.append((job.id, .now)) }
+        state.withLock {
+            $0.seen[job.id, default: 0] += 1
+            $0.starts.append((job.id, .now))
+        }
     }
 
-    var handledIDs: Set<Int64> { seen.withLock { Set($0.keys) } }
-    var totalCalls: Int { seen.withLock { $0.values.reduce(0, +) } }
-    var duplicates: [Int64] { seen.withLock { $0.filter { $0.value > 1 }.map(\.key) } }
-    func calls(_ id: Int64) -> Int { seen.withLock { $0[id] ?? 0 } }
-    func startTimes(_ id: Int64) -> [ContinuousClock.Instant] { starts.withLock { $0.filter { $0.0 == id }.map(\.1) } }
+    var handledIDs: Set<Int64> { state.withLock { Set($0.seen.keys) } }
+    var totalCalls: Int { state.withLock { $0.seen.values.reduce(0, +) } }
+    var duplicates: [Int64] { state.withLock { $0.seen.filter { $0.value > 1 }.map(\.key) } }
+    func calls(_ id: Int64) -> Int { state.withLock { $0.seen[id] ?? 0 } }
+    func startTimes(_ id: Int64) -> [ContinuousClock.Instant] {
+        state.withLock { $0.starts.filter { $0.0 == id }.map(\.1) }
+    }
 }
 
 /// A one-shot signal a handler can wait on.

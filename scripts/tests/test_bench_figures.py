@@ -126,12 +126,13 @@ def test_the_table_rows():
 def test_cpu_per_delivery_and_the_ceiling_it_sets():
     # 32,000 deliveries in an 8 s window: 90 % of a core is 7.2 s, 225 µs a delivery.
     cpu = {"seconds": 8.0, "worker": {"cpu_seconds": 7.2, "percent_of_one_core": 90.0},
-           "postgresql": {"percent_of_one_core": 70.0}, "nginx": {"percent_of_one_core": 3.2}}
+           "postgresql": {"cpu_seconds": 5.6, "percent_of_one_core": 70.0},
+           "nginx": {"cpu_seconds": 0.256, "percent_of_one_core": 3.2}}
     per = cpu_per_delivery(cpu, 32000, 2)
     assert per["us"] == {"worker": 225, "postgresql": 175, "nginx": 8}
     assert per["ceiling_per_second"] == pytest.approx(2e6 / 408, abs=0.1)
     assert cpu_per_delivery(cpu, 0, 2) is None
-    assert cpu_per_delivery({"worker": {"percent_of_one_core": 50.0}}, 100, 2) is None  # no window
+    assert cpu_per_delivery({"seconds": 8.0}, 100, 2) is None  # no process measured
     assert cpu_per_delivery(cpu, 32000, None)["ceiling_per_second"] is None
 
 

@@ -47,16 +47,15 @@ def slowest_over_overall(tenths, rate):
 
 
 def cpu_per_delivery(cpu, delivered, cpus):
-    """Each measured process's CPU time per delivery (µs), from a phase's CPU shares over its
-    window, and the deliveries a second that `cpus` cores could give at that cost with every core
-    busy and nothing else running: the ceiling a measured rate sits under on this machine."""
-    seconds = cpu.get("seconds")
-    if not delivered or not seconds:
-        return None
-    per = {name: round(share["percent_of_one_core"] / 100 * seconds * 1e6 / delivered)
-           for name, share in cpu.items() if isinstance(share, dict) and "percent_of_one_core" in share}
+    """Each measured process's CPU time per delivery (µs), from a phase's CPU seconds, and the
+    deliveries a second that `cpus` cores could give at that cost with every core busy and nothing
+    else running: the ceiling a measured rate sits under on this machine. None without either."""
+    per = {name: round(share["cpu_seconds"] * 1e6 / delivered)
+           for name, share in cpu.items() if delivered and isinstance(share, dict) and "cpu_seconds" in share}
     total = sum(per.values())
-    return {"us": per, "ceiling_per_second": round(cpus * 1e6 / total, 1) if total and cpus else None}
+    if not total:
+        return None
+    return {"us": per, "ceiling_per_second": round(cpus * 1e6 / total, 1) if cpus else None}
 
 
 def build_profile(statements, units, unit, top=STATEMENTS_TOP):

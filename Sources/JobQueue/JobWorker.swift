@@ -214,7 +214,7 @@ public final class JobWorker: Service, Sendable {
                         wakeUps.ring()
                     }
                 }
-                let woke = await wakeUps.next()
+                let woke: Void? = await wakeUps.next()
                 timer?.cancel()
                 if woke == nil {
                     action = state.withLock { $0.wakeUpsEnded(now: clock.now) }

@@ -127,7 +127,15 @@ extension JobQueueTests {
                 await eventually {
                     (try? await database.count("SELECT count(*) FROM \(database.schema).jobs")) == 1
                 })
-            try await Task.sleep(for: .milliseconds(300))
+            // A later claim, which takes a job inserted after the foreign one, would have taken the
+            // older foreign job first had it asked for its kind: once that job is done, the worker
+            // has had its chance.
+            try await database.query("INSERT INTO \(database.schema).jobs (kind) VALUES ('noop')")
+            #expect(
+                await eventually {
+                    (try? await database.count(
+                        "SELECT count(*) FROM \(database.schema).jobs WHERE kind = 'noop'")) == 0
+                })
             try await worker.stop()
             #expect(
                 try await database.scalar("SELECT kind FROM \(database.schema).jobs", as: String.self)

@@ -233,15 +233,27 @@ BEGIN
                         LIMIT allowance
                         FOR UPDATE SKIP LOCKED);
                 ELSE
+                    -- Before the cut, in two ranges (see the header): the jobs due before the
+                    -- cut's run_at, then, if the allowance is not used up, those at its run_at
+                    -- with a lower id.
                     added := ARRAY(
                         SELECT ROW(j.priority, j.run_at, j.id)::job_queue.claim_position
                         FROM job_queue.jobs j
                         WHERE j.kind = k AND j.concurrency_key = h.concurrency_key AND j.priority = p
-                          AND j.state = 'available' AND j.run_at <= now()
-                          AND (j.run_at, j.id) < (cut.run_at, cut.id)
+                          AND j.state = 'available' AND j.run_at <= now() AND j.run_at < cut.run_at
                         ORDER BY j.run_at, j.id
                         LIMIT allowance
                         FOR UPDATE SKIP LOCKED);
+                    IF cardinality(added) < allowance AND cut.run_at <= now() THEN
+                        added := added || ARRAY(
+                            SELECT ROW(j.priority, j.run_at, j.id)::job_queue.claim_position
+                            FROM job_queue.jobs j
+                            WHERE j.kind = k AND j.concurrency_key = h.concurrency_key AND j.priority = p
+                              AND j.state = 'available' AND j.run_at = cut.run_at AND j.id < cut.id
+                            ORDER BY j.id
+                            LIMIT allowance - cardinality(added)
+                            FOR UPDATE SKIP LOCKED);
+                    END IF;
                 END IF;
                 seen_taken[pos] := seen_taken[pos] + cardinality(added);
                 IF cardinality(added) > 0 THEN

@@ -2,7 +2,7 @@
 -- queue's schema. Each `-- name:` line starts a statement, prepared as <schema>.<name>.
 
 -- name: claimJobs
--- One claim, in one round trip: claim_jobs (migrations 003, 005, 008, 010, 018 and 021; the text is in
+-- One claim, in one round trip: claim_jobs (migrations 003, 005, 008, 010, 018, 021 and 023; the text is in
 -- ../schema.sql) takes up to $2 runnable jobs of the kinds in $1 that no operator paused, in
 -- (priority, run_at, id) order, within the per-key limits ($5 kinds, $6 limits), leased to $3
 -- for $4. Why it is built as it is (per-key heads, SKIP LOCKED on keys, running jobs counted in a

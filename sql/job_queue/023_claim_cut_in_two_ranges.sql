@@ -5,7 +5,8 @@
 -- column: it read on through every job of the key due at the cut's run_at. Those are many, since
 -- the jobs one transaction inserts share its now() (a fan-out's deliveries, a web app's bulk
 -- insert). With 16 keys of 2,000 jobs inserted by one statement, the fetch read 33 index pages
--- to return 18 rows, and a claim of 67 jobs took 15 ms instead of 6.
+-- to return 18 rows, and a claim of 67 jobs took 15 ms, against 6 where each job had a run_at of
+-- its own (on a table that many earlier claims had bloated).
 --
 -- The same jobs in the same order are now two index ranges: those due before the cut's run_at,
 -- then those at its run_at with a lower id, each a range that ends where the first row past it

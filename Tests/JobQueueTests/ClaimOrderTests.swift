@@ -24,6 +24,8 @@ struct ClaimOrderTests {
                     """)
             }
             let connection = try await database.connect()
+            let claim = JobStore(workerID: "w", schema: database.queue).claimStatement(
+                kinds: ["test.job"], keyLimits: ["test.job": 100], limit: 40, lease: .seconds(60))
             // Each claim takes 40 (a key may run 100): the first two keys visited overfill the
             // batch, and the later ones are fetched up to the cut, in the first claim across
             // both run_at values.
@@ -31,10 +33,9 @@ struct ClaimOrderTests {
                 let expected = try await database.query(
                     "SELECT id FROM \(schema).jobs WHERE state = 'available' ORDER BY run_at, id LIMIT 40"
                 ).rows.map { try $0.decode("id", as: Int64.self) }
-                let claimed = try await connection.query(
-                    database.queue.statements.claimJobs,
-                    [PQArray(["test.job"]), 40, "w", PQInterval(.seconds(60)), PQArray(["test.job"]), PQArray([100])]
-                ).rows.map { try $0.decode("id", as: Int64.self) }
+                let claimed = try await connection.query(claim.query, claim.bindings).rows.map {
+                    try $0.decode("id", as: Int64.self)
+                }
                 #expect(claimed.sorted() == expected, "claim \(round)")
             }
             #expect(try await database.count("SELECT count(*) FROM \(schema).jobs WHERE state = 'available'") == 20)

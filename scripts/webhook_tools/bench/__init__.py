@@ -20,10 +20,11 @@ Phases, in this order, each bounded by BENCH_PHASE_TIMEOUT seconds (BENCH_SKIP n
      the database's are this machine's), and every delivery checked against nginx's log (one
      request per delivery, each answered 204); the CPU time per delivery of the worker,
      PostgreSQL and nginx, and the rate this machine's cores could reach at that cost (cores /
-     their sum), the ceiling the measured rate sits under. BENCH_CLIENTS is 16 because the
-     worker delivers at most 4 requests at once per endpoint (--endpoint-concurrency): with 2
-     clients the phase measures that cap (8 in flight), not the worker. [delivery-2-clients] then runs the same
-     with 2 clients, for comparison with earlier runs (skipped when BENCH_CLIENTS is 2).
+     their sum), the ceiling the measured rate sits under. BENCH_CLIENTS is 16 so that the
+     phase measures the worker rather than one endpoint's limit (adaptive: it starts at 4 in
+     flight, --endpoint-concurrency, and grows to --endpoint-max-concurrency).
+     [delivery-2-clients] then runs the same with 2 clients, issue 22's two-endpoint figure
+     (skipped when BENCH_CLIENTS is 2).
   3b. through PgBouncer [pgbouncer]: scripts/pgbouncer starts Debian's PgBouncer (1.18) in
      transaction pooling mode in front of the bench database (default_pool_size 20: one worker
      opens at most 3 + 2 + 8 client connections), then the 1-worker burn-down of 1 and the

@@ -50,8 +50,10 @@ def cpu_per_delivery(cpu, delivered, cpus):
     """Each measured process's CPU time per delivery (µs), from a phase's CPU seconds, and the
     deliveries a second that `cpus` cores could give at that cost with every core busy and nothing
     else running: the ceiling a measured rate sits under on this machine. None without either."""
+    if not delivered:
+        return None
     per = {name: round(share["cpu_seconds"] * 1e6 / delivered)
-           for name, share in cpu.items() if delivered and isinstance(share, dict) and "cpu_seconds" in share}
+           for name, share in cpu.items() if isinstance(share, dict) and "cpu_seconds" in share}
     total = sum(per.values())
     if not total:
         return None
